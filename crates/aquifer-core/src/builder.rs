@@ -1,0 +1,207 @@
+//! [`PoolBuilder`]: configures and builds a [`Pool`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::metrics::Meter;
+
+use crate::config::PoolConfig;
+use crate::errors::BuildError;
+use crate::inner::{LeakHook, Shared};
+use crate::leak::LeakReport;
+use crate::manager::Manager;
+use crate::pool::Pool;
+
+/// Builds a [`Pool`]; every setter overrides one field of [`PoolConfig`] (see there for defaults).
+///
+/// ```
+/// # use aquifer_core::{Descriptor, Manager, Pool};
+/// # struct Db;
+/// # #[async_trait::async_trait]
+/// # impl Manager for Db {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     async fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     async fn validate(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn descriptor(&self) -> Descriptor { Descriptor::new("other_sql") }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+///
+/// let pool = Pool::builder(Db)
+///     .name("orders")
+///     .max_size(16)
+///     .min_idle(2)
+///     .acquire_timeout(Duration::from_secs(5))
+///     .build()?;
+/// let conn = pool.get().await?;
+/// assert_eq!(pool.state().in_use, 1);
+/// drop(conn);
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct PoolBuilder<M: Manager> {
+    manager: M,
+    config: PoolConfig,
+    meter: Option<Meter>,
+    on_leak: Option<LeakHook>,
+}
+
+impl<M: Manager> PoolBuilder<M> {
+    pub(crate) fn new(manager: M) -> Self {
+        PoolBuilder {
+            manager,
+            config: PoolConfig::default(),
+            meter: None,
+            on_leak: None,
+        }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: PoolConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`PoolConfig::name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+
+    /// Sets [`PoolConfig::max_size`].
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.config.max_size = n;
+        self
+    }
+
+    /// Sets [`PoolConfig::min_idle`].
+    pub fn min_idle(mut self, n: usize) -> Self {
+        self.config.min_idle = n;
+        self
+    }
+
+    /// Sets [`PoolConfig::acquire_timeout`].
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.config.acquire_timeout = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::connect_timeout`].
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.connect_timeout = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::idle_timeout`] (`None` keeps idle connections).
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.config.idle_timeout = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::max_lifetime`] (`None`: no limit).
+    pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.config.max_lifetime = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::validation_bypass`].
+    pub fn validation_bypass(mut self, d: Duration) -> Self {
+        self.config.validation_bypass = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::validation_timeout`].
+    pub fn validation_timeout(mut self, d: Duration) -> Self {
+        self.config.validation_timeout = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::leak_detection_threshold`] (`None`: off).
+    pub fn leak_detection_threshold(mut self, d: Option<Duration>) -> Self {
+        self.config.leak_detection_threshold = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::health_interval`] (`None`: no background refresh).
+    pub fn health_interval(mut self, d: Option<Duration>) -> Self {
+        self.config.health_interval = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::close_timeout`].
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.config.close_timeout = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::fail_fast_after`].
+    pub fn fail_fast_after(mut self, failures: u32) -> Self {
+        self.config.fail_fast_after = failures;
+        self
+    }
+
+    /// Sets [`PoolConfig::connect_backoff_min`] and [`PoolConfig::connect_backoff_max`].
+    pub fn connect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.config.connect_backoff_min = min;
+        self.config.connect_backoff_max = max;
+        self
+    }
+
+    /// Records metrics with this meter instead of [`default_meter`](crate::metrics::default_meter).
+    pub fn meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// Calls `hook` for each leak report, besides logging it.
+    pub fn on_leak(mut self, hook: impl Fn(&LeakReport) + Send + Sync + 'static) -> Self {
+        self.on_leak = Some(Arc::new(hook));
+        self
+    }
+
+    /// Validates the configuration and builds the pool, starting its background task and the connects for
+    /// `min_idle`. Must be called within a Tokio runtime.
+    pub fn build(self) -> Result<Pool<M>, BuildError> {
+        self.config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let descriptor = self.manager.descriptor();
+        let name: Arc<str> = self
+            .config
+            .name
+            .clone()
+            .unwrap_or_else(|| descriptor.default_pool_name())
+            .into();
+        let meter = self.meter.unwrap_or_else(crate::metrics::default_meter);
+        let tick = housekeeping_interval(&self.config);
+        let shared = Shared::new(
+            self.manager,
+            self.config,
+            name,
+            &meter,
+            runtime.clone(),
+            self.on_leak,
+        );
+        runtime.spawn(Shared::maintain(
+            Arc::downgrade(&shared),
+            tick,
+            shared.closing.clone(),
+        ));
+        let connects = shared.lock().reserve_connects();
+        shared.spawn_connects(connects);
+        Ok(Pool::from_shared(shared))
+    }
+}
+
+/// How often housekeeping runs: often enough to honour the shortest configured timer within a quarter of it,
+/// at most every 30 s (HikariCP's housekeeper period) and at least every 5 ms.
+fn housekeeping_interval(c: &PoolConfig) -> Duration {
+    [c.idle_timeout, c.max_lifetime, c.leak_detection_threshold]
+        .into_iter()
+        .flatten()
+        .map(|d| d / 4)
+        .chain(c.health_interval)
+        .fold(Duration::from_secs(30), Duration::min)
+        .max(Duration::from_millis(5))
+}

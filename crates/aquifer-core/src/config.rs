@@ -1,0 +1,447 @@
+//! Pool configuration: one plain struct, readable from code, serde or the environment.
+//!
+//! All defaults live in [`PoolConfig::default`] with the reason for each. They follow HikariCP and bb8 where those
+//! agree, because that is what operators already know.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::ConfigError;
+
+/// How a pool sizes, times out, validates and recycles its connections.
+///
+/// Build one with struct-update syntax from [`PoolConfig::default`], deserialize it (durations are written as
+/// `"30s"`, `"500ms"`, `"10m"`; `null` disables an optional one), or read it from the environment with
+/// [`PoolConfig::from_env`]. [`PoolConfig::validate`] runs whenever a pool is built.
+///
+/// ```
+/// use std::time::Duration;
+/// use aquifer_core::PoolConfig;
+///
+/// let config = PoolConfig { max_size: 16, min_idle: 2, ..PoolConfig::default() };
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.acquire_timeout, Duration::from_secs(30));
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The connection URL, for adapters that read one. Its password never appears in `Debug` or errors.
+    /// Default: none (the adapter's own default).
+    pub url: Option<DatabaseUrl>,
+    /// The pool's name in metrics (`db.client.connection.pool.name`), logs and health reports.
+    /// Default: `server.address:server.port/db.namespace` from the manager's descriptor.
+    pub name: Option<String>,
+    /// Most connections the pool opens at once (idle + in use + connecting). Default: 10.
+    pub max_size: usize,
+    /// Idle connections kept ready by a background task, never closed by `idle_timeout`. Default: 0.
+    pub min_idle: usize,
+    /// Longest a `get()` waits, connects and validation included. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Longest a single connect attempt (after-connect steps included) may take. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Idle connections older than this are closed (down to `min_idle`). Default: 10 min; `None` keeps them.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Connections older than this are closed when idle or when returned, minus up to 5 % random jitter so a
+    /// pool's connections do not all expire together. Default: 30 min; `None` keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    /// A connection used within this window is handed out without a validation round trip. Default: 500 ms.
+    #[serde(with = "humantime_serde")]
+    pub validation_bypass: Duration,
+    /// Longest a validation (ping) may take before the connection is discarded. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub validation_timeout: Duration,
+    /// A connection held longer than this is reported once as a possible leak, with the `get()` caller's
+    /// file:line. Default: `None` (off, as in HikariCP).
+    #[serde(with = "humantime_serde")]
+    pub leak_detection_threshold: Option<Duration>,
+    /// When set, a background task refreshes the health report this often. Default: `None`.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Option<Duration>,
+    /// How long `close()` waits for connections in use to come back. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
+    /// Consecutive connect failures after which the pool fails fast ([`PoolError::Unavailable`]) until a
+    /// background probe reaches the server again. Default: 3.
+    ///
+    /// [`PoolError::Unavailable`]: crate::PoolError::Unavailable
+    pub fail_fast_after: u32,
+    /// First retry delay after a failed connect; doubles per failure, with jitter. Default: 50 ms.
+    #[serde(with = "humantime_serde")]
+    pub connect_backoff_min: Duration,
+    /// Longest retry delay between connect attempts, and the probe interval while failing fast. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_backoff_max: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            url: None,
+            name: None,
+            // HikariCP and deadpool-style default; a pool should be sized from measurements (docs/configuration.md).
+            max_size: 10,
+            // Connections are opened on demand unless asked otherwise: no surprise load at start-up.
+            min_idle: 0,
+            // HikariCP connectionTimeout, bb8 connection_timeout: every wait is bounded.
+            acquire_timeout: Duration::from_secs(30),
+            // Shorter than the acquire timeout so a hanging connect is retried within one get().
+            connect_timeout: Duration::from_secs(10),
+            // HikariCP idleTimeout.
+            idle_timeout: Some(Duration::from_secs(600)),
+            // HikariCP maxLifetime: below typical server/proxy/NAT idle cut-offs.
+            max_lifetime: Some(Duration::from_secs(1800)),
+            // HikariCP aliveBypassWindowMs: a ping per checkout halves throughput; recent use proves liveness.
+            validation_bypass: Duration::from_millis(500),
+            // HikariCP validationTimeout.
+            validation_timeout: Duration::from_secs(5),
+            leak_detection_threshold: None,
+            health_interval: None,
+            close_timeout: Duration::from_secs(30),
+            // One failure can be a blip; three in a row (about 150 ms with backoff) means the server is gone.
+            fail_fast_after: 3,
+            connect_backoff_min: Duration::from_millis(50),
+            connect_backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("url", &self.url)
+            .field("name", &self.name)
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("validation_bypass", &self.validation_bypass)
+            .field("validation_timeout", &self.validation_timeout)
+            .field("leak_detection_threshold", &self.leak_detection_threshold)
+            .field("health_interval", &self.health_interval)
+            .field("close_timeout", &self.close_timeout)
+            .field("fail_fast_after", &self.fail_fast_after)
+            .field("connect_backoff_min", &self.connect_backoff_min)
+            .field("connect_backoff_max", &self.connect_backoff_max)
+            .finish()
+    }
+}
+
+impl PoolConfig {
+    /// Checks that the pool can work with these values; the error names the field and the value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_size == 0 {
+            return Err(ConfigError::invalid("max_size", 0, "must be at least 1"));
+        }
+        if self.min_idle > self.max_size {
+            return Err(ConfigError::invalid(
+                "min_idle",
+                self.min_idle,
+                format!("must not exceed max_size ({})", self.max_size),
+            ));
+        }
+        let positive = [
+            ("acquire_timeout", self.acquire_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("validation_timeout", self.validation_timeout),
+            ("connect_backoff_min", self.connect_backoff_min),
+            ("connect_backoff_max", self.connect_backoff_max),
+        ];
+        for (field, value) in positive {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(
+                    field,
+                    "0s",
+                    "must be greater than zero",
+                ));
+            }
+        }
+        let optional = [
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            ("leak_detection_threshold", self.leak_detection_threshold),
+            ("health_interval", self.health_interval),
+        ];
+        for (field, value) in optional {
+            if value.is_some_and(|d| d.is_zero()) {
+                return Err(ConfigError::invalid(
+                    field,
+                    "0s",
+                    "must be greater than zero; use none to disable it",
+                ));
+            }
+        }
+        if self.connect_backoff_min > self.connect_backoff_max {
+            return Err(ConfigError::invalid(
+                "connect_backoff_min",
+                humantime::format_duration(self.connect_backoff_min),
+                format!(
+                    "must not exceed connect_backoff_max ({})",
+                    humantime::format_duration(self.connect_backoff_max)
+                ),
+            ));
+        }
+        if self.fail_fast_after == 0 {
+            return Err(ConfigError::invalid(
+                "fail_fast_after",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if let Some(name) = &self.name
+            && name.trim().is_empty()
+        {
+            return Err(ConfigError::invalid(
+                "name",
+                format!("{name:?}"),
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the configuration from the environment, starting from the defaults.
+    ///
+    /// With prefix `APP` it reads `APP_URL`, `APP_NAME`, `APP_POOL_MAX_SIZE`, `APP_POOL_MIN_IDLE`,
+    /// `APP_POOL_ACQUIRE_TIMEOUT`, `APP_POOL_CONNECT_TIMEOUT`, `APP_POOL_IDLE_TIMEOUT`, `APP_POOL_MAX_LIFETIME`,
+    /// `APP_POOL_VALIDATION_BYPASS`, `APP_POOL_VALIDATION_TIMEOUT`, `APP_POOL_LEAK_THRESHOLD`,
+    /// `APP_POOL_HEALTH_INTERVAL`, `APP_POOL_CLOSE_TIMEOUT`, `APP_POOL_FAIL_FAST_AFTER`,
+    /// `APP_POOL_CONNECT_BACKOFF_MIN` and `APP_POOL_CONNECT_BACKOFF_MAX`. Unset variables keep their default.
+    /// Durations are written like `30s`, `500ms` or `10m`; optional ones also accept `off`/`none`/`0`.
+    /// The result is validated; errors name the variable and its value.
+    pub fn from_env(prefix: &str) -> Result<PoolConfig, ConfigError> {
+        Self::from_lookup(prefix, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`PoolConfig::from_env`], reading variables through `lookup` (for tests and other sources).
+    pub fn from_lookup(
+        prefix: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<PoolConfig, ConfigError> {
+        let env = Env {
+            prefix,
+            lookup: &lookup,
+        };
+        let mut c = PoolConfig::default();
+        if let Some(url) = env.get("URL") {
+            c.url = Some(DatabaseUrl::new(url));
+        }
+        if let Some(name) = env.get("NAME") {
+            c.name = Some(name);
+        }
+        env.number("POOL_MAX_SIZE", &mut c.max_size)?;
+        env.number("POOL_MIN_IDLE", &mut c.min_idle)?;
+        env.number("POOL_FAIL_FAST_AFTER", &mut c.fail_fast_after)?;
+        env.duration("POOL_ACQUIRE_TIMEOUT", &mut c.acquire_timeout)?;
+        env.duration("POOL_CONNECT_TIMEOUT", &mut c.connect_timeout)?;
+        env.duration("POOL_VALIDATION_BYPASS", &mut c.validation_bypass)?;
+        env.duration("POOL_VALIDATION_TIMEOUT", &mut c.validation_timeout)?;
+        env.duration("POOL_CLOSE_TIMEOUT", &mut c.close_timeout)?;
+        env.duration("POOL_CONNECT_BACKOFF_MIN", &mut c.connect_backoff_min)?;
+        env.duration("POOL_CONNECT_BACKOFF_MAX", &mut c.connect_backoff_max)?;
+        env.optional_duration("POOL_IDLE_TIMEOUT", &mut c.idle_timeout)?;
+        env.optional_duration("POOL_MAX_LIFETIME", &mut c.max_lifetime)?;
+        env.optional_duration("POOL_LEAK_THRESHOLD", &mut c.leak_detection_threshold)?;
+        env.optional_duration("POOL_HEALTH_INTERVAL", &mut c.health_interval)?;
+        c.validate().map_err(|e| env.rename(e))?;
+        Ok(c)
+    }
+}
+
+/// Reads `{PREFIX}_{SUFFIX}` variables and turns parse failures into errors that name the variable.
+struct Env<'a> {
+    prefix: &'a str,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn var(&self, suffix: &str) -> String {
+        if self.prefix.is_empty() {
+            suffix.to_owned()
+        } else {
+            format!("{}_{suffix}", self.prefix)
+        }
+    }
+
+    fn get(&self, suffix: &str) -> Option<String> {
+        (self.lookup)(&self.var(suffix)).filter(|v| !v.trim().is_empty())
+    }
+
+    fn error(&self, suffix: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Env {
+            var: self.var(suffix),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, suffix: &str, out: &mut T) -> Result<(), ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        if let Some(v) = self.get(suffix) {
+            *out = v
+                .trim()
+                .parse()
+                .map_err(|e| self.error(suffix, &v, format!("expected a whole number ({e})")))?;
+        }
+        Ok(())
+    }
+
+    fn duration(&self, suffix: &str, out: &mut Duration) -> Result<(), ConfigError> {
+        if let Some(v) = self.get(suffix) {
+            *out = parse_duration(&v).map_err(|reason| self.error(suffix, &v, reason))?;
+        }
+        Ok(())
+    }
+
+    fn optional_duration(
+        &self,
+        suffix: &str,
+        out: &mut Option<Duration>,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = self.get(suffix) {
+            *out = match v.trim().to_ascii_lowercase().as_str() {
+                "off" | "none" | "disabled" | "0" => None,
+                _ => Some(parse_duration(&v).map_err(|reason| self.error(suffix, &v, reason))?),
+            };
+        }
+        Ok(())
+    }
+
+    /// A validation error of an env-built config names the variable rather than the field.
+    fn rename(&self, e: ConfigError) -> ConfigError {
+        let ConfigError::Invalid {
+            field,
+            value,
+            reason,
+        } = e
+        else {
+            return e;
+        };
+        let suffix = match field {
+            "max_size" => "POOL_MAX_SIZE",
+            "min_idle" => "POOL_MIN_IDLE",
+            "acquire_timeout" => "POOL_ACQUIRE_TIMEOUT",
+            "connect_timeout" => "POOL_CONNECT_TIMEOUT",
+            "validation_timeout" => "POOL_VALIDATION_TIMEOUT",
+            "connect_backoff_min" => "POOL_CONNECT_BACKOFF_MIN",
+            "connect_backoff_max" => "POOL_CONNECT_BACKOFF_MAX",
+            "fail_fast_after" => "POOL_FAIL_FAST_AFTER",
+            "name" => "NAME",
+            _ => {
+                return ConfigError::Invalid {
+                    field,
+                    value,
+                    reason,
+                };
+            }
+        };
+        ConfigError::Env {
+            var: self.var(suffix),
+            value,
+            reason,
+        }
+    }
+}
+
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v.trim())
+        .map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
+}
+
+/// A connection URL whose password is never shown.
+///
+/// `Debug` and `Display` print the URL with the password replaced by `***`; [`DatabaseUrl::expose`] gives the
+/// real string to the driver.
+///
+/// ```
+/// use aquifer_core::DatabaseUrl;
+///
+/// let url = DatabaseUrl::new("postgres://app:hunter2@db:5432/orders");
+/// assert_eq!(url.to_string(), "postgres://app:***@db:5432/orders");
+/// assert!(!format!("{url:?}").contains("hunter2"));
+/// assert!(url.expose().contains("hunter2"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL with its password, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Replaces the password of a URL (`scheme://user:password@host`) and of `password=` key-value pairs with
+/// `***`. Anything unparseable is returned as is when it contains no `@`, otherwise reduced to its scheme.
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
+        }
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = matches!(
+                    k.to_ascii_lowercase().as_str(),
+                    "password" | "pass" | "pwd" | "sslpassword"
+                );
+                (
+                    k.into_owned(),
+                    if secret {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        if !pairs.is_empty() {
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        // `set_password` is refused for cannot-be-a-base URLs; never fall back to the original then.
+        let out = parsed.to_string();
+        if out.contains('@') && parsed.cannot_be_a_base() {
+            return format!("{}:***", parsed.scheme());
+        }
+        return out;
+    }
+    match url.find('@') {
+        Some(_) => match url.find("://") {
+            Some(i) => format!("{}://***", &url[..i]),
+            None => "***".to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}

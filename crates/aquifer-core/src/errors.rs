@@ -1,0 +1,181 @@
+//! Error types. Each operation returns only the errors it can produce: building a pool can only fail with a
+//! [`ConfigError`] or [`BuildError`], acquiring a connection only with a [`PoolError`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::stats::State;
+
+/// Why a connection could not be acquired from a [`Pool`](crate::Pool).
+///
+/// The variants say what happened; the underlying driver error, when there is one, is available through
+/// [`std::error::Error::source`] and [`PoolError::backend_error`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError<E: std::error::Error + 'static> {
+    /// No connection became available within the acquire timeout.
+    ///
+    /// `last_error` is the most recent connect failure, if connects were failing: a timeout caused by a
+    /// refused password reads "timed out ... last connect error: password authentication failed", not just
+    /// "timed out".
+    #[error("timed out after {waited:?} waiting for a connection ({state}){}", LastError(last_error.as_ref()))]
+    Timeout {
+        /// How long the caller waited.
+        waited: Duration,
+        /// The pool's state when the wait ended.
+        state: State,
+        /// The most recent connect failure, when connects were failing.
+        #[source]
+        last_error: Option<ConnectError<E>>,
+    },
+    /// The pool was closed, before or while waiting.
+    #[error("the pool is closed")]
+    Closed,
+    /// The server is unreachable: connects kept failing and the pool fails fast instead of making every caller
+    /// wait for the full timeout. A background probe keeps trying and the pool recovers on its own.
+    #[error("database unavailable for {:?}: {last_error}", since.elapsed())]
+    Unavailable {
+        /// When the pool started failing fast.
+        since: Instant,
+        /// The connect failure that keeps the pool failing fast.
+        #[source]
+        last_error: ConnectError<E>,
+    },
+    /// The driver reported an error (used by adapter helpers that run a query on a pooled connection).
+    #[error(transparent)]
+    Backend(E),
+}
+
+impl<E: std::error::Error + 'static> PoolError<E> {
+    /// The driver error behind this error, if any: the backend error itself, or the last connect error of a
+    /// timeout or of a fail-fast.
+    pub fn backend_error(&self) -> Option<&E> {
+        match self {
+            PoolError::Backend(e) => Some(e),
+            PoolError::Timeout { last_error, .. } => {
+                last_error.as_ref().and_then(ConnectError::backend)
+            }
+            PoolError::Unavailable { last_error, .. } => last_error.backend(),
+            PoolError::Closed => None,
+        }
+    }
+
+    /// True for [`PoolError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PoolError::Timeout { .. })
+    }
+}
+
+struct LastError<'a, E>(Option<&'a ConnectError<E>>);
+
+impl<E: fmt::Display> fmt::Display for LastError<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(e) => write!(f, "; last connect error: {e}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why opening a new connection failed. Cheap to clone: the driver error is shared, so the same failure can be
+/// reported to every caller that was waiting for it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError<E> {
+    /// The driver refused or failed the connect (including a failing after-connect step).
+    Backend(Arc<E>),
+    /// The connect did not finish within `connect_timeout`.
+    TimedOut(Duration),
+}
+
+impl<E> Clone for ConnectError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            ConnectError::Backend(e) => ConnectError::Backend(Arc::clone(e)),
+            ConnectError::TimedOut(d) => ConnectError::TimedOut(*d),
+        }
+    }
+}
+
+impl<E> ConnectError<E> {
+    /// The driver error, unless the connect timed out.
+    pub fn backend(&self) -> Option<&E> {
+        match self {
+            ConnectError::Backend(e) => Some(e),
+            ConnectError::TimedOut(_) => None,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for ConnectError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Backend(e) => e.fmt(f),
+            ConnectError::TimedOut(d) => write!(f, "connect timed out after {d:?}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for ConnectError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Backend(e) => Some(&**e),
+            ConnectError::TimedOut(_) => None,
+        }
+    }
+}
+
+/// A configuration value is invalid. The message names the field (or environment variable) and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A field holds a value the pool cannot work with.
+    #[error("invalid pool configuration: {field} = {value}: {reason}")]
+    Invalid {
+        /// The field, as spelled in [`PoolConfig`](crate::PoolConfig).
+        field: &'static str,
+        /// The offending value, as given.
+        value: String,
+        /// What a valid value looks like.
+        reason: String,
+    },
+    /// An environment variable could not be parsed.
+    #[error("invalid environment variable {var}={value:?}: {reason}")]
+    Env {
+        /// The variable's full name.
+        var: String,
+        /// Its value (never a password: URLs are redacted).
+        value: String,
+        /// What a valid value looks like.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(
+        field: &'static str,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Building a pool failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pool needs a Tokio runtime for its background tasks (connects, min_idle, idle reaping, health).
+    #[error(
+        "aquifer pools must be built inside a Tokio runtime (call build() from async code or within Runtime::enter)"
+    )]
+    NoRuntime,
+}

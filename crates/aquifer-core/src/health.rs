@@ -1,0 +1,306 @@
+//! Health reports of one pool ([`HealthReport`]) and of many ([`HealthRegistry`]), ready to serve as JSON
+//! from a `/health` endpoint.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Serialize, Serializer};
+
+use crate::errors::PoolError;
+use crate::inner::Shared;
+use crate::manager::Manager;
+use crate::stats::State;
+
+/// Above this utilization (in use / max size) a pool reports itself degraded.
+pub const DEGRADED_UTILIZATION: f64 = 0.8;
+
+/// How a pool is doing. Ordered from best to worst, so the worst of several is their maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Validation passes and there is headroom.
+    Healthy,
+    /// Working, but above 80 % utilization or with callers waiting.
+    Degraded,
+    /// Validation fails, the server is unreachable (the pool fails fast) or the pool is closed.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// 1 healthy, 0.5 degraded, 0 unhealthy: the value of the `aquifer.pool.health` gauge.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            HealthStatus::Healthy => 1.0,
+            HealthStatus::Degraded => 0.5,
+            HealthStatus::Unhealthy => 0.0,
+        }
+    }
+
+    /// `healthy`, `degraded` or `unhealthy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// Degraded when above [`DEGRADED_UTILIZATION`] or with waiters, healthy otherwise.
+    pub fn from_state(state: &State) -> HealthStatus {
+        if state.utilization() > DEGRADED_UTILIZATION || state.waiting > 0 {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Healthy
+        }
+    }
+}
+
+impl std::fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One pool's health, from [`Pool::health`](crate::Pool::health).
+///
+/// Serializes to JSON with `latency_ms` as a number and `checked_at` as RFC 3339. Never holds credentials.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct HealthReport {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// The pool's name.
+    pub pool: String,
+    /// `db.system.name`.
+    pub system: String,
+    /// `server.address:server.port/db.namespace`.
+    pub server: String,
+    /// The server's version string, when the manager reports one.
+    pub server_version: Option<String>,
+    /// Round trip of a validation query on a pooled connection.
+    #[serde(rename = "latency_ms", serialize_with = "as_millis")]
+    pub latency: Option<Duration>,
+    /// The pool's state when checked.
+    pub state: State,
+    /// `in_use / max_size`.
+    pub utilization: f64,
+    /// Why the pool is not healthy, or the last connect error.
+    pub last_error: Option<String>,
+    /// When the check ran.
+    #[serde(serialize_with = "as_rfc3339")]
+    pub checked_at: SystemTime,
+}
+
+fn as_millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+        None => s.serialize_none(),
+    }
+}
+
+fn as_rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
+/// Runs a health check: fail-fast and closed pools are unhealthy without touching the server; otherwise a
+/// pooled connection is validated (always, ignoring the bypass window) and timed.
+pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
+    let (state, open, closed, last_error, version) = {
+        let g = shared.lock();
+        (
+            g.state(),
+            g.circuit.open_since.is_some(),
+            g.closed,
+            g.circuit.last_error.as_ref().map(|e| e.to_string()),
+            g.server_version.clone(),
+        )
+    };
+    let mut report = HealthReport {
+        status: HealthStatus::from_state(&state),
+        pool: shared.name.to_string(),
+        system: shared.descriptor.system.to_string(),
+        server: shared.descriptor.default_pool_name(),
+        server_version: version,
+        latency: None,
+        state,
+        utilization: state.utilization(),
+        last_error,
+        checked_at: SystemTime::now(),
+    };
+    if closed {
+        report.status = HealthStatus::Unhealthy;
+        report.last_error = Some("the pool is closed".into());
+        return report;
+    }
+    if open {
+        report.status = HealthStatus::Unhealthy;
+        return report;
+    }
+    let wait = shared
+        .config
+        .acquire_timeout
+        .min(shared.config.validation_timeout);
+    match shared
+        .acquire(Some(wait), std::panic::Location::caller())
+        .await
+    {
+        Ok(Some(mut conn)) => {
+            let started = Instant::now();
+            let validated = tokio::time::timeout(
+                shared.config.validation_timeout,
+                shared.manager.validate(&mut conn),
+            )
+            .await;
+            report.latency = Some(started.elapsed());
+            match validated {
+                Ok(Ok(())) => {
+                    if report.server_version.is_none()
+                        && let Ok(Ok(Some(v))) = tokio::time::timeout(
+                            shared.config.validation_timeout,
+                            shared.manager.server_version(&mut conn),
+                        )
+                        .await
+                    {
+                        shared.lock().server_version = Some(v.clone());
+                        report.server_version = Some(v);
+                    }
+                }
+                Ok(Err(e)) => {
+                    report.status = HealthStatus::Unhealthy;
+                    report.last_error = Some(format!("validation failed: {e}"));
+                    conn.discard();
+                }
+                Err(_) => {
+                    report.status = HealthStatus::Unhealthy;
+                    report.last_error = Some(format!(
+                        "validation timed out after {:?}",
+                        shared.config.validation_timeout
+                    ));
+                    conn.discard();
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e @ PoolError::Timeout { .. }) => {
+            // Exhausted but answering is degraded; timed out because connects fail is unhealthy.
+            let failing = matches!(
+                &e,
+                PoolError::Timeout {
+                    last_error: Some(_),
+                    ..
+                }
+            );
+            report.status = if failing {
+                HealthStatus::Unhealthy
+            } else {
+                HealthStatus::Degraded
+            };
+            report.last_error = Some(e.to_string());
+        }
+        Err(e) => {
+            report.status = HealthStatus::Unhealthy;
+            report.last_error = Some(e.to_string());
+        }
+    }
+    report
+}
+
+/// Anything that can report its health: every [`Pool`](crate::Pool), whatever its backend.
+#[async_trait::async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// The name under which the report is listed.
+    fn name(&self) -> &str;
+    /// Runs the check.
+    async fn health(&self) -> HealthReport;
+}
+
+/// Many pools' health in one report, for a service's `/health` endpoint.
+///
+/// ```
+/// # async fn demo(pg: impl aquifer_core::HealthCheck + 'static, cache: impl aquifer_core::HealthCheck + 'static) {
+/// use aquifer_core::HealthRegistry;
+///
+/// let registry = HealthRegistry::new();
+/// registry.register(pg);
+/// registry.register(cache);
+/// let report = registry.check().await;
+/// println!("{}", serde_json::to_string_pretty(&report).unwrap());
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct HealthRegistry {
+    checks: Arc<parking_lot::RwLock<Vec<Arc<dyn HealthCheck>>>>,
+}
+
+impl std::fmt::Debug for HealthRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .checks
+            .read()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        f.debug_struct("HealthRegistry")
+            .field("pools", &names)
+            .finish()
+    }
+}
+
+/// The aggregated report of a [`HealthRegistry`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RegistryReport {
+    /// The worst status of all pools (healthy when there are none).
+    pub status: HealthStatus,
+    /// Each pool's report, in registration order.
+    pub pools: Vec<HealthReport>,
+    /// When the check ran.
+    #[serde(serialize_with = "as_rfc3339")]
+    pub checked_at: SystemTime,
+}
+
+impl HealthRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a pool (a clone of the handle: the registry keeps the pool open until unregistered).
+    pub fn register(&self, check: impl HealthCheck + 'static) {
+        self.checks.write().push(Arc::new(check));
+    }
+
+    /// Removes the pools registered under `name`; returns how many were removed.
+    pub fn unregister(&self, name: &str) -> usize {
+        let mut checks = self.checks.write();
+        let before = checks.len();
+        checks.retain(|c| c.name() != name);
+        before - checks.len()
+    }
+
+    /// Checks every pool concurrently and aggregates the reports.
+    ///
+    /// Cancel safety: dropping the future stops waiting; checks already started finish in the background.
+    pub async fn check(&self) -> RegistryReport {
+        let checks: Vec<Arc<dyn HealthCheck>> = self.checks.read().clone();
+        let handles: Vec<_> = checks
+            .into_iter()
+            .map(|c| tokio::spawn(async move { c.health().await }))
+            .collect();
+        let mut pools = Vec::with_capacity(handles.len());
+        for h in handles {
+            if let Ok(report) = h.await {
+                pools.push(report);
+            }
+        }
+        RegistryReport {
+            status: pools
+                .iter()
+                .map(|p| p.status)
+                .max()
+                .unwrap_or(HealthStatus::Healthy),
+            pools,
+            checked_at: SystemTime::now(),
+        }
+    }
+}

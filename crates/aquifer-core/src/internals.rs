@@ -1,0 +1,377 @@
+//! The pool's locked state machine. Everything here is synchronous and runs under the pool's mutex; it
+//! decides and hands out tokens (a connection, a waiter key, a number of connects to start), while the code
+//! that awaits lives in `inner.rs`. Keeping the two apart keeps every lock out of await points.
+
+use std::panic::Location;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::errors::ConnectError;
+use crate::stats::{State, Stats};
+use crate::waiters::Waiters;
+
+/// A live connection with the bookkeeping the engine needs.
+pub(crate) struct Conn<C> {
+    pub(crate) raw: C,
+    pub(crate) id: u64,
+    pub(crate) created: Instant,
+    /// `created + max_lifetime - jitter`.
+    pub(crate) expires: Option<Instant>,
+    /// When it was last returned (or created).
+    pub(crate) last_used: Instant,
+}
+
+impl<C> Conn<C> {
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+}
+
+/// What a waiting caller is handed.
+pub(crate) enum Outcome<C, E> {
+    Conn(Conn<C>),
+    Closed,
+    Unavailable {
+        since: Instant,
+        error: ConnectError<E>,
+    },
+}
+
+/// Why a connection was closed; the `reason` attribute of `aquifer.pool.connections.closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    IdleTimeout,
+    MaxLifetime,
+    Broken,
+    ValidationFailed,
+    Discarded,
+    PoolClosed,
+}
+
+impl CloseReason {
+    pub(crate) const ALL: [CloseReason; 6] = [
+        CloseReason::IdleTimeout,
+        CloseReason::MaxLifetime,
+        CloseReason::Broken,
+        CloseReason::ValidationFailed,
+        CloseReason::Discarded,
+        CloseReason::PoolClosed,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::MaxLifetime => "max_lifetime",
+            CloseReason::Broken => "broken",
+            CloseReason::ValidationFailed => "validation_failed",
+            CloseReason::Discarded => "discarded",
+            CloseReason::PoolClosed => "pool_closed",
+        }
+    }
+}
+
+/// The fail-fast circuit: closed while connects succeed, open while the server is unreachable.
+pub(crate) struct Circuit<E> {
+    pub(crate) consecutive_failures: u32,
+    pub(crate) last_error: Option<ConnectError<E>>,
+    pub(crate) open_since: Option<Instant>,
+}
+
+/// A checked-out connection, recorded only when leak detection is on.
+pub(crate) struct CheckoutRecord {
+    pub(crate) at: Instant,
+    pub(crate) caller: &'static Location<'static>,
+    pub(crate) conn_id: u64,
+    pub(crate) reported: bool,
+}
+
+/// A leak found by [`Internals::find_leaks`].
+pub(crate) struct Leak {
+    pub(crate) caller: &'static Location<'static>,
+    pub(crate) conn_id: u64,
+    pub(crate) held_for: Duration,
+}
+
+/// What `checkout` decided.
+pub(crate) enum Step<C, E> {
+    /// An idle connection used within the validation bypass window, checked out under this leak-record key.
+    Ready(Conn<C>, usize),
+    /// An idle connection that must be checked (validated, or found expired) before use.
+    Check(Conn<C>),
+    /// The caller was queued under this key; `connects` new connects must be started for it.
+    Wait {
+        key: usize,
+        connects: usize,
+    },
+    /// Nothing idle and the caller would not wait (`try_get`).
+    Busy,
+    Closed,
+    FailFast {
+        since: Instant,
+        error: ConnectError<E>,
+    },
+}
+
+/// What the pool holds; guarded by the pool's mutex.
+pub(crate) struct Internals<C, E> {
+    /// Idle connections, most recently used last (LIFO reuse keeps hot connections warm, lets cold ones age out).
+    pub(crate) idle: Vec<Conn<C>>,
+    pub(crate) waiters: Waiters<Outcome<C, E>>,
+    /// Live connections (idle, in use, being validated or reset) plus connects in flight.
+    pub(crate) size: usize,
+    pub(crate) connecting: usize,
+    pub(crate) max_size: usize,
+    pub(crate) min_idle: usize,
+    pub(crate) closed: bool,
+    pub(crate) circuit: Circuit<E>,
+    pub(crate) checkouts: Slab<CheckoutRecord>,
+    pub(crate) stats: Stats,
+    pub(crate) server_version: Option<String>,
+}
+
+/// Marks "no leak record" in a [`Pooled`](crate::Pooled).
+pub(crate) const NO_CHECKOUT: usize = usize::MAX;
+
+impl<C, E> Internals<C, E> {
+    pub(crate) fn new(max_size: usize, min_idle: usize) -> Self {
+        Internals {
+            idle: Vec::with_capacity(max_size),
+            waiters: Waiters::new(),
+            size: 0,
+            connecting: 0,
+            max_size,
+            min_idle,
+            closed: false,
+            circuit: Circuit {
+                consecutive_failures: 0,
+                last_error: None,
+                open_since: None,
+            },
+            checkouts: Slab::new(),
+            stats: Stats::default(),
+            server_version: None,
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        State {
+            size: self.size,
+            idle: self.idle.len(),
+            in_use: self.size - self.connecting - self.idle.len(),
+            connecting: self.connecting,
+            waiting: self.waiters.len(),
+            max_size: self.max_size,
+            min_idle: self.min_idle,
+        }
+    }
+
+    /// How many connects to start now, reserving a slot for each: one per waiter not already covered by a
+    /// connect in flight, plus what `min_idle` lacks. Never more than `max_size` allows, and none while closed
+    /// or failing fast, so bursts never create connections nobody waits for.
+    pub(crate) fn reserve_connects(&mut self) -> usize {
+        if self.closed || self.circuit.open_since.is_some() {
+            return 0;
+        }
+        let want = self.waiters.len() + self.min_idle.saturating_sub(self.idle.len());
+        let mut n = 0;
+        while self.connecting < want && self.size < self.max_size {
+            self.size += 1;
+            self.connecting += 1;
+            n += 1;
+        }
+        n
+    }
+
+    /// Takes an idle connection when nobody is queued ahead (no barging), otherwise queues the caller (or,
+    /// when it would not wait, says the pool is busy). While failing fast, a caller that would have to wait for
+    /// a connect is refused at once.
+    pub(crate) fn checkout(
+        &mut self,
+        now: Instant,
+        bypass: Duration,
+        leak_caller: Option<&'static Location<'static>>,
+        may_wait: bool,
+    ) -> Step<C, E> {
+        if self.closed {
+            return Step::Closed;
+        }
+        if self.waiters.is_empty()
+            && let Some(conn) = self.idle.pop()
+        {
+            if conn.expired(now) || now.duration_since(conn.last_used) > bypass {
+                return Step::Check(conn);
+            }
+            let checkout = self.checked_out(&conn, now, leak_caller);
+            return Step::Ready(conn, checkout);
+        }
+        if !may_wait {
+            return Step::Busy;
+        }
+        if let (Some(since), Some(error)) = (self.circuit.open_since, &self.circuit.last_error) {
+            self.stats.fail_fast += 1;
+            return Step::FailFast {
+                since,
+                error: error.clone(),
+            };
+        }
+        let key = self.waiters.push_back();
+        self.stats.waited += 1;
+        Step::Wait {
+            key,
+            connects: self.reserve_connects(),
+        }
+    }
+
+    /// Counts a successful checkout and, with leak detection on, records who holds the connection.
+    pub(crate) fn checked_out(
+        &mut self,
+        conn: &Conn<C>,
+        now: Instant,
+        leak_caller: Option<&'static Location<'static>>,
+    ) -> usize {
+        self.stats.acquired += 1;
+        match leak_caller {
+            Some(caller) => self.checkouts.insert(CheckoutRecord {
+                at: now,
+                caller,
+                conn_id: conn.id,
+                reported: false,
+            }),
+            None => NO_CHECKOUT,
+        }
+    }
+
+    /// Gives a connection to the longest waiter, or to the idle stack; returns the waiter's waker.
+    /// Returns the connection itself when the pool no longer wants it (closed, or shrunk below its size).
+    pub(crate) fn deliver(&mut self, conn: Conn<C>) -> Result<Option<std::task::Waker>, Conn<C>> {
+        if self.closed || self.size > self.max_size {
+            return Err(conn);
+        }
+        match self.waiters.fulfill_front(Outcome::Conn(conn)) {
+            Ok(waker) => Ok(waker),
+            Err(Outcome::Conn(conn)) => {
+                self.idle.push(conn);
+                Ok(None)
+            }
+            Err(_) => unreachable!("fulfill_front gives back what it was given"),
+        }
+    }
+
+    /// Frees the slot of a connection that is gone and returns how many connects to start in its place.
+    pub(crate) fn release_slot(&mut self, reason: Option<CloseReason>) -> usize {
+        self.size -= 1;
+        if let Some(reason) = reason {
+            self.count_closed(reason);
+        }
+        self.reserve_connects()
+    }
+
+    pub(crate) fn count_closed(&mut self, reason: CloseReason) {
+        let s = &mut self.stats;
+        s.closed += 1;
+        match reason {
+            CloseReason::IdleTimeout => s.closed_idle_timeout += 1,
+            CloseReason::MaxLifetime => s.closed_max_lifetime += 1,
+            CloseReason::Broken => s.closed_broken += 1,
+            CloseReason::ValidationFailed => s.closed_validation_failed += 1,
+            CloseReason::Discarded => s.closed_discarded += 1,
+            CloseReason::PoolClosed => s.closed_pool_closed += 1,
+        }
+    }
+
+    pub(crate) fn end_checkout(&mut self, key: usize) -> Option<CheckoutRecord> {
+        if key == NO_CHECKOUT {
+            None
+        } else {
+            self.checkouts.try_remove(key)
+        }
+    }
+
+    /// Removes idle connections that outlived `max_lifetime`, and those idle longer than `idle_timeout` beyond
+    /// `min_idle` (oldest first: they sit at the bottom of the LIFO stack).
+    pub(crate) fn reap(
+        &mut self,
+        now: Instant,
+        idle_timeout: Option<Duration>,
+    ) -> Vec<(Conn<C>, CloseReason)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.idle.len() {
+            if self.idle[i].expired(now) {
+                out.push((self.idle.remove(i), CloseReason::MaxLifetime));
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(timeout) = idle_timeout {
+            while self.idle.len() > self.min_idle
+                && now.duration_since(self.idle[0].last_used) >= timeout
+            {
+                out.push((self.idle.remove(0), CloseReason::IdleTimeout));
+            }
+        }
+        for (_, reason) in &out {
+            self.size -= 1;
+            self.count_closed(*reason);
+        }
+        out
+    }
+
+    /// Checkouts held longer than `threshold` and not yet reported; each is reported once.
+    pub(crate) fn find_leaks(&mut self, now: Instant, threshold: Duration) -> Vec<Leak> {
+        let mut leaks = Vec::new();
+        for (_, c) in self.checkouts.iter_mut() {
+            let held_for = now.duration_since(c.at);
+            if !c.reported && held_for >= threshold {
+                c.reported = true;
+                leaks.push(Leak {
+                    caller: c.caller,
+                    conn_id: c.conn_id,
+                    held_for,
+                });
+            }
+        }
+        self.stats.leaks += leaks.len() as u64;
+        leaks
+    }
+
+    /// Records a failed connect. Opens the circuit after `threshold` consecutive failures and returns the
+    /// wakers of every waiter, which are failed with [`Outcome::Unavailable`].
+    pub(crate) fn connect_failed(
+        &mut self,
+        error: ConnectError<E>,
+        threshold: u32,
+        now: Instant,
+    ) -> (bool, Vec<std::task::Waker>) {
+        self.stats.connect_errors += 1;
+        self.circuit.consecutive_failures = self.circuit.consecutive_failures.saturating_add(1);
+        self.circuit.last_error = Some(error.clone());
+        if self.circuit.open_since.is_none() && self.circuit.consecutive_failures >= threshold {
+            self.circuit.open_since = Some(now);
+            let wakers = self.waiters.fulfill_all(|| Outcome::Unavailable {
+                since: now,
+                error: error.clone(),
+            });
+            return (true, wakers);
+        }
+        (false, Vec::new())
+    }
+
+    /// Records a successful connect: closes the circuit and forgets the last error.
+    pub(crate) fn connect_succeeded(&mut self) {
+        self.connecting -= 1;
+        self.stats.created += 1;
+        self.circuit = Circuit {
+            consecutive_failures: 0,
+            last_error: None,
+            open_since: None,
+        };
+    }
+
+    /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it.
+    pub(crate) fn connect_still_needed(&self) -> bool {
+        !self.closed
+            && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
+    }
+}

@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod builder;
+mod config;
+mod errors;
+mod health;
+mod inner;
+mod internals;
+mod leak;
+mod manager;
+pub mod metrics;
+mod pool;
+mod pooled;
+mod retry;
+mod stats;
+mod waiters;
+
+pub use async_trait::async_trait;
+pub use builder::PoolBuilder;
+pub use config::{DatabaseUrl, PoolConfig, redact_url};
+pub use errors::{BuildError, ConfigError, ConnectError, PoolError};
+pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
+pub use leak::LeakReport;
+pub use manager::{Descriptor, Manager};
+pub use pool::Pool;
+pub use pooled::{ConnectionInfo, Pooled};
+pub use retry::RetryPolicy;
+pub use stats::{State, Stats};

@@ -1,0 +1,399 @@
+//! OpenTelemetry instruments of a pool, under the `db.client.connection.*` names of the semantic conventions.
+//!
+//! Counts (connections, pending requests, limits, health) are observed from the pool's state by callbacks at
+//! collection time, so they cost nothing per operation. Histograms and counters are recorded as things happen,
+//! with attribute sets built once per pool. This crate uses the OpenTelemetry API only: with no SDK installed
+//! every instrument is a no-op.
+//!
+//! With the `otel-bound-instruments` feature, per-operation instruments are bound to the pool's attributes
+//! once (OpenTelemetry's experimental bound instruments), which removes the attribute lookup from every
+//! record. The SDK must be built with its `experimental_metrics_bound_instruments` feature too, or bound
+//! measurements are dropped; `aquifer-otel` enables both.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::{InstrumentationScope, KeyValue};
+
+use crate::internals::CloseReason;
+use crate::manager::Descriptor;
+
+/// `db.client.connection.pool.name`
+pub const POOL_NAME: &str = "db.client.connection.pool.name";
+/// `db.system.name`
+pub const DB_SYSTEM_NAME: &str = "db.system.name";
+/// `db.client.connection.state`
+pub const CONNECTION_STATE: &str = "db.client.connection.state";
+/// `db.operation.name`
+pub const DB_OPERATION_NAME: &str = "db.operation.name";
+/// `error.type`
+pub const ERROR_TYPE: &str = "error.type";
+
+/// Histogram bucket boundaries in seconds, from 1 µs to 60 s: pool waits and uses are often microseconds,
+/// queries milliseconds, stalls seconds. The OpenTelemetry defaults (0..10000) would put them all in one bucket.
+pub const DURATION_BUCKETS: [f64; 23] = [
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    60.0,
+];
+
+/// The meter pools use unless given one: the global meter provider's, under the scope `aquifer`.
+///
+/// Install the SDK's meter provider (`opentelemetry::global::set_meter_provider`) before building pools:
+/// instruments made while the no-op provider is installed stay no-ops.
+pub fn default_meter() -> Meter {
+    opentelemetry::global::meter_with_scope(
+        InstrumentationScope::builder("aquifer")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .with_schema_url("https://opentelemetry.io/schemas/1.37.0")
+            .build(),
+    )
+}
+
+#[cfg(feature = "otel-bound-instruments")]
+mod recorder {
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram};
+
+    pub(super) struct Hist(BoundHistogram<f64>);
+    pub(super) struct Ctr(BoundCounter<u64>);
+
+    impl Hist {
+        pub(super) fn new(h: Histogram<f64>, attrs: &[KeyValue]) -> Self {
+            Hist(h.bind(attrs))
+        }
+        #[inline]
+        pub(super) fn record(&self, v: f64) {
+            self.0.record(v)
+        }
+    }
+
+    impl Ctr {
+        pub(super) fn new(c: Counter<u64>, attrs: &[KeyValue]) -> Self {
+            Ctr(c.bind(attrs))
+        }
+        #[inline]
+        pub(super) fn add(&self, v: u64) {
+            self.0.add(v)
+        }
+    }
+}
+
+#[cfg(not(feature = "otel-bound-instruments"))]
+mod recorder {
+    use std::sync::Arc;
+
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::{Counter, Histogram};
+
+    pub(super) struct Hist(Histogram<f64>, Arc<[KeyValue]>);
+    pub(super) struct Ctr(Counter<u64>, Arc<[KeyValue]>);
+
+    impl Hist {
+        pub(super) fn new(h: Histogram<f64>, attrs: &[KeyValue]) -> Self {
+            Hist(h, attrs.into())
+        }
+        #[inline]
+        pub(super) fn record(&self, v: f64) {
+            self.0.record(v, &self.1)
+        }
+    }
+
+    impl Ctr {
+        pub(super) fn new(c: Counter<u64>, attrs: &[KeyValue]) -> Self {
+            Ctr(c, attrs.into())
+        }
+        #[inline]
+        pub(super) fn add(&self, v: u64) {
+            self.0.add(v, &self.1)
+        }
+    }
+}
+
+use recorder::{Ctr, Hist};
+
+/// What the observable instruments read, at collection time.
+pub(crate) trait Observed: Send + Sync + 'static {
+    fn observe(&self) -> Option<Observation>;
+}
+
+/// One reading of a pool for the observable instruments.
+pub(crate) struct Observation {
+    pub(crate) state: crate::stats::State,
+    pub(crate) health: f64,
+}
+
+/// The per-operation instruments of one pool, with their attributes bound once.
+pub(crate) struct PoolMetrics {
+    wait_time: Hist,
+    use_time: Hist,
+    create_time: Hist,
+    timeouts: Ctr,
+    created: Ctr,
+    closed: Vec<Ctr>,
+    leaks: Ctr,
+    connect_errors: Counter<u64>,
+    operation: Histogram<f64>,
+    base: Arc<[KeyValue]>,
+    operation_base: Arc<[KeyValue]>,
+}
+
+impl PoolMetrics {
+    pub(crate) fn new(
+        meter: &Meter,
+        pool_name: &str,
+        descriptor: &Descriptor,
+        observed: Weak<dyn Observed>,
+    ) -> Self {
+        let base: Arc<[KeyValue]> = Arc::from(vec![
+            KeyValue::new(POOL_NAME, pool_name.to_owned()),
+            KeyValue::new(DB_SYSTEM_NAME, descriptor.system.to_string()),
+        ]);
+        let mut operation_base = base.to_vec();
+        if let Some(a) = &descriptor.server_address {
+            operation_base.push(KeyValue::new("server.address", a.clone()));
+        }
+        if let Some(p) = descriptor.server_port {
+            operation_base.push(KeyValue::new("server.port", i64::from(p)));
+        }
+        if let Some(ns) = &descriptor.namespace {
+            operation_base.push(KeyValue::new("db.namespace", ns.clone()));
+        }
+
+        let hist = |name: &'static str, description: &'static str| {
+            let h = meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build();
+            Hist::new(h, &base)
+        };
+        let counter = |name: &'static str, unit: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_unit(unit)
+                .with_description(description)
+                .build()
+        };
+
+        let closed_counter = counter(
+            "aquifer.pool.connections.closed",
+            "{connection}",
+            "Connections closed, by reason.",
+        );
+        let closed = CloseReason::ALL
+            .iter()
+            .map(|r| {
+                let mut attrs = base.to_vec();
+                attrs.push(KeyValue::new("reason", r.as_str()));
+                Ctr::new(closed_counter.clone(), &attrs)
+            })
+            .collect();
+
+        register_observers(meter, &base, observed);
+
+        PoolMetrics {
+            wait_time: hist(
+                "db.client.connection.wait_time",
+                "The time it took to obtain an open connection from the pool.",
+            ),
+            use_time: hist(
+                "db.client.connection.use_time",
+                "The time between borrowing a connection and returning it to the pool.",
+            ),
+            create_time: hist(
+                "db.client.connection.create_time",
+                "The time it took to create a new connection.",
+            ),
+            timeouts: Ctr::new(
+                counter(
+                    "db.client.connection.timeouts",
+                    "{timeout}",
+                    "The number of connection timeouts that have occurred trying to obtain a connection from the pool.",
+                ),
+                &base,
+            ),
+            created: Ctr::new(
+                counter(
+                    "aquifer.pool.connections.created",
+                    "{connection}",
+                    "Connections opened.",
+                ),
+                &base,
+            ),
+            closed,
+            leaks: Ctr::new(
+                counter(
+                    "aquifer.pool.leaks",
+                    "{connection}",
+                    "Connections held longer than the leak detection threshold.",
+                ),
+                &base,
+            ),
+            connect_errors: counter(
+                "aquifer.pool.connect.errors",
+                "{error}",
+                "Failed connect attempts, by error type.",
+            ),
+            operation: meter
+                .f64_histogram("db.client.operation.duration")
+                .with_unit("s")
+                .with_description("Duration of database client operations.")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            base,
+            operation_base: operation_base.into(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn wait_time(&self, d: Duration) {
+        self.wait_time.record(d.as_secs_f64());
+    }
+
+    #[inline]
+    pub(crate) fn use_time(&self, d: Duration) {
+        self.use_time.record(d.as_secs_f64());
+    }
+
+    pub(crate) fn create_time(&self, d: Duration) {
+        self.create_time.record(d.as_secs_f64());
+        self.created.add(1);
+    }
+
+    pub(crate) fn timeout(&self) {
+        self.timeouts.add(1);
+    }
+
+    pub(crate) fn closed(&self, reason: CloseReason, n: u64) {
+        let i = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.closed[i].add(n);
+    }
+
+    pub(crate) fn leak(&self) {
+        self.leaks.add(1);
+    }
+
+    pub(crate) fn connect_error(&self, error_type: Cow<'static, str>) {
+        let mut attrs = self.base.to_vec();
+        attrs.push(KeyValue::new(ERROR_TYPE, error_type));
+        self.connect_errors.add(1, &attrs);
+    }
+
+    pub(crate) fn operation(&self, operation: &str, d: Duration, error_type: Option<&str>) {
+        let mut attrs = Vec::with_capacity(self.operation_base.len() + 2);
+        attrs.extend_from_slice(&self.operation_base);
+        attrs.push(KeyValue::new(DB_OPERATION_NAME, operation.to_owned()));
+        if let Some(e) = error_type {
+            attrs.push(KeyValue::new(ERROR_TYPE, e.to_owned()));
+        }
+        self.operation.record(d.as_secs_f64(), &attrs);
+    }
+}
+
+/// Registers the callbacks of the observable instruments. They hold the pool weakly: a dropped pool observes
+/// nothing.
+fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Observed>) {
+    let with = |extra: Option<KeyValue>| -> Vec<KeyValue> {
+        let mut v = base.to_vec();
+        v.extend(extra);
+        v
+    };
+    let idle = with(Some(KeyValue::new(CONNECTION_STATE, "idle")));
+    let used = with(Some(KeyValue::new(CONNECTION_STATE, "used")));
+    let plain = with(None);
+
+    let w = observed.clone();
+    meter
+        .i64_observable_up_down_counter("db.client.connection.count")
+        .with_unit("{connection}")
+        .with_description("The number of connections that are currently in state described by the state attribute.")
+        .with_callback(move |o| {
+            if let Some(obs) = w.upgrade().and_then(|p| p.observe()) {
+                o.observe(obs.state.idle as i64, &idle);
+                o.observe(obs.state.in_use as i64, &used);
+            }
+        })
+        .build();
+
+    let gauge = |name: &'static str,
+                 unit: &'static str,
+                 description: &'static str,
+                 read: fn(&Observation) -> i64| {
+        let w = observed.clone();
+        let attrs = plain.clone();
+        meter
+            .i64_observable_up_down_counter(name)
+            .with_unit(unit)
+            .with_description(description)
+            .with_callback(move |o| {
+                if let Some(obs) = w.upgrade().and_then(|p| p.observe()) {
+                    o.observe(read(&obs), &attrs);
+                }
+            })
+            .build();
+    };
+    gauge(
+        "db.client.connection.idle.max",
+        "{connection}",
+        "The maximum number of idle open connections allowed.",
+        |o| o.state.max_size as i64,
+    );
+    gauge(
+        "db.client.connection.idle.min",
+        "{connection}",
+        "The minimum number of idle open connections allowed.",
+        |o| o.state.min_idle as i64,
+    );
+    gauge(
+        "db.client.connection.max",
+        "{connection}",
+        "The maximum number of open connections allowed.",
+        |o| o.state.max_size as i64,
+    );
+    gauge(
+        "db.client.connection.pending_requests",
+        "{request}",
+        "The number of current pending requests for an open connection.",
+        |o| o.state.waiting as i64,
+    );
+
+    let w = observed;
+    let attrs = plain;
+    meter
+        .f64_observable_gauge("aquifer.pool.health")
+        .with_unit("1")
+        .with_description("Pool health: 1 healthy, 0.5 degraded, 0 unhealthy.")
+        .with_callback(move |o| {
+            if let Some(obs) = w.upgrade().and_then(|p| p.observe()) {
+                o.observe(obs.health, &attrs);
+            }
+        })
+        .build();
+}

@@ -1,0 +1,160 @@
+//! [`Pooled`]: a connection on loan from a pool.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::inner::Shared;
+use crate::internals::{CloseReason, Conn};
+use crate::manager::Manager;
+
+/// A connection checked out of a [`Pool`](crate::Pool). It dereferences to the driver's own connection type,
+/// so the driver's API works as usual; dropping it returns the connection to the pool.
+///
+/// On return the pool asks the manager whether the connection is broken (then it is closed and its slot freed
+/// for a new one) or needs a reset (an open transaction, an interrupted query: then it is reset in the
+/// background before anyone else gets it). A connection past `max_lifetime` is closed.
+///
+/// Dropping a `Pooled` never blocks and never awaits.
+pub struct Pooled<M: Manager> {
+    conn: Option<Conn<M::Connection>>,
+    shared: Arc<Shared<M>>,
+    checked_out: Instant,
+    checkout: usize,
+}
+
+impl<M: Manager> Pooled<M> {
+    pub(crate) fn new(
+        conn: Conn<M::Connection>,
+        shared: Arc<Shared<M>>,
+        checked_out: Instant,
+        checkout: usize,
+    ) -> Self {
+        Pooled {
+            conn: Some(conn),
+            shared,
+            checked_out,
+            checkout,
+        }
+    }
+
+    fn conn(&self) -> &Conn<M::Connection> {
+        // Only `discard`/`detach`/`drop` take the connection, and they consume the guard.
+        self.conn
+            .as_ref()
+            .expect("a Pooled holds its connection until consumed")
+    }
+
+    /// Closes this connection instead of returning it (it is in a state you do not trust). Its slot is freed
+    /// and a waiter, if any, gets a new connection.
+    pub fn discard(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.metrics.use_time(self.checked_out.elapsed());
+            self.shared
+                .discard(conn, self.checkout, CloseReason::Discarded);
+        }
+    }
+
+    /// Takes the connection out of the pool for good: the pool forgets it and frees its slot.
+    pub fn detach(mut self) -> M::Connection {
+        let conn = self
+            .conn
+            .take()
+            .expect("a Pooled holds its connection until consumed");
+        self.shared.metrics.use_time(self.checked_out.elapsed());
+        self.shared.detach(self.checkout);
+        conn.raw
+    }
+
+    /// Facts about this connection: its id, age and how long it has been checked out.
+    pub fn info(&self) -> ConnectionInfo {
+        let c = self.conn();
+        ConnectionInfo {
+            id: c.id,
+            age: c.created.elapsed(),
+            idle_for: Duration::ZERO,
+            checked_out_for: self.checked_out.elapsed(),
+        }
+    }
+
+    /// The name of the pool this connection belongs to.
+    pub fn pool_name(&self) -> &str {
+        &self.shared.name
+    }
+}
+
+impl<M: Manager> Deref for Pooled<M> {
+    type Target = M::Connection;
+
+    fn deref(&self) -> &M::Connection {
+        &self.conn().raw
+    }
+}
+
+impl<M: Manager> DerefMut for Pooled<M> {
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        &mut self
+            .conn
+            .as_mut()
+            .expect("a Pooled holds its connection until consumed")
+            .raw
+    }
+}
+
+impl<M: Manager> AsRef<M::Connection> for Pooled<M> {
+    fn as_ref(&self) -> &M::Connection {
+        self
+    }
+}
+
+impl<M: Manager> AsMut<M::Connection> for Pooled<M> {
+    fn as_mut(&mut self) -> &mut M::Connection {
+        self
+    }
+}
+
+impl<M: Manager> Drop for Pooled<M> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.checkin(conn, self.checkout, self.checked_out);
+        }
+    }
+}
+
+impl<M: Manager> fmt::Debug for Pooled<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Pooled");
+        d.field("pool", &&*self.shared.name);
+        if let Some(c) = &self.conn {
+            d.field("id", &c.id).field("age", &c.created.elapsed());
+        }
+        d.field("checked_out_for", &self.checked_out.elapsed())
+            .finish()
+    }
+}
+
+/// Facts about one pooled connection, for [`Pooled::info`] and [`Pool::retain`](crate::Pool::retain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The pool-unique id of the connection (also used in logs).
+    pub id: u64,
+    /// Time since the connection was opened.
+    pub age: Duration,
+    /// Time since it was last returned (zero while checked out).
+    pub idle_for: Duration,
+    /// Time since it was checked out (zero while idle).
+    pub checked_out_for: Duration,
+}
+
+impl ConnectionInfo {
+    pub(crate) fn idle<C>(c: &Conn<C>, now: Instant) -> Self {
+        ConnectionInfo {
+            id: c.id,
+            age: now.duration_since(c.created),
+            idle_for: now.duration_since(c.last_used),
+            checked_out_for: Duration::ZERO,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Snapshots of a pool: [`State`] (what it holds now) and [`Stats`] (what it has done since it was built).
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// What a pool holds at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct State {
+    /// Open connections plus connects in flight; never above `max_size`.
+    pub size: usize,
+    /// Connections idle in the pool.
+    pub idle: usize,
+    /// Connections checked out by callers (or being validated or reset).
+    pub in_use: usize,
+    /// Connects in flight.
+    pub connecting: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    /// The pool's current maximum size.
+    pub max_size: usize,
+    /// The pool's current minimum of idle connections.
+    pub min_idle: usize,
+}
+
+impl State {
+    /// `in_use / max_size`, from 0.0 to 1.0.
+    pub fn utilization(&self) -> f64 {
+        if self.max_size == 0 {
+            0.0
+        } else {
+            self.in_use as f64 / self.max_size as f64
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "size {}/{}, {} idle, {} in use, {} connecting, {} waiting",
+            self.size, self.max_size, self.idle, self.in_use, self.connecting, self.waiting
+        )
+    }
+}
+
+/// Counters of what a pool has done since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Successful `get()` calls.
+    pub acquired: u64,
+    /// `get()` calls that had to wait for a connection.
+    pub waited: u64,
+    /// `get()` calls that timed out.
+    pub timeouts: u64,
+    /// `get()` calls refused because the pool was failing fast.
+    pub fail_fast: u64,
+    /// Connections opened.
+    pub created: u64,
+    /// Connections closed, for any reason.
+    pub closed: u64,
+    /// Connections closed by `idle_timeout`.
+    pub closed_idle_timeout: u64,
+    /// Connections closed by `max_lifetime`.
+    pub closed_max_lifetime: u64,
+    /// Connections closed because they were broken or their reset failed.
+    pub closed_broken: u64,
+    /// Connections closed because validation failed.
+    pub closed_validation_failed: u64,
+    /// Connections closed by `discard()`, `retain()` or a shrinking `resize()`.
+    pub closed_discarded: u64,
+    /// Connections closed because the pool closed.
+    pub closed_pool_closed: u64,
+    /// Connections taken out of the pool with `detach()`.
+    pub detached: u64,
+    /// Failed connect attempts.
+    pub connect_errors: u64,
+    /// Returned connections that needed a reset.
+    pub resets: u64,
+    /// Connections reported as possible leaks.
+    pub leaks: u64,
+}
