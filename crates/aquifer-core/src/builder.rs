@@ -50,12 +50,7 @@ pub struct PoolBuilder<M: Manager> {
 
 impl<M: Manager> PoolBuilder<M> {
     pub(crate) fn new(manager: M) -> Self {
-        PoolBuilder {
-            manager,
-            config: PoolConfig::default(),
-            meter: None,
-            on_leak: None,
-        }
+        PoolBuilder { manager, config: PoolConfig::default(), meter: None, on_leak: None }
     }
 
     /// Replaces the whole configuration.
@@ -167,27 +162,11 @@ impl<M: Manager> PoolBuilder<M> {
         self.config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let descriptor = self.manager.descriptor();
-        let name: Arc<str> = self
-            .config
-            .name
-            .clone()
-            .unwrap_or_else(|| descriptor.default_pool_name())
-            .into();
+        let name: Arc<str> = self.config.name.clone().unwrap_or_else(|| descriptor.default_pool_name()).into();
         let meter = self.meter.unwrap_or_else(crate::metrics::default_meter);
         let tick = housekeeping_interval(&self.config);
-        let shared = Shared::new(
-            self.manager,
-            self.config,
-            name,
-            &meter,
-            runtime.clone(),
-            self.on_leak,
-        );
-        runtime.spawn(Shared::maintain(
-            Arc::downgrade(&shared),
-            tick,
-            shared.closing.clone(),
-        ));
+        let shared = Shared::new(self.manager, self.config, name, &meter, runtime.clone(), self.on_leak);
+        runtime.spawn(Shared::maintain(Arc::downgrade(&shared), tick, shared.closing.clone()));
         let connects = shared.lock().reserve_connects();
         shared.spawn_connects(connects);
         Ok(Pool::from_shared(shared))

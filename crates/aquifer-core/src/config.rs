@@ -156,11 +156,7 @@ impl PoolConfig {
         ];
         for (field, value) in positive {
             if value.is_zero() {
-                return Err(ConfigError::invalid(
-                    field,
-                    "0s",
-                    "must be greater than zero",
-                ));
+                return Err(ConfigError::invalid(field, "0s", "must be greater than zero"));
             }
         }
         let optional = [
@@ -171,11 +167,7 @@ impl PoolConfig {
         ];
         for (field, value) in optional {
             if value.is_some_and(|d| d.is_zero()) {
-                return Err(ConfigError::invalid(
-                    field,
-                    "0s",
-                    "must be greater than zero; use none to disable it",
-                ));
+                return Err(ConfigError::invalid(field, "0s", "must be greater than zero; use none to disable it"));
             }
         }
         if self.connect_backoff_min > self.connect_backoff_max {
@@ -189,20 +181,12 @@ impl PoolConfig {
             ));
         }
         if self.fail_fast_after == 0 {
-            return Err(ConfigError::invalid(
-                "fail_fast_after",
-                0,
-                "must be at least 1",
-            ));
+            return Err(ConfigError::invalid("fail_fast_after", 0, "must be at least 1"));
         }
         if let Some(name) = &self.name
             && name.trim().is_empty()
         {
-            return Err(ConfigError::invalid(
-                "name",
-                format!("{name:?}"),
-                "must not be empty",
-            ));
+            return Err(ConfigError::invalid("name", format!("{name:?}"), "must not be empty"));
         }
         Ok(())
     }
@@ -221,14 +205,8 @@ impl PoolConfig {
     }
 
     /// Like [`PoolConfig::from_env`], reading variables through `lookup` (for tests and other sources).
-    pub fn from_lookup(
-        prefix: &str,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<PoolConfig, ConfigError> {
-        let env = Env {
-            prefix,
-            lookup: &lookup,
-        };
+    pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<PoolConfig, ConfigError> {
+        let env = Env { prefix, lookup: &lookup };
         let mut c = PoolConfig::default();
         if let Some(url) = env.get("URL") {
             c.url = Some(DatabaseUrl::new(url));
@@ -263,11 +241,7 @@ struct Env<'a> {
 
 impl Env<'_> {
     fn var(&self, suffix: &str) -> String {
-        if self.prefix.is_empty() {
-            suffix.to_owned()
-        } else {
-            format!("{}_{suffix}", self.prefix)
-        }
+        if self.prefix.is_empty() { suffix.to_owned() } else { format!("{}_{suffix}", self.prefix) }
     }
 
     fn get(&self, suffix: &str) -> Option<String> {
@@ -275,11 +249,7 @@ impl Env<'_> {
     }
 
     fn error(&self, suffix: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Env {
-            var: self.var(suffix),
-            value: value.to_owned(),
-            reason: reason.into(),
-        }
+        ConfigError::Env { var: self.var(suffix), value: value.to_owned(), reason: reason.into() }
     }
 
     fn number<T: std::str::FromStr>(&self, suffix: &str, out: &mut T) -> Result<(), ConfigError>
@@ -287,10 +257,7 @@ impl Env<'_> {
         T::Err: fmt::Display,
     {
         if let Some(v) = self.get(suffix) {
-            *out = v
-                .trim()
-                .parse()
-                .map_err(|e| self.error(suffix, &v, format!("expected a whole number ({e})")))?;
+            *out = v.trim().parse().map_err(|e| self.error(suffix, &v, format!("expected a whole number ({e})")))?;
         }
         Ok(())
     }
@@ -302,11 +269,7 @@ impl Env<'_> {
         Ok(())
     }
 
-    fn optional_duration(
-        &self,
-        suffix: &str,
-        out: &mut Option<Duration>,
-    ) -> Result<(), ConfigError> {
+    fn optional_duration(&self, suffix: &str, out: &mut Option<Duration>) -> Result<(), ConfigError> {
         if let Some(v) = self.get(suffix) {
             *out = match v.trim().to_ascii_lowercase().as_str() {
                 "off" | "none" | "disabled" | "0" => None,
@@ -318,12 +281,7 @@ impl Env<'_> {
 
     /// A validation error of an env-built config names the variable rather than the field.
     fn rename(&self, e: ConfigError) -> ConfigError {
-        let ConfigError::Invalid {
-            field,
-            value,
-            reason,
-        } = e
-        else {
+        let ConfigError::Invalid { field, value, reason } = e else {
             return e;
         };
         let suffix = match field {
@@ -337,24 +295,15 @@ impl Env<'_> {
             "fail_fast_after" => "POOL_FAIL_FAST_AFTER",
             "name" => "NAME",
             _ => {
-                return ConfigError::Invalid {
-                    field,
-                    value,
-                    reason,
-                };
+                return ConfigError::Invalid { field, value, reason };
             }
         };
-        ConfigError::Env {
-            var: self.var(suffix),
-            value,
-            reason,
-        }
+        ConfigError::Env { var: self.var(suffix), value, reason }
     }
 }
 
 fn parse_duration(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v.trim())
-        .map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
+    humantime::parse_duration(v.trim()).map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
 }
 
 /// A connection URL whose password is never shown.
@@ -413,18 +362,8 @@ pub fn redact_url(url: &str) -> String {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let secret = matches!(
-                    k.to_ascii_lowercase().as_str(),
-                    "password" | "pass" | "pwd" | "sslpassword"
-                );
-                (
-                    k.into_owned(),
-                    if secret {
-                        "***".to_owned()
-                    } else {
-                        v.into_owned()
-                    },
-                )
+                let secret = matches!(k.to_ascii_lowercase().as_str(), "password" | "pass" | "pwd" | "sslpassword");
+                (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
             })
             .collect();
         if !pairs.is_empty() {

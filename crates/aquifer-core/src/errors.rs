@@ -53,9 +53,7 @@ impl<E: std::error::Error + 'static> PoolError<E> {
     pub fn backend_error(&self) -> Option<&E> {
         match self {
             PoolError::Backend(e) => Some(e),
-            PoolError::Timeout { last_error, .. } => {
-                last_error.as_ref().and_then(ConnectError::backend)
-            }
+            PoolError::Timeout { last_error, .. } => last_error.as_ref().and_then(ConnectError::backend),
             PoolError::Unavailable { last_error, .. } => last_error.backend(),
             PoolError::Closed => None,
         }
@@ -153,16 +151,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn invalid(
-        field: &'static str,
-        value: impl fmt::Display,
-        reason: impl Into<String>,
-    ) -> Self {
-        ConfigError::Invalid {
-            field,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
+    pub(crate) fn invalid(field: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid { field, value: value.to_string(), reason: reason.into() }
     }
 }
 

@@ -136,21 +136,12 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
         report.status = HealthStatus::Unhealthy;
         return report;
     }
-    let wait = shared
-        .config
-        .acquire_timeout
-        .min(shared.config.validation_timeout);
-    match shared
-        .acquire(Some(wait), std::panic::Location::caller())
-        .await
-    {
+    let wait = shared.config.acquire_timeout.min(shared.config.validation_timeout);
+    match shared.acquire(Some(wait), std::panic::Location::caller()).await {
         Ok(Some(mut conn)) => {
             let started = Instant::now();
-            let validated = tokio::time::timeout(
-                shared.config.validation_timeout,
-                shared.manager.validate(&mut conn),
-            )
-            .await;
+            let validated =
+                tokio::time::timeout(shared.config.validation_timeout, shared.manager.validate(&mut conn)).await;
             report.latency = Some(started.elapsed());
             match validated {
                 Ok(Ok(())) => {
@@ -172,10 +163,8 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
                 }
                 Err(_) => {
                     report.status = HealthStatus::Unhealthy;
-                    report.last_error = Some(format!(
-                        "validation timed out after {:?}",
-                        shared.config.validation_timeout
-                    ));
+                    report.last_error =
+                        Some(format!("validation timed out after {:?}", shared.config.validation_timeout));
                     conn.discard();
                 }
             }
@@ -183,18 +172,8 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
         Ok(None) => {}
         Err(e @ PoolError::Timeout { .. }) => {
             // Exhausted but answering is degraded; timed out because connects fail is unhealthy.
-            let failing = matches!(
-                &e,
-                PoolError::Timeout {
-                    last_error: Some(_),
-                    ..
-                }
-            );
-            report.status = if failing {
-                HealthStatus::Unhealthy
-            } else {
-                HealthStatus::Degraded
-            };
+            let failing = matches!(&e, PoolError::Timeout { last_error: Some(_), .. });
+            report.status = if failing { HealthStatus::Unhealthy } else { HealthStatus::Degraded };
             report.last_error = Some(e.to_string());
         }
         Err(e) => {
@@ -234,15 +213,8 @@ pub struct HealthRegistry {
 
 impl std::fmt::Debug for HealthRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = self
-            .checks
-            .read()
-            .iter()
-            .map(|c| c.name().to_owned())
-            .collect();
-        f.debug_struct("HealthRegistry")
-            .field("pools", &names)
-            .finish()
+        let names: Vec<String> = self.checks.read().iter().map(|c| c.name().to_owned()).collect();
+        f.debug_struct("HealthRegistry").field("pools", &names).finish()
     }
 }
 
@@ -283,10 +255,7 @@ impl HealthRegistry {
     /// Cancel safety: dropping the future stops waiting; checks already started finish in the background.
     pub async fn check(&self) -> RegistryReport {
         let checks: Vec<Arc<dyn HealthCheck>> = self.checks.read().clone();
-        let handles: Vec<_> = checks
-            .into_iter()
-            .map(|c| tokio::spawn(async move { c.health().await }))
-            .collect();
+        let handles: Vec<_> = checks.into_iter().map(|c| tokio::spawn(async move { c.health().await })).collect();
         let mut pools = Vec::with_capacity(handles.len());
         for h in handles {
             if let Ok(report) = h.await {
@@ -294,11 +263,7 @@ impl HealthRegistry {
             }
         }
         RegistryReport {
-            status: pools
-                .iter()
-                .map(|p| p.status)
-                .max()
-                .unwrap_or(HealthStatus::Healthy),
+            status: pools.iter().map(|p| p.status).max().unwrap_or(HealthStatus::Healthy),
             pools,
             checked_at: SystemTime::now(),
         }

@@ -55,17 +55,11 @@ struct Held<M: Manager> {
 
 impl<M: Manager> Held<M> {
     fn raw(&mut self) -> &mut M::Connection {
-        &mut self
-            .conn
-            .as_mut()
-            .expect("a Held owns its connection until released")
-            .raw
+        &mut self.conn.as_mut().expect("a Held owns its connection until released").raw
     }
 
     fn release(mut self) -> Conn<M::Connection> {
-        self.conn
-            .take()
-            .expect("a Held owns its connection until released")
+        self.conn.take().expect("a Held owns its connection until released")
     }
 }
 
@@ -164,9 +158,7 @@ impl<M: Manager> Shared<M> {
         let mut started: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let step = self
-                .lock()
-                .checkout(now, bypass, leak_caller, timeout.is_some());
+            let step = self.lock().checkout(now, bypass, leak_caller, timeout.is_some());
             let mut conn = match step {
                 Step::Ready(conn, checkout) => {
                     if let Some(s) = started {
@@ -178,10 +170,7 @@ impl<M: Manager> Shared<M> {
                 }
                 Step::Closed => return Err(PoolError::Closed),
                 Step::FailFast { since, error } => {
-                    return Err(PoolError::Unavailable {
-                        since,
-                        last_error: error,
-                    });
+                    return Err(PoolError::Unavailable { since, last_error: error });
                 }
                 Step::Busy => return Ok(None),
                 Step::Check(conn) => conn,
@@ -189,19 +178,12 @@ impl<M: Manager> Shared<M> {
                     self.spawn_connects(connects);
                     let start = *started.get_or_insert(now);
                     let deadline = start + timeout.unwrap_or_default();
-                    let wait = Wait {
-                        shared: self,
-                        key,
-                        done: false,
-                    };
+                    let wait = Wait { shared: self, key, done: false };
                     match tokio::time::timeout_at(deadline.into(), wait).await {
                         Ok(Outcome::Conn(conn)) => conn,
                         Ok(Outcome::Closed) => return Err(PoolError::Closed),
                         Ok(Outcome::Unavailable { since, error }) => {
-                            return Err(PoolError::Unavailable {
-                                since,
-                                last_error: error,
-                            });
+                            return Err(PoolError::Unavailable { since, last_error: error });
                         }
                         Err(_) => return Err(self.timed_out(start)),
                     }
@@ -253,20 +235,11 @@ impl<M: Manager> Shared<M> {
             (g.state(), g.circuit.last_error.clone())
         };
         self.metrics.timeout();
-        PoolError::Timeout {
-            waited: started.elapsed(),
-            state,
-            last_error,
-        }
+        PoolError::Timeout { waited: started.elapsed(), state, last_error }
     }
 
     /// A connection comes back from its user.
-    pub(crate) fn checkin(
-        self: &Arc<Self>,
-        mut conn: Conn<M::Connection>,
-        checkout: usize,
-        checked_out: Instant,
-    ) {
+    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Conn<M::Connection>, checkout: usize, checked_out: Instant) {
         let now = Instant::now();
         self.metrics.use_time(now.duration_since(checked_out));
         if self.manager.is_broken(&mut conn.raw) {
@@ -295,11 +268,7 @@ impl<M: Manager> Shared<M> {
                 }
             }
             Err(conn) => {
-                let reason = if g.closed {
-                    CloseReason::PoolClosed
-                } else {
-                    CloseReason::Discarded
-                };
+                let reason = if g.closed { CloseReason::PoolClosed } else { CloseReason::Discarded };
                 let connects = g.release_slot(Some(reason));
                 let closed = g.closed;
                 drop(g);
@@ -312,12 +281,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Closes a connection and frees its slot.
-    pub(crate) fn discard(
-        self: &Arc<Self>,
-        conn: Conn<M::Connection>,
-        checkout: usize,
-        reason: CloseReason,
-    ) {
+    pub(crate) fn discard(self: &Arc<Self>, conn: Conn<M::Connection>, checkout: usize, reason: CloseReason) {
         let (record, connects, closed) = {
             let mut g = self.lock();
             let record = g.end_checkout(checkout);
@@ -343,13 +307,7 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    fn after_close(
-        self: &Arc<Self>,
-        conn: Conn<M::Connection>,
-        reason: CloseReason,
-        connects: usize,
-        closed: bool,
-    ) {
+    fn after_close(self: &Arc<Self>, conn: Conn<M::Connection>, reason: CloseReason, connects: usize, closed: bool) {
         drop(conn);
         self.metrics.closed(reason, 1);
         self.spawn_connects(connects);
@@ -373,12 +331,7 @@ impl<M: Manager> Shared<M> {
     /// Resets a returned connection in the background, then puts it back; a failed or dropped reset discards it.
     fn spawn_reset(self: &Arc<Self>, conn: Conn<M::Connection>, checkout: usize) {
         self.lock().stats.resets += 1;
-        let mut held = Held {
-            shared: Arc::clone(self),
-            conn: Some(conn),
-            checkout,
-            reason: CloseReason::Broken,
-        };
+        let mut held = Held { shared: Arc::clone(self), conn: Some(conn), checkout, reason: CloseReason::Broken };
         let timeout = self.config.validation_timeout;
         self.runtime.spawn(async move {
             let shared = Arc::clone(&held.shared);
@@ -439,11 +392,9 @@ impl<M: Manager> Shared<M> {
             };
             let (opened, wakers, retry, failures) = {
                 let mut g = self.lock();
-                let (opened, wakers) =
-                    g.connect_failed(error.clone(), self.config.fail_fast_after, Instant::now());
+                let (opened, wakers) = g.connect_failed(error.clone(), self.config.fail_fast_after, Instant::now());
                 probing |= opened;
-                let retry = !g.closed
-                    && (probing || (g.circuit.open_since.is_none() && g.connect_still_needed()));
+                let retry = !g.closed && (probing || (g.circuit.open_since.is_none() && g.connect_still_needed()));
                 if !retry {
                     g.connecting -= 1;
                     g.size -= 1;
@@ -485,18 +436,9 @@ impl<M: Manager> Shared<M> {
 
     fn connected(self: &Arc<Self>, raw: M::Connection, was_probing: bool) {
         let now = Instant::now();
-        let expires = self
-            .config
-            .max_lifetime
-            .map(|l| now + l.mul_f64(1.0 - fastrand::f64() * 0.05));
+        let expires = self.config.max_lifetime.map(|l| now + l.mul_f64(1.0 - fastrand::f64() * 0.05));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn {
-            raw,
-            id,
-            created: now,
-            expires,
-            last_used: now,
-        };
+        let conn = Conn { raw, id, created: now, expires, last_used: now };
         if was_probing {
             tracing::info!(pool = %self.name, "server answers again; no longer failing fast");
         }
@@ -512,11 +454,7 @@ impl<M: Manager> Shared<M> {
                 self.spawn_connects(connects);
             }
             Err(conn) => {
-                let reason = if g.closed {
-                    CloseReason::PoolClosed
-                } else {
-                    CloseReason::Discarded
-                };
+                let reason = if g.closed { CloseReason::PoolClosed } else { CloseReason::Discarded };
                 let connects = g.release_slot(Some(reason));
                 let closed = g.closed;
                 drop(g);
@@ -565,11 +503,7 @@ impl<M: Manager> Shared<M> {
 
     /// Background task: housekeeping every `tick`, health refresh every `health_interval`. Holds the pool
     /// weakly and stops when it closes.
-    pub(crate) async fn maintain(
-        weak: std::sync::Weak<Self>,
-        tick: Duration,
-        closing: CancellationToken,
-    ) {
+    pub(crate) async fn maintain(weak: std::sync::Weak<Self>, tick: Duration, closing: CancellationToken) {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval.tick().await;
@@ -613,8 +547,7 @@ impl<M: Manager> Shared<M> {
         for w in wakers {
             w.wake();
         }
-        self.metrics
-            .closed(CloseReason::PoolClosed, idle.len() as u64);
+        self.metrics.closed(CloseReason::PoolClosed, idle.len() as u64);
         drop(idle);
         self.drained.notify_waiters();
         tracing::debug!(pool = %self.name, "pool closed");
@@ -630,10 +563,7 @@ impl<M: Manager> Shared<M> {
             if size == 0 {
                 return 0;
             }
-            if tokio::time::timeout_at(deadline.into(), notified)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {
                 return self.lock().size;
             }
         }
@@ -655,9 +585,6 @@ impl<M: Manager> Observed for Shared<M> {
             Some(report) => report.status,
             None => self.health_status_now(),
         };
-        Some(Observation {
-            state,
-            health: health.as_f64(),
-        })
+        Some(Observation { state, health: health.as_f64() })
     }
 }

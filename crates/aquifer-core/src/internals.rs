@@ -32,10 +32,7 @@ impl<C> Conn<C> {
 pub(crate) enum Outcome<C, E> {
     Conn(Conn<C>),
     Closed,
-    Unavailable {
-        since: Instant,
-        error: ConnectError<E>,
-    },
+    Unavailable { since: Instant, error: ConnectError<E> },
 }
 
 /// Why a connection was closed; the `reason` attribute of `aquifer.pool.connections.closed`.
@@ -143,11 +140,7 @@ impl<C, E> Internals<C, E> {
             max_size,
             min_idle,
             closed: false,
-            circuit: Circuit {
-                consecutive_failures: 0,
-                last_error: None,
-                open_since: None,
-            },
+            circuit: Circuit { consecutive_failures: 0, last_error: None, open_since: None },
             checkouts: Slab::new(),
             stats: Stats::default(),
             server_version: None,
@@ -210,17 +203,11 @@ impl<C, E> Internals<C, E> {
         }
         if let (Some(since), Some(error)) = (self.circuit.open_since, &self.circuit.last_error) {
             self.stats.fail_fast += 1;
-            return Step::FailFast {
-                since,
-                error: error.clone(),
-            };
+            return Step::FailFast { since, error: error.clone() };
         }
         let key = self.waiters.push_back();
         self.stats.waited += 1;
-        Step::Wait {
-            key,
-            connects: self.reserve_connects(),
-        }
+        Step::Wait { key, connects: self.reserve_connects() }
     }
 
     /// Counts a successful checkout and, with leak detection on, records who holds the connection.
@@ -232,12 +219,9 @@ impl<C, E> Internals<C, E> {
     ) -> usize {
         self.stats.acquired += 1;
         match leak_caller {
-            Some(caller) => self.checkouts.insert(CheckoutRecord {
-                at: now,
-                caller,
-                conn_id: conn.id,
-                reported: false,
-            }),
+            Some(caller) => {
+                self.checkouts.insert(CheckoutRecord { at: now, caller, conn_id: conn.id, reported: false })
+            }
             None => NO_CHECKOUT,
         }
     }
@@ -281,20 +265,12 @@ impl<C, E> Internals<C, E> {
     }
 
     pub(crate) fn end_checkout(&mut self, key: usize) -> Option<CheckoutRecord> {
-        if key == NO_CHECKOUT {
-            None
-        } else {
-            self.checkouts.try_remove(key)
-        }
+        if key == NO_CHECKOUT { None } else { self.checkouts.try_remove(key) }
     }
 
     /// Removes idle connections that outlived `max_lifetime`, and those idle longer than `idle_timeout` beyond
     /// `min_idle` (oldest first: they sit at the bottom of the LIFO stack).
-    pub(crate) fn reap(
-        &mut self,
-        now: Instant,
-        idle_timeout: Option<Duration>,
-    ) -> Vec<(Conn<C>, CloseReason)> {
+    pub(crate) fn reap(&mut self, now: Instant, idle_timeout: Option<Duration>) -> Vec<(Conn<C>, CloseReason)> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.idle.len() {
@@ -305,9 +281,7 @@ impl<C, E> Internals<C, E> {
             }
         }
         if let Some(timeout) = idle_timeout {
-            while self.idle.len() > self.min_idle
-                && now.duration_since(self.idle[0].last_used) >= timeout
-            {
+            while self.idle.len() > self.min_idle && now.duration_since(self.idle[0].last_used) >= timeout {
                 out.push((self.idle.remove(0), CloseReason::IdleTimeout));
             }
         }
@@ -325,11 +299,7 @@ impl<C, E> Internals<C, E> {
             let held_for = now.duration_since(c.at);
             if !c.reported && held_for >= threshold {
                 c.reported = true;
-                leaks.push(Leak {
-                    caller: c.caller,
-                    conn_id: c.conn_id,
-                    held_for,
-                });
+                leaks.push(Leak { caller: c.caller, conn_id: c.conn_id, held_for });
             }
         }
         self.stats.leaks += leaks.len() as u64;
@@ -349,10 +319,7 @@ impl<C, E> Internals<C, E> {
         self.circuit.last_error = Some(error.clone());
         if self.circuit.open_since.is_none() && self.circuit.consecutive_failures >= threshold {
             self.circuit.open_since = Some(now);
-            let wakers = self.waiters.fulfill_all(|| Outcome::Unavailable {
-                since: now,
-                error: error.clone(),
-            });
+            let wakers = self.waiters.fulfill_all(|| Outcome::Unavailable { since: now, error: error.clone() });
             return (true, wakers);
         }
         (false, Vec::new())
@@ -362,16 +329,11 @@ impl<C, E> Internals<C, E> {
     pub(crate) fn connect_succeeded(&mut self) {
         self.connecting -= 1;
         self.stats.created += 1;
-        self.circuit = Circuit {
-            consecutive_failures: 0,
-            last_error: None,
-            open_since: None,
-        };
+        self.circuit = Circuit { consecutive_failures: 0, last_error: None, open_since: None };
     }
 
     /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it.
     pub(crate) fn connect_still_needed(&self) -> bool {
-        !self.closed
-            && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
+        !self.closed && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
     }
 }

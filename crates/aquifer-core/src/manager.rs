@@ -46,10 +46,7 @@ pub trait Manager: Send + Sync + 'static {
     }
 
     /// The server's version string for health reports, read once per pool.
-    async fn server_version(
-        &self,
-        _conn: &mut Self::Connection,
-    ) -> Result<Option<String>, Self::Error> {
+    async fn server_version(&self, _conn: &mut Self::Connection) -> Result<Option<String>, Self::Error> {
         Ok(None)
     }
 
@@ -88,12 +85,7 @@ pub struct Descriptor {
 impl Descriptor {
     /// A descriptor for `db.system.name` = `system`.
     pub fn new(system: impl Into<Cow<'static, str>>) -> Self {
-        Descriptor {
-            system: system.into(),
-            server_address: None,
-            server_port: None,
-            namespace: None,
-        }
+        Descriptor { system: system.into(), server_address: None, server_port: None, namespace: None }
     }
 
     /// Sets `server.address`.
@@ -119,10 +111,7 @@ impl Descriptor {
 
     /// `server.address:server.port/db.namespace`, leaving out the parts that are unknown.
     pub fn default_pool_name(&self) -> String {
-        let mut name = self
-            .server_address
-            .clone()
-            .unwrap_or_else(|| self.system.to_string());
+        let mut name = self.server_address.clone().unwrap_or_else(|| self.system.to_string());
         if let Some(port) = self.server_port {
             name.push_str(&format!(":{port}"));
         }

@@ -161,12 +161,7 @@ pub(crate) struct PoolMetrics {
 }
 
 impl PoolMetrics {
-    pub(crate) fn new(
-        meter: &Meter,
-        pool_name: &str,
-        descriptor: &Descriptor,
-        observed: Weak<dyn Observed>,
-    ) -> Self {
+    pub(crate) fn new(meter: &Meter, pool_name: &str, descriptor: &Descriptor, observed: Weak<dyn Observed>) -> Self {
         let base: Arc<[KeyValue]> = Arc::from(vec![
             KeyValue::new(POOL_NAME, pool_name.to_owned()),
             KeyValue::new(DB_SYSTEM_NAME, descriptor.system.to_string()),
@@ -192,18 +187,11 @@ impl PoolMetrics {
             Hist::new(h, &base)
         };
         let counter = |name: &'static str, unit: &'static str, description: &'static str| {
-            meter
-                .u64_counter(name)
-                .with_unit(unit)
-                .with_description(description)
-                .build()
+            meter.u64_counter(name).with_unit(unit).with_description(description).build()
         };
 
-        let closed_counter = counter(
-            "aquifer.pool.connections.closed",
-            "{connection}",
-            "Connections closed, by reason.",
-        );
+        let closed_counter =
+            counter("aquifer.pool.connections.closed", "{connection}", "Connections closed, by reason.");
         let closed = CloseReason::ALL
             .iter()
             .map(|r| {
@@ -224,10 +212,7 @@ impl PoolMetrics {
                 "db.client.connection.use_time",
                 "The time between borrowing a connection and returning it to the pool.",
             ),
-            create_time: hist(
-                "db.client.connection.create_time",
-                "The time it took to create a new connection.",
-            ),
+            create_time: hist("db.client.connection.create_time", "The time it took to create a new connection."),
             timeouts: Ctr::new(
                 counter(
                     "db.client.connection.timeouts",
@@ -237,11 +222,7 @@ impl PoolMetrics {
                 &base,
             ),
             created: Ctr::new(
-                counter(
-                    "aquifer.pool.connections.created",
-                    "{connection}",
-                    "Connections opened.",
-                ),
+                counter("aquifer.pool.connections.created", "{connection}", "Connections opened."),
                 &base,
             ),
             closed,
@@ -289,10 +270,7 @@ impl PoolMetrics {
     }
 
     pub(crate) fn closed(&self, reason: CloseReason, n: u64) {
-        let i = CloseReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
+        let i = CloseReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.closed[i].add(n);
     }
 
@@ -342,10 +320,7 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
         })
         .build();
 
-    let gauge = |name: &'static str,
-                 unit: &'static str,
-                 description: &'static str,
-                 read: fn(&Observation) -> i64| {
+    let gauge = |name: &'static str, unit: &'static str, description: &'static str, read: fn(&Observation) -> i64| {
         let w = observed.clone();
         let attrs = plain.clone();
         meter
@@ -371,12 +346,9 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
         "The minimum number of idle open connections allowed.",
         |o| o.state.min_idle as i64,
     );
-    gauge(
-        "db.client.connection.max",
-        "{connection}",
-        "The maximum number of open connections allowed.",
-        |o| o.state.max_size as i64,
-    );
+    gauge("db.client.connection.max", "{connection}", "The maximum number of open connections allowed.", |o| {
+        o.state.max_size as i64
+    });
     gauge(
         "db.client.connection.pending_requests",
         "{request}",

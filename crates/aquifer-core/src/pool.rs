@@ -46,9 +46,7 @@ impl<M: Manager> Drop for Handle<M> {
 
 impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
-        Pool {
-            handle: Arc::clone(&self.handle),
-        }
+        Pool { handle: Arc::clone(&self.handle) }
     }
 }
 
@@ -74,9 +72,7 @@ impl<M: Manager> Pool<M> {
     }
 
     pub(crate) fn from_shared(shared: Arc<Shared<M>>) -> Self {
-        Pool {
-            handle: Arc::new(Handle { shared }),
-        }
+        Pool { handle: Arc::new(Handle { shared }) }
     }
 
     #[inline]
@@ -126,9 +122,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// Cancel safety: as for [`get`](Pool::get).
     #[track_caller]
-    pub fn try_get(
-        &self,
-    ) -> impl Future<Output = Result<Option<Pooled<M>>, PoolError<M::Error>>> + Send + '_ {
+    pub fn try_get(&self) -> impl Future<Output = Result<Option<Pooled<M>>, PoolError<M::Error>>> + Send + '_ {
         let caller = Location::caller();
         let shared = self.shared();
         async move { shared.acquire(None, caller).await }
@@ -183,9 +177,7 @@ impl<M: Manager> Pool<M> {
     pub async fn close(&self) -> usize {
         let shared = self.shared();
         shared.begin_close();
-        let left = shared
-            .wait_drained(Instant::now() + shared.config.close_timeout)
-            .await;
+        let left = shared.wait_drained(Instant::now() + shared.config.close_timeout).await;
         if left > 0 {
             tracing::warn!(pool = %shared.name, left, "close_timeout passed with connections still in use");
         }
@@ -222,9 +214,7 @@ impl<M: Manager> Pool<M> {
             }
             (closed, g.reserve_connects())
         };
-        shared
-            .metrics
-            .closed(CloseReason::Discarded, closed.len() as u64);
+        shared.metrics.closed(CloseReason::Discarded, closed.len() as u64);
         drop(closed);
         shared.spawn_connects(connects);
         Ok(())
@@ -284,9 +274,7 @@ impl<M: Manager> Pool<M> {
     /// connections (adapters' helpers call this), with the pool's attributes plus `db.operation.name` and,
     /// on failure, `error.type`.
     pub fn record_operation(&self, operation: &str, duration: Duration, error_type: Option<&str>) {
-        self.shared()
-            .metrics
-            .operation(operation, duration, error_type);
+        self.shared().metrics.operation(operation, duration, error_type);
     }
 }
 

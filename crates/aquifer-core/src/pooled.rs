@@ -31,19 +31,12 @@ impl<M: Manager> Pooled<M> {
         checked_out: Instant,
         checkout: usize,
     ) -> Self {
-        Pooled {
-            conn: Some(conn),
-            shared,
-            checked_out,
-            checkout,
-        }
+        Pooled { conn: Some(conn), shared, checked_out, checkout }
     }
 
     fn conn(&self) -> &Conn<M::Connection> {
         // Only `discard`/`detach`/`drop` take the connection, and they consume the guard.
-        self.conn
-            .as_ref()
-            .expect("a Pooled holds its connection until consumed")
+        self.conn.as_ref().expect("a Pooled holds its connection until consumed")
     }
 
     /// Closes this connection instead of returning it (it is in a state you do not trust). Its slot is freed
@@ -51,17 +44,13 @@ impl<M: Manager> Pooled<M> {
     pub fn discard(mut self) {
         if let Some(conn) = self.conn.take() {
             self.shared.metrics.use_time(self.checked_out.elapsed());
-            self.shared
-                .discard(conn, self.checkout, CloseReason::Discarded);
+            self.shared.discard(conn, self.checkout, CloseReason::Discarded);
         }
     }
 
     /// Takes the connection out of the pool for good: the pool forgets it and frees its slot.
     pub fn detach(mut self) -> M::Connection {
-        let conn = self
-            .conn
-            .take()
-            .expect("a Pooled holds its connection until consumed");
+        let conn = self.conn.take().expect("a Pooled holds its connection until consumed");
         self.shared.metrics.use_time(self.checked_out.elapsed());
         self.shared.detach(self.checkout);
         conn.raw
@@ -94,11 +83,7 @@ impl<M: Manager> Deref for Pooled<M> {
 
 impl<M: Manager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
-        &mut self
-            .conn
-            .as_mut()
-            .expect("a Pooled holds its connection until consumed")
-            .raw
+        &mut self.conn.as_mut().expect("a Pooled holds its connection until consumed").raw
     }
 }
 
@@ -129,8 +114,7 @@ impl<M: Manager> fmt::Debug for Pooled<M> {
         if let Some(c) = &self.conn {
             d.field("id", &c.id).field("age", &c.created.elapsed());
         }
-        d.field("checked_out_for", &self.checked_out.elapsed())
-            .finish()
+        d.field("checked_out_for", &self.checked_out.elapsed()).finish()
     }
 }
 

@@ -37,21 +37,14 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         // Three attempts clear nearly all serialization failures and deadlocks without hiding a real outage.
-        RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_secs(1),
-        }
+        RetryPolicy { max_attempts: 3, min_delay: Duration::from_millis(10), max_delay: Duration::from_secs(1) }
     }
 }
 
 impl RetryPolicy {
     /// A policy that never retries.
     pub fn never() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..Self::default()
-        }
+        RetryPolicy { max_attempts: 1, ..Self::default() }
     }
 
     /// The delays between attempts.

@@ -27,11 +27,7 @@ pub struct State {
 impl State {
     /// `in_use / max_size`, from 0.0 to 1.0.
     pub fn utilization(&self) -> f64 {
-        if self.max_size == 0 {
-            0.0
-        } else {
-            self.in_use as f64 / self.max_size as f64
-        }
+        if self.max_size == 0 { 0.0 } else { self.in_use as f64 / self.max_size as f64 }
     }
 }
 

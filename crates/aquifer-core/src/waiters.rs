@@ -29,12 +29,7 @@ pub(crate) struct Waiters<T> {
 
 impl<T> Waiters<T> {
     pub(crate) fn new() -> Self {
-        Waiters {
-            nodes: Slab::new(),
-            head: NIL,
-            tail: NIL,
-            linked: 0,
-        }
+        Waiters { nodes: Slab::new(), head: NIL, tail: NIL, linked: 0 }
     }
 
     /// Waiters still waiting for an outcome.
@@ -48,13 +43,7 @@ impl<T> Waiters<T> {
 
     /// Queues a new waiter at the back and returns its key.
     pub(crate) fn push_back(&mut self) -> usize {
-        let key = self.nodes.insert(Node {
-            prev: self.tail,
-            next: NIL,
-            linked: true,
-            waker: None,
-            outcome: None,
-        });
+        let key = self.nodes.insert(Node { prev: self.tail, next: NIL, linked: true, waker: None, outcome: None });
         if self.tail == NIL {
             self.head = key;
         } else {
@@ -70,10 +59,7 @@ impl<T> Waiters<T> {
             let n = &mut self.nodes[key];
             debug_assert!(n.linked);
             n.linked = false;
-            (
-                std::mem::replace(&mut n.prev, NIL),
-                std::mem::replace(&mut n.next, NIL),
-            )
+            (std::mem::replace(&mut n.prev, NIL), std::mem::replace(&mut n.next, NIL))
         };
         if prev == NIL {
             self.head = next;

@@ -1,0 +1,239 @@
+//! [`FakeManager`]: an in-memory stand-in for a database, for unit tests of the engine only.
+//!
+//! It injects the faults the engine must survive — refused, failing, slow and hanging connects, failing
+//! validations, broken connections, connections that need a reset — and counts every connection it creates and
+//! closes, so tests can check that each one is closed exactly once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use aquifer_core::{Descriptor, Manager};
+use parking_lot::Mutex;
+
+/// The error of the fake server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeError(pub String);
+
+impl std::fmt::Display for FakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FakeError {}
+
+/// What the fake server has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FakeStats {
+    /// Connect attempts.
+    pub attempts: u64,
+    /// Connections created.
+    pub created: u64,
+    /// Connections closed (dropped).
+    pub closed: u64,
+    /// Validations run.
+    pub validations: u64,
+    /// Resets run.
+    pub resets: u64,
+}
+
+#[derive(Default)]
+struct Server {
+    down: AtomicBool,
+    hang: AtomicBool,
+    fail_validation: AtomicBool,
+    fail_reset: AtomicBool,
+    connect_error: Mutex<Option<String>>,
+    connect_delay: Mutex<Duration>,
+    validate_delay: Mutex<Duration>,
+    reset_delay: Mutex<Duration>,
+    next_id: AtomicU64,
+    attempts: AtomicU64,
+    validations: AtomicU64,
+    resets: AtomicU64,
+    live: Mutex<HashSet<u64>>,
+    created: AtomicU64,
+    closed: AtomicU64,
+    double_closes: AtomicU64,
+}
+
+/// A [`Manager`] over an in-memory fake server. Clones share the server.
+#[derive(Clone, Default)]
+pub struct FakeManager {
+    server: Arc<Server>,
+}
+
+/// A fake connection. Set `broken` or `dirty` to make the pool discard or reset it on return.
+pub struct FakeConn {
+    /// The server-side id.
+    pub id: u64,
+    /// The pool must discard it on return.
+    pub broken: bool,
+    /// The pool must reset it before reuse (an "open transaction").
+    pub dirty: bool,
+    /// How many times a user marked it used.
+    pub uses: u64,
+    server: Arc<Server>,
+}
+
+impl std::fmt::Debug for FakeConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeConn").field("id", &self.id).field("broken", &self.broken).field("dirty", &self.dirty).finish()
+    }
+}
+
+impl Drop for FakeConn {
+    fn drop(&mut self) {
+        if self.server.live.lock().remove(&self.id) {
+            self.server.closed.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.server.double_closes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl FakeManager {
+    /// A fake server that is up and fast.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes connects fail with "connection refused" (`true`) or succeed again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.server.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes connects hang forever (`true`).
+    pub fn set_hang(&self, hang: bool) {
+        self.server.hang.store(hang, Ordering::SeqCst);
+    }
+
+    /// Makes connects fail with this message (e.g. a refused password), or succeed again with `None`.
+    pub fn set_connect_error(&self, error: Option<&str>) {
+        *self.server.connect_error.lock() = error.map(str::to_owned);
+    }
+
+    /// Delays every connect.
+    pub fn set_connect_delay(&self, d: Duration) {
+        *self.server.connect_delay.lock() = d;
+    }
+
+    /// Delays every validation.
+    pub fn set_validate_delay(&self, d: Duration) {
+        *self.server.validate_delay.lock() = d;
+    }
+
+    /// Delays every reset.
+    pub fn set_reset_delay(&self, d: Duration) {
+        *self.server.reset_delay.lock() = d;
+    }
+
+    /// Makes validations fail.
+    pub fn set_fail_validation(&self, fail: bool) {
+        self.server.fail_validation.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes resets fail.
+    pub fn set_fail_reset(&self, fail: bool) {
+        self.server.fail_reset.store(fail, Ordering::SeqCst);
+    }
+
+    /// Counters of what the server saw.
+    pub fn stats(&self) -> FakeStats {
+        let s = &self.server;
+        FakeStats {
+            attempts: s.attempts.load(Ordering::SeqCst),
+            created: s.created.load(Ordering::SeqCst),
+            closed: s.closed.load(Ordering::SeqCst),
+            validations: s.validations.load(Ordering::SeqCst),
+            resets: s.resets.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Connections created and not yet closed.
+    pub fn live(&self) -> usize {
+        self.server.live.lock().len()
+    }
+
+    /// Connections dropped more than once (must stay 0).
+    pub fn double_closes(&self) -> u64 {
+        self.server.double_closes.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Manager for FakeManager {
+    type Connection = FakeConn;
+    type Error = FakeError;
+
+    async fn connect(&self) -> Result<FakeConn, FakeError> {
+        let s = &self.server;
+        s.attempts.fetch_add(1, Ordering::SeqCst);
+        let delay = *s.connect_delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if s.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if s.down.load(Ordering::SeqCst) {
+            return Err(FakeError("connection refused".into()));
+        }
+        if let Some(e) = s.connect_error.lock().clone() {
+            return Err(FakeError(e));
+        }
+        let id = s.next_id.fetch_add(1, Ordering::SeqCst) + 1;
+        s.live.lock().insert(id);
+        s.created.fetch_add(1, Ordering::SeqCst);
+        Ok(FakeConn { id, broken: false, dirty: false, uses: 0, server: Arc::clone(s) })
+    }
+
+    async fn validate(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
+        let s = &self.server;
+        s.validations.fetch_add(1, Ordering::SeqCst);
+        let delay = *s.validate_delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if conn.broken || s.fail_validation.load(Ordering::SeqCst) || s.down.load(Ordering::SeqCst) {
+            return Err(FakeError("server closed the connection".into()));
+        }
+        Ok(())
+    }
+
+    fn is_broken(&self, conn: &mut FakeConn) -> bool {
+        conn.broken
+    }
+
+    fn needs_reset(&self, conn: &mut FakeConn) -> bool {
+        conn.dirty
+    }
+
+    async fn reset(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
+        let s = &self.server;
+        s.resets.fetch_add(1, Ordering::SeqCst);
+        let delay = *s.reset_delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if s.fail_reset.load(Ordering::SeqCst) {
+            return Err(FakeError("reset failed".into()));
+        }
+        conn.dirty = false;
+        Ok(())
+    }
+
+    async fn server_version(&self, _conn: &mut FakeConn) -> Result<Option<String>, FakeError> {
+        Ok(Some("fake 1.0".into()))
+    }
+
+    fn descriptor(&self) -> Descriptor {
+        Descriptor::new("other_sql").address("fake.local").port(1).namespace("test")
+    }
+
+    fn error_type(&self, error: &FakeError) -> std::borrow::Cow<'static, str> {
+        if error.0.contains("refused") { "connection_refused".into() } else { "_OTHER".into() }
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, every test (servers from scripts/dev-services.sh
+# must be running; a test that cannot reach its server fails and names that script), and the doc examples.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+step "cargo nextest run"
+cargo nextest run --workspace --all-features --no-fail-fast
+step "doc tests"
+cargo test --workspace --all-features --doc
