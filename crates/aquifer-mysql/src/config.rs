@@ -1,0 +1,446 @@
+//! [`MySqlConfig`]: what aquifer-mysql adds to a mysql_async connection (transport, session settings, TLS,
+//! reset policy, helper retries). The pool's own settings live in [`aquifer_core::PoolConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aquifer_core::{ConfigError, RetryPolicy};
+use serde::{Deserialize, Serialize};
+
+/// How connections reach the server.
+///
+/// mysql_async's own default (`prefer_socket=true`) opens a TCP connection, asks the server for `@@socket` and,
+/// when that path exists on this machine, silently reconnects through the unix socket. Which transport (and
+/// which MySQL account: `root@127.0.0.1` and `root@localhost` are different accounts) a connection ends up
+/// with then depends on the machine. Aquifer makes the choice explicit.
+///
+/// Serialized as `"tcp"`, `"prefer_socket"` or `{ "socket": "/run/mysqld/mysqld.sock" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// TCP to the URL's host and port, and nothing else.
+    Tcp,
+    /// The unix socket at this path (host and port are then only used for metrics).
+    Socket(PathBuf),
+    /// mysql_async's behaviour: TCP first, then the socket the server reports in `@@socket` if it can be
+    /// opened, falling back to the TCP connection otherwise. One extra connect per connection.
+    PreferSocket,
+}
+
+/// TLS requirements, named after the MySQL client's `--ssl-mode`. TLS uses rustls (ring).
+///
+/// There is no `PREFERRED`: mysql_async either requires TLS or does not use it, and a silent downgrade is
+/// what `PREFERRED` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SslMode {
+    /// No TLS.
+    Disabled,
+    /// TLS, without checking the server's certificate (encryption against passive eavesdropping only).
+    Required,
+    /// TLS, the certificate must chain to a trusted root ([`MySqlConfig::ssl_ca`] or the built-in roots), the
+    /// host name is not checked.
+    VerifyCa,
+    /// TLS, the certificate must chain to a trusted root and name the host connected to.
+    VerifyIdentity,
+}
+
+/// The OpenTelemetry `db.system.name` of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbSystem {
+    /// `mysql`.
+    #[serde(rename = "mysql")]
+    MySql,
+    /// `mariadb`.
+    #[serde(rename = "mariadb")]
+    MariaDb,
+}
+
+impl DbSystem {
+    /// The `db.system.name` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbSystem::MySql => "mysql",
+            DbSystem::MariaDb => "mariadb",
+        }
+    }
+}
+
+/// MySQL/MariaDB settings of a [`MySqlManager`](crate::MySqlManager). The URL, pool size and timeouts live in
+/// [`aquifer_core::PoolConfig`].
+///
+/// ```
+/// use std::time::Duration;
+/// use aquifer_mysql::{MySqlConfig, Transport};
+///
+/// let config = MySqlConfig {
+///     time_zone: Some("+00:00".into()),
+///     sql_mode: Some("STRICT_ALL_TABLES,NO_ZERO_DATE".into()),
+///     wait_timeout: Some(Duration::from_secs(600)),
+///     ..MySqlConfig::default()
+/// };
+/// assert_eq!(config.transport, None); // the URL decides; TCP unless it says otherwise
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MySqlConfig {
+    /// TCP, a unix socket, or mysql_async's prefer-socket behaviour. Default: `None`, which means what the URL
+    /// says — `socket=/path` selects that socket, `prefer_socket=true` the prefer-socket behaviour — and plain
+    /// TCP otherwise (mysql_async's own default would be prefer-socket). When building from
+    /// [`mysql_async::Opts`], their `socket` is honoured and their `prefer_socket` ignored.
+    pub transport: Option<Transport>,
+    /// `db.system.name` for metrics and health. Default: `None`: `mariadb` for a `mariadb://` URL, `mysql`
+    /// otherwise (the server's flavour is only known after connecting; the pool's attributes are fixed before).
+    pub system: Option<DbSystem>,
+    /// Session `time_zone` set on every new connection (and again after a reset), e.g. `+00:00`; named zones
+    /// need the server's time zone tables. Default: `None` (the server's default).
+    pub time_zone: Option<String>,
+    /// Session `sql_mode` set on every new connection (and after a reset). Default: `None` (the server's
+    /// default).
+    pub sql_mode: Option<String>,
+    /// Session `wait_timeout`: the server closes a connection idle longer than this. Keep it above the pool's
+    /// `idle_timeout` so the pool, not the server, retires idle connections. Whole seconds. Default: `None`
+    /// (the server's default, 8 hours).
+    #[serde(with = "humantime_serde")]
+    pub wait_timeout: Option<Duration>,
+    /// More statements run, in order, on every new connection (and after a reset), after the settings above.
+    /// Default: none.
+    pub init_sql: Vec<String>,
+    /// Run `COM_RESET_CONNECTION` on every returned connection (clears user variables, temporary tables, locks,
+    /// prepared statements and session settings; the settings above are then applied again). Costs a round
+    /// trip or two per return, and the prepared statement cache: about 3x less throughput for short queries.
+    /// Default: `false`: an open transaction is rolled back on return, session state is kept.
+    pub reset_on_return: bool,
+    /// The `program_name` connection attribute (shown in `performance_schema.session_connect_attrs` on MySQL
+    /// 8); empty to send none. Default: `aquifer`.
+    pub program_name: String,
+    /// TLS. Default: `None`: what the URL says (`require_ssl=true`, `verify_ca`, `verify_identity`), no TLS
+    /// otherwise.
+    pub ssl_mode: Option<SslMode>,
+    /// A PEM or DER file with the root certificate(s) to trust for TLS, besides the built-in roots.
+    /// Default: `None`.
+    pub ssl_ca: Option<PathBuf>,
+    /// Prepared statements cached per connection (mysql_async's LRU cache). Default: `None` (mysql_async's
+    /// default, 32).
+    pub stmt_cache_size: Option<usize>,
+    /// Retries of transient failures by the helpers ([`fetch_one`](crate::fetch_one) and friends).
+    /// Default: 3 attempts, 10 ms doubling to at most 1 s, with jitter.
+    pub retry: RetryPolicy,
+}
+
+impl Default for MySqlConfig {
+    fn default() -> Self {
+        MySqlConfig {
+            // Explicit over clever: TCP unless asked, so the account and the path are the ones in the URL.
+            transport: None,
+            system: None,
+            time_zone: None,
+            sql_mode: None,
+            wait_timeout: None,
+            init_sql: Vec::new(),
+            // mysql_async's Pool resets on every return and loses 3x throughput; state tracking keeps returned
+            // connections safe without a round trip (see docs/mysql.md).
+            reset_on_return: false,
+            program_name: "aquifer".to_owned(),
+            ssl_mode: None,
+            ssl_ca: None,
+            stmt_cache_size: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl MySqlConfig {
+    /// Checks the values; the error names the field and the value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [("time_zone", &self.time_zone), ("sql_mode", &self.sql_mode)] {
+            if let Some(v) = value {
+                check_literal(field, v)?;
+            }
+        }
+        if let Some(t) = self.wait_timeout {
+            if t < Duration::from_secs(1) || t.subsec_nanos() != 0 {
+                return Err(ConfigError::Invalid {
+                    field: "wait_timeout",
+                    value: format!("{t:?}"),
+                    reason: "must be a whole number of seconds, at least 1s".into(),
+                });
+            }
+            if t.as_secs() > 31_536_000 {
+                return Err(ConfigError::Invalid {
+                    field: "wait_timeout",
+                    value: format!("{t:?}"),
+                    reason: "must not exceed one year (the server's maximum)".into(),
+                });
+            }
+        }
+        for (i, sql) in self.init_sql.iter().enumerate() {
+            if sql.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    field: "init_sql",
+                    value: format!("[{i}] = {sql:?}"),
+                    reason: "statements must not be empty".into(),
+                });
+            }
+        }
+        if let Some(Transport::Socket(p)) = &self.transport
+            && p.as_os_str().is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                field: "transport",
+                value: "socket \"\"".into(),
+                reason: "the socket path must not be empty".into(),
+            });
+        }
+        if self.program_name.len() > 256 || self.program_name.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid {
+                field: "program_name",
+                value: format!("{:?}", self.program_name),
+                reason: "must be at most 256 printable characters".into(),
+            });
+        }
+        if self.stmt_cache_size == Some(0) {
+            // mysql_async treats 0 as "no cache"; say so rather than guess what was meant.
+            return Err(ConfigError::Invalid {
+                field: "stmt_cache_size",
+                value: "0".into(),
+                reason: "must be at least 1; leave it unset for the default".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the settings from the environment, starting from the defaults. With prefix `MYSQL`:
+    /// `MYSQL_TRANSPORT` (`tcp`, `prefer_socket` or `socket:/path`), `MYSQL_SYSTEM` (`mysql`, `mariadb`),
+    /// `MYSQL_TIME_ZONE`, `MYSQL_SQL_MODE`, `MYSQL_WAIT_TIMEOUT` (`600s`, `10m`), `MYSQL_INIT_SQL`
+    /// (statements separated by `;`), `MYSQL_RESET_ON_RETURN` (`true`/`false`), `MYSQL_PROGRAM_NAME`,
+    /// `MYSQL_SSL_MODE` (`disabled`, `required`, `verify_ca`, `verify_identity`), `MYSQL_SSL_CA` (a path),
+    /// `MYSQL_STMT_CACHE_SIZE`, `MYSQL_RETRY_MAX_ATTEMPTS`. Unset or empty variables keep their default.
+    /// Errors name the variable and its value.
+    pub fn from_env(prefix: &str) -> Result<MySqlConfig, ConfigError> {
+        Self::from_lookup(prefix, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`MySqlConfig::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<MySqlConfig, ConfigError> {
+        let var = |suffix: &str| if prefix.is_empty() { suffix.to_owned() } else { format!("{prefix}_{suffix}") };
+        let get = |suffix: &str| lookup(&var(suffix)).filter(|v| !v.trim().is_empty());
+        let err = |suffix: &str, value: &str, reason: &str| ConfigError::Env {
+            var: var(suffix),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut c = MySqlConfig::default();
+        if let Some(v) = get("TRANSPORT") {
+            let t = v.trim();
+            c.transport = Some(match t.to_ascii_lowercase().as_str() {
+                "tcp" => Transport::Tcp,
+                "prefer_socket" => Transport::PreferSocket,
+                _ => match t.strip_prefix("socket:") {
+                    Some(path) if !path.is_empty() => Transport::Socket(PathBuf::from(path)),
+                    _ => return Err(err("TRANSPORT", &v, "expected tcp, prefer_socket or socket:/path/to/socket")),
+                },
+            });
+        }
+        if let Some(v) = get("SYSTEM") {
+            c.system = Some(match v.trim().to_ascii_lowercase().as_str() {
+                "mysql" => DbSystem::MySql,
+                "mariadb" => DbSystem::MariaDb,
+                _ => return Err(err("SYSTEM", &v, "expected mysql or mariadb")),
+            });
+        }
+        c.time_zone = get("TIME_ZONE").map(|v| v.trim().to_owned());
+        c.sql_mode = get("SQL_MODE").map(|v| v.trim().to_owned());
+        if let Some(v) = get("WAIT_TIMEOUT") {
+            let d = humantime::parse_duration(v.trim())
+                .map_err(|e| err("WAIT_TIMEOUT", &v, &format!("expected a duration such as 600s or 10m ({e})")))?;
+            c.wait_timeout = Some(d);
+        }
+        if let Some(v) = get("INIT_SQL") {
+            c.init_sql = v.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
+        if let Some(v) = get("RESET_ON_RETURN") {
+            c.reset_on_return = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(err("RESET_ON_RETURN", &v, "expected true or false")),
+            };
+        }
+        if let Some(v) = lookup(&var("PROGRAM_NAME")) {
+            c.program_name = v.trim().to_owned();
+        }
+        if let Some(v) = get("SSL_MODE") {
+            c.ssl_mode = Some(match v.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "disabled" => SslMode::Disabled,
+                "required" => SslMode::Required,
+                "verify_ca" => SslMode::VerifyCa,
+                "verify_identity" => SslMode::VerifyIdentity,
+                _ => return Err(err("SSL_MODE", &v, "expected disabled, required, verify_ca or verify_identity")),
+            });
+        }
+        c.ssl_ca = get("SSL_CA").map(|v| PathBuf::from(v.trim()));
+        if let Some(v) = get("STMT_CACHE_SIZE") {
+            c.stmt_cache_size = Some(v.trim().parse().map_err(|_| err("STMT_CACHE_SIZE", &v, "expected a whole number"))?);
+        }
+        if let Some(v) = get("RETRY_MAX_ATTEMPTS") {
+            c.retry.max_attempts = match v.trim().parse() {
+                Ok(n) if n >= 1 => n,
+                _ => return Err(err("RETRY_MAX_ATTEMPTS", &v, "expected a whole number, at least 1")),
+            };
+        }
+        c.validate().map_err(|e| match e {
+            ConfigError::Invalid { field, value, reason } => {
+                ConfigError::Env { var: var(&field.to_ascii_uppercase()), value, reason }
+            }
+            other => other,
+        })?;
+        Ok(c)
+    }
+
+    /// The statements run on every new connection (and after a reset), in order: one `SET` for the session
+    /// settings, then [`init_sql`](MySqlConfig::init_sql).
+    pub fn session_statements(&self) -> Vec<String> {
+        let mut sets = Vec::new();
+        if let Some(tz) = &self.time_zone {
+            sets.push(format!("time_zone = '{tz}'"));
+        }
+        if let Some(mode) = &self.sql_mode {
+            sets.push(format!("sql_mode = '{mode}'"));
+        }
+        if let Some(t) = self.wait_timeout {
+            sets.push(format!("wait_timeout = {}", t.as_secs()));
+        }
+        let mut out = Vec::with_capacity(1 + self.init_sql.len());
+        if !sets.is_empty() {
+            // One statement, one round trip per connect.
+            out.push(format!("SET SESSION {}", sets.join(", ")));
+        }
+        out.extend(self.init_sql.iter().cloned());
+        out
+    }
+}
+
+/// Session values are spliced into a `SET` as string literals: refuse anything that could end the literal,
+/// whatever the session's `NO_BACKSLASH_ESCAPES` says.
+fn check_literal(field: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() && field == "time_zone" {
+        return Err(ConfigError::Invalid { field, value: format!("{value:?}"), reason: "must not be empty".into() });
+    }
+    if value.chars().any(|c| c == '\'' || c == '\\' || c == '"' || c.is_control()) {
+        return Err(ConfigError::Invalid {
+            field,
+            value: format!("{value:?}"),
+            reason: "must not contain quotes, backslashes or control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_choose_no_transport() {
+        let c = MySqlConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.transport, None);
+        assert!(!c.reset_on_return);
+        assert!(c.session_statements().is_empty());
+    }
+
+    #[test]
+    fn session_settings_become_one_set_statement_before_init_sql() {
+        let c = MySqlConfig {
+            time_zone: Some("+00:00".into()),
+            sql_mode: Some("STRICT_ALL_TABLES".into()),
+            wait_timeout: Some(Duration::from_secs(600)),
+            init_sql: vec!["SET @a = 1".into()],
+            ..MySqlConfig::default()
+        };
+        assert_eq!(
+            c.session_statements(),
+            vec![
+                "SET SESSION time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES', wait_timeout = 600".to_owned(),
+                "SET @a = 1".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_quote_in_a_session_value_is_refused_naming_the_field() {
+        let c = MySqlConfig { sql_mode: Some("ANSI'; DROP TABLE x; --".into()), ..MySqlConfig::default() };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("sql_mode"), "{e}");
+    }
+
+    #[test]
+    fn a_fractional_wait_timeout_is_refused() {
+        let c = MySqlConfig { wait_timeout: Some(Duration::from_millis(1500)), ..MySqlConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("wait_timeout"));
+    }
+
+    #[test]
+    fn env_reads_every_setting() {
+        let c = MySqlConfig::from_lookup(
+            "MYSQL",
+            env(&[
+                ("MYSQL_TRANSPORT", "socket:/run/mysqld/mysqld.sock"),
+                ("MYSQL_SYSTEM", "mariadb"),
+                ("MYSQL_TIME_ZONE", "+00:00"),
+                ("MYSQL_SQL_MODE", "TRADITIONAL"),
+                ("MYSQL_WAIT_TIMEOUT", "10m"),
+                ("MYSQL_INIT_SQL", "SET @a = 1; SET @b = 2"),
+                ("MYSQL_RESET_ON_RETURN", "true"),
+                ("MYSQL_PROGRAM_NAME", "orders"),
+                ("MYSQL_SSL_MODE", "verify-identity"),
+                ("MYSQL_SSL_CA", "/etc/ssl/ca.pem"),
+                ("MYSQL_STMT_CACHE_SIZE", "64"),
+                ("MYSQL_RETRY_MAX_ATTEMPTS", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.transport, Some(Transport::Socket("/run/mysqld/mysqld.sock".into())));
+        assert_eq!(c.system, Some(DbSystem::MariaDb));
+        assert_eq!(c.time_zone.as_deref(), Some("+00:00"));
+        assert_eq!(c.sql_mode.as_deref(), Some("TRADITIONAL"));
+        assert_eq!(c.wait_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(c.init_sql, vec!["SET @a = 1", "SET @b = 2"]);
+        assert!(c.reset_on_return);
+        assert_eq!(c.program_name, "orders");
+        assert_eq!(c.ssl_mode, Some(SslMode::VerifyIdentity));
+        assert_eq!(c.ssl_ca, Some(PathBuf::from("/etc/ssl/ca.pem")));
+        assert_eq!(c.stmt_cache_size, Some(64));
+        assert_eq!(c.retry.max_attempts, 5);
+    }
+
+    #[test]
+    fn a_bad_env_value_names_the_variable() {
+        let e = MySqlConfig::from_lookup("MYSQL", env(&[("MYSQL_TRANSPORT", "carrier-pigeon")])).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("MYSQL_TRANSPORT") && msg.contains("carrier-pigeon"), "{msg}");
+        let e = MySqlConfig::from_lookup("MYSQL", env(&[("MYSQL_WAIT_TIMEOUT", "500ms")])).unwrap_err();
+        assert!(e.to_string().contains("MYSQL_WAIT_TIMEOUT"), "{e}");
+    }
+
+    #[test]
+    fn config_deserializes_with_humane_durations() {
+        let c: MySqlConfig = serde_json::from_str(
+            r#"{"transport": {"socket": "/tmp/my.sock"}, "wait_timeout": "10m", "ssl_mode": "verify_ca"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.transport, Some(Transport::Socket("/tmp/my.sock".into())));
+        assert_eq!(c.wait_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(c.ssl_mode, Some(SslMode::VerifyCa));
+        let t: Transport = serde_json::from_str(r#""prefer_socket""#).unwrap();
+        assert_eq!(t, Transport::PreferSocket);
+    }
+}

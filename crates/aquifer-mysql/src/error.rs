@@ -1,0 +1,124 @@
+//! Errors of setting a pool up, and the classification of driver errors (metrics' `error.type`, retries).
+
+use std::borrow::Cow;
+use std::io::ErrorKind;
+
+use aquifer_core::{BuildError, ConfigError};
+use mysql_async::{DriverError, Error, IoError};
+
+use crate::MySqlPoolError;
+
+/// Setting up a pool failed: a bad URL or setting, no Tokio runtime, or (for the constructors that connect
+/// at start-up) the server refused or could not be reached. Never shows a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The connection URL is invalid. `url` has its password replaced by `***`.
+    #[error("invalid MySQL URL {url}: {reason}")]
+    Url {
+        /// The URL, redacted.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No URL was given (`MYSQL_URL` unset for the environment constructors).
+    #[error("no MySQL URL: set {var}")]
+    MissingUrl {
+        /// The variable that should hold it.
+        var: String,
+    },
+    /// A pool or MySQL setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pool could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The first connection failed (authentication, unreachable server, bad init SQL...).
+    #[error("cannot connect to MySQL: {0}")]
+    Connect(#[from] MySqlPoolError),
+}
+
+impl SetupError {
+    /// The driver error of a failed first connection, if that is what happened.
+    pub fn backend_error(&self) -> Option<&Error> {
+        match self {
+            SetupError::Connect(e) => e.backend_error(),
+            _ => None,
+        }
+    }
+}
+
+/// MySQL/MariaDB server error codes the helpers treat as transient.
+pub(crate) const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+pub(crate) const ER_LOCK_DEADLOCK: u16 = 1213;
+/// The server is shutting down.
+const ER_SERVER_SHUTDOWN: u16 = 1053;
+/// MariaDB: the connection was killed (`KILL`).
+const ER_CONNECTION_KILLED: u16 = 1927;
+/// MySQL 8.0.24+: sent before the server closes a connection idle past `wait_timeout`.
+const ER_CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
+
+/// Whether a failed statement may have reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// The connection was gone before the statement was written (or the server said it closed the connection
+    /// before reading it): the statement did not run.
+    BeforeSent,
+    /// The connection died after the statement was written: it may or may not have run.
+    Unknown,
+}
+
+/// `Some` when the error means the connection to the server is lost.
+pub(crate) fn lost_connection(e: &Error) -> Option<Lost> {
+    match e {
+        Error::Driver(DriverError::ConnectionClosed) => Some(Lost::BeforeSent),
+        Error::Io(IoError::Io(io)) => {
+            let closed_before = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<Error>())
+                .is_some_and(|inner| matches!(inner, Error::Driver(DriverError::ConnectionClosed)));
+            if closed_before {
+                return Some(Lost::BeforeSent);
+            }
+            match io.kind() {
+                ErrorKind::UnexpectedEof
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::NotConnected => Some(Lost::Unknown),
+                _ => None,
+            }
+        }
+        Error::Server(s) if s.code == ER_CLIENT_INTERACTION_TIMEOUT => Some(Lost::BeforeSent),
+        Error::Server(s) if s.code == ER_CONNECTION_KILLED || s.code == ER_SERVER_SHUTDOWN => Some(Lost::Unknown),
+        _ => None,
+    }
+}
+
+/// The server error code, if the error is a server error.
+pub(crate) fn server_code(e: &Error) -> Option<u16> {
+    match e {
+        Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// `error.type` of a driver error: the server's error number (`1213`, `1045`...), as the OpenTelemetry
+/// database conventions ask, or a small fixed set of names for client-side failures.
+pub fn error_type(e: &Error) -> Cow<'static, str> {
+    match e {
+        Error::Server(s) => Cow::Owned(s.code.to_string()),
+        Error::Io(IoError::Tls(_)) => Cow::Borrowed("tls"),
+        Error::Io(IoError::Io(io)) => Cow::Borrowed(match io.kind() {
+            ErrorKind::ConnectionRefused => "connection_refused",
+            ErrorKind::TimedOut => "timeout",
+            _ if lost_connection(e).is_some() => "connection_lost",
+            _ if io.to_string().contains("max_allowed_packet") => "packet_too_large",
+            _ => "io",
+        }),
+        Error::Driver(DriverError::ConnectionClosed) => Cow::Borrowed("connection_lost"),
+        Error::Driver(_) => Cow::Borrowed("driver"),
+        Error::Url(_) => Cow::Borrowed("url"),
+        Error::Other(_) => Cow::Borrowed("_OTHER"),
+    }
+}

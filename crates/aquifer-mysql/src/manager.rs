@@ -1,0 +1,302 @@
+//! [`MySqlManager`]: how the pool opens, checks and recycles mysql_async connections.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aquifer_core::{ConfigError, Descriptor, Manager, redact_url};
+use mysql_async::consts::StatusFlags;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Error, Opts, OptsBuilder, SslOpts};
+
+use crate::config::{DbSystem, MySqlConfig, SslMode, Transport};
+use crate::error::SetupError;
+
+/// A [`Manager`] of mysql_async [`Conn`]ections to one MySQL 8 or MariaDB server.
+///
+/// How returned connections are kept clean without a round trip per return (see docs/mysql.md):
+/// - mysql_async marks a connection *disconnected* while a command is in flight and clears the mark when the
+///   exchange completes. A connection returned with the mark still set had its query dropped mid-flight (or
+///   lost its socket): its replies are still on the wire, so it is closed, never reused
+///   ([`is_broken`](Manager::is_broken)).
+/// - The server reports in every OK packet whether a transaction is open. A connection returned inside a
+///   transaction, or whose last reply was an error (the transaction state is then unknown), is rolled back in
+///   the background before reuse ([`needs_reset`](Manager::needs_reset)).
+/// - A result set left unread is drained by mysql_async itself before the next command on the connection.
+/// - With [`MySqlConfig::reset_on_return`], every return runs `COM_RESET_CONNECTION` and the session settings.
+#[derive(Clone)]
+pub struct MySqlManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// What the URL or the caller's `Opts` said, before [`MySqlConfig`] is applied.
+    base: Opts,
+    /// The transport the URL or `Opts` asked for (TCP when they said nothing).
+    base_transport: Transport,
+    /// `db.system.name` implied by the URL scheme.
+    base_system: DbSystem,
+    /// The redacted URL, for Debug.
+    shown: String,
+    config: MySqlConfig,
+    /// `base` with the config applied: what every connect uses.
+    opts: Opts,
+    transport: Transport,
+    session: Vec<String>,
+    descriptor: Descriptor,
+    /// The server's `max_allowed_packet`, read on the first connect (0 until then); the helpers refuse larger
+    /// statements with a clear error instead of letting the server cut the connection.
+    max_allowed_packet: AtomicU64,
+}
+
+impl MySqlManager {
+    /// A manager for a `mysql://` (or `mariadb://`) URL such as `mysql://app:secret@db:3306/orders`, with the
+    /// default [`MySqlConfig`]. mysql_async's URL parameters apply (`socket`, `prefer_socket`, `require_ssl`,
+    /// `stmt_cache_size`...); without `socket` or `prefer_socket=true` connections use TCP.
+    pub fn from_url(url: &str) -> Result<Self, SetupError> {
+        let bad = |reason: String| SetupError::Url { url: redact_url(url), reason };
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        let (system, rewritten) = match parsed.scheme() {
+            "mysql" => (DbSystem::MySql, url.to_owned()),
+            "mariadb" => (DbSystem::MariaDb, format!("mysql{}", &url["mariadb".len()..])),
+            other => return Err(bad(format!("unsupported scheme `{other}` (expected mysql:// or mariadb://)"))),
+        };
+        let mut transport = Transport::Tcp;
+        for (k, v) in parsed.query_pairs() {
+            match &*k {
+                "socket" => transport = Transport::Socket(v.into_owned().into()),
+                "prefer_socket" if v == "true" && !matches!(transport, Transport::Socket(_)) => {
+                    transport = Transport::PreferSocket;
+                }
+                _ => {}
+            }
+        }
+        let opts = Opts::from_url(&rewritten).map_err(|e| bad(e.to_string()))?;
+        Ok(Self::build(opts, transport, system, redact_url(url), MySqlConfig::default())?)
+    }
+
+    /// A manager for mysql_async [`Opts`], with the default [`MySqlConfig`]. Their `socket` is honoured; their
+    /// `prefer_socket` (true unless set otherwise) is not: connections use TCP unless
+    /// [`MySqlConfig::transport`] says otherwise.
+    pub fn from_opts(opts: impl Into<Opts>) -> Self {
+        let opts = opts.into();
+        let transport = match opts.socket() {
+            Some(path) => Transport::Socket(path.into()),
+            None => Transport::Tcp,
+        };
+        let shown = describe_opts(&opts);
+        Self::build(opts, transport, DbSystem::MySql, shown, MySqlConfig::default())
+            .expect("the default MySqlConfig is valid")
+    }
+
+    /// A manager from the environment: the URL from `{prefix}_URL` (e.g. `MYSQL_URL`) and the settings from
+    /// [`MySqlConfig::from_env`].
+    pub fn from_env(prefix: &str) -> Result<Self, SetupError> {
+        let var = if prefix.is_empty() { "URL".to_owned() } else { format!("{prefix}_URL") };
+        let url = std::env::var(&var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(SetupError::MissingUrl { var })?;
+        Self::from_url(url.trim())?.with_config(MySqlConfig::from_env(prefix)?).map_err(Into::into)
+    }
+
+    /// Replaces the [`MySqlConfig`]; fails, naming the field, when a setting is invalid.
+    pub fn with_config(self, config: MySqlConfig) -> Result<Self, ConfigError> {
+        let i = &self.inner;
+        Self::build(i.base.clone(), i.base_transport.clone(), i.base_system, i.shown.clone(), config)
+    }
+
+    fn build(
+        base: Opts,
+        base_transport: Transport,
+        base_system: DbSystem,
+        shown: String,
+        config: MySqlConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let transport = config.transport.clone().unwrap_or_else(|| base_transport.clone());
+        let mut b = OptsBuilder::from_opts(base.clone());
+        b = match &transport {
+            Transport::Tcp => b.prefer_socket(false).socket(None::<String>),
+            Transport::PreferSocket => b.prefer_socket(true).socket(None::<String>),
+            Transport::Socket(path) => {
+                let path = path.to_str().ok_or_else(|| ConfigError::Invalid {
+                    field: "transport",
+                    value: format!("socket {path:?}"),
+                    reason: "the socket path must be valid UTF-8".into(),
+                })?;
+                b.prefer_socket(false).socket(Some(path))
+            }
+        };
+        if !config.program_name.is_empty() {
+            b = b.connect_attribute("program_name", config.program_name.clone());
+        }
+        match config.ssl_mode {
+            None => {
+                if let (Some(ca), Some(ssl)) = (&config.ssl_ca, base.ssl_opts()) {
+                    b = b.ssl_opts(ssl.clone().with_root_certs(vec![ca.clone().into()]));
+                }
+            }
+            Some(SslMode::Disabled) => b = b.ssl_opts(None::<SslOpts>),
+            Some(mode) => {
+                let mut ssl = base
+                    .ssl_opts()
+                    .cloned()
+                    .unwrap_or_default()
+                    .with_danger_accept_invalid_certs(mode == SslMode::Required)
+                    .with_danger_skip_domain_validation(mode != SslMode::VerifyIdentity);
+                if let Some(ca) = &config.ssl_ca {
+                    ssl = ssl.with_root_certs(vec![ca.clone().into()]);
+                }
+                b = b.ssl_opts(ssl);
+            }
+        }
+        if let Some(n) = config.stmt_cache_size {
+            b = b.stmt_cache_size(n);
+        }
+        let opts: Opts = b.into();
+        let system = config.system.unwrap_or(base_system);
+        let mut descriptor = Descriptor::new(system.as_str());
+        descriptor = match &transport {
+            Transport::Socket(path) => descriptor.address(path.display().to_string()),
+            _ => descriptor.address(opts.ip_or_hostname()).port(opts.tcp_port()),
+        };
+        if let Some(db) = opts.db_name() {
+            descriptor = descriptor.namespace(db);
+        }
+        let session = config.session_statements();
+        Ok(MySqlManager {
+            inner: Arc::new(Inner {
+                base,
+                base_transport,
+                base_system,
+                shown,
+                config,
+                opts,
+                transport,
+                session,
+                descriptor,
+                max_allowed_packet: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &MySqlConfig {
+        &self.inner.config
+    }
+
+    /// The transport connections use (the config's, else the URL's, else TCP).
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// The mysql_async options every connect uses (they contain the password: do not log them).
+    pub fn opts(&self) -> &Opts {
+        &self.inner.opts
+    }
+
+    /// The server's `max_allowed_packet` in bytes, once a connection has been opened.
+    pub fn max_allowed_packet(&self) -> Option<u64> {
+        match self.inner.max_allowed_packet.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    async fn apply_session(&self, conn: &mut Conn) -> Result<(), Error> {
+        for statement in &self.inner.session {
+            conn.query_drop(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Host, port, user and database of `Opts`, without the password (mysql_async's own `Debug` shows it).
+fn describe_opts(opts: &Opts) -> String {
+    let user = opts.user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = opts.db_name().unwrap_or_default();
+    match opts.socket() {
+        Some(socket) => format!("mysql://{user}localhost/{db}?socket={socket}"),
+        None => format!("mysql://{user}{}:{}/{db}", opts.ip_or_hostname(), opts.tcp_port()),
+    }
+}
+
+impl fmt::Debug for MySqlManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("MySqlManager")
+            .field("url", &i.shown)
+            .field("transport", &i.transport)
+            .field("descriptor", &i.descriptor)
+            .field("config", &i.config)
+            .finish()
+    }
+}
+
+#[aquifer_core::async_trait]
+impl Manager for MySqlManager {
+    type Connection = Conn;
+    type Error = Error;
+
+    /// Opens a connection with the chosen transport and TLS, then runs the session statements (time zone,
+    /// sql_mode, wait_timeout, init SQL). A failing statement fails the connect.
+    async fn connect(&self) -> Result<Conn, Error> {
+        let mut conn = Conn::new(self.inner.opts.clone()).await?;
+        self.apply_session(&mut conn).await?;
+        if self.inner.max_allowed_packet.load(Ordering::Relaxed) == 0 {
+            let max: Option<u64> = conn.query_first("SELECT @@max_allowed_packet").await?;
+            self.inner.max_allowed_packet.store(max.unwrap_or(0), Ordering::Relaxed);
+        }
+        Ok(conn)
+    }
+
+    /// `COM_PING`.
+    async fn validate(&self, conn: &mut Conn) -> Result<(), Error> {
+        conn.ping().await
+    }
+
+    /// A connection mysql_async still marks as disconnected was returned with a command in flight (its
+    /// future was dropped) or lost its socket: it cannot be brought back in sync, so it is closed.
+    fn is_broken(&self, conn: &mut Conn) -> bool {
+        conn.is_disconnected()
+    }
+
+    /// Reset when a transaction is open, when the last reply was an error (the transaction state is then
+    /// unknown), or on every return with `reset_on_return`.
+    fn needs_reset(&self, conn: &mut Conn) -> bool {
+        if self.inner.config.reset_on_return {
+            return true;
+        }
+        match conn.last_ok_packet() {
+            Some(ok) => ok.status_flags().contains(StatusFlags::SERVER_STATUS_IN_TRANS),
+            None => true,
+        }
+    }
+
+    /// `ROLLBACK`; with `reset_on_return`, `COM_RESET_CONNECTION` (or `COM_CHANGE_USER` on servers without it)
+    /// followed by the session statements.
+    async fn reset(&self, conn: &mut Conn) -> Result<(), Error> {
+        if self.inner.config.reset_on_return {
+            if !conn.reset().await? {
+                conn.change_user(Default::default()).await?;
+            }
+            self.apply_session(conn).await
+        } else {
+            conn.query_drop("ROLLBACK").await
+        }
+    }
+
+    async fn server_version(&self, conn: &mut Conn) -> Result<Option<String>, Error> {
+        conn.query_first("SELECT VERSION()").await
+    }
+
+    fn descriptor(&self) -> Descriptor {
+        self.inner.descriptor.clone()
+    }
+
+    fn error_type(&self, error: &Error) -> Cow<'static, str> {
+        crate::error::error_type(error)
+    }
+}
