@@ -1,0 +1,89 @@
+//! Shared by the integration tests: the server's address, unique names, an admin connection, dedicated users
+//! (so a test counts and kills only its own connections on the shared server).
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aquifer_mysql::mysql_async::prelude::Queryable;
+use aquifer_mysql::mysql_async::{Conn, OptsBuilder};
+
+pub const HOST: &str = "127.0.0.1";
+pub const PORT: u16 = 3306;
+/// root over TCP, empty password, database `test` (scripts/services/20-mariadb.sh).
+pub const URL: &str = "mysql://root@127.0.0.1:3306/test";
+pub const SCRIPT: &str = "bash scripts/dev-services.sh";
+
+/// Fails the test, naming the script that starts MariaDB, when nothing answers on 127.0.0.1:3306.
+pub async fn server() {
+    aquifer_testing::require_server("MariaDB", "127.0.0.1:3306", SCRIPT).await;
+}
+
+/// A name unique to this test process and call: `prefix_<pid>_<n>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A plain mysql_async connection as root over TCP, outside any pool: the test's own view of the server.
+pub async fn admin() -> Conn {
+    server().await;
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(HOST)
+        .tcp_port(PORT)
+        .user(Some("root"))
+        .db_name(Some("test"))
+        .prefer_socket(false);
+    Conn::new(opts).await.expect("admin connection to MariaDB")
+}
+
+/// Creates (or re-creates) a user `name` with password `name` and every right on `test`, so the test can count
+/// and kill exactly its own pool's connections. Returns its URL.
+pub async fn dedicated_user(admin: &mut Conn, name: &str) -> String {
+    assert!(name.len() <= 32 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+    admin.query_drop(format!("DROP USER IF EXISTS '{name}'@'%'")).await.unwrap();
+    admin.query_drop(format!("CREATE USER '{name}'@'%' IDENTIFIED BY '{name}'")).await.unwrap();
+    admin.query_drop(format!("GRANT ALL ON test.* TO '{name}'@'%'")).await.unwrap();
+    admin.query_drop(format!("GRANT PROCESS ON *.* TO '{name}'@'%'")).await.unwrap();
+    format!("mysql://{name}:{name}@{HOST}:{PORT}/test")
+}
+
+/// Drops the user and kills whatever connections it still has.
+pub async fn drop_user(admin: &mut Conn, name: &str) {
+    kill_all_of(admin, name).await;
+    let _ = admin.query_drop(format!("DROP USER IF EXISTS '{name}'@'%'")).await;
+}
+
+/// Server-side connections of `user`.
+pub async fn connections_of(admin: &mut Conn, user: &str) -> Vec<u64> {
+    admin.exec("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?", (user,)).await.unwrap()
+}
+
+/// Kills every connection of `user` (and only those); returns how many.
+pub async fn kill_all_of(admin: &mut Conn, user: &str) -> usize {
+    let ids = connections_of(admin, user).await;
+    for id in &ids {
+        // It may have gone by itself in the meantime.
+        let _ = admin.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    ids.len()
+}
+
+/// Kills one connection by id (a connection this test opened).
+pub async fn kill(admin: &mut Conn, id: u32) {
+    let _ = admin.query_drop(format!("KILL CONNECTION {id}")).await;
+}
+
+/// Waits up to `limit` for `cond` to hold, polling.
+pub async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut cond: F) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
