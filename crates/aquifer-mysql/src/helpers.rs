@@ -8,7 +8,8 @@
 //! the loss happened before `COMMIT` was sent (the server rolls back the transaction of a dead connection).
 //! [`execute`] does not retry it: the statement may have run.
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use aquifer_core::PoolError;
 use mysql_async::prelude::{FromRow, Queryable};
@@ -81,58 +82,97 @@ impl From<MySqlPoolError> for Failed {
 }
 
 /// Runs `attempt` under the pool's retry policy (the same exponential backoff with jitter as
-/// [`RetryPolicy::run`](aquifer_core::RetryPolicy::run); a loop of our own because a transaction's closure is
-/// borrowed mutably by every attempt).
-async fn with_retries<T>(pool: &MySqlPool, mut attempt: impl AsyncFnMut() -> Result<T, Failed>) -> Result<T, MySqlPoolError> {
+/// [`RetryPolicy::run`](aquifer_core::RetryPolicy::run); a loop of our own because the attempt's error carries
+/// whether to retry, which depends on how far the attempt got).
+async fn with_retries<T, F, Fut>(pool: &MySqlPool, mut attempt: F) -> Result<T, MySqlPoolError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failed>>,
+{
     let mut delays = pool.manager().config().retry.delays();
     loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(Failed { error, retry: true }) => match delays.next() {
-                Some(delay) => {
-                    tracing::debug!(pool = pool.name(), error = %error, ?delay, "transient failure; retrying");
-                    tokio_sleep(delay).await;
-                }
-                None => return Err(error),
-            },
-            Err(Failed { error, .. }) => return Err(error),
+        match next_step(pool, attempt().await, &mut delays) {
+            Next::Done(result) => return result,
+            Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
         }
     }
 }
 
-async fn tokio_sleep(d: std::time::Duration) {
-    tokio::time::sleep(d).await
+enum Next<T> {
+    Done(Result<T, MySqlPoolError>),
+    RetryAfter(Duration),
 }
 
-/// Runs one statement on a pooled connection and records its duration.
-async fn run_statement<T>(
+fn next_step<T>(pool: &MySqlPool, attempt: Result<T, Failed>, delays: &mut impl Iterator<Item = Duration>) -> Next<T> {
+    match attempt {
+        Ok(v) => Next::Done(Ok(v)),
+        Err(Failed { error, retry: true }) => match delays.next() {
+            Some(delay) => {
+                tracing::debug!(pool = pool.name(), error = %error, ?delay, "transient failure; retrying");
+                Next::RetryAfter(delay)
+            }
+            None => Next::Done(Err(error)),
+        },
+        Err(Failed { error, .. }) => Next::Done(Err(error)),
+    }
+}
+
+/// Records one attempt's duration and turns its error into a [`Failed`].
+fn finish<T>(pool: &MySqlPool, name: &str, started: Instant, result: Result<T, Error>, kind: Kind) -> Result<T, Failed> {
+    let elapsed = started.elapsed();
+    match result {
+        Ok(v) => {
+            pool.record_operation(name, elapsed, None);
+            Ok(v)
+        }
+        Err(e) => {
+            pool.record_operation(name, elapsed, Some(&error_type(&e)));
+            let retry = transient(&e, kind);
+            Err(Failed { error: PoolError::Backend(e), retry })
+        }
+    }
+}
+
+async fn fetch_one_once<T: FromRow + Send + 'static>(
     pool: &MySqlPool,
+    name: &str,
     sql: &str,
     params: &Params,
-    kind: Kind,
-    mut op: impl AsyncFnMut(&mut Conn, Params) -> Result<T, Error>,
-) -> Result<T, MySqlPoolError> {
-    let name = operation_name(sql);
-    check_size(pool, sql, params)?;
-    with_retries(pool, async || {
-        let mut conn = pool.get().await?;
-        let started = Instant::now();
-        let result = op(&mut conn, params.clone()).await;
-        let elapsed = started.elapsed();
-        drop(conn);
-        match result {
-            Ok(v) => {
-                pool.record_operation(name, elapsed, None);
-                Ok(v)
-            }
-            Err(e) => {
-                pool.record_operation(name, elapsed, Some(&error_type(&e)));
-                let retry = transient(&e, kind);
-                Err(Failed { error: PoolError::Backend(e), retry })
-            }
-        }
-    })
-    .await
+) -> Result<Option<T>, Failed> {
+    let mut conn = pool.get().await?;
+    let started = Instant::now();
+    let result = match params {
+        Params::Empty => conn.query_first(sql).await,
+        params => conn.exec_first(sql, params.clone()).await,
+    };
+    finish(pool, name, started, result, Kind::Read)
+}
+
+async fn fetch_all_once<T: FromRow + Send + 'static>(
+    pool: &MySqlPool,
+    name: &str,
+    sql: &str,
+    params: &Params,
+) -> Result<Vec<T>, Failed> {
+    let mut conn = pool.get().await?;
+    let started = Instant::now();
+    let result = match params {
+        Params::Empty => conn.query(sql).await,
+        params => conn.exec(sql, params.clone()).await,
+    };
+    finish(pool, name, started, result, Kind::Read)
+}
+
+async fn execute_once(pool: &MySqlPool, name: &str, sql: &str, params: &Params) -> Result<Executed, Failed> {
+    let mut conn = pool.get().await?;
+    let started = Instant::now();
+    let result = match params {
+        Params::Empty => conn.query_drop(sql).await,
+        params => conn.exec_drop(sql, params.clone()).await,
+    };
+    let result =
+        result.map(|()| Executed { rows_affected: conn.affected_rows(), last_insert_id: conn.last_insert_id() });
+    finish(pool, name, started, result, Kind::Write)
 }
 
 /// Refuses, before sending, a statement the server would answer by closing the connection.
@@ -175,11 +215,9 @@ where
     P: Into<Params>,
 {
     let params = params.into();
-    run_statement(pool, sql, &params, Kind::Read, async |conn, params| match params {
-        Params::Empty => conn.query_first(sql).await,
-        params => conn.exec_first(sql, params).await,
-    })
-    .await
+    let name = operation_name(sql);
+    check_size(pool, sql, &params)?;
+    with_retries(pool, || fetch_one_once(pool, name, sql, &params)).await
 }
 
 /// Every row of `sql`'s result, converted to `T`. See [`fetch_one`] for parameters and retries.
@@ -192,11 +230,9 @@ where
     P: Into<Params>,
 {
     let params = params.into();
-    run_statement(pool, sql, &params, Kind::Read, async |conn, params| match params {
-        Params::Empty => conn.query(sql).await,
-        params => conn.exec(sql, params).await,
-    })
-    .await
+    let name = operation_name(sql);
+    check_size(pool, sql, &params)?;
+    with_retries(pool, || fetch_all_once(pool, name, sql, &params)).await
 }
 
 /// Runs a statement that returns no rows (`INSERT`, `UPDATE`, `DELETE`, DDL) in autocommit mode.
@@ -218,14 +254,9 @@ where
     P: Into<Params>,
 {
     let params = params.into();
-    run_statement(pool, sql, &params, Kind::Write, async |conn, params| {
-        match params {
-            Params::Empty => conn.query_drop(sql).await?,
-            params => conn.exec_drop(sql, params).await?,
-        }
-        Ok(Executed { rows_affected: conn.affected_rows(), last_insert_id: conn.last_insert_id() })
-    })
-    .await
+    let name = operation_name(sql);
+    check_size(pool, sql, &params)?;
+    with_retries(pool, || execute_once(pool, name, sql, &params)).await
 }
 
 /// Runs `body` in a transaction (`START TRANSACTION` ... `COMMIT`) on one pooled connection. An error from
@@ -267,25 +298,26 @@ pub async fn transaction_with<T, F>(pool: &MySqlPool, options: TxOpts, mut body:
 where
     F: AsyncFnMut(&mut Transaction<'_>) -> Result<T, Error>,
 {
-    with_retries(pool, async || {
-        let mut conn = pool.get().await?;
-        let started = Instant::now();
-        let outcome = run_transaction(&mut conn, options.clone(), &mut body).await;
-        let elapsed = started.elapsed();
-        drop(conn);
-        match outcome {
-            Ok(v) => {
-                pool.record_operation("TRANSACTION", elapsed, None);
-                Ok(v)
-            }
-            Err((e, kind)) => {
-                pool.record_operation("TRANSACTION", elapsed, Some(&error_type(&e)));
-                let retry = transient(&e, kind);
-                Err(Failed { error: PoolError::Backend(e), retry })
-            }
+    let mut delays = pool.manager().config().retry.delays();
+    loop {
+        let attempt = transaction_once(pool, &options, &mut body).await;
+        match next_step(pool, attempt, &mut delays) {
+            Next::Done(result) => return result,
+            Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
         }
-    })
-    .await
+    }
+}
+
+async fn transaction_once<T, F>(pool: &MySqlPool, options: &TxOpts, body: &mut F) -> Result<T, Failed>
+where
+    F: AsyncFnMut(&mut Transaction<'_>) -> Result<T, Error>,
+{
+    let mut conn = pool.get().await?;
+    let started = Instant::now();
+    match run_transaction(&mut conn, options.clone(), body).await {
+        Ok(v) => finish(pool, "TRANSACTION", started, Ok(v), Kind::Commit),
+        Err((e, kind)) => finish(pool, "TRANSACTION", started, Err(e), kind),
+    }
 }
 
 async fn run_transaction<T, F>(conn: &mut Conn, options: TxOpts, body: &mut F) -> Result<T, (Error, Kind)>
