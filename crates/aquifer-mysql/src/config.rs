@@ -282,7 +282,8 @@ impl MySqlConfig {
         }
         c.ssl_ca = get("SSL_CA").map(|v| PathBuf::from(v.trim()));
         if let Some(v) = get("STMT_CACHE_SIZE") {
-            c.stmt_cache_size = Some(v.trim().parse().map_err(|_| err("STMT_CACHE_SIZE", &v, "expected a whole number"))?);
+            c.stmt_cache_size =
+                Some(v.trim().parse().map_err(|_| err("STMT_CACHE_SIZE", &v, "expected a whole number"))?);
         }
         if let Some(v) = get("RETRY_MAX_ATTEMPTS") {
             c.retry.max_attempts = match v.trim().parse() {

@@ -8,15 +8,19 @@
 //! the loss happened before `COMMIT` was sent (the server rolls back the transaction of a dead connection).
 //! [`execute`] does not retry it: the statement may have run.
 
+use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use aquifer_core::PoolError;
 use mysql_async::prelude::{FromRow, Queryable};
-use mysql_async::{Conn, Error, Params, Transaction, TxOpts, Value};
+use mysql_async::{Conn, Error, Params, TxOpts, Value};
 
 use crate::error::{ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, Lost, error_type, lost_connection, server_code};
-use crate::{MySqlPool, MySqlPoolError};
+use crate::{MySqlPool, MySqlPoolError, MySqlPooled};
 
 /// What [`execute`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +85,9 @@ impl From<MySqlPoolError> for Failed {
     }
 }
 
-/// Runs `attempt` under the pool's retry policy (the same exponential backoff with jitter as
-/// [`RetryPolicy::run`](aquifer_core::RetryPolicy::run); a loop of our own because the attempt's error carries
-/// whether to retry, which depends on how far the attempt got).
+/// Runs `attempt` under the pool's retry policy: its delays (exponential backoff with jitter, the same as
+/// [`RetryPolicy::run`](aquifer_core::RetryPolicy::run)), in a loop of our own because whether a failure may
+/// be retried depends on how far the attempt got, not on the error alone.
 async fn with_retries<T, F, Fut>(pool: &MySqlPool, mut attempt: F) -> Result<T, MySqlPoolError>
 where
     F: FnMut() -> Fut,
@@ -118,7 +122,13 @@ fn next_step<T>(pool: &MySqlPool, attempt: Result<T, Failed>, delays: &mut impl 
 }
 
 /// Records one attempt's duration and turns its error into a [`Failed`].
-fn finish<T>(pool: &MySqlPool, name: &str, started: Instant, result: Result<T, Error>, kind: Kind) -> Result<T, Failed> {
+fn finish<T>(
+    pool: &MySqlPool,
+    name: &str,
+    started: Instant,
+    result: Result<T, Error>,
+    kind: Kind,
+) -> Result<T, Failed> {
     let elapsed = started.elapsed();
     match result {
         Ok(v) => {
@@ -259,34 +269,74 @@ where
     with_retries(pool, || execute_once(pool, name, sql, &params)).await
 }
 
+/// A transaction in progress, handed to the body of [`transaction`]. It owns the pooled connection and
+/// dereferences to [`mysql_async::Conn`], so every `Queryable` method works on it (`tx.exec_drop(..)`,
+/// `tx.query_first(..)`, `tx.last_insert_id()`). Do not commit, roll back or start another transaction
+/// through it: the helper does that.
+///
+/// The lifetime `'a` is that of the data the body borrows from its caller (it lets the body's boxed future
+/// capture references).
+pub struct Tx<'a> {
+    conn: MySqlPooled,
+    _scope: PhantomData<&'a ()>,
+}
+
+impl Deref for Tx<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
+impl fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tx").field("connection_id", &self.conn.id()).finish()
+    }
+}
+
+/// The future a [`transaction`] body returns: boxed, so the helper's own future stays `Send` (a limitation of
+/// async closures on stable Rust) while the body borrows the [`Tx`].
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
+
 /// Runs `body` in a transaction (`START TRANSACTION` ... `COMMIT`) on one pooled connection. An error from
 /// `body` rolls the transaction back and is returned; a transient failure (deadlock, lock wait timeout,
-/// connection lost before `COMMIT` was sent) rolls back and runs `body` again, whole, on a fresh transaction,
+/// connection lost before `COMMIT` was sent) rolls back and runs `body` again, whole, in a fresh transaction,
 /// up to the retry policy's attempts. `body` must therefore have no effects outside the database, or
-/// tolerate repeats.
+/// tolerate repeats. It is called once per attempt and returns a boxed future (`Box::pin(async move {..})`);
+/// captured values are borrowed, so clone owned ones into the closure or capture references.
 ///
 /// To abort with an error of your own, return `Err(mysql_async::Error::Other(Box::new(my_error)))`.
 ///
 /// ```no_run
 /// # async fn demo(pool: &aquifer_mysql::MySqlPool) -> Result<(), aquifer_mysql::MySqlPoolError> {
-/// use mysql_async::prelude::Queryable;
+/// use aquifer_mysql::mysql_async::prelude::Queryable;
 ///
-/// let review_id = aquifer_mysql::transaction(pool, async |tx| {
-///     tx.exec_drop("INSERT INTO reviews (word_id, correct) VALUES (?, ?)", (7, true)).await?;
-///     let id = tx.last_insert_id();
-///     tx.exec_drop("UPDATE saved_words SET reviews = reviews + 1 WHERE id = ?", (7,)).await?;
-///     Ok(id)
+/// let word_id = 7;
+/// let review_id = aquifer_mysql::transaction(pool, |tx| {
+///     Box::pin(async move {
+///         tx.exec_drop("INSERT INTO reviews (word_id, correct) VALUES (?, ?)", (word_id, true)).await?;
+///         let id = tx.last_insert_id();
+///         tx.exec_drop("UPDATE saved_words SET reviews = reviews + 1 WHERE id = ?", (word_id,)).await?;
+///         Ok(id)
+///     })
 /// })
 /// .await?;
 /// # Ok(()) }
 /// ```
 ///
-/// Cancel safety: dropping the future rolls the transaction back: mysql_async marks the dropped transaction,
-/// and the pool rolls the connection back (or closes it, if a statement was in flight) before anyone reuses
-/// it. Nothing is committed unless `COMMIT` completed.
-pub async fn transaction<T, F>(pool: &MySqlPool, body: F) -> Result<T, MySqlPoolError>
+/// Cancel safety: dropping the future rolls the transaction back: the connection goes back to the pool inside
+/// the transaction and is rolled back (or closed, if a statement was in flight) before anyone reuses it.
+/// Nothing is committed unless `COMMIT` completed.
+pub async fn transaction<'a, T, F>(pool: &MySqlPool, body: F) -> Result<T, MySqlPoolError>
 where
-    F: AsyncFnMut(&mut Transaction<'_>) -> Result<T, Error>,
+    F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T>,
 {
     transaction_with(pool, TxOpts::default(), body).await
 }
@@ -294,13 +344,14 @@ where
 /// [`transaction`] with options: isolation level, read-only, consistent snapshot.
 ///
 /// Cancel safety: as for [`transaction`].
-pub async fn transaction_with<T, F>(pool: &MySqlPool, options: TxOpts, mut body: F) -> Result<T, MySqlPoolError>
+pub async fn transaction_with<'a, T, F>(pool: &MySqlPool, options: TxOpts, mut body: F) -> Result<T, MySqlPoolError>
 where
-    F: AsyncFnMut(&mut Transaction<'_>) -> Result<T, Error>,
+    F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T>,
 {
+    let start = start_statement(&options);
     let mut delays = pool.manager().config().retry.delays();
     loop {
-        let attempt = transaction_once(pool, &options, &mut body).await;
+        let attempt = transaction_once(pool, &options, &start, &mut body).await;
         match next_step(pool, attempt, &mut delays) {
             Next::Done(result) => return result,
             Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
@@ -308,33 +359,61 @@ where
     }
 }
 
-async fn transaction_once<T, F>(pool: &MySqlPool, options: &TxOpts, body: &mut F) -> Result<T, Failed>
+fn start_statement(options: &TxOpts) -> String {
+    let mut modes = Vec::new();
+    if options.consistent_snapshot() {
+        modes.push("WITH CONSISTENT SNAPSHOT");
+    }
+    match options.readonly() {
+        Some(true) => modes.push("READ ONLY"),
+        Some(false) => modes.push("READ WRITE"),
+        None => {}
+    }
+    if modes.is_empty() { "START TRANSACTION".to_owned() } else { format!("START TRANSACTION {}", modes.join(", ")) }
+}
+
+async fn transaction_once<'a, T, F>(pool: &MySqlPool, options: &TxOpts, start: &str, body: &mut F) -> Result<T, Failed>
 where
-    F: AsyncFnMut(&mut Transaction<'_>) -> Result<T, Error>,
+    F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T>,
 {
-    let mut conn = pool.get().await?;
+    let conn = pool.get().await?;
     let started = Instant::now();
-    match run_transaction(&mut conn, options.clone(), body).await {
+    let mut tx = Tx { conn, _scope: PhantomData };
+    match run_transaction(&mut tx, options, start, body).await {
         Ok(v) => finish(pool, "TRANSACTION", started, Ok(v), Kind::Commit),
         Err((e, kind)) => finish(pool, "TRANSACTION", started, Err(e), kind),
     }
 }
 
-async fn run_transaction<T, F>(conn: &mut Conn, options: TxOpts, body: &mut F) -> Result<T, (Error, Kind)>
+async fn run_transaction<'a, T, F>(
+    tx: &mut Tx<'a>,
+    options: &TxOpts,
+    start: &str,
+    body: &mut F,
+) -> Result<T, (Error, Kind)>
 where
-    F: AsyncFnMut(&mut Transaction<'_>) -> Result<T, Error>,
+    F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T>,
 {
-    let mut tx = conn.start_transaction(options).await.map_err(|e| (e, Kind::Uncommitted))?;
-    match body(&mut tx).await {
+    let begin = async {
+        if let Some(level) = options.isolation_level() {
+            tx.query_drop(format!("SET TRANSACTION ISOLATION LEVEL {level}")).await?;
+        }
+        tx.query_drop(start).await
+    };
+    begin.await.map_err(|e| (e, Kind::Uncommitted))?;
+    match body(tx).await {
         Ok(v) => {
-            // mysql_async rolls back itself when COMMIT fails.
-            tx.commit().await.map_err(|e| (e, Kind::Commit))?;
+            if let Err(e) = tx.query_drop("COMMIT").await {
+                // A refused COMMIT (deadlock, conflict) leaves the transaction rolled back or open: make sure.
+                let _ = tx.query_drop("ROLLBACK").await;
+                return Err((e, Kind::Commit));
+            }
             Ok(v)
         }
         Err(e) => {
             // Best effort: if the connection is gone, the server rolls back for us; if not, roll back now so
             // the connection goes back clean rather than through the pool's background reset.
-            let _ = tx.rollback().await;
+            let _ = tx.query_drop("ROLLBACK").await;
             Err((e, Kind::Uncommitted))
         }
     }

@@ -8,7 +8,9 @@ mod manager;
 
 pub use config::{DbSystem, MySqlConfig, SslMode, Transport};
 pub use error::{SetupError, error_type};
-pub use helpers::{Executed, PacketTooLarge, execute, fetch_all, fetch_one, transaction, transaction_with};
+pub use helpers::{
+    Executed, PacketTooLarge, Tx, TxFuture, execute, fetch_all, fetch_one, transaction, transaction_with,
+};
 pub use manager::MySqlManager;
 
 /// The driver, re-exported so a service can use its API (`Queryable`, `params!`, `Row`...) in the version

@@ -94,10 +94,7 @@ impl MySqlManager {
     /// [`MySqlConfig::from_env`].
     pub fn from_env(prefix: &str) -> Result<Self, SetupError> {
         let var = if prefix.is_empty() { "URL".to_owned() } else { format!("{prefix}_URL") };
-        let url = std::env::var(&var)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(SetupError::MissingUrl { var })?;
+        let url = std::env::var(&var).ok().filter(|v| !v.trim().is_empty()).ok_or(SetupError::MissingUrl { var })?;
         Self::from_url(url.trim())?.with_config(MySqlConfig::from_env(prefix)?).map_err(Into::into)
     }
 

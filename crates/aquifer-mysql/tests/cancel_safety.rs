@@ -20,7 +20,10 @@ async fn pool(url: &str, max_size: usize) -> MySqlPool {
 
 async fn table(admin: &mut aquifer_mysql::mysql_async::Conn, prefix: &str) -> String {
     let name = common::unique(prefix);
-    admin.query_drop(format!("CREATE TABLE {name} (id INT PRIMARY KEY, note VARCHAR(20)) ENGINE=InnoDB")).await.unwrap();
+    admin
+        .query_drop(format!("CREATE TABLE {name} (id INT PRIMARY KEY, note VARCHAR(20)) ENGINE=InnoDB"))
+        .await
+        .unwrap();
     name
 }
 
@@ -216,12 +219,15 @@ async fn a_transaction_helper_dropped_mid_statement_leaves_nothing_behind() {
         let (t, server_id) = (t.clone(), Arc::clone(&server_id));
         let pool = pool.clone();
         async move {
-            aquifer_mysql::transaction(&pool, async |tx| {
-                let id: Option<u32> = tx.query_first("SELECT CONNECTION_ID()").await?;
-                server_id.store(id.unwrap(), Ordering::SeqCst);
-                tx.query_drop(format!("INSERT INTO {t} VALUES (1, 'uncommitted')")).await?;
-                tx.query_drop("SELECT SLEEP(1)").await?;
-                Ok(())
+            let (t, server_id) = (&t, &server_id);
+            aquifer_mysql::transaction(&pool, |tx| {
+                Box::pin(async move {
+                    let id: Option<u32> = tx.query_first("SELECT CONNECTION_ID()").await?;
+                    server_id.store(id.unwrap(), Ordering::SeqCst);
+                    tx.query_drop(format!("INSERT INTO {t} VALUES (1, 'uncommitted')")).await?;
+                    tx.query_drop("SELECT SLEEP(1)").await?;
+                    Ok(())
+                })
             })
             .await
         }

@@ -11,10 +11,8 @@ const SOCKET: &str = "/run/mysqld/mysqld.sock";
 /// How the server sees the pool's connection: `127.0.0.1:<port>` over TCP, `localhost` over the socket.
 async fn peer_of(pool: &MySqlPool) -> String {
     let mut conn = pool.get().await.unwrap();
-    let host: Option<String> = conn
-        .query_first("SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
-        .await
-        .unwrap();
+    let host: Option<String> =
+        conn.query_first("SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()").await.unwrap();
     host.unwrap()
 }
 
