@@ -298,6 +298,8 @@ impl Env<'_> {
                 return ConfigError::Invalid { field, value, reason };
             }
         };
+        // Show the variable's text as written ("0ms"), not the parsed value ("0s").
+        let value = self.get(suffix).unwrap_or(value);
         ConfigError::Env { var: self.var(suffix), value, reason }
     }
 }

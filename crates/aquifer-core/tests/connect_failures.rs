@@ -121,7 +121,8 @@ async fn gets_succeed_again_once_the_server_is_back() {
 #[tokio::test]
 async fn idle_connections_are_still_served_while_failing_fast() {
     let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).fail_fast_after(2).validation_bypass(Duration::from_secs(60)).build().unwrap();
+    let pool =
+        builder(&fake).max_size(2).fail_fast_after(2).validation_bypass(Duration::from_secs(60)).build().unwrap();
     let a = pool.get().await.unwrap();
     fake.set_down(true);
     let err = pool.get().await.unwrap_err();
