@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PoolConfig;
 use crate::errors::{ConnectError, PoolError};
 use crate::health::{HealthReport, HealthStatus};
-use crate::internals::{CheckoutRecord, CloseReason, Conn, Internals, NO_CHECKOUT, Outcome, Step};
+use crate::internals::{CheckoutRecord, CloseReason, Conn, Internals, NO_CHECKOUT, Outcome, Step, Wait};
 use crate::leak::LeakReport;
 use crate::manager::{Descriptor, Manager};
 use crate::metrics::{Observation, Observed, PoolMetrics};
@@ -39,6 +39,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) closing: CancellationToken,
     /// Notified when a slot is freed while closing, for `close()` to wait on.
     pub(crate) drained: Notify,
+    /// Wakes the deadline watcher when a waiter with a watched deadline joins an unwatched queue.
+    pub(crate) deadlines: Notify,
     pub(crate) health: Mutex<Option<HealthReport>>,
     pub(crate) on_leak: Option<LeakHook>,
     next_id: AtomicU64,
@@ -73,13 +75,13 @@ impl<M: Manager> Drop for Held<M> {
 
 /// A queued caller. Polling takes what was handed over; dropping it leaves the queue and passes on a
 /// connection that was handed over but not taken, so a cancelled `get()` never swallows a wake-up.
-struct Wait<'a, M: Manager> {
+struct Waiting<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     key: usize,
     done: bool,
 }
 
-impl<M: Manager> Future for Wait<'_, M> {
+impl<M: Manager> Future for Waiting<'_, M> {
     type Output = Outcome<M::Connection, M::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -94,7 +96,7 @@ impl<M: Manager> Future for Wait<'_, M> {
     }
 }
 
-impl<M: Manager> Drop for Wait<'_, M> {
+impl<M: Manager> Drop for Waiting<'_, M> {
     fn drop(&mut self) {
         if self.done {
             return;
@@ -128,6 +130,7 @@ impl<M: Manager> Shared<M> {
                 runtime,
                 closing: CancellationToken::new(),
                 drained: Notify::new(),
+                deadlines: Notify::new(),
                 health: Mutex::new(None),
                 on_leak,
                 next_id: AtomicU64::new(1),
@@ -154,44 +157,65 @@ impl<M: Manager> Shared<M> {
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
         let leak_caller = self.config.leak_detection_threshold.map(|_| caller);
         let bypass = self.config.validation_bypass;
-        // Set when the caller first has to wait or validate; the fast path never reads the clock twice.
+        // Set when the caller first has to wait or validate; the fast path reads the clock once.
         let mut started: Option<Instant> = None;
         loop {
-            let now = Instant::now();
-            let step = self.lock().checkout(now, bypass, leak_caller, timeout.is_some());
+            // Take part in Tokio's cooperative budget, checked before anything is taken, so a task looping on
+            // an idle pool yields now and then instead of starving its worker, and never yields holding a
+            // connection (tokio's Semaphore checks after granting, which is what makes pools built on it slow).
+            let (step, now, wait_mode) = std::future::poll_fn(|cx| {
+                let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+                let now = Instant::now();
+                // The default timeout of a first wait is enforced by the pool's deadline watcher (one timer
+                // for the whole queue); anything else brings its own timer.
+                let wait = match (timeout, started) {
+                    (None, _) => Wait::Never,
+                    (Some(t), None) if t == self.config.acquire_timeout => Wait::Watched(now + t),
+                    (Some(_), _) => Wait::OwnTimer,
+                };
+                let step = self.lock().checkout(now, bypass, leak_caller, wait);
+                if matches!(step, Step::Ready(..)) {
+                    coop.made_progress();
+                }
+                Poll::Ready((step, now, wait))
+            })
+            .await;
             let mut conn = match step {
                 Step::Ready(conn, checkout) => {
-                    if let Some(s) = started {
-                        self.metrics.wait_time(now.duration_since(s));
-                    } else {
-                        self.metrics.wait_time(Duration::ZERO);
-                    }
+                    self.metrics.wait_time(started.map_or(Duration::ZERO, |s| now.duration_since(s)));
                     return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
                 }
                 Step::Closed => return Err(PoolError::Closed),
-                Step::FailFast { since, error } => {
-                    return Err(PoolError::Unavailable { since, last_error: error });
-                }
+                Step::FailFast { since, error } => return Err(PoolError::Unavailable { since, last_error: error }),
                 Step::Busy => return Ok(None),
                 Step::Check(conn) => conn,
-                Step::Wait { key, connects } => {
+                Step::Wait { key, connects, wake_watcher } => {
+                    if wake_watcher {
+                        self.deadlines.notify_one();
+                    }
                     self.spawn_connects(connects);
                     let start = *started.get_or_insert(now);
-                    let deadline = start + timeout.unwrap_or_default();
-                    let wait = Wait { shared: self, key, done: false };
-                    match tokio::time::timeout_at(deadline.into(), wait).await {
-                        Ok(Outcome::Conn(conn)) => conn,
-                        Ok(Outcome::Closed) => return Err(PoolError::Closed),
-                        Ok(Outcome::Unavailable { since, error }) => {
+                    let wait = Waiting { shared: self, key, done: false };
+                    let outcome = match (wait_mode, timeout) {
+                        (Wait::OwnTimer, Some(t)) => match tokio::time::timeout_at((start + t).into(), wait).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => Outcome::TimedOut,
+                        },
+                        _ => wait.await,
+                    };
+                    match outcome {
+                        Outcome::Conn(conn) => conn,
+                        Outcome::TimedOut => return Err(self.timed_out(start)),
+                        Outcome::Closed => return Err(PoolError::Closed),
+                        Outcome::Unavailable { since, error } => {
                             return Err(PoolError::Unavailable { since, last_error: error });
                         }
-                        Err(_) => return Err(self.timed_out(start)),
                     }
                 }
             };
 
             // A connection that was handed over, or sat idle past the bypass window: check it before use.
-            let now = Instant::now();
+            let mut now = Instant::now();
             let start = *started.get_or_insert(now);
             if conn.expired(now) {
                 self.discard(conn, NO_CHECKOUT, CloseReason::MaxLifetime);
@@ -220,8 +244,8 @@ impl<M: Manager> Shared<M> {
                     continue;
                 }
                 conn = held.release();
+                now = Instant::now();
             }
-            let now = Instant::now();
             let checkout = self.lock().checked_out(&conn, now, leak_caller);
             self.metrics.wait_time(now.duration_since(start));
             return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
@@ -459,6 +483,38 @@ impl<M: Manager> Shared<M> {
                 let closed = g.closed;
                 drop(g);
                 self.after_close(conn, reason, connects, closed);
+            }
+        }
+    }
+
+    /// Background task: fails waiters whose `acquire_timeout` passed. One timer serves the whole queue because
+    /// first-time waiters with the default timeout join it in deadline order, so only the earliest matters;
+    /// this spares every waiting `get()` a timer registration of its own.
+    /// Holds the pool until it closes (closing does not wait for this task).
+    pub(crate) async fn watch_deadlines(self: Arc<Self>, closing: CancellationToken) {
+        let shared = self;
+        loop {
+            let (wakers, next) = {
+                let mut g = shared.lock();
+                let (wakers, next) = g.waiters.expire(Instant::now(), || Outcome::TimedOut);
+                g.watcher_armed = next.is_some();
+                (wakers, next)
+            };
+            for w in wakers {
+                w.wake();
+            }
+            let notified = shared.deadlines.notified();
+            match next {
+                Some(at) => tokio::select! {
+                    biased;
+                    _ = closing.cancelled() => return,
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                },
+                None => tokio::select! {
+                    biased;
+                    _ = closing.cancelled() => return,
+                    _ = notified => {}
+                },
             }
         }
     }

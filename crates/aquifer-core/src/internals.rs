@@ -31,8 +31,13 @@ impl<C> Conn<C> {
 /// What a waiting caller is handed.
 pub(crate) enum Outcome<C, E> {
     Conn(Conn<C>),
+    /// The deadline watcher found the waiter's deadline passed.
+    TimedOut,
     Closed,
-    Unavailable { since: Instant, error: ConnectError<E> },
+    Unavailable {
+        since: Instant,
+        error: ConnectError<E>,
+    },
 }
 
 /// Why a connection was closed; the `reason` attribute of `aquifer.pool.connections.closed`.
@@ -96,10 +101,12 @@ pub(crate) enum Step<C, E> {
     Ready(Conn<C>, usize),
     /// An idle connection that must be checked (validated, or found expired) before use.
     Check(Conn<C>),
-    /// The caller was queued under this key; `connects` new connects must be started for it.
+    /// The caller was queued under this key; `connects` new connects must be started for it; with
+    /// `wake_watcher` the deadline watcher must be told about its deadline.
     Wait {
         key: usize,
         connects: usize,
+        wake_watcher: bool,
     },
     /// Nothing idle and the caller would not wait (`try_get`).
     Busy,
@@ -108,6 +115,18 @@ pub(crate) enum Step<C, E> {
         since: Instant,
         error: ConnectError<E>,
     },
+}
+
+/// How a caller of `checkout` is willing to wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all (`try_get`).
+    Never,
+    /// Until this deadline, enforced by the pool's deadline watcher. Deadlines passed this way must never
+    /// decrease from one call to the next: they are `now + acquire_timeout` of first-time waiters.
+    Watched(Instant),
+    /// With a timer of the caller's own (a custom timeout, or a second wait of the same `get()`).
+    OwnTimer,
 }
 
 /// What the pool holds; guarded by the pool's mutex.
@@ -125,6 +144,8 @@ pub(crate) struct Internals<C, E> {
     pub(crate) checkouts: Slab<CheckoutRecord>,
     pub(crate) stats: Stats,
     pub(crate) server_version: Option<String>,
+    /// Whether the deadline watcher is sleeping until a deadline (rather than waiting for one to appear).
+    pub(crate) watcher_armed: bool,
 }
 
 /// Marks "no leak record" in a [`Pooled`](crate::Pooled).
@@ -144,6 +165,7 @@ impl<C, E> Internals<C, E> {
             checkouts: Slab::new(),
             stats: Stats::default(),
             server_version: None,
+            watcher_armed: false,
         }
     }
 
@@ -184,7 +206,7 @@ impl<C, E> Internals<C, E> {
         now: Instant,
         bypass: Duration,
         leak_caller: Option<&'static Location<'static>>,
-        may_wait: bool,
+        wait: Wait,
     ) -> Step<C, E> {
         if self.closed {
             return Step::Closed;
@@ -198,16 +220,21 @@ impl<C, E> Internals<C, E> {
             let checkout = self.checked_out(&conn, now, leak_caller);
             return Step::Ready(conn, checkout);
         }
-        if !may_wait {
+        if matches!(wait, Wait::Never) {
             return Step::Busy;
         }
         if let (Some(since), Some(error)) = (self.circuit.open_since, &self.circuit.last_error) {
             self.stats.fail_fast += 1;
             return Step::FailFast { since, error: error.clone() };
         }
-        let key = self.waiters.push_back();
+        let deadline = match wait {
+            Wait::Watched(deadline) => Some(deadline),
+            _ => None,
+        };
+        let wake_watcher = deadline.is_some() && !std::mem::replace(&mut self.watcher_armed, true);
+        let key = self.waiters.push_back(deadline);
         self.stats.waited += 1;
-        Step::Wait { key, connects: self.reserve_connects() }
+        Step::Wait { key, connects: self.reserve_connects(), wake_watcher }
     }
 
     /// Counts a successful checkout and, with leak detection on, records who holds the connection.

@@ -193,3 +193,55 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
     let err = aquifer_core::Pool::builder(fake).build().unwrap_err();
     assert!(matches!(err, aquifer_core::BuildError::NoRuntime), "{err:?}");
 }
+
+#[tokio::test]
+async fn acquire_timeout_fails_every_queued_waiter_in_time() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_millis(50)).build().unwrap();
+    let _held = pool.get().await.unwrap();
+    let started = std::time::Instant::now();
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get().await.map(|_| ()) })
+        })
+        .collect();
+    for w in waiters {
+        let res = tokio::time::timeout(Duration::from_secs(5), w).await.expect("the waiter timed out").unwrap();
+        let Err(PoolError::Timeout { waited, .. }) = res else { panic!("expected a timeout, got {res:?}") };
+        assert!(waited >= Duration::from_millis(50), "timed out early: {waited:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "timeouts were late: {:?}", started.elapsed());
+    assert_eq!(pool.state().waiting, 0);
+    assert_eq!(pool.stats().timeouts, 5);
+}
+
+#[tokio::test]
+async fn a_shorter_custom_timeout_behind_default_waiters_still_fires_first() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_secs(30)).build().unwrap();
+    let _held = pool.get().await.unwrap();
+    let slow = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    eventually(Duration::from_secs(5), "the default waiter is queued", || pool.state().waiting == 1).await;
+    let started = std::time::Instant::now();
+    let err = pool.get_timeout(Duration::from_millis(30)).await.unwrap_err();
+    assert!(err.is_timeout());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(pool.state().waiting, 1, "the default waiter is still waiting");
+    slow.abort();
+}
+
+#[tokio::test]
+async fn waiters_still_time_out_after_the_queue_drained_and_refilled() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_millis(40)).build().unwrap();
+    for _ in 0..3 {
+        let held = pool.get().await.unwrap();
+        assert!(pool.get().await.unwrap_err().is_timeout());
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
