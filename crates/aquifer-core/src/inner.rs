@@ -78,21 +78,46 @@ impl<M: Manager> Drop for Held<M> {
 struct Waiting<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     key: usize,
+    /// The waker was registered when the caller was queued, in the same poll: the first poll can return
+    /// `Pending` without locking, since a hand-off in between has already woken the task.
+    registered: bool,
     done: bool,
+    bypass: Duration,
+    leak_caller: Option<&'static Location<'static>>,
+}
+
+/// What a waiter got.
+enum Taken<C, E> {
+    /// A connection ready to use, already checked out (leak record key) at this instant.
+    Ready(Conn<C>, usize, Instant),
+    /// A connection that must be checked first (expired, or idle past the bypass window).
+    Check(Conn<C>),
+    /// No connection: timed out, closed or failing fast.
+    Failed(Outcome<C, E>),
 }
 
 impl<M: Manager> Future for Waiting<'_, M> {
-    type Output = Outcome<M::Connection, M::Error>;
+    type Output = Taken<M::Connection, M::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = self.shared.lock().waiters.poll(self.key, cx.waker());
-        match outcome {
-            Some(outcome) => {
-                self.done = true;
-                Poll::Ready(outcome)
-            }
-            None => Poll::Pending,
+        if std::mem::take(&mut self.registered) {
+            return Poll::Pending;
         }
+        let now = Instant::now();
+        let mut g = self.shared.lock();
+        let Some(outcome) = g.waiters.poll(self.key, cx.waker()) else { return Poll::Pending };
+        // Counting the checkout under the same lock saves a second one on the contended path.
+        let taken = match outcome {
+            Outcome::Conn(conn) if Internals::<M::Connection, M::Error>::fresh(&conn, now, self.bypass) => {
+                let checkout = g.checked_out(&conn, now, self.leak_caller);
+                Taken::Ready(conn, checkout, now)
+            }
+            Outcome::Conn(conn) => Taken::Check(conn),
+            other => Taken::Failed(other),
+        };
+        drop(g);
+        self.done = true;
+        Poll::Ready(taken)
     }
 }
 
@@ -173,7 +198,7 @@ impl<M: Manager> Shared<M> {
                     (Some(t), None) if t == self.config.acquire_timeout => Wait::Watched(now + t),
                     (Some(_), _) => Wait::OwnTimer,
                 };
-                let step = self.lock().checkout(now, bypass, leak_caller, wait);
+                let step = self.lock().checkout(now, bypass, leak_caller, wait, cx.waker());
                 if matches!(step, Step::Ready(..)) {
                     coop.made_progress();
                 }
@@ -195,19 +220,24 @@ impl<M: Manager> Shared<M> {
                     }
                     self.spawn_connects(connects);
                     let start = *started.get_or_insert(now);
-                    let wait = Waiting { shared: self, key, done: false };
-                    let outcome = match (wait_mode, timeout) {
+                    let wait = Waiting { shared: self, key, registered: true, done: false, bypass, leak_caller };
+                    let taken = match (wait_mode, timeout) {
                         (Wait::OwnTimer, Some(t)) => match tokio::time::timeout_at((start + t).into(), wait).await {
-                            Ok(outcome) => outcome,
-                            Err(_) => Outcome::TimedOut,
+                            Ok(taken) => taken,
+                            Err(_) => Taken::Failed(Outcome::TimedOut),
                         },
                         _ => wait.await,
                     };
-                    match outcome {
-                        Outcome::Conn(conn) => conn,
-                        Outcome::TimedOut => return Err(self.timed_out(start)),
-                        Outcome::Closed => return Err(PoolError::Closed),
-                        Outcome::Unavailable { since, error } => {
+                    match taken {
+                        Taken::Ready(conn, checkout, at) => {
+                            self.metrics.wait_time(at.duration_since(start));
+                            return Ok(Some(Pooled::new(conn, Arc::clone(self), at, checkout)));
+                        }
+                        Taken::Check(conn) => conn,
+                        Taken::Failed(Outcome::Conn(_)) => unreachable!("connections are taken, not failed"),
+                        Taken::Failed(Outcome::TimedOut) => return Err(self.timed_out(start)),
+                        Taken::Failed(Outcome::Closed) => return Err(PoolError::Closed),
+                        Taken::Failed(Outcome::Unavailable { since, error }) => {
                             return Err(PoolError::Unavailable { since, last_error: error });
                         }
                     }

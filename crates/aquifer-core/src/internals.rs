@@ -207,6 +207,7 @@ impl<C, E> Internals<C, E> {
         bypass: Duration,
         leak_caller: Option<&'static Location<'static>>,
         wait: Wait,
+        waker: &std::task::Waker,
     ) -> Step<C, E> {
         if self.closed {
             return Step::Closed;
@@ -214,7 +215,7 @@ impl<C, E> Internals<C, E> {
         if self.waiters.is_empty()
             && let Some(conn) = self.idle.pop()
         {
-            if conn.expired(now) || now.duration_since(conn.last_used) > bypass {
+            if !Self::fresh(&conn, now, bypass) {
                 return Step::Check(conn);
             }
             let checkout = self.checked_out(&conn, now, leak_caller);
@@ -232,9 +233,14 @@ impl<C, E> Internals<C, E> {
             _ => None,
         };
         let wake_watcher = deadline.is_some() && !std::mem::replace(&mut self.watcher_armed, true);
-        let key = self.waiters.push_back(deadline);
+        let key = self.waiters.push_back(deadline, Some(waker));
         self.stats.waited += 1;
         Step::Wait { key, connects: self.reserve_connects(), wake_watcher }
+    }
+
+    /// Whether a connection can be handed out as is: not expired, used within the validation bypass window.
+    pub(crate) fn fresh(conn: &Conn<C>, now: Instant, bypass: Duration) -> bool {
+        !conn.expired(now) && now.duration_since(conn.last_used) <= bypass
     }
 
     /// Counts a successful checkout and, with leak detection on, records who holds the connection.

@@ -47,9 +47,10 @@ impl<T> Waiters<T> {
 
     /// Queues a new waiter at the back and returns its key. A `deadline` must not be earlier than any other
     /// queued waiter's.
-    pub(crate) fn push_back(&mut self, deadline: Option<Instant>) -> usize {
-        let key =
-            self.nodes.insert(Node { prev: self.tail, next: NIL, linked: true, deadline, waker: None, outcome: None });
+    /// The waker is registered at once, so the waiter need not poll (and lock) again before it is woken.
+    pub(crate) fn push_back(&mut self, deadline: Option<Instant>, waker: Option<&Waker>) -> usize {
+        let node = Node { prev: self.tail, next: NIL, linked: true, deadline, waker: waker.cloned(), outcome: None };
+        let key = self.nodes.insert(node);
         if self.tail == NIL {
             self.head = key;
         } else {
@@ -159,9 +160,9 @@ mod tests {
     #[test]
     fn fulfills_in_arrival_order() {
         let mut w = Waiters::new();
-        let a = w.push_back(None);
-        let b = w.push_back(None);
-        let c = w.push_back(None);
+        let a = w.push_back(None, None);
+        let b = w.push_back(None, None);
+        let c = w.push_back(None, None);
         assert!(w.fulfill_front(1).is_ok());
         assert!(w.fulfill_front(2).is_ok());
         assert_eq!(w.len(), 1);
@@ -174,9 +175,9 @@ mod tests {
     #[test]
     fn cancel_from_the_middle_keeps_order() {
         let mut w = Waiters::new();
-        let a = w.push_back(None);
-        let b = w.push_back(None);
-        let c = w.push_back(None);
+        let a = w.push_back(None, None);
+        let b = w.push_back(None, None);
+        let c = w.push_back(None, None);
         assert_eq!(w.cancel(b), None);
         assert!(w.fulfill_front('x').is_ok());
         assert!(w.fulfill_front('y').is_ok());
@@ -192,10 +193,10 @@ mod tests {
         let mut w = Waiters::new();
         let t0 = Instant::now();
         let ms = std::time::Duration::from_millis;
-        let a = w.push_back(Some(t0 + ms(10)));
-        let b = w.push_back(None);
-        let c = w.push_back(Some(t0 + ms(20)));
-        let d = w.push_back(Some(t0 + ms(30)));
+        let a = w.push_back(Some(t0 + ms(10)), None);
+        let b = w.push_back(None, None);
+        let c = w.push_back(Some(t0 + ms(20)), None);
+        let d = w.push_back(Some(t0 + ms(30)), None);
         let (_, next) = w.expire(t0 + ms(20), || 'x');
         assert_eq!(next, Some(t0 + ms(30)));
         let waker = std::task::Waker::noop();
@@ -209,10 +210,10 @@ mod tests {
     #[test]
     fn cancel_after_fulfilment_returns_the_outcome() {
         let mut w = Waiters::new();
-        let a = w.push_back(None);
+        let a = w.push_back(None, None);
         assert!(w.fulfill_front(7).is_ok());
         assert_eq!(w.cancel(a), Some(7));
-        let b = w.push_back(None);
+        let b = w.push_back(None, None);
         assert_eq!(w.cancel(b), None);
         assert!(matches!(w.fulfill_front(8), Err(8)));
     }
