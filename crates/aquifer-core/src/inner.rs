@@ -82,7 +82,6 @@ struct Waiting<'a, M: Manager> {
     /// `Pending` without locking, since a hand-off in between has already woken the task.
     registered: bool,
     done: bool,
-    bypass: Duration,
     leak_caller: Option<&'static Location<'static>>,
 }
 
@@ -108,7 +107,7 @@ impl<M: Manager> Future for Waiting<'_, M> {
         let Some(outcome) = g.waiters.poll(self.key, cx.waker()) else { return Poll::Pending };
         // Counting the checkout under the same lock saves a second one on the contended path.
         let taken = match outcome {
-            Outcome::Conn(conn) if Internals::<M::Connection, M::Error>::fresh(&conn, now, self.bypass) => {
+            Outcome::Conn(conn) if conn.fresh(now) => {
                 let checkout = g.checked_out(&conn, now, self.leak_caller);
                 Taken::Ready(conn, checkout, now)
             }
@@ -174,40 +173,72 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    /// One attempt under the lock, within Tokio's cooperative budget. The budget is checked before anything is
+    /// taken, so a task looping on an idle pool yields now and then instead of starving its worker, and never
+    /// yields holding a connection (tokio's Semaphore checks after granting, which is what makes pools built on
+    /// it slow). `first`: the caller has not waited yet.
+    fn poll_checkout(
+        &self,
+        cx: &mut Context<'_>,
+        timeout: Option<Duration>,
+        first: bool,
+        leak_caller: Option<&'static Location<'static>>,
+    ) -> Poll<(Step<M::Connection, M::Error>, Instant, Wait)> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let now = Instant::now();
+        // The default timeout of a first wait is enforced by the pool's deadline watcher (one timer for the
+        // whole queue); anything else brings its own timer.
+        let wait = match timeout {
+            None => Wait::Never,
+            Some(t) if first && t == self.config.acquire_timeout => match now.checked_add(t) {
+                Some(deadline) => Wait::Watched(deadline),
+                None => Wait::OwnTimer,
+            },
+            Some(_) => Wait::OwnTimer,
+        };
+        let step = self.lock().checkout(now, leak_caller, wait, cx.waker());
+        if matches!(step, Step::Ready(..)) {
+            coop.made_progress();
+        }
+        Poll::Ready((step, now, wait))
+    }
+
     /// Acquires a connection. `timeout: None` never waits for another caller or a connect (`try_get`).
+    ///
+    /// The fast path (an idle connection used within the bypass window) is inline: one lock, one clock read,
+    /// no allocation. Everything else — waiting, validating — runs in a boxed future, which keeps the future
+    /// every `get()` returns small.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         timeout: Option<Duration>,
         caller: &'static Location<'static>,
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
         let leak_caller = self.config.leak_detection_threshold.map(|_| caller);
+        let first = std::future::poll_fn(|cx| self.poll_checkout(cx, timeout, true, leak_caller)).await;
+        if let (Step::Ready(conn, checkout), now, _) = first {
+            self.metrics.wait_time(Duration::ZERO);
+            return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
+        }
+        Box::pin(self.acquire_slow(first, timeout, leak_caller)).await
+    }
+
+    async fn acquire_slow(
+        self: &Arc<Self>,
+        first: (Step<M::Connection, M::Error>, Instant, Wait),
+        timeout: Option<Duration>,
+        leak_caller: Option<&'static Location<'static>>,
+    ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
         let bypass = self.config.validation_bypass;
-        // Set when the caller first has to wait or validate; the fast path reads the clock once.
-        let mut started: Option<Instant> = None;
+        let start = first.1;
+        let mut next = Some(first);
         loop {
-            // Take part in Tokio's cooperative budget, checked before anything is taken, so a task looping on
-            // an idle pool yields now and then instead of starving its worker, and never yields holding a
-            // connection (tokio's Semaphore checks after granting, which is what makes pools built on it slow).
-            let (step, now, wait_mode) = std::future::poll_fn(|cx| {
-                let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-                let now = Instant::now();
-                // The default timeout of a first wait is enforced by the pool's deadline watcher (one timer
-                // for the whole queue); anything else brings its own timer.
-                let wait = match (timeout, started) {
-                    (None, _) => Wait::Never,
-                    (Some(t), None) if t == self.config.acquire_timeout => Wait::Watched(now + t),
-                    (Some(_), _) => Wait::OwnTimer,
-                };
-                let step = self.lock().checkout(now, bypass, leak_caller, wait, cx.waker());
-                if matches!(step, Step::Ready(..)) {
-                    coop.made_progress();
-                }
-                Poll::Ready((step, now, wait))
-            })
-            .await;
+            let (step, now, wait_mode) = match next.take() {
+                Some(first) => first,
+                None => std::future::poll_fn(|cx| self.poll_checkout(cx, timeout, false, leak_caller)).await,
+            };
             let mut conn = match step {
                 Step::Ready(conn, checkout) => {
-                    self.metrics.wait_time(started.map_or(Duration::ZERO, |s| now.duration_since(s)));
+                    self.metrics.wait_time(now.duration_since(start));
                     return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
                 }
                 Step::Closed => return Err(PoolError::Closed),
@@ -219,13 +250,15 @@ impl<M: Manager> Shared<M> {
                         self.deadlines.notify_one();
                     }
                     self.spawn_connects(connects);
-                    let start = *started.get_or_insert(now);
-                    let wait = Waiting { shared: self, key, registered: true, done: false, bypass, leak_caller };
+                    let wait = Waiting { shared: self, key, registered: true, done: false, leak_caller };
                     let taken = match (wait_mode, timeout) {
-                        (Wait::OwnTimer, Some(t)) => match tokio::time::timeout_at((start + t).into(), wait).await {
-                            Ok(taken) => taken,
-                            Err(_) => Taken::Failed(Outcome::TimedOut),
-                        },
+                        (Wait::OwnTimer, Some(t)) => {
+                            let deadline = start.checked_add(t).map(tokio::time::Instant::from_std);
+                            match deadline {
+                                Some(d) => tokio::time::timeout_at(d, wait).await.unwrap_or(Taken::Failed(Outcome::TimedOut)),
+                                None => wait.await,
+                            }
+                        }
                         _ => wait.await,
                     };
                     match taken {
@@ -246,28 +279,20 @@ impl<M: Manager> Shared<M> {
 
             // A connection that was handed over, or sat idle past the bypass window: check it before use.
             let mut now = Instant::now();
-            let start = *started.get_or_insert(now);
             if conn.expired(now) {
                 self.discard(conn, NO_CHECKOUT, CloseReason::MaxLifetime);
                 continue;
             }
             if now.duration_since(conn.last_used) > bypass {
-                let mut held = Held {
-                    shared: Arc::clone(self),
-                    conn: Some(conn),
-                    checkout: NO_CHECKOUT,
-                    reason: CloseReason::Discarded,
-                };
+                let mut held =
+                    Held { shared: Arc::clone(self), conn: Some(conn), checkout: NO_CHECKOUT, reason: CloseReason::Discarded };
                 let limit = now + self.config.validation_timeout;
-                let limit = match timeout {
-                    Some(t) => limit.min(start + t),
+                let limit = match timeout.and_then(|t| start.checked_add(t)) {
+                    Some(deadline) => limit.min(deadline),
                     None => limit,
                 };
-                let ok = matches!(
-                    tokio::time::timeout_at(limit.into(), self.manager.validate(held.raw())).await,
-                    Ok(Ok(()))
-                );
-                if !ok {
+                let validated = tokio::time::timeout_at(limit.into(), self.manager.validate(held.raw())).await;
+                if !matches!(validated, Ok(Ok(()))) {
                     held.reason = CloseReason::ValidationFailed;
                     tracing::debug!(pool = %self.name, "connection failed validation on checkout; discarding it");
                     drop(held);
@@ -275,6 +300,7 @@ impl<M: Manager> Shared<M> {
                 }
                 conn = held.release();
                 now = Instant::now();
+                conn.touch(now, bypass);
             }
             let checkout = self.lock().checked_out(&conn, now, leak_caller);
             self.metrics.wait_time(now.duration_since(start));
@@ -303,7 +329,7 @@ impl<M: Manager> Shared<M> {
         if conn.expired(now) {
             return self.discard(conn, checkout, CloseReason::MaxLifetime);
         }
-        conn.last_used = now;
+        conn.touch(now, self.config.validation_bypass);
         if self.manager.needs_reset(&mut conn.raw) {
             return self.spawn_reset(conn, checkout);
         }
@@ -394,7 +420,7 @@ impl<M: Manager> Shared<M> {
                 Ok(Ok(())) => {
                     let checkout = held.checkout;
                     let mut conn = held.release();
-                    conn.last_used = Instant::now();
+                    conn.touch(Instant::now(), shared.config.validation_bypass);
                     shared.put_back(conn, checkout);
                 }
                 Ok(Err(e)) => {
@@ -490,9 +516,9 @@ impl<M: Manager> Shared<M> {
 
     fn connected(self: &Arc<Self>, raw: M::Connection, was_probing: bool) {
         let now = Instant::now();
-        let expires = self.config.max_lifetime.map(|l| now + l.mul_f64(1.0 - fastrand::f64() * 0.05));
+        let expires = self.config.max_lifetime.and_then(|l| now.checked_add(l.mul_f64(1.0 - fastrand::f64() * 0.05)));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn { raw, id, created: now, expires, last_used: now };
+        let conn = Conn::new(raw, id, now, expires, self.config.validation_bypass);
         if was_probing {
             tracing::info!(pool = %self.name, "server answers again; no longer failing fast");
         }

@@ -20,11 +20,36 @@ pub(crate) struct Conn<C> {
     pub(crate) expires: Option<Instant>,
     /// When it was last returned (or created).
     pub(crate) last_used: Instant,
+    /// Until when it may be handed out without validation: `last_used + validation_bypass`, capped by
+    /// `expires`. One comparison on the hot path instead of two subtractions.
+    pub(crate) fresh_until: Instant,
 }
 
 impl<C> Conn<C> {
+    pub(crate) fn new(raw: C, id: u64, now: Instant, expires: Option<Instant>, bypass: Duration) -> Self {
+        let mut conn = Conn { raw, id, created: now, expires, last_used: now, fresh_until: now };
+        conn.touch(now, bypass);
+        conn
+    }
+
     pub(crate) fn expired(&self, now: Instant) -> bool {
         self.expires.is_some_and(|at| at <= now)
+    }
+
+    /// Marks it used at `now`.
+    pub(crate) fn touch(&mut self, now: Instant, bypass: Duration) {
+        self.last_used = now;
+        let until = now.checked_add(bypass).unwrap_or(now);
+        self.fresh_until = match self.expires {
+            Some(at) if at < until => at,
+            _ => until,
+        };
+    }
+
+    /// Not expired and used within the validation bypass window.
+    #[inline]
+    pub(crate) fn fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
     }
 }
 
@@ -204,7 +229,6 @@ impl<C, E> Internals<C, E> {
     pub(crate) fn checkout(
         &mut self,
         now: Instant,
-        bypass: Duration,
         leak_caller: Option<&'static Location<'static>>,
         wait: Wait,
         waker: &std::task::Waker,
@@ -215,7 +239,7 @@ impl<C, E> Internals<C, E> {
         if self.waiters.is_empty()
             && let Some(conn) = self.idle.pop()
         {
-            if !Self::fresh(&conn, now, bypass) {
+            if !conn.fresh(now) {
                 return Step::Check(conn);
             }
             let checkout = self.checked_out(&conn, now, leak_caller);
@@ -236,11 +260,6 @@ impl<C, E> Internals<C, E> {
         let key = self.waiters.push_back(deadline, Some(waker));
         self.stats.waited += 1;
         Step::Wait { key, connects: self.reserve_connects(), wake_watcher }
-    }
-
-    /// Whether a connection can be handed out as is: not expired, used within the validation bypass window.
-    pub(crate) fn fresh(conn: &Conn<C>, now: Instant, bypass: Duration) -> bool {
-        !conn.expired(now) && now.duration_since(conn.last_used) <= bypass
     }
 
     /// Counts a successful checkout and, with leak detection on, records who holds the connection.
@@ -264,6 +283,10 @@ impl<C, E> Internals<C, E> {
     pub(crate) fn deliver(&mut self, conn: Conn<C>) -> Result<Option<std::task::Waker>, Conn<C>> {
         if self.closed || self.size > self.max_size {
             return Err(conn);
+        }
+        if self.waiters.is_empty() {
+            self.idle.push(conn);
+            return Ok(None);
         }
         match self.waiters.fulfill_front(Outcome::Conn(conn)) {
             Ok(waker) => Ok(waker),

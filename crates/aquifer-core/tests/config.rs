@@ -190,3 +190,11 @@ fn serializing_a_config_round_trips() {
     let json = serde_json::to_string(&c).unwrap();
     assert_eq!(serde_json::from_str::<PoolConfig>(&json).unwrap(), c);
 }
+
+#[test]
+fn absurdly_long_durations_are_rejected_instead_of_overflowing() {
+    let err = from_env(&[("APP_POOL_ACQUIRE_TIMEOUT", "500years")]).unwrap_err();
+    assert!(err.to_string().contains("APP_POOL_ACQUIRE_TIMEOUT") && err.to_string().contains("10 years"), "{err}");
+    let c = PoolConfig { max_lifetime: Some(Duration::MAX), ..PoolConfig::default() };
+    assert!(c.validate().unwrap_err().to_string().contains("max_lifetime"));
+}
