@@ -167,6 +167,7 @@ impl<M: Manager> PoolBuilder<M> {
         let tick = housekeeping_interval(&self.config);
         let shared = Shared::new(self.manager, self.config, name, &meter, runtime.clone(), self.on_leak);
         runtime.spawn(Shared::maintain(Arc::downgrade(&shared), tick, shared.closing.clone()));
+        runtime.spawn(Arc::clone(&shared).watch_deadlines(shared.closing.clone()));
         let connects = shared.lock().reserve_connects();
         shared.spawn_connects(connects);
         Ok(Pool::from_shared(shared))

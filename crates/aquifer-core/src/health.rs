@@ -136,8 +136,19 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
         report.status = HealthStatus::Unhealthy;
         return report;
     }
+    // An exhausted pool is degraded, and a health endpoint must not queue behind the work it reports on.
+    let here = std::panic::Location::caller();
     let wait = shared.config.acquire_timeout.min(shared.config.validation_timeout);
-    match shared.acquire(Some(wait), std::panic::Location::caller()).await {
+    let acquired = match shared.acquire(None, here).await {
+        Ok(None) if state.size >= state.max_size => {
+            report.status = HealthStatus::Degraded;
+            report.last_error = Some(format!("pool exhausted: all {} connections in use", state.max_size));
+            return report;
+        }
+        Ok(None) => shared.acquire(Some(wait), here).await,
+        other => other,
+    };
+    match acquired {
         Ok(Some(mut conn)) => {
             let started = Instant::now();
             let validated =
