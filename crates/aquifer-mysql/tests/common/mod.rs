@@ -41,11 +41,25 @@ pub async fn admin() -> Conn {
 /// and kill exactly its own pool's connections. Returns its URL.
 pub async fn dedicated_user(admin: &mut Conn, name: &str) -> String {
     assert!(name.len() <= 32 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+    drop_leftover_users(admin).await;
     admin.query_drop(format!("DROP USER IF EXISTS '{name}'@'%'")).await.unwrap();
     admin.query_drop(format!("CREATE USER '{name}'@'%' IDENTIFIED BY '{name}'")).await.unwrap();
     admin.query_drop(format!("GRANT ALL ON test.* TO '{name}'@'%'")).await.unwrap();
     admin.query_drop(format!("GRANT PROCESS ON *.* TO '{name}'@'%'")).await.unwrap();
     format!("mysql://{name}:{name}@{HOST}:{PORT}/test")
+}
+
+/// Drops the `aq_my_*_<pid>_<n>` users of test processes that are gone (a failed test skips its clean-up).
+async fn drop_leftover_users(admin: &mut Conn) {
+    let users: Vec<String> = admin.query("SELECT User FROM mysql.user WHERE User LIKE 'aq\\_my\\_%'").await.unwrap();
+    for user in users {
+        let pid = user.rsplit('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            drop_user(admin, &user).await;
+        }
+    }
 }
 
 /// Drops the user and kills whatever connections it still has.
