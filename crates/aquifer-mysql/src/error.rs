@@ -110,6 +110,8 @@ pub fn error_type(e: &Error) -> Cow<'static, str> {
         Error::Server(s) => Cow::Owned(s.code.to_string()),
         Error::Io(IoError::Tls(_)) => Cow::Borrowed("tls"),
         Error::Io(IoError::Io(io)) => Cow::Borrowed(match io.kind() {
+            // rustls reports a refused certificate or handshake as an I/O error wrapping its own.
+            _ if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => "tls",
             ErrorKind::ConnectionRefused => "connection_refused",
             ErrorKind::TimedOut => "timeout",
             _ if lost_connection(e).is_some() => "connection_lost",
@@ -117,6 +119,7 @@ pub fn error_type(e: &Error) -> Cow<'static, str> {
             _ => "io",
         }),
         Error::Driver(DriverError::ConnectionClosed) => Cow::Borrowed("connection_lost"),
+        Error::Driver(DriverError::NoClientSslFlagFromServer) => Cow::Borrowed("tls"),
         Error::Driver(_) => Cow::Borrowed("driver"),
         Error::Url(_) => Cow::Borrowed("url"),
         Error::Other(_) => Cow::Borrowed("_OTHER"),

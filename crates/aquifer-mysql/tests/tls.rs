@@ -1,0 +1,94 @@
+//! TLS through rustls, against the TLS MariaDB of scripts/services/25-mariadb-tls.sh (127.0.0.1:3307, a CA of
+//! its own, user `aquifer_tls` that the server only admits over TLS).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aquifer_mysql::mysql_async::prelude::Queryable;
+use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, PoolConfig, SetupError, SslMode};
+
+const TLS_URL: &str = "mysql://aquifer_tls:aquifer-tls@127.0.0.1:3307/test";
+
+fn certs() -> PathBuf {
+    let base = std::env::var("AQUIFER_SERVICES_DIR").unwrap_or_else(|_| "/tmp/aquifer-services".into());
+    PathBuf::from(base).join("mariadb-tls/certs")
+}
+
+async fn tls_server() {
+    aquifer_testing::require_server("the TLS MariaDB", "127.0.0.1:3307", common::SCRIPT).await;
+    assert!(certs().join("ca.pem").exists(), "no CA at {}; run `{}`", certs().display(), common::SCRIPT);
+}
+
+async fn connect(url: &str, config: MySqlConfig) -> Result<MySqlPool, SetupError> {
+    let manager = MySqlManager::from_url(url)?.with_config(config)?;
+    aquifer_mysql::connect_with(manager, PoolConfig { max_size: 1, ..PoolConfig::default() }).await
+}
+
+async fn cipher(pool: &MySqlPool) -> String {
+    let mut conn = pool.get().await.unwrap();
+    let row: Option<(String, String)> = conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'").await.unwrap();
+    row.unwrap().1
+}
+
+#[tokio::test]
+async fn verify_identity_with_the_servers_ca_encrypts_the_connection() {
+    tls_server().await;
+    let config = MySqlConfig {
+        ssl_mode: Some(SslMode::VerifyIdentity),
+        ssl_ca: Some(certs().join("ca.pem")),
+        ..MySqlConfig::default()
+    };
+    let pool = connect(TLS_URL, config).await.unwrap();
+    assert!(!cipher(&pool).await.is_empty(), "the session is encrypted");
+}
+
+#[tokio::test]
+async fn required_mode_encrypts_without_checking_the_certificate() {
+    tls_server().await;
+    let pool =
+        connect(TLS_URL, MySqlConfig { ssl_mode: Some(SslMode::Required), ..MySqlConfig::default() }).await.unwrap();
+    assert!(!cipher(&pool).await.is_empty());
+}
+
+#[tokio::test]
+async fn tls_can_be_asked_for_in_the_url() {
+    tls_server().await;
+    let url = format!("{TLS_URL}?require_ssl=true&verify_ca=false");
+    let pool = connect(&url, MySqlConfig::default()).await.unwrap();
+    assert!(!cipher(&pool).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_tls_error() {
+    tls_server().await;
+    let config = MySqlConfig {
+        ssl_mode: Some(SslMode::VerifyCa),
+        ssl_ca: Some(certs().join("other-ca.pem")),
+        ..MySqlConfig::default()
+    };
+    let started = Instant::now();
+    let err = connect(TLS_URL, config).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let driver = err.backend_error().unwrap_or_else(|| panic!("{err:?}"));
+    assert_eq!(aquifer_mysql::error_type(driver), "tls", "{driver:?}");
+}
+
+#[tokio::test]
+async fn a_user_that_requires_tls_is_refused_without_it() {
+    tls_server().await;
+    let config = MySqlConfig { ssl_mode: Some(SslMode::Disabled), ..MySqlConfig::default() };
+    let err = connect(TLS_URL, config).await.unwrap_err();
+    let Some(aquifer_mysql::mysql_async::Error::Server(e)) = err.backend_error() else { panic!("{err:?}") };
+    assert_eq!(e.code, 1045, "{e}");
+}
+
+#[tokio::test]
+async fn requiring_tls_from_a_server_without_it_fails_clearly() {
+    common::server().await;
+    let config = MySqlConfig { ssl_mode: Some(SslMode::Required), ..MySqlConfig::default() };
+    let err = connect(common::URL, config).await.unwrap_err();
+    assert!(err.to_string().contains("server does not have this capability"), "{err}");
+    assert_eq!(aquifer_mysql::error_type(err.backend_error().unwrap()), "tls");
+}
