@@ -90,12 +90,12 @@ async fn an_unknown_database_is_reported_by_name() {
 }
 
 /// Serializes the tests that set `MYSQL_*` variables (`cargo test` runs tests as threads of one process).
-static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn the_environment_constructor_reads_mysql_url_and_pool_settings() {
     common::server().await;
-    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = ENV.lock().await;
     unsafe {
         std::env::set_var("MYSQL_URL", common::URL);
         std::env::set_var("MYSQL_POOL_MAX_SIZE", "3");
@@ -123,7 +123,7 @@ async fn the_environment_constructor_reads_mysql_url_and_pool_settings() {
 
 #[tokio::test]
 async fn a_bad_pool_setting_in_the_environment_names_the_variable() {
-    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = ENV.lock().await;
     unsafe {
         std::env::set_var("MYSQL_URL", common::URL);
         std::env::set_var("MYSQL_POOL_MAX_SIZE", "lots");

@@ -86,7 +86,7 @@ async fn killing_every_connection_under_load_never_hands_a_dead_connection_out_t
         t.await.unwrap();
     }
     let killed = killer.await.unwrap();
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(killed >= 8, "killed {killed} connections");
     assert_eq!(seen.dead_reused, 0, "a connection that failed a user was handed out again");
     assert!(seen.failures <= killed as u64, "{} failures for {killed} killed connections", seen.failures);
