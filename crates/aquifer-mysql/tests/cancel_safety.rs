@@ -135,8 +135,9 @@ async fn a_future_dropped_while_reading_rows_never_poisons_the_next_user() {
         let id = {
             let mut conn = pool.get().await.unwrap();
             let id = conn.id();
-            let limit = Duration::from_micros(500 + i * 400);
-            let _ = timeout(limit, conn.query::<u64, _>("SELECT seq FROM seq_1_to_300000")).await;
+            // From "dropped while sending" through "dropped between rows".
+            let limit = Duration::from_micros(200 + i * 150);
+            let _ = timeout(limit, conn.query::<u64, _>("SELECT seq FROM seq_1_to_20000")).await;
             id
         };
         let next = echo_is_correct(&pool, i).await;
