@@ -51,7 +51,8 @@ async fn upsert_user(pool: &MySqlPool, email: &str) -> Result<u64, MySqlPoolErro
         (email,),
     )
     .await?;
-    let id: Option<u64> = aquifer_mysql::fetch_one(pool, "SELECT id FROM vocab_users WHERE email = ?", (email,)).await?;
+    let id: Option<u64> =
+        aquifer_mysql::fetch_one(pool, "SELECT id FROM vocab_users WHERE email = ?", (email,)).await?;
     Ok(id.expect("the user was just inserted"))
 }
 
@@ -81,7 +82,12 @@ async fn due_words(pool: &MySqlPool, user_id: u64, limit: u32) -> Result<Vec<(u6
 /// Records one answer in a single transaction: the review row, the word's schedule (1, 2, 4, 8... days after
 /// each correct answer in a row, again tomorrow after a miss, known after 3 in a row), the user's activity.
 /// A deadlock or lost connection before COMMIT re-runs the whole transaction.
-async fn record_review(pool: &MySqlPool, user_id: u64, saved_word_id: u64, correct: bool) -> Result<bool, MySqlPoolError> {
+async fn record_review(
+    pool: &MySqlPool,
+    user_id: u64,
+    saved_word_id: u64,
+    correct: bool,
+) -> Result<bool, MySqlPoolError> {
     aquifer_mysql::transaction(pool, |tx| {
         Box::pin(async move {
             tx.exec_drop(

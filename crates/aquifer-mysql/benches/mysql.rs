@@ -57,7 +57,8 @@ enum Peer {
     Bare,
 }
 
-const PEERS: [Peer; 5] = [Peer::AquiferGet, Peer::AquiferHelper, Peer::MysqlAsyncPool, Peer::MysqlAsyncPoolNoReset, Peer::Bare];
+const PEERS: [Peer; 5] =
+    [Peer::AquiferGet, Peer::AquiferHelper, Peer::MysqlAsyncPool, Peer::MysqlAsyncPoolNoReset, Peer::Bare];
 
 impl Peer {
     fn label(self) -> &'static str {
@@ -229,7 +230,8 @@ fn median_d(v: Vec<Duration>) -> Duration {
 }
 
 async fn setup(url: &str) {
-    let mut conn = Conn::new(opts(url)).await.expect("MariaDB at MYSQL_URL; start it with `bash scripts/dev-services.sh`");
+    let mut conn =
+        Conn::new(opts(url)).await.expect("MariaDB at MYSQL_URL; start it with `bash scripts/dev-services.sh`");
     conn.query_drop(format!(
         "CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT UNSIGNED PRIMARY KEY, word VARCHAR(64) NOT NULL, score BIGINT NOT NULL)"
     ))
@@ -256,7 +258,9 @@ fn main() {
         std::env::var(var).ok().map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect())
     };
     let peers: Vec<Peer> = match list("BENCH_PEERS") {
-        Some(want) => PEERS.into_iter().filter(|p| want.iter().any(|w| p.label().to_ascii_lowercase().contains(w))).collect(),
+        Some(want) => {
+            PEERS.into_iter().filter(|p| want.iter().any(|w| p.label().to_ascii_lowercase().contains(w))).collect()
+        }
         None => PEERS.to_vec(),
     };
     let tasks: Vec<usize> = match list("BENCH_TASKS") {
