@@ -320,3 +320,50 @@ async fn helper_futures_can_be_spawned() {
     assert_eq!(one.await.unwrap().unwrap(), Some(1));
     assert_eq!(tx.await.unwrap().unwrap(), Some(2));
 }
+
+#[tokio::test]
+async fn a_read_only_transaction_refuses_writes() {
+    let mut admin = common::admin().await;
+    let t = table(&mut admin).await;
+    let pool = pool().await;
+    let mut options = aquifer_mysql::mysql_async::TxOpts::default();
+    options.with_readonly(true).with_consistent_snapshot(true);
+    let t = &t;
+    let err = aquifer_mysql::transaction_with(&pool, options, |tx| {
+        Box::pin(async move {
+            let n: Option<i32> = tx.query_first(format!("SELECT n FROM {t} WHERE id = 1")).await?;
+            assert_eq!(n, Some(10), "reads work");
+            tx.query_drop(format!("UPDATE {t} SET n = 0")).await
+        })
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(server_code(&err), Some(1792), "ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: {err}");
+    admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_transaction_runs_at_the_isolation_level_asked_for() {
+    let mut admin = common::admin().await;
+    let t = table(&mut admin).await;
+    let pool = pool().await;
+    let mut options = aquifer_mysql::mysql_async::TxOpts::default();
+    options.with_isolation_level(aquifer_mysql::mysql_async::IsolationLevel::Serializable);
+    let tt = &t;
+    let level = aquifer_mysql::transaction_with(&pool, options, |tx| {
+        Box::pin(async move {
+            // MariaDB lists the running transaction, with its isolation level, in information_schema.INNODB_TRX
+            // once it has touched InnoDB; a locking read makes it do so.
+            tx.query_drop(format!("SELECT n FROM {tt} WHERE id = 1 FOR UPDATE")).await?;
+            tx.query_first::<String, _>(
+                "SELECT trx_isolation_level FROM information_schema.INNODB_TRX
+                 WHERE trx_mysql_thread_id = CONNECTION_ID()",
+            )
+            .await
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(level.as_deref(), Some("SERIALIZABLE"));
+    admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+}
