@@ -7,6 +7,7 @@
 //!
 //! - `aquifer get+query`: `pool.get()` then the driver's own `query_first` / `exec_first` on the guard;
 //! - `aquifer fetch_one`: the helper (timing, `db.client.operation.duration`, retries);
+//! - `aquifer reset_on_return`: get+query with `COM_RESET_CONNECTION` on every return (off by default);
 //! - `mysql_async Pool (defaults)`: `Pool::get_conn`, `reset_connection = true` (its default: a
 //!   `COM_RESET_CONNECTION` on every return), constraints 16..16;
 //! - `mysql_async Pool (no reset)`: the same with `reset_connection = false`;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::mysql_async::{self, Conn, Opts, OptsBuilder, PoolConstraints, PoolOpts};
-use aquifer_mysql::{MySqlManager, MySqlPool, PoolConfig};
+use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, PoolConfig};
 
 const POOL: usize = 16;
 const TASKS: [usize; 3] = [16, 64, 256];
@@ -52,6 +53,7 @@ impl Query {
 enum Peer {
     AquiferGet,
     AquiferHelper,
+    AquiferReset,
     MysqlAsyncPool,
     MysqlAsyncPoolNoReset,
     Bare,
@@ -65,6 +67,7 @@ impl Peer {
         match self {
             Peer::AquiferGet => "aquifer get+query",
             Peer::AquiferHelper => "aquifer fetch_one",
+            Peer::AquiferReset => "aquifer reset_on_return",
             Peer::MysqlAsyncPool => "mysql_async Pool (defaults)",
             Peer::MysqlAsyncPoolNoReset => "mysql_async Pool (no reset)",
             Peer::Bare => "bare Conn x16 (reference)",
@@ -142,8 +145,9 @@ fn opts(url: &str) -> OptsBuilder {
 async fn target(peer: Peer, url: &str, query: Query) -> Target {
     let sql = sql(query);
     let target = match peer {
-        Peer::AquiferGet | Peer::AquiferHelper => {
-            let manager = MySqlManager::from_url(url).unwrap();
+        Peer::AquiferGet | Peer::AquiferHelper | Peer::AquiferReset => {
+            let config = MySqlConfig { reset_on_return: peer == Peer::AquiferReset, ..MySqlConfig::default() };
+            let manager = MySqlManager::from_url(url).unwrap().with_config(config).unwrap();
             let config = PoolConfig { max_size: POOL, min_idle: POOL, ..PoolConfig::default() };
             let pool = aquifer_mysql::connect_with(manager, config).await.unwrap();
             Target::Aquifer(pool)

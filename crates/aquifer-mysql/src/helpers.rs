@@ -93,9 +93,12 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failed>>,
 {
-    let mut delays = pool.manager().config().retry.delays();
+    // The policy's delays are only made once something failed: the common case costs nothing.
+    let mut delays = None;
     loop {
-        match next_step(pool, attempt().await, &mut delays) {
+        let result = attempt().await;
+        let next_delay = || delays.get_or_insert_with(|| pool.manager().config().retry.delays()).next();
+        match next_step(pool, result, next_delay) {
             Next::Done(result) => return result,
             Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
         }
@@ -107,10 +110,15 @@ enum Next<T> {
     RetryAfter(Duration),
 }
 
-fn next_step<T>(pool: &MySqlPool, attempt: Result<T, Failed>, delays: &mut impl Iterator<Item = Duration>) -> Next<T> {
+/// What to do after an attempt; `next_delay` is only called when the attempt failed and may be retried.
+fn next_step<T>(
+    pool: &MySqlPool,
+    attempt: Result<T, Failed>,
+    next_delay: impl FnOnce() -> Option<Duration>,
+) -> Next<T> {
     match attempt {
         Ok(v) => Next::Done(Ok(v)),
-        Err(Failed { error, retry: true }) => match delays.next() {
+        Err(Failed { error, retry: true }) => match next_delay() {
             Some(delay) => {
                 tracing::debug!(pool = pool.name(), error = %error, ?delay, "transient failure; retrying");
                 Next::RetryAfter(delay)
@@ -349,10 +357,11 @@ where
     F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T>,
 {
     let start = start_statement(&options);
-    let mut delays = pool.manager().config().retry.delays();
+    let mut delays = None;
     loop {
         let attempt = transaction_once(pool, &options, &start, &mut body).await;
-        match next_step(pool, attempt, &mut delays) {
+        let next_delay = || delays.get_or_insert_with(|| pool.manager().config().retry.delays()).next();
+        match next_step(pool, attempt, next_delay) {
             Next::Done(result) => return result,
             Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
         }
