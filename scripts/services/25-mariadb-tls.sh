@@ -11,9 +11,20 @@ dir=${AQUIFER_SERVICES_DIR:-/tmp/aquifer-services}/mariadb-tls
 port=3307
 certs=$dir/certs
 sock=$dir/run/mysqld.sock
+
+# A server still listening although its files are gone (a cleaned /tmp) would present certificates nobody
+# can verify any more: stop that one (found by its own data directory) and start afresh.
+if port_open 127.0.0.1 $port && { [ ! -s "$certs/ca.pem" ] || [ ! -S "$sock" ]; }; then
+  pid=$(pgrep -f -- "--datadir=$dir/data" | head -1 || true)
+  if [ -n "$pid" ]; then
+    log "restarting the TLS MariaDB (pid $pid): its files were removed"
+    kill "$pid"
+    for _ in $(seq 1 100); do port_open 127.0.0.1 $port || break; sleep 0.1; done
+  fi
+fi
 mkdir -p "$certs" "$dir/data" "$dir/run"
 
-if [ ! -s "$certs/server-cert.pem" ] || [ ! -s "$certs/other-ca.pem" ]; then
+if [ ! -s "$certs/ca.pem" ] || [ ! -s "$certs/server-cert.pem" ] || [ ! -s "$certs/other-ca.pem" ]; then
   log "making TLS certificates in $certs"
   (
     cd "$certs"
