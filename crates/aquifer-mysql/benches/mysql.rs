@@ -78,6 +78,9 @@ impl Peer {
 /// One measurement: queries per second and per-query latencies.
 struct Sample {
     qps: f64,
+    /// This process's CPU time (user + system) per query, in microseconds: the client's cost, which does not
+    /// depend on how busy the server or the other processes on the machine are.
+    cpu_us: f64,
     p50: Duration,
     p99: Duration,
     max: Duration,
@@ -186,6 +189,7 @@ async fn target(peer: Peer, url: &str, query: Query) -> Target {
 async fn measure(peer: Peer, url: &str, query: Query, tasks: usize, secs: f64) -> Sample {
     let target = Arc::new(target(peer, url, query).await);
     let sql: Arc<str> = sql(query).into();
+    let cpu_before = cpu_time();
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
     let mut handles = Vec::with_capacity(tasks);
@@ -208,8 +212,12 @@ async fn measure(peer: Peer, url: &str, query: Query, tasks: usize, secs: f64) -
         all.extend(h.await.unwrap());
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_time() - cpu_before;
     match Arc::into_inner(target).expect("tasks are done") {
         Target::Aquifer(pool) => {
+            if std::env::var("BENCH_DEBUG").is_ok() {
+                eprintln!("    {:?} {}", pool.stats(), pool.state());
+            }
             pool.close().await;
         }
         Target::MysqlAsync(pool) => pool.disconnect().await.unwrap(),
@@ -221,7 +229,18 @@ async fn measure(peer: Peer, url: &str, query: Query, tasks: usize, secs: f64) -
     }
     all.sort_unstable();
     let pct = |p: f64| Duration::from_nanos(all[((all.len() as f64 * p) as usize).min(all.len() - 1)]);
-    Sample { qps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99), max: pct(1.0) }
+    let cpu_us = cpu.as_secs_f64() * 1e6 / all.len() as f64;
+    Sample { qps: all.len() as f64 / elapsed, cpu_us, p50: pct(0.50), p99: pct(0.99), max: pct(1.0) }
+}
+
+/// User + system CPU time of this process so far (Linux: /proc/self/stat, in clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the whole line.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -295,7 +314,14 @@ fn main() {
                 for &t in &tasks {
                     for &p in &peers {
                         let s = measure(p, &url, q, t, secs).await;
-                        eprintln!("  {:<10} {:>3} tasks {:<28} {:>8.0} q/s", q.label(), t, p.label(), s.qps);
+                        eprintln!(
+                            "  {:<10} {:>3} tasks {:<28} {:>8.0} q/s {:>6.1} µs CPU/q",
+                            q.label(),
+                            t,
+                            p.label(),
+                            s.qps,
+                            s.cpu_us
+                        );
                         samples.iter_mut().find(|(k, _)| *k == (q, t, p)).unwrap().1.push(s);
                     }
                 }
@@ -303,7 +329,7 @@ fn main() {
         }
         println!("pool {POOL}, 2 Tokio workers, medians of {reps} interleaved repetitions of {secs} s each");
         for &q in &queries {
-            println!("\n{}: queries/s (% of bare) p50 / p99 / max latency\n", q.label());
+            println!("\n{}: queries/s (% of bare), p50 / p99 / max latency, client CPU per query\n", q.label());
             print!("| peer |");
             for t in &tasks {
                 print!(" {t} tasks |");
@@ -329,9 +355,10 @@ fn main() {
                     let p50 = median_d(s.iter().map(|s| s.p50).collect());
                     let p99 = median_d(s.iter().map(|s| s.p99).collect());
                     let max = median_d(s.iter().map(|s| s.max).collect());
+                    let cpu = median(s.iter().map(|s| s.cpu_us).collect());
                     let share = bare[i].map(|b| format!(" ({:.0}%)", 100.0 * qps / b)).unwrap_or_default();
                     print!(
-                        " {:.1}k{share} {:.0} / {:.0} / {:.0} µs |",
+                        " {:.1}k{share}, {:.0} / {:.0} / {:.0} µs, {cpu:.1} µs CPU |",
                         qps / 1000.0,
                         p50.as_secs_f64() * 1e6,
                         p99.as_secs_f64() * 1e6,
