@@ -59,8 +59,14 @@ enum Peer {
     Bare,
 }
 
-const PEERS: [Peer; 5] =
-    [Peer::AquiferGet, Peer::AquiferHelper, Peer::MysqlAsyncPool, Peer::MysqlAsyncPoolNoReset, Peer::Bare];
+const PEERS: [Peer; 6] = [
+    Peer::AquiferGet,
+    Peer::AquiferHelper,
+    Peer::AquiferReset,
+    Peer::MysqlAsyncPool,
+    Peer::MysqlAsyncPoolNoReset,
+    Peer::Bare,
+];
 
 impl Peer {
     fn label(self) -> &'static str {
