@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use aquifer_core::{ConfigError, Descriptor, Manager, redact_url};
 use mysql_async::consts::StatusFlags;
@@ -20,9 +20,10 @@ use crate::error::SetupError;
 ///   exchange completes. A connection returned with the mark still set had its query dropped mid-flight (or
 ///   lost its socket): its replies are still on the wire, so it is closed, never reused
 ///   ([`is_broken`](Manager::is_broken)).
-/// - The server reports in every OK packet whether a transaction is open. A connection returned inside a
-///   transaction, or whose last reply was an error (the transaction state is then unknown), is rolled back in
-///   the background before reuse ([`needs_reset`](Manager::needs_reset)).
+/// - The server reports in every OK packet whether a transaction is open and whether autocommit is on. A
+///   connection returned inside a transaction, with autocommit switched, or whose last reply was an error (the
+///   transaction state is then unknown), is rolled back (and its autocommit mode restored) in the background
+///   before reuse ([`needs_reset`](Manager::needs_reset)).
 /// - A result set left unread is drained by mysql_async itself before the next command on the connection.
 /// - With [`MySqlConfig::reset_on_return`], every return runs `COM_RESET_CONNECTION` and the session settings.
 #[derive(Clone)]
@@ -48,7 +49,14 @@ struct Inner {
     /// The server's `max_allowed_packet`, read on the first connect (0 until then); the helpers refuse larger
     /// statements with a clear error instead of letting the server cut the connection.
     max_allowed_packet: AtomicU64,
+    /// Whether a fresh connection (after the session statements) is in autocommit mode: `AUTOCOMMIT_UNKNOWN`
+    /// until the first connect. A connection returned in the other mode is put back the way it came.
+    autocommit: AtomicU8,
 }
+
+const AUTOCOMMIT_UNKNOWN: u8 = 0;
+const AUTOCOMMIT_ON: u8 = 1;
+const AUTOCOMMIT_OFF: u8 = 2;
 
 impl MySqlManager {
     /// A manager for a `mysql://` (or `mariadb://`) URL such as `mysql://app:secret@db:3306/orders`, with the
@@ -175,6 +183,7 @@ impl MySqlManager {
                 session,
                 descriptor,
                 max_allowed_packet: AtomicU64::new(0),
+                autocommit: AtomicU8::new(AUTOCOMMIT_UNKNOWN),
             }),
         })
     }
@@ -199,6 +208,17 @@ impl MySqlManager {
         match self.inner.max_allowed_packet.load(Ordering::Relaxed) {
             0 => None,
             n => Some(n),
+        }
+    }
+
+    /// True when `flags` show a different autocommit mode than a fresh connection has (a user ran
+    /// `SET autocommit = 0` and returned the connection: the next user's writes would never be committed).
+    fn autocommit_changed(&self, flags: StatusFlags) -> bool {
+        let on = flags.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+        match self.inner.autocommit.load(Ordering::Relaxed) {
+            AUTOCOMMIT_ON => !on,
+            AUTOCOMMIT_OFF => on,
+            _ => false,
         }
     }
 
@@ -242,6 +262,10 @@ impl Manager for MySqlManager {
     async fn connect(&self) -> Result<Conn, Error> {
         let mut conn = Conn::new(self.inner.opts.clone()).await?;
         self.apply_session(&mut conn).await?;
+        if let Some(ok) = conn.last_ok_packet() {
+            let on = ok.status_flags().contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+            self.inner.autocommit.store(if on { AUTOCOMMIT_ON } else { AUTOCOMMIT_OFF }, Ordering::Relaxed);
+        }
         if self.inner.max_allowed_packet.load(Ordering::Relaxed) == 0 {
             let max: Option<u64> = conn.query_first("SELECT @@max_allowed_packet").await?;
             self.inner.max_allowed_packet.store(max.unwrap_or(0), Ordering::Relaxed);
@@ -260,29 +284,36 @@ impl Manager for MySqlManager {
         conn.is_disconnected()
     }
 
-    /// Reset when a transaction is open, when the last reply was an error (the transaction state is then
-    /// unknown), or on every return with `reset_on_return`.
+    /// Reset when a transaction is open, when autocommit was switched, when the last reply was an error (the
+    /// transaction state is then unknown), or on every return with `reset_on_return`.
     fn needs_reset(&self, conn: &mut Conn) -> bool {
         if self.inner.config.reset_on_return {
             return true;
         }
         match conn.last_ok_packet() {
-            Some(ok) => ok.status_flags().contains(StatusFlags::SERVER_STATUS_IN_TRANS),
+            Some(ok) => {
+                let flags = ok.status_flags();
+                flags.contains(StatusFlags::SERVER_STATUS_IN_TRANS) || self.autocommit_changed(flags)
+            }
             None => true,
         }
     }
 
-    /// `ROLLBACK`; with `reset_on_return`, `COM_RESET_CONNECTION` (or `COM_CHANGE_USER` on servers without it)
-    /// followed by the session statements.
+    /// `ROLLBACK` (and `SET autocommit` back if it was switched); with `reset_on_return`,
+    /// `COM_RESET_CONNECTION` (or `COM_CHANGE_USER` on servers without it) followed by the session statements.
     async fn reset(&self, conn: &mut Conn) -> Result<(), Error> {
         if self.inner.config.reset_on_return {
             if !conn.reset().await? {
                 conn.change_user(Default::default()).await?;
             }
-            self.apply_session(conn).await
-        } else {
-            conn.query_drop("ROLLBACK").await
+            return self.apply_session(conn).await;
         }
+        conn.query_drop("ROLLBACK").await?;
+        if conn.last_ok_packet().is_some_and(|ok| self.autocommit_changed(ok.status_flags())) {
+            let on = self.inner.autocommit.load(Ordering::Relaxed) == AUTOCOMMIT_ON;
+            conn.query_drop(if on { "SET autocommit = 1" } else { "SET autocommit = 0" }).await?;
+        }
+        Ok(())
     }
 
     async fn server_version(&self, conn: &mut Conn) -> Result<Option<String>, Error> {

@@ -256,3 +256,26 @@ async fn a_transaction_helper_dropped_mid_statement_leaves_nothing_behind() {
     assert_eq!(rows, Some(0), "nothing was committed");
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_connection_returned_with_autocommit_off_is_put_back_in_autocommit_mode() {
+    let mut admin = common::admin().await;
+    let t = table(&mut admin, "aq_my_ac").await;
+    let pool = pool(common::URL, 1).await;
+    let id = {
+        let mut conn = pool.get().await.unwrap();
+        conn.query_drop("SET autocommit = 0").await.unwrap();
+        conn.id()
+    };
+    // The next user writes in what it takes for autocommit mode; the write must be committed.
+    let done = aquifer_mysql::execute(&pool, &format!("INSERT INTO {t} VALUES (1, 'committed')"), ()).await.unwrap();
+    assert_eq!(done.rows_affected, 1);
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(conn.id(), id, "restored, not discarded");
+    let autocommit: Option<i64> = conn.query_first("SELECT @@autocommit").await.unwrap();
+    assert_eq!(autocommit, Some(1));
+    drop(conn);
+    let rows: Option<i64> = admin.query_first(format!("SELECT COUNT(*) FROM {t}")).await.unwrap();
+    assert_eq!(rows, Some(1), "visible to another session: committed");
+    admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+}

@@ -87,3 +87,15 @@ async fn without_reset_on_return_session_state_outlives_the_checkout() {
     assert_eq!(v.as_deref(), Some("kept"), "documented: only transactions are cleaned up by default");
     assert_eq!(pool.stats().resets, 0, "a clean return costs no round trip");
 }
+
+#[tokio::test]
+async fn autocommit_off_from_init_sql_is_the_mode_connections_are_returned_to() {
+    let config = MySqlConfig { init_sql: vec!["SET autocommit = 0".into()], ..MySqlConfig::default() };
+    let pool = pool_with(config, 1).await;
+    for _ in 0..2 {
+        let mut conn = pool.get().await.unwrap();
+        let autocommit: Option<i64> = conn.query_first("SELECT @@autocommit").await.unwrap();
+        assert_eq!(autocommit, Some(0));
+        conn.query_drop("SET autocommit = 1").await.unwrap();
+    }
+}
