@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # ArcadeDB (a Bolt server, "Neo4j/5.26.0 compatible") for aquifer-neo4j's tests and example.
 #   Bolt on 127.0.0.1:7687, HTTP on 127.0.0.1:2480, user root, password `aquifer-secret`, database `testdb`.
+# Also a user `aq_neo4j_pw` (password `aquifer-secret`) for wrong-password tests: ArcadeDB locks a user out for
+# 30 s after 5 failed logins, so those tests must never use root.
 # Installed from PyPI (arcadedb-embedded bundles its own JRE and jars) into $AQUIFER_SERVICES_DIR/arcadedb/pkg,
 # data in $AQUIFER_SERVICES_DIR/arcadedb/root, log in .../server.log, PID in .../server.pid.
 # Idempotent: a server that already answers is left alone.
@@ -18,9 +20,21 @@ http_port=2480
 pkg=$dir/pkg/arcadedb_embedded
 mkdir -p "$dir"
 
+# ensure_user NAME: creates a server user with the test password and access to testdb, once.
+ensure_user() {
+  local out
+  out=$(curl -s -m 10 -u "root:$password" -X POST "http://127.0.0.1:$http_port/api/v1/server" \
+    -d "{\"command\":\"create user {\\\"name\\\":\\\"$1\\\",\\\"password\\\":\\\"$password\\\",\\\"databases\\\":{\\\"testdb\\\":\\\"admin\\\"}}\"}")
+  case "$out" in
+    *'"result":"ok"'* | *"already exists"*) ;;
+    *) log "could not create ArcadeDB user $1: $out"; return 1 ;;
+  esac
+}
+
 ready() { curl -sf -m 2 -u "root:$password" "http://127.0.0.1:$http_port/api/v1/ready" >/dev/null 2>&1; }
 
 if ready && port_open 127.0.0.1 "$bolt_port"; then
+  ensure_user aq_neo4j_pw
   log "ArcadeDB already running on 127.0.0.1:$bolt_port"
   exit 0
 fi
@@ -40,7 +54,11 @@ if [ -f "$dir/server.pid" ]; then
   if kill -0 "$old" 2>/dev/null && grep -q ArcadeDBServer "/proc/$old/cmdline" 2>/dev/null; then
     log "waiting for the ArcadeDB already started (pid $old)"
     for _ in $(seq 1 300); do ready && break; kill -0 "$old" 2>/dev/null || break; sleep 0.2; done
-    if ready; then log "ArcadeDB ready on 127.0.0.1:$bolt_port"; exit 0; fi
+    if ready; then
+      ensure_user aq_neo4j_pw
+      log "ArcadeDB ready on 127.0.0.1:$bolt_port"
+      exit 0
+    fi
     log "stopping unresponsive ArcadeDB (pid $old)"
     kill "$old" 2>/dev/null || true
     sleep 2
@@ -68,6 +86,7 @@ echo $! >"$dir/server.pid"
 
 for _ in $(seq 1 300); do # 60 s
   if ready && port_open 127.0.0.1 "$bolt_port"; then
+    ensure_user aq_neo4j_pw
     log "ArcadeDB ready on 127.0.0.1:$bolt_port (pid $(cat "$dir/server.pid"))"
     exit 0
   fi
