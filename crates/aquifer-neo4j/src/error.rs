@@ -48,6 +48,17 @@ pub enum Neo4jError {
         #[source]
         source: neo4rs::Error,
     },
+    /// The connection's only Bolt connection is still held by a stream or transaction that was not dropped
+    /// (neo4rs's `Error::ConnectionError` on an established connection). The pool discards the connection.
+    #[error(
+        "the connection is busy: a stream or transaction of this connection still holds its Bolt connection \
+         (drop it before the next query): {source}"
+    )]
+    ConnectionBusy {
+        /// The driver's error.
+        #[source]
+        source: neo4rs::Error,
+    },
     /// The server rejected the query or transaction (syntax, constraint, transient conflict...): see
     /// [`Neo4jError::code`].
     #[error(transparent)]
@@ -81,7 +92,8 @@ impl Neo4jError {
             Neo4jError::Authentication { source, .. }
             | Neo4jError::UnknownDatabase { source, .. }
             | Neo4jError::Unreachable { source, .. }
-            | Neo4jError::ConnectionLost { source } => Some(source),
+            | Neo4jError::ConnectionLost { source }
+            | Neo4jError::ConnectionBusy { source } => Some(source),
             Neo4jError::Server(e) | Neo4jError::Driver(e) => Some(e),
             Neo4jError::Aborted(_) => None,
         }
@@ -106,11 +118,14 @@ impl Neo4jError {
 
     /// True when the connection that produced this error must not be used again.
     pub fn is_connection_error(&self) -> bool {
-        matches!(self, Neo4jError::ConnectionLost { .. } | Neo4jError::Unreachable { .. })
+        matches!(
+            self,
+            Neo4jError::ConnectionLost { .. } | Neo4jError::Unreachable { .. } | Neo4jError::ConnectionBusy { .. }
+        )
     }
 
     /// A low-cardinality name of the error's class for the `error.type` metric attribute: `authentication`,
-    /// `unknown_database`, `unreachable`, `connection_lost`, the Neo4j status code of a server error,
+    /// `unknown_database`, `unreachable`, `connection_lost`, `connection_busy`, the Neo4j status code of a server error,
     /// `aborted` or `driver`.
     pub fn error_type(&self) -> Cow<'static, str> {
         match self {
@@ -118,6 +133,7 @@ impl Neo4jError {
             Neo4jError::UnknownDatabase { .. } => "unknown_database".into(),
             Neo4jError::Unreachable { .. } => "unreachable".into(),
             Neo4jError::ConnectionLost { .. } => "connection_lost".into(),
+            Neo4jError::ConnectionBusy { .. } => "connection_busy".into(),
             Neo4jError::Server(_) => match self.code() {
                 // Status codes are a fixed catalogue; anything else is not used as a label.
                 Some(code) if code.starts_with("Neo.") && code.len() <= 96 => Cow::Owned(code.to_owned()),
@@ -198,6 +214,9 @@ pub(crate) fn classify(error: neo4rs::Error, ctx: Option<&Context>, phase: Phase
         neo4rs::Error::ConnectionTimedOut | neo4rs::Error::InvalidDnsName(_) if phase == Phase::Connect => {
             unreachable(error)
         }
+        // On an established connection this only comes from the Graph's inner pool refusing a second
+        // checkout of its single Bolt connection.
+        neo4rs::Error::ConnectionError if phase == Phase::Use => Neo4jError::ConnectionBusy { source: error },
         neo4rs::Error::ConnectionTimedOut
         | neo4rs::Error::IncompleteBoltExchange
         | neo4rs::Error::UnexpectedMessage(_)

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
+use std::time::Duration;
 
 use aquifer_core::{ConfigError, Descriptor, Manager};
 use neo4rs::Graph;
@@ -45,10 +46,10 @@ impl Neo4jManager {
             .fetch_size(config.fetch_size)
             .max_connections(1)
             .connection_timeout(config.read_timeout)
-            // neo4rs 0.9 wires `max_lifetime` to its pool's wait timeout. With one connection per Graph, a
-            // stream or transaction still holding it makes the next query on the same Graph wait; bounded,
-            // that wait is an error instead of a hang.
-            .max_lifetime(Some(config.read_timeout));
+            // neo4rs 0.9 wires `max_lifetime` to its pool's wait timeout. With one Bolt connection per Graph,
+            // a query issued while a stream or transaction of the same Graph still holds it would wait for
+            // ever (nothing else will release it); zero makes that an immediate error instead of a hang.
+            .max_lifetime(Some(Duration::ZERO));
         if let Some(db) = &config.database {
             builder = builder.db(db.as_str());
         }
@@ -157,8 +158,11 @@ impl Manager for Neo4jManager {
 /// A pooled Bolt connection: a neo4rs [`Graph`] holding one Bolt connection. It dereferences to the `Graph`,
 /// so `conn.run(..)`, `conn.execute(..)` and `conn.start_txn()` work as usual.
 ///
-/// Finish (or drop) a stream or transaction before the next query on the same connection: with a single Bolt
-/// connection, that query waits for it, at most `read_timeout`, then fails.
+/// Drop a stream (`DetachedRowStream`) or transaction (`Txn`) before the next query on the same connection:
+/// they hold its only Bolt connection, so a query issued meanwhile fails at once with neo4rs's
+/// `Error::ConnectionError` (through the helpers: [`Neo4jError::ConnectionBusy`]). Do not keep them after
+/// the pooled connection is returned either: the next user's queries would fail the same way, and the pool
+/// then discards the connection.
 pub struct Neo4jConnection {
     graph: Graph,
     /// Set while a helper's exchange is in flight; still set on return means its future was dropped.
