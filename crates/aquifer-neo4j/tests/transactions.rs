@@ -12,7 +12,8 @@ use tokio::sync::Barrier;
 const LABEL: &str = "AqNeoTx";
 
 async fn count(pool: &Neo4jPool, run: &str) -> i64 {
-    common::count(pool, query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN count(n) AS n")).param("run", run)).await
+    common::count(pool, query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN count(n) AS n")).param("run", run))
+        .await
 }
 
 #[tokio::test]
@@ -51,7 +52,10 @@ async fn transaction_rolls_back_when_the_work_returns_err() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(&e, Neo4jPoolError::Backend(Neo4jError::Aborted(m)) if m.to_string() == "the listener is banned"), "{e:?}");
+    assert!(
+        matches!(&e, Neo4jPoolError::Backend(Neo4jError::Aborted(m)) if m.to_string() == "the listener is banned"),
+        "{e:?}"
+    );
     assert_eq!(count(&pool, &run).await, 0);
     // Both connections are usable afterwards.
     let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
@@ -90,7 +94,10 @@ async fn uncommitted_writes_are_invisible_to_other_connections() {
             Box::pin(async move {
                 txn.run(query(&format!("CREATE (:{LABEL} {{run: $run}})")).param("run", run.as_str())).await?;
                 let mut rows = txn
-                    .execute(query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN count(n) AS n")).param("run", run.as_str()))
+                    .execute(
+                        query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN count(n) AS n"))
+                            .param("run", run.as_str()),
+                    )
                     .await?;
                 let own: i64 = rows.next(&mut *txn).await?.expect("a row").get("n")?;
                 rows.finish(&mut *txn).await?;
@@ -107,7 +114,11 @@ async fn uncommitted_writes_are_invisible_to_other_connections() {
 
 /// Two transactions increment the same counter, both before either commits: ArcadeDB refuses the second
 /// commit with `Neo.TransientError.Transaction.DeadlockDetected`.
-async fn conflicting_increments(pool: &Neo4jPool, run: &str, policy: RetryPolicy) -> (Vec<Result<(), Neo4jPoolError>>, usize) {
+async fn conflicting_increments(
+    pool: &Neo4jPool,
+    run: &str,
+    policy: RetryPolicy,
+) -> (Vec<Result<(), Neo4jPoolError>>, usize) {
     pool.run(query(&format!("CREATE (:{LABEL} {{run: $run, counter: 0}})")).param("run", run)).await.unwrap();
     let barrier = Arc::new(Barrier::new(2));
     let attempts = Arc::new(AtomicUsize::new(0));
@@ -122,7 +133,8 @@ async fn conflicting_increments(pool: &Neo4jPool, run: &str, policy: RetryPolicy
                 let wait = std::mem::replace(&mut first, false);
                 Box::pin(async move {
                     txn.run(
-                        query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run SET n.counter = n.counter + 1")).param("run", run.as_str()),
+                        query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run SET n.counter = n.counter + 1"))
+                            .param("run", run.as_str()),
                     )
                     .await?;
                     if wait {
