@@ -45,21 +45,27 @@ pub trait Neo4jPoolExt {
     /// lock timeout, lost connection), so `work` runs more than once then and must be safe to repeat.
     /// Return [`Neo4jError::abort`] from `work` to roll back with an error of your own.
     ///
-    /// ```no_run
-    /// # async fn f(pool: aquifer_neo4j::Neo4jPool) -> Result<(), aquifer_neo4j::Neo4jPoolError> {
-    /// use aquifer_neo4j::{Neo4jPoolExt, query};
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use aquifer_neo4j::{Neo4jConfig, Neo4jPoolExt, PoolConfig, query};
     ///
+    /// # let config = Neo4jConfig::new("bolt://127.0.0.1:7687", "root", "aquifer-secret").database("testdb");
+    /// # let pool = aquifer_neo4j::connect(config, PoolConfig::default()).await?;
     /// let id = 7;
     /// let listeners: i64 = pool
     ///     .transaction(|txn| {
     ///         Box::pin(async move {
-    ///             txn.run(query("MERGE (:Listener {id: $id})").param("id", id)).await?;
-    ///             let mut rows = txn.execute(query("MATCH (l:Listener) RETURN count(l) AS n")).await?;
+    ///             txn.run(query("MERGE (:AqDocListener {id: $id})").param("id", id)).await?;
+    ///             let mut rows = txn.execute(query("MATCH (l:AqDocListener) RETURN count(l) AS n")).await?;
     ///             let row = rows.next(&mut *txn).await?.expect("count returns a row");
+    ///             rows.finish(&mut *txn).await?;
     ///             Ok(row.get::<i64>("n")?)
     ///         })
     ///     })
     ///     .await?;
+    /// assert!(listeners >= 1);
+    /// # pool.run("MATCH (l:AqDocListener) DELETE l").await?;
     /// # Ok(()) }
     /// ```
     ///
