@@ -214,7 +214,7 @@ async fn the_pool_fails_fast_while_the_server_is_down_and_recovers_after() {
         w.await.unwrap();
     }
 
-    let outcomes = outcomes.lock();
+    let outcomes = std::mem::take(&mut *outcomes.lock());
     let down: Vec<&Outcome> = outcomes.iter().filter(|o| o.started > killed && o.started < restarted).collect();
     assert!(!down.is_empty());
     for o in &down {
@@ -237,7 +237,6 @@ async fn the_pool_fails_fast_while_the_server_is_down_and_recovers_after() {
         recovered - restarted,
         pool.stats()
     );
-    drop(outcomes);
     pool.close().await;
     server.kill().await;
 }
