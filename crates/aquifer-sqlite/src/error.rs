@@ -128,6 +128,18 @@ impl ConnectionError {
         ConnectionError { path: path.to_owned(), kind: ErrorKind::of(&source), stage, source }
     }
 
+    /// Like `new`, for an error raised while opening `raw`: SQLite's message repeats the path as given, so a
+    /// URI's parameters are redacted there too.
+    pub(crate) fn opening(raw: &str, path: &str, source: rusqlite::Error) -> Self {
+        let source = match source {
+            rusqlite::Error::SqliteFailure(code, Some(msg)) if raw != path && msg.contains(raw) => {
+                rusqlite::Error::SqliteFailure(code, Some(msg.replace(raw, path)))
+            }
+            other => other,
+        };
+        Self::new(path, Stage::Open, source)
+    }
+
     pub(crate) fn panicked(path: &str, join: tokio::task::JoinError) -> Self {
         let message = if join.is_panic() { panic_message(join.into_panic()) } else { join.to_string() };
         let source = rusqlite::Error::SqliteFailure(

@@ -18,6 +18,8 @@ pub use pool::{
 pub use sync::{MetricsEventHandler, SqliteR2d2Pool, SqliteR2d2Pooled, SqliteSyncManager, SqliteSyncPool, SyncMetrics};
 
 /// The engine's types a service needs most, so it never has to depend on `aquifer-core` for the common case.
-pub use aquifer_core::{ConfigError, HealthRegistry, HealthReport, HealthStatus, PoolConfig, PoolError, State, Stats};
+pub use aquifer_core::{
+    ConfigError, HealthCheck, HealthRegistry, HealthReport, HealthStatus, PoolConfig, PoolError, State, Stats,
+};
 /// The driver, re-exported so its version always matches.
 pub use rusqlite;

@@ -69,10 +69,10 @@ impl Target {
     /// Opens and tunes one connection. Blocking: call it on a blocking thread.
     pub(crate) fn open(&self, role: Role) -> Result<Connection, ConnectionError> {
         let conn = Connection::open_with_flags(&self.open_path, self.flags(role))
-            .map_err(|e| ConnectionError::new(&self.display, Stage::Open, e))?;
+            .map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
         let mut conn = conn;
         apply_pragmas(&mut conn, &self.config, role)
-            .map_err(|e| ConnectionError::new(&self.display, Stage::Open, e))?;
+            .map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
         Ok(conn)
     }
 }

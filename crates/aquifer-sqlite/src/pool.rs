@@ -286,10 +286,19 @@ impl SqlitePool {
     {
         let conn = self.inner.readers.get().await?;
         run(&self.inner.readers, "read", conn, move |c| {
-            let tx = c.transaction()?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
+            // Cached BEGIN/COMMIT statements: a point read is a few µs, parsing these each time would add more.
+            // If `f` panics the connection returns inside the transaction and the pool rolls it back.
+            c.prepare_cached("BEGIN")?.execute([])?;
+            match f(c) {
+                Ok(value) => {
+                    c.prepare_cached("COMMIT")?.execute([])?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    let _ = c.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+                    Err(e.into())
+                }
+            }
         })
         .await
     }

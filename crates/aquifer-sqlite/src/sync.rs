@@ -134,6 +134,7 @@ impl HandleEvent for MetricsEventHandler {
 /// never hand out a connection left inside a transaction (r2d2 cannot reset one, so it is discarded).
 pub struct SqliteSyncManager {
     inner: SqliteConnectionManager,
+    raw: String,
     path: String,
     metrics: Option<Arc<SyncMetrics>>,
 }
@@ -158,7 +159,7 @@ impl SqliteSyncManager {
         let inner = SqliteConnectionManager::file(&target.open_path)
             .with_flags(target.flags(role))
             .with_init(move |c| apply_pragmas(c, &config, role));
-        SqliteSyncManager { inner, path: target.display.clone(), metrics }
+        SqliteSyncManager { inner, raw: target.open_path.clone(), path: target.display.clone(), metrics }
     }
 }
 
@@ -168,7 +169,7 @@ impl ManageConnection for SqliteSyncManager {
 
     fn connect(&self) -> Result<Connection, ConnectionError> {
         let started = Instant::now();
-        let result = self.inner.connect().map_err(|e| ConnectionError::new(&self.path, Stage::Open, e));
+        let result = self.inner.connect().map_err(|e| ConnectionError::opening(&self.raw, &self.path, e));
         if let Some(m) = &self.metrics {
             match &result {
                 Ok(_) => {
@@ -322,11 +323,20 @@ impl SqliteSyncPool {
     /// Runs `f` on a reader inside a read transaction (one snapshot), waiting up to `acquire_timeout` for a
     /// free reader. Readers are `query_only`.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, SqliteError> {
-        let mut conn = self.inner.readers.get()?;
-        let tx = conn.transaction()?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        let conn = self.inner.readers.get()?;
+        // Cached BEGIN/COMMIT, as in the async pool. A panic in `f` leaves the transaction open, so the
+        // connection is discarded on return (`has_broken`).
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        match f(&conn) {
+            Ok(value) => {
+                conn.prepare_cached("COMMIT")?.execute([])?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+                Err(e.into())
+            }
+        }
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer: committed on `Ok`, rolled back on `Err` or

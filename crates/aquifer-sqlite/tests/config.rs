@@ -177,3 +177,15 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         std::thread::yield_now();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_in_a_uri_path_never_shows_in_debug_or_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("file:{}/missing/dir/x.db?password=hunter2&mode=rwc", dir.path().display());
+    let config = SqliteConfig::new(uri);
+    assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+    let err = SqlitePool::open(config).await.unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    assert!(err.to_string().contains("missing/dir/x.db"), "the error still names the path: {err}");
+}

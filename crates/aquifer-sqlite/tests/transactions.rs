@@ -75,6 +75,42 @@ async fn a_panic_inside_a_write_rolls_back_and_the_pool_keeps_working() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_panic_inside_a_read_is_reported_and_the_reader_comes_back_clean() {
+    let (_dir, pool) = pool_with_table("read_panic").await;
+    let err = pool
+        .read(|c| -> aquifer_sqlite::rusqlite::Result<()> {
+            c.query_row("SELECT count(*) FROM aq_sl_t", [], |r| r.get::<_, i64>(0))?;
+            panic!("boom while reading");
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SqliteError::Panicked { operation: "read", .. }), "{err:?}");
+    // Every reader is handed out outside any transaction.
+    for _ in 0..4 {
+        assert!(pool.interact_read(|c| c.is_autocommit()).await.unwrap());
+    }
+    assert_eq!(count(&pool).await, 0);
+}
+
+#[test]
+fn a_panic_inside_a_sync_write_unwinds_rolls_back_and_the_writer_keeps_working() {
+    let (_dir, path) = temp_db("sync_panic");
+    let pool = aquifer_sqlite::SqliteSyncPool::builder(&path).open_sync().unwrap();
+    pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")).unwrap();
+    let p = pool.clone();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        p.write(|tx| -> aquifer_sqlite::rusqlite::Result<()> {
+            tx.execute("INSERT INTO aq_sl_t (v) VALUES ('doomed')", [])?;
+            panic!("boom");
+        })
+    }));
+    assert!(caught.is_err(), "sync panics unwind into the caller");
+    pool.write(|tx| tx.execute("INSERT INTO aq_sl_t (v) VALUES ('after')", [])).unwrap();
+    let n: i64 = pool.read(|c| c.query_row("SELECT count(*) FROM aq_sl_t", [], |r| r.get(0))).unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn readers_cannot_write() {
     let (_dir, pool) = pool_with_table("ro_readers").await;
     let err = pool.read(|c| c.execute("INSERT INTO aq_sl_t (v) VALUES ('sneaky')", [])).await.unwrap_err();
