@@ -139,13 +139,13 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
     // An exhausted pool is degraded, and a health endpoint must not queue behind the work it reports on.
     let here = std::panic::Location::caller();
     let wait = shared.config.acquire_timeout.min(shared.config.validation_timeout);
-    let acquired = match shared.acquire(None, here).await {
+    let acquired = match shared.try_acquire(here).await {
         Ok(None) if state.size >= state.max_size => {
             report.status = HealthStatus::Degraded;
             report.last_error = Some(format!("pool exhausted: all {} connections in use", state.max_size));
             return report;
         }
-        Ok(None) => shared.acquire(Some(wait), here).await,
+        Ok(None) => crate::acquire::Acquire::new(shared, wait, here).await.map(Some),
         other => other,
     };
     match acquired {

@@ -5,6 +5,8 @@
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
+use quanta::Instant as Stamp;
+
 use slab::Slab;
 
 use crate::errors::ConnectError;
@@ -15,29 +17,29 @@ use crate::waiters::Waiters;
 pub(crate) struct Conn<C> {
     pub(crate) raw: C,
     pub(crate) id: u64,
-    pub(crate) created: Instant,
+    pub(crate) created: Stamp,
     /// `created + max_lifetime - jitter`.
-    pub(crate) expires: Option<Instant>,
+    pub(crate) expires: Option<Stamp>,
     /// When it was last returned (or created).
-    pub(crate) last_used: Instant,
+    pub(crate) last_used: Stamp,
     /// Until when it may be handed out without validation: `last_used + validation_bypass`, capped by
     /// `expires`. One comparison on the hot path instead of two subtractions.
-    pub(crate) fresh_until: Instant,
+    pub(crate) fresh_until: Stamp,
 }
 
 impl<C> Conn<C> {
-    pub(crate) fn new(raw: C, id: u64, now: Instant, expires: Option<Instant>, bypass: Duration) -> Self {
+    pub(crate) fn new(raw: C, id: u64, now: Stamp, expires: Option<Stamp>, bypass: Duration) -> Self {
         let mut conn = Conn { raw, id, created: now, expires, last_used: now, fresh_until: now };
         conn.touch(now, bypass);
         conn
     }
 
-    pub(crate) fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn expired(&self, now: Stamp) -> bool {
         self.expires.is_some_and(|at| at <= now)
     }
 
     /// Marks it used at `now`.
-    pub(crate) fn touch(&mut self, now: Instant, bypass: Duration) {
+    pub(crate) fn touch(&mut self, now: Stamp, bypass: Duration) {
         self.last_used = now;
         let until = now.checked_add(bypass).unwrap_or(now);
         self.fresh_until = match self.expires {
@@ -48,7 +50,7 @@ impl<C> Conn<C> {
 
     /// Not expired and used within the validation bypass window.
     #[inline]
-    pub(crate) fn fresh(&self, now: Instant) -> bool {
+    pub(crate) fn fresh(&self, now: Stamp) -> bool {
         now < self.fresh_until
     }
 }
@@ -107,7 +109,7 @@ pub(crate) struct Circuit<E> {
 
 /// A checked-out connection, recorded only when leak detection is on.
 pub(crate) struct CheckoutRecord {
-    pub(crate) at: Instant,
+    pub(crate) at: Stamp,
     pub(crate) caller: &'static Location<'static>,
     pub(crate) conn_id: u64,
     pub(crate) reported: bool,
@@ -122,8 +124,9 @@ pub(crate) struct Leak {
 
 /// What `checkout` decided.
 pub(crate) enum Step<C, E> {
-    /// An idle connection used within the validation bypass window, checked out under this leak-record key.
-    Ready(Conn<C>, usize),
+    /// An idle connection used within the validation bypass window, checked out under this leak-record key
+    /// at this instant.
+    Ready(Conn<C>, usize, Stamp),
     /// An idle connection that must be checked (validated, or found expired) before use.
     Check(Conn<C>),
     /// The caller was queued under this key; `connects` new connects must be started for it; with
@@ -147,9 +150,10 @@ pub(crate) enum Step<C, E> {
 pub(crate) enum Wait {
     /// Not at all (`try_get`).
     Never,
-    /// Until this deadline, enforced by the pool's deadline watcher. Deadlines passed this way must never
-    /// decrease from one call to the next: they are `now + acquire_timeout` of first-time waiters.
-    Watched(Instant),
+    /// For this long, enforced by the pool's deadline watcher: only for the pool's `acquire_timeout` and a
+    /// first wait, so that deadlines (`now + acquire_timeout`, taken under the lock) never decrease along the
+    /// queue.
+    Watched(Duration),
     /// With a timer of the caller's own (a custom timeout, or a second wait of the same `get()`).
     OwnTimer,
 }
@@ -228,7 +232,7 @@ impl<C, E> Internals<C, E> {
     /// a connect is refused at once.
     pub(crate) fn checkout(
         &mut self,
-        now: Instant,
+        now: Stamp,
         leak_caller: Option<&'static Location<'static>>,
         wait: Wait,
         waker: &std::task::Waker,
@@ -243,7 +247,7 @@ impl<C, E> Internals<C, E> {
                 return Step::Check(conn);
             }
             let checkout = self.checked_out(&conn, now, leak_caller);
-            return Step::Ready(conn, checkout);
+            return Step::Ready(conn, checkout, now);
         }
         if matches!(wait, Wait::Never) {
             return Step::Busy;
@@ -252,8 +256,9 @@ impl<C, E> Internals<C, E> {
             self.stats.fail_fast += 1;
             return Step::FailFast { since, error: error.clone() };
         }
+        // Read under the lock, so deadlines along the queue never decrease (the watcher relies on it).
         let deadline = match wait {
-            Wait::Watched(deadline) => Some(deadline),
+            Wait::Watched(timeout) => Instant::now().checked_add(timeout),
             _ => None,
         };
         let wake_watcher = deadline.is_some() && !std::mem::replace(&mut self.watcher_armed, true);
@@ -266,7 +271,7 @@ impl<C, E> Internals<C, E> {
     pub(crate) fn checked_out(
         &mut self,
         conn: &Conn<C>,
-        now: Instant,
+        now: Stamp,
         leak_caller: Option<&'static Location<'static>>,
     ) -> usize {
         self.stats.acquired += 1;
@@ -326,7 +331,7 @@ impl<C, E> Internals<C, E> {
 
     /// Removes idle connections that outlived `max_lifetime`, and those idle longer than `idle_timeout` beyond
     /// `min_idle` (oldest first: they sit at the bottom of the LIFO stack).
-    pub(crate) fn reap(&mut self, now: Instant, idle_timeout: Option<Duration>) -> Vec<(Conn<C>, CloseReason)> {
+    pub(crate) fn reap(&mut self, now: Stamp, idle_timeout: Option<Duration>) -> Vec<(Conn<C>, CloseReason)> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.idle.len() {
@@ -349,7 +354,7 @@ impl<C, E> Internals<C, E> {
     }
 
     /// Checkouts held longer than `threshold` and not yet reported; each is reported once.
-    pub(crate) fn find_leaks(&mut self, now: Instant, threshold: Duration) -> Vec<Leak> {
+    pub(crate) fn find_leaks(&mut self, now: Stamp, threshold: Duration) -> Vec<Leak> {
         let mut leaks = Vec::new();
         for (_, c) in self.checkouts.iter_mut() {
             let held_for = now.duration_since(c.at);
