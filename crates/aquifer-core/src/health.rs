@@ -12,7 +12,7 @@ use crate::manager::Manager;
 use crate::stats::State;
 
 /// Above this utilization (in use / max size) a pool reports itself degraded.
-pub const DEGRADED_UTILIZATION: f64 = 0.8;
+pub(crate) const DEGRADED_UTILIZATION: f64 = 0.8;
 
 /// How a pool is doing. Ordered from best to worst, so the worst of several is their maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -45,7 +45,7 @@ impl HealthStatus {
         }
     }
 
-    /// Degraded when above [`DEGRADED_UTILIZATION`] or with waiters, healthy otherwise.
+    /// Degraded when above 80 % utilization or with waiters, healthy otherwise.
     pub fn from_state(state: &State) -> HealthStatus {
         if state.utilization() > DEGRADED_UTILIZATION || state.waiting > 0 {
             HealthStatus::Degraded
