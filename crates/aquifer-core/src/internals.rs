@@ -398,3 +398,124 @@ impl<C, E> Internals<C, E> {
         !self.closed && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
     }
 }
+
+/// Model checks of the hand-off protocol with loom: every interleaving of the critical sections of a waiter
+/// being queued, a connection being returned, and the waiter giving up, on several threads. Run with
+/// `RUSTFLAGS="--cfg aquifer_loom" cargo test -p aquifer-core --lib loom --release`.
+///
+/// The engine keeps all shared state under one mutex, so what can go wrong is the order of critical
+/// sections and the wake-ups between them: a connection handed to a waiter that gives up must not be lost, a
+/// waiter handed a connection must be woken, and accounting must balance.
+#[cfg(all(test, aquifer_loom))]
+mod loom_tests {
+    use std::task::{Wake, Waker};
+
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::{Arc, Mutex};
+    use quanta::Instant as Stamp;
+
+    use super::*;
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn conn(id: u64) -> Conn<u64> {
+        Conn::new(id, id, Stamp::now(), None, Duration::from_secs(60))
+    }
+
+    /// A pool of one busy connection, a queued waiter, and a concurrent return and cancellation.
+    #[test]
+    fn returned_connection_is_never_lost_when_the_waiter_gives_up() {
+        loom::model(|| {
+            let pool: Arc<Mutex<Internals<u64, std::io::Error>>> = Arc::new(Mutex::new(Internals::new(1, 0)));
+            pool.lock().unwrap().size = 1; // the one connection is checked out
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let key = match pool.lock().unwrap().checkout(Stamp::now(), None, Wait::OwnTimer, &waker) {
+                Step::Wait { key, connects: 0, .. } => key,
+                _ => panic!("the waiter must queue: the pool is full"),
+            };
+
+            let returner = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let woken = pool.lock().unwrap().deliver(conn(1)).unwrap_or_else(|_| panic!("the pool wants it back"));
+                    if let Some(w) = woken {
+                        w.wake();
+                    }
+                })
+            };
+            let canceller = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let handed = pool.lock().unwrap().waiters.cancel(key);
+                    if let Some(Outcome::Conn(c)) = handed {
+                        // What a dropped `get()` does with a connection handed to it: pass it on.
+                        let _ = pool.lock().unwrap().deliver(c);
+                    }
+                })
+            };
+            returner.join().unwrap();
+            canceller.join().unwrap();
+
+            let g = pool.lock().unwrap();
+            assert_eq!(g.idle.len(), 1, "the returned connection was lost");
+            assert!(g.waiters.is_empty());
+            assert_eq!(g.size, 1);
+        });
+    }
+
+    /// Two waiters and two returns racing: both waiters get a connection, each is woken, none is lost.
+    #[test]
+    fn every_queued_waiter_is_handed_a_connection_and_woken() {
+        loom::model(|| {
+            let pool: Arc<Mutex<Internals<u64, std::io::Error>>> = Arc::new(Mutex::new(Internals::new(2, 0)));
+            pool.lock().unwrap().size = 2;
+            let flags: Vec<_> = (0..2).map(|_| std::sync::Arc::new(Flag(AtomicBool::new(false)))).collect();
+            let keys: Vec<usize> = flags
+                .iter()
+                .map(|f| {
+                    let waker = Waker::from(f.clone());
+                    match pool.lock().unwrap().checkout(Stamp::now(), None, Wait::OwnTimer, &waker) {
+                        Step::Wait { key, .. } => key,
+                        _ => panic!("must queue"),
+                    }
+                })
+                .collect();
+
+            let returners: Vec<_> = (0..2u64)
+                .map(|id| {
+                    let pool = pool.clone();
+                    loom::thread::spawn(move || {
+                        let woken = pool.lock().unwrap().deliver(conn(id)).unwrap_or_else(|_| panic!("wanted"));
+                        if let Some(w) = woken {
+                            w.wake();
+                        }
+                    })
+                })
+                .collect();
+            for r in returners {
+                r.join().unwrap();
+            }
+
+            let mut g = pool.lock().unwrap();
+            let noop = Waker::noop();
+            let mut got = Vec::new();
+            for (key, flag) in keys.into_iter().zip(&flags) {
+                assert!(flag.0.load(Ordering::SeqCst), "a waiter handed a connection was not woken");
+                match g.waiters.poll(key, noop) {
+                    Some(Outcome::Conn(c)) => got.push(c.id),
+                    _ => panic!("a waiter was not handed a connection"),
+                }
+            }
+            got.sort_unstable();
+            assert_eq!(got, [0, 1]);
+            assert!(g.idle.is_empty());
+        });
+    }
+}
