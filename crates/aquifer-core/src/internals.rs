@@ -444,7 +444,8 @@ mod loom_tests {
             let returner = {
                 let pool = pool.clone();
                 loom::thread::spawn(move || {
-                    let woken = pool.lock().unwrap().deliver(conn(1)).unwrap_or_else(|_| panic!("the pool wants it back"));
+                    let woken =
+                        pool.lock().unwrap().deliver(conn(1)).unwrap_or_else(|_| panic!("the pool wants it back"));
                     if let Some(w) = woken {
                         w.wake();
                     }

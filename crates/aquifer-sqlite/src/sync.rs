@@ -60,22 +60,25 @@ impl SyncMetrics {
         };
         Arc::new(SyncMetrics {
             wait_time: hist(
-                "db.client.connection.wait_time",
+                aquifer_core::metrics::names::WAIT_TIME,
                 "The time it took to obtain an open connection from the pool.",
             ),
             use_time: hist(
-                "db.client.connection.use_time",
+                aquifer_core::metrics::names::USE_TIME,
                 "The time between borrowing a connection and returning it to the pool.",
             ),
-            create_time: hist("db.client.connection.create_time", "The time it took to create a new connection."),
+            create_time: hist(
+                aquifer_core::metrics::names::CREATE_TIME,
+                "The time it took to create a new connection.",
+            ),
             timeouts: counter(
-                "db.client.connection.timeouts",
+                aquifer_core::metrics::names::TIMEOUTS,
                 "{timeout}",
                 "The number of connection timeouts that have occurred trying to obtain a connection from the pool.",
             ),
-            created: counter("aquifer.pool.connections.created", "{connection}", "Connections opened."),
+            created: counter(aquifer_core::metrics::names::CREATED, "{connection}", "Connections opened."),
             connect_errors: counter(
-                "aquifer.pool.connect.errors",
+                aquifer_core::metrics::names::CONNECT_ERRORS,
                 "{error}",
                 "Failed connect attempts, by error type.",
             ),
@@ -423,7 +426,7 @@ fn register_observers(meter: &Meter, name: &str, inner: &Arc<SyncInner>, pick: f
     let (idle, used) = (with("idle"), with("used"));
     let weak = Arc::downgrade(inner);
     meter
-        .i64_observable_up_down_counter("db.client.connection.count")
+        .i64_observable_up_down_counter(aquifer_core::metrics::names::CONNECTION_COUNT)
         .with_unit("{connection}")
         .with_description("The number of connections that are currently in state described by the state attribute.")
         .with_callback(move |o| {
@@ -437,7 +440,7 @@ fn register_observers(meter: &Meter, name: &str, inner: &Arc<SyncInner>, pick: f
     let weak = Arc::downgrade(inner);
     let attrs = base;
     meter
-        .i64_observable_up_down_counter("db.client.connection.max")
+        .i64_observable_up_down_counter(aquifer_core::metrics::names::MAX)
         .with_unit("{connection}")
         .with_description("The maximum number of open connections allowed.")
         .with_callback(move |o| {
