@@ -72,7 +72,9 @@ if port_open 127.0.0.1 "$bolt_port" || port_open 127.0.0.1 "$http_port"; then
 fi
 
 log "starting ArcadeDB $version (Bolt 127.0.0.1:$bolt_port, HTTP 127.0.0.1:$http_port)"
-# setsid: the server outlives this script and the CI step that ran it.
+# setsid: the server outlives this script and the CI step that ran it. It writes ./log/ under its working
+# directory, so it runs from $dir.
+cd "$dir"
 setsid "$pkg/jre/bin/java" -Xms256m -Xmx1g \
   -Darcadedb.server.rootPath="$dir/root" \
   -Darcadedb.server.databaseDirectory="$dir/root/databases" \

@@ -64,6 +64,8 @@ impl ArcadeDb {
             .arg("-cp")
             .arg(jars)
             .arg("com.arcadedb.server.ArcadeDBServer")
+            // ArcadeDB writes ./log/ under its working directory.
+            .current_dir(&self.root)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
