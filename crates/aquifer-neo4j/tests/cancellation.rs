@@ -16,6 +16,14 @@ async fn answer(pool: &Neo4jPool) -> i64 {
     rows[0].get("answer").unwrap()
 }
 
+/// A pool of one connection, already open, so a timeout below cuts the query rather than the connect.
+async fn pool(name: &str) -> Neo4jPool {
+    let pool = common::pool(name, 1, None).await;
+    pool.warm_up().await.expect("connect");
+    assert_eq!(answer(&pool).await, 42);
+    pool
+}
+
 async fn count(pool: &Neo4jPool, run: &str) -> i64 {
     common::count(pool, query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN count(n) AS n")).param("run", run))
         .await
@@ -23,7 +31,7 @@ async fn count(pool: &Neo4jPool, run: &str) -> i64 {
 
 #[tokio::test]
 async fn a_fetch_dropped_mid_stream_is_reset_before_the_next_user_gets_the_connection() {
-    let pool = common::pool("cancel_fetch", 1, None).await;
+    let pool = pool("cancel_fetch").await;
     let dropped = tokio::time::timeout(Duration::from_millis(20), pool.fetch(BIG)).await;
     assert!(dropped.is_err(), "the fetch should still have been streaming when dropped");
     assert_eq!(answer(&pool).await, 42);
@@ -33,7 +41,7 @@ async fn a_fetch_dropped_mid_stream_is_reset_before_the_next_user_gets_the_conne
 
 #[tokio::test]
 async fn a_write_dropped_in_flight_is_applied_whole_or_not_at_all() {
-    let pool = common::pool("cancel_write", 1, None).await;
+    let pool = pool("cancel_write").await;
     let run = common::run_id();
     let write = pool.run(
         query(&format!("UNWIND range(1, 5000) AS i CREATE (:{LABEL} {{run: $run, i: i}})")).param("run", run.as_str()),
@@ -47,7 +55,7 @@ async fn a_write_dropped_in_flight_is_applied_whole_or_not_at_all() {
 
 #[tokio::test]
 async fn a_transaction_dropped_before_commit_is_rolled_back_and_its_connection_reused() {
-    let pool = common::pool("cancel_tx", 1, None).await;
+    let pool = pool("cancel_tx").await;
     let run = common::run_id();
     let r = run.clone();
     let tx = pool.transaction(move |txn| {
@@ -93,7 +101,7 @@ async fn a_graph_stream_dropped_half_read_does_not_leak_rows_to_the_next_user() 
 
 #[tokio::test]
 async fn a_graph_query_future_dropped_mid_read_does_not_leak_to_the_next_user() {
-    let pool = common::pool("cancel_graph_future", 1, None).await;
+    let pool = pool("cancel_graph_future").await;
     {
         let conn = pool.get().await.unwrap();
         let read_all = async {
