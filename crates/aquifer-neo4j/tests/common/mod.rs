@@ -1,6 +1,8 @@
 //! What every test of aquifer-neo4j shares: the local ArcadeDB from `bash scripts/dev-services.sh`.
 #![allow(dead_code)]
 
+pub mod arcadedb;
+
 use std::time::Duration;
 
 use aquifer_neo4j::{Neo4jConfig, Neo4jManager, Neo4jPool, Neo4jPoolExt, query};
