@@ -41,3 +41,14 @@ pub async fn connect(config: Neo4jConfig, pool: PoolConfig) -> Result<Neo4jPool,
 pub async fn connect_from_env() -> Result<Neo4jPool, StartError> {
     connect(Neo4jConfig::from_env("NEO4J")?, PoolConfig::from_env("NEO4J")?).await
 }
+
+// What a service shares between tasks must be Send + Sync; checked at compile time.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Neo4jPool>();
+    assert_send_sync::<Neo4jManager>();
+    assert_send_sync::<Neo4jConnection>();
+    assert_send_sync::<Neo4jConfig>();
+    assert_send_sync::<Neo4jError>();
+    assert_send_sync::<StartError>();
+};

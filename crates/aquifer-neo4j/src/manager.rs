@@ -99,6 +99,8 @@ impl Manager for Neo4jManager {
         Ok(Neo4jConnection { graph, interrupted: false, broken: false })
     }
 
+    /// Cancel safety: a dropped validation leaves at most a `RETURN 1` in flight, which neo4rs drains (or
+    /// replaces the Bolt connection) on the next use; the engine discards the connection anyway.
     async fn validate(&self, conn: &mut Neo4jConnection) -> Result<(), Neo4jError> {
         conn.graph.run(PING).await.map_err(|e| self.classify(e))
     }
@@ -114,12 +116,15 @@ impl Manager for Neo4jManager {
     /// A helper's future was dropped mid-exchange. neo4rs would repair the Bolt connection on the next use
     /// (drain what is in flight, send RESET, or reconnect if a read was cut in half); doing it now, in the
     /// background, also ends at once a transaction the server still holds open with its locks.
+    ///
+    /// Cancel safety: as for `validate`.
     async fn reset(&self, conn: &mut Neo4jConnection) -> Result<(), Neo4jError> {
         conn.graph.run(PING).await.map_err(|e| self.classify(e))?;
         conn.interrupted = false;
         Ok(())
     }
 
+    /// Cancel safety: as for `validate`.
     async fn server_version(&self, conn: &mut Neo4jConnection) -> Result<Option<String>, Neo4jError> {
         let q = "CALL dbms.components() YIELD name, versions, edition RETURN name, versions, edition";
         let row = match conn.graph.execute(q).await {
