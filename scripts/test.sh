@@ -11,5 +11,9 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo nextest run"
 cargo nextest run --workspace --all-features --no-fail-fast
+step "metric tests without bound instruments (the default build of aquifer-core)"
+cargo test -p aquifer-core --test metrics
+step "loom model check of the hand-off protocol"
+RUSTFLAGS="--cfg aquifer_loom" CARGO_TARGET_DIR=target/loom cargo test -p aquifer-core --lib --release loom
 step "doc tests"
 cargo test --workspace --all-features --doc

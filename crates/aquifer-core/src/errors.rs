@@ -128,8 +128,8 @@ impl<E: std::error::Error + 'static> std::error::Error for ConnectError<E> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A field holds a value the pool cannot work with.
-    #[error("invalid pool configuration: {field} = {value}: {reason}")]
+    /// A field (of a pool or an adapter configuration) holds a value that cannot work.
+    #[error("invalid configuration: {field} = {value}: {reason}")]
     Invalid {
         /// The field, as spelled in [`PoolConfig`](crate::PoolConfig).
         field: &'static str,

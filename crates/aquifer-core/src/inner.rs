@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use quanta::Instant as Stamp;
+
 use backon::BackoffBuilder;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -88,7 +90,7 @@ struct Waiting<'a, M: Manager> {
 /// What a waiter got.
 enum Taken<C, E> {
     /// A connection ready to use, already checked out (leak record key) at this instant.
-    Ready(Conn<C>, usize, Instant),
+    Ready(Conn<C>, usize, Stamp),
     /// A connection that must be checked first (expired, or idle past the bypass window).
     Check(Conn<C>),
     /// No connection: timed out, closed or failing fast.
@@ -102,7 +104,7 @@ impl<M: Manager> Future for Waiting<'_, M> {
         if std::mem::take(&mut self.registered) {
             return Poll::Pending;
         }
-        let now = Instant::now();
+        let now = Stamp::now();
         let mut g = self.shared.lock();
         let Some(outcome) = g.waiters.poll(self.key, cx.waker()) else { return Poll::Pending };
         // Counting the checkout under the same lock saves a second one on the contended path.
@@ -177,67 +179,66 @@ impl<M: Manager> Shared<M> {
     /// taken, so a task looping on an idle pool yields now and then instead of starving its worker, and never
     /// yields holding a connection (tokio's Semaphore checks after granting, which is what makes pools built on
     /// it slow). `first`: the caller has not waited yet.
-    fn poll_checkout(
+    pub(crate) fn poll_checkout(
         &self,
         cx: &mut Context<'_>,
         timeout: Option<Duration>,
         first: bool,
         leak_caller: Option<&'static Location<'static>>,
-    ) -> Poll<(Step<M::Connection, M::Error>, Instant, Wait)> {
+    ) -> Poll<Step<M::Connection, M::Error>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-        let now = Instant::now();
-        // The default timeout of a first wait is enforced by the pool's deadline watcher (one timer for the
-        // whole queue); anything else brings its own timer.
-        let wait = match timeout {
-            None => Wait::Never,
-            Some(t) if first && t == self.config.acquire_timeout => match now.checked_add(t) {
-                Some(deadline) => Wait::Watched(deadline),
-                None => Wait::OwnTimer,
-            },
-            Some(_) => Wait::OwnTimer,
-        };
-        let step = self.lock().checkout(now, leak_caller, wait, cx.waker());
+        let now = Stamp::now();
+        let step = self.lock().checkout(now, leak_caller, self.wait_mode(timeout, first), cx.waker());
         if matches!(step, Step::Ready(..)) {
             coop.made_progress();
         }
-        Poll::Ready((step, now, wait))
+        Poll::Ready(step)
     }
 
-    /// Acquires a connection. `timeout: None` never waits for another caller or a connect (`try_get`).
-    ///
-    /// The fast path (an idle connection used within the bypass window) is inline: one lock, one clock read,
-    /// no allocation. Everything else — waiting, validating — runs in a boxed future, which keeps the future
-    /// every `get()` returns small.
-    pub(crate) async fn acquire(
+    /// The default timeout of a first wait is enforced by the pool's deadline watcher (one timer for the whole
+    /// queue); anything else brings its own timer.
+    fn wait_mode(&self, timeout: Option<Duration>, first: bool) -> Wait {
+        match timeout {
+            None => Wait::Never,
+            Some(t) if first && t == self.config.acquire_timeout => Wait::Watched(t),
+            Some(_) => Wait::OwnTimer,
+        }
+    }
+
+    /// Acquires a connection without waiting for another caller or a connect (`try_get`).
+    pub(crate) async fn try_acquire(
         self: &Arc<Self>,
-        timeout: Option<Duration>,
         caller: &'static Location<'static>,
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
         let leak_caller = self.config.leak_detection_threshold.map(|_| caller);
-        let first = std::future::poll_fn(|cx| self.poll_checkout(cx, timeout, true, leak_caller)).await;
-        if let (Step::Ready(conn, checkout), now, _) = first {
+        let first = std::future::poll_fn(|cx| self.poll_checkout(cx, None, true, leak_caller)).await;
+        if let Step::Ready(conn, checkout, now) = first {
             self.metrics.wait_time(Duration::ZERO);
             return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
         }
-        Box::pin(self.acquire_slow(first, timeout, leak_caller)).await
+        self.acquire_slow(first, Stamp::now(), None, leak_caller).await
     }
 
-    async fn acquire_slow(
+    /// Everything but the fast path: waiting, validating, retrying. Must be polled as soon as it is made: it
+    /// owns the waiter key or the connection in `first`, which only its body knows how to give back.
+    pub(crate) async fn acquire_slow(
         self: &Arc<Self>,
-        first: (Step<M::Connection, M::Error>, Instant, Wait),
+        first: Step<M::Connection, M::Error>,
+        start: Stamp,
         timeout: Option<Duration>,
         leak_caller: Option<&'static Location<'static>>,
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
         let bypass = self.config.validation_bypass;
-        let start = first.1;
-        let mut next = Some(first);
+        // Tokio timers run on tokio's clock; everything else on the pool's.
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut next = Some((first, true));
         loop {
-            let (step, now, wait_mode) = match next.take() {
+            let (step, first_wait) = match next.take() {
                 Some(first) => first,
-                None => std::future::poll_fn(|cx| self.poll_checkout(cx, timeout, false, leak_caller)).await,
+                None => (std::future::poll_fn(|cx| self.poll_checkout(cx, timeout, false, leak_caller)).await, false),
             };
             let mut conn = match step {
-                Step::Ready(conn, checkout) => {
+                Step::Ready(conn, checkout, now) => {
                     self.metrics.wait_time(now.duration_since(start));
                     return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
                 }
@@ -251,13 +252,9 @@ impl<M: Manager> Shared<M> {
                     }
                     self.spawn_connects(connects);
                     let wait = Waiting { shared: self, key, registered: true, done: false, leak_caller };
-                    let taken = match (wait_mode, timeout) {
-                        (Wait::OwnTimer, Some(t)) => {
-                            let deadline = start.checked_add(t).map(tokio::time::Instant::from_std);
-                            match deadline {
-                                Some(d) => tokio::time::timeout_at(d, wait).await.unwrap_or(Taken::Failed(Outcome::TimedOut)),
-                                None => wait.await,
-                            }
+                    let taken = match (self.wait_mode(timeout, first_wait), deadline) {
+                        (Wait::OwnTimer, Some(d)) => {
+                            tokio::time::timeout_at(d, wait).await.unwrap_or(Taken::Failed(Outcome::TimedOut))
                         }
                         _ => wait.await,
                     };
@@ -278,20 +275,21 @@ impl<M: Manager> Shared<M> {
             };
 
             // A connection that was handed over, or sat idle past the bypass window: check it before use.
-            let mut now = Instant::now();
+            let mut now = Stamp::now();
             if conn.expired(now) {
                 self.discard(conn, NO_CHECKOUT, CloseReason::MaxLifetime);
                 continue;
             }
             if now.duration_since(conn.last_used) > bypass {
-                let mut held =
-                    Held { shared: Arc::clone(self), conn: Some(conn), checkout: NO_CHECKOUT, reason: CloseReason::Discarded };
-                let limit = now + self.config.validation_timeout;
-                let limit = match timeout.and_then(|t| start.checked_add(t)) {
-                    Some(deadline) => limit.min(deadline),
-                    None => limit,
+                let mut held = Held {
+                    shared: Arc::clone(self),
+                    conn: Some(conn),
+                    checkout: NO_CHECKOUT,
+                    reason: CloseReason::Discarded,
                 };
-                let validated = tokio::time::timeout_at(limit.into(), self.manager.validate(held.raw())).await;
+                let limit = tokio::time::Instant::now() + self.config.validation_timeout;
+                let limit = deadline.map_or(limit, |d| limit.min(d));
+                let validated = tokio::time::timeout_at(limit, self.manager.validate(held.raw())).await;
                 if !matches!(validated, Ok(Ok(()))) {
                     held.reason = CloseReason::ValidationFailed;
                     tracing::debug!(pool = %self.name, "connection failed validation on checkout; discarding it");
@@ -299,7 +297,7 @@ impl<M: Manager> Shared<M> {
                     continue;
                 }
                 conn = held.release();
-                now = Instant::now();
+                now = Stamp::now();
                 conn.touch(now, bypass);
             }
             let checkout = self.lock().checked_out(&conn, now, leak_caller);
@@ -308,7 +306,7 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    fn timed_out(&self, started: Instant) -> PoolError<M::Error> {
+    fn timed_out(&self, started: Stamp) -> PoolError<M::Error> {
         let (state, last_error) = {
             let mut g = self.lock();
             g.stats.timeouts += 1;
@@ -319,8 +317,8 @@ impl<M: Manager> Shared<M> {
     }
 
     /// A connection comes back from its user.
-    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Conn<M::Connection>, checkout: usize, checked_out: Instant) {
-        let now = Instant::now();
+    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Conn<M::Connection>, checkout: usize, checked_out: Stamp) {
+        let now = Stamp::now();
         self.metrics.use_time(now.duration_since(checked_out));
         if self.manager.is_broken(&mut conn.raw) {
             tracing::debug!(pool = %self.name, conn = conn.id, "returned connection is broken; discarding it");
@@ -420,7 +418,7 @@ impl<M: Manager> Shared<M> {
                 Ok(Ok(())) => {
                     let checkout = held.checkout;
                     let mut conn = held.release();
-                    conn.touch(Instant::now(), shared.config.validation_bypass);
+                    conn.touch(Stamp::now(), shared.config.validation_bypass);
                     shared.put_back(conn, checkout);
                 }
                 Ok(Err(e)) => {
@@ -515,7 +513,7 @@ impl<M: Manager> Shared<M> {
     }
 
     fn connected(self: &Arc<Self>, raw: M::Connection, was_probing: bool) {
-        let now = Instant::now();
+        let now = Stamp::now();
         let expires = self.config.max_lifetime.and_then(|l| now.checked_add(l.mul_f64(1.0 - fastrand::f64() * 0.05)));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Conn::new(raw, id, now, expires, self.config.validation_bypass);
@@ -576,7 +574,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// One round of housekeeping: reap idle connections, report leaks, top up `min_idle`.
-    pub(crate) fn housekeep(self: &Arc<Self>, now: Instant) {
+    pub(crate) fn housekeep(self: &Arc<Self>, now: Stamp) {
         let (reaped, leaks, connects) = {
             let mut g = self.lock();
             if g.closed {
@@ -628,7 +626,7 @@ impl<M: Manager> Shared<M> {
             }
             let Some(shared) = weak.upgrade() else { return };
             let now = Instant::now();
-            shared.housekeep(now);
+            shared.housekeep(Stamp::now());
             if let Some(every) = shared.config.health_interval
                 && last_health.is_none_or(|t| now.duration_since(t) >= every)
             {

@@ -5,6 +5,8 @@
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
+use quanta::Instant as Stamp;
+
 use slab::Slab;
 
 use crate::errors::ConnectError;
@@ -15,29 +17,29 @@ use crate::waiters::Waiters;
 pub(crate) struct Conn<C> {
     pub(crate) raw: C,
     pub(crate) id: u64,
-    pub(crate) created: Instant,
+    pub(crate) created: Stamp,
     /// `created + max_lifetime - jitter`.
-    pub(crate) expires: Option<Instant>,
+    pub(crate) expires: Option<Stamp>,
     /// When it was last returned (or created).
-    pub(crate) last_used: Instant,
+    pub(crate) last_used: Stamp,
     /// Until when it may be handed out without validation: `last_used + validation_bypass`, capped by
     /// `expires`. One comparison on the hot path instead of two subtractions.
-    pub(crate) fresh_until: Instant,
+    pub(crate) fresh_until: Stamp,
 }
 
 impl<C> Conn<C> {
-    pub(crate) fn new(raw: C, id: u64, now: Instant, expires: Option<Instant>, bypass: Duration) -> Self {
+    pub(crate) fn new(raw: C, id: u64, now: Stamp, expires: Option<Stamp>, bypass: Duration) -> Self {
         let mut conn = Conn { raw, id, created: now, expires, last_used: now, fresh_until: now };
         conn.touch(now, bypass);
         conn
     }
 
-    pub(crate) fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn expired(&self, now: Stamp) -> bool {
         self.expires.is_some_and(|at| at <= now)
     }
 
     /// Marks it used at `now`.
-    pub(crate) fn touch(&mut self, now: Instant, bypass: Duration) {
+    pub(crate) fn touch(&mut self, now: Stamp, bypass: Duration) {
         self.last_used = now;
         let until = now.checked_add(bypass).unwrap_or(now);
         self.fresh_until = match self.expires {
@@ -48,7 +50,7 @@ impl<C> Conn<C> {
 
     /// Not expired and used within the validation bypass window.
     #[inline]
-    pub(crate) fn fresh(&self, now: Instant) -> bool {
+    pub(crate) fn fresh(&self, now: Stamp) -> bool {
         now < self.fresh_until
     }
 }
@@ -107,7 +109,7 @@ pub(crate) struct Circuit<E> {
 
 /// A checked-out connection, recorded only when leak detection is on.
 pub(crate) struct CheckoutRecord {
-    pub(crate) at: Instant,
+    pub(crate) at: Stamp,
     pub(crate) caller: &'static Location<'static>,
     pub(crate) conn_id: u64,
     pub(crate) reported: bool,
@@ -122,8 +124,9 @@ pub(crate) struct Leak {
 
 /// What `checkout` decided.
 pub(crate) enum Step<C, E> {
-    /// An idle connection used within the validation bypass window, checked out under this leak-record key.
-    Ready(Conn<C>, usize),
+    /// An idle connection used within the validation bypass window, checked out under this leak-record key
+    /// at this instant.
+    Ready(Conn<C>, usize, Stamp),
     /// An idle connection that must be checked (validated, or found expired) before use.
     Check(Conn<C>),
     /// The caller was queued under this key; `connects` new connects must be started for it; with
@@ -147,9 +150,10 @@ pub(crate) enum Step<C, E> {
 pub(crate) enum Wait {
     /// Not at all (`try_get`).
     Never,
-    /// Until this deadline, enforced by the pool's deadline watcher. Deadlines passed this way must never
-    /// decrease from one call to the next: they are `now + acquire_timeout` of first-time waiters.
-    Watched(Instant),
+    /// For this long, enforced by the pool's deadline watcher: only for the pool's `acquire_timeout` and a
+    /// first wait, so that deadlines (`now + acquire_timeout`, taken under the lock) never decrease along the
+    /// queue.
+    Watched(Duration),
     /// With a timer of the caller's own (a custom timeout, or a second wait of the same `get()`).
     OwnTimer,
 }
@@ -228,7 +232,7 @@ impl<C, E> Internals<C, E> {
     /// a connect is refused at once.
     pub(crate) fn checkout(
         &mut self,
-        now: Instant,
+        now: Stamp,
         leak_caller: Option<&'static Location<'static>>,
         wait: Wait,
         waker: &std::task::Waker,
@@ -243,7 +247,7 @@ impl<C, E> Internals<C, E> {
                 return Step::Check(conn);
             }
             let checkout = self.checked_out(&conn, now, leak_caller);
-            return Step::Ready(conn, checkout);
+            return Step::Ready(conn, checkout, now);
         }
         if matches!(wait, Wait::Never) {
             return Step::Busy;
@@ -252,8 +256,9 @@ impl<C, E> Internals<C, E> {
             self.stats.fail_fast += 1;
             return Step::FailFast { since, error: error.clone() };
         }
+        // Read under the lock, so deadlines along the queue never decrease (the watcher relies on it).
         let deadline = match wait {
-            Wait::Watched(deadline) => Some(deadline),
+            Wait::Watched(timeout) => Instant::now().checked_add(timeout),
             _ => None,
         };
         let wake_watcher = deadline.is_some() && !std::mem::replace(&mut self.watcher_armed, true);
@@ -266,7 +271,7 @@ impl<C, E> Internals<C, E> {
     pub(crate) fn checked_out(
         &mut self,
         conn: &Conn<C>,
-        now: Instant,
+        now: Stamp,
         leak_caller: Option<&'static Location<'static>>,
     ) -> usize {
         self.stats.acquired += 1;
@@ -326,7 +331,7 @@ impl<C, E> Internals<C, E> {
 
     /// Removes idle connections that outlived `max_lifetime`, and those idle longer than `idle_timeout` beyond
     /// `min_idle` (oldest first: they sit at the bottom of the LIFO stack).
-    pub(crate) fn reap(&mut self, now: Instant, idle_timeout: Option<Duration>) -> Vec<(Conn<C>, CloseReason)> {
+    pub(crate) fn reap(&mut self, now: Stamp, idle_timeout: Option<Duration>) -> Vec<(Conn<C>, CloseReason)> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.idle.len() {
@@ -349,7 +354,7 @@ impl<C, E> Internals<C, E> {
     }
 
     /// Checkouts held longer than `threshold` and not yet reported; each is reported once.
-    pub(crate) fn find_leaks(&mut self, now: Instant, threshold: Duration) -> Vec<Leak> {
+    pub(crate) fn find_leaks(&mut self, now: Stamp, threshold: Duration) -> Vec<Leak> {
         let mut leaks = Vec::new();
         for (_, c) in self.checkouts.iter_mut() {
             let held_for = now.duration_since(c.at);
@@ -391,5 +396,127 @@ impl<C, E> Internals<C, E> {
     /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it.
     pub(crate) fn connect_still_needed(&self) -> bool {
         !self.closed && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
+    }
+}
+
+/// Model checks of the hand-off protocol with loom: every interleaving of the critical sections of a waiter
+/// being queued, a connection being returned, and the waiter giving up, on several threads. Run with
+/// `RUSTFLAGS="--cfg aquifer_loom" cargo test -p aquifer-core --lib loom --release`.
+///
+/// The engine keeps all shared state under one mutex, so what can go wrong is the order of critical
+/// sections and the wake-ups between them: a connection handed to a waiter that gives up must not be lost, a
+/// waiter handed a connection must be woken, and accounting must balance.
+#[cfg(all(test, aquifer_loom))]
+mod loom_tests {
+    use std::task::{Wake, Waker};
+
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::{Arc, Mutex};
+    use quanta::Instant as Stamp;
+
+    use super::*;
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn conn(id: u64) -> Conn<u64> {
+        Conn::new(id, id, Stamp::now(), None, Duration::from_secs(60))
+    }
+
+    /// A pool of one busy connection, a queued waiter, and a concurrent return and cancellation.
+    #[test]
+    fn returned_connection_is_never_lost_when_the_waiter_gives_up() {
+        loom::model(|| {
+            let pool: Arc<Mutex<Internals<u64, std::io::Error>>> = Arc::new(Mutex::new(Internals::new(1, 0)));
+            pool.lock().unwrap().size = 1; // the one connection is checked out
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let key = match pool.lock().unwrap().checkout(Stamp::now(), None, Wait::OwnTimer, &waker) {
+                Step::Wait { key, connects: 0, .. } => key,
+                _ => panic!("the waiter must queue: the pool is full"),
+            };
+
+            let returner = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let woken =
+                        pool.lock().unwrap().deliver(conn(1)).unwrap_or_else(|_| panic!("the pool wants it back"));
+                    if let Some(w) = woken {
+                        w.wake();
+                    }
+                })
+            };
+            let canceller = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let handed = pool.lock().unwrap().waiters.cancel(key);
+                    if let Some(Outcome::Conn(c)) = handed {
+                        // What a dropped `get()` does with a connection handed to it: pass it on.
+                        let _ = pool.lock().unwrap().deliver(c);
+                    }
+                })
+            };
+            returner.join().unwrap();
+            canceller.join().unwrap();
+
+            let g = pool.lock().unwrap();
+            assert_eq!(g.idle.len(), 1, "the returned connection was lost");
+            assert!(g.waiters.is_empty());
+            assert_eq!(g.size, 1);
+        });
+    }
+
+    /// Two waiters and two returns racing: both waiters get a connection, each is woken, none is lost.
+    #[test]
+    fn every_queued_waiter_is_handed_a_connection_and_woken() {
+        loom::model(|| {
+            let pool: Arc<Mutex<Internals<u64, std::io::Error>>> = Arc::new(Mutex::new(Internals::new(2, 0)));
+            pool.lock().unwrap().size = 2;
+            let flags: Vec<_> = (0..2).map(|_| std::sync::Arc::new(Flag(AtomicBool::new(false)))).collect();
+            let keys: Vec<usize> = flags
+                .iter()
+                .map(|f| {
+                    let waker = Waker::from(f.clone());
+                    match pool.lock().unwrap().checkout(Stamp::now(), None, Wait::OwnTimer, &waker) {
+                        Step::Wait { key, .. } => key,
+                        _ => panic!("must queue"),
+                    }
+                })
+                .collect();
+
+            let returners: Vec<_> = (0..2u64)
+                .map(|id| {
+                    let pool = pool.clone();
+                    loom::thread::spawn(move || {
+                        let woken = pool.lock().unwrap().deliver(conn(id)).unwrap_or_else(|_| panic!("wanted"));
+                        if let Some(w) = woken {
+                            w.wake();
+                        }
+                    })
+                })
+                .collect();
+            for r in returners {
+                r.join().unwrap();
+            }
+
+            let mut g = pool.lock().unwrap();
+            let noop = Waker::noop();
+            let mut got = Vec::new();
+            for (key, flag) in keys.into_iter().zip(&flags) {
+                assert!(flag.0.load(Ordering::SeqCst), "a waiter handed a connection was not woken");
+                match g.waiters.poll(key, noop) {
+                    Some(Outcome::Conn(c)) => got.push(c.id),
+                    _ => panic!("a waiter was not handed a connection"),
+                }
+            }
+            got.sort_unstable();
+            assert_eq!(got, [0, 1]);
+            assert!(g.idle.is_empty());
+        });
     }
 }

@@ -31,6 +31,41 @@ pub const DB_OPERATION_NAME: &str = "db.operation.name";
 /// `error.type`
 pub const ERROR_TYPE: &str = "error.type";
 
+/// Instrument names, for code that records the same metrics outside a [`Pool`](crate::Pool) (the r2d2 pool of
+/// `aquifer-sqlite`) and for dashboards.
+pub mod names {
+    /// `db.client.connection.count` (UpDownCounter, `{connection}`, attribute `db.client.connection.state`).
+    pub const CONNECTION_COUNT: &str = "db.client.connection.count";
+    /// `db.client.connection.idle.max` (UpDownCounter, `{connection}`).
+    pub const IDLE_MAX: &str = "db.client.connection.idle.max";
+    /// `db.client.connection.idle.min` (UpDownCounter, `{connection}`).
+    pub const IDLE_MIN: &str = "db.client.connection.idle.min";
+    /// `db.client.connection.max` (UpDownCounter, `{connection}`).
+    pub const MAX: &str = "db.client.connection.max";
+    /// `db.client.connection.pending_requests` (UpDownCounter, `{request}`).
+    pub const PENDING_REQUESTS: &str = "db.client.connection.pending_requests";
+    /// `db.client.connection.timeouts` (Counter, `{timeout}`).
+    pub const TIMEOUTS: &str = "db.client.connection.timeouts";
+    /// `db.client.connection.create_time` (Histogram, `s`).
+    pub const CREATE_TIME: &str = "db.client.connection.create_time";
+    /// `db.client.connection.wait_time` (Histogram, `s`).
+    pub const WAIT_TIME: &str = "db.client.connection.wait_time";
+    /// `db.client.connection.use_time` (Histogram, `s`).
+    pub const USE_TIME: &str = "db.client.connection.use_time";
+    /// `db.client.operation.duration` (Histogram, `s`).
+    pub const OPERATION_DURATION: &str = "db.client.operation.duration";
+    /// `aquifer.pool.connections.created` (Counter, `{connection}`).
+    pub const CREATED: &str = "aquifer.pool.connections.created";
+    /// `aquifer.pool.connections.closed` (Counter, `{connection}`, attribute `reason`).
+    pub const CLOSED: &str = "aquifer.pool.connections.closed";
+    /// `aquifer.pool.connect.errors` (Counter, `{error}`, attribute `error.type`).
+    pub const CONNECT_ERRORS: &str = "aquifer.pool.connect.errors";
+    /// `aquifer.pool.leaks` (Counter, `{connection}`).
+    pub const LEAKS: &str = "aquifer.pool.leaks";
+    /// `aquifer.pool.health` (Gauge, `1`: 1 healthy, 0.5 degraded, 0 unhealthy).
+    pub const HEALTH: &str = "aquifer.pool.health";
+}
+
 /// Histogram bucket boundaries in seconds, from 1 µs to 60 s: pool waits and uses are often microseconds,
 /// queries milliseconds, stalls seconds. The OpenTelemetry defaults (0..10000) would put them all in one bucket.
 pub const DURATION_BUCKETS: [f64; 23] = [
@@ -190,8 +225,7 @@ impl PoolMetrics {
             meter.u64_counter(name).with_unit(unit).with_description(description).build()
         };
 
-        let closed_counter =
-            counter("aquifer.pool.connections.closed", "{connection}", "Connections closed, by reason.");
+        let closed_counter = counter(names::CLOSED, "{connection}", "Connections closed, by reason.");
         let closed = CloseReason::ALL
             .iter()
             .map(|r| {
@@ -204,43 +238,26 @@ impl PoolMetrics {
         register_observers(meter, &base, observed);
 
         PoolMetrics {
-            wait_time: hist(
-                "db.client.connection.wait_time",
-                "The time it took to obtain an open connection from the pool.",
-            ),
-            use_time: hist(
-                "db.client.connection.use_time",
-                "The time between borrowing a connection and returning it to the pool.",
-            ),
-            create_time: hist("db.client.connection.create_time", "The time it took to create a new connection."),
+            wait_time: hist(names::WAIT_TIME, "The time it took to obtain an open connection from the pool."),
+            use_time: hist(names::USE_TIME, "The time between borrowing a connection and returning it to the pool."),
+            create_time: hist(names::CREATE_TIME, "The time it took to create a new connection."),
             timeouts: Ctr::new(
                 counter(
-                    "db.client.connection.timeouts",
+                    names::TIMEOUTS,
                     "{timeout}",
                     "The number of connection timeouts that have occurred trying to obtain a connection from the pool.",
                 ),
                 &base,
             ),
-            created: Ctr::new(
-                counter("aquifer.pool.connections.created", "{connection}", "Connections opened."),
-                &base,
-            ),
+            created: Ctr::new(counter(names::CREATED, "{connection}", "Connections opened."), &base),
             closed,
             leaks: Ctr::new(
-                counter(
-                    "aquifer.pool.leaks",
-                    "{connection}",
-                    "Connections held longer than the leak detection threshold.",
-                ),
+                counter(names::LEAKS, "{connection}", "Connections held longer than the leak detection threshold."),
                 &base,
             ),
-            connect_errors: counter(
-                "aquifer.pool.connect.errors",
-                "{error}",
-                "Failed connect attempts, by error type.",
-            ),
+            connect_errors: counter(names::CONNECT_ERRORS, "{error}", "Failed connect attempts, by error type."),
             operation: meter
-                .f64_histogram("db.client.operation.duration")
+                .f64_histogram(names::OPERATION_DURATION)
                 .with_unit("s")
                 .with_description("Duration of database client operations.")
                 .with_boundaries(DURATION_BUCKETS.to_vec())
@@ -309,7 +326,7 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
 
     let w = observed.clone();
     meter
-        .i64_observable_up_down_counter("db.client.connection.count")
+        .i64_observable_up_down_counter(names::CONNECTION_COUNT)
         .with_unit("{connection}")
         .with_description("The number of connections that are currently in state described by the state attribute.")
         .with_callback(move |o| {
@@ -334,23 +351,15 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
             })
             .build();
     };
-    gauge(
-        "db.client.connection.idle.max",
-        "{connection}",
-        "The maximum number of idle open connections allowed.",
-        |o| o.state.max_size as i64,
-    );
-    gauge(
-        "db.client.connection.idle.min",
-        "{connection}",
-        "The minimum number of idle open connections allowed.",
-        |o| o.state.min_idle as i64,
-    );
-    gauge("db.client.connection.max", "{connection}", "The maximum number of open connections allowed.", |o| {
+    gauge(names::IDLE_MAX, "{connection}", "The maximum number of idle open connections allowed.", |o| {
         o.state.max_size as i64
     });
+    gauge(names::IDLE_MIN, "{connection}", "The minimum number of idle open connections allowed.", |o| {
+        o.state.min_idle as i64
+    });
+    gauge(names::MAX, "{connection}", "The maximum number of open connections allowed.", |o| o.state.max_size as i64);
     gauge(
-        "db.client.connection.pending_requests",
+        names::PENDING_REQUESTS,
         "{request}",
         "The number of current pending requests for an open connection.",
         |o| o.state.waiting as i64,
@@ -359,7 +368,7 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
     let w = observed;
     let attrs = plain;
     meter
-        .f64_observable_gauge("aquifer.pool.health")
+        .f64_observable_gauge(names::HEALTH)
         .with_unit("1")
         .with_description("Pool health: 1 healthy, 0.5 degraded, 0 unhealthy.")
         .with_callback(move |o| {

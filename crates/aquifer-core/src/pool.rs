@@ -105,15 +105,7 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
-        let caller = Location::caller();
-        let shared = self.shared();
-        async move {
-            match shared.acquire(Some(timeout), caller).await {
-                Ok(Some(conn)) => Ok(conn),
-                Ok(None) => unreachable!("an acquire that may wait never reports a busy pool"),
-                Err(e) => Err(e),
-            }
-        }
+        crate::acquire::Acquire::new(self.shared(), timeout, Location::caller())
     }
 
     /// Checks out an idle connection if one is free right now (nobody waiting ahead), without waiting for a
@@ -125,20 +117,48 @@ impl<M: Manager> Pool<M> {
     pub fn try_get(&self) -> impl Future<Output = Result<Option<Pooled<M>>, PoolError<M::Error>>> + Send + '_ {
         let caller = Location::caller();
         let shared = self.shared();
-        async move { shared.acquire(None, caller).await }
+        async move { shared.try_acquire(caller).await }
     }
 
     /// Opens `min_idle` connections (at least one) now and waits for them, so a service fails at start-up
-    /// rather than on its first request when the database is unreachable or refuses its credentials.
+    /// rather than on its first request when the database is unreachable or refuses its credentials. Opens
+    /// no more than that: it waits for the `min_idle` connects the pool starts on its own, rather than
+    /// checking connections out (which would make the pool open more to keep `min_idle` idle).
+    ///
+    /// Fails with [`PoolError::Unavailable`] as soon as the pool fails fast (the connect error inside), or
+    /// with [`PoolError::Timeout`] (with the last connect error) after `acquire_timeout`.
     ///
     /// Cancel safety: connects already started finish in the background into the pool.
     pub async fn warm_up(&self) -> Result<(), PoolError<M::Error>> {
-        let want = self.shared().lock().min_idle.max(1);
-        let mut held = Vec::with_capacity(want);
-        for _ in 0..want {
-            held.push(self.get().await?);
+        let shared = self.shared();
+        if shared.lock().min_idle == 0 {
+            drop(self.get().await?);
+            return Ok(());
         }
-        Ok(())
+        let started = std::time::Instant::now();
+        loop {
+            {
+                let g = shared.lock();
+                if g.closed {
+                    return Err(PoolError::Closed);
+                }
+                if let (Some(since), Some(error)) = (g.circuit.open_since, &g.circuit.last_error) {
+                    return Err(PoolError::Unavailable { since, last_error: error.clone() });
+                }
+                if g.size - g.connecting >= g.min_idle {
+                    return Ok(());
+                }
+                if started.elapsed() >= shared.config.acquire_timeout {
+                    return Err(PoolError::Timeout {
+                        waited: started.elapsed(),
+                        state: g.state(),
+                        last_error: g.circuit.last_error.clone(),
+                    });
+                }
+            }
+            // Start-up only: polling keeps the engine free of a notification nobody else needs.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// What the pool holds now.
@@ -224,7 +244,7 @@ impl<M: Manager> Pool<M> {
     /// `keep` runs under the pool's lock: it must be quick and must not call into the pool.
     pub fn retain(&self, mut keep: impl FnMut(&M::Connection, ConnectionInfo) -> bool) -> usize {
         let shared = self.shared();
-        let now = Instant::now();
+        let now = quanta::Instant::now();
         let (removed, connects) = {
             let mut g = shared.lock();
             let mut removed = Vec::new();

@@ -109,9 +109,9 @@ fn every_invalid_env_value_is_rejected_naming_the_variable_and_value() {
 #[test]
 fn validation_names_the_field_and_value() {
     let err = PoolConfig { max_size: 0, ..PoolConfig::default() }.validate().unwrap_err();
-    assert_eq!(err.to_string(), "invalid pool configuration: max_size = 0: must be at least 1");
+    assert_eq!(err.to_string(), "invalid configuration: max_size = 0: must be at least 1");
     let err = PoolConfig { min_idle: 11, ..PoolConfig::default() }.validate().unwrap_err();
-    assert_eq!(err.to_string(), "invalid pool configuration: min_idle = 11: must not exceed max_size (10)");
+    assert_eq!(err.to_string(), "invalid configuration: min_idle = 11: must not exceed max_size (10)");
     let err = PoolConfig { idle_timeout: Some(Duration::ZERO), ..PoolConfig::default() }.validate().unwrap_err();
     assert!(err.to_string().contains("idle_timeout"), "{err}");
 }

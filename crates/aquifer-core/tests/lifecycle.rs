@@ -179,14 +179,35 @@ async fn warm_up_opens_min_idle_connections_before_returning() {
     fake.set_connect_delay(Duration::from_millis(10));
     let pool = builder(&fake).min_idle(3).build().unwrap();
     pool.warm_up().await.unwrap();
-    assert!(pool.state().idle >= 3, "{}", pool.state());
+    assert_eq!(pool.state().idle, 3, "{}", pool.state());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(fake.stats().created, 3, "warm_up opened more than min_idle");
+}
+
+#[tokio::test]
+async fn warm_up_without_min_idle_opens_one_connection() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).build().unwrap();
+    pool.warm_up().await.unwrap();
+    assert_eq!((pool.state().idle, fake.stats().created), (1, 1));
+}
+
+#[tokio::test]
+async fn warm_up_reports_an_unreachable_server_fast() {
+    let fake = FakeManager::new();
+    fake.set_down(true);
+    let pool = builder(&fake).min_idle(2).acquire_timeout(Duration::from_secs(30)).build().unwrap();
+    let started = std::time::Instant::now();
+    let err = pool.warm_up().await.unwrap_err();
+    assert!(matches!(err, aquifer_core::PoolError::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
 async fn warm_up_reports_a_refused_connect() {
     let fake = FakeManager::new();
     fake.set_connect_error(Some("password authentication failed"));
-    let pool = builder(&fake).build().unwrap();
+    let pool = builder(&fake).min_idle(1).build().unwrap();
     let err = pool.warm_up().await.unwrap_err();
     assert!(err.to_string().contains("password authentication failed"), "{err}");
 }

@@ -1,0 +1,310 @@
+//! [`Neo4jConfig`]: where and how each pooled Bolt connection connects.
+
+use std::fmt;
+use std::time::Duration;
+
+use aquifer_core::{ConfigError, redact_url};
+use serde::Deserialize;
+
+/// How each pooled connection reaches the Bolt server. Pool sizing and timeouts live in
+/// [`PoolConfig`](aquifer_core::PoolConfig).
+///
+/// Build it with struct-update syntax from [`Neo4jConfig::default`] or the setters, deserialize it (serde), or
+/// read it from `NEO4J_*` variables with [`Neo4jConfig::from_env`]. The password never appears in `Debug`,
+/// errors or logs.
+///
+/// ```
+/// use aquifer_neo4j::Neo4jConfig;
+///
+/// let config = Neo4jConfig::new("bolt://127.0.0.1:7687", "neo4j", "s3cret-pw").database("music").fetch_size(500);
+/// assert!(config.validate().is_ok());
+/// assert!(!format!("{config:?}").contains("s3cret-pw"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Neo4jConfig {
+    /// The server: `bolt://host:port` (plain), `bolt+s://` (TLS, verified), `bolt+ssc://` (TLS, self-signed
+    /// accepted); `neo4j://`, `neo4j+s://`, `neo4j+ssc://` are accepted too but every connection goes to this
+    /// host (neo4rs does no client-side routing). `host:port` alone means `bolt://`; the port defaults to 7687.
+    /// A user and password written in the URI (`bolt://user:pw@host`, percent-encoded) are used when
+    /// [`user`](Self::user) and [`password`](Self::password) are left at their defaults; the driver gets the
+    /// URI without them.
+    /// Default: `bolt://127.0.0.1:7687`.
+    pub uri: String,
+    /// The user name sent in Bolt's HELLO. Default: `neo4j` (Neo4j's built-in administrator).
+    pub user: String,
+    /// The password sent in Bolt's HELLO. Default: empty.
+    pub password: Password,
+    /// The database every query and transaction runs in. Default: none (the server's default database).
+    pub database: Option<String>,
+    /// Records requested per PULL when a result is streamed. Default: 200 (neo4rs's default: a few round
+    /// trips for typical results without buffering huge ones).
+    pub fetch_size: usize,
+    /// Longest wait for the TCP connect and for each single Bolt response (neo4rs's `connection_timeout`),
+    /// so a query whose first record takes longer than this fails. Default: 30 s (neo4rs's default).
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+}
+
+impl Default for Neo4jConfig {
+    fn default() -> Self {
+        Neo4jConfig {
+            uri: "bolt://127.0.0.1:7687".to_owned(),
+            user: "neo4j".to_owned(),
+            password: Password::default(),
+            database: None,
+            fetch_size: 200,
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for Neo4jConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Neo4jConfig")
+            .field("uri", &redact_url(&self.uri))
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("database", &self.database)
+            .field("fetch_size", &self.fetch_size)
+            .field("read_timeout", &self.read_timeout)
+            .finish()
+    }
+}
+
+impl Neo4jConfig {
+    /// A configuration for `uri` with these credentials; everything else at its default.
+    pub fn new(uri: impl Into<String>, user: impl Into<String>, password: impl Into<Password>) -> Self {
+        Neo4jConfig { uri: uri.into(), user: user.into(), password: password.into(), ..Self::default() }
+    }
+
+    /// Sets [`uri`](Self::uri).
+    #[must_use]
+    pub fn uri(mut self, uri: impl Into<String>) -> Self {
+        self.uri = uri.into();
+        self
+    }
+
+    /// Sets [`user`](Self::user).
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// Sets [`password`](Self::password).
+    #[must_use]
+    pub fn password(mut self, password: impl Into<Password>) -> Self {
+        self.password = password.into();
+        self
+    }
+
+    /// Sets [`database`](Self::database).
+    #[must_use]
+    pub fn database(mut self, database: impl Into<String>) -> Self {
+        self.database = Some(database.into());
+        self
+    }
+
+    /// Sets [`fetch_size`](Self::fetch_size).
+    #[must_use]
+    pub fn fetch_size(mut self, fetch_size: usize) -> Self {
+        self.fetch_size = fetch_size;
+        self
+    }
+
+    /// Sets [`read_timeout`](Self::read_timeout).
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Checks every field; the error names the field and its value (a URI with its password redacted).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.resolve().map(|_| ())
+    }
+
+    /// Reads the configuration from the environment, starting from the defaults. With prefix `NEO4J`:
+    /// `NEO4J_URI` (or `NEO4J_URL`), `NEO4J_USER` (or `NEO4J_USERNAME`), `NEO4J_PASSWORD`, `NEO4J_DATABASE`,
+    /// `NEO4J_FETCH_SIZE`, `NEO4J_READ_TIMEOUT` (`30s`, `500ms`...). Unset or empty variables keep their
+    /// default. The pool's own variables (`NEO4J_POOL_MAX_SIZE`...) are read by
+    /// [`PoolConfig::from_env`](aquifer_core::PoolConfig::from_env); [`crate::connect_from_env`] reads both.
+    /// The result is validated; errors name the variable and its value (never a password).
+    pub fn from_env(prefix: &str) -> Result<Neo4jConfig, ConfigError> {
+        Self::from_lookup(prefix, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests and other sources).
+    pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Neo4jConfig, ConfigError> {
+        let var = |suffix: &str| if prefix.is_empty() { suffix.to_owned() } else { format!("{prefix}_{suffix}") };
+        let get = |suffix: &str| lookup(&var(suffix)).filter(|v| !v.trim().is_empty());
+        let mut c = Neo4jConfig::default();
+        if let Some(uri) = get("URI").or_else(|| get("URL")) {
+            c.uri = uri.trim().to_owned();
+        }
+        if let Some(user) = get("USER").or_else(|| get("USERNAME")) {
+            c.user = user;
+        }
+        if let Some(password) = lookup(&var("PASSWORD")) {
+            c.password = Password::new(password);
+        }
+        if let Some(db) = get("DATABASE") {
+            c.database = Some(db);
+        }
+        if let Some(v) = get("FETCH_SIZE") {
+            c.fetch_size = v.trim().parse().map_err(|e| ConfigError::Env {
+                var: var("FETCH_SIZE"),
+                value: v.clone(),
+                reason: format!("expected a whole number ({e})"),
+            })?;
+        }
+        if let Some(v) = get("READ_TIMEOUT") {
+            c.read_timeout = humantime::parse_duration(v.trim()).map_err(|e| ConfigError::Env {
+                var: var("READ_TIMEOUT"),
+                value: v.clone(),
+                reason: format!("expected a duration such as 30s, 500ms or 10m ({e})"),
+            })?;
+        }
+        c.validate().map_err(|e| match e {
+            ConfigError::Invalid { field, value, reason } => {
+                let suffix = match field {
+                    "uri" => "URI",
+                    "user" => "USER",
+                    "database" => "DATABASE",
+                    "fetch_size" => "FETCH_SIZE",
+                    "read_timeout" => "READ_TIMEOUT",
+                    _ => return ConfigError::Invalid { field, value, reason },
+                };
+                ConfigError::Env { var: var(suffix), value, reason }
+            }
+            other => other,
+        })?;
+        Ok(c)
+    }
+
+    /// Validates and splits the configuration into what the driver needs.
+    pub(crate) fn resolve(&self) -> Result<Resolved, ConfigError> {
+        let invalid = |field: &'static str, value: String, reason: &str| ConfigError::Invalid {
+            field,
+            value,
+            reason: reason.to_owned(),
+        };
+        let shown = || redact_url(&self.uri);
+        let raw = self.uri.trim();
+        if raw.is_empty() {
+            return Err(invalid("uri", String::new(), "must not be empty (e.g. bolt://127.0.0.1:7687)"));
+        }
+        let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("bolt://{raw}") };
+        let mut url = url::Url::parse(&with_scheme)
+            .map_err(|e| invalid("uri", shown(), &format!("not a valid URI ({e}); expected bolt://host:port")))?;
+        const SCHEMES: [&str; 6] = ["bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"];
+        if !SCHEMES.contains(&url.scheme()) {
+            return Err(invalid(
+                "uri",
+                shown(),
+                &format!("unsupported scheme {:?}; expected one of {}", url.scheme(), SCHEMES.join(", ")),
+            ));
+        }
+        let host = match url.host_str() {
+            Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            _ => return Err(invalid("uri", shown(), "has no host; expected bolt://host:port")),
+        };
+        let port = url.port().unwrap_or(7687);
+        let uri_user = percent_decode(url.username());
+        let uri_password = url.password().map(percent_decode);
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("uri", shown(), "must not have a path, query or fragment; set database instead"));
+        }
+        // The driver gets the URI without credentials: neo4rs ignores them, and they must not travel further.
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+        let user = if self.user.is_empty() || (self.user == "neo4j" && !uri_user.is_empty()) {
+            uri_user
+        } else {
+            self.user.clone()
+        };
+        if user.is_empty() {
+            return Err(invalid("user", String::new(), "must not be empty"));
+        }
+        let password = match (self.password.expose().is_empty(), uri_password) {
+            (true, Some(p)) => p,
+            _ => self.password.expose().to_owned(),
+        };
+        if let Some(db) = &self.database
+            && db.trim().is_empty()
+        {
+            return Err(invalid(
+                "database",
+                format!("{db:?}"),
+                "must not be empty; leave it unset for the server's default",
+            ));
+        }
+        if self.fetch_size == 0 {
+            return Err(invalid("fetch_size", "0".into(), "must be at least 1"));
+        }
+        if self.fetch_size > i64::MAX as usize {
+            return Err(invalid("fetch_size", self.fetch_size.to_string(), "must fit in a signed 64-bit integer"));
+        }
+        if self.read_timeout.is_zero() {
+            return Err(invalid("read_timeout", "0s".into(), "must be greater than zero"));
+        }
+        Ok(Resolved { uri: url.to_string(), host, port, user, password })
+    }
+}
+
+/// The checked parts of a [`Neo4jConfig`]: the URI without credentials, and the credentials.
+pub(crate) struct Resolved {
+    pub(crate) uri: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) password: String,
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// A password: `Debug` prints `***`, and it has no `Display`. [`Password::expose`] hands it to the driver.
+///
+/// ```
+/// use aquifer_neo4j::Password;
+///
+/// let pw = Password::from("hunter2-hunter2");
+/// assert_eq!(format!("{pw:?}"), "Password(***)");
+/// assert_eq!(pw.expose(), "hunter2-hunter2");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The password itself, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Self {
+        Password(s.to_owned())
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Self {
+        Password(s)
+    }
+}

@@ -1,0 +1,283 @@
+//! [`Neo4jError`]: neo4rs errors sorted into the cases a service handles differently.
+
+use std::borrow::Cow;
+use std::io::ErrorKind;
+
+use neo4rs::{Neo4jClientErrorKind, Neo4jErrorKind, Neo4jSecurityErrorKind};
+
+/// An error of a pooled Neo4j connection, with the neo4rs error behind it as [`source`](std::error::Error::source).
+///
+/// neo4rs reports a refused password, a missing database and a dead socket through one flat enum; this one
+/// says which it was, so a service can tell "fix the configuration" from "retry later". No variant carries the
+/// password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Neo4jError {
+    /// The server refused the user name or password (Bolt HELLO failed, or `Neo.ClientError.Security.Unauthorized`).
+    #[error("authentication failed for user {}: {source}", Quoted(user.as_deref()))]
+    Authentication {
+        /// The user that was refused, when known.
+        user: Option<String>,
+        /// The driver's error.
+        #[source]
+        source: neo4rs::Error,
+    },
+    /// The configured database does not exist on the server (`Neo.ClientError.Database.DatabaseNotFound`).
+    #[error("database {} does not exist on the server: {source}", Quoted(database.as_deref()))]
+    UnknownDatabase {
+        /// The database that was asked for, when known.
+        database: Option<String>,
+        /// The driver's error.
+        #[source]
+        source: neo4rs::Error,
+    },
+    /// No Bolt server answered at the address (refused, unreachable, DNS failure, connect timeout).
+    #[error("cannot reach the Bolt server at {address}: {source}")]
+    Unreachable {
+        /// `host:port`.
+        address: String,
+        /// The driver's error.
+        #[source]
+        source: neo4rs::Error,
+    },
+    /// An established connection broke or stopped answering within `read_timeout` mid-exchange; the pool
+    /// discards it. A transaction that failed this way is retried on a new connection.
+    #[error("lost the connection to the Bolt server: {source}")]
+    ConnectionLost {
+        /// The driver's error.
+        #[source]
+        source: neo4rs::Error,
+    },
+    /// The connection's only Bolt connection is still held by a stream or transaction that was not dropped
+    /// (neo4rs's `Error::ConnectionError` on an established connection). The pool discards the connection.
+    #[error(
+        "the connection is busy: a stream or transaction of this connection still holds its Bolt connection \
+         (drop it before the next query): {source}"
+    )]
+    ConnectionBusy {
+        /// The driver's error.
+        #[source]
+        source: neo4rs::Error,
+    },
+    /// The server rejected the query or transaction (syntax, constraint, transient conflict...): see
+    /// [`Neo4jError::code`].
+    #[error(transparent)]
+    Server(neo4rs::Error),
+    /// A transaction closure gave up with an error of its own (see [`Neo4jError::abort`]); the transaction
+    /// was rolled back.
+    #[error("transaction aborted: {0}")]
+    Aborted(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Any other driver error (a value that does not convert, an unsupported type...).
+    #[error(transparent)]
+    Driver(neo4rs::Error),
+}
+
+impl Neo4jError {
+    /// Wraps an error of a transaction closure's own, to abort (and roll back) the transaction with it.
+    pub fn abort(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Neo4jError::Aborted(error.into())
+    }
+
+    /// The Neo4j status code (`Neo.ClientError.Statement.SyntaxError`...) the server sent, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self.driver_error()? {
+            neo4rs::Error::Neo4j(e) => Some(e.code()),
+            _ => None,
+        }
+    }
+
+    /// The neo4rs error behind this one (none for [`Neo4jError::Aborted`]).
+    pub fn driver_error(&self) -> Option<&neo4rs::Error> {
+        match self {
+            Neo4jError::Authentication { source, .. }
+            | Neo4jError::UnknownDatabase { source, .. }
+            | Neo4jError::Unreachable { source, .. }
+            | Neo4jError::ConnectionLost { source }
+            | Neo4jError::ConnectionBusy { source } => Some(source),
+            Neo4jError::Server(e) | Neo4jError::Driver(e) => Some(e),
+            Neo4jError::Aborted(_) => None,
+        }
+    }
+
+    /// True when running the same work again may succeed: a Neo4j transient error (deadlock, lock timeout,
+    /// leader switch), an expired session or authorization, or a lost connection (the retry gets a new one).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Neo4jError::ConnectionLost { .. } => true,
+            Neo4jError::Server(neo4rs::Error::Neo4j(e)) => matches!(
+                e.kind(),
+                Neo4jErrorKind::Transient
+                    | Neo4jErrorKind::Client(
+                        Neo4jClientErrorKind::SessionExpired
+                            | Neo4jClientErrorKind::Security(Neo4jSecurityErrorKind::AuthorizationExpired)
+                    )
+            ),
+            _ => false,
+        }
+    }
+
+    /// True when the connection that produced this error must not be used again.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self,
+            Neo4jError::ConnectionLost { .. } | Neo4jError::Unreachable { .. } | Neo4jError::ConnectionBusy { .. }
+        )
+    }
+
+    /// A low-cardinality name of the error's class for the `error.type` metric attribute: `authentication`,
+    /// `unknown_database`, `unreachable`, `connection_lost`, `connection_busy`, the Neo4j status code of a server error,
+    /// `aborted` or `driver`.
+    pub fn error_type(&self) -> Cow<'static, str> {
+        match self {
+            Neo4jError::Authentication { .. } => "authentication".into(),
+            Neo4jError::UnknownDatabase { .. } => "unknown_database".into(),
+            Neo4jError::Unreachable { .. } => "unreachable".into(),
+            Neo4jError::ConnectionLost { .. } => "connection_lost".into(),
+            Neo4jError::ConnectionBusy { .. } => "connection_busy".into(),
+            Neo4jError::Server(_) => match self.code() {
+                // Status codes are a fixed catalogue; anything else is not used as a label.
+                Some(code) if code.starts_with("Neo.") && code.len() <= 96 => Cow::Owned(code.to_owned()),
+                _ => "server".into(),
+            },
+            Neo4jError::Aborted(_) => "aborted".into(),
+            Neo4jError::Driver(_) => "driver".into(),
+        }
+    }
+
+    /// Fills in what an error converted without context (inside a transaction closure) does not know.
+    pub(crate) fn with_context(self, ctx: &Context) -> Self {
+        match self {
+            Neo4jError::Authentication { user: None, source } => {
+                Neo4jError::Authentication { user: Some(ctx.user.clone()), source }
+            }
+            Neo4jError::UnknownDatabase { database: None, source } => {
+                Neo4jError::UnknownDatabase { database: ctx.database.clone(), source }
+            }
+            other => other,
+        }
+    }
+}
+
+/// What the manager knows about its connections, to put into errors.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) user: String,
+    pub(crate) database: Option<String>,
+    pub(crate) address: String,
+}
+
+/// Whether an error happened while opening a connection or on an established one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Connect,
+    Use,
+}
+
+/// Sorts a neo4rs error; `ctx` (when known) names the user, database and address.
+pub(crate) fn classify(error: neo4rs::Error, ctx: Option<&Context>, phase: Phase) -> Neo4jError {
+    let user = || ctx.map(|c| c.user.clone());
+    let database = || ctx.and_then(|c| c.database.clone());
+    let unreachable = |source| match ctx {
+        Some(c) => Neo4jError::Unreachable { address: c.address.clone(), source },
+        None => Neo4jError::ConnectionLost { source },
+    };
+    match &error {
+        neo4rs::Error::AuthenticationError(_) => Neo4jError::Authentication { user: user(), source: error },
+        neo4rs::Error::Neo4j(e) => {
+            let code = e.code();
+            if matches!(
+                e.kind(),
+                Neo4jErrorKind::Client(Neo4jClientErrorKind::Security(Neo4jSecurityErrorKind::Authentication))
+            ) {
+                Neo4jError::Authentication { user: user(), source: error }
+            } else if code == "Neo.ClientError.Database.DatabaseNotFound" || is_missing_database(e.message()) {
+                Neo4jError::UnknownDatabase { database: database(), source: error }
+            } else {
+                Neo4jError::Server(error)
+            }
+        }
+        neo4rs::Error::IOError { detail } => {
+            let refused = matches!(
+                detail.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::NotFound
+            );
+            if refused || phase == Phase::Connect {
+                unreachable(error)
+            } else {
+                Neo4jError::ConnectionLost { source: error }
+            }
+        }
+        neo4rs::Error::ConnectionTimedOut | neo4rs::Error::InvalidDnsName(_) if phase == Phase::Connect => {
+            unreachable(error)
+        }
+        // On an established connection this only comes from the Graph's inner pool refusing a second
+        // checkout of its single Bolt connection.
+        neo4rs::Error::ConnectionError if phase == Phase::Use => Neo4jError::ConnectionBusy { source: error },
+        neo4rs::Error::ConnectionTimedOut
+        | neo4rs::Error::IncompleteBoltExchange
+        | neo4rs::Error::UnexpectedMessage(_)
+        | neo4rs::Error::UnknownMessage(_) => Neo4jError::ConnectionLost { source: error },
+        _ => Neo4jError::Driver(error),
+    }
+}
+
+/// ArcadeDB answers a BEGIN or RUN for a missing database with a generic error code; its message says so.
+fn is_missing_database(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("database") && (m.contains("not exist") || m.contains("not found") || m.contains("does not exist"))
+}
+
+impl From<neo4rs::Error> for Neo4jError {
+    /// Sorts an error of an established connection (inside a transaction closure, `?` converts with this).
+    fn from(error: neo4rs::Error) -> Self {
+        classify(error, None, Phase::Use)
+    }
+}
+
+impl From<neo4rs::DeError> for Neo4jError {
+    /// A row that does not deserialize into the requested type (`row.to::<T>()?`, `row.get::<T>(..)?`).
+    fn from(error: neo4rs::DeError) -> Self {
+        Neo4jError::Driver(neo4rs::Error::DeserializationError(error))
+    }
+}
+
+struct Quoted<'a>(Option<&'a str>);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(s) => write!(f, "{s:?}"),
+            None => f.write_str("(unknown)"),
+        }
+    }
+}
+
+/// Why [`connect`](crate::connect) could not start a pool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A configuration value is invalid (the message names the field or variable).
+    #[error(transparent)]
+    Config(#[from] aquifer_core::ConfigError),
+    /// The pool could not be built (no Tokio runtime).
+    #[error(transparent)]
+    Build(#[from] aquifer_core::BuildError),
+    /// The first connection failed: see [`PoolError::backend_error`](aquifer_core::PoolError::backend_error)
+    /// for the [`Neo4jError`].
+    #[error(transparent)]
+    Connect(#[from] aquifer_core::PoolError<Neo4jError>),
+}
+
+impl StartError {
+    /// The [`Neo4jError`] behind a failed first connection.
+    pub fn neo4j_error(&self) -> Option<&Neo4jError> {
+        match self {
+            StartError::Connect(e) => e.backend_error(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! [`Neo4jManager`]: one neo4rs `Graph` limited to one Bolt connection per pooled connection.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+use std::time::Duration;
+
+use aquifer_core::{ConfigError, Descriptor, Manager};
+use neo4rs::Graph;
+
+use crate::config::Neo4jConfig;
+use crate::error::{Context, Neo4jError, Phase, classify};
+
+/// The cheapest query every Bolt server answers.
+const PING: &str = "RETURN 1";
+
+/// Opens, checks and recycles Bolt connections for a [`Neo4jPool`](crate::Neo4jPool).
+///
+/// neo4rs has no single-connection type: its `Graph` keeps its own pool. Each connection made here is a
+/// `Graph` whose pool holds exactly one Bolt connection, so Aquifer's pool does the sizing, waiting, timeouts,
+/// health and metrics, and the `Graph` API is used as is. `Graph` connects lazily, so
+/// [`connect`](Manager::connect) runs `RETURN 1` at once: a wrong password or missing database fails the
+/// connect instead of the first query.
+pub struct Neo4jManager {
+    config: Neo4jConfig,
+    // Holds the password: neo4rs's `Config` prints it in `Debug`, so it is never formatted.
+    driver: neo4rs::Config,
+    ctx: Context,
+    descriptor: Descriptor,
+}
+
+impl fmt::Debug for Neo4jManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Neo4jManager").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Neo4jManager {
+    /// A manager for `config`, which is validated here (the error names the field and its value).
+    pub fn new(config: Neo4jConfig) -> Result<Self, ConfigError> {
+        let r = config.resolve()?;
+        let mut builder = neo4rs::ConfigBuilder::default()
+            .uri(r.uri)
+            .user(r.user.clone())
+            .password(r.password)
+            .fetch_size(config.fetch_size)
+            .max_connections(1)
+            .connection_timeout(config.read_timeout)
+            // neo4rs 0.9 wires `max_lifetime` to its pool's wait timeout. With one Bolt connection per Graph,
+            // a query issued while a stream or transaction of the same Graph still holds it would wait for
+            // ever (nothing else will release it); zero makes that an immediate error instead of a hang.
+            .max_lifetime(Some(Duration::ZERO));
+        if let Some(db) = &config.database {
+            builder = builder.db(db.as_str());
+        }
+        let driver = builder.build().map_err(|e| ConfigError::Invalid {
+            field: "uri",
+            value: aquifer_core::redact_url(&config.uri),
+            reason: e.to_string(),
+        })?;
+        let address =
+            if r.host.contains(':') { format!("[{}]:{}", r.host, r.port) } else { format!("{}:{}", r.host, r.port) };
+        let mut descriptor = Descriptor::new("neo4j").address(r.host).port(r.port);
+        if let Some(db) = &config.database {
+            descriptor = descriptor.namespace(db.clone());
+        }
+        let ctx = Context { user: r.user, database: config.database.clone(), address };
+        Ok(Neo4jManager { config, driver, ctx, descriptor })
+    }
+
+    /// A manager configured from `NEO4J_*` variables (see [`Neo4jConfig::from_env`]).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::new(Neo4jConfig::from_env("NEO4J")?)
+    }
+
+    /// The configuration (its `Debug` redacts the password).
+    pub fn config(&self) -> &Neo4jConfig {
+        &self.config
+    }
+
+    pub(crate) fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    pub(crate) fn classify(&self, error: neo4rs::Error) -> Neo4jError {
+        classify(error, Some(&self.ctx), Phase::Use)
+    }
+}
+
+#[aquifer_core::async_trait]
+impl Manager for Neo4jManager {
+    type Connection = Neo4jConnection;
+    type Error = Neo4jError;
+
+    /// Cancel safety: dropping the future drops the half-open `Graph` and its socket.
+    async fn connect(&self) -> Result<Neo4jConnection, Neo4jError> {
+        let graph = Graph::connect(self.driver.clone()).map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
+        graph.run(PING).await.map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
+        Ok(Neo4jConnection { graph, interrupted: false, broken: false })
+    }
+
+    /// Cancel safety: a dropped validation leaves at most a `RETURN 1` in flight, which neo4rs drains (or
+    /// replaces the Bolt connection) on the next use; the engine discards the connection anyway.
+    async fn validate(&self, conn: &mut Neo4jConnection) -> Result<(), Neo4jError> {
+        conn.graph.run(PING).await.map_err(|e| self.classify(e))
+    }
+
+    fn is_broken(&self, conn: &mut Neo4jConnection) -> bool {
+        conn.broken
+    }
+
+    fn needs_reset(&self, conn: &mut Neo4jConnection) -> bool {
+        conn.interrupted
+    }
+
+    /// A helper's future was dropped mid-exchange. neo4rs would repair the Bolt connection on the next use
+    /// (drain what is in flight, send RESET, or reconnect if a read was cut in half); doing it now, in the
+    /// background, also ends at once a transaction the server still holds open with its locks.
+    ///
+    /// Cancel safety: as for `validate`.
+    async fn reset(&self, conn: &mut Neo4jConnection) -> Result<(), Neo4jError> {
+        conn.graph.run(PING).await.map_err(|e| self.classify(e))?;
+        conn.interrupted = false;
+        Ok(())
+    }
+
+    /// Cancel safety: as for `validate`.
+    async fn server_version(&self, conn: &mut Neo4jConnection) -> Result<Option<String>, Neo4jError> {
+        let q = "CALL dbms.components() YIELD name, versions, edition RETURN name, versions, edition";
+        let row = match conn.graph.execute(q).await {
+            Ok(mut rows) => rows.next().await,
+            Err(e) => Err(e),
+        };
+        match row {
+            Ok(Some(row)) => {
+                let name: String = row.get("name").unwrap_or_default();
+                let versions: Vec<String> = row.get("versions").unwrap_or_default();
+                let edition: String = row.get("edition").unwrap_or_default();
+                let mut v = format!("{name} {}", versions.join(", ")).trim().to_owned();
+                if !edition.is_empty() {
+                    v.push_str(&format!(" ({edition})"));
+                }
+                Ok(Some(v))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => match self.classify(e) {
+                // A server without dbms.components() still works; only a broken connection is an error.
+                e if e.is_connection_error() => Err(e),
+                _ => Ok(None),
+            },
+        }
+    }
+
+    fn descriptor(&self) -> Descriptor {
+        self.descriptor.clone()
+    }
+
+    fn error_type(&self, error: &Neo4jError) -> Cow<'static, str> {
+        error.error_type()
+    }
+}
+
+/// A pooled Bolt connection: a neo4rs [`Graph`] holding one Bolt connection. It dereferences to the `Graph`,
+/// so `conn.run(..)`, `conn.execute(..)` and `conn.start_txn()` work as usual.
+///
+/// Drop a stream (`DetachedRowStream`) or transaction (`Txn`) before the next query on the same connection:
+/// they hold its only Bolt connection, so a query issued meanwhile fails at once with neo4rs's
+/// `Error::ConnectionError` (through the helpers: [`Neo4jError::ConnectionBusy`]). Do not keep them after
+/// the pooled connection is returned either: the next user's queries would fail the same way, and the pool
+/// then discards the connection.
+pub struct Neo4jConnection {
+    graph: Graph,
+    /// Set while a helper's exchange is in flight; still set on return means its future was dropped.
+    pub(crate) interrupted: bool,
+    /// A helper saw the connection break.
+    pub(crate) broken: bool,
+}
+
+impl Neo4jConnection {
+    /// The neo4rs `Graph` of this connection.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+}
+
+impl Deref for Neo4jConnection {
+    type Target = Graph;
+
+    fn deref(&self) -> &Graph {
+        &self.graph
+    }
+}
+
+impl fmt::Debug for Neo4jConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Neo4jConnection")
+            .field("interrupted", &self.interrupted)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
