@@ -32,7 +32,7 @@ async fn connect_with_warms_up_min_idle_connections() {
     common::server().await;
     let config = PoolConfig { min_idle: 3, max_size: 4, ..PoolConfig::default() };
     let pool = aquifer_mysql::connect_with(MySqlManager::from_url(common::URL).unwrap(), config).await.unwrap();
-    assert!(pool.state().idle >= 3, "{}", pool.state());
+    assert_eq!(pool.state().idle, 3, "{}", pool.state());
 }
 
 #[tokio::test]
@@ -106,7 +106,7 @@ async fn the_environment_constructor_reads_mysql_url_and_pool_settings() {
     let pool = aquifer_mysql::connect_env().await.unwrap();
     assert_eq!(pool.name(), "aq_my_env_pool");
     assert_eq!(pool.state().max_size, 3);
-    assert!(pool.state().idle >= 2, "{}", pool.state());
+    assert_eq!(pool.state().idle, 2, "{}", pool.state());
     let tz: Option<String> = pool.get().await.unwrap().query_first("SELECT @@session.time_zone").await.unwrap();
     assert_eq!(tz.as_deref(), Some("+03:00"));
     unsafe {
