@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 use sqlx::postgres::{PgArguments, PgConnection, PgDatabaseError, PgRow, PgSeverity, PgStatement, Postgres};
 use sqlx::{Connection, Either, Execute, Executor, FromRow, SqlStr};
 
-use crate::{PgPool, PgPoolError};
+use crate::{PgPool, PgPoolError, PgPooled};
 
 /// A boxed future, as returned by the closure given to [`transaction`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -112,9 +112,10 @@ where
     F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
 {
     let mut delays = pool.manager().retry_policy().delays();
+    let mut verify = false;
     loop {
         let started = Instant::now();
-        let result = transaction_attempt(pool, &mut f).await;
+        let result = transaction_attempt(pool, &mut f, verify).await;
         let failure = match result {
             Ok(value) => {
                 pool.record_operation(TRANSACTION, started.elapsed(), None);
@@ -126,6 +127,7 @@ where
         match delays.next() {
             Some(delay) if failure.retry => {
                 tracing::debug!(pool = %pool.name(), error = %failure.error, ?delay, "transaction failed transiently; retrying it");
+                verify = failure.session_lost;
                 tokio::time::sleep(delay).await;
             }
             _ => return Err(failure.error),
@@ -135,11 +137,11 @@ where
 
 const TRANSACTION: &str = "TRANSACTION";
 
-async fn transaction_attempt<T, F>(pool: &PgPool, f: &mut F) -> Result<T, Failure>
+async fn transaction_attempt<T, F>(pool: &PgPool, f: &mut F, verify: bool) -> Result<T, Failure>
 where
     F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
 {
-    let mut conn = pool.get().await.map_err(Failure::pool)?;
+    let mut conn = checkout(pool, verify).await?;
     let mut tx = conn.begin().await.map_err(|e| Failure::before_commit(e))?;
     let value = match f(&mut tx).await {
         Ok(value) => value,
@@ -156,28 +158,47 @@ where
     Ok(value)
 }
 
+/// Checks out a connection. After an attempt lost its session, the pool's other connections may be dead
+/// too (a failover, a restart, `pg_terminate_backend`) while still inside the validation bypass window: the
+/// retry then pings its connection first and takes another if the ping fails, so one dead connection per
+/// retry does not exhaust the attempts.
+async fn checkout(pool: &PgPool, verify: bool) -> Result<PgPooled, Failure> {
+    let mut conn = pool.get().await.map_err(Failure::pool)?;
+    if verify {
+        for _ in 0..pool.state().max_size {
+            if conn.ping().await.is_ok() {
+                break;
+            }
+            conn.discard();
+            conn = pool.get().await.map_err(Failure::pool)?;
+        }
+    }
+    Ok(conn)
+}
+
 /// A failed attempt and whether another may follow.
 struct Failure {
     error: PgPoolError,
     retry: bool,
+    /// The attempt's connection died: the next attempt verifies its connection.
+    session_lost: bool,
 }
 
 impl Failure {
     /// Acquiring failed: the engine already retried connects and waited; another attempt would only wait again.
     fn pool(error: PgPoolError) -> Self {
-        Failure { error, retry: false }
+        Failure { error, retry: false, session_lost: false }
     }
 
     /// Nothing can have been committed: no `COMMIT` was sent.
     fn before_commit(e: sqlx::Error) -> Self {
-        let retry = is_rolled_back(&e) || is_session_lost(&e);
-        Failure { error: PgPoolError::Backend(e), retry }
+        let session_lost = is_session_lost(&e);
+        Failure { retry: is_rolled_back(&e) || session_lost, session_lost, error: PgPoolError::Backend(e) }
     }
 
     /// The server rolled back, or the outcome is unknown (only the former is retried).
     fn at_commit(e: sqlx::Error) -> Self {
-        let retry = is_rolled_back(&e);
-        Failure { error: PgPoolError::Backend(e), retry }
+        Failure { retry: is_rolled_back(&e), session_lost: is_session_lost(&e), error: PgPoolError::Backend(e) }
     }
 }
 
@@ -200,11 +221,12 @@ where
     Q: Execute<'q, Postgres>,
 {
     let mut delays = pool.manager().retry_policy().delays();
+    let mut verify = false;
     loop {
         let started = Instant::now();
         let parts = Parts::new(query(), pool.manager().pgbouncer());
         let operation = operation_name(parts.sql.as_str());
-        let failure = match statement_attempt(pool, parts, keep).await {
+        let failure = match statement_attempt(pool, parts, keep, verify).await {
             Ok(out) => {
                 pool.record_operation(operation, started.elapsed(), None);
                 return Ok(out);
@@ -215,6 +237,7 @@ where
         match delays.next() {
             Some(delay) if failure.retry => {
                 tracing::debug!(pool = %pool.name(), error = %failure.error, ?delay, "statement failed transiently; retrying it");
+                verify = failure.session_lost;
                 tokio::time::sleep(delay).await;
             }
             _ => return Err(failure.error),
@@ -222,20 +245,22 @@ where
     }
 }
 
-async fn statement_attempt(pool: &PgPool, parts: Parts, keep: Keep) -> Result<Output, Failure> {
+async fn statement_attempt(pool: &PgPool, parts: Parts, keep: Keep, verify: bool) -> Result<Output, Failure> {
     let args = parts.args.as_ref().map_err(|e| Failure {
         error: PgPoolError::Backend(sqlx::Error::Encode(e.to_string().into())),
         retry: false,
+        session_lost: false,
     })?;
     // Behind PgBouncer in transaction mode the parse and the execution of a statement with parameters are
     // two exchanges; only a transaction keeps them on the same server connection.
     let wrap = pool.manager().pgbouncer() && args.is_some();
-    let mut conn = pool.get().await.map_err(Failure::pool)?;
+    let mut conn = checkout(pool, verify).await?;
     if !wrap {
         let (out, completed) = stream(&mut conn, parts, keep).await;
         return out.map_err(|e| {
-            let retry = is_rolled_back(&e) || (is_session_lost(&e) && !completed);
-            Failure { error: PgPoolError::Backend(e), retry }
+            let session_lost = is_session_lost(&e);
+            let retry = is_rolled_back(&e) || (session_lost && !completed);
+            Failure { error: PgPoolError::Backend(e), retry, session_lost }
         });
     }
     let mut tx = conn.begin().await.map_err(Failure::before_commit)?;
