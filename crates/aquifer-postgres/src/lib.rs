@@ -13,7 +13,7 @@ pub use error::PgBuildError;
 pub use helpers::{BoxFuture, execute, fetch_all, fetch_one, fetch_optional, transaction};
 pub use manager::PgManager;
 
-pub use aquifer_core::{HealthReport, HealthStatus, PoolConfig, RetryPolicy, State, Stats};
+pub use aquifer_core::{DatabaseUrl, HealthReport, HealthStatus, PoolConfig, RetryPolicy, State, Stats};
 /// The sqlx this crate is built on, so a service uses the same version.
 pub use sqlx;
 
