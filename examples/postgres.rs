@@ -196,9 +196,10 @@ impl Library {
              FROM aquifer_example.audio_tracks, websearch_to_tsquery('english', $1) q \
              WHERE search_vector @@ q ORDER BY rank DESC, id LIMIT $2"
         );
-        let rows: Vec<Ranked> =
-            aquifer_postgres::fetch_all(&self.pool, || sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(text).bind(limit))
-                .await?;
+        let rows: Vec<Ranked> = aquifer_postgres::fetch_all(&self.pool, || {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(text).bind(limit)
+        })
+        .await?;
         Ok(rows.into_iter().map(|r| (r.track, r.score)).collect())
     }
 
@@ -240,8 +241,10 @@ impl Library {
         let sql = format!(
             "SELECT {COLUMNS} FROM aquifer_example.audio_tracks ORDER BY created_at DESC, id LIMIT $1 OFFSET $2"
         );
-        aquifer_postgres::fetch_all(&self.pool, || sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(limit).bind(offset))
-            .await
+        aquifer_postgres::fetch_all(&self.pool, || {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(limit).bind(offset)
+        })
+        .await
     }
 
     async fn count(&self, status: Option<Status>) -> Result<i64, PgPoolError> {

@@ -124,7 +124,7 @@ impl PgConfig {
     /// Like [`PgConfig::from_env`], reading variables through `lookup` (for tests and other sources).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let mut pool = PoolConfig::from_lookup("POSTGRES", &get)?;
+        let mut pool = PoolConfig::from_lookup("POSTGRES", get)?;
         if pool.url.is_none() {
             pool.url = get("DATABASE_URL").map(DatabaseUrl::new);
         }
@@ -152,7 +152,7 @@ impl PgConfig {
         if let Some(v) = get("POSTGRES_DRAIN_TIMEOUT") {
             c.drain_timeout = parse_duration(&v).map_err(|r| env_error("POSTGRES_DRAIN_TIMEOUT", &v, r))?;
         }
-        c.validate().map_err(|e| rename(e))?;
+        c.validate().map_err(rename)?;
         Ok(c)
     }
 
@@ -232,8 +232,7 @@ fn rename(e: ConfigError) -> ConfigError {
 }
 
 fn parse_duration(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v.trim())
-        .map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
+    humantime::parse_duration(v.trim()).map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
 }
 
 fn optional_duration(get: &impl Fn(&str) -> Option<String>, var: &str) -> Result<Option<Duration>, ConfigError> {

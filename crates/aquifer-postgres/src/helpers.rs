@@ -142,7 +142,7 @@ where
     F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
 {
     let mut conn = checkout(pool, verify).await?;
-    let mut tx = conn.begin().await.map_err(|e| Failure::before_commit(e))?;
+    let mut tx = conn.begin().await.map_err(Failure::before_commit)?;
     let value = match f(&mut tx).await {
         Ok(value) => value,
         Err(e) => {
@@ -152,7 +152,7 @@ where
         }
     };
     if pool.manager().pgbouncer() {
-        sqlx::raw_sql("DEALLOCATE ALL").execute(&mut *tx).await.map_err(|e| Failure::before_commit(e))?;
+        sqlx::raw_sql("DEALLOCATE ALL").execute(&mut *tx).await.map_err(Failure::before_commit)?;
     }
     tx.commit().await.map_err(Failure::at_commit)?;
     Ok(value)
@@ -354,10 +354,50 @@ pub(crate) fn operation_name(sql: &str) -> &'static str {
     }
     let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).take(16).collect();
     const KNOWN: &[&str] = &[
-        "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH", "VALUES", "TABLE", "COPY", "CALL", "DO", "CREATE",
-        "ALTER", "DROP", "TRUNCATE", "BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "RESET",
-        "SHOW", "EXPLAIN", "LOCK", "GRANT", "REVOKE", "ANALYZE", "VACUUM", "REFRESH", "LISTEN", "NOTIFY", "UNLISTEN",
-        "PREPARE", "EXECUTE", "DEALLOCATE", "DISCARD", "COMMENT", "REINDEX", "CLUSTER", "FETCH", "DECLARE", "CLOSE",
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "WITH",
+        "VALUES",
+        "TABLE",
+        "COPY",
+        "CALL",
+        "DO",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "TRUNCATE",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "SET",
+        "RESET",
+        "SHOW",
+        "EXPLAIN",
+        "LOCK",
+        "GRANT",
+        "REVOKE",
+        "ANALYZE",
+        "VACUUM",
+        "REFRESH",
+        "LISTEN",
+        "NOTIFY",
+        "UNLISTEN",
+        "PREPARE",
+        "EXECUTE",
+        "DEALLOCATE",
+        "DISCARD",
+        "COMMENT",
+        "REINDEX",
+        "CLUSTER",
+        "FETCH",
+        "DECLARE",
+        "CLOSE",
         "MOVE",
     ];
     KNOWN.iter().find(|k| k.eq_ignore_ascii_case(&word)).copied().unwrap_or("_OTHER")

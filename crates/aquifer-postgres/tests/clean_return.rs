@@ -20,10 +20,12 @@ async fn pool_of_one(test: &str, edit: impl FnOnce(&mut PgConfig)) -> (PgPool, S
 
 async fn table(name: &str) {
     let mut admin = admin().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
 }
 
 async fn rows(name: &str) -> i64 {
@@ -57,11 +59,8 @@ async fn a_dropped_guard_inside_a_transaction_leaves_no_open_transaction_and_no_
 async fn a_query_future_dropped_during_pg_sleep_never_poisons_the_next_user() {
     let (pool, _) = pool_of_one("dropped_sleep", |_| {}).await;
     let mut conn = pool.get().await.unwrap();
-    let abandoned = tokio::time::timeout(
-        Duration::from_millis(100),
-        sqlx::query("SELECT pg_sleep(0.4)").execute(&mut *conn),
-    )
-    .await;
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(100), sqlx::query("SELECT pg_sleep(0.4)").execute(&mut *conn)).await;
     assert!(abandoned.is_err(), "the sleep outlives the timeout");
     drop(conn);
 
@@ -98,8 +97,8 @@ async fn the_late_error_of_an_abandoned_query_is_not_reported_to_the_next_user()
 async fn an_abandoned_long_query_is_discarded_after_the_drain_timeout() {
     let (pool, app) = pool_of_one("long_abandoned", |c| c.drain_timeout = Duration::from_millis(300)).await;
     let mut conn = pool.get().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_millis(50), sqlx::query("SELECT pg_sleep(30)").execute(&mut *conn))
-        .await;
+    let _ =
+        tokio::time::timeout(Duration::from_millis(50), sqlx::query("SELECT pg_sleep(30)").execute(&mut *conn)).await;
     drop(conn);
 
     let started = Instant::now();
@@ -169,8 +168,8 @@ async fn a_raw_begin_before_an_abandoned_query_is_rolled_back() {
     let mut conn = pool.get().await.unwrap();
     sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1)"))).execute(&mut *conn).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_millis(50), sqlx::query("SELECT pg_sleep(0.3)").execute(&mut *conn))
-        .await;
+    let _ =
+        tokio::time::timeout(Duration::from_millis(50), sqlx::query("SELECT pg_sleep(0.3)").execute(&mut *conn)).await;
     drop(conn);
 
     let mut conn = pool.get().await.unwrap();

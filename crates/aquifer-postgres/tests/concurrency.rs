@@ -36,7 +36,8 @@ async fn two_hundred_tasks_on_a_pool_of_eight_all_succeed_within_eight_backends(
         tasks.push(tokio::spawn(async move {
             let mut conn = pool.get().await?;
             // A few milliseconds of server time so that tasks really queue for the 8 connections.
-            let v: i64 = sqlx::query_scalar("SELECT $1::int8 FROM pg_sleep(0.002)").bind(i).fetch_one(&mut *conn).await?;
+            let v: i64 =
+                sqlx::query_scalar("SELECT $1::int8 FROM pg_sleep(0.002)").bind(i).fetch_one(&mut *conn).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(v)
         }));
     }

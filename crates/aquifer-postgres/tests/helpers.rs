@@ -48,20 +48,18 @@ async fn fetch_helpers_map_rows_and_execute_counts_them() {
     assert_eq!(n, 2);
 
     let by_id = format!("SELECT id, name FROM {t} WHERE id = $1");
-    let one: Item = aquifer_postgres::fetch_one(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(1))
-        .await
-        .unwrap();
+    let one: Item =
+        aquifer_postgres::fetch_one(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(1)).await.unwrap();
     assert_eq!(one, Item { id: 1, name: "one".into() });
     let none: Option<Item> =
         aquifer_postgres::fetch_optional(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3))
             .await
             .unwrap();
     assert_eq!(none, None);
-    let missing = aquifer_postgres::fetch_one::<Item, _>(&pool, || {
-        sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3)
-    })
-    .await
-    .unwrap_err();
+    let missing =
+        aquifer_postgres::fetch_one::<Item, _>(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3))
+            .await
+            .unwrap_err();
     assert!(matches!(missing, PgPoolError::Backend(sqlx::Error::RowNotFound)), "{missing:?}");
 
     let all_sql = format!("SELECT id, name FROM {t} ORDER BY id");
@@ -102,13 +100,17 @@ async fn a_transaction_commits_on_ok_and_rolls_back_on_err_without_retrying_it()
     })
     .await
     .unwrap_err();
-    assert_eq!(err.backend_error().and_then(|e| e.as_database_error()).and_then(|e| e.code()).as_deref(), Some("23505"));
+    assert_eq!(
+        err.backend_error().and_then(|e| e.as_database_error()).and_then(|e| e.code()).as_deref(),
+        Some("23505")
+    );
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
 
-    let ids: Vec<(i32,)> =
-        aquifer_postgres::fetch_all(&pool, || sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id FROM {t} ORDER BY id"))))
-            .await
-            .unwrap();
+    let ids: Vec<(i32,)> = aquifer_postgres::fetch_all(&pool, || {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id FROM {t} ORDER BY id")))
+    })
+    .await
+    .unwrap();
     assert_eq!(ids, vec![(1,)], "row 2 was rolled back with its transaction");
     pool.close().await;
 }
@@ -137,11 +139,10 @@ async fn serialization_failures_are_retried_by_running_the_whole_transaction_aga
                 Box::pin(async move {
                     attempts.fetch_add(1, Ordering::SeqCst);
                     sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *conn).await?;
-                    let on_call: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                        "SELECT count(*) FROM {t} WHERE on_call"
-                    )))
-                    .fetch_one(&mut *conn)
-                    .await?;
+                    let on_call: i64 =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t} WHERE on_call")))
+                            .fetch_one(&mut *conn)
+                            .await?;
                     if wait {
                         barrier.wait().await;
                     }

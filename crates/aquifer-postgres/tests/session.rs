@@ -12,8 +12,10 @@ async fn application_name_defaults_to_the_pool_name() {
     require_pg().await;
     let config = config("app_name");
     let pool = config.connect().await.unwrap();
-    let name: String =
-        sqlx::query_scalar("SELECT current_setting('application_name')").fetch_one(&mut *pool.get().await.unwrap()).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_setting('application_name')")
+        .fetch_one(&mut *pool.get().await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(name, config.pool.name.unwrap());
     pool.close().await;
 }

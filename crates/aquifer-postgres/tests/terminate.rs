@@ -57,10 +57,10 @@ async fn terminated_connections_are_discarded_and_never_handed_out_twice() {
                 let id = conn.info().id;
                 let r: Result<i32, _> = sqlx::query_scalar("SELECT 1 FROM pg_sleep(0.001)").fetch_one(&mut *conn).await;
                 uses.lock().push((seq.fetch_add(1, Ordering::SeqCst), id, r.is_ok()));
-                if let Err(e) = r {
-                    if !session_lost(&e) {
-                        errors.lock().push(e.to_string());
-                    }
+                if let Err(e) = r
+                    && !session_lost(&e)
+                {
+                    errors.lock().push(e.to_string());
                 }
             }
         }));
@@ -129,7 +129,7 @@ async fn helpers_retry_queries_whose_connection_was_terminated() {
         t.await.unwrap();
     }
     assert!(kills.await.unwrap() >= 8);
-    let failed = failed.lock();
+    let failed = std::mem::take(&mut *failed.lock());
     // The documented retry (3 attempts, the later ones on a verified connection) absorbs the kills; anything
     // that still fails must be the typed lost-session error, never a hang or a protocol error.
     for e in failed.iter() {
@@ -173,8 +173,10 @@ async fn a_transaction_whose_connection_is_terminated_is_retried_whole() {
 
     assert_eq!(inserted, 2);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
-    let rows: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}"))).fetch_one(&mut admin).await.unwrap();
+    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
     assert_eq!(rows, 1, "the first attempt's insert died with its session; only the retry's row exists");
     pool.close().await;
 }
