@@ -8,7 +8,9 @@
 //!     cargo bench -p aquifer-postgres --bench postgres
 //!
 //! Environment: `POSTGRES_URL` (default the local test server without TLS), `BENCH_SECS` per measurement
-//! (default 2), `BENCH_ROUNDS` (default 3), `BENCH_TASKS` (default `16,64,256`). Not run by CI.
+//! (default 2), `BENCH_ROUNDS` (default 3), `BENCH_TASKS` (default `16,64,256`), `BENCH_PEERS` (a comma list
+//! of `aquifer`, `helper`, `sqlx`, `deadpool`, `bare`; default all), `BENCH_WORK` (`select1`, `pk`; default
+//! both), `BENCH_PGBENCH=0` to skip pgbench. Not run by CI.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +51,16 @@ enum Peer {
 
 impl Peer {
     const ALL: [Peer; 5] = [Peer::Aquifer, Peer::AquiferHelper, Peer::Sqlx, Peer::Deadpool, Peer::Bare];
+
+    fn key(self) -> &'static str {
+        match self {
+            Peer::Aquifer => "aquifer",
+            Peer::AquiferHelper => "helper",
+            Peer::Sqlx => "sqlx",
+            Peer::Deadpool => "deadpool",
+            Peer::Bare => "bare",
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -289,27 +301,34 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let wanted = |var: &str, key: &str| std::env::var(var).map_or(true, |v| v.split(',').any(|k| k.trim() == key));
+    let peers: Vec<Peer> = Peer::ALL.into_iter().filter(|p| wanted("BENCH_PEERS", p.key())).collect();
+    let works: Vec<Work> = [(Work::Select1, "select1"), (Work::PkLookup, "pk")]
+        .into_iter()
+        .filter(|(_, k)| wanted("BENCH_WORK", k))
+        .map(|(w, _)| w)
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(setup());
 
     println!("pool size {POOL_SIZE}, {secs} s per measurement, median of {rounds} rounds, peers interleaved\n");
-    for work in [Work::Select1, Work::PkLookup] {
+    for work in works {
         println!("### {}\n", work.name());
         println!("| peer | tasks | queries/s | p50 µs | p99 µs | max µs |");
         println!("|---|---|---|---|---|---|");
         for &tasks in &task_counts {
-            let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Peer::ALL.len()];
+            let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); peers.len()];
             for round in 0..rounds {
-                for k in 0..Peer::ALL.len() {
-                    let i = (k + round) % Peer::ALL.len();
-                    let target = Arc::new(runtime.block_on(open(Peer::ALL[i])));
+                for k in 0..peers.len() {
+                    let i = (k + round) % peers.len();
+                    let target = Arc::new(runtime.block_on(open(peers[i])));
                     let s = runtime.block_on(measure(target.clone(), work, tasks, secs));
                     samples[i].push(s);
                     let target = Arc::try_unwrap(target).ok().expect("tasks finished");
                     runtime.block_on(target.close());
                 }
             }
-            for (i, peer) in Peer::ALL.iter().enumerate() {
+            for (i, peer) in peers.iter().enumerate() {
                 let s = &samples[i];
                 println!(
                     "| {} | {tasks} | {:.1}k | {:.0} | {:.0} | {:.0} |",
@@ -322,6 +341,9 @@ fn main() {
             }
         }
         println!();
+    }
+    if std::env::var("BENCH_PGBENCH").is_ok_and(|v| v == "0") {
+        return;
     }
     match pgbench(secs.ceil() as u64 + 3) {
         Some(tps) => println!("pgbench -M prepared -c 16 -j 2, SELECT 1: {:.1}k tps", tps / 1000.0),

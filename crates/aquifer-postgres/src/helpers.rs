@@ -111,7 +111,8 @@ pub async fn transaction<T, F>(pool: &PgPool, mut f: F) -> Result<T, PgPoolError
 where
     F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
 {
-    let mut delays = pool.manager().retry_policy().delays();
+    // Built on the first failure only: the success path does not pay for the backoff's set-up.
+    let mut delays = None;
     let mut verify = false;
     loop {
         let started = Instant::now();
@@ -124,7 +125,7 @@ where
             Err(failure) => failure,
         };
         pool.record_operation(TRANSACTION, started.elapsed(), Some(&pool_error_type(&failure.error)));
-        match delays.next() {
+        match delays.get_or_insert_with(|| pool.manager().retry_policy().delays()).next() {
             Some(delay) if failure.retry => {
                 tracing::debug!(pool = %pool.name(), error = %failure.error, ?delay, "transaction failed transiently; retrying it");
                 verify = failure.session_lost;
@@ -220,7 +221,8 @@ async fn run_statement<'q, Q>(pool: &PgPool, mut query: impl FnMut() -> Q, keep:
 where
     Q: Execute<'q, Postgres>,
 {
-    let mut delays = pool.manager().retry_policy().delays();
+    // Built on the first failure only: the success path does not pay for the backoff's set-up.
+    let mut delays = None;
     let mut verify = false;
     loop {
         let started = Instant::now();
@@ -234,7 +236,7 @@ where
             Err(failure) => failure,
         };
         pool.record_operation(operation, started.elapsed(), Some(&pool_error_type(&failure.error)));
-        match delays.next() {
+        match delays.get_or_insert_with(|| pool.manager().retry_policy().delays()).next() {
             Some(delay) if failure.retry => {
                 tracing::debug!(pool = %pool.name(), error = %failure.error, ?delay, "statement failed transiently; retrying it");
                 verify = failure.session_lost;
