@@ -11,5 +11,7 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo nextest run"
 cargo nextest run --workspace --all-features --no-fail-fast
+step "metric tests without bound instruments (the default build of aquifer-core)"
+cargo test -p aquifer-core --test metrics
 step "doc tests"
 cargo test --workspace --all-features --doc

@@ -161,12 +161,15 @@ impl<M: Manager> PoolBuilder<M> {
     pub fn build(self) -> Result<Pool<M>, BuildError> {
         self.config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        // The TSC clock calibrates itself once per process on first use (milliseconds): here, not in a get().
+        let _ = quanta::Instant::now();
         let descriptor = self.manager.descriptor();
         let name: Arc<str> = self.config.name.clone().unwrap_or_else(|| descriptor.default_pool_name()).into();
         let meter = self.meter.unwrap_or_else(crate::metrics::default_meter);
         let tick = housekeeping_interval(&self.config);
         let shared = Shared::new(self.manager, self.config, name, &meter, runtime.clone(), self.on_leak);
         runtime.spawn(Shared::maintain(Arc::downgrade(&shared), tick, shared.closing.clone()));
+        runtime.spawn(Arc::clone(&shared).watch_deadlines(shared.closing.clone()));
         let connects = shared.lock().reserve_connects();
         shared.spawn_connects(connects);
         Ok(Pool::from_shared(shared))

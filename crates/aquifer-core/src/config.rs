@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::ConfigError;
 
+/// The longest duration any setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// How a pool sizes, times out, validates and recycles its connections.
 ///
 /// Build one with struct-update syntax from [`PoolConfig::default`], deserialize it (durations are written as
@@ -170,6 +173,19 @@ impl PoolConfig {
                 return Err(ConfigError::invalid(field, "0s", "must be greater than zero; use none to disable it"));
             }
         }
+        // Bounded so that `Instant + duration` can never overflow anywhere in the engine.
+        let all = positive
+            .iter()
+            .map(|(f, d)| (*f, Some(*d)))
+            .chain(optional)
+            .chain([("validation_bypass", Some(self.validation_bypass)), ("close_timeout", Some(self.close_timeout))]);
+        for (field, value) in all {
+            if let Some(d) = value
+                && d > MAX_DURATION
+            {
+                return Err(ConfigError::invalid(field, humantime::format_duration(d), "must be at most 10 years"));
+            }
+        }
         if self.connect_backoff_min > self.connect_backoff_max {
             return Err(ConfigError::invalid(
                 "connect_backoff_min",
@@ -298,6 +314,8 @@ impl Env<'_> {
                 return ConfigError::Invalid { field, value, reason };
             }
         };
+        // Show the variable's text as written ("0ms"), not the parsed value ("0s").
+        let value = self.get(suffix).unwrap_or(value);
         ConfigError::Env { var: self.var(suffix), value, reason }
     }
 }

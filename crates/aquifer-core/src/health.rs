@@ -12,7 +12,7 @@ use crate::manager::Manager;
 use crate::stats::State;
 
 /// Above this utilization (in use / max size) a pool reports itself degraded.
-pub const DEGRADED_UTILIZATION: f64 = 0.8;
+pub(crate) const DEGRADED_UTILIZATION: f64 = 0.8;
 
 /// How a pool is doing. Ordered from best to worst, so the worst of several is their maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -45,7 +45,7 @@ impl HealthStatus {
         }
     }
 
-    /// Degraded when above [`DEGRADED_UTILIZATION`] or with waiters, healthy otherwise.
+    /// Degraded when above 80 % utilization or with waiters, healthy otherwise.
     pub fn from_state(state: &State) -> HealthStatus {
         if state.utilization() > DEGRADED_UTILIZATION || state.waiting > 0 {
             HealthStatus::Degraded
@@ -136,8 +136,19 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
         report.status = HealthStatus::Unhealthy;
         return report;
     }
+    // An exhausted pool is degraded, and a health endpoint must not queue behind the work it reports on.
+    let here = std::panic::Location::caller();
     let wait = shared.config.acquire_timeout.min(shared.config.validation_timeout);
-    match shared.acquire(Some(wait), std::panic::Location::caller()).await {
+    let acquired = match shared.try_acquire(here).await {
+        Ok(None) if state.size >= state.max_size => {
+            report.status = HealthStatus::Degraded;
+            report.last_error = Some(format!("pool exhausted: all {} connections in use", state.max_size));
+            return report;
+        }
+        Ok(None) => crate::acquire::Acquire::new(shared, wait, here).await.map(Some),
+        other => other,
+    };
+    match acquired {
         Ok(Some(mut conn)) => {
             let started = Instant::now();
             let validated =

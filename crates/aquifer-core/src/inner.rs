@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use quanta::Instant as Stamp;
+
 use backon::BackoffBuilder;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -18,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PoolConfig;
 use crate::errors::{ConnectError, PoolError};
 use crate::health::{HealthReport, HealthStatus};
-use crate::internals::{CheckoutRecord, CloseReason, Conn, Internals, NO_CHECKOUT, Outcome, Step};
+use crate::internals::{CheckoutRecord, CloseReason, Conn, Internals, NO_CHECKOUT, Outcome, Step, Wait};
 use crate::leak::LeakReport;
 use crate::manager::{Descriptor, Manager};
 use crate::metrics::{Observation, Observed, PoolMetrics};
@@ -39,6 +41,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) closing: CancellationToken,
     /// Notified when a slot is freed while closing, for `close()` to wait on.
     pub(crate) drained: Notify,
+    /// Wakes the deadline watcher when a waiter with a watched deadline joins an unwatched queue.
+    pub(crate) deadlines: Notify,
     pub(crate) health: Mutex<Option<HealthReport>>,
     pub(crate) on_leak: Option<LeakHook>,
     next_id: AtomicU64,
@@ -73,28 +77,52 @@ impl<M: Manager> Drop for Held<M> {
 
 /// A queued caller. Polling takes what was handed over; dropping it leaves the queue and passes on a
 /// connection that was handed over but not taken, so a cancelled `get()` never swallows a wake-up.
-struct Wait<'a, M: Manager> {
+struct Waiting<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     key: usize,
+    /// The waker was registered when the caller was queued, in the same poll: the first poll can return
+    /// `Pending` without locking, since a hand-off in between has already woken the task.
+    registered: bool,
     done: bool,
+    leak_caller: Option<&'static Location<'static>>,
 }
 
-impl<M: Manager> Future for Wait<'_, M> {
-    type Output = Outcome<M::Connection, M::Error>;
+/// What a waiter got.
+enum Taken<C, E> {
+    /// A connection ready to use, already checked out (leak record key) at this instant.
+    Ready(Conn<C>, usize, Stamp),
+    /// A connection that must be checked first (expired, or idle past the bypass window).
+    Check(Conn<C>),
+    /// No connection: timed out, closed or failing fast.
+    Failed(Outcome<C, E>),
+}
+
+impl<M: Manager> Future for Waiting<'_, M> {
+    type Output = Taken<M::Connection, M::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = self.shared.lock().waiters.poll(self.key, cx.waker());
-        match outcome {
-            Some(outcome) => {
-                self.done = true;
-                Poll::Ready(outcome)
-            }
-            None => Poll::Pending,
+        if std::mem::take(&mut self.registered) {
+            return Poll::Pending;
         }
+        let now = Stamp::now();
+        let mut g = self.shared.lock();
+        let Some(outcome) = g.waiters.poll(self.key, cx.waker()) else { return Poll::Pending };
+        // Counting the checkout under the same lock saves a second one on the contended path.
+        let taken = match outcome {
+            Outcome::Conn(conn) if conn.fresh(now) => {
+                let checkout = g.checked_out(&conn, now, self.leak_caller);
+                Taken::Ready(conn, checkout, now)
+            }
+            Outcome::Conn(conn) => Taken::Check(conn),
+            other => Taken::Failed(other),
+        };
+        drop(g);
+        self.done = true;
+        Poll::Ready(taken)
     }
 }
 
-impl<M: Manager> Drop for Wait<'_, M> {
+impl<M: Manager> Drop for Waiting<'_, M> {
     fn drop(&mut self) {
         if self.done {
             return;
@@ -128,6 +156,7 @@ impl<M: Manager> Shared<M> {
                 runtime,
                 closing: CancellationToken::new(),
                 drained: Notify::new(),
+                deadlines: Notify::new(),
                 health: Mutex::new(None),
                 on_leak,
                 next_id: AtomicU64::new(1),
@@ -146,53 +175,107 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Acquires a connection. `timeout: None` never waits for another caller or a connect (`try_get`).
-    pub(crate) async fn acquire(
-        self: &Arc<Self>,
+    /// One attempt under the lock, within Tokio's cooperative budget. The budget is checked before anything is
+    /// taken, so a task looping on an idle pool yields now and then instead of starving its worker, and never
+    /// yields holding a connection (tokio's Semaphore checks after granting, which is what makes pools built on
+    /// it slow). `first`: the caller has not waited yet.
+    pub(crate) fn poll_checkout(
+        &self,
+        cx: &mut Context<'_>,
         timeout: Option<Duration>,
+        first: bool,
+        leak_caller: Option<&'static Location<'static>>,
+    ) -> Poll<Step<M::Connection, M::Error>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let now = Stamp::now();
+        let step = self.lock().checkout(now, leak_caller, self.wait_mode(timeout, first), cx.waker());
+        if matches!(step, Step::Ready(..)) {
+            coop.made_progress();
+        }
+        Poll::Ready(step)
+    }
+
+    /// The default timeout of a first wait is enforced by the pool's deadline watcher (one timer for the whole
+    /// queue); anything else brings its own timer.
+    fn wait_mode(&self, timeout: Option<Duration>, first: bool) -> Wait {
+        match timeout {
+            None => Wait::Never,
+            Some(t) if first && t == self.config.acquire_timeout => Wait::Watched(t),
+            Some(_) => Wait::OwnTimer,
+        }
+    }
+
+    /// Acquires a connection without waiting for another caller or a connect (`try_get`).
+    pub(crate) async fn try_acquire(
+        self: &Arc<Self>,
         caller: &'static Location<'static>,
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
         let leak_caller = self.config.leak_detection_threshold.map(|_| caller);
+        let first = std::future::poll_fn(|cx| self.poll_checkout(cx, None, true, leak_caller)).await;
+        if let Step::Ready(conn, checkout, now) = first {
+            self.metrics.wait_time(Duration::ZERO);
+            return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
+        }
+        self.acquire_slow(first, Stamp::now(), None, leak_caller).await
+    }
+
+    /// Everything but the fast path: waiting, validating, retrying. Must be polled as soon as it is made: it
+    /// owns the waiter key or the connection in `first`, which only its body knows how to give back.
+    pub(crate) async fn acquire_slow(
+        self: &Arc<Self>,
+        first: Step<M::Connection, M::Error>,
+        start: Stamp,
+        timeout: Option<Duration>,
+        leak_caller: Option<&'static Location<'static>>,
+    ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
         let bypass = self.config.validation_bypass;
-        // Set when the caller first has to wait or validate; the fast path never reads the clock twice.
-        let mut started: Option<Instant> = None;
+        // Tokio timers run on tokio's clock; everything else on the pool's.
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut next = Some((first, true));
         loop {
-            let now = Instant::now();
-            let step = self.lock().checkout(now, bypass, leak_caller, timeout.is_some());
+            let (step, first_wait) = match next.take() {
+                Some(first) => first,
+                None => (std::future::poll_fn(|cx| self.poll_checkout(cx, timeout, false, leak_caller)).await, false),
+            };
             let mut conn = match step {
-                Step::Ready(conn, checkout) => {
-                    if let Some(s) = started {
-                        self.metrics.wait_time(now.duration_since(s));
-                    } else {
-                        self.metrics.wait_time(Duration::ZERO);
-                    }
+                Step::Ready(conn, checkout, now) => {
+                    self.metrics.wait_time(now.duration_since(start));
                     return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
                 }
                 Step::Closed => return Err(PoolError::Closed),
-                Step::FailFast { since, error } => {
-                    return Err(PoolError::Unavailable { since, last_error: error });
-                }
+                Step::FailFast { since, error } => return Err(PoolError::Unavailable { since, last_error: error }),
                 Step::Busy => return Ok(None),
                 Step::Check(conn) => conn,
-                Step::Wait { key, connects } => {
+                Step::Wait { key, connects, wake_watcher } => {
+                    if wake_watcher {
+                        self.deadlines.notify_one();
+                    }
                     self.spawn_connects(connects);
-                    let start = *started.get_or_insert(now);
-                    let deadline = start + timeout.unwrap_or_default();
-                    let wait = Wait { shared: self, key, done: false };
-                    match tokio::time::timeout_at(deadline.into(), wait).await {
-                        Ok(Outcome::Conn(conn)) => conn,
-                        Ok(Outcome::Closed) => return Err(PoolError::Closed),
-                        Ok(Outcome::Unavailable { since, error }) => {
+                    let wait = Waiting { shared: self, key, registered: true, done: false, leak_caller };
+                    let taken = match (self.wait_mode(timeout, first_wait), deadline) {
+                        (Wait::OwnTimer, Some(d)) => {
+                            tokio::time::timeout_at(d, wait).await.unwrap_or(Taken::Failed(Outcome::TimedOut))
+                        }
+                        _ => wait.await,
+                    };
+                    match taken {
+                        Taken::Ready(conn, checkout, at) => {
+                            self.metrics.wait_time(at.duration_since(start));
+                            return Ok(Some(Pooled::new(conn, Arc::clone(self), at, checkout)));
+                        }
+                        Taken::Check(conn) => conn,
+                        Taken::Failed(Outcome::Conn(_)) => unreachable!("connections are taken, not failed"),
+                        Taken::Failed(Outcome::TimedOut) => return Err(self.timed_out(start)),
+                        Taken::Failed(Outcome::Closed) => return Err(PoolError::Closed),
+                        Taken::Failed(Outcome::Unavailable { since, error }) => {
                             return Err(PoolError::Unavailable { since, last_error: error });
                         }
-                        Err(_) => return Err(self.timed_out(start)),
                     }
                 }
             };
 
             // A connection that was handed over, or sat idle past the bypass window: check it before use.
-            let now = Instant::now();
-            let start = *started.get_or_insert(now);
+            let mut now = Stamp::now();
             if conn.expired(now) {
                 self.discard(conn, NO_CHECKOUT, CloseReason::MaxLifetime);
                 continue;
@@ -204,31 +287,26 @@ impl<M: Manager> Shared<M> {
                     checkout: NO_CHECKOUT,
                     reason: CloseReason::Discarded,
                 };
-                let limit = now + self.config.validation_timeout;
-                let limit = match timeout {
-                    Some(t) => limit.min(start + t),
-                    None => limit,
-                };
-                let ok = matches!(
-                    tokio::time::timeout_at(limit.into(), self.manager.validate(held.raw())).await,
-                    Ok(Ok(()))
-                );
-                if !ok {
+                let limit = tokio::time::Instant::now() + self.config.validation_timeout;
+                let limit = deadline.map_or(limit, |d| limit.min(d));
+                let validated = tokio::time::timeout_at(limit, self.manager.validate(held.raw())).await;
+                if !matches!(validated, Ok(Ok(()))) {
                     held.reason = CloseReason::ValidationFailed;
                     tracing::debug!(pool = %self.name, "connection failed validation on checkout; discarding it");
                     drop(held);
                     continue;
                 }
                 conn = held.release();
+                now = Stamp::now();
+                conn.touch(now, bypass);
             }
-            let now = Instant::now();
             let checkout = self.lock().checked_out(&conn, now, leak_caller);
             self.metrics.wait_time(now.duration_since(start));
             return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
         }
     }
 
-    fn timed_out(&self, started: Instant) -> PoolError<M::Error> {
+    fn timed_out(&self, started: Stamp) -> PoolError<M::Error> {
         let (state, last_error) = {
             let mut g = self.lock();
             g.stats.timeouts += 1;
@@ -239,8 +317,8 @@ impl<M: Manager> Shared<M> {
     }
 
     /// A connection comes back from its user.
-    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Conn<M::Connection>, checkout: usize, checked_out: Instant) {
-        let now = Instant::now();
+    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Conn<M::Connection>, checkout: usize, checked_out: Stamp) {
+        let now = Stamp::now();
         self.metrics.use_time(now.duration_since(checked_out));
         if self.manager.is_broken(&mut conn.raw) {
             tracing::debug!(pool = %self.name, conn = conn.id, "returned connection is broken; discarding it");
@@ -249,7 +327,7 @@ impl<M: Manager> Shared<M> {
         if conn.expired(now) {
             return self.discard(conn, checkout, CloseReason::MaxLifetime);
         }
-        conn.last_used = now;
+        conn.touch(now, self.config.validation_bypass);
         if self.manager.needs_reset(&mut conn.raw) {
             return self.spawn_reset(conn, checkout);
         }
@@ -340,7 +418,7 @@ impl<M: Manager> Shared<M> {
                 Ok(Ok(())) => {
                     let checkout = held.checkout;
                     let mut conn = held.release();
-                    conn.last_used = Instant::now();
+                    conn.touch(Stamp::now(), shared.config.validation_bypass);
                     shared.put_back(conn, checkout);
                 }
                 Ok(Err(e)) => {
@@ -435,10 +513,10 @@ impl<M: Manager> Shared<M> {
     }
 
     fn connected(self: &Arc<Self>, raw: M::Connection, was_probing: bool) {
-        let now = Instant::now();
-        let expires = self.config.max_lifetime.map(|l| now + l.mul_f64(1.0 - fastrand::f64() * 0.05));
+        let now = Stamp::now();
+        let expires = self.config.max_lifetime.and_then(|l| now.checked_add(l.mul_f64(1.0 - fastrand::f64() * 0.05)));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn { raw, id, created: now, expires, last_used: now };
+        let conn = Conn::new(raw, id, now, expires, self.config.validation_bypass);
         if was_probing {
             tracing::info!(pool = %self.name, "server answers again; no longer failing fast");
         }
@@ -463,8 +541,40 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    /// Background task: fails waiters whose `acquire_timeout` passed. One timer serves the whole queue because
+    /// first-time waiters with the default timeout join it in deadline order, so only the earliest matters;
+    /// this spares every waiting `get()` a timer registration of its own.
+    /// Holds the pool until it closes (closing does not wait for this task).
+    pub(crate) async fn watch_deadlines(self: Arc<Self>, closing: CancellationToken) {
+        let shared = self;
+        loop {
+            let (wakers, next) = {
+                let mut g = shared.lock();
+                let (wakers, next) = g.waiters.expire(Instant::now(), || Outcome::TimedOut);
+                g.watcher_armed = next.is_some();
+                (wakers, next)
+            };
+            for w in wakers {
+                w.wake();
+            }
+            let notified = shared.deadlines.notified();
+            match next {
+                Some(at) => tokio::select! {
+                    biased;
+                    _ = closing.cancelled() => return,
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                },
+                None => tokio::select! {
+                    biased;
+                    _ = closing.cancelled() => return,
+                    _ = notified => {}
+                },
+            }
+        }
+    }
+
     /// One round of housekeeping: reap idle connections, report leaks, top up `min_idle`.
-    pub(crate) fn housekeep(self: &Arc<Self>, now: Instant) {
+    pub(crate) fn housekeep(self: &Arc<Self>, now: Stamp) {
         let (reaped, leaks, connects) = {
             let mut g = self.lock();
             if g.closed {
@@ -516,7 +626,7 @@ impl<M: Manager> Shared<M> {
             }
             let Some(shared) = weak.upgrade() else { return };
             let now = Instant::now();
-            shared.housekeep(now);
+            shared.housekeep(Stamp::now());
             if let Some(every) = shared.config.health_interval
                 && last_health.is_none_or(|t| now.duration_since(t) >= every)
             {

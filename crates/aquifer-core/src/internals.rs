@@ -5,6 +5,8 @@
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
+use quanta::Instant as Stamp;
+
 use slab::Slab;
 
 use crate::errors::ConnectError;
@@ -15,24 +17,54 @@ use crate::waiters::Waiters;
 pub(crate) struct Conn<C> {
     pub(crate) raw: C,
     pub(crate) id: u64,
-    pub(crate) created: Instant,
+    pub(crate) created: Stamp,
     /// `created + max_lifetime - jitter`.
-    pub(crate) expires: Option<Instant>,
+    pub(crate) expires: Option<Stamp>,
     /// When it was last returned (or created).
-    pub(crate) last_used: Instant,
+    pub(crate) last_used: Stamp,
+    /// Until when it may be handed out without validation: `last_used + validation_bypass`, capped by
+    /// `expires`. One comparison on the hot path instead of two subtractions.
+    pub(crate) fresh_until: Stamp,
 }
 
 impl<C> Conn<C> {
-    pub(crate) fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn new(raw: C, id: u64, now: Stamp, expires: Option<Stamp>, bypass: Duration) -> Self {
+        let mut conn = Conn { raw, id, created: now, expires, last_used: now, fresh_until: now };
+        conn.touch(now, bypass);
+        conn
+    }
+
+    pub(crate) fn expired(&self, now: Stamp) -> bool {
         self.expires.is_some_and(|at| at <= now)
+    }
+
+    /// Marks it used at `now`.
+    pub(crate) fn touch(&mut self, now: Stamp, bypass: Duration) {
+        self.last_used = now;
+        let until = now.checked_add(bypass).unwrap_or(now);
+        self.fresh_until = match self.expires {
+            Some(at) if at < until => at,
+            _ => until,
+        };
+    }
+
+    /// Not expired and used within the validation bypass window.
+    #[inline]
+    pub(crate) fn fresh(&self, now: Stamp) -> bool {
+        now < self.fresh_until
     }
 }
 
 /// What a waiting caller is handed.
 pub(crate) enum Outcome<C, E> {
     Conn(Conn<C>),
+    /// The deadline watcher found the waiter's deadline passed.
+    TimedOut,
     Closed,
-    Unavailable { since: Instant, error: ConnectError<E> },
+    Unavailable {
+        since: Instant,
+        error: ConnectError<E>,
+    },
 }
 
 /// Why a connection was closed; the `reason` attribute of `aquifer.pool.connections.closed`.
@@ -77,7 +109,7 @@ pub(crate) struct Circuit<E> {
 
 /// A checked-out connection, recorded only when leak detection is on.
 pub(crate) struct CheckoutRecord {
-    pub(crate) at: Instant,
+    pub(crate) at: Stamp,
     pub(crate) caller: &'static Location<'static>,
     pub(crate) conn_id: u64,
     pub(crate) reported: bool,
@@ -92,14 +124,17 @@ pub(crate) struct Leak {
 
 /// What `checkout` decided.
 pub(crate) enum Step<C, E> {
-    /// An idle connection used within the validation bypass window, checked out under this leak-record key.
-    Ready(Conn<C>, usize),
+    /// An idle connection used within the validation bypass window, checked out under this leak-record key
+    /// at this instant.
+    Ready(Conn<C>, usize, Stamp),
     /// An idle connection that must be checked (validated, or found expired) before use.
     Check(Conn<C>),
-    /// The caller was queued under this key; `connects` new connects must be started for it.
+    /// The caller was queued under this key; `connects` new connects must be started for it; with
+    /// `wake_watcher` the deadline watcher must be told about its deadline.
     Wait {
         key: usize,
         connects: usize,
+        wake_watcher: bool,
     },
     /// Nothing idle and the caller would not wait (`try_get`).
     Busy,
@@ -108,6 +143,19 @@ pub(crate) enum Step<C, E> {
         since: Instant,
         error: ConnectError<E>,
     },
+}
+
+/// How a caller of `checkout` is willing to wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all (`try_get`).
+    Never,
+    /// For this long, enforced by the pool's deadline watcher: only for the pool's `acquire_timeout` and a
+    /// first wait, so that deadlines (`now + acquire_timeout`, taken under the lock) never decrease along the
+    /// queue.
+    Watched(Duration),
+    /// With a timer of the caller's own (a custom timeout, or a second wait of the same `get()`).
+    OwnTimer,
 }
 
 /// What the pool holds; guarded by the pool's mutex.
@@ -125,6 +173,8 @@ pub(crate) struct Internals<C, E> {
     pub(crate) checkouts: Slab<CheckoutRecord>,
     pub(crate) stats: Stats,
     pub(crate) server_version: Option<String>,
+    /// Whether the deadline watcher is sleeping until a deadline (rather than waiting for one to appear).
+    pub(crate) watcher_armed: bool,
 }
 
 /// Marks "no leak record" in a [`Pooled`](crate::Pooled).
@@ -144,6 +194,7 @@ impl<C, E> Internals<C, E> {
             checkouts: Slab::new(),
             stats: Stats::default(),
             server_version: None,
+            watcher_armed: false,
         }
     }
 
@@ -181,10 +232,10 @@ impl<C, E> Internals<C, E> {
     /// a connect is refused at once.
     pub(crate) fn checkout(
         &mut self,
-        now: Instant,
-        bypass: Duration,
+        now: Stamp,
         leak_caller: Option<&'static Location<'static>>,
-        may_wait: bool,
+        wait: Wait,
+        waker: &std::task::Waker,
     ) -> Step<C, E> {
         if self.closed {
             return Step::Closed;
@@ -192,29 +243,35 @@ impl<C, E> Internals<C, E> {
         if self.waiters.is_empty()
             && let Some(conn) = self.idle.pop()
         {
-            if conn.expired(now) || now.duration_since(conn.last_used) > bypass {
+            if !conn.fresh(now) {
                 return Step::Check(conn);
             }
             let checkout = self.checked_out(&conn, now, leak_caller);
-            return Step::Ready(conn, checkout);
+            return Step::Ready(conn, checkout, now);
         }
-        if !may_wait {
+        if matches!(wait, Wait::Never) {
             return Step::Busy;
         }
         if let (Some(since), Some(error)) = (self.circuit.open_since, &self.circuit.last_error) {
             self.stats.fail_fast += 1;
             return Step::FailFast { since, error: error.clone() };
         }
-        let key = self.waiters.push_back();
+        // Read under the lock, so deadlines along the queue never decrease (the watcher relies on it).
+        let deadline = match wait {
+            Wait::Watched(timeout) => Instant::now().checked_add(timeout),
+            _ => None,
+        };
+        let wake_watcher = deadline.is_some() && !std::mem::replace(&mut self.watcher_armed, true);
+        let key = self.waiters.push_back(deadline, Some(waker));
         self.stats.waited += 1;
-        Step::Wait { key, connects: self.reserve_connects() }
+        Step::Wait { key, connects: self.reserve_connects(), wake_watcher }
     }
 
     /// Counts a successful checkout and, with leak detection on, records who holds the connection.
     pub(crate) fn checked_out(
         &mut self,
         conn: &Conn<C>,
-        now: Instant,
+        now: Stamp,
         leak_caller: Option<&'static Location<'static>>,
     ) -> usize {
         self.stats.acquired += 1;
@@ -231,6 +288,10 @@ impl<C, E> Internals<C, E> {
     pub(crate) fn deliver(&mut self, conn: Conn<C>) -> Result<Option<std::task::Waker>, Conn<C>> {
         if self.closed || self.size > self.max_size {
             return Err(conn);
+        }
+        if self.waiters.is_empty() {
+            self.idle.push(conn);
+            return Ok(None);
         }
         match self.waiters.fulfill_front(Outcome::Conn(conn)) {
             Ok(waker) => Ok(waker),
@@ -270,7 +331,7 @@ impl<C, E> Internals<C, E> {
 
     /// Removes idle connections that outlived `max_lifetime`, and those idle longer than `idle_timeout` beyond
     /// `min_idle` (oldest first: they sit at the bottom of the LIFO stack).
-    pub(crate) fn reap(&mut self, now: Instant, idle_timeout: Option<Duration>) -> Vec<(Conn<C>, CloseReason)> {
+    pub(crate) fn reap(&mut self, now: Stamp, idle_timeout: Option<Duration>) -> Vec<(Conn<C>, CloseReason)> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.idle.len() {
@@ -293,7 +354,7 @@ impl<C, E> Internals<C, E> {
     }
 
     /// Checkouts held longer than `threshold` and not yet reported; each is reported once.
-    pub(crate) fn find_leaks(&mut self, now: Instant, threshold: Duration) -> Vec<Leak> {
+    pub(crate) fn find_leaks(&mut self, now: Stamp, threshold: Duration) -> Vec<Leak> {
         let mut leaks = Vec::new();
         for (_, c) in self.checkouts.iter_mut() {
             let held_for = now.duration_since(c.at);

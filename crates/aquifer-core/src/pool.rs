@@ -105,15 +105,7 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
-        let caller = Location::caller();
-        let shared = self.shared();
-        async move {
-            match shared.acquire(Some(timeout), caller).await {
-                Ok(Some(conn)) => Ok(conn),
-                Ok(None) => unreachable!("an acquire that may wait never reports a busy pool"),
-                Err(e) => Err(e),
-            }
-        }
+        crate::acquire::Acquire::new(self.shared(), timeout, Location::caller())
     }
 
     /// Checks out an idle connection if one is free right now (nobody waiting ahead), without waiting for a
@@ -125,7 +117,7 @@ impl<M: Manager> Pool<M> {
     pub fn try_get(&self) -> impl Future<Output = Result<Option<Pooled<M>>, PoolError<M::Error>>> + Send + '_ {
         let caller = Location::caller();
         let shared = self.shared();
-        async move { shared.acquire(None, caller).await }
+        async move { shared.try_acquire(caller).await }
     }
 
     /// Opens `min_idle` connections (at least one) now and waits for them, so a service fails at start-up
@@ -224,7 +216,7 @@ impl<M: Manager> Pool<M> {
     /// `keep` runs under the pool's lock: it must be quick and must not call into the pool.
     pub fn retain(&self, mut keep: impl FnMut(&M::Connection, ConnectionInfo) -> bool) -> usize {
         let shared = self.shared();
-        let now = Instant::now();
+        let now = quanta::Instant::now();
         let (removed, connects) = {
             let mut g = shared.lock();
             let mut removed = Vec::new();

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use quanta::Instant as Stamp;
 
 use crate::inner::Shared;
 use crate::internals::{CloseReason, Conn};
@@ -20,17 +22,12 @@ use crate::manager::Manager;
 pub struct Pooled<M: Manager> {
     conn: Option<Conn<M::Connection>>,
     shared: Arc<Shared<M>>,
-    checked_out: Instant,
+    checked_out: Stamp,
     checkout: usize,
 }
 
 impl<M: Manager> Pooled<M> {
-    pub(crate) fn new(
-        conn: Conn<M::Connection>,
-        shared: Arc<Shared<M>>,
-        checked_out: Instant,
-        checkout: usize,
-    ) -> Self {
+    pub(crate) fn new(conn: Conn<M::Connection>, shared: Arc<Shared<M>>, checked_out: Stamp, checkout: usize) -> Self {
         Pooled { conn: Some(conn), shared, checked_out, checkout }
     }
 
@@ -133,7 +130,7 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    pub(crate) fn idle<C>(c: &Conn<C>, now: Instant) -> Self {
+    pub(crate) fn idle<C>(c: &Conn<C>, now: Stamp) -> Self {
         ConnectionInfo {
             id: c.id,
             age: now.duration_since(c.created),

@@ -6,6 +6,7 @@
 //! takes the outcome or is dropped; only the owner ever removes it, so keys are never reused behind its back.
 
 use std::task::Waker;
+use std::time::Instant;
 
 use slab::Slab;
 
@@ -15,6 +16,9 @@ struct Node<T> {
     prev: usize,
     next: usize,
     linked: bool,
+    /// Set for waiters whose deadline the pool's deadline watcher enforces; such deadlines never decrease
+    /// along the list.
+    deadline: Option<Instant>,
     waker: Option<Waker>,
     outcome: Option<T>,
 }
@@ -41,9 +45,12 @@ impl<T> Waiters<T> {
         self.linked == 0
     }
 
-    /// Queues a new waiter at the back and returns its key.
-    pub(crate) fn push_back(&mut self) -> usize {
-        let key = self.nodes.insert(Node { prev: self.tail, next: NIL, linked: true, waker: None, outcome: None });
+    /// Queues a new waiter at the back and returns its key. A `deadline` must not be earlier than any other
+    /// queued waiter's.
+    /// The waker is registered at once, so the waiter need not poll (and lock) again before it is woken.
+    pub(crate) fn push_back(&mut self, deadline: Option<Instant>, waker: Option<&Waker>) -> usize {
+        let node = Node { prev: self.tail, next: NIL, linked: true, deadline, waker: waker.cloned(), outcome: None };
+        let key = self.nodes.insert(node);
         if self.tail == NIL {
             self.head = key;
         } else {
@@ -110,6 +117,28 @@ impl<T> Waiters<T> {
         self.nodes.remove(key).outcome
     }
 
+    /// Hands `make()` to every waiter whose deadline passed by `now`, and returns their wakers and the next
+    /// deadline still ahead. Stops at the first deadline not yet reached: deadlines never decrease.
+    pub(crate) fn expire(&mut self, now: Instant, mut make: impl FnMut() -> T) -> (Vec<Waker>, Option<Instant>) {
+        let mut wakers = Vec::new();
+        let mut key = self.head;
+        while key != NIL {
+            let next = self.nodes[key].next;
+            match self.nodes[key].deadline {
+                Some(d) if d <= now => {
+                    self.unlink(key);
+                    let node = &mut self.nodes[key];
+                    node.outcome = Some(make());
+                    wakers.extend(node.waker.take());
+                }
+                Some(d) => return (wakers, Some(d)),
+                None => {}
+            }
+            key = next;
+        }
+        (wakers, None)
+    }
+
     /// Hands an outcome made by `make` to every waiter, front first, and returns their wakers.
     pub(crate) fn fulfill_all(&mut self, mut make: impl FnMut() -> T) -> Vec<Waker> {
         let mut wakers = Vec::with_capacity(self.linked);
@@ -131,9 +160,9 @@ mod tests {
     #[test]
     fn fulfills_in_arrival_order() {
         let mut w = Waiters::new();
-        let a = w.push_back();
-        let b = w.push_back();
-        let c = w.push_back();
+        let a = w.push_back(None, None);
+        let b = w.push_back(None, None);
+        let c = w.push_back(None, None);
         assert!(w.fulfill_front(1).is_ok());
         assert!(w.fulfill_front(2).is_ok());
         assert_eq!(w.len(), 1);
@@ -146,9 +175,9 @@ mod tests {
     #[test]
     fn cancel_from_the_middle_keeps_order() {
         let mut w = Waiters::new();
-        let a = w.push_back();
-        let b = w.push_back();
-        let c = w.push_back();
+        let a = w.push_back(None, None);
+        let b = w.push_back(None, None);
+        let c = w.push_back(None, None);
         assert_eq!(w.cancel(b), None);
         assert!(w.fulfill_front('x').is_ok());
         assert!(w.fulfill_front('y').is_ok());
@@ -160,12 +189,31 @@ mod tests {
     }
 
     #[test]
+    fn expire_fails_only_waiters_past_their_deadline() {
+        let mut w = Waiters::new();
+        let t0 = Instant::now();
+        let ms = std::time::Duration::from_millis;
+        let a = w.push_back(Some(t0 + ms(10)), None);
+        let b = w.push_back(None, None);
+        let c = w.push_back(Some(t0 + ms(20)), None);
+        let d = w.push_back(Some(t0 + ms(30)), None);
+        let (_, next) = w.expire(t0 + ms(20), || 'x');
+        assert_eq!(next, Some(t0 + ms(30)));
+        let waker = std::task::Waker::noop();
+        assert_eq!(w.poll(a, waker), Some('x'));
+        assert_eq!(w.poll(c, waker), Some('x'));
+        assert_eq!(w.poll(b, waker), None);
+        assert_eq!(w.poll(d, waker), None);
+        assert_eq!(w.len(), 2);
+    }
+
+    #[test]
     fn cancel_after_fulfilment_returns_the_outcome() {
         let mut w = Waiters::new();
-        let a = w.push_back();
+        let a = w.push_back(None, None);
         assert!(w.fulfill_front(7).is_ok());
         assert_eq!(w.cancel(a), Some(7));
-        let b = w.push_back();
+        let b = w.push_back(None, None);
         assert_eq!(w.cancel(b), None);
         assert!(matches!(w.fulfill_front(8), Err(8)));
     }

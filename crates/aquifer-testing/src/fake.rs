@@ -80,7 +80,11 @@ pub struct FakeConn {
 
 impl std::fmt::Debug for FakeConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeConn").field("id", &self.id).field("broken", &self.broken).field("dirty", &self.dirty).finish()
+        f.debug_struct("FakeConn")
+            .field("id", &self.id)
+            .field("broken", &self.broken)
+            .field("dirty", &self.dirty)
+            .finish()
     }
 }
 

@@ -1,0 +1,40 @@
+//! Helpers shared by the engine's tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use aquifer_core::{Pool, PoolBuilder};
+use aquifer_testing::FakeManager;
+
+/// Polls `cond` every 5 ms until it holds; fails the test after `within`.
+pub async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A builder over a fresh fake server, with short timeouts suited to tests.
+pub fn builder(fake: &FakeManager) -> PoolBuilder<FakeManager> {
+    Pool::builder(fake.clone())
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_backoff(Duration::from_millis(5), Duration::from_millis(50))
+}
+
+/// Checks the accounting invariants once the pool is quiet: every connection the fake server created is
+/// either live in the pool or was closed exactly once, and the pool's size matches the live connections.
+pub fn assert_quiescent(pool: &Pool<FakeManager>, fake: &FakeManager) {
+    let state = pool.state();
+    let stats = fake.stats();
+    assert_eq!(fake.double_closes(), 0, "a connection was closed twice");
+    assert_eq!(stats.created, stats.closed + fake.live() as u64, "created = closed + live ({stats:?})");
+    assert_eq!(state.waiting, 0, "no waiter left: {state}");
+    assert_eq!(state.connecting, 0, "no connect left: {state}");
+    assert_eq!(state.in_use, 0, "nothing checked out: {state}");
+    assert_eq!(state.size, fake.live(), "pool size = live connections: {state}");
+    assert_eq!(state.idle, state.size, "every live connection is idle: {state}");
+    assert!(state.size <= state.max_size, "size <= max: {state}");
+}

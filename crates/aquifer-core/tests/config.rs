@@ -1,0 +1,200 @@
+//! Configuration: defaults, serde, environment variables, validation errors that name the culprit,
+//! password redaction.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aquifer_core::{ConfigError, DatabaseUrl, PoolConfig};
+
+fn from_env(vars: &[(&str, &str)]) -> Result<PoolConfig, ConfigError> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    PoolConfig::from_lookup("APP", |k| map.get(k).cloned())
+}
+
+#[test]
+fn defaults_follow_hikaricp() {
+    let c = PoolConfig::default();
+    assert_eq!(c.max_size, 10);
+    assert_eq!(c.min_idle, 0);
+    assert_eq!(c.acquire_timeout, Duration::from_secs(30));
+    assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
+    assert_eq!(c.max_lifetime, Some(Duration::from_secs(1800)));
+    assert_eq!(c.validation_bypass, Duration::from_millis(500));
+    assert_eq!(c.leak_detection_threshold, None);
+    assert!(c.validate().is_ok());
+}
+
+#[test]
+fn every_env_variable_is_read() {
+    let c = from_env(&[
+        ("APP_URL", "postgres://app:pw@db:5432/orders"),
+        ("APP_NAME", "orders"),
+        ("APP_POOL_MAX_SIZE", "20"),
+        ("APP_POOL_MIN_IDLE", "4"),
+        ("APP_POOL_ACQUIRE_TIMEOUT", "5s"),
+        ("APP_POOL_CONNECT_TIMEOUT", "2s"),
+        ("APP_POOL_IDLE_TIMEOUT", "1m"),
+        ("APP_POOL_MAX_LIFETIME", "15m"),
+        ("APP_POOL_VALIDATION_BYPASS", "250ms"),
+        ("APP_POOL_VALIDATION_TIMEOUT", "1s"),
+        ("APP_POOL_LEAK_THRESHOLD", "10s"),
+        ("APP_POOL_HEALTH_INTERVAL", "15s"),
+        ("APP_POOL_CLOSE_TIMEOUT", "3s"),
+        ("APP_POOL_FAIL_FAST_AFTER", "5"),
+        ("APP_POOL_CONNECT_BACKOFF_MIN", "20ms"),
+        ("APP_POOL_CONNECT_BACKOFF_MAX", "2s"),
+    ])
+    .unwrap();
+    assert_eq!(c.url.as_ref().unwrap().expose(), "postgres://app:pw@db:5432/orders");
+    assert_eq!(c.name.as_deref(), Some("orders"));
+    assert_eq!((c.max_size, c.min_idle, c.fail_fast_after), (20, 4, 5));
+    assert_eq!(c.acquire_timeout, Duration::from_secs(5));
+    assert_eq!(c.connect_timeout, Duration::from_secs(2));
+    assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
+    assert_eq!(c.max_lifetime, Some(Duration::from_secs(900)));
+    assert_eq!(c.validation_bypass, Duration::from_millis(250));
+    assert_eq!(c.validation_timeout, Duration::from_secs(1));
+    assert_eq!(c.leak_detection_threshold, Some(Duration::from_secs(10)));
+    assert_eq!(c.health_interval, Some(Duration::from_secs(15)));
+    assert_eq!(c.close_timeout, Duration::from_secs(3));
+    assert_eq!(c.connect_backoff_min, Duration::from_millis(20));
+    assert_eq!(c.connect_backoff_max, Duration::from_secs(2));
+}
+
+#[test]
+fn unset_and_empty_variables_keep_the_defaults() {
+    assert_eq!(from_env(&[]).unwrap(), PoolConfig::default());
+    assert_eq!(from_env(&[("APP_POOL_MAX_SIZE", "")]).unwrap().max_size, 10);
+}
+
+#[test]
+fn optional_durations_can_be_turned_off() {
+    for off in ["off", "none", "0", "disabled", "OFF"] {
+        let c = from_env(&[("APP_POOL_IDLE_TIMEOUT", off), ("APP_POOL_MAX_LIFETIME", off)]).unwrap();
+        assert_eq!((c.idle_timeout, c.max_lifetime), (None, None), "{off}");
+    }
+}
+
+#[test]
+fn every_invalid_env_value_is_rejected_naming_the_variable_and_value() {
+    let cases = [
+        ("APP_POOL_MAX_SIZE", "ten"),
+        ("APP_POOL_MAX_SIZE", "-1"),
+        ("APP_POOL_MAX_SIZE", "0"),
+        ("APP_POOL_MIN_IDLE", "many"),
+        ("APP_POOL_MIN_IDLE", "11"),
+        ("APP_POOL_ACQUIRE_TIMEOUT", "soon"),
+        ("APP_POOL_ACQUIRE_TIMEOUT", "0s"),
+        ("APP_POOL_CONNECT_TIMEOUT", "10"),
+        ("APP_POOL_IDLE_TIMEOUT", "forever"),
+        ("APP_POOL_MAX_LIFETIME", "1 fortnight"),
+        ("APP_POOL_VALIDATION_BYPASS", "x"),
+        ("APP_POOL_VALIDATION_TIMEOUT", "0ms"),
+        ("APP_POOL_LEAK_THRESHOLD", "-5s"),
+        ("APP_POOL_HEALTH_INTERVAL", "often"),
+        ("APP_POOL_CLOSE_TIMEOUT", "later"),
+        ("APP_POOL_FAIL_FAST_AFTER", "0"),
+        ("APP_POOL_FAIL_FAST_AFTER", "3.5"),
+        ("APP_POOL_CONNECT_BACKOFF_MIN", "10s"),
+        ("APP_POOL_CONNECT_BACKOFF_MAX", "nope"),
+    ];
+    for (var, value) in cases {
+        let err = from_env(&[(var, value)]).expect_err(&format!("{var}={value} accepted"));
+        let msg = err.to_string();
+        assert!(msg.contains(var), "error for {var}={value} does not name the variable: {msg}");
+        assert!(msg.contains(value), "error for {var}={value} does not show the value: {msg}");
+    }
+}
+
+#[test]
+fn validation_names_the_field_and_value() {
+    let err = PoolConfig { max_size: 0, ..PoolConfig::default() }.validate().unwrap_err();
+    assert_eq!(err.to_string(), "invalid pool configuration: max_size = 0: must be at least 1");
+    let err = PoolConfig { min_idle: 11, ..PoolConfig::default() }.validate().unwrap_err();
+    assert_eq!(err.to_string(), "invalid pool configuration: min_idle = 11: must not exceed max_size (10)");
+    let err = PoolConfig { idle_timeout: Some(Duration::ZERO), ..PoolConfig::default() }.validate().unwrap_err();
+    assert!(err.to_string().contains("idle_timeout"), "{err}");
+}
+
+#[test]
+fn invalid_config_is_a_build_error() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let fake = aquifer_testing::FakeManager::new();
+        let err = aquifer_core::Pool::builder(fake).max_size(2).min_idle(3).build().unwrap_err();
+        assert!(err.to_string().contains("min_idle = 3"), "{err}");
+    });
+}
+
+#[test]
+fn deserializes_with_human_durations() {
+    let c: PoolConfig = serde_json::from_str(
+        r#"{"url": "mysql://root:pw@db/app", "max_size": 32, "acquire_timeout": "2s", "idle_timeout": null,
+            "max_lifetime": "1h", "leak_detection_threshold": "30s"}"#,
+    )
+    .unwrap();
+    assert_eq!(c.max_size, 32);
+    assert_eq!(c.acquire_timeout, Duration::from_secs(2));
+    assert_eq!(c.idle_timeout, None);
+    assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
+    assert_eq!(c.leak_detection_threshold, Some(Duration::from_secs(30)));
+    assert_eq!(c.min_idle, 0, "unset fields keep their defaults");
+}
+
+#[test]
+fn unknown_fields_are_rejected_by_name() {
+    let err = serde_json::from_str::<PoolConfig>(r#"{"max_connections": 5}"#).unwrap_err();
+    assert!(err.to_string().contains("max_connections"), "{err}");
+}
+
+#[test]
+fn bad_duration_in_serde_is_rejected() {
+    let err = serde_json::from_str::<PoolConfig>(r#"{"acquire_timeout": "quick"}"#).unwrap_err();
+    assert!(err.to_string().contains("quick") || err.to_string().contains("duration"), "{err}");
+}
+
+#[test]
+fn debug_of_a_config_with_a_password_shows_no_password() {
+    let c = from_env(&[("APP_URL", "postgres://app:s3cr3t-pw@db:5432/orders")]).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("s3cr3t-pw"), "{debug}");
+    assert!(debug.contains("postgres://app:***@db:5432/orders"), "{debug}");
+}
+
+#[test]
+fn env_errors_never_show_a_password() {
+    let err = from_env(&[("APP_URL", "postgres://app:s3cr3t-pw@db/x"), ("APP_POOL_MAX_SIZE", "lots")]).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("s3cr3t-pw"));
+}
+
+#[test]
+fn urls_are_redacted_in_every_form() {
+    let cases = [
+        ("postgres://app:pw@db:5432/x", "postgres://app:***@db:5432/x"),
+        ("mysql://root:pw@127.0.0.1/test?ssl-mode=REQUIRED", "mysql://root:***@127.0.0.1/test?ssl-mode=REQUIRED"),
+        ("postgres://db/x?user=app&password=pw", "postgres://db/x?user=app&password=***"),
+        ("neo4j://neo4j@db:7687", "neo4j://neo4j@db:7687"),
+        ("sqlite://./data.db", "sqlite://./data.db"),
+        ("./data.db", "./data.db"),
+        ("weird app:pw@db", "***"),
+    ];
+    for (url, want) in cases {
+        assert_eq!(DatabaseUrl::new(url).to_string(), want, "{url}");
+        assert!(!format!("{:?}", DatabaseUrl::new(url)).contains(":pw@"), "{url}");
+    }
+}
+
+#[test]
+fn serializing_a_config_round_trips() {
+    let c = PoolConfig { max_size: 7, idle_timeout: None, ..PoolConfig::default() };
+    let json = serde_json::to_string(&c).unwrap();
+    assert_eq!(serde_json::from_str::<PoolConfig>(&json).unwrap(), c);
+}
+
+#[test]
+fn absurdly_long_durations_are_rejected_instead_of_overflowing() {
+    let err = from_env(&[("APP_POOL_ACQUIRE_TIMEOUT", "500years")]).unwrap_err();
+    assert!(err.to_string().contains("APP_POOL_ACQUIRE_TIMEOUT") && err.to_string().contains("10 years"), "{err}");
+    let c = PoolConfig { max_lifetime: Some(Duration::MAX), ..PoolConfig::default() };
+    assert!(c.validate().unwrap_err().to_string().contains("max_lifetime"));
+}

@@ -1,0 +1,116 @@
+//! Health reports of one pool and of a registry of pools.
+
+mod common;
+
+use std::time::Duration;
+
+use aquifer_core::{HealthRegistry, HealthStatus};
+use aquifer_testing::FakeManager;
+use common::{builder, eventually};
+
+#[tokio::test]
+async fn healthy_pool_reports_latency_version_and_state() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").max_size(4).build().unwrap();
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy);
+    assert_eq!(report.pool, "orders");
+    assert_eq!(report.system, "other_sql");
+    assert_eq!(report.server, "fake.local:1/test");
+    assert_eq!(report.server_version.as_deref(), Some("fake 1.0"));
+    assert!(report.latency.is_some());
+    assert_eq!(report.state.max_size, 4);
+    assert!(report.last_error.is_none());
+    assert_eq!(fake.stats().validations, 1, "health always validates, ignoring the bypass window");
+}
+
+#[tokio::test]
+async fn health_report_serializes_to_json() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).build().unwrap();
+    let json = serde_json::to_value(pool.health().await).unwrap();
+    assert_eq!(json["status"], "healthy");
+    assert!(json["latency_ms"].is_f64(), "{json}");
+    assert_eq!(json["state"]["max_size"], 10);
+    assert!(json["checked_at"].as_str().unwrap().ends_with('Z'), "{json}");
+    assert_eq!(json["utilization"], 0.0);
+}
+
+#[tokio::test]
+async fn pool_above_80_percent_utilization_is_degraded() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).max_size(5).build().unwrap();
+    let held: Vec<_> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(pool.get().await.unwrap());
+        }
+        v
+    };
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Degraded, "{report:?}");
+    assert_eq!(report.utilization, 1.0);
+    drop(held);
+}
+
+#[tokio::test]
+async fn failing_validation_makes_the_pool_unhealthy() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).build().unwrap();
+    drop(pool.get().await.unwrap());
+    fake.set_fail_validation(true);
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert!(report.last_error.unwrap().contains("server closed the connection"));
+}
+
+#[tokio::test]
+async fn unreachable_server_makes_the_pool_unhealthy_with_the_connect_error() {
+    let fake = FakeManager::new();
+    fake.set_down(true);
+    let pool = builder(&fake).fail_fast_after(2).build().unwrap();
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert!(report.last_error.unwrap().contains("connection refused"));
+}
+
+#[tokio::test]
+async fn closed_pool_is_unhealthy() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).build().unwrap();
+    pool.close().await;
+    assert_eq!(pool.health().await.status, HealthStatus::Unhealthy);
+}
+
+#[tokio::test]
+async fn health_interval_refreshes_the_report_in_the_background() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).health_interval(Some(Duration::from_millis(20))).build().unwrap();
+    eventually(Duration::from_secs(5), "a background report exists", || pool.last_health().is_some()).await;
+    fake.set_fail_validation(true);
+    eventually(Duration::from_secs(5), "the report turned unhealthy", || {
+        pool.last_health().is_some_and(|r| r.status == HealthStatus::Unhealthy)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn registry_aggregates_pools_with_the_worst_status() {
+    let good = FakeManager::new();
+    let bad = FakeManager::new();
+    bad.set_down(true);
+    let registry = HealthRegistry::new();
+    registry.register(builder(&good).name("good").build().unwrap());
+    registry.register(builder(&bad).name("bad").fail_fast_after(1).build().unwrap());
+    let report = registry.check().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    let names: Vec<_> = report.pools.iter().map(|p| (p.pool.as_str(), p.status)).collect();
+    assert_eq!(names, [("good", HealthStatus::Healthy), ("bad", HealthStatus::Unhealthy)]);
+    assert_eq!(registry.unregister("bad"), 1);
+    assert_eq!(registry.check().await.status, HealthStatus::Healthy);
+}
+
+#[tokio::test]
+async fn empty_registry_is_healthy() {
+    assert_eq!(HealthRegistry::new().check().await.status, HealthStatus::Healthy);
+}

@@ -1,0 +1,114 @@
+//! Leak detection: a connection held too long is reported once, with the file:line of the get() call.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aquifer_core::LeakReport;
+use aquifer_testing::FakeManager;
+use common::{builder, eventually};
+use parking_lot::Mutex;
+
+#[tokio::test]
+async fn leak_report_names_the_file_and_line_of_the_get_call() {
+    let fake = FakeManager::new();
+    let reports: Arc<Mutex<Vec<LeakReport>>> = Arc::default();
+    let pool = builder(&fake)
+        .leak_detection_threshold(Some(Duration::from_millis(30)))
+        .on_leak({
+            let reports = reports.clone();
+            move |r| reports.lock().push(r.clone())
+        })
+        .build()
+        .unwrap();
+    let line = line!() + 1;
+    let conn = pool.get().await.unwrap();
+    eventually(Duration::from_secs(5), "the leak was reported", || !reports.lock().is_empty()).await;
+    let report = reports.lock()[0].clone();
+    assert_eq!(report.caller.file(), file!());
+    assert_eq!(report.caller.line(), line);
+    assert_eq!(report.conn_id, conn.id);
+    assert!(report.held_for >= Duration::from_millis(30));
+    assert!(report.to_string().contains(&format!("{}:{line}", file!())), "{report}");
+    assert_eq!(pool.stats().leaks, 1);
+    drop(conn);
+}
+
+#[tokio::test]
+async fn a_leak_is_reported_only_once() {
+    let fake = FakeManager::new();
+    let count = Arc::new(Mutex::new(0));
+    let pool = builder(&fake)
+        .leak_detection_threshold(Some(Duration::from_millis(10)))
+        .on_leak({
+            let count = count.clone();
+            move |_| *count.lock() += 1
+        })
+        .build()
+        .unwrap();
+    let conn = pool.get().await.unwrap();
+    eventually(Duration::from_secs(5), "the leak was reported", || *count.lock() == 1).await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(*count.lock(), 1);
+    drop(conn);
+}
+
+#[tokio::test]
+async fn connections_returned_in_time_are_not_reported() {
+    let fake = FakeManager::new();
+    let count = Arc::new(Mutex::new(0));
+    let pool = builder(&fake)
+        .leak_detection_threshold(Some(Duration::from_millis(100)))
+        .on_leak({
+            let count = count.clone();
+            move |_| *count.lock() += 1
+        })
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        drop(pool.get().await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(*count.lock(), 0);
+    assert_eq!(pool.stats().leaks, 0);
+}
+
+#[tokio::test]
+async fn leak_is_logged_through_tracing_with_the_caller() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = {
+        let logs = logs.clone();
+        move || Capture(logs.clone())
+    };
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = FakeManager::new();
+    let pool = builder(&fake).leak_detection_threshold(Some(Duration::from_millis(10))).build().unwrap();
+    let line = line!() + 1;
+    let conn = pool.get().await.unwrap();
+    let needle = format!("{}:{line}", file!());
+    eventually(Duration::from_secs(5), "the leak was logged", || {
+        String::from_utf8_lossy(&logs.lock()).contains(&needle)
+    })
+    .await;
+    let text = String::from_utf8_lossy(&logs.lock()).to_string();
+    assert!(text.contains("WARN"), "{text}");
+    assert!(text.contains("possible leak"), "{text}");
+    drop(conn);
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

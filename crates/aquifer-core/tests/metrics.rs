@@ -1,0 +1,208 @@
+//! OpenTelemetry metrics, checked through the SDK's in-memory exporter: names, units, instrument kinds and
+//! attributes exactly as the semantic conventions (and DESIGN.md) say, values consistent with what happened.
+
+mod common;
+
+use std::time::Duration;
+
+use aquifer_core::metrics::DURATION_BUCKETS;
+use aquifer_testing::{Captured, FakeManager, Kind, MetricsCapture};
+use common::{builder, eventually};
+
+fn metric<'a>(c: &'a Captured, name: &str, unit: &str, kind: Kind) -> &'a aquifer_testing::CapturedMetric {
+    let m = c.get(name).unwrap_or_else(|| panic!("{name} was not exported; got {:?}", c.metrics.keys()));
+    assert_eq!(m.unit, unit, "unit of {name}");
+    assert_eq!(m.kind, kind, "instrument kind of {name}");
+    for p in &m.points {
+        assert_eq!(p.attr("db.client.connection.pool.name"), Some("orders"), "{name}: {p:?}");
+        assert_eq!(p.attr("db.system.name"), Some("other_sql"), "{name}: {p:?}");
+    }
+    m
+}
+
+#[tokio::test]
+async fn connection_counts_are_observed_by_state() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").max_size(4).min_idle(1).meter(capture.meter()).build().unwrap();
+    let held = [pool.get().await.unwrap(), pool.get().await.unwrap(), pool.get().await.unwrap()];
+    eventually(Duration::from_secs(5), "min_idle was topped up", || pool.state().idle == 1).await;
+
+    let c = capture.collect();
+    let count = metric(&c, "db.client.connection.count", "{connection}", Kind::UpDownCounter);
+    assert_eq!(count.point_with("db.client.connection.state", "used").unwrap().value, 3.0);
+    assert_eq!(count.point_with("db.client.connection.state", "idle").unwrap().value, 1.0);
+    assert_eq!(metric(&c, "db.client.connection.max", "{connection}", Kind::UpDownCounter).total(), 4.0);
+    assert_eq!(metric(&c, "db.client.connection.idle.max", "{connection}", Kind::UpDownCounter).total(), 4.0);
+    assert_eq!(metric(&c, "db.client.connection.idle.min", "{connection}", Kind::UpDownCounter).total(), 1.0);
+
+    drop(held);
+    let c = capture.collect();
+    let count = metric(&c, "db.client.connection.count", "{connection}", Kind::UpDownCounter);
+    assert_eq!(count.point_with("db.client.connection.state", "used").unwrap().value, 0.0);
+    assert_eq!(count.point_with("db.client.connection.state", "idle").unwrap().value, 4.0);
+}
+
+#[tokio::test]
+async fn pending_requests_count_the_waiters() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").max_size(1).meter(capture.meter()).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { drop(pool.get().await) })
+        })
+        .collect();
+    eventually(Duration::from_secs(5), "two waiters are queued", || pool.state().waiting == 2).await;
+    let c = capture.collect();
+    assert_eq!(metric(&c, "db.client.connection.pending_requests", "{request}", Kind::UpDownCounter).total(), 2.0);
+    drop(held);
+    for w in waiters {
+        w.await.unwrap();
+    }
+    let c = capture.collect();
+    assert_eq!(metric(&c, "db.client.connection.pending_requests", "{request}", Kind::UpDownCounter).total(), 0.0);
+}
+
+#[tokio::test]
+async fn timings_are_histograms_in_seconds_with_fine_buckets() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    fake.set_connect_delay(Duration::from_millis(5));
+    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    for _ in 0..5 {
+        let conn = pool.get().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        drop(conn);
+    }
+    let c = capture.collect();
+    let create = metric(&c, "db.client.connection.create_time", "s", Kind::Histogram);
+    assert_eq!(create.count(), 1);
+    assert!(create.total() >= 0.005, "create_time sum {} s < the 5 ms connect delay", create.total());
+    let wait = metric(&c, "db.client.connection.wait_time", "s", Kind::Histogram);
+    assert_eq!(wait.count(), 5);
+    assert!(wait.total() >= 0.005, "the first get waited for the connect");
+    let used = metric(&c, "db.client.connection.use_time", "s", Kind::Histogram);
+    assert_eq!(used.count(), 5);
+    assert!(used.total() >= 0.010, "five uses of at least 2 ms");
+    assert_eq!(used.points[0].bounds, DURATION_BUCKETS.to_vec());
+}
+
+#[tokio::test]
+async fn timeouts_are_counted() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").max_size(1).meter(capture.meter()).build().unwrap();
+    let _held = pool.get().await.unwrap();
+    for _ in 0..3 {
+        assert!(pool.get_timeout(Duration::from_millis(5)).await.is_err());
+    }
+    let c = capture.collect();
+    assert_eq!(metric(&c, "db.client.connection.timeouts", "{timeout}", Kind::Counter).total(), 3.0);
+}
+
+#[tokio::test]
+async fn created_and_closed_connections_are_counted_with_the_close_reason() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    let mut a = pool.get().await.unwrap();
+    let b = pool.get().await.unwrap();
+    let c2 = pool.get().await.unwrap();
+    a.broken = true;
+    drop(a);
+    b.discard();
+    drop(c2);
+    pool.close().await;
+    let c = capture.collect();
+    assert_eq!(metric(&c, "aquifer.pool.connections.created", "{connection}", Kind::Counter).total(), 3.0);
+    let closed = metric(&c, "aquifer.pool.connections.closed", "{connection}", Kind::Counter);
+    assert_eq!(closed.point_with("reason", "broken").unwrap().value, 1.0);
+    assert_eq!(closed.point_with("reason", "discarded").unwrap().value, 1.0);
+    assert_eq!(closed.point_with("reason", "pool_closed").unwrap().value, 1.0);
+}
+
+#[tokio::test]
+async fn connect_errors_are_counted_by_error_type() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    fake.set_down(true);
+    let pool = builder(&fake).name("orders").fail_fast_after(3).meter(capture.meter()).build().unwrap();
+    assert!(pool.get().await.is_err());
+    let c = capture.collect();
+    let errors = metric(&c, "aquifer.pool.connect.errors", "{error}", Kind::Counter);
+    assert!(errors.point_with("error.type", "connection_refused").unwrap().value >= 3.0);
+    assert_eq!(metric(&c, "aquifer.pool.health", "1", Kind::Gauge).total(), 0.0, "failing fast is unhealthy");
+}
+
+#[tokio::test]
+async fn leaks_are_counted() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake)
+        .name("orders")
+        .leak_detection_threshold(Some(Duration::from_millis(10)))
+        .meter(capture.meter())
+        .build()
+        .unwrap();
+    let conn = pool.get().await.unwrap();
+    eventually(Duration::from_secs(5), "the leak was reported", || pool.stats().leaks == 1).await;
+    let c = capture.collect();
+    assert_eq!(metric(&c, "aquifer.pool.leaks", "{connection}", Kind::Counter).total(), 1.0);
+    drop(conn);
+}
+
+#[tokio::test]
+async fn health_gauge_is_one_when_healthy() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    drop(pool.get().await.unwrap());
+    let c = capture.collect();
+    assert_eq!(metric(&c, "aquifer.pool.health", "1", Kind::Gauge).total(), 1.0);
+}
+
+#[tokio::test]
+async fn operation_duration_carries_the_operation_and_server_attributes() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    pool.record_operation("SELECT", Duration::from_millis(3), None);
+    pool.record_operation("INSERT", Duration::from_millis(1), Some("23505"));
+    let c = capture.collect();
+    let ops = metric(&c, "db.client.operation.duration", "s", Kind::Histogram);
+    let select = ops.point_with("db.operation.name", "SELECT").unwrap();
+    assert_eq!(select.count, 1);
+    assert_eq!(select.attr("server.address"), Some("fake.local"));
+    assert_eq!(select.attr("server.port"), Some("1"));
+    assert_eq!(select.attr("db.namespace"), Some("test"));
+    assert_eq!(select.attr("error.type"), None);
+    assert_eq!(ops.point_with("db.operation.name", "INSERT").unwrap().attr("error.type"), Some("23505"));
+}
+
+#[tokio::test]
+async fn default_pool_name_is_address_port_and_namespace() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).meter(capture.meter()).build().unwrap();
+    drop(pool.get().await.unwrap());
+    let c = capture.collect();
+    let count = c.get("db.client.connection.count").unwrap();
+    assert_eq!(count.points[0].attr("db.client.connection.pool.name"), Some("fake.local:1/test"));
+}
+
+#[tokio::test]
+async fn a_dropped_pool_stops_reporting() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    drop(pool.get().await.unwrap());
+    assert!(capture.collect().get("db.client.connection.count").is_some_and(|m| !m.points.is_empty()));
+    drop(pool);
+    // Give the background task a moment to let go of the pool.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let c = capture.collect();
+    assert!(c.get("db.client.connection.count").is_none_or(|m| m.points.is_empty()), "{c:?}");
+}

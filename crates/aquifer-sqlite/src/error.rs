@@ -1,0 +1,261 @@
+//! Errors: [`ConnectionError`] (opening or checking a connection; names the database path) and
+//! [`SqliteError`] (anything a pool operation can return).
+
+use std::fmt;
+
+use aquifer_core::{BuildError, ConfigError, PoolError};
+use rusqlite::ErrorCode;
+
+/// What kind of failure a [`ConnectionError`] is, for code that reacts to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The file exists but is not an SQLite database (or is encrypted).
+    NotADatabase,
+    /// The file or its directory cannot be opened or created: a missing directory, a permission, a file
+    /// system without room.
+    CannotOpen,
+    /// The database, its directory or its file system is read-only.
+    ReadOnly,
+    /// Another connection or process holds a lock and `busy_timeout` ran out.
+    Locked,
+    /// The database file is damaged.
+    Corrupt,
+    /// The disk is full.
+    Full,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// A low-cardinality name, used as the `error.type` metric attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotADatabase => "not_a_database",
+            ErrorKind::CannotOpen => "cannot_open",
+            ErrorKind::ReadOnly => "read_only",
+            ErrorKind::Locked => "locked",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Full => "full",
+            ErrorKind::Other => "_OTHER",
+        }
+    }
+
+    /// The kind of a rusqlite error.
+    pub fn of(error: &rusqlite::Error) -> ErrorKind {
+        match error.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => ErrorKind::NotADatabase,
+            Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => ErrorKind::CannotOpen,
+            Some(ErrorCode::ReadOnly) => ErrorKind::ReadOnly,
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => ErrorKind::Locked,
+            Some(ErrorCode::DatabaseCorrupt) => ErrorKind::Corrupt,
+            Some(ErrorCode::DiskFull) => ErrorKind::Full,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            ErrorKind::NotADatabase => "the file exists but is not an SQLite database (or is encrypted)",
+            ErrorKind::CannotOpen => {
+                "the file cannot be opened or created: check that its directory exists and that this process may \
+                 write there (SQLite creates the -wal and -shm files beside the database)"
+            }
+            ErrorKind::ReadOnly => {
+                "the database, its directory or its file system is read-only (a WAL database needs its directory \
+                 writable for the -wal and -shm files)"
+            }
+            ErrorKind::Locked => "another connection or process holds a lock on it and busy_timeout ran out",
+            ErrorKind::Corrupt => "the database file is damaged",
+            ErrorKind::Full => "the disk is full",
+            ErrorKind::Other => "",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a [`ConnectionError`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Opening the database or applying the pragmas.
+    Open,
+    /// The liveness check on checkout.
+    Validate,
+    /// Rolling back a transaction left open by the previous user.
+    Reset,
+}
+
+/// Opening, tuning, validating or resetting a connection failed. The message names the database path and
+/// says what is wrong in plain words; [`ConnectionError::kind`] says it for code.
+#[derive(Debug, thiserror::Error)]
+#[error("{} SQLite database {path:?}: {}{source}", stage_text(*stage), hint(*kind))]
+#[non_exhaustive]
+pub struct ConnectionError {
+    /// The database path, as configured (URI parameters redacted).
+    pub path: String,
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// When.
+    pub stage: Stage,
+    /// The driver's error.
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+fn stage_text(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Open => "cannot open",
+        Stage::Validate => "validation failed on",
+        Stage::Reset => "rollback of an abandoned transaction failed on",
+    }
+}
+
+fn hint(kind: ErrorKind) -> String {
+    match kind.hint() {
+        "" => String::new(),
+        h => format!("{h}: "),
+    }
+}
+
+impl ConnectionError {
+    pub(crate) fn new(path: &str, stage: Stage, source: rusqlite::Error) -> Self {
+        ConnectionError { path: path.to_owned(), kind: ErrorKind::of(&source), stage, source }
+    }
+
+    /// Like `new`, for an error raised while opening `raw`: SQLite's message repeats the path as given, so a
+    /// URI's parameters are redacted there too.
+    pub(crate) fn opening(raw: &str, path: &str, source: rusqlite::Error) -> Self {
+        let source = match source {
+            rusqlite::Error::SqliteFailure(code, Some(msg)) if raw != path && msg.contains(raw) => {
+                rusqlite::Error::SqliteFailure(code, Some(msg.replace(raw, path)))
+            }
+            other => other,
+        };
+        Self::new(path, Stage::Open, source)
+    }
+
+    pub(crate) fn panicked(path: &str, join: tokio::task::JoinError) -> Self {
+        let message = if join.is_panic() { panic_message(join.into_panic()) } else { join.to_string() };
+        let source = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(format!("opening the connection panicked: {message}")),
+        );
+        ConnectionError { path: path.to_owned(), kind: ErrorKind::Other, stage: Stage::Open, source }
+    }
+
+    /// The SQLite result code, when SQLite produced the error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.source.sqlite_error_code()
+    }
+}
+
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}
+
+/// Anything a [`SqlitePool`](crate::SqlitePool) or [`SqliteSyncPool`](crate::SqliteSyncPool) operation can
+/// return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// The database could not be opened when the pool was built (a missing directory, a file that is not a
+    /// database, a lock held by another process...). Names the path.
+    #[error(transparent)]
+    Open(#[from] ConnectionError),
+    /// No connection could be had: the pool timed out, is closed, or fails fast because connects keep
+    /// failing (the connect error, naming the path, is the source).
+    #[error(transparent)]
+    Pool(#[from] PoolError<ConnectionError>),
+    /// A statement failed (including `SQLITE_BUSY` when another process held a lock beyond `busy_timeout`).
+    #[error(transparent)]
+    Query(#[from] rusqlite::Error),
+    /// The closure panicked. A write's transaction was rolled back and the connection went back to the pool;
+    /// the panic is reported here instead of unwinding into the caller.
+    #[error("the closure passed to {operation} panicked (its transaction was rolled back): {message}")]
+    Panicked {
+        /// `read`, `write`, `interact`...
+        operation: &'static str,
+        /// The panic message.
+        message: String,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The async pools were built outside a Tokio runtime.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The sync (r2d2) pool gave no connection within its timeout, or could not open its connections.
+    #[error("r2d2 pool: {0}")]
+    Sync(#[from] r2d2::Error),
+}
+
+impl SqliteError {
+    /// The SQLite result code, when SQLite produced the error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            SqliteError::Query(e) => e.sqlite_error_code(),
+            _ => self.connection_error().and_then(ConnectionError::code),
+        }
+    }
+
+    /// True for `SQLITE_BUSY` and `SQLITE_LOCKED`, from a statement or a connect.
+    pub fn is_busy(&self) -> bool {
+        matches!(self.code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+    }
+
+    /// The connection error behind this error: at start-up, or the last connect failure behind a timeout or
+    /// a fail-fast.
+    pub fn connection_error(&self) -> Option<&ConnectionError> {
+        match self {
+            SqliteError::Open(e) => Some(e),
+            SqliteError::Pool(e) => e.backend_error(),
+            _ => None,
+        }
+    }
+
+    /// A low-cardinality name for the `error.type` metric attribute.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            SqliteError::Query(e) => code_name(e.sqlite_error_code()),
+            SqliteError::Open(e) => e.kind.as_str(),
+            SqliteError::Pool(PoolError::Timeout { .. }) => "timeout",
+            SqliteError::Pool(PoolError::Closed) => "pool_closed",
+            SqliteError::Pool(e) => e.backend_error().map_or("_OTHER", |e| e.kind.as_str()),
+            SqliteError::Panicked { .. } => "panic",
+            SqliteError::Sync(_) => "timeout",
+            _ => "_OTHER",
+        }
+    }
+}
+
+fn code_name(code: Option<ErrorCode>) -> &'static str {
+    match code {
+        Some(ErrorCode::ConstraintViolation) => "SQLITE_CONSTRAINT",
+        Some(ErrorCode::DatabaseBusy) => "SQLITE_BUSY",
+        Some(ErrorCode::DatabaseLocked) => "SQLITE_LOCKED",
+        Some(ErrorCode::ReadOnly) => "SQLITE_READONLY",
+        Some(ErrorCode::DiskFull) => "SQLITE_FULL",
+        Some(ErrorCode::DatabaseCorrupt) => "SQLITE_CORRUPT",
+        Some(ErrorCode::NotADatabase) => "SQLITE_NOTADB",
+        Some(ErrorCode::SystemIoFailure) => "SQLITE_IOERR",
+        Some(ErrorCode::OperationInterrupted) => "SQLITE_INTERRUPT",
+        Some(ErrorCode::TypeMismatch) => "SQLITE_MISMATCH",
+        Some(ErrorCode::TooBig) => "SQLITE_TOOBIG",
+        Some(ErrorCode::Unknown) => "SQLITE_ERROR",
+        Some(_) => "_OTHER",
+        // rusqlite's own errors: wrong column type, no rows, bad parameter count...
+        None => "client",
+    }
+}

@@ -1,0 +1,487 @@
+//! [`SqlitePool`]: one writer connection and N `query_only` readers, used from async code through closures
+//! that run on Tokio's blocking pool.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use aquifer_core::{HealthReport, HealthStatus, Pool, PoolConfig, Pooled, State, Stats};
+use opentelemetry::metrics::Meter;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use serde::Serialize;
+
+use crate::checkpoint::{CheckpointMode, CheckpointResult, CheckpointStats, Checkpointer, checkpoint};
+use crate::config::{JournalMode, SqliteConfig, Synchronous, TempStore};
+use crate::error::{SqliteError, panic_message};
+use crate::manager::{Role, SqliteManager, Target};
+
+/// The engine's pool of SQLite connections (the writer's or the readers').
+pub type SqliteConnPool = Pool<SqliteManager>;
+/// A connection checked out of a [`SqliteConnPool`]; dereferences to [`rusqlite::Connection`].
+pub type SqlitePooled = Pooled<SqliteManager>;
+/// The errors of [`SqliteConnPool::get`](aquifer_core::Pool::get).
+pub type SqlitePoolError = aquifer_core::PoolError<crate::ConnectionError>;
+
+/// A WAL-tuned SQLite database for async code: one writer connection (a pool of size 1, so writes queue in
+/// the pool, first come first served, instead of fighting over SQLite's lock) and a pool of `query_only`
+/// readers that never block it and that it never blocks.
+///
+/// Every connection is tuned on connect (see [`SqliteConfig`]). Work runs in closures on Tokio's blocking pool:
+/// [`read`](SqlitePool::read), [`write`](SqlitePool::write) (a `BEGIN IMMEDIATE` transaction, committed on `Ok`,
+/// rolled back on `Err` or panic), and [`interact`](SqlitePool::interact) /
+/// [`interact_read`](SqlitePool::interact_read) for raw access. A background task checkpoints the WAL so it
+/// stays bounded under constant reads; [`close`](SqlitePool::close) runs `PRAGMA optimize`.
+///
+/// Cheap to clone: clones share the pools. Dropping the last clone closes them (without `PRAGMA optimize`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), aquifer_sqlite::SqliteError> {
+/// use aquifer_sqlite::SqlitePool;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let pool = SqlitePool::builder(dir.path().join("books.db")).readers(4).open().await?;
+/// pool.write(|tx| tx.execute_batch("CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")).await?;
+/// pool.write(|tx| tx.execute("INSERT INTO authors (name) VALUES (?1)", ["Ursula"])).await?;
+/// let n: i64 = pool.read(|c| c.query_row("SELECT count(*) FROM authors", [], |r| r.get(0))).await?;
+/// assert_eq!(n, 1);
+/// pool.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqlitePool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: SqliteConnPool,
+    readers: SqliteConnPool,
+    target: Arc<Target>,
+    checkpointer: Checkpointer,
+    /// Keeps an in-memory database alive while the pool lives, whatever the pools close.
+    _keeper: Option<std::sync::Mutex<Connection>>,
+    task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for SqlitePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlitePool")
+            .field("path", &self.inner.target.display)
+            .field("writer", &self.inner.writer.state())
+            .field("readers", &self.inner.readers.state())
+            .finish()
+    }
+}
+
+/// Builds a [`SqlitePool`] (or a [`SqliteSyncPool`](crate::SqliteSyncPool)); every setter overrides one field
+/// of [`SqliteConfig`] (see there for defaults and trade-offs).
+#[must_use = "a builder does nothing until open() is called"]
+#[derive(Debug, Clone)]
+pub struct SqlitePoolBuilder {
+    config: SqliteConfig,
+    meter: Option<Meter>,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),+ $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config.$name = value;
+                self
+            }
+        )+
+    };
+}
+
+impl SqlitePoolBuilder {
+    /// A builder for the database at `path` with the tuned defaults.
+    pub fn new(path: impl AsRef<std::path::Path>) -> Self {
+        SqlitePoolBuilder { config: SqliteConfig::new(path.as_ref().to_string_lossy()), meter: None }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: SqliteConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the reader pool's maximum size (`pool.max_size`).
+    pub fn readers(mut self, n: usize) -> Self {
+        self.config.pool.max_size = n;
+        self
+    }
+
+    /// Sets the pool name prefix: the pools are named `{name}/writer` and `{name}/readers`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.pool.name = Some(name.into());
+        self
+    }
+
+    setters! {
+        /// Sets [`SqliteConfig::create_if_missing`].
+        create_if_missing: bool,
+        /// Sets [`SqliteConfig::journal_mode`].
+        journal_mode: JournalMode,
+        /// Sets [`SqliteConfig::synchronous`].
+        synchronous: Synchronous,
+        /// Sets [`SqliteConfig::busy_timeout`].
+        busy_timeout: Duration,
+        /// Sets [`SqliteConfig::foreign_keys`].
+        foreign_keys: bool,
+        /// Sets [`SqliteConfig::temp_store`].
+        temp_store: TempStore,
+        /// Sets [`SqliteConfig::cache_size`] (negative: KiB; positive: pages).
+        cache_size: i64,
+        /// Sets [`SqliteConfig::mmap_size`] in bytes.
+        mmap_size: u64,
+        /// Sets [`SqliteConfig::journal_size_limit`] in bytes (-1: no limit).
+        journal_size_limit: i64,
+        /// Sets [`SqliteConfig::wal_autocheckpoint`] in pages.
+        wal_autocheckpoint: u32,
+        /// Sets [`SqliteConfig::checkpoint_interval`] (`None`: no background checkpoints).
+        checkpoint_interval: Option<Duration>,
+        /// Sets [`SqliteConfig::wal_size_limit`] in bytes.
+        wal_size_limit: u64,
+        /// Sets [`SqliteConfig::optimize_on_close`].
+        optimize_on_close: bool,
+        /// Sets the reader pool's settings (and the writer's timeouts).
+        pool: PoolConfig,
+    }
+
+    /// Records metrics with this meter instead of the global one.
+    pub fn meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config_ref(&self) -> &SqliteConfig {
+        &self.config
+    }
+
+    /// Opens the database and both pools: see [`SqlitePool::open`].
+    ///
+    /// Cancel safety: dropping the future before it completes drops whatever was opened; a connect already
+    /// running on the blocking pool finishes there and its connection is closed.
+    pub async fn open(self) -> Result<SqlitePool, SqliteError> {
+        SqlitePool::open_with(self.config, self.meter).await
+    }
+
+    /// Opens the database with a synchronous r2d2 pool pair instead: see
+    /// [`SqliteSyncPool::open`](crate::SqliteSyncPool::open).
+    pub fn open_sync(self) -> Result<crate::SqliteSyncPool, SqliteError> {
+        crate::sync::SqliteSyncPool::open_with(self.config, self.meter)
+    }
+}
+
+/// Both pools' state and what they have done, plus the background checkpoints.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[non_exhaustive]
+pub struct SqliteStats {
+    /// The writer pool's state.
+    pub writer_state: State,
+    /// The writer pool's counters.
+    pub writer: Stats,
+    /// The reader pool's state.
+    pub readers_state: State,
+    /// The reader pool's counters.
+    pub readers: Stats,
+    /// The background checkpoints.
+    pub checkpoints: CheckpointStats,
+}
+
+/// The health of both pools; `status` is the worse of the two.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct SqliteHealth {
+    /// The worse of the two pools' statuses.
+    pub status: HealthStatus,
+    /// The writer pool's report.
+    pub writer: HealthReport,
+    /// The reader pool's report.
+    pub readers: HealthReport,
+}
+
+impl SqlitePool {
+    /// Starts building a pool for the database at `path` (a file, `:memory:` or an SQLite URI).
+    pub fn builder(path: impl AsRef<std::path::Path>) -> SqlitePoolBuilder {
+        SqlitePoolBuilder::new(path)
+    }
+
+    /// Opens the database described by `config`: validates the configuration, opens and tunes one connection
+    /// directly (so a missing directory, a file that is not a database or a lock held elsewhere fails here at
+    /// once with a [`SqliteError::Open`] naming the path, without the pool's connect retries), then builds the
+    /// writer and reader pools, opens their first connections, and starts the checkpoint task. Must be called
+    /// within a Tokio runtime.
+    ///
+    /// Cancel safety: dropping the future drops whatever was opened; a connect already running on the blocking
+    /// pool finishes there and its connection is closed.
+    pub async fn open(config: SqliteConfig) -> Result<SqlitePool, SqliteError> {
+        Self::open_with(config, None).await
+    }
+
+    async fn open_with(config: SqliteConfig, meter: Option<Meter>) -> Result<SqlitePool, SqliteError> {
+        config.validate()?;
+        tokio::runtime::Handle::try_current().map_err(|_| aquifer_core::BuildError::NoRuntime)?;
+        let target = Target::new(config);
+        let probe_target = Arc::clone(&target);
+        let probe = tokio::task::spawn_blocking(move || probe_target.open(Role::Writer))
+            .await
+            .map_err(|e| crate::ConnectionError::panicked(&target.display, e))??;
+        let config = &target.config;
+        let memory = config.is_memory();
+        let checkpointer = Checkpointer::new(if memory { None } else { probe.path() }, config.wal_size_limit);
+        let keeper = memory.then(|| std::sync::Mutex::new(probe));
+
+        let (writer_config, reader_config) =
+            pool_configs(config, &SqliteManager::with_target(Arc::clone(&target), Role::Writer));
+        let mut writer =
+            Pool::builder(SqliteManager::with_target(Arc::clone(&target), Role::Writer)).config(writer_config);
+        let mut readers =
+            Pool::builder(SqliteManager::with_target(Arc::clone(&target), Role::Reader)).config(reader_config);
+        if let Some(m) = &meter {
+            writer = writer.meter(m.clone());
+            readers = readers.meter(m.clone());
+        }
+        let writer = writer.build()?;
+        let readers = readers.build()?;
+        // The writer first: it sets the journal mode the readers rely on.
+        writer.warm_up().await?;
+        readers.warm_up().await?;
+
+        let interval = config.checkpoint_interval.filter(|_| checkpointer.has_wal());
+        let inner = Arc::new(Inner {
+            writer,
+            readers,
+            target,
+            checkpointer,
+            _keeper: keeper,
+            task: parking_lot::Mutex::new(None),
+        });
+        if let Some(every) = interval {
+            *inner.task.lock() = Some(tokio::spawn(checkpoint_task(Arc::downgrade(&inner), every)));
+        }
+        Ok(SqlitePool { inner })
+    }
+
+    /// Runs `f` on a reader connection, inside a read transaction (one consistent snapshot for all its
+    /// statements), on Tokio's blocking pool. Readers are `query_only`: a write fails with
+    /// `SQLITE_READONLY`. Waits for a free reader up to `acquire_timeout`.
+    ///
+    /// Cancel safety: dropping the future while it waits for a reader gives up the wait (nothing is lost).
+    /// Once `f` has started, dropping the future does not stop it: `f` runs to its end on the blocking pool,
+    /// the connection then returns to the pool, and the result is discarded.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, SqliteError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let conn = self.inner.readers.get().await?;
+        run(&self.inner.readers, "read", conn, move |c| {
+            // Cached BEGIN/COMMIT statements: a point read is a few µs, parsing these each time would add more.
+            // If `f` panics the connection returns inside the transaction and the pool rolls it back.
+            c.prepare_cached("BEGIN")?.execute([])?;
+            match f(c) {
+                Ok(value) => {
+                    c.prepare_cached("COMMIT")?.execute([])?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    let _ = c.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+                    Err(e.into())
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer connection, on Tokio's blocking pool: committed
+    /// when `f` returns `Ok`, rolled back when it returns `Err` or panics (a panic is returned as
+    /// [`SqliteError::Panicked`] and the writer stays usable). `BEGIN IMMEDIATE` takes the write lock up front,
+    /// so the transaction never fails with `SQLITE_BUSY` when it first writes, as a deferred one can. Writes
+    /// queue for the one writer, first come first served, up to `acquire_timeout`.
+    ///
+    /// Cancel safety: dropping the future while it waits for the writer gives up the wait (nothing is
+    /// written). Once `f` has started, dropping the future does not stop it: `f` runs to its end on the
+    /// blocking pool and the transaction is committed or rolled back as `f` decides; then the writer returns
+    /// to the pool. Only the result is lost.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, SqliteError>
+    where
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let conn = self.inner.writer.get().await?;
+        run(&self.inner.writer, "write", conn, move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `f` with the writer connection itself, on Tokio's blocking pool, outside any transaction: for
+    /// schema migrations, `VACUUM`, or transactions you drive yourself. A transaction `f` leaves open is rolled
+    /// back before the writer is used again. A panic is returned as [`SqliteError::Panicked`].
+    ///
+    /// Cancel safety: as for [`write`](SqlitePool::write): once started, `f` runs to its end.
+    pub async fn interact<R, F>(&self, f: F) -> Result<R, SqliteError>
+    where
+        F: FnOnce(&mut Connection) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let conn = self.inner.writer.get().await?;
+        run(&self.inner.writer, "interact", conn, move |c| Ok(f(c))).await
+    }
+
+    /// Runs `f` with a reader connection itself (`query_only`, autocommit), on Tokio's blocking pool. A
+    /// transaction `f` leaves open is rolled back before the reader is used again.
+    ///
+    /// Cancel safety: as for [`read`](SqlitePool::read): once started, `f` runs to its end.
+    pub async fn interact_read<R, F>(&self, f: F) -> Result<R, SqliteError>
+    where
+        F: FnOnce(&mut Connection) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let conn = self.inner.readers.get().await?;
+        run(&self.inner.readers, "interact_read", conn, move |c| Ok(f(c))).await
+    }
+
+    /// Runs `PRAGMA wal_checkpoint(mode)` on the writer now. FULL, RESTART and TRUNCATE block writes while
+    /// they wait (up to `busy_timeout`) for readers to move to the newest snapshot.
+    ///
+    /// Cancel safety: as for [`write`](SqlitePool::write): once started, the checkpoint runs to its end.
+    pub async fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointResult, SqliteError> {
+        let conn = self.inner.writer.get().await?;
+        run(&self.inner.writer, "checkpoint", conn, move |c| Ok(checkpoint(c, mode)?)).await
+    }
+
+    /// The writer pool (size 1), for `get()`, `state()`, `health()` and the rest of the engine's API.
+    pub fn writer(&self) -> &SqliteConnPool {
+        &self.inner.writer
+    }
+
+    /// The reader pool.
+    pub fn readers(&self) -> &SqliteConnPool {
+        &self.inner.readers
+    }
+
+    /// The configuration the pool was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.inner.target.config
+    }
+
+    /// The database path as configured (`:memory:` for a private in-memory database).
+    pub fn path(&self) -> &str {
+        &self.inner.target.display
+    }
+
+    /// Both pools' state and counters, and the background checkpoints'.
+    pub fn stats(&self) -> SqliteStats {
+        SqliteStats {
+            writer_state: self.inner.writer.state(),
+            writer: self.inner.writer.stats(),
+            readers_state: self.inner.readers.state(),
+            readers: self.inner.readers.stats(),
+            checkpoints: self.inner.checkpointer.stats(),
+        }
+    }
+
+    /// Checks both pools (a validation query on each).
+    ///
+    /// Cancel safety: dropping the future returns the connections it used, like any dropped `get()`.
+    pub async fn health(&self) -> SqliteHealth {
+        let (writer, readers) = tokio::join!(self.inner.writer.health(), self.inner.readers.health());
+        SqliteHealth { status: writer.status.max(readers.status), writer, readers }
+    }
+
+    /// Closes the database: stops the checkpoint task, runs `PRAGMA optimize` on the writer (when
+    /// `optimize_on_close`), then closes both pools, waiting up to `close_timeout` for connections in use.
+    /// Later calls fail with [`PoolError::Closed`](aquifer_core::PoolError::Closed). Returns how many
+    /// connections were still in use at the deadline.
+    ///
+    /// Cancel safety: dropping the future stops the waiting, not the closing: pools already marked closed
+    /// stay closed, and a running `PRAGMA optimize` finishes on the blocking pool.
+    pub async fn close(&self) -> usize {
+        if let Some(task) = self.inner.task.lock().take() {
+            task.abort();
+        }
+        if self.config().optimize_on_close && !self.inner.writer.is_closed() {
+            let error = match self.interact(|c| c.execute_batch("PRAGMA optimize")).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(error) = error {
+                tracing::warn!(path = %self.path(), %error, "PRAGMA optimize on close failed");
+            }
+        }
+        let (readers, writer) = tokio::join!(self.inner.readers.close(), self.inner.writer.close());
+        readers + writer
+    }
+}
+
+/// The writer's and the readers' pool settings: the writer keeps its single connection open.
+fn pool_configs(config: &SqliteConfig, writer: &SqliteManager) -> (PoolConfig, PoolConfig) {
+    use aquifer_core::Manager;
+    let base = config.pool.name.clone().unwrap_or_else(|| writer.descriptor().default_pool_name());
+    let writer = PoolConfig {
+        name: Some(format!("{base}/writer")),
+        max_size: 1,
+        min_idle: 1,
+        idle_timeout: None,
+        ..config.pool.clone()
+    };
+    let readers = PoolConfig { name: Some(format!("{base}/readers")), ..config.pool.clone() };
+    (writer, readers)
+}
+
+/// Moves the checked-out connection onto the blocking pool with `f`; the connection returns to its pool there
+/// when `f` is done, whether or not anyone still awaits the result.
+async fn run<T: Send + 'static>(
+    pool: &SqliteConnPool,
+    operation: &'static str,
+    mut conn: SqlitePooled,
+    f: impl FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+) -> Result<T, SqliteError> {
+    let started = Instant::now();
+    let task = tokio::task::spawn_blocking(move || {
+        let result = f(&mut conn);
+        drop(conn);
+        result
+    });
+    let result = match task.await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => {
+            Err(SqliteError::Panicked { operation, message: panic_message(join.into_panic()) })
+        }
+        Err(join) => Err(SqliteError::Panicked { operation, message: join.to_string() }),
+    };
+    pool.record_operation(operation, started.elapsed(), result.as_ref().err().map(SqliteError::error_type));
+    result
+}
+
+/// Checkpoints the WAL every `every`: PASSIVE, or TRUNCATE once it passed `wal_size_limit`. Holds the pool
+/// weakly and ends with it.
+async fn checkpoint_task(weak: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(mode) = inner.checkpointer.plan() else { continue };
+        // A writer busy for longer than busy_timeout is doing the work; try again next tick.
+        let Ok(conn) = inner.writer.get_timeout(inner.target.config.busy_timeout).await else { continue };
+        let result = run(&inner.writer, "checkpoint", conn, move |c| Ok(checkpoint(c, mode)?)).await;
+        inner.checkpointer.record(&result.map_err(|e| e.to_string()));
+    }
+}

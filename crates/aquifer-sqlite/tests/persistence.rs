@@ -1,0 +1,76 @@
+//! Data survives closing and reopening; foreign keys are enforced.
+
+mod common;
+
+use aquifer_sqlite::rusqlite::ErrorCode;
+use aquifer_sqlite::{SqlitePool, SqliteSyncPool};
+use common::temp_db;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS aq_sl_authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS aq_sl_plots (
+        id INTEGER PRIMARY KEY,
+        author_id INTEGER NOT NULL REFERENCES aq_sl_authors(id),
+        title TEXT NOT NULL
+    );";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_persists_across_close_and_reopen() {
+    let (_dir, path) = temp_db("persist");
+    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    pool.write(|tx| {
+        tx.execute_batch(SCHEMA)?;
+        tx.execute("INSERT INTO aq_sl_authors (name) VALUES ('Le Guin')", [])
+    })
+    .await
+    .unwrap();
+    assert_eq!(pool.close().await, 0);
+    drop(pool);
+
+    let reopened = SqlitePool::builder(&path).open().await.unwrap();
+    let name: String =
+        reopened.read(|c| c.query_row("SELECT name FROM aq_sl_authors WHERE id = 1", [], |r| r.get(0))).await.unwrap();
+    assert_eq!(name, "Le Guin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_written_by_the_async_pool_is_read_by_the_sync_pool() {
+    let (_dir, path) = temp_db("persist_sync");
+    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    pool.write(|tx| {
+        tx.execute_batch(SCHEMA)?;
+        tx.execute("INSERT INTO aq_sl_authors (name) VALUES ('Jemisin')", [])
+    })
+    .await
+    .unwrap();
+    pool.close().await;
+    let path2 = path.clone();
+    let name = tokio::task::spawn_blocking(move || {
+        let sync = SqliteSyncPool::builder(&path2).open_sync().unwrap();
+        sync.read(|c| c.query_row("SELECT name FROM aq_sl_authors", [], |r| r.get::<_, String>(0))).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(name, "Jemisin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_keys_are_enforced() {
+    let (_dir, path) = temp_db("fk");
+    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    pool.write(|tx| tx.execute_batch(SCHEMA)).await.unwrap();
+    let err = pool
+        .write(|tx| tx.execute("INSERT INTO aq_sl_plots (author_id, title) VALUES (42, 'Orphan')", []))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ConstraintViolation), "{err}");
+    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_keys_can_be_turned_off() {
+    let (_dir, path) = temp_db("fk_off");
+    let pool = SqlitePool::builder(&path).foreign_keys(false).open().await.unwrap();
+    pool.write(|tx| tx.execute_batch(SCHEMA)).await.unwrap();
+    pool.write(|tx| tx.execute("INSERT INTO aq_sl_plots (author_id, title) VALUES (42, 'Orphan')", [])).await.unwrap();
+}
