@@ -180,3 +180,29 @@ async fn a_transaction_whose_connection_is_terminated_is_retried_whole() {
     assert_eq!(rows, 1, "the first attempt's insert died with its session; only the retry's row exists");
     pool.close().await;
 }
+
+#[tokio::test]
+async fn connections_terminated_while_idle_are_replaced_on_checkout() {
+    require_pg().await;
+    let mut config = config("terminate_idle");
+    config.pool.max_size = 4;
+    config.pool.min_idle = 4;
+    config.pool.validation_bypass = Duration::from_millis(50);
+    let app = config.pool.name.clone().unwrap();
+    let pool = config.connect().await.unwrap();
+    let mut admin = admin().await;
+    assert!(terminate(&mut admin, &app).await >= 4);
+    // Past the bypass window, checkout validates the idle connections, finds them dead and opens new ones:
+    // no caller sees the termination.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = pool.get().await.unwrap();
+        let v: i32 = sqlx::query_scalar("SELECT 3").fetch_one(&mut *conn).await.expect("a live connection");
+        assert_eq!(v, 3);
+        held.push(conn);
+    }
+    drop(held);
+    assert!(pool.stats().closed_validation_failed >= 4, "{:?}", pool.stats());
+    pool.close().await;
+}
