@@ -19,6 +19,12 @@ if port_open 127.0.0.1 6432; then
 fi
 
 apt_install pgbouncer
+# Where the package's own service could start on install (it is denied in containers), it would hold the
+# port with its default configuration and no database `test`: stop it in favour of this one.
+if port_open 127.0.0.1 6432 && ! answers && [ -x /etc/init.d/pgbouncer ]; then
+  log "stopping the pgbouncer package's default service"
+  /etc/init.d/pgbouncer stop >/dev/null 2>&1 || true
+fi
 mkdir -p "$dir"
 cat >"$dir/pgbouncer.ini" <<INI
 [databases]
