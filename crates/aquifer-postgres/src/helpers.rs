@@ -26,7 +26,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// Records `db.client.operation.duration` per attempt with `db.operation.name` (the statement's first
 /// keyword) and, on failure, `error.type`; retries serialization failures (40001), deadlocks (40P01) and a
-/// connection the server closed before reporting the statement complete (see the crate docs).
+/// connection the server closed before reporting the statement complete, when nothing can have been
+/// committed (docs/postgres.md, "Helpers: metrics and retries").
 ///
 /// Cancel safety: dropping the future drops the attempt in flight; the connection goes back to the pool,
 /// which drains or discards it before anyone else uses it.
