@@ -202,3 +202,51 @@ async fn helpers_record_db_client_operation_duration() {
     assert!(m.point_with("db.operation.name", "TRANSACTION").is_some());
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlocks_are_retried_by_running_the_whole_transaction_again() {
+    let pool = pool("helpers_deadlock").await;
+    let t = format!("aq_pg_helpers_deadlock_{}", std::process::id());
+    fresh_table(&pool, &t, "id int PRIMARY KEY, n int NOT NULL").await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1, 0), (2, 0)")))
+        .execute(&mut *pool.get().await.unwrap())
+        .await
+        .unwrap();
+
+    // Two transactions lock the rows in opposite order; PostgreSQL breaks the deadlock (40P01, after
+    // deadlock_timeout, 1 s by default) by aborting one, which the helper runs again.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let bump = |first: i32, second: i32| {
+        let (pool, barrier, attempts, t) = (pool.clone(), barrier.clone(), attempts.clone(), t.clone());
+        tokio::spawn(async move {
+            let mut wait = true;
+            aquifer_postgres::transaction(&pool, move |conn| {
+                let (barrier, attempts, t, wait_now) = (barrier.clone(), attempts.clone(), t.clone(), wait);
+                wait = false;
+                Box::pin(async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let update = format!("UPDATE {t} SET n = n + 1 WHERE id = $1");
+                    sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(first).execute(&mut *conn).await?;
+                    if wait_now {
+                        barrier.wait().await;
+                    }
+                    sqlx::query(sqlx::AssertSqlSafe(update)).bind(second).execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+            .await
+        })
+    };
+    let (a, b) = (bump(1, 2), bump(2, 1));
+    a.await.unwrap().expect("no error escapes");
+    b.await.unwrap().expect("no error escapes");
+    assert_eq!(attempts.load(Ordering::SeqCst), 3, "exactly one transaction ran twice");
+    let rows: Vec<(i32,)> = aquifer_postgres::fetch_all(&pool, || {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT n FROM {t} ORDER BY id")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows, vec![(2,), (2,)], "both transactions committed once each");
+    pool.close().await;
+}
