@@ -236,6 +236,15 @@ impl Manager for PgManager {
     fn error_type(&self, error: &sqlx::Error) -> Cow<'static, str> {
         crate::helpers::error_type(error)
     }
+
+    /// Refused credentials (class 28: `28P01` wrong password, `28000` no pg_hba entry or role not allowed)
+    /// and a missing database (`3D000`) do not fix themselves between two retries.
+    fn is_permanent(&self, error: &sqlx::Error) -> bool {
+        match error {
+            sqlx::Error::Database(e) => e.code().is_some_and(|c| c.starts_with("28") || c == "3D000"),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]

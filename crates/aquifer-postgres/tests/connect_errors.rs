@@ -32,6 +32,18 @@ async fn wrong_password_is_an_authentication_error_within_a_second() {
 }
 
 #[tokio::test]
+async fn a_refused_password_is_tried_once_then_the_pool_fails_fast() {
+    require_pg().await;
+    let pool = wrong_password_config("pw_once").connect_lazy().expect("a lazy pool builds");
+    let err = pool.get().await.expect_err("a wrong password must fail");
+    assert!(matches!(err, PgPoolError::Unavailable { .. }), "{err:?}");
+    assert_eq!(pool.stats().connect_errors, 1, "28P01 is permanent: no retry before failing fast");
+    let again = pool.get().await.expect_err("still failing fast");
+    assert!(again.to_string().contains("password authentication failed"), "{again}");
+    pool.close().await;
+}
+
+#[tokio::test]
 async fn the_right_password_connects() {
     require_pg().await;
     let mut c = PgConfig::from_url("postgres://aquifer_pw:aquifer-secret@127.0.0.1:5432/test?sslmode=disable");
