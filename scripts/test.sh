@@ -9,6 +9,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+step "cargo doc (broken links and missing docs are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "cargo nextest run"
 cargo nextest run --workspace --all-features --no-fail-fast
 step "metric tests without bound instruments (the default build of aquifer-core)"

@@ -454,23 +454,26 @@ impl<M: Manager> Shared<M> {
                 _ = self.closing.cancelled() => return self.abandon_connect(),
                 r = tokio::time::timeout(self.config.connect_timeout, self.manager.connect()) => r,
             };
-            let error = match attempt {
+            let (error, permanent) = match attempt {
                 Ok(Ok(raw)) => {
                     self.metrics.create_time(started.elapsed());
                     return self.connected(raw, probing);
                 }
                 Ok(Err(e)) => {
                     self.metrics.connect_error(self.manager.error_type(&e));
-                    ConnectError::Backend(Arc::new(e))
+                    let permanent = self.manager.is_permanent(&e);
+                    (ConnectError::Backend(Arc::new(e)), permanent)
                 }
                 Err(_) => {
                     self.metrics.connect_error("timeout".into());
-                    ConnectError::TimedOut(self.config.connect_timeout)
+                    (ConnectError::TimedOut(self.config.connect_timeout), false)
                 }
             };
+            // A refused password will be refused again: fail fast at once rather than after the threshold.
+            let threshold = if permanent { 1 } else { self.config.fail_fast_after };
             let (opened, wakers, retry, failures) = {
                 let mut g = self.lock();
-                let (opened, wakers) = g.connect_failed(error.clone(), self.config.fail_fast_after, Instant::now());
+                let (opened, wakers) = g.connect_failed(error.clone(), threshold, Instant::now());
                 probing |= opened;
                 let retry = !g.closed && (probing || (g.circuit.open_since.is_none() && g.connect_still_needed()));
                 if !retry {

@@ -53,6 +53,13 @@ pub trait Manager: Send + Sync + 'static {
     /// What this manager connects to, for metric attributes, logs and health reports. Never credentials.
     fn descriptor(&self) -> Descriptor;
 
+    /// True for connect errors that retrying cannot fix soon (a refused password, an unknown database or role):
+    /// the pool then fails fast after the first such failure instead of after `fail_fast_after`. The
+    /// background probe still retries, so the pool recovers when the cause is fixed. Default: `false`.
+    fn is_permanent(&self, _error: &Self::Error) -> bool {
+        false
+    }
+
     /// A low-cardinality name for an error's class, used as the `error.type` metric attribute
     /// (a SQLSTATE, an error code, "io", "tls"...). Default: `_OTHER`, as the OpenTelemetry conventions say.
     fn error_type(&self, _error: &Self::Error) -> Cow<'static, str> {

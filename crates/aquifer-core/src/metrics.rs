@@ -193,7 +193,12 @@ pub(crate) struct PoolMetrics {
     operation: Histogram<f64>,
     base: Arc<[KeyValue]>,
     operation_base: Arc<[KeyValue]>,
+    /// Attribute sets of successful operations by `db.operation.name`, built once each (up to
+    /// [`MAX_CACHED_OPERATIONS`] names; operation names are low-cardinality by convention).
+    operation_attrs: parking_lot::RwLock<std::collections::HashMap<Box<str>, Arc<[KeyValue]>>>,
 }
+
+const MAX_CACHED_OPERATIONS: usize = 64;
 
 impl PoolMetrics {
     pub(crate) fn new(meter: &Meter, pool_name: &str, descriptor: &Descriptor, observed: Weak<dyn Observed>) -> Self {
@@ -264,6 +269,7 @@ impl PoolMetrics {
                 .build(),
             base,
             operation_base: operation_base.into(),
+            operation_attrs: Default::default(),
         }
     }
 
@@ -302,13 +308,25 @@ impl PoolMetrics {
     }
 
     pub(crate) fn operation(&self, operation: &str, d: Duration, error_type: Option<&str>) {
+        let secs = d.as_secs_f64();
+        if error_type.is_none()
+            && let Some(attrs) = self.operation_attrs.read().get(operation)
+        {
+            return self.operation.record(secs, attrs);
+        }
         let mut attrs = Vec::with_capacity(self.operation_base.len() + 2);
         attrs.extend_from_slice(&self.operation_base);
         attrs.push(KeyValue::new(DB_OPERATION_NAME, operation.to_owned()));
-        if let Some(e) = error_type {
-            attrs.push(KeyValue::new(ERROR_TYPE, e.to_owned()));
+        match error_type {
+            Some(e) => attrs.push(KeyValue::new(ERROR_TYPE, e.to_owned())),
+            None => {
+                let mut cache = self.operation_attrs.write();
+                if cache.len() < MAX_CACHED_OPERATIONS {
+                    cache.insert(operation.into(), attrs.clone().into());
+                }
+            }
         }
-        self.operation.record(d.as_secs_f64(), &attrs);
+        self.operation.record(secs, &attrs);
     }
 }
 

@@ -12,16 +12,31 @@ use common::{builder, eventually};
 #[tokio::test]
 async fn timeout_reports_last_connect_error() {
     let fake = FakeManager::new();
-    fake.set_connect_error(Some("password authentication failed for user \"app\""));
+    fake.set_connect_error(Some("no pg_hba.conf entry for host \"10.0.0.7\""));
     let pool = builder(&fake).fail_fast_after(1_000).build().unwrap();
     let err = pool.get_timeout(Duration::from_millis(200)).await.unwrap_err();
     let PoolError::Timeout { last_error: Some(ConnectError::Backend(e)), .. } = &err else {
         panic!("expected a timeout with the last connect error, got {err:?}");
     };
-    assert_eq!(e.0, "password authentication failed for user \"app\"");
-    assert!(err.to_string().contains("password authentication failed"), "Display hides the cause: {err}");
-    assert!(err.source().is_some_and(|s| s.to_string().contains("password")), "source() is the connect error");
-    assert_eq!(err.backend_error().map(|e| e.0.as_str()), Some("password authentication failed for user \"app\""));
+    assert_eq!(e.0, "no pg_hba.conf entry for host \"10.0.0.7\"");
+    assert!(err.to_string().contains("no pg_hba.conf entry"), "Display hides the cause: {err}");
+    assert!(err.source().is_some_and(|s| s.to_string().contains("pg_hba")), "source() is the connect error");
+    assert_eq!(err.backend_error().map(|e| e.0.as_str()), Some("no pg_hba.conf entry for host \"10.0.0.7\""));
+}
+
+#[tokio::test]
+async fn a_permanent_connect_error_fails_fast_at_the_first_attempt() {
+    let fake = FakeManager::new();
+    fake.set_connect_error(Some("password authentication failed for user \"app\""));
+    let pool = builder(&fake)
+        .fail_fast_after(5)
+        .connect_backoff(Duration::from_secs(1), Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = pool.get().await.unwrap_err();
+    assert!(matches!(err, PoolError::Unavailable { .. }), "{err:?}");
+    assert_eq!(fake.stats().attempts, 1, "a refused password must not be retried before failing fast");
+    assert!(err.to_string().contains("password authentication failed"), "{err}");
 }
 
 #[tokio::test]

@@ -155,6 +155,11 @@ impl Manager for Neo4jManager {
         self.descriptor.clone()
     }
 
+    /// Refused credentials and an unknown database do not fix themselves between two retries.
+    fn is_permanent(&self, error: &Neo4jError) -> bool {
+        matches!(error, Neo4jError::Authentication { .. } | Neo4jError::UnknownDatabase { .. })
+    }
+
     fn error_type(&self, error: &Neo4jError) -> Cow<'static, str> {
         error.error_type()
     }

@@ -237,6 +237,10 @@ impl Manager for FakeManager {
         Descriptor::new("other_sql").address("fake.local").port(1).namespace("test")
     }
 
+    fn is_permanent(&self, error: &FakeError) -> bool {
+        error.0.contains("authentication")
+    }
+
     fn error_type(&self, error: &FakeError) -> std::borrow::Cow<'static, str> {
         if error.0.contains("refused") { "connection_refused".into() } else { "_OTHER".into() }
     }

@@ -1,0 +1,329 @@
+//! [`PgConfig`]: the pool settings plus what PostgreSQL sessions need, from code, serde or the environment.
+
+use std::fmt;
+use std::time::Duration;
+
+use aquifer_core::{ConfigError, DatabaseUrl, PoolConfig, RetryPolicy};
+use serde::{Deserialize, Serialize};
+
+/// How to build a [`PgPool`](crate::PgPool): the engine's [`PoolConfig`] (its `url` is the connection URL)
+/// plus session settings applied to every new connection, PgBouncer mode and the helpers' retry policy.
+///
+/// Session settings travel in the startup packet (`options=-c name=value`), so they cost no round trip; a
+/// value the server rejects fails the connect, which the engine retries and reports like any failed connect.
+///
+/// ```
+/// use std::time::Duration;
+/// use aquifer_postgres::PgConfig;
+///
+/// let mut config = PgConfig::from_url("postgres://app@db:5432/orders?sslmode=verify-full");
+/// config.pool.max_size = 16;
+/// config.statement_timeout = Some(Duration::from_secs(5));
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgConfig {
+    /// Pool sizing, timeouts and the connection URL (`pool.url`). Default: [`PoolConfig::default`] with no URL
+    /// (the URL or the [`PgConnectOptions`](sqlx::postgres::PgConnectOptions) must then be given to the
+    /// constructor).
+    pub pool: PoolConfig,
+    /// `application_name` of every connection, shown in `pg_stat_activity` and server logs. Default: the
+    /// `application_name` of the URL if it has one, otherwise the pool's name.
+    pub application_name: Option<String>,
+    /// `statement_timeout`: the server cancels a statement running longer (SQLSTATE 57014). Default: `None`
+    /// (the server's setting, normally off).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Option<Duration>,
+    /// `idle_in_transaction_session_timeout`: the server ends a session left idle inside a transaction this
+    /// long. A backstop for transactions opened with a raw `BEGIN`, which the pool cannot see. Default: `None`
+    /// (the server's setting, normally off).
+    #[serde(with = "humantime_serde")]
+    pub idle_in_transaction_session_timeout: Option<Duration>,
+    /// SQL run on every new connection after the settings above (simple protocol, so one entry may hold
+    /// several statements). A failing statement fails the connect. Default: none.
+    pub init_sql: Vec<String>,
+    /// PgBouncer transaction-pooling mode: no named prepared statements (statement cache off, the helpers
+    /// send unnamed statements), no startup `options` or `extra_float_digits` (PgBouncer refuses them), and
+    /// the helpers run parameterised statements inside a transaction so the parse and the execution reach
+    /// the same server connection. Session settings (`statement_timeout`, `idle_in_transaction_session_timeout`,
+    /// `init_sql`) are refused in this mode: set them on the role or database instead. See docs/postgres.md.
+    /// Default: `false`.
+    pub pgbouncer: bool,
+    /// Prepared statements each connection keeps (sqlx's LRU statement cache). Default: `None` (sqlx's 100;
+    /// 0 in PgBouncer mode).
+    pub statement_cache_capacity: Option<usize>,
+    /// How long a returned connection may take to finish a query its user abandoned (a dropped future)
+    /// before it is closed instead of reused. Default: 1 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Retries of the helpers ([`fetch_one`](crate::fetch_one), [`transaction`](crate::transaction), ...) on
+    /// transient failures. Default: [`RetryPolicy::default`] (3 attempts, 10 ms doubling to 1 s, jitter).
+    pub retry: RetryPolicy,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        PgConfig {
+            pool: PoolConfig::default(),
+            application_name: None,
+            // The server's own settings stay in force unless asked: a pool should not change query semantics.
+            statement_timeout: None,
+            idle_in_transaction_session_timeout: None,
+            init_sql: Vec::new(),
+            pgbouncer: false,
+            statement_cache_capacity: None,
+            // Long enough for a cancelled short query to finish, short enough that a cancelled long one does
+            // not hold a pool slot: reconnecting costs a few milliseconds.
+            drain_timeout: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `init_sql` may carry secrets (SET ROLE ... PASSWORD); show only how many statements there are.
+        f.debug_struct("PgConfig")
+            .field("pool", &self.pool)
+            .field("application_name", &self.application_name)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("idle_in_transaction_session_timeout", &self.idle_in_transaction_session_timeout)
+            .field("init_sql", &format_args!("[{} statement(s)]", self.init_sql.len()))
+            .field("pgbouncer", &self.pgbouncer)
+            .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// Longest duration PostgreSQL accepts for its millisecond settings (`INT_MAX` ms, about 24.8 days).
+const MAX_SETTING_MS: u128 = i32::MAX as u128;
+
+impl PgConfig {
+    /// The defaults with `pool.url` set to `url`.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        let mut config = PgConfig::default();
+        config.pool.url = Some(DatabaseUrl::new(url));
+        config
+    }
+
+    /// Reads the configuration from the environment.
+    ///
+    /// The URL comes from `POSTGRES_URL`, or `DATABASE_URL` when that is unset; the pool settings from the
+    /// `POSTGRES_POOL_*` variables and `POSTGRES_NAME` ([`PoolConfig::from_env`] with prefix `POSTGRES`);
+    /// the session settings from `POSTGRES_APPLICATION_NAME`, `POSTGRES_STATEMENT_TIMEOUT`,
+    /// `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (durations such as `30s`, or `off`),
+    /// `POSTGRES_INIT_SQL` (one entry), `POSTGRES_PGBOUNCER` (`true`/`false`),
+    /// `POSTGRES_STATEMENT_CACHE_CAPACITY` and `POSTGRES_DRAIN_TIMEOUT`. Errors name the variable and value.
+    pub fn from_env() -> Result<PgConfig, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`PgConfig::from_env`], reading variables through `lookup` (for tests and other sources).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut pool = PoolConfig::from_lookup("POSTGRES", get)?;
+        if pool.url.is_none() {
+            pool.url = get("DATABASE_URL").map(DatabaseUrl::new);
+        }
+        let mut c = PgConfig { pool, ..PgConfig::default() };
+        c.application_name = get("POSTGRES_APPLICATION_NAME");
+        c.statement_timeout = optional_duration(&get, "POSTGRES_STATEMENT_TIMEOUT")?;
+        c.idle_in_transaction_session_timeout =
+            optional_duration(&get, "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT")?;
+        if let Some(sql) = get("POSTGRES_INIT_SQL") {
+            c.init_sql.push(sql);
+        }
+        if let Some(v) = get("POSTGRES_PGBOUNCER") {
+            c.pgbouncer = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(env_error("POSTGRES_PGBOUNCER", &v, "expected true or false")),
+            };
+        }
+        if let Some(v) = get("POSTGRES_STATEMENT_CACHE_CAPACITY") {
+            let n = v.trim().parse().map_err(|e| {
+                env_error("POSTGRES_STATEMENT_CACHE_CAPACITY", &v, format!("expected a whole number ({e})"))
+            })?;
+            c.statement_cache_capacity = Some(n);
+        }
+        if let Some(v) = get("POSTGRES_DRAIN_TIMEOUT") {
+            c.drain_timeout = parse_duration(&v).map_err(|r| env_error("POSTGRES_DRAIN_TIMEOUT", &v, r))?;
+        }
+        c.validate().map_err(rename)?;
+        Ok(c)
+    }
+
+    /// Checks the pool settings ([`PoolConfig::validate`]) and the session settings; the error names the
+    /// field and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.pool.validate()?;
+        let settings = [
+            ("statement_timeout", self.statement_timeout),
+            ("idle_in_transaction_session_timeout", self.idle_in_transaction_session_timeout),
+        ];
+        for (field, value) in settings {
+            let Some(d) = value else { continue };
+            if d.as_millis() == 0 {
+                return Err(invalid(field, d, "must be at least 1ms; use none to keep the server's setting"));
+            }
+            if d.as_millis() > MAX_SETTING_MS {
+                return Err(invalid(field, d, "must not exceed 2147483647ms (about 24.8 days)"));
+            }
+            if self.pgbouncer {
+                return Err(invalid(field, d, PGBOUNCER_SESSION));
+            }
+        }
+        if self.pgbouncer && !self.init_sql.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "init_sql",
+                value: format!("[{} statement(s)]", self.init_sql.len()),
+                reason: PGBOUNCER_SESSION.to_owned(),
+            });
+        }
+        if let Some(name) = &self.application_name
+            && (name.is_empty() || name.len() > 63 || !name.is_ascii())
+        {
+            return Err(ConfigError::Invalid {
+                field: "application_name",
+                value: format!("{name:?}"),
+                reason: "must be 1 to 63 ASCII characters (PostgreSQL truncates longer names)".to_owned(),
+            });
+        }
+        if self.drain_timeout.is_zero() {
+            return Err(invalid("drain_timeout", self.drain_timeout, "must be greater than zero"));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                field: "retry.max_attempts",
+                value: "0".to_owned(),
+                reason: "must be at least 1 (1 disables retries)".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+const PGBOUNCER_SESSION: &str = "session settings cannot be used behind PgBouncer in transaction mode (they would \
+     leak to other clients' server connections); set them with ALTER ROLE/ALTER DATABASE ... SET instead";
+
+fn invalid(field: &'static str, d: Duration, reason: &str) -> ConfigError {
+    ConfigError::Invalid { field, value: format!("{d:?}"), reason: reason.to_owned() }
+}
+
+fn env_error(var: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Env { var: var.to_owned(), value: value.to_owned(), reason: reason.into() }
+}
+
+/// A validation error of an env-built config names the variable rather than the field.
+fn rename(e: ConfigError) -> ConfigError {
+    let ConfigError::Invalid { field, value, reason } = e else { return e };
+    let var = match field {
+        "statement_timeout" => "POSTGRES_STATEMENT_TIMEOUT",
+        "idle_in_transaction_session_timeout" => "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+        "init_sql" => "POSTGRES_INIT_SQL",
+        "application_name" => "POSTGRES_APPLICATION_NAME",
+        "drain_timeout" => "POSTGRES_DRAIN_TIMEOUT",
+        _ => return ConfigError::Invalid { field, value, reason },
+    };
+    ConfigError::Env { var: var.to_owned(), value, reason }
+}
+
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v.trim()).map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
+}
+
+fn optional_duration(get: &impl Fn(&str) -> Option<String>, var: &str) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = get(var) else { return Ok(None) };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "off" | "none" | "disabled" => Ok(None),
+        _ => parse_duration(&v).map(Some).map_err(|r| env_error(var, &v, r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> Result<PgConfig, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        PgConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn postgres_url_wins_over_database_url() {
+        let c = env(&[("POSTGRES_URL", "postgres://a@x/one"), ("DATABASE_URL", "postgres://a@x/two")]).unwrap();
+        assert_eq!(c.pool.url.unwrap().expose(), "postgres://a@x/one");
+    }
+
+    #[test]
+    fn database_url_is_the_fallback() {
+        let c = env(&[("DATABASE_URL", "postgres://a@x/two"), ("POSTGRES_POOL_MAX_SIZE", "7")]).unwrap();
+        assert_eq!(c.pool.url.unwrap().expose(), "postgres://a@x/two");
+        assert_eq!(c.pool.max_size, 7);
+    }
+
+    #[test]
+    fn session_settings_are_read_from_the_environment() {
+        let c = env(&[
+            ("POSTGRES_STATEMENT_TIMEOUT", "5s"),
+            ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "1m"),
+            ("POSTGRES_APPLICATION_NAME", "orders"),
+            ("POSTGRES_INIT_SQL", "SET search_path = app"),
+            ("POSTGRES_STATEMENT_CACHE_CAPACITY", "50"),
+        ])
+        .unwrap();
+        assert_eq!(c.statement_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(c.idle_in_transaction_session_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.application_name.as_deref(), Some("orders"));
+        assert_eq!(c.init_sql, vec!["SET search_path = app".to_owned()]);
+        assert_eq!(c.statement_cache_capacity, Some(50));
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_variable_and_value() {
+        let e = env(&[("POSTGRES_STATEMENT_TIMEOUT", "soon")]).unwrap_err().to_string();
+        assert!(e.contains("POSTGRES_STATEMENT_TIMEOUT") && e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_pool_variable_names_the_variable() {
+        let e = env(&[("POSTGRES_POOL_MAX_SIZE", "many")]).unwrap_err().to_string();
+        assert!(e.contains("POSTGRES_POOL_MAX_SIZE") && e.contains("many"), "{e}");
+    }
+
+    #[test]
+    fn a_zero_statement_timeout_is_refused() {
+        let c = PgConfig { statement_timeout: Some(Duration::ZERO), ..PgConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("statement_timeout"));
+    }
+
+    #[test]
+    fn session_settings_are_refused_in_pgbouncer_mode() {
+        let c = PgConfig { pgbouncer: true, statement_timeout: Some(Duration::from_secs(1)), ..PgConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("PgBouncer"));
+        let c = PgConfig { pgbouncer: true, init_sql: vec!["SET x = 1".into()], ..PgConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("init_sql"));
+    }
+
+    #[test]
+    fn debug_hides_the_password_and_init_sql() {
+        let mut c = PgConfig::from_url("postgres://app:hunter2@db/orders");
+        c.init_sql.push("ALTER ROLE x PASSWORD 'hunter3'".into());
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("hunter3"), "{s}");
+    }
+
+    #[test]
+    fn deserializes_from_json_with_durations() {
+        let c: PgConfig = serde_json::from_str(
+            r#"{"pool": {"url": "postgres://a@b/c", "max_size": 4}, "statement_timeout": "250ms", "pgbouncer": false}"#,
+        )
+        .unwrap();
+        assert_eq!(c.pool.max_size, 4);
+        assert_eq!(c.statement_timeout, Some(Duration::from_millis(250)));
+    }
+}

@@ -1,0 +1,116 @@
+//! Shared by the integration tests: the server's URL, unique pool names, and an admin connection outside
+//! any pool to watch `pg_stat_activity` and terminate backends.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use aquifer_postgres::PgConfig;
+use aquifer_postgres::sqlx::postgres::PgConnection;
+use aquifer_postgres::sqlx::{self, Connection};
+
+pub const SCRIPT: &str = "bash scripts/dev-services.sh";
+
+/// The test server: `POSTGRES_URL`, or the local one without TLS (sslmode=prefer costs ~90 ms per connect on
+/// loopback here, see docs/postgres.md).
+pub fn url() -> String {
+    std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
+}
+
+/// Fails the test, naming the script that starts it, unless PostgreSQL answers.
+pub async fn require_pg() {
+    aquifer_testing::require_server("PostgreSQL", "127.0.0.1:5432", SCRIPT).await;
+}
+
+/// A name unique to this test and process, used as pool name and so as `application_name`.
+pub fn unique(test: &str) -> String {
+    format!("aq_pg_{test}_{}", std::process::id())
+}
+
+/// A config for the test server with a unique pool name; the acquire timeout stays generous so a hang shows
+/// up as a failure rather than a pass.
+pub fn config(test: &str) -> PgConfig {
+    let mut c = PgConfig::from_url(url());
+    c.pool.name = Some(unique(test));
+    c.pool.acquire_timeout = Duration::from_secs(20);
+    c
+}
+
+/// A connection of its own (not pooled) for watching and killing the pool's backends.
+pub async fn admin() -> PgConnection {
+    require_pg().await;
+    let url = format!("{}&application_name=aq_pg_admin", url());
+    PgConnection::connect(&url).await.expect("admin connection to the test server")
+}
+
+/// Backends whose application_name is `app`.
+pub async fn backends(admin: &mut PgConnection, app: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(app)
+        .fetch_one(admin)
+        .await
+        .expect("count backends")
+}
+
+/// Backends of `app` that are inside a transaction (idle in transaction, or active in one).
+pub async fn backends_in_transaction(admin: &mut PgConnection, app: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+    )
+    .bind(app)
+    .fetch_one(admin)
+    .await
+    .expect("count backends in transaction")
+}
+
+/// Terminates every backend of `app` (only this pool's); returns how many.
+pub async fn terminate(admin: &mut PgConnection, app: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()) t",
+    )
+    .bind(app)
+    .fetch_one(admin)
+    .await
+    .expect("terminate backends")
+}
+
+/// Polls `check` every 20 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits up to `within` until no backend of `app` is inside a transaction; returns whether that happened.
+pub async fn no_open_transaction(app: &str, within: Duration) -> bool {
+    let mut admin = admin().await;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if backends_in_transaction(&mut admin, app).await == 0 {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether `conn` is inside a transaction block. A simple-protocol query runs as one message, so outside a
+/// block its statement start is the transaction start; inside one, `now()` is the block's start.
+pub async fn in_transaction(conn: &mut PgConnection) -> bool {
+    use sqlx::Row;
+    let row = sqlx::raw_sql("SELECT now() <> statement_timestamp()").fetch_one(conn).await.expect("probe");
+    row.get::<bool, _>(0)
+}

@@ -1,0 +1,252 @@
+//! The helpers: results, transactions, retries of transient failures, and their metrics.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aquifer_postgres::sqlx::postgres::PgRow;
+use aquifer_postgres::sqlx::{self, FromRow, Row};
+use aquifer_postgres::{PgPool, PgPoolError};
+use aquifer_testing::MetricsCapture;
+use common::*;
+
+async fn pool(test: &str) -> PgPool {
+    require_pg().await;
+    config(test).connect().await.expect("pool")
+}
+
+async fn fresh_table(pool: &PgPool, name: &str, columns: &str) {
+    let sql = format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns})");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *pool.get().await.unwrap()).await.unwrap();
+}
+
+#[derive(Debug, PartialEq)]
+struct Item {
+    id: i32,
+    name: String,
+}
+
+impl<'r> FromRow<'r, PgRow> for Item {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Item { id: row.try_get("id")?, name: row.try_get("name")? })
+    }
+}
+
+#[tokio::test]
+async fn fetch_helpers_map_rows_and_execute_counts_them() {
+    let pool = pool("helpers_rows").await;
+    let t = format!("aq_pg_helpers_rows_{}", std::process::id());
+    fresh_table(&pool, &t, "id int PRIMARY KEY, name text NOT NULL").await;
+
+    let insert = format!("INSERT INTO {t} (id, name) VALUES ($1, $2), ($3, $4)");
+    let n = aquifer_postgres::execute(&pool, || {
+        sqlx::query(sqlx::AssertSqlSafe(insert.clone())).bind(1).bind("one").bind(2).bind("two")
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+
+    let by_id = format!("SELECT id, name FROM {t} WHERE id = $1");
+    let one: Item =
+        aquifer_postgres::fetch_one(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(1)).await.unwrap();
+    assert_eq!(one, Item { id: 1, name: "one".into() });
+    let none: Option<Item> =
+        aquifer_postgres::fetch_optional(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3))
+            .await
+            .unwrap();
+    assert_eq!(none, None);
+    let missing =
+        aquifer_postgres::fetch_one::<Item, _>(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3))
+            .await
+            .unwrap_err();
+    assert!(matches!(missing, PgPoolError::Backend(sqlx::Error::RowNotFound)), "{missing:?}");
+
+    let all_sql = format!("SELECT id, name FROM {t} ORDER BY id");
+    let all: Vec<Item> =
+        aquifer_postgres::fetch_all(&pool, || sqlx::query(sqlx::AssertSqlSafe(all_sql.clone()))).await.unwrap();
+    assert_eq!(all.iter().map(|i| i.id).collect::<Vec<_>>(), vec![1, 2]);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_transaction_commits_on_ok_and_rolls_back_on_err_without_retrying_it() {
+    let pool = pool("helpers_tx").await;
+    let t = format!("aq_pg_helpers_tx_{}", std::process::id());
+    fresh_table(&pool, &t, "id int PRIMARY KEY").await;
+    let insert = format!("INSERT INTO {t} VALUES ($1)");
+
+    let ins = insert.clone();
+    aquifer_postgres::transaction(&pool, |conn| {
+        let ins = ins.clone();
+        Box::pin(async move {
+            sqlx::query(sqlx::AssertSqlSafe(ins)).bind(1).execute(&mut *conn).await?;
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let err = aquifer_postgres::transaction(&pool, |conn| {
+        let (ins, attempts) = (insert.clone(), attempts.clone());
+        Box::pin(async move {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            sqlx::query(sqlx::AssertSqlSafe(ins.clone())).bind(2).execute(&mut *conn).await?;
+            // A duplicate key is not transient: the whole transaction rolls back, once.
+            sqlx::query(sqlx::AssertSqlSafe(ins)).bind(1).execute(&mut *conn).await?;
+            Ok(())
+        })
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.backend_error().and_then(|e| e.as_database_error()).and_then(|e| e.code()).as_deref(),
+        Some("23505")
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+
+    let ids: Vec<(i32,)> = aquifer_postgres::fetch_all(&pool, || {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id FROM {t} ORDER BY id")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(ids, vec![(1,)], "row 2 was rolled back with its transaction");
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serialization_failures_are_retried_by_running_the_whole_transaction_again() {
+    let pool = pool("helpers_serializable").await;
+    let t = format!("aq_pg_helpers_ser_{}", std::process::id());
+    fresh_table(&pool, &t, "id int PRIMARY KEY, on_call bool NOT NULL").await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1, true), (2, true)")))
+        .execute(&mut *pool.get().await.unwrap())
+        .await
+        .unwrap();
+
+    // Write skew: both doctors see two on call and each takes one off. Under SERIALIZABLE one must fail with
+    // 40001; the helper runs its closure again, which then sees one on call and leaves it.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let go_off = |id: i32| {
+        let (pool, barrier, attempts, t) = (pool.clone(), barrier.clone(), attempts.clone(), t.clone());
+        tokio::spawn(async move {
+            let mut first = true;
+            aquifer_postgres::transaction(&pool, move |conn| {
+                let (barrier, attempts, t, wait) = (barrier.clone(), attempts.clone(), t.clone(), first);
+                first = false;
+                Box::pin(async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *conn).await?;
+                    let on_call: i64 =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t} WHERE on_call")))
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    if wait {
+                        barrier.wait().await;
+                    }
+                    if on_call >= 2 {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {t} SET on_call = false WHERE id = $1")))
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                        return Ok(true);
+                    }
+                    Ok(false)
+                })
+            })
+            .await
+        })
+    };
+    let (a, b) = (go_off(1), go_off(2));
+    let (a, b) = (a.await.unwrap().expect("no error escapes"), b.await.unwrap().expect("no error escapes"));
+    assert!(a ^ b, "exactly one doctor went off call ({a}, {b})");
+    assert!(attempts.load(Ordering::SeqCst) >= 3, "the loser ran again");
+    let on_call: (i64,) = aquifer_postgres::fetch_one(&pool, || {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t} WHERE on_call")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(on_call, (1,));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn helpers_record_db_client_operation_duration() {
+    require_pg().await;
+    let capture = MetricsCapture::new();
+    let config = config("helpers_metrics");
+    let pool = config.builder().unwrap().meter(capture.meter()).build().unwrap();
+
+    let _: (i32,) = aquifer_postgres::fetch_one(&pool, || sqlx::query("SELECT 1")).await.unwrap();
+    let _: Vec<(i32,)> = aquifer_postgres::fetch_all(&pool, || sqlx::query("SELECT 1")).await.unwrap();
+    let err = aquifer_postgres::execute(&pool, || sqlx::query("INSERT INTO aq_pg_no_such_table VALUES (1)")).await;
+    assert!(err.is_err());
+    aquifer_postgres::transaction(&pool, |_| Box::pin(async { Ok(()) })).await.unwrap();
+
+    let metrics = capture.collect();
+    let m = metrics.get("db.client.operation.duration").expect("db.client.operation.duration exported");
+    assert_eq!(m.unit, "s");
+    let select = m
+        .points
+        .iter()
+        .find(|p| p.attr("db.operation.name") == Some("SELECT") && p.attr("error.type").is_none())
+        .expect("a SELECT point without error.type");
+    assert_eq!(select.count, 2);
+    assert_eq!(select.attr("db.client.connection.pool.name"), config.pool.name.as_deref());
+    assert_eq!(select.attr("db.system.name"), Some("postgresql"));
+    let failed = m.point_with("error.type", "42P01").expect("the failed INSERT, with its SQLSTATE");
+    assert_eq!(failed.attr("db.operation.name"), Some("INSERT"));
+    assert_eq!(failed.count, 1, "a non-transient error is not retried");
+    assert!(m.point_with("db.operation.name", "TRANSACTION").is_some());
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlocks_are_retried_by_running_the_whole_transaction_again() {
+    let pool = pool("helpers_deadlock").await;
+    let t = format!("aq_pg_helpers_deadlock_{}", std::process::id());
+    fresh_table(&pool, &t, "id int PRIMARY KEY, n int NOT NULL").await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1, 0), (2, 0)")))
+        .execute(&mut *pool.get().await.unwrap())
+        .await
+        .unwrap();
+
+    // Two transactions lock the rows in opposite order; PostgreSQL breaks the deadlock (40P01, after
+    // deadlock_timeout, 1 s by default) by aborting one, which the helper runs again.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let bump = |first: i32, second: i32| {
+        let (pool, barrier, attempts, t) = (pool.clone(), barrier.clone(), attempts.clone(), t.clone());
+        tokio::spawn(async move {
+            let mut wait = true;
+            aquifer_postgres::transaction(&pool, move |conn| {
+                let (barrier, attempts, t, wait_now) = (barrier.clone(), attempts.clone(), t.clone(), wait);
+                wait = false;
+                Box::pin(async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let update = format!("UPDATE {t} SET n = n + 1 WHERE id = $1");
+                    sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(first).execute(&mut *conn).await?;
+                    if wait_now {
+                        barrier.wait().await;
+                    }
+                    sqlx::query(sqlx::AssertSqlSafe(update)).bind(second).execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+            .await
+        })
+    };
+    let (a, b) = (bump(1, 2), bump(2, 1));
+    a.await.unwrap().expect("no error escapes");
+    b.await.unwrap().expect("no error escapes");
+    assert_eq!(attempts.load(Ordering::SeqCst), 3, "exactly one transaction ran twice");
+    let rows: Vec<(i32,)> = aquifer_postgres::fetch_all(&pool, || {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT n FROM {t} ORDER BY id")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows, vec![(2,), (2,)], "both transactions committed once each");
+    pool.close().await;
+}

@@ -1,0 +1,473 @@
+//! A music library on PostgreSQL with aquifer-postgres: the `audio_tracks` table of a track catalogue
+//! (processing status, metadata, technical specs, storage paths), full-text search through a generated
+//! `tsvector` column, typo-tolerant search with pg_trgm, CRUD, pagination, a bulk import of 10,000 tracks,
+//! and the pool's health report and statistics at the end.
+//!
+//!     cargo run --example postgres
+//!
+//! Connects to `POSTGRES_URL` (or `DATABASE_URL`), default `postgres://postgres@127.0.0.1:5432/test?sslmode=disable`
+//! (start it with `bash scripts/dev-services.sh`); pool settings come from `POSTGRES_POOL_*`. The example owns
+//! the schema `aquifer_example` and empties its table on every run. Needs the pg_trgm extension in the
+//! database (`CREATE EXTENSION pg_trgm`, done by scripts/services/10-postgres.sh).
+
+use std::time::{Duration, Instant};
+
+use aquifer_postgres::sqlx::postgres::PgRow;
+use aquifer_postgres::sqlx::{self, FromRow, Row};
+use aquifer_postgres::{DatabaseUrl, PgConfig, PgPool, PgPoolError};
+use uuid::Uuid;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
+
+const SCHEMA: &str = r#"
+CREATE SCHEMA IF NOT EXISTS aquifer_example;
+CREATE TABLE IF NOT EXISTS aquifer_example.audio_tracks (
+    id               uuid PRIMARY KEY,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    status           text NOT NULL DEFAULT 'PENDING'
+                     CHECK (status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')),
+    -- metadata
+    title            text NOT NULL,
+    artist           text,
+    album            text,
+    genre            text,
+    year             int CHECK (year BETWEEN 1800 AND 2100),
+    tags             jsonb NOT NULL DEFAULT '{}',
+    -- technical specs
+    duration_seconds double precision CHECK (duration_seconds >= 0),
+    channels         smallint CHECK (channels > 0),
+    sample_rate      int CHECK (sample_rate > 0),
+    bitrate          int CHECK (bitrate > 0),
+    format           text,
+    -- storage paths
+    audio_path       text NOT NULL,
+    thumbnail_path   text,
+    -- full-text search, maintained by PostgreSQL itself
+    search_vector    tsvector GENERATED ALWAYS AS (
+                         setweight(to_tsvector('english', coalesce(title, '')), 'A') ||
+                         setweight(to_tsvector('english', coalesce(artist, '')), 'B') ||
+                         setweight(to_tsvector('english', coalesce(album, '')), 'C') ||
+                         setweight(to_tsvector('english', coalesce(genre, '')), 'D')) STORED
+);
+CREATE INDEX IF NOT EXISTS audio_tracks_search_idx ON aquifer_example.audio_tracks USING gin (search_vector);
+CREATE INDEX IF NOT EXISTS audio_tracks_title_trgm_idx ON aquifer_example.audio_tracks USING gin (title gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS audio_tracks_artist_trgm_idx ON aquifer_example.audio_tracks USING gin (artist gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS audio_tracks_status_idx ON aquifer_example.audio_tracks (status);
+CREATE INDEX IF NOT EXISTS audio_tracks_created_idx ON aquifer_example.audio_tracks (created_at DESC, id);
+"#;
+
+const COLUMNS: &str = "id, status, title, artist, album, genre, year, tags, duration_seconds, channels, \
+                       sample_rate, bitrate, format, audio_path, thumbnail_path, created_at::text AS created_at";
+
+/// Where a track is in the processing pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Processing => "PROCESSING",
+            Status::Completed => "COMPLETED",
+            Status::Failed => "FAILED",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Status, sqlx::Error> {
+        Ok(match s {
+            "PENDING" => Status::Pending,
+            "PROCESSING" => Status::Processing,
+            "COMPLETED" => Status::Completed,
+            "FAILED" => Status::Failed,
+            other => return Err(sqlx::Error::Decode(format!("unknown track status {other:?}").into())),
+        })
+    }
+}
+
+/// A track as stored.
+#[derive(Debug, Clone)]
+struct Track {
+    id: Uuid,
+    status: Status,
+    title: String,
+    artist: Option<String>,
+    album: Option<String>,
+    genre: Option<String>,
+    year: Option<i32>,
+    tags: serde_json::Value,
+    duration_seconds: Option<f64>,
+    channels: Option<i16>,
+    sample_rate: Option<i32>,
+    bitrate: Option<i32>,
+    format: Option<String>,
+    audio_path: String,
+    thumbnail_path: Option<String>,
+    created_at: String,
+}
+
+impl<'r> FromRow<'r, PgRow> for Track {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Track {
+            id: row.try_get("id")?,
+            status: Status::parse(row.try_get("status")?)?,
+            title: row.try_get("title")?,
+            artist: row.try_get("artist")?,
+            album: row.try_get("album")?,
+            genre: row.try_get("genre")?,
+            year: row.try_get("year")?,
+            tags: row.try_get("tags")?,
+            duration_seconds: row.try_get("duration_seconds")?,
+            channels: row.try_get("channels")?,
+            sample_rate: row.try_get("sample_rate")?,
+            bitrate: row.try_get("bitrate")?,
+            format: row.try_get("format")?,
+            audio_path: row.try_get("audio_path")?,
+            thumbnail_path: row.try_get("thumbnail_path")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// What an upload tells us about a new track.
+#[derive(Debug, Clone)]
+struct NewTrack {
+    title: String,
+    artist: Option<String>,
+    album: Option<String>,
+    genre: Option<String>,
+    year: Option<i32>,
+    tags: serde_json::Value,
+    duration_seconds: f64,
+    channels: i16,
+    sample_rate: i32,
+    bitrate: i32,
+    format: String,
+}
+
+/// The catalogue's queries. Each goes through an aquifer-postgres helper: timed as
+/// `db.client.operation.duration`, retried on serialization failures, deadlocks and lost connections.
+struct Library {
+    pool: PgPool,
+}
+
+impl Library {
+    async fn insert(&self, t: &NewTrack) -> Result<Track, PgPoolError> {
+        let id = Uuid::new_v4();
+        let sql = format!(
+            "INSERT INTO aquifer_example.audio_tracks (id, title, artist, album, genre, year, tags, duration_seconds, \
+             channels, sample_rate, bitrate, format, audio_path, thumbnail_path) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
+        );
+        aquifer_postgres::fetch_one(&self.pool, || {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(id)
+                .bind(&t.title)
+                .bind(&t.artist)
+                .bind(&t.album)
+                .bind(&t.genre)
+                .bind(t.year)
+                .bind(&t.tags)
+                .bind(t.duration_seconds)
+                .bind(t.channels)
+                .bind(t.sample_rate)
+                .bind(t.bitrate)
+                .bind(&t.format)
+                .bind(format!("audio/{id}.{}", t.format))
+                .bind(format!("thumbnails/{id}.jpg"))
+        })
+        .await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Track>, PgPoolError> {
+        let sql = format!("SELECT {COLUMNS} FROM aquifer_example.audio_tracks WHERE id = $1");
+        aquifer_postgres::fetch_optional(&self.pool, || sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id)).await
+    }
+
+    /// Full-text search over title, artist, album and genre (weighted in that order), best matches first.
+    async fn search(&self, text: &str, limit: i64) -> Result<Vec<(Track, f32)>, PgPoolError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, ts_rank(search_vector, q) AS rank \
+             FROM aquifer_example.audio_tracks, websearch_to_tsquery('english', $1) q \
+             WHERE search_vector @@ q ORDER BY rank DESC, id LIMIT $2"
+        );
+        let rows: Vec<Ranked> = aquifer_postgres::fetch_all(&self.pool, || {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(text).bind(limit)
+        })
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.track, r.score)).collect())
+    }
+
+    /// Typo-tolerant search on title and artist with pg_trgm similarity.
+    async fn fuzzy_search(&self, text: &str, threshold: f32, limit: i64) -> Result<Vec<(Track, f32)>, PgPoolError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, greatest(similarity(title, $1), similarity(coalesce(artist, ''), $1)) AS rank \
+             FROM aquifer_example.audio_tracks \
+             WHERE greatest(similarity(title, $1), similarity(coalesce(artist, ''), $1)) >= $2 \
+             ORDER BY rank DESC, id LIMIT $3"
+        );
+        let rows: Vec<Ranked> = aquifer_postgres::fetch_all(&self.pool, || {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(text).bind(threshold).bind(limit)
+        })
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.track, r.score)).collect())
+    }
+
+    async fn update_status(&self, id: Uuid, status: Status) -> Result<bool, PgPoolError> {
+        let n = aquifer_postgres::execute(&self.pool, || {
+            sqlx::query("UPDATE aquifer_example.audio_tracks SET status = $2, updated_at = now() WHERE id = $1")
+                .bind(id)
+                .bind(status.as_str())
+        })
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, PgPoolError> {
+        let n = aquifer_postgres::execute(&self.pool, || {
+            sqlx::query("DELETE FROM aquifer_example.audio_tracks WHERE id = $1").bind(id)
+        })
+        .await?;
+        Ok(n == 1)
+    }
+
+    /// One page, newest first (keyed on created_at then id so pages never overlap).
+    async fn list(&self, limit: i64, offset: i64) -> Result<Vec<Track>, PgPoolError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM aquifer_example.audio_tracks ORDER BY created_at DESC, id LIMIT $1 OFFSET $2"
+        );
+        aquifer_postgres::fetch_all(&self.pool, || {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(limit).bind(offset)
+        })
+        .await
+    }
+
+    async fn count(&self, status: Option<Status>) -> Result<i64, PgPoolError> {
+        let (n,): (i64,) = aquifer_postgres::fetch_one(&self.pool, || {
+            sqlx::query("SELECT count(*) FROM aquifer_example.audio_tracks WHERE $1::text IS NULL OR status = $1")
+                .bind(status.map(Status::as_str))
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// Imports tracks in one transaction, 2,000 rows per statement through UNNEST of arrays: one round trip
+    /// per chunk instead of one per row. The transaction is retried whole on a transient failure.
+    async fn bulk_insert(&self, tracks: &[NewTrack]) -> Result<u64, PgPoolError> {
+        const CHUNK: usize = 2_000;
+        let chunks: Vec<Vec<NewTrack>> = tracks.chunks(CHUNK).map(<[NewTrack]>::to_vec).collect();
+        aquifer_postgres::transaction(&self.pool, |conn| {
+            let chunks = chunks.clone();
+            Box::pin(async move {
+                let mut inserted = 0;
+                for chunk in chunks {
+                    let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+                    let col = |f: fn(&NewTrack) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
+                    let r = sqlx::query(
+                        "INSERT INTO aquifer_example.audio_tracks (id, title, artist, album, genre, year, \
+                         duration_seconds, channels, sample_rate, bitrate, format, audio_path, status) \
+                         SELECT id, title, artist, album, genre, year, dur, ch, sr, br, fmt, \
+                                'audio/' || id || '.' || fmt, 'COMPLETED' \
+                         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], \
+                                     $7::float8[], $8::int2[], $9::int[], $10::int[], $11::text[]) \
+                              AS t(id, title, artist, album, genre, year, dur, ch, sr, br, fmt)",
+                    )
+                    .bind(&ids)
+                    .bind(chunk.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
+                    .bind(col(|t| t.artist.clone()))
+                    .bind(col(|t| t.album.clone()))
+                    .bind(col(|t| t.genre.clone()))
+                    .bind(chunk.iter().map(|t| t.year).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.duration_seconds).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.channels).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.sample_rate).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.bitrate).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.format.clone()).collect::<Vec<_>>())
+                    .execute(&mut *conn)
+                    .await?;
+                    inserted += r.rows_affected();
+                }
+                Ok(inserted)
+            })
+        })
+        .await
+    }
+}
+
+/// A track with a search score.
+struct Ranked {
+    track: Track,
+    score: f32,
+}
+
+impl<'r> FromRow<'r, PgRow> for Ranked {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Ranked { track: Track::from_row(row)?, score: row.try_get("rank")? })
+    }
+}
+
+fn new_track(title: &str, artist: &str, album: &str, genre: &str, year: i32) -> NewTrack {
+    NewTrack {
+        title: title.into(),
+        artist: Some(artist.into()),
+        album: Some(album.into()),
+        genre: Some(genre.into()),
+        year: Some(year),
+        tags: serde_json::json!({ "source": "example", "explicit": false }),
+        duration_seconds: 180.0 + f64::from(year % 120),
+        channels: 2,
+        sample_rate: 44_100,
+        bitrate: 320,
+        format: "mp3".into(),
+    }
+}
+
+fn show(t: &Track) -> String {
+    format!(
+        "{} - {} ({}, {}, {}) [{}] {:.0}s {}ch {}Hz {}kbps {} at {} thumb {} tags {} added {}",
+        t.artist.as_deref().unwrap_or("?"),
+        t.title,
+        t.album.as_deref().unwrap_or("?"),
+        t.genre.as_deref().unwrap_or("?"),
+        t.year.map_or("?".into(), |y| y.to_string()),
+        t.status.as_str(),
+        t.duration_seconds.unwrap_or_default(),
+        t.channels.unwrap_or_default(),
+        t.sample_rate.unwrap_or_default(),
+        t.bitrate.unwrap_or_default(),
+        t.format.as_deref().unwrap_or("?"),
+        t.audio_path,
+        t.thumbnail_path.as_deref().unwrap_or("-"),
+        t.tags,
+        t.created_at,
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+
+    let mut config = PgConfig::from_env()?;
+    if config.pool.url.is_none() {
+        config.pool.url = Some(DatabaseUrl::new(DEFAULT_URL));
+    }
+    config.pool.name.get_or_insert_with(|| "music-library".into());
+    config.pool.min_idle = config.pool.min_idle.max(2);
+    config.statement_timeout.get_or_insert(Duration::from_secs(30));
+    println!("connecting to {} ...", config.pool.url.as_ref().expect("set above"));
+    // Warm: a wrong URL or password fails here, not on the first request.
+    let pool = config.connect().await?;
+
+    let mut conn = pool.get().await?;
+    sqlx::raw_sql(SCHEMA).execute(&mut *conn).await?;
+    sqlx::raw_sql("TRUNCATE aquifer_example.audio_tracks").execute(&mut *conn).await?;
+    drop(conn);
+    let library = Library { pool: pool.clone() };
+
+    // Insert and read back.
+    let seeds = [
+        new_track("Strawberry Fields Forever", "The Beatles", "Magical Mystery Tour", "Rock", 1967),
+        new_track("Here Comes the Sun", "The Beatles", "Abbey Road", "Rock", 1969),
+        new_track("Bohemian Rhapsody", "Queen", "A Night at the Opera", "Rock", 1975),
+        new_track("So What", "Miles Davis", "Kind of Blue", "Jazz", 1959),
+        new_track("Clair de Lune", "Claude Debussy", "Suite bergamasque", "Classical", 1905),
+    ];
+    let mut inserted = Vec::new();
+    for s in &seeds {
+        inserted.push(library.insert(s).await?);
+    }
+    println!("\ninserted {} tracks", inserted.len());
+    let first = &inserted[0];
+    let fetched = library.get(first.id).await?.expect("just inserted");
+    println!("get by id {}: {}", first.id, show(&fetched));
+    assert!(library.get(Uuid::new_v4()).await?.is_none());
+
+    // Full-text search: stemming ("fields" matches "field"), weights rank title hits first.
+    println!("\nfull-text search \"beatles sun\":");
+    for (t, rank) in library.search("beatles sun", 10).await? {
+        println!("  {rank:.3}  {} - {}", t.artist.as_deref().unwrap_or("?"), t.title);
+    }
+    println!("full-text search \"strawberry field\":");
+    for (t, rank) in library.search("strawberry field", 10).await? {
+        println!("  {rank:.3}  {} - {}", t.artist.as_deref().unwrap_or("?"), t.title);
+    }
+
+    // Typo-tolerant search.
+    for typo in ["beatls", "bohemian rapsody", "mils davis"] {
+        println!("fuzzy search {typo:?}:");
+        for (t, score) in library.fuzzy_search(typo, 0.3, 5).await? {
+            println!("  {score:.3}  {} - {}", t.artist.as_deref().unwrap_or("?"), t.title);
+        }
+    }
+
+    // Status pipeline, delete.
+    assert!(library.update_status(first.id, Status::Processing).await?);
+    assert!(library.update_status(first.id, Status::Completed).await?);
+    println!("\nstatus of {}: {:?}", first.title, library.get(first.id).await?.map(|t| t.status));
+    let gone = &inserted[4];
+    assert!(library.delete(gone.id).await?);
+    assert!(!library.delete(gone.id).await?, "deleting twice finds nothing");
+    println!("deleted {}", gone.title);
+
+    // Bulk import.
+    let artists = ["Aurora Lane", "The Midnight Owls", "Kofi & the Rivers", "Sofia Brandt", "Neon Harbor"];
+    let genres = ["Rock", "Jazz", "Electronic", "Folk", "Hip-Hop"];
+    let bulk: Vec<NewTrack> = (0..10_000)
+        .map(|i| {
+            new_track(
+                &format!("Track {i:05}"),
+                artists[i % artists.len()],
+                &format!("Volume {}", i / 100),
+                genres[(i / 7) % genres.len()],
+                1960 + (i % 65) as i32,
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let n = library.bulk_insert(&bulk).await?;
+    println!("\nbulk insert: {n} tracks in {:.0?} (one transaction, UNNEST in chunks of 2,000)", started.elapsed());
+
+    // Counts and pages.
+    println!(
+        "count: {} tracks, {} completed, {} pending",
+        library.count(None).await?,
+        library.count(Some(Status::Completed)).await?,
+        library.count(Some(Status::Pending)).await?
+    );
+    for page in 0..2 {
+        let tracks = library.list(3, page * 3).await?;
+        println!("page {}: {:?}", page + 1, tracks.iter().map(|t| t.title.as_str()).collect::<Vec<_>>());
+    }
+    println!("fuzzy search \"midnight owl\" among 10,000:");
+    for (t, score) in library.fuzzy_search("midnight owl", 0.4, 3).await? {
+        println!("  {score:.3}  {} - {}", t.artist.as_deref().unwrap_or("?"), t.title);
+    }
+
+    // Concurrency: 64 readers share the pool's connections.
+    let started = Instant::now();
+    let readers: Vec<_> = (0..64)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                Library { pool }.search(["rock", "jazz", "folk", "electronic"][i % 4], 5).await.map(|r| r.len())
+            })
+        })
+        .collect();
+    for r in readers {
+        r.await??;
+    }
+    println!("64 concurrent searches in {:.0?}", started.elapsed());
+
+    // Health and statistics.
+    let health = pool.health().await;
+    println!("\nhealth:\n{}", serde_json::to_string_pretty(&health)?);
+    println!("state: {:?}", pool.state());
+    println!("stats: {:?}", pool.stats());
+    pool.close().await;
+    Ok(())
+}
