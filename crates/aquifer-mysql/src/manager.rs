@@ -327,4 +327,10 @@ impl Manager for MySqlManager {
     fn error_type(&self, error: &Error) -> Cow<'static, str> {
         crate::error::error_type(error)
     }
+
+    /// Refused credentials (1045 access denied, 1044 no access to the database, 1698 plugin refused) and an
+    /// unknown database (1049) do not fix themselves between two retries.
+    fn is_permanent(&self, error: &Error) -> bool {
+        matches!(error, Error::Server(s) if matches!(s.code, 1044 | 1045 | 1049 | 1698))
+    }
 }

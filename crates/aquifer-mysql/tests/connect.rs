@@ -50,6 +50,16 @@ async fn wrong_password_is_an_authentication_error_within_a_second() {
 }
 
 #[tokio::test]
+async fn a_refused_password_is_tried_once_then_the_pool_fails_fast() {
+    common::server().await;
+    let pool = aquifer_mysql::connect_lazy("mysql://aquifer_pw:not-the-password@127.0.0.1:3306/test").unwrap();
+    let err = pool.get().await.unwrap_err();
+    assert!(matches!(err, aquifer_mysql::MySqlPoolError::Unavailable { .. }), "{err:?}");
+    assert_eq!(pool.stats().connect_errors, 1, "1045 is permanent: no retry before failing fast");
+    assert!(pool.get().await.unwrap_err().to_string().contains("Access denied"));
+}
+
+#[tokio::test]
 async fn the_right_password_is_accepted() {
     common::server().await;
     let pool = aquifer_mysql::connect("mysql://aquifer_pw:aquifer-secret@127.0.0.1:3306/test").await.unwrap();
