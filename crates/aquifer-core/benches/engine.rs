@@ -142,9 +142,7 @@ struct Sample {
 /// Runs get+drop cycles in each of `tasks` tasks until `run` has passed; with `timed`, records each get's
 /// latency.
 macro_rules! run_tasks {
-    ($pool:expr, $tasks:expr, $run:expr, $timed:expr, |$p:ident| $get:expr) => {{
-        run_tasks!($pool, $tasks, $run, $timed, false, |$p| $get)
-    }};
+    ($pool:expr, $tasks:expr, $run:expr, $timed:expr, |$p:ident| $get:expr) => {{ run_tasks!($pool, $tasks, $run, $timed, false, |$p| $get) }};
     ($pool:expr, $tasks:expr, $run:expr, $timed:expr, $hold:expr, |$p:ident| $get:expr) => {{
         let barrier = Arc::new(tokio::sync::Barrier::new($tasks + 1));
         let stop = Arc::new(AtomicBool::new(false));
@@ -317,9 +315,7 @@ fn main() {
     let run = Duration::from_millis(std::env::var("BENCH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(300));
     let bound = cfg!(feature = "otel-bound-instruments");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    eprintln!(
-        "engine bench: pool {POOL}, {run:?} per measurement, {reps} repetitions, bound instruments: {bound}"
-    );
+    eprintln!("engine bench: pool {POOL}, {run:?} per measurement, {reps} repetitions, bound instruments: {bound}");
 
     // Interleaved: every peer once per repetition and task count, in both modes.
     let mut cycles = vec![vec![Vec::new(); TASKS.len()]; Peer::ALL.len()];

@@ -52,7 +52,7 @@ pub(crate) struct Shared<M: Manager> {
 /// the caller's future was cancelled, the reset task was dropped — discards the connection and frees its slot.
 struct Held<M: Manager> {
     shared: Arc<Shared<M>>,
-    conn: Option<Conn<M::Connection>>,
+    conn: Option<Box<Conn<M::Connection>>>,
     checkout: usize,
     reason: CloseReason,
 }
@@ -62,7 +62,7 @@ impl<M: Manager> Held<M> {
         &mut self.conn.as_mut().expect("a Held owns its connection until released").raw
     }
 
-    fn release(mut self) -> Conn<M::Connection> {
+    fn release(mut self) -> Box<Conn<M::Connection>> {
         self.conn.take().expect("a Held owns its connection until released")
     }
 }
@@ -90,9 +90,9 @@ struct Waiting<'a, M: Manager> {
 /// What a waiter got.
 enum Taken<C, E> {
     /// A connection ready to use, already checked out (leak record key) at this instant.
-    Ready(Conn<C>, usize, Stamp),
+    Ready(Box<Conn<C>>, usize, Stamp),
     /// A connection that must be checked first (expired, or idle past the bypass window).
-    Check(Conn<C>),
+    Check(Box<Conn<C>>),
     /// No connection: timed out, closed or failing fast.
     Failed(Outcome<C, E>),
 }
@@ -317,7 +317,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// A connection comes back from its user.
-    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Conn<M::Connection>, checkout: usize, checked_out: Stamp) {
+    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<Conn<M::Connection>>, checkout: usize, checked_out: Stamp) {
         let now = Stamp::now();
         self.metrics.use_time(now.duration_since(checked_out));
         if self.manager.is_broken(&mut conn.raw) {
@@ -335,7 +335,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Hands a clean connection to the longest waiter, or to the idle stack.
-    pub(crate) fn put_back(self: &Arc<Self>, conn: Conn<M::Connection>, checkout: usize) {
+    pub(crate) fn put_back(self: &Arc<Self>, conn: Box<Conn<M::Connection>>, checkout: usize) {
         let mut g = self.lock();
         let record = g.end_checkout(checkout);
         match g.deliver(conn) {
@@ -359,7 +359,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Closes a connection and frees its slot.
-    pub(crate) fn discard(self: &Arc<Self>, conn: Conn<M::Connection>, checkout: usize, reason: CloseReason) {
+    pub(crate) fn discard(self: &Arc<Self>, conn: Box<Conn<M::Connection>>, checkout: usize, reason: CloseReason) {
         let (record, connects, closed) = {
             let mut g = self.lock();
             let record = g.end_checkout(checkout);
@@ -385,7 +385,13 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    fn after_close(self: &Arc<Self>, conn: Conn<M::Connection>, reason: CloseReason, connects: usize, closed: bool) {
+    fn after_close(
+        self: &Arc<Self>,
+        conn: Box<Conn<M::Connection>>,
+        reason: CloseReason,
+        connects: usize,
+        closed: bool,
+    ) {
         drop(conn);
         self.metrics.closed(reason, 1);
         self.spawn_connects(connects);
@@ -407,7 +413,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Resets a returned connection in the background, then puts it back; a failed or dropped reset discards it.
-    fn spawn_reset(self: &Arc<Self>, conn: Conn<M::Connection>, checkout: usize) {
+    fn spawn_reset(self: &Arc<Self>, conn: Box<Conn<M::Connection>>, checkout: usize) {
         self.lock().stats.resets += 1;
         let mut held = Held { shared: Arc::clone(self), conn: Some(conn), checkout, reason: CloseReason::Broken };
         let timeout = self.config.validation_timeout;
@@ -519,7 +525,7 @@ impl<M: Manager> Shared<M> {
         let now = Stamp::now();
         let expires = self.config.max_lifetime.and_then(|l| now.checked_add(l.mul_f64(1.0 - fastrand::f64() * 0.05)));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn::new(raw, id, now, expires, self.config.validation_bypass);
+        let conn = Box::new(Conn::new(raw, id, now, expires, self.config.validation_bypass));
         if was_probing {
             tracing::info!(pool = %self.name, "server answers again; no longer failing fast");
         }

@@ -57,7 +57,7 @@ impl<C> Conn<C> {
 
 /// What a waiting caller is handed.
 pub(crate) enum Outcome<C, E> {
-    Conn(Conn<C>),
+    Conn(Box<Conn<C>>),
     /// The deadline watcher found the waiter's deadline passed.
     TimedOut,
     Closed,
@@ -126,9 +126,9 @@ pub(crate) struct Leak {
 pub(crate) enum Step<C, E> {
     /// An idle connection used within the validation bypass window, checked out under this leak-record key
     /// at this instant.
-    Ready(Conn<C>, usize, Stamp),
+    Ready(Box<Conn<C>>, usize, Stamp),
     /// An idle connection that must be checked (validated, or found expired) before use.
-    Check(Conn<C>),
+    Check(Box<Conn<C>>),
     /// The caller was queued under this key; `connects` new connects must be started for it; with
     /// `wake_watcher` the deadline watcher must be told about its deadline.
     Wait {
@@ -161,7 +161,7 @@ pub(crate) enum Wait {
 /// What the pool holds; guarded by the pool's mutex.
 pub(crate) struct Internals<C, E> {
     /// Idle connections, most recently used last (LIFO reuse keeps hot connections warm, lets cold ones age out).
-    pub(crate) idle: Vec<Conn<C>>,
+    pub(crate) idle: Vec<Box<Conn<C>>>,
     pub(crate) waiters: Waiters<Outcome<C, E>>,
     /// Live connections (idle, in use, being validated or reset) plus connects in flight.
     pub(crate) size: usize,
@@ -285,7 +285,7 @@ impl<C, E> Internals<C, E> {
 
     /// Gives a connection to the longest waiter, or to the idle stack; returns the waiter's waker.
     /// Returns the connection itself when the pool no longer wants it (closed, or shrunk below its size).
-    pub(crate) fn deliver(&mut self, conn: Conn<C>) -> Result<Option<std::task::Waker>, Conn<C>> {
+    pub(crate) fn deliver(&mut self, conn: Box<Conn<C>>) -> Result<Option<std::task::Waker>, Box<Conn<C>>> {
         if self.closed || self.size > self.max_size {
             return Err(conn);
         }
@@ -331,7 +331,7 @@ impl<C, E> Internals<C, E> {
 
     /// Removes idle connections that outlived `max_lifetime`, and those idle longer than `idle_timeout` beyond
     /// `min_idle` (oldest first: they sit at the bottom of the LIFO stack).
-    pub(crate) fn reap(&mut self, now: Stamp, idle_timeout: Option<Duration>) -> Vec<(Conn<C>, CloseReason)> {
+    pub(crate) fn reap(&mut self, now: Stamp, idle_timeout: Option<Duration>) -> Vec<(Box<Conn<C>>, CloseReason)> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.idle.len() {

@@ -20,18 +20,23 @@ use crate::manager::Manager;
 ///
 /// Dropping a `Pooled` never blocks and never awaits.
 pub struct Pooled<M: Manager> {
-    conn: Option<Conn<M::Connection>>,
+    conn: Option<Box<Conn<M::Connection>>>,
     shared: Arc<Shared<M>>,
     checked_out: Stamp,
     checkout: usize,
 }
 
 impl<M: Manager> Pooled<M> {
-    pub(crate) fn new(conn: Conn<M::Connection>, shared: Arc<Shared<M>>, checked_out: Stamp, checkout: usize) -> Self {
+    pub(crate) fn new(
+        conn: Box<Conn<M::Connection>>,
+        shared: Arc<Shared<M>>,
+        checked_out: Stamp,
+        checkout: usize,
+    ) -> Self {
         Pooled { conn: Some(conn), shared, checked_out, checkout }
     }
 
-    fn conn(&self) -> &Conn<M::Connection> {
+    fn conn(&self) -> &Box<Conn<M::Connection>> {
         // Only `discard`/`detach`/`drop` take the connection, and they consume the guard.
         self.conn.as_ref().expect("a Pooled holds its connection until consumed")
     }
