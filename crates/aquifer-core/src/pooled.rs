@@ -36,7 +36,7 @@ impl<M: Manager> Pooled<M> {
         Pooled { conn: Some(conn), shared, checked_out, checkout }
     }
 
-    fn conn(&self) -> &Box<Conn<M::Connection>> {
+    fn conn(&self) -> &Conn<M::Connection> {
         // Only `discard`/`detach`/`drop` take the connection, and they consume the guard.
         self.conn.as_ref().expect("a Pooled holds its connection until consumed")
     }
