@@ -424,8 +424,8 @@ mod loom_tests {
         }
     }
 
-    fn conn(id: u64) -> Conn<u64> {
-        Conn::new(id, id, Stamp::now(), None, Duration::from_secs(60))
+    fn conn(id: u64) -> Box<Conn<u64>> {
+        Box::new(Conn::new(id, id, Stamp::now(), None, Duration::from_secs(60)))
     }
 
     /// A pool of one busy connection, a queued waiter, and a concurrent return and cancellation.
