@@ -196,10 +196,12 @@ impl Manager for PgManager {
 
     fn is_broken(&self, conn: &mut PgConnection) -> bool {
         // A leaked Transaction leaves sqlx's depth counter up; a ROLLBACK from outside cannot lower it.
-        conn.is_in_transaction() || protocol_state(conn) == Protocol::Dead
+        conn.is_in_transaction()
     }
 
     fn needs_reset(&self, conn: &mut PgConnection) -> bool {
+        // Polled once per return. A dead connection (socket failed, session ended) also "needs a reset":
+        // the reset fails at once and the engine discards it, counted as broken.
         protocol_state(conn) != Protocol::Ready
     }
 
