@@ -66,6 +66,47 @@ pub mod names {
     pub const HEALTH: &str = "aquifer.pool.health";
 }
 
+/// The `db.operation.name` of a statement whose leading keyword is not in the adapter's list.
+pub const OTHER_OPERATION: &str = "_OTHER";
+
+/// `db.operation.name` of a statement: its leading keyword — after whitespace, comments (`--`, `//`, `#`,
+/// `/* */`) and opening parentheses — as spelled in `keywords` when it is one of them (compared without case;
+/// an entry of several words, like `OPTIONAL MATCH`, matches on its first), [`OTHER_OPERATION`] otherwise. A
+/// fixed list keeps the metric's cardinality bounded. Every adapter's helpers name operations this way.
+///
+/// ```
+/// use aquifer_core::metrics::operation_name;
+///
+/// const SQL: &[&str] = &["SELECT", "INSERT"];
+/// assert_eq!(operation_name("  /* tag */ (select 1)", SQL), "SELECT");
+/// assert_eq!(operation_name("VACUUM", SQL), "_OTHER");
+/// assert_eq!(operation_name("optional match (n) return n", &["MATCH", "OPTIONAL MATCH"]), "OPTIONAL MATCH");
+/// ```
+pub fn operation_name(statement: &str, keywords: &[&'static str]) -> &'static str {
+    let mut rest = statement.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, after)| after);
+        } else if rest.starts_with("--") || rest.starts_with("//") || rest.starts_with('#') {
+            rest = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(r) = rest.strip_prefix('(') {
+            rest = r;
+        } else {
+            break;
+        }
+        rest = rest.trim_start();
+    }
+    let word = &rest[..rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len())];
+    if word.is_empty() {
+        return OTHER_OPERATION;
+    }
+    keywords
+        .iter()
+        .find(|k| k.split(' ').next().is_some_and(|first| first.eq_ignore_ascii_case(word)))
+        .copied()
+        .unwrap_or(OTHER_OPERATION)
+}
+
 /// Histogram bucket boundaries in seconds, from 1 µs to 60 s: pool waits and uses are often microseconds,
 /// queries milliseconds, stalls seconds. The OpenTelemetry defaults (0..10000) would put them all in one bucket.
 pub const DURATION_BUCKETS: [f64; 23] = [

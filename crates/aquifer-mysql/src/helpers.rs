@@ -428,27 +428,14 @@ where
     }
 }
 
-/// `db.operation.name` of a statement: its leading keyword when it is a common one, `OTHER` otherwise (a fixed
-/// set keeps the metric's cardinality low).
+/// `db.operation.name` of a statement: its leading keyword when it is a common one, `_OTHER` otherwise (a fixed
+/// set keeps the metric's cardinality low; see [`aquifer_core::metrics::operation_name`]).
 pub(crate) fn operation_name(sql: &str) -> &'static str {
     const NAMES: [&str; 22] = [
         "SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "CALL", "SET", "SHOW", "CREATE", "DROP", "ALTER",
         "TRUNCATE", "LOAD", "DO", "EXPLAIN", "BEGIN", "START", "COMMIT", "ROLLBACK", "LOCK", "UNLOCK",
     ];
-    let mut rest = sql.trim_start();
-    // Skip leading comments: `/* ... */`, `-- ...`, `# ...`.
-    loop {
-        if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map_or("", |(_, after)| after).trim_start();
-        } else if rest.starts_with("-- ") || rest.starts_with('#') {
-            rest = rest.split_once('\n').map_or("", |(_, after)| after).trim_start();
-        } else {
-            break;
-        }
-    }
-    let word_end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
-    let word = &rest[..word_end];
-    NAMES.iter().find(|n| n.eq_ignore_ascii_case(word)).copied().unwrap_or("OTHER")
+    aquifer_core::metrics::operation_name(sql, &NAMES)
 }
 
 #[cfg(test)]
@@ -460,9 +447,9 @@ mod tests {
         assert_eq!(operation_name("select 1"), "SELECT");
         assert_eq!(operation_name("  /* app */ INSERT INTO t VALUES (1)"), "INSERT");
         assert_eq!(operation_name("-- note\nupdate t set a = 1"), "UPDATE");
-        assert_eq!(operation_name("(SELECT 1)"), "OTHER");
-        assert_eq!(operation_name("GRANT ALL ON *.* TO x"), "OTHER");
-        assert_eq!(operation_name(""), "OTHER");
+        assert_eq!(operation_name("# note\n(SELECT 1)"), "SELECT");
+        assert_eq!(operation_name("GRANT ALL ON *.* TO x"), "_OTHER");
+        assert_eq!(operation_name(""), "_OTHER");
     }
 
     #[test]

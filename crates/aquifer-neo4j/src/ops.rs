@@ -201,37 +201,31 @@ fn finish<T>(
     }
 }
 
-/// `db.operation.name`: the query's first Cypher clause, from a fixed list so the metric stays low-cardinality.
+/// `db.operation.name`: the query's first Cypher clause, from a fixed list so the metric stays low-cardinality;
+/// `_OTHER` otherwise (see [`aquifer_core::metrics::operation_name`]).
 pub(crate) fn operation_name(query: &str) -> &'static str {
-    let word: String = query
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .take(16)
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    match word.as_str() {
-        "MATCH" => "MATCH",
-        "OPTIONAL" => "OPTIONAL MATCH",
-        "CREATE" => "CREATE",
-        "MERGE" => "MERGE",
-        "UNWIND" => "UNWIND",
-        "RETURN" => "RETURN",
-        "WITH" => "WITH",
-        "CALL" => "CALL",
-        "DELETE" => "DELETE",
-        "DETACH" => "DETACH DELETE",
-        "SET" => "SET",
-        "REMOVE" => "REMOVE",
-        "FOREACH" => "FOREACH",
-        "LOAD" => "LOAD CSV",
-        "SHOW" => "SHOW",
-        "DROP" => "DROP",
-        "USE" => "USE",
-        "EXPLAIN" => "EXPLAIN",
-        "PROFILE" => "PROFILE",
-        _ => "QUERY",
-    }
+    const CLAUSES: &[&str] = &[
+        "MATCH",
+        "OPTIONAL MATCH",
+        "CREATE",
+        "MERGE",
+        "UNWIND",
+        "RETURN",
+        "WITH",
+        "CALL",
+        "DELETE",
+        "DETACH DELETE",
+        "SET",
+        "REMOVE",
+        "FOREACH",
+        "LOAD CSV",
+        "SHOW",
+        "DROP",
+        "USE",
+        "EXPLAIN",
+        "PROFILE",
+    ];
+    aquifer_core::metrics::operation_name(query, CLAUSES)
 }
 
 #[cfg(test)]
@@ -243,7 +237,8 @@ mod tests {
         assert_eq!(operation_name("  match (n) return n"), "MATCH");
         assert_eq!(operation_name("UNWIND $rows AS r CREATE (:A)"), "UNWIND");
         assert_eq!(operation_name("OPTIONAL MATCH (n) RETURN n"), "OPTIONAL MATCH");
-        assert_eq!(operation_name("frobnicate everything"), "QUERY");
-        assert_eq!(operation_name(""), "QUERY");
+        assert_eq!(operation_name("// note\n detach delete n"), "DETACH DELETE");
+        assert_eq!(operation_name("frobnicate everything"), "_OTHER");
+        assert_eq!(operation_name(""), "_OTHER");
     }
 }

@@ -339,23 +339,9 @@ impl<'q> Execute<'q, Postgres> for Parts {
     }
 }
 
-/// `db.operation.name`: the statement's first keyword, upper-cased, from a fixed set so the metric's
-/// cardinality stays bounded; `_OTHER` for anything else.
+/// `db.operation.name`: the statement's first keyword, from a fixed set so the metric's cardinality stays
+/// bounded; `_OTHER` for anything else (see [`aquifer_core::metrics::operation_name`]).
 pub(crate) fn operation_name(sql: &str) -> &'static str {
-    let mut rest = sql.trim_start();
-    // Skip leading comments and parentheses: `/* tag */ SELECT`, `-- note\nSELECT`, `(SELECT ...)`.
-    loop {
-        if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map_or("", |(_, after)| after).trim_start();
-        } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map_or("", |(_, after)| after).trim_start();
-        } else if let Some(r) = rest.strip_prefix('(') {
-            rest = r.trim_start();
-        } else {
-            break;
-        }
-    }
-    let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).take(16).collect();
     const KNOWN: &[&str] = &[
         "SELECT",
         "INSERT",
@@ -403,7 +389,7 @@ pub(crate) fn operation_name(sql: &str) -> &'static str {
         "CLOSE",
         "MOVE",
     ];
-    KNOWN.iter().find(|k| k.eq_ignore_ascii_case(&word)).copied().unwrap_or("_OTHER")
+    aquifer_core::metrics::operation_name(sql, KNOWN)
 }
 
 /// The server rolled the statement or transaction back and says trying again may succeed.
