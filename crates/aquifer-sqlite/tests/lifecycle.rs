@@ -36,7 +36,10 @@ async fn pools_are_named_after_the_path_unless_named() {
 async fn stats_count_both_pools() {
     let pool = SqlitePool::builder(":memory:").readers(3).open().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (x)")).await.unwrap();
-    pool.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.unwrap();
+    pool.write(|tx| tx.execute("INSERT INTO aq_sl_t VALUES (1)", [])).await.unwrap();
+    for _ in 0..2 {
+        pool.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.unwrap();
+    }
     let s = pool.stats();
     assert_eq!(s.writer_state.max_size, 1);
     assert_eq!(s.readers_state.max_size, 3);
