@@ -338,12 +338,29 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn put_back(self: &Arc<Self>, conn: Box<Conn<M::Connection>>, checkout: usize) {
         let mut g = self.lock();
         let record = g.end_checkout(checkout);
+        self.deliver(g, conn, false);
+        if let Some(record) = record {
+            self.returned_after_leak(&record);
+        }
+    }
+
+    /// Under `g`: hands `conn` to the longest waiter or the idle stack, or closes it when the pool no longer
+    /// wants it (closed, or shrunk below its size). With `top_up`, also starts connects that `min_idle` or
+    /// waiters still need (after a new connection; a plain return changes neither).
+    fn deliver(
+        self: &Arc<Self>,
+        mut g: MutexGuard<'_, Internals<M::Connection, M::Error>>,
+        conn: Box<Conn<M::Connection>>,
+        top_up: bool,
+    ) {
         match g.deliver(conn) {
             Ok(waker) => {
+                let connects = if top_up { g.reserve_connects() } else { 0 };
                 drop(g);
                 if let Some(w) = waker {
                     w.wake();
                 }
+                self.spawn_connects(connects);
             }
             Err(conn) => {
                 let reason = if g.closed { CloseReason::PoolClosed } else { CloseReason::Discarded };
@@ -352,9 +369,6 @@ impl<M: Manager> Shared<M> {
                 drop(g);
                 self.after_close(conn, reason, connects, closed);
             }
-        }
-        if let Some(record) = record {
-            self.returned_after_leak(&record);
         }
     }
 
@@ -531,23 +545,7 @@ impl<M: Manager> Shared<M> {
         }
         let mut g = self.lock();
         g.connect_succeeded();
-        match g.deliver(conn) {
-            Ok(waker) => {
-                let connects = g.reserve_connects();
-                drop(g);
-                if let Some(w) = waker {
-                    w.wake();
-                }
-                self.spawn_connects(connects);
-            }
-            Err(conn) => {
-                let reason = if g.closed { CloseReason::PoolClosed } else { CloseReason::Discarded };
-                let connects = g.release_slot(Some(reason));
-                let closed = g.closed;
-                drop(g);
-                self.after_close(conn, reason, connects, closed);
-            }
-        }
+        self.deliver(g, conn, true);
     }
 
     /// Background task: fails waiters whose `acquire_timeout` passed. One timer serves the whole queue because
