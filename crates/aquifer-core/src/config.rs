@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::env::EnvVars;
 use crate::errors::ConfigError;
 
 /// The longest duration any setting accepts.
@@ -222,7 +223,7 @@ impl PoolConfig {
 
     /// Like [`PoolConfig::from_env`], reading variables through `lookup` (for tests and other sources).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<PoolConfig, ConfigError> {
-        let env = Env { prefix, lookup: &lookup };
+        let env = EnvVars::new(prefix, &lookup);
         let mut c = PoolConfig::default();
         if let Some(url) = env.get("URL") {
             c.url = Some(DatabaseUrl::new(url));
@@ -244,84 +245,33 @@ impl PoolConfig {
         env.optional_duration("POOL_MAX_LIFETIME", &mut c.max_lifetime)?;
         env.optional_duration("POOL_LEAK_THRESHOLD", &mut c.leak_detection_threshold)?;
         env.optional_duration("POOL_HEALTH_INTERVAL", &mut c.health_interval)?;
-        c.validate().map_err(|e| env.rename(e))?;
+        c.validate().map_err(|e| match env.rename(e, env_suffix) {
+            // Show the variable's text as written ("0ms"), not the parsed value ("0s"); no pool variable that
+            // validation can refuse holds a secret.
+            ConfigError::Env { var, value, reason } => {
+                let written = lookup(&var).filter(|v| !v.trim().is_empty());
+                ConfigError::Env { value: written.unwrap_or(value), var, reason }
+            }
+            other => other,
+        })?;
         Ok(c)
     }
 }
 
-/// Reads `{PREFIX}_{SUFFIX}` variables and turns parse failures into errors that name the variable.
-struct Env<'a> {
-    prefix: &'a str,
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Env<'_> {
-    fn var(&self, suffix: &str) -> String {
-        if self.prefix.is_empty() { suffix.to_owned() } else { format!("{}_{suffix}", self.prefix) }
-    }
-
-    fn get(&self, suffix: &str) -> Option<String> {
-        (self.lookup)(&self.var(suffix)).filter(|v| !v.trim().is_empty())
-    }
-
-    fn error(&self, suffix: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Env { var: self.var(suffix), value: value.to_owned(), reason: reason.into() }
-    }
-
-    fn number<T: std::str::FromStr>(&self, suffix: &str, out: &mut T) -> Result<(), ConfigError>
-    where
-        T::Err: fmt::Display,
-    {
-        if let Some(v) = self.get(suffix) {
-            *out = v.trim().parse().map_err(|e| self.error(suffix, &v, format!("expected a whole number ({e})")))?;
-        }
-        Ok(())
-    }
-
-    fn duration(&self, suffix: &str, out: &mut Duration) -> Result<(), ConfigError> {
-        if let Some(v) = self.get(suffix) {
-            *out = parse_duration(&v).map_err(|reason| self.error(suffix, &v, reason))?;
-        }
-        Ok(())
-    }
-
-    fn optional_duration(&self, suffix: &str, out: &mut Option<Duration>) -> Result<(), ConfigError> {
-        if let Some(v) = self.get(suffix) {
-            *out = match v.trim().to_ascii_lowercase().as_str() {
-                "off" | "none" | "disabled" | "0" => None,
-                _ => Some(parse_duration(&v).map_err(|reason| self.error(suffix, &v, reason))?),
-            };
-        }
-        Ok(())
-    }
-
-    /// A validation error of an env-built config names the variable rather than the field.
-    fn rename(&self, e: ConfigError) -> ConfigError {
-        let ConfigError::Invalid { field, value, reason } = e else {
-            return e;
-        };
-        let suffix = match field {
-            "max_size" => "POOL_MAX_SIZE",
-            "min_idle" => "POOL_MIN_IDLE",
-            "acquire_timeout" => "POOL_ACQUIRE_TIMEOUT",
-            "connect_timeout" => "POOL_CONNECT_TIMEOUT",
-            "validation_timeout" => "POOL_VALIDATION_TIMEOUT",
-            "connect_backoff_min" => "POOL_CONNECT_BACKOFF_MIN",
-            "connect_backoff_max" => "POOL_CONNECT_BACKOFF_MAX",
-            "fail_fast_after" => "POOL_FAIL_FAST_AFTER",
-            "name" => "NAME",
-            _ => {
-                return ConfigError::Invalid { field, value, reason };
-            }
-        };
-        // Show the variable's text as written ("0ms"), not the parsed value ("0s").
-        let value = self.get(suffix).unwrap_or(value);
-        ConfigError::Env { var: self.var(suffix), value, reason }
-    }
-}
-
-fn parse_duration(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v.trim()).map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
+/// The variable suffix of each field [`PoolConfig::validate`] can refuse.
+fn env_suffix(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "max_size" => "POOL_MAX_SIZE",
+        "min_idle" => "POOL_MIN_IDLE",
+        "acquire_timeout" => "POOL_ACQUIRE_TIMEOUT",
+        "connect_timeout" => "POOL_CONNECT_TIMEOUT",
+        "validation_timeout" => "POOL_VALIDATION_TIMEOUT",
+        "connect_backoff_min" => "POOL_CONNECT_BACKOFF_MIN",
+        "connect_backoff_max" => "POOL_CONNECT_BACKOFF_MAX",
+        "fail_fast_after" => "POOL_FAIL_FAST_AFTER",
+        "name" => "NAME",
+        _ => return None,
+    })
 }
 
 /// A connection URL whose password is never shown.

@@ -4,6 +4,7 @@
 mod acquire;
 mod builder;
 mod config;
+mod env;
 mod errors;
 mod health;
 mod inner;
@@ -20,6 +21,7 @@ mod waiters;
 pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
 pub use config::{DatabaseUrl, PoolConfig, redact_url};
+pub use env::EnvVars;
 pub use errors::{BuildError, ConfigError, ConnectError, PoolError};
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
 pub use leak::LeakReport;

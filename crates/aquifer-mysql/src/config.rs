@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, RetryPolicy};
+use aquifer_core::{ConfigError, EnvVars, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How connections reach the server.
@@ -225,78 +225,52 @@ impl MySqlConfig {
 
     /// Like [`MySqlConfig::from_env`], reading variables through `lookup`.
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<MySqlConfig, ConfigError> {
-        let var = |suffix: &str| if prefix.is_empty() { suffix.to_owned() } else { format!("{prefix}_{suffix}") };
-        let get = |suffix: &str| lookup(&var(suffix)).filter(|v| !v.trim().is_empty());
-        let err = |suffix: &str, value: &str, reason: &str| ConfigError::Env {
-            var: var(suffix),
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let env = EnvVars::new(prefix, &lookup);
         let mut c = MySqlConfig::default();
-        if let Some(v) = get("TRANSPORT") {
-            let t = v.trim();
-            c.transport = Some(match t.to_ascii_lowercase().as_str() {
+        env.parse("TRANSPORT", &mut c.transport, |t| {
+            Ok(Some(match t.to_ascii_lowercase().as_str() {
                 "tcp" => Transport::Tcp,
                 "prefer_socket" => Transport::PreferSocket,
                 _ => match t.strip_prefix("socket:") {
                     Some(path) if !path.is_empty() => Transport::Socket(PathBuf::from(path)),
-                    _ => return Err(err("TRANSPORT", &v, "expected tcp, prefer_socket or socket:/path/to/socket")),
+                    _ => return Err("expected tcp, prefer_socket or socket:/path/to/socket".into()),
                 },
-            });
-        }
-        if let Some(v) = get("SYSTEM") {
-            c.system = Some(match v.trim().to_ascii_lowercase().as_str() {
-                "mysql" => DbSystem::MySql,
-                "mariadb" => DbSystem::MariaDb,
-                _ => return Err(err("SYSTEM", &v, "expected mysql or mariadb")),
-            });
-        }
-        c.time_zone = get("TIME_ZONE").map(|v| v.trim().to_owned());
-        c.sql_mode = get("SQL_MODE").map(|v| v.trim().to_owned());
-        if let Some(v) = get("WAIT_TIMEOUT") {
-            let d = humantime::parse_duration(v.trim())
-                .map_err(|e| err("WAIT_TIMEOUT", &v, &format!("expected a duration such as 600s or 10m ({e})")))?;
-            c.wait_timeout = Some(d);
-        }
-        if let Some(v) = get("INIT_SQL") {
+            }))
+        })?;
+        env.parse("SYSTEM", &mut c.system, |v| match v.to_ascii_lowercase().as_str() {
+            "mysql" => Ok(Some(DbSystem::MySql)),
+            "mariadb" => Ok(Some(DbSystem::MariaDb)),
+            _ => Err("expected mysql or mariadb".into()),
+        })?;
+        c.time_zone = env.get("TIME_ZONE").map(|v| v.trim().to_owned());
+        c.sql_mode = env.get("SQL_MODE").map(|v| v.trim().to_owned());
+        // No `off`: unset keeps the server's default, and 0 is refused by validate().
+        env.parse("WAIT_TIMEOUT", &mut c.wait_timeout, |v| {
+            humantime::parse_duration(v).map(Some).map_err(|e| format!("expected a duration such as 600s or 10m ({e})"))
+        })?;
+        if let Some(v) = env.get("INIT_SQL") {
             c.init_sql = v.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
         }
-        if let Some(v) = get("RESET_ON_RETURN") {
-            c.reset_on_return = match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => return Err(err("RESET_ON_RETURN", &v, "expected true or false")),
-            };
-        }
-        if let Some(v) = lookup(&var("PROGRAM_NAME")) {
+        env.boolean("RESET_ON_RETURN", &mut c.reset_on_return)?;
+        // Empty is a value here: send no program name.
+        if let Some(v) = env.get_raw("PROGRAM_NAME") {
             c.program_name = v.trim().to_owned();
         }
-        if let Some(v) = get("SSL_MODE") {
-            c.ssl_mode = Some(match v.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-                "disabled" => SslMode::Disabled,
-                "required" => SslMode::Required,
-                "verify_ca" => SslMode::VerifyCa,
-                "verify_identity" => SslMode::VerifyIdentity,
-                _ => return Err(err("SSL_MODE", &v, "expected disabled, required, verify_ca or verify_identity")),
-            });
-        }
-        c.ssl_ca = get("SSL_CA").map(|v| PathBuf::from(v.trim()));
-        if let Some(v) = get("STMT_CACHE_SIZE") {
-            c.stmt_cache_size =
-                Some(v.trim().parse().map_err(|_| err("STMT_CACHE_SIZE", &v, "expected a whole number"))?);
-        }
-        if let Some(v) = get("RETRY_MAX_ATTEMPTS") {
-            c.retry.max_attempts = match v.trim().parse() {
-                Ok(n) if n >= 1 => n,
-                _ => return Err(err("RETRY_MAX_ATTEMPTS", &v, "expected a whole number, at least 1")),
-            };
-        }
-        c.validate().map_err(|e| match e {
-            ConfigError::Invalid { field, value, reason } => {
-                ConfigError::Env { var: var(&field.to_ascii_uppercase()), value, reason }
-            }
-            other => other,
+        env.parse("SSL_MODE", &mut c.ssl_mode, |v| match v.to_ascii_lowercase().replace('-', "_").as_str() {
+            "disabled" => Ok(Some(SslMode::Disabled)),
+            "required" => Ok(Some(SslMode::Required)),
+            "verify_ca" => Ok(Some(SslMode::VerifyCa)),
+            "verify_identity" => Ok(Some(SslMode::VerifyIdentity)),
+            _ => Err("expected disabled, required, verify_ca or verify_identity".into()),
         })?;
+        c.ssl_ca = env.get("SSL_CA").map(|v| PathBuf::from(v.trim()));
+        env.optional_number("STMT_CACHE_SIZE", &mut c.stmt_cache_size)?;
+        env.parse("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts, |v| match v.parse() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err("expected a whole number, at least 1".into()),
+        })?;
+        // Every field validate() checks has the variable of the same name.
+        c.validate().map_err(|e| env.rename(e, |field| Some(field.to_ascii_uppercase())))?;
         Ok(c)
     }
 

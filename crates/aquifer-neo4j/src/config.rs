@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, redact_url};
+use aquifer_core::{ConfigError, EnvVars, redact_url};
 use serde::Deserialize;
 
 /// How each pooled connection reaches the Bolt server. Pool sizing and timeouts live in
@@ -137,48 +137,33 @@ impl Neo4jConfig {
 
     /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests and other sources).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Neo4jConfig, ConfigError> {
-        let var = |suffix: &str| if prefix.is_empty() { suffix.to_owned() } else { format!("{prefix}_{suffix}") };
-        let get = |suffix: &str| lookup(&var(suffix)).filter(|v| !v.trim().is_empty());
+        let env = EnvVars::new(prefix, &lookup);
         let mut c = Neo4jConfig::default();
-        if let Some(uri) = get("URI").or_else(|| get("URL")) {
+        if let Some(uri) = env.get("URI").or_else(|| env.get("URL")) {
             c.uri = uri.trim().to_owned();
         }
-        if let Some(user) = get("USER").or_else(|| get("USERNAME")) {
+        if let Some(user) = env.get("USER").or_else(|| env.get("USERNAME")) {
             c.user = user;
         }
-        if let Some(password) = lookup(&var("PASSWORD")) {
+        // An empty password is a password (and a password in the URI then applies).
+        if let Some(password) = env.get_raw("PASSWORD") {
             c.password = Password::new(password);
         }
-        if let Some(db) = get("DATABASE") {
+        if let Some(db) = env.get("DATABASE") {
             c.database = Some(db);
         }
-        if let Some(v) = get("FETCH_SIZE") {
-            c.fetch_size = v.trim().parse().map_err(|e| ConfigError::Env {
-                var: var("FETCH_SIZE"),
-                value: v.clone(),
-                reason: format!("expected a whole number ({e})"),
-            })?;
-        }
-        if let Some(v) = get("READ_TIMEOUT") {
-            c.read_timeout = humantime::parse_duration(v.trim()).map_err(|e| ConfigError::Env {
-                var: var("READ_TIMEOUT"),
-                value: v.clone(),
-                reason: format!("expected a duration such as 30s, 500ms or 10m ({e})"),
-            })?;
-        }
-        c.validate().map_err(|e| match e {
-            ConfigError::Invalid { field, value, reason } => {
-                let suffix = match field {
-                    "uri" => "URI",
-                    "user" => "USER",
-                    "database" => "DATABASE",
-                    "fetch_size" => "FETCH_SIZE",
-                    "read_timeout" => "READ_TIMEOUT",
-                    _ => return ConfigError::Invalid { field, value, reason },
-                };
-                ConfigError::Env { var: var(suffix), value, reason }
-            }
-            other => other,
+        env.number("FETCH_SIZE", &mut c.fetch_size)?;
+        env.duration("READ_TIMEOUT", &mut c.read_timeout)?;
+        // The uri's value in a validation error is already redacted.
+        c.validate().map_err(|e| {
+            env.rename(e, |field| match field {
+                "uri" => Some("URI"),
+                "user" => Some("USER"),
+                "database" => Some("DATABASE"),
+                "fetch_size" => Some("FETCH_SIZE"),
+                "read_timeout" => Some("READ_TIMEOUT"),
+                _ => None,
+            })
         })?;
         Ok(c)
     }

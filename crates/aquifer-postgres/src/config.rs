@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, DatabaseUrl, PoolConfig, RetryPolicy};
+use aquifer_core::{ConfigError, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How to build a [`PgPool`](crate::PgPool): the engine's [`PoolConfig`] (its `url` is the connection URL)
@@ -123,36 +123,22 @@ impl PgConfig {
 
     /// Like [`PgConfig::from_env`], reading variables through `lookup` (for tests and other sources).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let mut pool = PoolConfig::from_lookup("POSTGRES", get)?;
+        let env = EnvVars::new("POSTGRES", &lookup);
+        let mut pool = PoolConfig::from_lookup("POSTGRES", &lookup)?;
         if pool.url.is_none() {
-            pool.url = get("DATABASE_URL").map(DatabaseUrl::new);
+            pool.url = EnvVars::new("", &lookup).get("DATABASE_URL").map(DatabaseUrl::new);
         }
         let mut c = PgConfig { pool, ..PgConfig::default() };
-        c.application_name = get("POSTGRES_APPLICATION_NAME");
-        c.statement_timeout = optional_duration(&get, "POSTGRES_STATEMENT_TIMEOUT")?;
-        c.idle_in_transaction_session_timeout =
-            optional_duration(&get, "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT")?;
-        if let Some(sql) = get("POSTGRES_INIT_SQL") {
+        c.application_name = env.get("APPLICATION_NAME");
+        session_timeout(&env, "STATEMENT_TIMEOUT", &mut c.statement_timeout)?;
+        session_timeout(&env, "IDLE_IN_TRANSACTION_SESSION_TIMEOUT", &mut c.idle_in_transaction_session_timeout)?;
+        if let Some(sql) = env.get("INIT_SQL") {
             c.init_sql.push(sql);
         }
-        if let Some(v) = get("POSTGRES_PGBOUNCER") {
-            c.pgbouncer = match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => return Err(env_error("POSTGRES_PGBOUNCER", &v, "expected true or false")),
-            };
-        }
-        if let Some(v) = get("POSTGRES_STATEMENT_CACHE_CAPACITY") {
-            let n = v.trim().parse().map_err(|e| {
-                env_error("POSTGRES_STATEMENT_CACHE_CAPACITY", &v, format!("expected a whole number ({e})"))
-            })?;
-            c.statement_cache_capacity = Some(n);
-        }
-        if let Some(v) = get("POSTGRES_DRAIN_TIMEOUT") {
-            c.drain_timeout = parse_duration(&v).map_err(|r| env_error("POSTGRES_DRAIN_TIMEOUT", &v, r))?;
-        }
-        c.validate().map_err(rename)?;
+        env.boolean("PGBOUNCER", &mut c.pgbouncer)?;
+        env.optional_number("STATEMENT_CACHE_CAPACITY", &mut c.statement_cache_capacity)?;
+        env.duration("DRAIN_TIMEOUT", &mut c.drain_timeout)?;
+        c.validate().map_err(|e| env.rename(e, env_suffix))?;
         Ok(c)
     }
 
@@ -213,34 +199,27 @@ fn invalid(field: &'static str, d: Duration, reason: &str) -> ConfigError {
     ConfigError::Invalid { field, value: format!("{d:?}"), reason: reason.to_owned() }
 }
 
-fn env_error(var: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Env { var: var.to_owned(), value: value.to_owned(), reason: reason.into() }
+/// The `POSTGRES_` variable suffix of each session field [`PgConfig::validate`] can refuse.
+fn env_suffix(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "statement_timeout" => "STATEMENT_TIMEOUT",
+        "idle_in_transaction_session_timeout" => "IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+        "init_sql" => "INIT_SQL",
+        "application_name" => "APPLICATION_NAME",
+        "drain_timeout" => "DRAIN_TIMEOUT",
+        _ => return None,
+    })
 }
 
-/// A validation error of an env-built config names the variable rather than the field.
-fn rename(e: ConfigError) -> ConfigError {
-    let ConfigError::Invalid { field, value, reason } = e else { return e };
-    let var = match field {
-        "statement_timeout" => "POSTGRES_STATEMENT_TIMEOUT",
-        "idle_in_transaction_session_timeout" => "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
-        "init_sql" => "POSTGRES_INIT_SQL",
-        "application_name" => "POSTGRES_APPLICATION_NAME",
-        "drain_timeout" => "POSTGRES_DRAIN_TIMEOUT",
-        _ => return ConfigError::Invalid { field, value, reason },
-    };
-    ConfigError::Env { var: var.to_owned(), value, reason }
-}
-
-fn parse_duration(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v.trim()).map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
-}
-
-fn optional_duration(get: &impl Fn(&str) -> Option<String>, var: &str) -> Result<Option<Duration>, ConfigError> {
-    let Some(v) = get(var) else { return Ok(None) };
-    match v.trim().to_ascii_lowercase().as_str() {
-        "off" | "none" | "disabled" => Ok(None),
-        _ => parse_duration(&v).map(Some).map_err(|r| env_error(var, &v, r)),
+/// A session timeout: a duration, or `off`/`none`/`disabled` to keep the server's setting. Unlike the pool's
+/// optional durations, `0` is not "off" here: PostgreSQL reads a zero timeout as "no timeout", which is not the
+/// same as keeping the server's setting, so it is kept as zero for [`PgConfig::validate`] to refuse with a hint.
+fn session_timeout(env: &EnvVars<'_>, suffix: &str, out: &mut Option<Duration>) -> Result<(), ConfigError> {
+    if env.get(suffix).is_some_and(|v| v.trim() == "0") {
+        *out = Some(Duration::ZERO);
+        return Ok(());
     }
+    env.optional_duration(suffix, out)
 }
 
 #[cfg(test)]
@@ -293,6 +272,14 @@ mod tests {
     fn a_bad_pool_variable_names_the_variable() {
         let e = env(&[("POSTGRES_POOL_MAX_SIZE", "many")]).unwrap_err().to_string();
         assert!(e.contains("POSTGRES_POOL_MAX_SIZE") && e.contains("many"), "{e}");
+    }
+
+    #[test]
+    fn a_zero_session_timeout_variable_is_refused_rather_than_read_as_off() {
+        let e = env(&[("POSTGRES_STATEMENT_TIMEOUT", "0")]).unwrap_err().to_string();
+        assert!(e.contains("POSTGRES_STATEMENT_TIMEOUT") && e.contains("use none"), "{e}");
+        let c = env(&[("POSTGRES_STATEMENT_TIMEOUT", "OFF"), ("POSTGRES_PGBOUNCER", "yes")]).unwrap();
+        assert_eq!((c.statement_timeout, c.pgbouncer), (None, true));
     }
 
     #[test]

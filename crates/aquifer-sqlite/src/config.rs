@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, PoolConfig};
+use aquifer_core::{ConfigError, EnvVars, PoolConfig};
 use serde::{Deserialize, Serialize};
 
 /// How a [`SqlitePool`](crate::SqlitePool) (or [`SqliteSyncPool`](crate::SqliteSyncPool)) opens and tunes its
@@ -219,7 +219,7 @@ impl SqliteConfig {
 
     /// Like [`SqliteConfig::from_env`], reading variables through `lookup` (for tests and other sources).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<SqliteConfig, ConfigError> {
-        let env = Env { prefix, lookup: &lookup };
+        let env = EnvVars::new(prefix, &lookup);
         let mut c = SqliteConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..SqliteConfig::default() };
         if let Some(path) = env.get("PATH") {
             c.path = path;
@@ -227,11 +227,11 @@ impl SqliteConfig {
             let url = url.expose();
             c.path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url).to_owned();
         }
-        env.parse("CREATE_IF_MISSING", &mut c.create_if_missing, parse_bool)?;
+        env.boolean("CREATE_IF_MISSING", &mut c.create_if_missing)?;
         env.parse("JOURNAL_MODE", &mut c.journal_mode, str::parse)?;
         env.parse("SYNCHRONOUS", &mut c.synchronous, str::parse)?;
-        env.parse("BUSY_TIMEOUT", &mut c.busy_timeout, parse_duration)?;
-        env.parse("FOREIGN_KEYS", &mut c.foreign_keys, parse_bool)?;
+        env.duration("BUSY_TIMEOUT", &mut c.busy_timeout)?;
+        env.boolean("FOREIGN_KEYS", &mut c.foreign_keys)?;
         env.parse("TEMP_STORE", &mut c.temp_store, str::parse)?;
         env.parse("CACHE_SIZE", &mut c.cache_size, |v| {
             v.parse::<i64>().map_err(|e| format!("expected a whole number: negative for KiB, positive for pages ({e})"))
@@ -243,70 +243,17 @@ impl SqliteConfig {
         env.parse("WAL_AUTOCHECKPOINT", &mut c.wal_autocheckpoint, |v| {
             v.parse::<u32>().map_err(|e| format!("expected a number of pages ({e})"))
         })?;
-        env.parse("CHECKPOINT_INTERVAL", &mut c.checkpoint_interval, |v| match v.to_ascii_lowercase().as_str() {
-            "off" | "none" | "disabled" | "0" => Ok(None),
-            _ => parse_duration(v).map(Some),
-        })?;
+        env.optional_duration("CHECKPOINT_INTERVAL", &mut c.checkpoint_interval)?;
         env.parse("WAL_SIZE_LIMIT", &mut c.wal_size_limit, parse_bytes)?;
-        env.parse("OPTIMIZE_ON_CLOSE", &mut c.optimize_on_close, parse_bool)?;
-        c.validate().map_err(|e| env.rename(e))?;
+        env.boolean("OPTIMIZE_ON_CLOSE", &mut c.optimize_on_close)?;
+        // Every field validate() checks has the variable of the same name.
+        c.validate().map_err(|e| env.rename(e, |field| Some(field.to_ascii_uppercase())))?;
         Ok(c)
     }
 }
 
 fn invalid(field: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field, value: value.to_string(), reason: reason.into() }
-}
-
-/// Reads `{PREFIX}_{SUFFIX}` variables; parse failures name the variable.
-struct Env<'a> {
-    prefix: &'a str,
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Env<'_> {
-    fn var(&self, suffix: &str) -> String {
-        if self.prefix.is_empty() { suffix.to_owned() } else { format!("{}_{suffix}", self.prefix) }
-    }
-
-    fn get(&self, suffix: &str) -> Option<String> {
-        (self.lookup)(&self.var(suffix)).filter(|v| !v.trim().is_empty())
-    }
-
-    fn parse<T>(
-        &self,
-        suffix: &str,
-        out: &mut T,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<(), ConfigError> {
-        if let Some(v) = self.get(suffix) {
-            *out = parse(v.trim()).map_err(|reason| ConfigError::Env { var: self.var(suffix), value: v, reason })?;
-        }
-        Ok(())
-    }
-
-    /// A validation error of an env-built config names the variable rather than the field.
-    fn rename(&self, e: ConfigError) -> ConfigError {
-        match e {
-            ConfigError::Invalid { field, value, reason } => {
-                let suffix = field.to_ascii_uppercase();
-                ConfigError::Env { var: self.var(&suffix), value, reason }
-            }
-            other => other,
-        }
-    }
-}
-
-fn parse_bool(v: &str) -> Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "on" | "yes" | "1" => Ok(true),
-        "false" | "off" | "no" | "0" => Ok(false),
-        _ => Err("expected true or false".to_owned()),
-    }
-}
-
-fn parse_duration(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v).map_err(|e| format!("expected a duration such as 5s or 500ms ({e})"))
 }
 
 /// `1048576`, `1024KiB`, `64MiB`, `1GiB` (also `K`, `KB`, `M`, `MB`, `G`, `GB`, all binary).

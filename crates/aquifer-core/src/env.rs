@@ -1,0 +1,167 @@
+//! [`EnvVars`]: the one reader of `{PREFIX}_{SUFFIX}` environment variables, shared by
+//! [`PoolConfig::from_env`](crate::PoolConfig::from_env) and every adapter's `from_env`, so that all of them
+//! accept the same spellings and report a bad value the same way.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::errors::ConfigError;
+
+/// Reads `{PREFIX}_{SUFFIX}` variables through a lookup function and parses them into configuration fields.
+///
+/// Every configuration in Aquifer can be read from the environment; this type keeps the rules the same
+/// everywhere: an unset or empty variable leaves the field at its default, values are trimmed before parsing,
+/// and a value that does not parse is a [`ConfigError::Env`] naming the variable and showing the value as
+/// written. The parsers write into `&mut` fields, so a `from_env` reads as a list of variables:
+///
+/// ```
+/// use std::time::Duration;
+/// use aquifer_core::{ConfigError, EnvVars};
+///
+/// let lookup = |name: &str| match name {
+///     "APP_WORKERS" => Some("8".to_owned()),
+///     "APP_TIMEOUT" => Some("1500ms".to_owned()),
+///     "APP_CACHE_TTL" => Some("off".to_owned()),
+///     "APP_VERBOSE" => Some("Yes".to_owned()),
+///     "APP_RETRIES" => Some("many".to_owned()),
+///     _ => None,
+/// };
+/// let env = EnvVars::new("APP", &lookup);
+/// let (mut workers, mut timeout, mut ttl, mut verbose) = (1_usize, Duration::ZERO, Some(Duration::from_secs(60)), false);
+/// env.number("WORKERS", &mut workers)?;
+/// env.duration("TIMEOUT", &mut timeout)?;
+/// env.optional_duration("CACHE_TTL", &mut ttl)?;
+/// env.boolean("VERBOSE", &mut verbose)?;
+/// assert_eq!((workers, timeout, ttl, verbose), (8, Duration::from_millis(1500), None, true));
+///
+/// let mut retries = 3_u32;
+/// let err = env.number("RETRIES", &mut retries).unwrap_err();
+/// assert!(err.to_string().starts_with(r#"invalid environment variable APP_RETRIES="many": expected a whole number"#));
+/// assert_eq!(retries, 3);
+/// # Ok::<(), ConfigError>(())
+/// ```
+pub struct EnvVars<'a> {
+    prefix: &'a str,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl fmt::Debug for EnvVars<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The lookup is a closure (and the values may be secrets): only the prefix is worth showing.
+        f.debug_struct("EnvVars").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl<'a> EnvVars<'a> {
+    /// Reads the variables named `{prefix}_{suffix}` (just `{suffix}` when `prefix` is empty) through `lookup`,
+    /// which is `|name| std::env::var(name).ok()` for the process environment and a map in tests.
+    pub fn new(prefix: &'a str, lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        EnvVars { prefix, lookup }
+    }
+
+    /// The full name of the variable for `suffix`, as errors and documentation spell it.
+    pub fn var(&self, suffix: &str) -> String {
+        if self.prefix.is_empty() { suffix.to_owned() } else { format!("{}_{suffix}", self.prefix) }
+    }
+
+    /// The variable's value as written, or `None` when it is unset or empty (only white space counts as
+    /// empty too), so that `APP_X=` keeps the default instead of failing to parse.
+    pub fn get(&self, suffix: &str) -> Option<String> {
+        self.get_raw(suffix).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The variable's value even when it is empty, for settings where empty is a value of its own (an empty
+    /// password, "send no program name").
+    pub fn get_raw(&self, suffix: &str) -> Option<String> {
+        (self.lookup)(&self.var(suffix))
+    }
+
+    /// An error naming the variable for `suffix` and showing `value`, for a value a parser refused.
+    pub fn error(&self, suffix: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Env { var: self.var(suffix), value: value.to_owned(), reason: reason.into() }
+    }
+
+    /// Parses the variable with `parse` (given the trimmed value) into `out` when it is set; a parse failure
+    /// becomes [`EnvVars::error`] with the parser's message as the reason. The building block for values only
+    /// one configuration has (enums, byte sizes); the methods below cover the common shapes.
+    pub fn parse<T>(
+        &self,
+        suffix: &str,
+        out: &mut T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = self.get(suffix) {
+            *out = parse(v.trim()).map_err(|reason| self.error(suffix, &v, reason))?;
+        }
+        Ok(())
+    }
+
+    /// Parses a number (any [`FromStr`] type, such as `usize` or `u32`) into `out` when the variable is set.
+    pub fn number<T: FromStr>(&self, suffix: &str, out: &mut T) -> Result<(), ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.parse(suffix, out, parse_number)
+    }
+
+    /// Parses a number into `Some(n)` when the variable is set, for settings whose `None` means "the driver's
+    /// own default". There is no spelling for `None`: leave the variable unset.
+    pub fn optional_number<T: FromStr>(&self, suffix: &str, out: &mut Option<T>) -> Result<(), ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.parse(suffix, out, |v| parse_number(v).map(Some))
+    }
+
+    /// Parses a duration written like `30s`, `500ms`, `10m` or `1h 30m` (humantime) into `out` when the
+    /// variable is set.
+    pub fn duration(&self, suffix: &str, out: &mut Duration) -> Result<(), ConfigError> {
+        self.parse(suffix, out, parse_duration)
+    }
+
+    /// Parses a duration that can be turned off: `off`, `none`, `disabled` or `0` (any case) give `None`,
+    /// anything else must be a duration as for [`EnvVars::duration`].
+    pub fn optional_duration(&self, suffix: &str, out: &mut Option<Duration>) -> Result<(), ConfigError> {
+        self.parse(suffix, out, |v| match v.to_ascii_lowercase().as_str() {
+            "off" | "none" | "disabled" | "0" => Ok(None),
+            _ => parse_duration(v).map(Some),
+        })
+    }
+
+    /// Parses a boolean: `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`, in any case.
+    pub fn boolean(&self, suffix: &str, out: &mut bool) -> Result<(), ConfigError> {
+        self.parse(suffix, out, |v| match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err("expected true or false (also yes/no, on/off, 1/0)".to_owned()),
+        })
+    }
+
+    /// Turns a validation error of a configuration read from the environment ([`ConfigError::Invalid`], which
+    /// names a field) into one naming the variable the field came from: `suffix_of` maps a field to its
+    /// variable's suffix, `None` leaves the error as it is. The value stays the one the validation showed,
+    /// which is already redacted where it could hold a secret (a URL, SQL).
+    pub fn rename<S: AsRef<str>>(
+        &self,
+        e: ConfigError,
+        suffix_of: impl FnOnce(&'static str) -> Option<S>,
+    ) -> ConfigError {
+        let ConfigError::Invalid { field, value, reason } = e else { return e };
+        match suffix_of(field) {
+            Some(suffix) => ConfigError::Env { var: self.var(suffix.as_ref()), value, reason },
+            None => ConfigError::Invalid { field, value, reason },
+        }
+    }
+}
+
+fn parse_number<T: FromStr>(v: &str) -> Result<T, String>
+where
+    T::Err: fmt::Display,
+{
+    v.parse().map_err(|e| format!("expected a whole number ({e})"))
+}
+
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v).map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
+}
