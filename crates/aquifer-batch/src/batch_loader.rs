@@ -31,9 +31,13 @@ type LoadResult<L> = Result<HashMap<Key<L>, Value<L>>, BatchError<<L as Loader>:
 /// small enough that one statement's result stays modest (async-graphql's default too).
 pub const DEFAULT_MAX_BATCH_SIZE: usize = 1_000;
 
-/// How many scheduler turns the batch task waits at most while keys keep arriving, without a delay. Bounds
-/// the window under a steady stream of loads; each turn lets every task that was ready run once.
-const MAX_TURNS: usize = 64;
+/// On a multi-thread runtime, how long no key must have arrived before a tick-window batch is dispatched:
+/// loading tasks on other workers cannot be seen in this worker's queue, and a worker takes a few
+/// microseconds to pick up a task that was just spawned. Far below one round trip to a database.
+const QUIET: Duration = Duration::from_micros(20);
+
+/// The longest a tick-window batch waits while keys keep arriving (a steady stream of loads).
+const MAX_WINDOW: Duration = Duration::from_millis(1);
 
 /// Coalesces loads from concurrently running tasks into batched [`Loader::load`] calls.
 ///
@@ -41,11 +45,15 @@ const MAX_TURNS: usize = 64;
 /// as the request. A loader shared by many requests is an explicit choice: [`BatchLoader::shared`] builds one
 /// without a cache, so it never serves values older than the batch that fetched them.
 ///
-/// **Window.** With no delay configured, a batch is dispatched once the tasks that were ready to run when its
-/// first key arrived have had their turn: the batch task yields to the scheduler and dispatches after a turn
-/// in which no key was added (at most 64 turns). This is the JavaScript DataLoader's tick: no fixed latency is
-/// added. [`BatchLoaderBuilder::delay`] waits a fixed time instead, for wider batches. A batch that reaches
-/// [`max_batch_size`](BatchLoaderBuilder::max_batch_size) is dispatched at once and later keys open a new one.
+/// **Window.** With no delay configured, a batch is dispatched once the tasks that loaded its keys have
+/// yielded, as the JavaScript DataLoader's tick: no fixed latency is added. The batch task is spawned with the
+/// first key (on a runtime worker it runs only after the loading task yields), then yields to the scheduler
+/// until a turn adds no key; on a multi-thread runtime it also waits until no key arrived for 20 µs, because
+/// loading tasks on other workers cannot be seen from its own. It stops waiting after 1 ms while keys keep
+/// coming. So loads polled together in one task on a worker (`join!`, `join_all`, a GraphQL list field)
+/// share one batch, and tasks spawned together usually do. [`BatchLoaderBuilder::delay`] waits a fixed time
+/// instead, for wider batches. A batch that reaches [`max_batch_size`](BatchLoaderBuilder::max_batch_size)
+/// is dispatched at once and later keys open a new one.
 ///
 /// **Deduplication.** A key already pending or in flight joins that batch: it is never fetched twice at the
 /// same time. With the cache on (the default), a fetched key (found or missing) is answered from the cache
@@ -392,20 +400,29 @@ impl<L: Loader> Inner<L> {
         batch.done.notify_waiters();
     }
 
-    /// The window: a fixed delay, or scheduler turns until one adds no key.
+    /// The window: a fixed delay, or scheduler turns until keys stop arriving (see [`BatchLoader`]).
     async fn window(&self, batch: &Batch<L>) {
         if let Some(d) = self.delay {
             tokio::time::sleep(d).await;
             return;
         }
+        let other_threads = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread);
+        let started = Instant::now();
+        let mut last_key = started;
         let mut seen = batch.keys.lock().len();
-        for _ in 0..MAX_TURNS {
+        loop {
             tokio::task::yield_now().await;
             let now = batch.keys.lock().len();
-            if now == seen {
+            if now != seen {
+                seen = now;
+                last_key = Instant::now();
+            } else if !other_threads || last_key.elapsed() >= QUIET {
                 return;
             }
-            seen = now;
+            if started.elapsed() >= MAX_WINDOW {
+                return;
+            }
         }
     }
 }

@@ -86,3 +86,4 @@ pub async fn settle() {
         tokio::task::yield_now().await;
     }
 }
+pub mod proxy;
