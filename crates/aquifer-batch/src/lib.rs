@@ -12,6 +12,8 @@ mod ident;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 pub use batch_loader::{BatchLoader, BatchLoaderBuilder, DEFAULT_MAX_BATCH_SIZE};
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite", feature = "neo4j"))]
