@@ -10,6 +10,8 @@ mod bulk_error;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite", feature = "neo4j"))]
 mod ident;
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
