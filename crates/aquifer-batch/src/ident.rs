@@ -72,6 +72,7 @@ pub(crate) fn quote(
     Ok(out)
 }
 
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")), allow(dead_code))]
 /// Quotes each part of a dotted name (`schema.table`) with `quote_one`.
 pub(crate) fn quote_dotted(
     name: &str,
@@ -81,6 +82,7 @@ pub(crate) fn quote_dotted(
     Ok(parts.join("."))
 }
 
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")), allow(dead_code))]
 /// Quotes a list of names, joined by `, `; at least one.
 pub(crate) fn quote_list(
     names: &[&str],

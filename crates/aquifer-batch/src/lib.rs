@@ -12,6 +12,8 @@ mod ident;
 
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "neo4j")]
+pub mod neo4j;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
