@@ -27,7 +27,7 @@ mod proxy;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aquifer_batch::{BatchLoader, BulkError, Loader};
 use futures_util::future::join_all;
