@@ -143,7 +143,7 @@ async fn random_cancellation_storm_keeps_every_invariant() {
         .min_idle(1)
         .validation_bypass(Duration::from_micros(300))
         .connect_timeout(Duration::from_millis(20))
-        .fail_fast_after(50)
+        .fail_fast_after(Duration::from_millis(200))
         .build()
         .unwrap();
 

@@ -68,7 +68,7 @@ async fn failing_validation_makes_the_pool_unhealthy() {
 async fn unreachable_server_makes_the_pool_unhealthy_with_the_connect_error() {
     let fake = FakeManager::new();
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(2).build().unwrap();
+    let pool = builder(&fake).fail_fast_after(Duration::from_millis(100)).build().unwrap();
     let report = pool.health().await;
     assert_eq!(report.status, HealthStatus::Unhealthy);
     assert!(report.last_error.unwrap().contains("connection refused"));
@@ -101,7 +101,7 @@ async fn registry_aggregates_pools_with_the_worst_status() {
     bad.set_down(true);
     let registry = HealthRegistry::new();
     registry.register(builder(&good).name("good").build().unwrap());
-    registry.register(builder(&bad).name("bad").fail_fast_after(1).build().unwrap());
+    registry.register(builder(&bad).name("bad").fail_fast_after(Duration::from_millis(1)).build().unwrap());
     let report = registry.check().await;
     assert_eq!(report.status, HealthStatus::Unhealthy);
     let names: Vec<_> = report.pools.iter().map(|p| (p.pool.as_str(), p.status)).collect();

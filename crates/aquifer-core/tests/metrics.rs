@@ -129,7 +129,7 @@ async fn connect_errors_are_counted_by_error_type() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
     fake.set_down(true);
-    let pool = builder(&fake).name("orders").fail_fast_after(3).meter(capture.meter()).build().unwrap();
+    let pool = builder(&fake).name("orders").fail_fast_after(Duration::from_millis(100)).meter(capture.meter()).build().unwrap();
     assert!(pool.get().await.is_err());
     let c = capture.collect();
     let errors = metric(&c, "aquifer.pool.connect.errors", "{error}", Kind::Counter);
