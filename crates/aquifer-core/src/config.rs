@@ -235,15 +235,11 @@ impl PoolConfig {
             }
         }
         // Bounded so that `Instant + duration` can never overflow anywhere in the engine.
-        let all = positive
-            .iter()
-            .map(|(f, d)| (*f, Some(*d)))
-            .chain(optional)
-            .chain([
-                ("validation_bypass", Some(self.validation_bypass)),
-                ("close_timeout", Some(self.close_timeout)),
-                ("fail_fast_after", Some(self.fail_fast_after)),
-            ]);
+        let all = positive.iter().map(|(f, d)| (*f, Some(*d))).chain(optional).chain([
+            ("validation_bypass", Some(self.validation_bypass)),
+            ("close_timeout", Some(self.close_timeout)),
+            ("fail_fast_after", Some(self.fail_fast_after)),
+        ]);
         for (field, value) in all {
             if let Some(d) = value
                 && d > MAX_DURATION

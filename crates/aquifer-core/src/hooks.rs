@@ -82,6 +82,7 @@ impl Hooks {
 
     /// A panic gives `_OTHER`, the conventions' fallback.
     pub(crate) fn error_type<M: Manager>(m: &M, error: &M::Error) -> std::borrow::Cow<'static, str> {
-        std::panic::catch_unwind(AssertUnwindSafe(|| m.error_type(error))).unwrap_or(std::borrow::Cow::Borrowed("_OTHER"))
+        std::panic::catch_unwind(AssertUnwindSafe(|| m.error_type(error)))
+            .unwrap_or(std::borrow::Cow::Borrowed("_OTHER"))
     }
 }

@@ -37,7 +37,8 @@ async fn timeout_reports_last_connect_error() {
 async fn a_permanent_connect_error_fails_fast_at_the_first_attempt() {
     let fake = FakeManager::new();
     fake.set_connect_error(Some("password authentication failed for user \"app\""));
-    let pool = builder(&fake).fail_fast_after(Duration::from_secs(5)).connect_backoff(ms(1000), ms(5000)).build().unwrap();
+    let pool =
+        builder(&fake).fail_fast_after(Duration::from_secs(5)).connect_backoff(ms(1000), ms(5000)).build().unwrap();
     let err = pool.get().await.unwrap_err();
     assert!(matches!(err, PoolError::Unavailable { .. }), "{err:?}");
     assert_eq!(fake.stats().attempts, 1, "a refused password must not be retried before failing fast");
@@ -92,7 +93,11 @@ async fn a_transient_connect_failure_is_retried_inside_the_get_and_never_surface
 async fn the_circuit_opens_after_fail_fast_after_of_failures_without_a_live_connection() {
     let fake = FakeManager::new();
     fake.set_down(true);
-    let pool = builder(&fake).acquire_timeout(Duration::from_secs(30)).fail_fast_after(Duration::from_secs(1)).build().unwrap();
+    let pool = builder(&fake)
+        .acquire_timeout(Duration::from_secs(30))
+        .fail_fast_after(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let started = Instant::now();
     let err = pool.get().await.unwrap_err();
     let waited = started.elapsed();
@@ -136,12 +141,8 @@ async fn every_queued_waiter_fails_fast_when_the_circuit_opens() {
     let fake = FakeManager::new();
     fake.set_connect_delay(ms(20));
     fake.set_down(true);
-    let pool = builder(&fake)
-        .max_size(2)
-        .fail_fast_after(ms(200))
-        .acquire_timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let pool =
+        builder(&fake).max_size(2).fail_fast_after(ms(200)).acquire_timeout(Duration::from_secs(30)).build().unwrap();
     let waiters: Vec<_> = (0..20)
         .map(|_| {
             let pool = pool.clone();
@@ -158,7 +159,8 @@ async fn every_queued_waiter_fails_fast_when_the_circuit_opens() {
 #[tokio::test(start_paused = true)]
 async fn the_circuit_stays_closed_while_a_connection_is_checked_out() {
     let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).fail_fast_after(ms(100)).acquire_timeout(Duration::from_secs(30)).build().unwrap();
+    let pool =
+        builder(&fake).max_size(2).fail_fast_after(ms(100)).acquire_timeout(Duration::from_secs(30)).build().unwrap();
     let held = pool.get().await.unwrap();
     fake.set_down(true);
     let waiter = tokio::spawn({
@@ -206,7 +208,9 @@ async fn a_successful_connect_clears_the_last_error() {
 }
 
 /// Spawns a get with a long timeout that resolves to the tokio instant it was served at.
-fn served_at(pool: &Pool<FakeManager>) -> tokio::task::JoinHandle<Result<Instant, PoolError<aquifer_testing::FakeError>>> {
+fn served_at(
+    pool: &Pool<FakeManager>,
+) -> tokio::task::JoinHandle<Result<Instant, PoolError<aquifer_testing::FakeError>>> {
     let pool = pool.clone();
     tokio::spawn(async move {
         let conn = pool.get_timeout(Duration::from_secs(60)).await?;
@@ -220,7 +224,12 @@ fn served_at(pool: &Pool<FakeManager>) -> tokio::task::JoinHandle<Result<Instant
 async fn a_success_ends_the_backoff_so_a_new_get_sees_an_attempt_within_the_minimum_backoff() {
     let fake = FakeManager::new();
     fake.set_down(true);
-    let pool = builder(&fake).max_size(2).fail_fast_after(NEVER).connect_backoff(ms(50), Duration::from_secs(10)).build().unwrap();
+    let pool = builder(&fake)
+        .max_size(2)
+        .fail_fast_after(NEVER)
+        .connect_backoff(ms(50), Duration::from_secs(10))
+        .build()
+        .unwrap();
     let first = tokio::spawn({
         let pool = pool.clone();
         async move {
@@ -247,7 +256,12 @@ async fn a_success_ends_the_backoff_so_a_new_get_sees_an_attempt_within_the_mini
 async fn while_a_caller_waits_failed_connects_are_retried_at_least_every_200ms() {
     let fake = FakeManager::new();
     fake.set_down(true);
-    let pool = builder(&fake).max_size(1).fail_fast_after(NEVER).connect_backoff(ms(50), Duration::from_secs(10)).build().unwrap();
+    let pool = builder(&fake)
+        .max_size(1)
+        .fail_fast_after(NEVER)
+        .connect_backoff(ms(50), Duration::from_secs(10))
+        .build()
+        .unwrap();
     let get = served_at(&pool);
     tokio::time::sleep(Duration::from_secs(20)).await;
     let attempts = fake.stats().attempts;
