@@ -1,7 +1,7 @@
 //! Closing a pool: new and waiting gets fail with `Closed`, idle connections close at once, connects in
 //! flight are cancelled, and connections in use close as they come back.
 
-use crate::internals::CloseReason;
+use crate::internals::{CloseReason, Closing};
 use crate::manager::Manager;
 use crate::shared::Shared;
 
@@ -9,7 +9,7 @@ impl<M: Manager> Shared<M> {
     /// Marks the pool closed, fails every waiter with `Closed` and closes idle connections. Connections in use
     /// are closed as they come back.
     pub(crate) fn begin_close(&self) {
-        let Some((idle, wakers)) = self.lock().close() else { return };
+        let Some(Closing { idle, wakers }) = self.lock().close() else { return };
         self.closing.cancel();
         for w in wakers {
             w.wake();

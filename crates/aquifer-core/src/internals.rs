@@ -201,6 +201,14 @@ pub(crate) struct Failure {
     pub(crate) successes: u64,
 }
 
+/// What closing the pool leaves to do outside the lock ([`Internals::close`]).
+pub(crate) struct Closing<C> {
+    /// Idle connections, already out of the accounting: drop them.
+    pub(crate) idle: VecDeque<Box<Conn<C>>>,
+    /// Every waiter, failed with `Closed`: wake them.
+    pub(crate) wakers: Vec<Waker>,
+}
+
 /// What the pool holds; guarded by the pool's mutex.
 pub(crate) struct Internals<C, E> {
     /// Idle connections, least recently returned first: LIFO reuse takes from the back, FIFO from the front,
@@ -617,7 +625,7 @@ impl<C, E> Internals<C, E> {
 
     /// Marks the pool closed; returns the idle connections to close and the wakers of every waiter (failed
     /// with [`Outcome::Closed`]). `None` when it was closed already.
-    pub(crate) fn close(&mut self) -> Option<(VecDeque<Box<Conn<C>>>, Vec<Waker>)> {
+    pub(crate) fn close(&mut self) -> Option<Closing<C>> {
         if self.closed {
             return None;
         }
@@ -627,7 +635,7 @@ impl<C, E> Internals<C, E> {
             self.size -= 1;
             self.count_closed(CloseReason::PoolClosed);
         }
-        Some((idle, self.waiters.fulfill_all(|| Outcome::Closed)))
+        Some(Closing { idle, wakers: self.waiters.fulfill_all(|| Outcome::Closed) })
     }
 
     /// Open connections and connects in flight.

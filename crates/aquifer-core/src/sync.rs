@@ -1,8 +1,9 @@
 //! The one lock of a pool, behind a shim: `parking_lot`'s mutex normally, loom's under
 //! `--cfg aquifer_loom`, so that the loom model checks run the engine's own state machine
-//! (`internals.rs`) and hand-off code, not a copy of it.
+//! (`internals.rs`) and hand-off code, not a copy of it. (Only the lib's own test build uses loom: the
+//! crates that depend on this one under that cfg, such as aquifer-testing, get the normal mutex.)
 
-#[cfg(not(aquifer_loom))]
+#[cfg(not(all(test, aquifer_loom)))]
 mod imp {
     /// A mutex without poisoning: the state it guards is only ever changed by the non-panicking methods of
     /// `Internals`, so a panic elsewhere cannot leave it half-updated.
@@ -22,7 +23,7 @@ mod imp {
     }
 }
 
-#[cfg(aquifer_loom)]
+#[cfg(all(test, aquifer_loom))]
 mod imp {
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
