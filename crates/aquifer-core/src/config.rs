@@ -274,8 +274,10 @@ impl PoolConfig {
     /// `APP_POOL_CONNECT_BACKOFF_MIN`, `APP_POOL_CONNECT_BACKOFF_MAX` and `APP_POOL_REUSE` (`lifo` or `fifo`).
     /// Unset variables keep their default.
     /// Durations are written like `30s`, `500ms` or `10m`; optional ones also accept `off`/`none`/`0`.
-    /// The result is validated; errors name the variable and its value.
+    /// The result is validated; errors name the variable and its value. A variable whose value is not valid
+    /// UTF-8 is an error, not a default.
     pub fn from_env(prefix: &str) -> Result<PoolConfig, ConfigError> {
+        EnvVars::reject_non_unicode(prefix)?;
         Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
 
@@ -397,34 +399,98 @@ impl fmt::Display for DatabaseUrl {
 }
 
 /// Replaces the password of a URL (`scheme://user:password@host`) and of `password=` key-value pairs with
-/// `***`. Anything unparseable is returned as is when it contains no `@`, otherwise reduced to its scheme.
+/// `***`, whatever the shape of the string: a valid URL, a URL the parser refuses (a bad port, say), or a
+/// libpq-style `host=db password=secret` string. When the user-info part of an unparseable URL cannot be told
+/// apart from the host, everything between `://` and `@` is hidden.
+///
+/// ```
+/// use aquifer_core::redact_url;
+///
+/// assert_eq!(redact_url("postgres://app:hunter2@db/orders"), "postgres://app:***@db/orders");
+/// assert_eq!(redact_url("postgres://db:notaport/x?password=hunter2"), "postgres://db:notaport/x?password=***");
+/// assert_eq!(redact_url("host=db password='hunter 2' user=app"), "host=db password=*** user=app");
+/// assert_eq!(redact_url("mysql://app:hun@ter2@db:99999/x"), "mysql://***@db:99999/x");
+/// ```
 pub fn redact_url(url: &str) -> String {
-    if let Ok(mut parsed) = url::Url::parse(url) {
+    if let Ok(mut parsed) = url::Url::parse(url)
+        && !parsed.cannot_be_a_base()
+    {
         if parsed.password().is_some() {
             let _ = parsed.set_password(Some("***"));
         }
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let secret = matches!(k.to_ascii_lowercase().as_str(), "password" | "pass" | "pwd" | "sslpassword");
+                let secret = is_secret_key(&k);
                 (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
             })
             .collect();
         if !pairs.is_empty() {
             parsed.query_pairs_mut().clear().extend_pairs(pairs);
         }
-        // `set_password` is refused for cannot-be-a-base URLs; never fall back to the original then.
-        let out = parsed.to_string();
-        if out.contains('@') && parsed.cannot_be_a_base() {
-            return format!("{}:***", parsed.scheme());
+        return parsed.to_string();
+    }
+    redact_unparsed(url)
+}
+
+/// Keys whose values are secrets, in URL queries and key-value connection strings.
+fn is_secret_key(key: &str) -> bool {
+    matches!(key.trim().to_ascii_lowercase().as_str(), "password" | "pass" | "pwd" | "passwd" | "sslpassword")
+}
+
+/// Redaction for strings the URL parser refuses: user info of `scheme://user:pw@host` up to the LAST `@`
+/// before the path (a password may hold `@`), and every `secret=value` pair, where a pair is separated by
+/// white space, `&`, `;` or `?`, and a value may be single- or double-quoted.
+fn redact_unparsed(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    if let Some(i) = s.find("://") {
+        let (scheme, after) = s.split_at(i + 3);
+        let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        out.push_str(scheme);
+        match after[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &after[at..];
+            }
+            None => rest = after,
         }
-        return out;
     }
-    match url.find('@') {
-        Some(_) => match url.find("://") {
-            Some(i) => format!("{}://***", &url[..i]),
-            None => "***".to_owned(),
-        },
-        None => url.to_owned(),
+    // `user:password@host` without a scheme (a Go-style DSN, a typo): hide the user info of that word.
+    let owned;
+    if !s.contains("://") && rest.contains('@') {
+        owned = rest
+            .split(' ')
+            .map(|word| match word.rfind('@') {
+                Some(at) if word[..at].contains(':') => format!("***{}", &word[at..]),
+                _ => word.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        rest = &owned;
     }
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < rest.len() {
+        let at_boundary = i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'&' | b';' | b'?' | b'\n');
+        if at_boundary
+            && let Some(eq) = rest[i..].find('=')
+            && !rest[i..i + eq].contains([' ', '\t', '&', ';', '?'])
+            && is_secret_key(&rest[i..i + eq])
+        {
+            out.push_str(&rest[i..=i + eq]);
+            out.push_str("***");
+            let value = &rest[i + eq + 1..];
+            let len = match value.chars().next() {
+                Some(q @ ('\'' | '"')) => value[1..].find(q).map_or(value.len(), |end| end + 2),
+                _ => value.find([' ', '\t', '&', ';', '\n']).unwrap_or(value.len()),
+            };
+            i += eq + 1 + len;
+            continue;
+        }
+        let ch = rest[i..].chars().next().expect("i is on a char boundary");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }
