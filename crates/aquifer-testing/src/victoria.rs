@@ -74,11 +74,18 @@ impl Victoria {
     /// Polls `promql` until it returns at least `min` series, for up to `timeout`; returns the last answer.
     /// Exports land asynchronously, so a test waits for what it expects rather than sleeping a fixed time.
     pub async fn wait_for(&self, promql: &str, min: usize, timeout: Duration) -> Vec<Sample> {
+        self.wait_until(promql, timeout, |got| got.len() >= min).await
+    }
+
+    /// Polls `promql` until `done` holds for its answer, for up to `timeout`; returns the last answer. The
+    /// newest samples of a series can become searchable a moment after older ones, so a test expecting a final
+    /// value waits for it and then asserts on what it got.
+    pub async fn wait_until(&self, promql: &str, timeout: Duration, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             self.force_flush().await;
             let got = self.query(promql).await.unwrap_or_else(|e| panic!("query {promql} failed: {e}"));
-            if got.len() >= min || tokio::time::Instant::now() >= deadline {
+            if done(&got) || tokio::time::Instant::now() >= deadline {
                 return got;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
