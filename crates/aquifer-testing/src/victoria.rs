@@ -118,6 +118,15 @@ impl Victoria {
             .collect())
     }
 
+    /// The values of label `label` among the series matching `matcher` (what Grafana's `label_values(matcher,
+    /// label)` lists).
+    pub async fn label_values(&self, label: &str, matcher: &str) -> Result<Vec<String>, String> {
+        let body =
+            self.get(&format!("/api/v1/label/{label}/values"), &[("match[]", matcher), ("start", "-1h")]).await?;
+        let data = body["data"].as_array().ok_or_else(|| format!("no data in {body}"))?;
+        Ok(data.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+    }
+
     async fn get(&self, path: &str, params: &[(&str, &str)]) -> Result<serde_json::Value, String> {
         let response = self
             .client
