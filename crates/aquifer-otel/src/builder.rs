@@ -41,6 +41,8 @@ pub struct OtelBuilder {
     /// Which variable (or setter) chose the protocol, for the error when gRPC is not compiled in.
     protocol_source: &'static str,
     endpoint: Option<Endpoint>,
+    /// Which variable (or setter) gave the endpoint, for errors about it.
+    endpoint_source: &'static str,
     headers: Vec<Header>,
     timeout: Duration,
     interval: Duration,
@@ -64,6 +66,7 @@ impl OtelBuilder {
             protocol: Protocol::HttpProtobuf,
             protocol_source: "OtelBuilder::protocol",
             endpoint: None,
+            endpoint_source: "OtelBuilder::endpoint",
             headers: Vec::new(),
             timeout: DEFAULT_EXPORT_TIMEOUT,
             interval: DEFAULT_EXPORT_INTERVAL,
@@ -93,6 +96,7 @@ impl OtelBuilder {
         let endpoint = vars.first([OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT]);
         if let Some((var, url)) = &endpoint {
             check_endpoint(url).map_err(|reason| invalid(var, url, reason))?;
+            b.endpoint_source = var;
             b.endpoint = Some(if *var == OTEL_EXPORTER_OTLP_METRICS_ENDPOINT {
                 Endpoint::Metrics(url.clone())
             } else {
@@ -152,12 +156,14 @@ impl OtelBuilder {
     /// `{url}/v1/metrics`. Default: `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(Endpoint::Base(url.into()));
+        self.endpoint_source = "OtelBuilder::endpoint";
         self
     }
 
     /// The full URL metrics are sent to, like `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` (nothing is appended).
     pub fn metrics_endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(Endpoint::Metrics(url.into()));
+        self.endpoint_source = "OtelBuilder::metrics_endpoint";
         self
     }
 
@@ -263,6 +269,11 @@ impl OtelBuilder {
             Exporter::Otlp => {
                 let url = self.metrics_url();
                 check_endpoint(&url).map_err(|reason| OtelError::InvalidSetting { setting: "endpoint", reason })?;
+                // The HTTP client is built without TLS (opentelemetry-otlp's TLS would bring aws-lc-rs next to
+                // the ring every adapter uses): refuse https:// here rather than fail at every export.
+                if url.starts_with("https://") {
+                    return Err(OtelError::TlsNotSupported { source_of_choice: self.endpoint_source });
+                }
                 match self.protocol {
                     Protocol::HttpProtobuf => {
                         let exporter = crate::exporters::http(&url, self.timeout, &self.headers)?;

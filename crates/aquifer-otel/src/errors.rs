@@ -31,6 +31,16 @@ pub enum OtelError {
         /// Where gRPC was asked for: a variable name or `OtelBuilder::protocol`.
         source_of_choice: &'static str,
     },
+    /// The endpoint is `https://`, and this build of aquifer-otel has no TLS: send to a local OpenTelemetry
+    /// Collector (or Prometheus, VictoriaMetrics) over plain HTTP on the loopback or a private network, and let
+    /// it forward over TLS.
+    #[error(
+        "{source_of_choice} is an https:// URL, but aquifer-otel exports over plain HTTP/gRPC only; send to a local OpenTelemetry Collector that forwards over TLS"
+    )]
+    TlsNotSupported {
+        /// Where the endpoint came from: a variable name or an `OtelBuilder` method.
+        source_of_choice: &'static str,
+    },
     /// The OTLP exporter refused its configuration.
     #[error("the OTLP exporter could not be built: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),

@@ -164,3 +164,14 @@ fn grpc_uses_the_endpoint_as_given() {
         .unwrap();
     assert_eq!(b.metrics_url(), "http://collector:4317");
 }
+
+#[test]
+fn an_https_endpoint_is_refused_naming_the_variable() {
+    let b = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp-gateway.example.net/otlp")]).unwrap();
+    match b.build() {
+        Err(OtelError::TlsNotSupported { source_of_choice }) => {
+            assert_eq!(source_of_choice, "OTEL_EXPORTER_OTLP_ENDPOINT")
+        }
+        other => panic!("expected TlsNotSupported, got {other:?}"),
+    }
+}
