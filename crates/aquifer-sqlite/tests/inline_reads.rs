@@ -70,6 +70,22 @@ async fn while_a_long_read_holds_one_of_two_workers_new_reads_run_off_the_runtim
     assert_eq!(caller, inside);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_raw_reads_always_run_off_the_runtime() {
+    let (_dir, path) = temp_db("inline_others");
+    let pool = pool_at(&path).await;
+    let (caller, write, raw_read) = tokio::spawn(async move {
+        let caller = std::thread::current().id();
+        let write = pool.write(|_| Ok(std::thread::current().id())).await.unwrap();
+        let raw_read = pool.interact_read(|_| std::thread::current().id()).await.unwrap();
+        (caller, write, raw_read)
+    })
+    .await
+    .unwrap();
+    assert_ne!(caller, write, "a write may wait for a checkpoint's fsync or another process's lock");
+    assert_ne!(caller, raw_read, "interact_read is the way to run a long read off the runtime");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn on_a_current_thread_runtime_reads_run_off_the_runtime() {
     let (_dir, path) = temp_db("inline_current");
