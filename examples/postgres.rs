@@ -562,13 +562,13 @@ async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn
     }
     assert!(found[0] == found[1] && found[1] == found[2], "all three load the same tracks: {found:?}");
     println!("\ntracks of {} albums ({} tracks), fastest of 5:", albums.len(), found[0]);
-    println!("  | strategy                              | statements | time      | vs N+1 |");
-    println!("  |---------------------------------------|------------|-----------|--------|");
+    println!("  | strategy                               | statements | time      | vs N+1 |");
+    println!("  |----------------------------------------|------------|-----------|--------|");
     let names = ["N+1: one query per album", "BatchLoader: concurrent loads, batched", "one hand-written query"];
     let statements = [albums.len(), 1, 1];
     for i in 0..3 {
         println!(
-            "  | {:<37} | {:>10} | {:>6.2} ms | {:>5.1}x |",
+            "  | {:<38} | {:>10} | {:>6.2} ms | {:>5.1}x |",
             names[i],
             statements[i],
             best[i].as_secs_f64() * 1e3,
