@@ -1,15 +1,20 @@
 //! A vocabulary app on MySQL/MariaDB: users save words and review them; each review is one transaction that
 //! records the answer, reschedules the word and marks the user active. Shows the aquifer-mysql helpers
 //! (`fetch_one`, `fetch_all`, `execute`, `transaction`), the driver's own API on a pooled connection,
-//! concurrent use of a small pool, and the pool's health report and statistics.
+//! concurrent use of a small pool, 200 users' saved words loaded N+1 against aquifer-batch's BatchLoader, and
+//! the pool's health report and statistics.
 //!
 //!     bash scripts/dev-services.sh        # MariaDB on 127.0.0.1:3306
 //!     cargo run --example mysql           # or MYSQL_URL=mysql://user:pass@host:3306/db cargo run --example mysql
 //!
 //! Tables (created if missing, in the URL's database): vocab_users, vocab_saved_words, vocab_reviews.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
+use aquifer_batch::mysql::MySqlLimits;
+use aquifer_batch::{BatchLoader, Loader};
+use aquifer_mysql::mysql_async::Value;
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, MySqlPoolError, PoolConfig};
 
@@ -192,10 +197,125 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{reviews} reviews recorded so far (session time zone {tz})");
     }
 
+    saved_words_per_user(&pool).await?;
+
     let health = pool.health().await;
     println!("\nhealth: {}", serde_json::to_string_pretty(&health)?);
     println!("state:  {}", pool.state());
     println!("stats:  {:?}", pool.stats());
     pool.close().await;
+    Ok(())
+}
+
+/// A user's saved words, for a BatchLoader: every batch of users is one chunked `user_id IN (…)` query.
+struct SavedWordsByUser {
+    pool: MySqlPool,
+    limits: MySqlLimits,
+}
+
+impl Loader for SavedWordsByUser {
+    type Key = u64;
+    type Value = Vec<String>;
+    type Error = std::io::Error;
+
+    async fn load(&self, users: &[u64]) -> Result<HashMap<u64, Vec<String>>, std::io::Error> {
+        let mut conn = self.pool.get().await.map_err(std::io::Error::other)?;
+        let rows = aquifer_batch::mysql::fetch_by_keys(
+            &mut conn,
+            &self.limits,
+            "vocab_saved_words",
+            &["user_id", "word"],
+            "user_id",
+            users,
+        )
+        .await
+        .map_err(std::io::Error::other)?;
+        let mut by_user: HashMap<u64, Vec<String>> = HashMap::new();
+        for row in rows {
+            let (user, word): (u64, String) = aquifer_mysql::mysql_async::from_row(row);
+            by_user.entry(user).or_default().push(word);
+        }
+        Ok(by_user)
+    }
+}
+
+/// 200 users with 5 saved words each, written with aquifer-batch's chunked multi-row inserts; then their words
+/// loaded N+1 (one query per user) against a BatchLoader serving every user's concurrent load.
+async fn saved_words_per_user(pool: &MySqlPool) -> Result<(), Box<dyn std::error::Error>> {
+    let mut conn = pool.get().await?;
+    let limits = MySqlLimits::read(&mut conn).await?;
+    conn.exec_drop("DELETE FROM vocab_users WHERE email LIKE ?", ("batch-user-%",)).await?;
+    let users: Vec<Vec<Value>> = (0..200)
+        .map(|i| vec![Value::from(format!("batch-user-{i}@example.com")), Value::from("en"), Value::from("de")])
+        .collect();
+    aquifer_batch::mysql::insert(
+        &mut conn,
+        &limits,
+        "vocab_users",
+        &["email", "native_language", "learning_language"],
+        &users,
+    )
+    .await?;
+    let ids: Vec<u64> =
+        conn.exec("SELECT id FROM vocab_users WHERE email LIKE ? ORDER BY id", ("batch-user-%",)).await?;
+    let words: Vec<Vec<Value>> = ids
+        .iter()
+        .flat_map(|&id| {
+            WORDS[..5].iter().map(move |w| vec![Value::from(id), Value::from(*w), Value::from("2026-01-01")])
+        })
+        .collect();
+    aquifer_batch::mysql::insert(
+        &mut conn,
+        &limits,
+        "vocab_saved_words",
+        &["user_id", "word", "next_review_at"],
+        &words,
+    )
+    .await?;
+    drop(conn);
+
+    let mut best = [Duration::MAX; 2];
+    let mut found = [0usize; 2];
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut n = 0;
+        for &id in &ids {
+            let words: Vec<String> =
+                aquifer_mysql::fetch_all(pool, "SELECT word FROM vocab_saved_words WHERE user_id = ?", (id,)).await?;
+            n += words.len();
+        }
+        found[0] = n;
+        best[0] = best[0].min(t.elapsed());
+
+        let t = Instant::now();
+        // One loader per request; the users' resolvers load concurrently in the request's task.
+        let loader = BatchLoader::new(SavedWordsByUser { pool: pool.clone(), limits });
+        let keys = ids.clone();
+        let loaded = tokio::spawn(async move {
+            let loader = &loader;
+            futures_util::future::join_all(keys.into_iter().map(|id| async move { loader.load(id).await })).await
+        })
+        .await?;
+        let mut n = 0;
+        for words in loaded {
+            n += words?.map_or(0, |w| w.len());
+        }
+        found[1] = n;
+        best[1] = best[1].min(t.elapsed());
+    }
+    assert_eq!(found[0], found[1], "both load the same words");
+    println!("\nsaved words of {} users ({} words), fastest of 5:", ids.len(), found[0]);
+    println!("  | strategy                               | statements | time      | vs N+1 |");
+    println!("  |----------------------------------------|------------|-----------|--------|");
+    for (i, (name, statements)) in
+        [("N+1: one query per user", ids.len()), ("BatchLoader: concurrent loads, batched", 1)].into_iter().enumerate()
+    {
+        println!(
+            "  | {name:<38} | {statements:>10} | {:>6.2} ms | {:>5.1}x |",
+            best[i].as_secs_f64() * 1e3,
+            best[0].as_secs_f64() / best[i].as_secs_f64()
+        );
+    }
+    aquifer_mysql::execute(pool, "DELETE FROM vocab_users WHERE email LIKE ?", ("batch-user-%",)).await?;
     Ok(())
 }

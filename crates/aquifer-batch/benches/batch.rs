@@ -15,7 +15,7 @@
 //! own overhead). Throughput is keys per second over a round (median of rounds); latency is each task's time
 //! from spawn to value, p50 / p99 / max over all rounds.
 //!
-//!     bash scripts/dev-services.sh postgres mysql
+//!     bash scripts/dev-services.sh postgres mariadb
 //!     cargo bench -p aquifer-batch --bench batch --features postgres,mysql,sqlite
 //!
 //! Environment: `BENCH_ROUNDS` (default 5), `BENCH_PARENTS` (default `10,100,1000,10000`),
@@ -241,7 +241,7 @@ impl My {
             .prefer_socket(false);
         let mut conn = mysql_async::Conn::new(opts).await.unwrap_or_else(|e| {
             panic!(
-                "MariaDB is not reachable at 127.0.0.1:3306 ({e}); start it with `bash scripts/dev-services.sh mysql`"
+                "MariaDB is not reachable at 127.0.0.1:3306 ({e}); start it with `bash scripts/dev-services.sh mariadb`"
             )
         });
         let limits = aquifer_batch::mysql::MySqlLimits::read(&mut conn).await.unwrap();

@@ -24,7 +24,7 @@ pub mod names {
     /// pending or in flight, or repeated in one `load_many`), `cached` (answered from the cache), `loaded`
     /// (returned by the loader), `missing` (asked of the loader, not returned).
     pub const OUTCOME: &str = "outcome";
-    /// `error.type` on the duration of a failed batch: `load`, `panic` or `abandoned`.
+    /// `error.type` on the duration of a failed batch: `load` or `panic`.
     pub const ERROR_TYPE: &str = aquifer_core::metrics::ERROR_TYPE;
 }
 
@@ -91,7 +91,7 @@ impl KeyCounts {
 pub(crate) struct Attributes {
     pub(crate) loader: [KeyValue; 1],
     outcomes: [[KeyValue; 2]; 5],
-    errors: [[KeyValue; 2]; 3],
+    errors: [[KeyValue; 2]; 2],
 }
 
 #[derive(Clone, Copy)]
@@ -104,7 +104,7 @@ pub(crate) enum Outcome {
 }
 
 const OUTCOMES: [&str; 5] = ["requested", "deduplicated", "cached", "loaded", "missing"];
-const ERRORS: [&str; 3] = ["load", "panic", "abandoned"];
+const ERRORS: [&str; 2] = ["load", "panic"];
 
 impl Attributes {
     pub(crate) fn new(name: opentelemetry::StringValue) -> Self {

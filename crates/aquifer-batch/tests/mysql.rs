@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 const SERVER: &str = "127.0.0.1:3306";
 
 async fn connect() -> Conn {
-    aquifer_testing::require_server("MariaDB", SERVER, "bash scripts/dev-services.sh mysql").await;
+    aquifer_testing::require_server("MariaDB", SERVER, "bash scripts/dev-services.sh mariadb").await;
     let opts = OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(3306)
