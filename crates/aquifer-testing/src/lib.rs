@@ -6,7 +6,7 @@ mod server;
 #[cfg(feature = "victoria")]
 mod victoria;
 
-pub use fake::{FakeConn, FakeError, FakeManager, FakeStats};
+pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
