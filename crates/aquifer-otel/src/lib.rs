@@ -23,8 +23,9 @@ pub use views::{OPERATION_DURATION_BUCKETS, POOL_TIME_BUCKETS};
 /// guard alive until the end.
 ///
 /// With neither `OTEL_METRICS_EXPORTER` nor an OTLP endpoint variable set, nothing is installed and the
-/// application runs as without this call. Works inside and outside a tokio runtime; no export blocks or needs
-/// the application's runtime.
+/// application runs as without this call. Works inside and outside a tokio runtime: exports run on the SDK's
+/// own thread and never need the application's runtime; only dropping the guard blocks the dropping thread, for
+/// the final flush, at most the shutdown timeout (5 s by default).
 pub fn init() -> Result<OtelGuard, OtelError> {
     OtelBuilder::from_env()?.install()
 }

@@ -20,10 +20,12 @@ pub(crate) fn duration_buckets(instrument: &Instrument) -> Option<Stream> {
         names::OPERATION_DURATION => OPERATION_DURATION_BUCKETS,
         _ => return None,
     };
+    // No min/max: Prometheus-style backends drop them, and tracking them is two more compares per record on
+    // the pool's hot path.
     Stream::builder()
         .with_aggregation(Aggregation::ExplicitBucketHistogram {
             boundaries: boundaries.to_vec(),
-            record_min_max: true,
+            record_min_max: false,
         })
         .build()
         .ok()
