@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use aquifer_postgres::sqlx::postgres::PgRow;
 use aquifer_postgres::sqlx::{self, FromRow, Row};
-use aquifer_postgres::{DatabaseUrl, PgConfig, PgError, PgPool};
+use aquifer_postgres::{DatabaseUrl, PgConfig, PgOperationError, PgPool};
 use uuid::Uuid;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
@@ -157,7 +157,7 @@ struct Library {
 }
 
 impl Library {
-    async fn insert(&self, t: &NewTrack) -> Result<Track, PgError> {
+    async fn insert(&self, t: &NewTrack) -> Result<Track, PgOperationError> {
         let id = Uuid::new_v4();
         let sql = format!(
             "INSERT INTO aquifer_example.audio_tracks (id, title, artist, album, genre, year, tags, duration_seconds, \
@@ -185,13 +185,13 @@ impl Library {
             .await
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Track>, PgError> {
+    async fn get(&self, id: Uuid) -> Result<Option<Track>, PgOperationError> {
         let sql = format!("SELECT {COLUMNS} FROM aquifer_example.audio_tracks WHERE id = $1");
         self.pool.fetch_optional(|| sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id)).await
     }
 
     /// Full-text search over title, artist, album and genre (weighted in that order), best matches first.
-    async fn search(&self, text: &str, limit: i64) -> Result<Vec<(Track, f32)>, PgError> {
+    async fn search(&self, text: &str, limit: i64) -> Result<Vec<(Track, f32)>, PgOperationError> {
         let sql = format!(
             "SELECT {COLUMNS}, ts_rank(search_vector, q) AS rank \
              FROM aquifer_example.audio_tracks, websearch_to_tsquery('english', $1) q \
@@ -203,7 +203,12 @@ impl Library {
     }
 
     /// Typo-tolerant search on title and artist with pg_trgm similarity.
-    async fn fuzzy_search(&self, text: &str, threshold: f32, limit: i64) -> Result<Vec<(Track, f32)>, PgError> {
+    async fn fuzzy_search(
+        &self,
+        text: &str,
+        threshold: f32,
+        limit: i64,
+    ) -> Result<Vec<(Track, f32)>, PgOperationError> {
         let sql = format!(
             "SELECT {COLUMNS}, greatest(similarity(title, $1), similarity(coalesce(artist, ''), $1)) AS rank \
              FROM aquifer_example.audio_tracks \
@@ -217,7 +222,7 @@ impl Library {
         Ok(rows.into_iter().map(|r| (r.track, r.score)).collect())
     }
 
-    async fn update_status(&self, id: Uuid, status: Status) -> Result<bool, PgError> {
+    async fn update_status(&self, id: Uuid, status: Status) -> Result<bool, PgOperationError> {
         let n = self
             .pool
             .execute(|| {
@@ -229,7 +234,7 @@ impl Library {
         Ok(n == 1)
     }
 
-    async fn delete(&self, id: Uuid) -> Result<bool, PgError> {
+    async fn delete(&self, id: Uuid) -> Result<bool, PgOperationError> {
         let n = self
             .pool
             .execute(|| sqlx::query("DELETE FROM aquifer_example.audio_tracks WHERE id = $1").bind(id))
@@ -238,14 +243,14 @@ impl Library {
     }
 
     /// One page, newest first (keyed on created_at then id so pages never overlap).
-    async fn list(&self, limit: i64, offset: i64) -> Result<Vec<Track>, PgError> {
+    async fn list(&self, limit: i64, offset: i64) -> Result<Vec<Track>, PgOperationError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM aquifer_example.audio_tracks ORDER BY created_at DESC, id LIMIT $1 OFFSET $2"
         );
         self.pool.fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(limit).bind(offset)).await
     }
 
-    async fn count(&self, status: Option<Status>) -> Result<i64, PgError> {
+    async fn count(&self, status: Option<Status>) -> Result<i64, PgOperationError> {
         let (n,): (i64,) = self
             .pool
             .fetch_one(|| {
@@ -258,7 +263,7 @@ impl Library {
 
     /// Imports tracks in one transaction, 2,000 rows per statement through UNNEST of arrays: one round trip
     /// per chunk instead of one per row. The transaction is retried whole on a transient failure.
-    async fn bulk_insert(&self, tracks: &[NewTrack]) -> Result<u64, PgError> {
+    async fn bulk_insert(&self, tracks: &[NewTrack]) -> Result<u64, PgOperationError> {
         const CHUNK: usize = 2_000;
         let chunks: Vec<Vec<NewTrack>> = tracks.chunks(CHUNK).map(<[NewTrack]>::to_vec).collect();
         self.pool

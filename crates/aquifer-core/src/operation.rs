@@ -110,12 +110,12 @@ pub trait Attempt<M: Operations>: Send {
     /// What the operation returns.
     type Output: Send;
 
-    /// Runs the attempt on `conn`. The connection goes back to the pool when the attempt ends, whatever its
-    /// outcome; an attempt that leaves it dirty (an open transaction, an unread reply) relies on the
-    /// manager's reset on return.
+    /// Runs the attempt on `conn`, which it owns (so it can hand it on, e.g. inside a transaction object).
+    /// The connection goes back to the pool when the attempt drops it, whatever the outcome; an attempt that
+    /// leaves it dirty (an open transaction, an unread reply) relies on the manager's reset on return.
     fn run<'a>(
         &'a mut self,
-        conn: &'a mut Pooled<M>,
+        conn: Pooled<M>,
     ) -> impl Future<Output = Result<Self::Output, Failure<M::OperationError>>> + Send + 'a;
 }
 
@@ -138,11 +138,10 @@ where
     let mut delays = None;
     let mut verify = false;
     loop {
-        let mut conn = checkout(pool, verify).await?;
+        let conn = checkout(pool, verify).await?;
         let started = Instant::now();
-        let result = attempt.run(&mut conn).await;
+        let result = attempt.run(conn).await;
         let elapsed = started.elapsed();
-        drop(conn);
         let failure = match result {
             Ok(value) => {
                 pool.record_operation(operation, elapsed, None);

@@ -24,7 +24,7 @@
 ///     pooled: PgPooled,
 ///     pool_error: PgPoolError,
 ///     start_error: PgStartError,
-///     error: PgError,
+///     error: PgOperationError,
 /// }
 /// ```
 #[macro_export]
@@ -80,6 +80,24 @@ macro_rules! adapter_reexports {
         }
 
         impl $pool {
+            /// A lazy pool over a manager built by hand, with `config`: connections open on first use (and
+            /// `min_idle` in the background). Must be called within a Tokio runtime.
+            pub fn from_manager(
+                manager: $manager,
+                config: $crate::PoolConfig,
+            ) -> ::core::result::Result<Self, $start_error> {
+                ::core::result::Result::Ok($pool($crate::Pool::new(manager, config)?))
+            }
+
+            /// Waits until the pool's first connections are open ([`aquifer_core::warm`]): a wrong URL,
+            /// password or database fails here rather than on the first request, and the pool is closed.
+            ///
+            /// Cancel safety: dropping the future drops this handle; when it is the last one, the pool closes
+            /// (connects in flight are abandoned, open connections closed).
+            pub async fn start(self) -> ::core::result::Result<Self, $start_error> {
+                ::core::result::Result::Ok($pool($crate::warm(self.0).await?))
+            }
+
             /// The engine's pool inside.
             pub fn into_inner(self) -> $crate::Pool<$manager> {
                 self.0

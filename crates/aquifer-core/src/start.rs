@@ -37,9 +37,9 @@ pub enum StartError<E: std::error::Error + 'static> {
         /// The adapter says retrying cannot fix the cause soon (a refused password, an unknown database):
         /// [`Manager::is_permanent`] of the last connect error.
         permanent: bool,
-        /// The pool's error, with the last connect error inside.
+        /// The pool's error, with the last connect error inside (boxed: it carries the pool's state).
         #[source]
-        source: PoolError<E>,
+        source: Box<PoolError<E>>,
     },
 }
 
@@ -81,7 +81,7 @@ pub async fn warm<M: Manager>(pool: Pool<M>) -> Result<Pool<M>, StartError<M::Er
             let permanent = source.backend_error().is_some_and(|e| pool.manager().is_permanent(e));
             let name = pool.name().to_owned();
             pool.close().await;
-            Err(StartError::Connect { pool: name, permanent, source })
+            Err(StartError::Connect { pool: name, permanent, source: Box::new(source) })
         }
     }
 }

@@ -22,7 +22,7 @@ impl Script {
 impl Attempt<FakeManager> for &mut Script {
     type Output = u32;
 
-    async fn run<'a>(&'a mut self, conn: &'a mut Pooled<FakeManager>) -> Result<u32, Failure<FakeError>> {
+    async fn run(&mut self, conn: Pooled<FakeManager>) -> Result<u32, Failure<FakeError>> {
         self.connections.push(conn.id);
         if !self.hold.is_zero() {
             tokio::time::sleep(self.hold).await;

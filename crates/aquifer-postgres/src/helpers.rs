@@ -16,14 +16,14 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow, PgStatement, Postgres};
 use sqlx::{Connection, Either, Execute, Executor, FromRow, SqlStr};
 
 use crate::error::{is_rolled_back, is_session_lost};
-use crate::{PgError, PgManager, PgPool, PgPooled};
+use crate::{PgManager, PgOperationError, PgPool, PgPooled};
 
 /// A boxed future, as returned by the closure given to [`PgPool::transaction`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl PgPool {
     /// Runs a query and returns its first row mapped to `O`; fails with [`sqlx::Error::RowNotFound`] (inside
-    /// [`PgError::Backend`](aquifer_core::OperationError::Backend)) when there is none. Like sqlx's
+    /// [`PgOperationError::Backend`](aquifer_core::OperationError::Backend)) when there is none. Like sqlx's
     /// `fetch_one`, every row is read before returning, so an error reported after the first row (a
     /// deferred constraint) is not missed.
     ///
@@ -40,50 +40,50 @@ impl PgPool {
     /// which drains or discards it before anyone else uses it.
     ///
     /// ```no_run
-    /// # async fn f(pool: &aquifer_postgres::PgPool) -> Result<(), aquifer_postgres::PgError> {
+    /// # async fn f(pool: &aquifer_postgres::PgPool) -> Result<(), aquifer_postgres::PgOperationError> {
     /// let (n,): (i64,) = pool.fetch_one(|| sqlx::query("SELECT $1::int8").bind(42_i64)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn fetch_one<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<O, PgError>
+    pub async fn fetch_one<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<O, PgOperationError>
     where
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
         let out = self.run_statement(query, Keep::First).await?;
-        let row = out.rows.into_iter().next().ok_or(PgError::Backend(sqlx::Error::RowNotFound))?;
-        O::from_row(&row).map_err(PgError::Backend)
+        let row = out.rows.into_iter().next().ok_or(PgOperationError::Backend(sqlx::Error::RowNotFound))?;
+        O::from_row(&row).map_err(PgOperationError::Backend)
     }
 
     /// Runs a query and returns its first row mapped to `O`, or `None`. Otherwise as
     /// [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    pub async fn fetch_optional<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<Option<O>, PgError>
+    pub async fn fetch_optional<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<Option<O>, PgOperationError>
     where
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
         let out = self.run_statement(query, Keep::First).await?;
-        out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgError::Backend)
+        out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgOperationError::Backend)
     }
 
     /// Runs a query and returns all its rows mapped to `O`. Otherwise as [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    pub async fn fetch_all<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<Vec<O>, PgError>
+    pub async fn fetch_all<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<Vec<O>, PgOperationError>
     where
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
         let out = self.run_statement(query, Keep::All).await?;
-        out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgError::Backend)
+        out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgOperationError::Backend)
     }
 
     /// Runs a statement and returns the number of rows it affected. Otherwise as
     /// [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    pub async fn execute<'q, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<u64, PgError>
+    pub async fn execute<'q, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<u64, PgOperationError>
     where
         Q: Execute<'q, Postgres>,
     {
@@ -109,7 +109,7 @@ impl PgPool {
     /// unless `COMMIT` had already been sent.
     ///
     /// ```no_run
-    /// # async fn f(pool: &aquifer_postgres::PgPool) -> Result<(), aquifer_postgres::PgError> {
+    /// # async fn f(pool: &aquifer_postgres::PgPool) -> Result<(), aquifer_postgres::PgOperationError> {
     /// let moved = pool.transaction(|conn| Box::pin(async move {
     ///     sqlx::query("UPDATE accounts SET balance = balance - 10 WHERE id = 1").execute(&mut *conn).await?;
     ///     sqlx::query("UPDATE accounts SET balance = balance + 10 WHERE id = 2").execute(&mut *conn).await?;
@@ -117,7 +117,7 @@ impl PgPool {
     /// })).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn transaction<T, F>(&self, mut f: F) -> Result<T, PgError>
+    pub async fn transaction<T, F>(&self, mut f: F) -> Result<T, PgOperationError>
     where
         T: Send,
         F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send,
@@ -126,7 +126,11 @@ impl PgPool {
         run_operation(self, TRANSACTION, TransactionAttempt { f: &mut f, pgbouncer, _output: PhantomData }).await
     }
 
-    async fn run_statement<'q, Q>(&self, mut query: impl FnMut() -> Q + Send, keep: Keep) -> Result<Output, PgError>
+    async fn run_statement<'q, Q>(
+        &self,
+        mut query: impl FnMut() -> Q + Send,
+        keep: Keep,
+    ) -> Result<Output, PgOperationError>
     where
         Q: Execute<'q, Postgres>,
     {
@@ -156,7 +160,7 @@ where
 {
     type Output = T;
 
-    async fn run<'a>(&'a mut self, conn: &'a mut PgPooled) -> Result<T, Failure<sqlx::Error>> {
+    async fn run(&mut self, mut conn: PgPooled) -> Result<T, Failure<sqlx::Error>> {
         let mut tx = conn.begin().await.map_err(before_commit)?;
         let value = match (self.f)(&mut tx).await {
             Ok(value) => value,
@@ -185,12 +189,12 @@ struct StatementAttempt<B> {
 impl<B: FnMut() -> Parts + Send> Attempt<PgManager> for StatementAttempt<B> {
     type Output = Output;
 
-    async fn run<'a>(&'a mut self, conn: &'a mut PgPooled) -> Result<Output, Failure<sqlx::Error>> {
+    async fn run(&mut self, mut conn: PgPooled) -> Result<Output, Failure<sqlx::Error>> {
         let parts = match self.first.take() {
             Some(parts) => parts,
             None => (self.build)(),
         };
-        statement_attempt(conn, parts, self.keep, self.pgbouncer).await
+        statement_attempt(&mut conn, parts, self.keep, self.pgbouncer).await
     }
 }
 

@@ -24,7 +24,7 @@ aquifer_core::adapter_reexports! {
     pooled: PgPooled,
     pool_error: PgPoolError,
     start_error: PgStartError,
-    error: PgError,
+    error: PgOperationError,
 }
 
 // What a service shares between tasks must be Send + Sync; checked at compile time.
@@ -32,6 +32,6 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PgPool>();
     assert_send_sync::<PgConfig>();
-    assert_send_sync::<PgError>();
+    assert_send_sync::<PgOperationError>();
     assert_send_sync::<PgStartError>();
 };

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aquifer_postgres::sqlx::postgres::PgRow;
 use aquifer_postgres::sqlx::{self, FromRow, Row};
-use aquifer_postgres::{PgError, PgPool};
+use aquifer_postgres::{PgOperationError, PgPool};
 use aquifer_testing::MetricsCapture;
 use common::*;
 
@@ -54,7 +54,7 @@ async fn fetch_helpers_map_rows_and_execute_counts_them() {
     assert_eq!(none, None);
     let missing =
         pool.fetch_one::<Item, _>(|| sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3)).await.unwrap_err();
-    assert!(matches!(missing, PgError::Backend(sqlx::Error::RowNotFound)), "{missing:?}");
+    assert!(matches!(missing, PgOperationError::Backend(sqlx::Error::RowNotFound)), "{missing:?}");
 
     let all_sql = format!("SELECT id, name FROM {t} ORDER BY id");
     let all: Vec<Item> = pool.fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(all_sql.clone()))).await.unwrap();

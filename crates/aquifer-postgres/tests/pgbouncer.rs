@@ -36,7 +36,7 @@ async fn a_hundred_tasks_run_parameterised_queries_through_pgbouncer() {
                 assert_eq!(sum, i + j);
                 assert_eq!(text, format!("task {i}"));
             }
-            Ok::<_, aquifer_postgres::PgError>(())
+            Ok::<_, aquifer_postgres::PgOperationError>(())
         }));
     }
     for t in tasks {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aquifer_postgres::sqlx::{self, Connection};
-use aquifer_postgres::{PgError, PgPool};
+use aquifer_postgres::{PgOperationError, PgPool};
 use common::*;
 use parking_lot::Mutex;
 
@@ -103,7 +103,7 @@ async fn helpers_retry_queries_whose_connection_was_terminated() {
     let app = config.pool.name.clone().unwrap();
     let pool = config.connect().await.unwrap();
     let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(Mutex::new(Vec::<PgError>::new()));
+    let failed = Arc::new(Mutex::new(Vec::<PgOperationError>::new()));
 
     let kills = killer(app.clone(), vec![Duration::from_millis(300), Duration::from_millis(800)]);
     let deadline = Instant::now() + Duration::from_millis(1300);
@@ -132,7 +132,7 @@ async fn helpers_retry_queries_whose_connection_was_terminated() {
     // The documented retry (3 attempts, the later ones on a verified connection) absorbs the kills; anything
     // that still fails must be the typed lost-session error, never a hang or a protocol error.
     for e in failed.iter() {
-        assert!(matches!(e, PgError::Backend(b) if session_lost(b)), "untyped failure: {e:?}");
+        assert!(matches!(e, PgOperationError::Backend(b) if session_lost(b)), "untyped failure: {e:?}");
     }
     assert!(failed.is_empty(), "{} helper calls failed despite the retries: {:?}", failed.len(), &failed[..]);
     assert!(ok.load(Ordering::Relaxed) > 100);
