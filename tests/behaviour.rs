@@ -1,13 +1,13 @@
 //! One cross-backend behaviour suite: each test is written once, generically over [`Backend`], and run
 //! against all four adapters on their real servers (SQLite on a file).
 
-mod common;
+mod backends;
 
 use std::collections::BTreeSet;
 
 use aquifer_core::{HealthStatus, Pool};
 use aquifer_testing::MetricsCapture;
-use common::{Backend, STEP, ServerBackend, unique};
+use backends::{Backend, STEP, ServerBackend, unique};
 use tokio::time::timeout;
 
 /// A connection checked out is counted in use, goes back idle when dropped, and is reused by the next get
@@ -179,7 +179,7 @@ macro_rules! server_suite {
 
 // SQLite has no authentication, and its statements cannot be abandoned mid-flight (they run synchronously to
 // their end); the rest of the suite runs on all four.
-server_suite!(postgres_server: common::Postgres, mysql_server: common::MySql, neo4j_server: common::Neo4j);
+server_suite!(postgres_server: backends::Postgres, mysql_server: backends::MySql, neo4j_server: backends::Neo4j);
 
 macro_rules! suite {
     ($($module:ident: $backend:ty),+ $(,)?) => {$(
@@ -214,4 +214,4 @@ macro_rules! suite {
     )+};
 }
 
-suite!(postgres: common::Postgres, mysql: common::MySql, neo4j: common::Neo4j, sqlite: common::Sqlite);
+suite!(postgres: backends::Postgres, mysql: backends::MySql, neo4j: backends::Neo4j, sqlite: backends::Sqlite);

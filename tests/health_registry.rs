@@ -1,27 +1,27 @@
 //! One `HealthRegistry` holds pools of all four backends and reports them together.
 
-mod common;
+mod backends;
 
 use aquifer_core::{HealthRegistry, HealthStatus};
-use common::{VarsFor, unique};
+use backends::{VarsFor, unique};
 
 #[tokio::test]
 async fn one_registry_reports_pools_of_all_four_backends() {
-    aquifer_testing::require_server("PostgreSQL", "127.0.0.1:5432", common::SCRIPT).await;
-    aquifer_testing::require_server("MariaDB", "127.0.0.1:3306", common::SCRIPT).await;
-    aquifer_testing::require_server("the Bolt server (ArcadeDB)", "127.0.0.1:7687", common::SCRIPT).await;
+    aquifer_testing::require_server("PostgreSQL", "127.0.0.1:5432", backends::SCRIPT).await;
+    aquifer_testing::require_server("MariaDB", "127.0.0.1:3306", backends::SCRIPT).await;
+    aquifer_testing::require_server("the Bolt server (ArcadeDB)", "127.0.0.1:7687", backends::SCRIPT).await;
 
-    let pg = aquifer_postgres::PgConfig::from_lookup("POSTGRES", common::lookup(&common::Postgres::vars_for("pg")))
+    let pg = aquifer_postgres::PgConfig::from_lookup("POSTGRES", backends::lookup(&backends::Postgres::vars_for("pg")))
         .unwrap()
         .connect()
         .await
         .expect("PostgreSQL pool");
-    let my = aquifer_mysql::MySqlConfig::from_lookup("MYSQL", common::lookup(&common::MySql::vars_for("my")))
+    let my = aquifer_mysql::MySqlConfig::from_lookup("MYSQL", backends::lookup(&backends::MySql::vars_for("my")))
         .unwrap()
         .connect()
         .await
         .expect("MariaDB pool");
-    let neo = aquifer_neo4j::Neo4jConfig::from_lookup("NEO4J", common::lookup(&common::Neo4j::vars_for("neo")))
+    let neo = aquifer_neo4j::Neo4jConfig::from_lookup("NEO4J", backends::lookup(&backends::Neo4j::vars_for("neo")))
         .unwrap()
         .connect()
         .await

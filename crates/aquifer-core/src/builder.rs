@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use opentelemetry::metrics::Meter;
 
-use crate::config::PoolConfig;
+use crate::clock::Clock;
+use crate::config::{PoolConfig, Reuse};
 use crate::errors::BuildError;
-use crate::inner::{LeakHook, Shared};
 use crate::leak::LeakReport;
 use crate::manager::Manager;
-use crate::pool::Pool;
+use crate::shared::{LeakHook, Shared};
 
 /// Builds a [`Pool`]; every setter overrides one field of [`PoolConfig`] (see there for defaults).
 ///
@@ -46,11 +46,12 @@ pub struct PoolBuilder<M: Manager> {
     config: PoolConfig,
     meter: Option<Meter>,
     on_leak: Option<LeakHook>,
+    clock: Clock,
 }
 
 impl<M: Manager> PoolBuilder<M> {
     pub(crate) fn new(manager: M) -> Self {
-        PoolBuilder { manager, config: PoolConfig::default(), meter: None, on_leak: None }
+        PoolBuilder { manager, config: PoolConfig::default(), meter: None, on_leak: None, clock: Clock::default() }
     }
 
     /// Replaces the whole configuration.
@@ -131,9 +132,22 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
-    /// Sets [`PoolConfig::fail_fast_after`].
-    pub fn fail_fast_after(mut self, failures: u32) -> Self {
-        self.config.fail_fast_after = failures;
+    /// Sets [`PoolConfig::fail_fast_after`] (zero: never fail fast).
+    pub fn fail_fast_after(mut self, d: Duration) -> Self {
+        self.config.fail_fast_after = d;
+        self
+    }
+
+    /// Sets [`PoolConfig::reuse`].
+    pub fn reuse(mut self, reuse: Reuse) -> Self {
+        self.config.reuse = reuse;
+        self
+    }
+
+    /// Reads timestamps from `clock` instead of the CPU's time-stamp counter; [`Clock::tokio`] lets tests
+    /// drive idle timeouts, lifetimes and leak detection with Tokio's paused clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -156,23 +170,29 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
-    /// Validates the configuration and builds the pool, starting its background task and the connects for
-    /// `min_idle`. Must be called within a Tokio runtime.
-    pub fn build(self) -> Result<Pool<M>, BuildError> {
+    /// Validates the configuration and starts the engine: its background tasks and the connects for
+    /// `min_idle` (what [`build`](PoolBuilder::build) wraps in a [`Pool`](crate::Pool)).
+    pub(crate) fn start(self) -> Result<Arc<Shared<M>>, BuildError> {
         self.config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        // The TSC clock calibrates itself once per process on first use (milliseconds): here, not in a get().
-        let _ = quanta::Instant::now();
         let descriptor = self.manager.descriptor();
         let name: Arc<str> = self.config.name.clone().unwrap_or_else(|| descriptor.default_pool_name()).into();
+        if self.config.connect_timeout > self.config.acquire_timeout {
+            tracing::warn!(
+                pool = %name,
+                connect_timeout = ?self.config.connect_timeout,
+                acquire_timeout = ?self.config.acquire_timeout,
+                "connect_timeout exceeds acquire_timeout: connect attempts are cut at the acquire timeout"
+            );
+        }
         let meter = self.meter.unwrap_or_else(crate::metrics::default_meter);
         let tick = housekeeping_interval(&self.config);
-        let shared = Shared::new(self.manager, self.config, name, &meter, runtime.clone(), self.on_leak);
+        let shared = Shared::new(self.manager, self.config, name, &meter, runtime.clone(), self.clock, self.on_leak);
         runtime.spawn(Shared::maintain(Arc::downgrade(&shared), tick, shared.closing.clone()));
         runtime.spawn(Arc::clone(&shared).watch_deadlines(shared.closing.clone()));
         let connects = shared.lock().reserve_connects();
         shared.spawn_connects(connects);
-        Ok(Pool::from_shared(shared))
+        Ok(shared)
     }
 }
 

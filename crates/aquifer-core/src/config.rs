@@ -14,6 +14,54 @@ use crate::errors::ConfigError;
 /// The longest duration any setting accepts.
 const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// The largest `max_size` accepted. Far above what any database server accepts from one client (PostgreSQL's
+/// and MySQL's defaults are 100 and 151 connections in all), low enough that a typo such as an extra zero or
+/// `u64::MAX` is a configuration error instead of an out-of-memory abort.
+pub const MAX_POOL_SIZE: usize = 10_000;
+
+/// Which idle connection a checkout takes.
+///
+/// ```
+/// use aquifer_core::{PoolConfig, Reuse};
+///
+/// // Spread load over every connection (behind PgBouncer, or with short server-side idle timeouts).
+/// let config = PoolConfig { reuse: Reuse::Fifo, ..PoolConfig::default() };
+/// assert_eq!(serde_json::to_string(&config.reuse).unwrap(), "\"fifo\"");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reuse {
+    /// Last in, first out (the default): the most recently returned connection is reused, so a few hot
+    /// connections serve a light load and the rest age out through `idle_timeout`.
+    #[default]
+    Lifo,
+    /// First in, first out: the connection idle longest is reused, so load is spread over every connection
+    /// and none sits idle long enough for a server or proxy to cut it (deadpool's `QueueMode::Fifo`).
+    Fifo,
+}
+
+impl Reuse {
+    /// `lifo` or `fifo`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reuse::Lifo => "lifo",
+            Reuse::Fifo => "fifo",
+        }
+    }
+}
+
+impl std::str::FromStr for Reuse {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "lifo" => Ok(Reuse::Lifo),
+            "fifo" => Ok(Reuse::Fifo),
+            _ => Err("expected lifo or fifo".into()),
+        }
+    }
+}
+
 /// How a pool sizes, times out, validates and recycles its connections.
 ///
 /// Build one with struct-update syntax from [`PoolConfig::default`], deserialize it (durations are written as
@@ -34,7 +82,8 @@ pub struct PoolConfig {
     /// The pool's name in metrics (`db.client.connection.pool.name`), logs and health reports.
     /// Default: `server.address:server.port/db.namespace` from the manager's descriptor.
     pub name: Option<String>,
-    /// Most connections the pool opens at once (idle + in use + connecting). Default: 10.
+    /// Most connections the pool opens at once (idle + in use + connecting), at most
+    /// [`MAX_POOL_SIZE`]. Default: 10.
     pub max_size: usize,
     /// Idle connections kept ready by a background task, never closed by `idle_timeout`. Default: 0.
     pub min_idle: usize,
@@ -67,17 +116,26 @@ pub struct PoolConfig {
     /// How long `close()` waits for connections in use to come back. Default: 30 s.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
-    /// Consecutive connect failures after which the pool fails fast ([`PoolError::Unavailable`]) until a
-    /// background probe reaches the server again. Default: 3.
+    /// How long connects must have failed without a break, while the pool holds no live connection, before
+    /// the pool fails fast ([`PoolError::Unavailable`]) until a background probe reaches the server again.
+    /// A refused password or unknown database ([`Manager::is_permanent`]) fails fast at once. Zero disables
+    /// failing fast: gets then retry connects until their acquire timeout. Default: 2 s.
     ///
     /// [`PoolError::Unavailable`]: crate::PoolError::Unavailable
-    pub fail_fast_after: u32,
+    /// [`Manager::is_permanent`]: crate::Manager::is_permanent
+    #[serde(with = "humantime_serde")]
+    pub fail_fast_after: Duration,
     /// First retry delay after a failed connect; doubles per failure, with jitter. Default: 50 ms.
     #[serde(with = "humantime_serde")]
     pub connect_backoff_min: Duration,
-    /// Longest retry delay between connect attempts, and the probe interval while failing fast. Default: 5 s.
+    /// Longest retry delay between connect attempts (jitter included), and the probe interval while failing
+    /// fast with nobody asking. While callers wait or are refused, retries come at least every 200 ms (or
+    /// this, if shorter). Default: 5 s.
     #[serde(with = "humantime_serde")]
     pub connect_backoff_max: Duration,
+    /// Which idle connection a checkout takes: the most recently returned (LIFO) or the longest idle (FIFO).
+    /// Default: [`Reuse::Lifo`].
+    pub reuse: Reuse,
 }
 
 impl Default for PoolConfig {
@@ -103,10 +161,13 @@ impl Default for PoolConfig {
             leak_detection_threshold: None,
             health_interval: None,
             close_timeout: Duration::from_secs(30),
-            // One failure can be a blip; three in a row (about 150 ms with backoff) means the server is gone.
-            fail_fast_after: 3,
+            // A blip (a restart, a failover) is usually over within a second or two and is retried inside the
+            // waiting gets; two seconds of nothing but failures, with no connection left, means the server is gone.
+            fail_fast_after: Duration::from_secs(2),
             connect_backoff_min: Duration::from_millis(50),
             connect_backoff_max: Duration::from_secs(5),
+            // Hot connections stay warm; cold ones age out (HikariCP, bb8, deadpool's default).
+            reuse: Reuse::Lifo,
         }
     }
 }
@@ -129,6 +190,7 @@ impl fmt::Debug for PoolConfig {
             .field("fail_fast_after", &self.fail_fast_after)
             .field("connect_backoff_min", &self.connect_backoff_min)
             .field("connect_backoff_max", &self.connect_backoff_max)
+            .field("reuse", &self.reuse)
             .finish()
     }
 }
@@ -136,9 +198,7 @@ impl fmt::Debug for PoolConfig {
 impl PoolConfig {
     /// Checks that the pool can work with these values; the error names the field and the value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_size == 0 {
-            return Err(ConfigError::invalid("max_size", 0, "must be at least 1"));
-        }
+        check_max_size(self.max_size)?;
         if self.min_idle > self.max_size {
             return Err(ConfigError::invalid(
                 "min_idle",
@@ -170,11 +230,11 @@ impl PoolConfig {
             }
         }
         // Bounded so that `Instant + duration` can never overflow anywhere in the engine.
-        let all = positive
-            .iter()
-            .map(|(f, d)| (*f, Some(*d)))
-            .chain(optional)
-            .chain([("validation_bypass", Some(self.validation_bypass)), ("close_timeout", Some(self.close_timeout))]);
+        let all = positive.iter().map(|(f, d)| (*f, Some(*d))).chain(optional).chain([
+            ("validation_bypass", Some(self.validation_bypass)),
+            ("close_timeout", Some(self.close_timeout)),
+            ("fail_fast_after", Some(self.fail_fast_after)),
+        ]);
         for (field, value) in all {
             if let Some(d) = value
                 && d > MAX_DURATION
@@ -192,9 +252,6 @@ impl PoolConfig {
                 ),
             ));
         }
-        if self.fail_fast_after == 0 {
-            return Err(ConfigError::invalid("fail_fast_after", 0, "must be at least 1"));
-        }
         if let Some(name) = &self.name
             && name.trim().is_empty()
         {
@@ -209,10 +266,13 @@ impl PoolConfig {
     /// `APP_POOL_ACQUIRE_TIMEOUT`, `APP_POOL_CONNECT_TIMEOUT`, `APP_POOL_IDLE_TIMEOUT`, `APP_POOL_MAX_LIFETIME`,
     /// `APP_POOL_VALIDATION_BYPASS`, `APP_POOL_VALIDATION_TIMEOUT`, `APP_POOL_LEAK_THRESHOLD`,
     /// `APP_POOL_HEALTH_INTERVAL`, `APP_POOL_CLOSE_TIMEOUT`, `APP_POOL_FAIL_FAST_AFTER`,
-    /// `APP_POOL_CONNECT_BACKOFF_MIN` and `APP_POOL_CONNECT_BACKOFF_MAX`. Unset variables keep their default.
+    /// `APP_POOL_CONNECT_BACKOFF_MIN`, `APP_POOL_CONNECT_BACKOFF_MAX` and `APP_POOL_REUSE` (`lifo` or `fifo`).
+    /// Unset variables keep their default.
     /// Durations are written like `30s`, `500ms` or `10m`; optional ones also accept `off`/`none`/`0`.
-    /// The result is validated; errors name the variable and its value.
+    /// The result is validated; errors name the variable and its value. A variable whose value is not valid
+    /// UTF-8 is an error, not a default.
     pub fn from_env(prefix: &str) -> Result<PoolConfig, ConfigError> {
+        EnvVars::reject_non_unicode(prefix)?;
         Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
 
@@ -225,7 +285,8 @@ impl PoolConfig {
         }
         env.number("POOL_MAX_SIZE", &mut c.max_size)?;
         env.number("POOL_MIN_IDLE", &mut c.min_idle)?;
-        env.number("POOL_FAIL_FAST_AFTER", &mut c.fail_fast_after)?;
+        env.duration("POOL_FAIL_FAST_AFTER", &mut c.fail_fast_after)?;
+        env.parse("POOL_REUSE", &mut c.reuse, str::parse)?;
         env.duration("POOL_ACQUIRE_TIMEOUT", &mut c.acquire_timeout)?;
         env.duration("POOL_CONNECT_TIMEOUT", &mut c.connect_timeout)?;
         env.duration("POOL_VALIDATION_BYPASS", &mut c.validation_bypass)?;
@@ -250,6 +311,17 @@ impl PoolConfig {
     }
 }
 
+/// `max_size` must be between 1 and [`MAX_POOL_SIZE`] (also checked by `Pool::resize`).
+pub(crate) fn check_max_size(max_size: usize) -> Result<(), ConfigError> {
+    if max_size == 0 {
+        return Err(ConfigError::invalid("max_size", 0, "must be at least 1"));
+    }
+    if max_size > MAX_POOL_SIZE {
+        return Err(ConfigError::invalid("max_size", max_size, format!("must be at most {MAX_POOL_SIZE}")));
+    }
+    Ok(())
+}
+
 /// The variable suffix of each field [`PoolConfig::validate`] can refuse.
 fn env_suffix(field: &str) -> Option<&'static str> {
     Some(match field {
@@ -261,6 +333,12 @@ fn env_suffix(field: &str) -> Option<&'static str> {
         "connect_backoff_min" => "POOL_CONNECT_BACKOFF_MIN",
         "connect_backoff_max" => "POOL_CONNECT_BACKOFF_MAX",
         "fail_fast_after" => "POOL_FAIL_FAST_AFTER",
+        "idle_timeout" => "POOL_IDLE_TIMEOUT",
+        "max_lifetime" => "POOL_MAX_LIFETIME",
+        "validation_bypass" => "POOL_VALIDATION_BYPASS",
+        "close_timeout" => "POOL_CLOSE_TIMEOUT",
+        "leak_detection_threshold" => "POOL_LEAK_THRESHOLD",
+        "health_interval" => "POOL_HEALTH_INTERVAL",
         "name" => "NAME",
         _ => return None,
     })
@@ -313,34 +391,98 @@ impl fmt::Display for DatabaseUrl {
 }
 
 /// Replaces the password of a URL (`scheme://user:password@host`) and of `password=` key-value pairs with
-/// `***`. Anything unparseable is returned as is when it contains no `@`, otherwise reduced to its scheme.
+/// `***`, whatever the shape of the string: a valid URL, a URL the parser refuses (a bad port, say), or a
+/// libpq-style `host=db password=secret` string. When the user-info part of an unparseable URL cannot be told
+/// apart from the host, everything between `://` and `@` is hidden.
+///
+/// ```
+/// use aquifer_core::redact_url;
+///
+/// assert_eq!(redact_url("postgres://app:hunter2@db/orders"), "postgres://app:***@db/orders");
+/// assert_eq!(redact_url("postgres://db:notaport/x?password=hunter2"), "postgres://db:notaport/x?password=***");
+/// assert_eq!(redact_url("host=db password='hunter 2' user=app"), "host=db password=*** user=app");
+/// assert_eq!(redact_url("mysql://app:hun@ter2@db:99999/x"), "mysql://***@db:99999/x");
+/// ```
 pub fn redact_url(url: &str) -> String {
-    if let Ok(mut parsed) = url::Url::parse(url) {
+    if let Ok(mut parsed) = url::Url::parse(url)
+        && !parsed.cannot_be_a_base()
+    {
         if parsed.password().is_some() {
             let _ = parsed.set_password(Some("***"));
         }
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let secret = matches!(k.to_ascii_lowercase().as_str(), "password" | "pass" | "pwd" | "sslpassword");
+                let secret = is_secret_key(&k);
                 (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
             })
             .collect();
         if !pairs.is_empty() {
             parsed.query_pairs_mut().clear().extend_pairs(pairs);
         }
-        // `set_password` is refused for cannot-be-a-base URLs; never fall back to the original then.
-        let out = parsed.to_string();
-        if out.contains('@') && parsed.cannot_be_a_base() {
-            return format!("{}:***", parsed.scheme());
+        return parsed.to_string();
+    }
+    redact_unparsed(url)
+}
+
+/// Keys whose values are secrets, in URL queries and key-value connection strings.
+fn is_secret_key(key: &str) -> bool {
+    matches!(key.trim().to_ascii_lowercase().as_str(), "password" | "pass" | "pwd" | "passwd" | "sslpassword")
+}
+
+/// Redaction for strings the URL parser refuses: user info of `scheme://user:pw@host` up to the LAST `@`
+/// before the path (a password may hold `@`), and every `secret=value` pair, where a pair is separated by
+/// white space, `&`, `;` or `?`, and a value may be single- or double-quoted.
+fn redact_unparsed(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    if let Some(i) = s.find("://") {
+        let (scheme, after) = s.split_at(i + 3);
+        let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        out.push_str(scheme);
+        match after[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &after[at..];
+            }
+            None => rest = after,
         }
-        return out;
     }
-    match url.find('@') {
-        Some(_) => match url.find("://") {
-            Some(i) => format!("{}://***", &url[..i]),
-            None => "***".to_owned(),
-        },
-        None => url.to_owned(),
+    // `user:password@host` without a scheme (a Go-style DSN, a typo): hide the user info of that word.
+    let owned;
+    if !s.contains("://") && rest.contains('@') {
+        owned = rest
+            .split(' ')
+            .map(|word| match word.rfind('@') {
+                Some(at) if word[..at].contains(':') => format!("***{}", &word[at..]),
+                _ => word.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        rest = &owned;
     }
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < rest.len() {
+        let at_boundary = i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'&' | b';' | b'?' | b'\n');
+        if at_boundary
+            && let Some(eq) = rest[i..].find('=')
+            && !rest[i..i + eq].contains([' ', '\t', '&', ';', '?'])
+            && is_secret_key(&rest[i..i + eq])
+        {
+            out.push_str(&rest[i..=i + eq]);
+            out.push_str("***");
+            let value = &rest[i + eq + 1..];
+            let len = match value.chars().next() {
+                Some(q @ ('\'' | '"')) => value[1..].find(q).map_or(value.len(), |end| end + 2),
+                _ => value.find([' ', '\t', '&', ';', '\n']).unwrap_or(value.len()),
+            };
+            i += eq + 1 + len;
+            continue;
+        }
+        let ch = rest[i..].chars().next().expect("i is on a char boundary");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }

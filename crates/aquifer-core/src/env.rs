@@ -60,6 +60,24 @@ impl<'a> EnvVars<'a> {
         EnvVars { prefix, lookup }
     }
 
+    /// Fails with [`ConfigError::Env`] naming the first `{prefix}_*` variable of the process environment whose
+    /// value is not valid UTF-8. `std::env::var` reports such a variable as if it were unset, which would
+    /// silently keep a default; every `from_env` calls this first.
+    pub fn reject_non_unicode(prefix: &str) -> Result<(), ConfigError> {
+        let start = if prefix.is_empty() { String::new() } else { format!("{prefix}_") };
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(&start) && value.to_str().is_none() {
+                return Err(ConfigError::Env {
+                    var: name.to_owned(),
+                    value: value.to_string_lossy().into_owned(),
+                    reason: "is not valid UTF-8".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The full name of the variable for `suffix`, as errors and documentation spell it.
     pub fn var(&self, suffix: &str) -> String {
         if self.prefix.is_empty() { suffix.to_owned() } else { format!("{}_{suffix}", self.prefix) }

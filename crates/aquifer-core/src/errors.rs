@@ -80,8 +80,12 @@ impl<E: fmt::Display> fmt::Display for LastError<'_, E> {
 pub enum ConnectError<E> {
     /// The driver refused or failed the connect (including a failing after-connect step).
     Backend(Arc<E>),
-    /// The connect did not finish within `connect_timeout`.
+    /// The connect did not finish within `connect_timeout` (or the acquire timeout, if shorter).
     TimedOut(Duration),
+    /// [`Manager::connect`](crate::Manager::connect) panicked, with this message. The pool caught the panic,
+    /// freed the connect's slot and treats it like a refused password: it fails fast while it has no
+    /// connection, and its probe retries.
+    Panicked(Arc<str>),
 }
 
 impl<E> Clone for ConnectError<E> {
@@ -89,16 +93,17 @@ impl<E> Clone for ConnectError<E> {
         match self {
             ConnectError::Backend(e) => ConnectError::Backend(Arc::clone(e)),
             ConnectError::TimedOut(d) => ConnectError::TimedOut(*d),
+            ConnectError::Panicked(m) => ConnectError::Panicked(Arc::clone(m)),
         }
     }
 }
 
 impl<E> ConnectError<E> {
-    /// The driver error, unless the connect timed out.
+    /// The driver error, unless the connect timed out or panicked.
     pub fn backend(&self) -> Option<&E> {
         match self {
             ConnectError::Backend(e) => Some(e),
-            ConnectError::TimedOut(_) => None,
+            ConnectError::TimedOut(_) | ConnectError::Panicked(_) => None,
         }
     }
 }
@@ -108,6 +113,7 @@ impl<E: fmt::Display> fmt::Display for ConnectError<E> {
         match self {
             ConnectError::Backend(e) => e.fmt(f),
             ConnectError::TimedOut(d) => write!(f, "connect timed out after {d:?}"),
+            ConnectError::Panicked(m) => write!(f, "the manager's connect panicked: {m}"),
         }
     }
 }
@@ -116,7 +122,7 @@ impl<E: std::error::Error + 'static> std::error::Error for ConnectError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ConnectError::Backend(e) => Some(&**e),
-            ConnectError::TimedOut(_) => None,
+            ConnectError::TimedOut(_) | ConnectError::Panicked(_) => None,
         }
     }
 }

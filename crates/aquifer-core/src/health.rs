@@ -2,13 +2,10 @@
 //! from a `/health` endpoint.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 
-use crate::errors::PoolError;
-use crate::inner::Shared;
-use crate::manager::Manager;
 use crate::stats::State;
 
 /// Above this utilization (in use / max size) a pool reports itself degraded.
@@ -98,101 +95,8 @@ fn as_millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Erro
     }
 }
 
-fn as_rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn as_rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_millis(*t))
-}
-
-/// Runs a health check: fail-fast and closed pools are unhealthy without touching the server; otherwise a
-/// pooled connection is validated (always, ignoring the bypass window) and timed.
-pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
-    let (state, open, closed, last_error, version) = {
-        let g = shared.lock();
-        (
-            g.state(),
-            g.circuit.open_since.is_some(),
-            g.closed,
-            g.circuit.last_error.as_ref().map(|e| e.to_string()),
-            g.server_version.clone(),
-        )
-    };
-    let mut report = HealthReport {
-        status: HealthStatus::from_state(&state),
-        pool: shared.name.to_string(),
-        system: shared.descriptor.system.to_string(),
-        server: shared.descriptor.default_pool_name(),
-        server_version: version,
-        latency: None,
-        state,
-        utilization: state.utilization(),
-        last_error,
-        checked_at: SystemTime::now(),
-    };
-    if closed {
-        report.status = HealthStatus::Unhealthy;
-        report.last_error = Some("the pool is closed".into());
-        return report;
-    }
-    if open {
-        report.status = HealthStatus::Unhealthy;
-        return report;
-    }
-    // An exhausted pool is degraded, and a health endpoint must not queue behind the work it reports on.
-    let here = std::panic::Location::caller();
-    let wait = shared.config.acquire_timeout.min(shared.config.validation_timeout);
-    let acquired = match shared.try_acquire(here).await {
-        Ok(None) if state.size >= state.max_size => {
-            report.status = HealthStatus::Degraded;
-            report.last_error = Some(format!("pool exhausted: all {} connections in use", state.max_size));
-            return report;
-        }
-        Ok(None) => crate::acquire::Acquire::new(shared, wait, here).await.map(Some),
-        other => other,
-    };
-    match acquired {
-        Ok(Some(mut conn)) => {
-            let started = Instant::now();
-            let validated =
-                tokio::time::timeout(shared.config.validation_timeout, shared.manager.validate(&mut conn)).await;
-            report.latency = Some(started.elapsed());
-            match validated {
-                Ok(Ok(())) => {
-                    if report.server_version.is_none()
-                        && let Ok(Ok(Some(v))) = tokio::time::timeout(
-                            shared.config.validation_timeout,
-                            shared.manager.server_version(&mut conn),
-                        )
-                        .await
-                    {
-                        shared.lock().server_version = Some(v.clone());
-                        report.server_version = Some(v);
-                    }
-                }
-                Ok(Err(e)) => {
-                    report.status = HealthStatus::Unhealthy;
-                    report.last_error = Some(format!("validation failed: {e}"));
-                    conn.discard();
-                }
-                Err(_) => {
-                    report.status = HealthStatus::Unhealthy;
-                    report.last_error =
-                        Some(format!("validation timed out after {:?}", shared.config.validation_timeout));
-                    conn.discard();
-                }
-            }
-        }
-        Ok(None) => {}
-        Err(e @ PoolError::Timeout { .. }) => {
-            // Exhausted but answering is degraded; timed out because connects fail is unhealthy.
-            let failing = matches!(&e, PoolError::Timeout { last_error: Some(_), .. });
-            report.status = if failing { HealthStatus::Unhealthy } else { HealthStatus::Degraded };
-            report.last_error = Some(e.to_string());
-        }
-        Err(e) => {
-            report.status = HealthStatus::Unhealthy;
-            report.last_error = Some(e.to_string());
-        }
-    }
-    report
 }
 
 /// Anything that can report its health: every [`Pool`](crate::Pool), whatever its backend.

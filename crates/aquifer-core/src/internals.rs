@@ -1,14 +1,22 @@
 //! The pool's locked state machine. Everything here is synchronous and runs under the pool's mutex; it
-//! decides and hands out tokens (a connection, a waiter key, a number of connects to start), while the code
-//! that awaits lives in `inner.rs`. Keeping the two apart keeps every lock out of await points.
+//! decides and hands out tokens (a connection, a waiter key, a number of connect slots to fill), while the
+//! code that awaits lives in `acquire.rs`, `checkin.rs`, `connect.rs`, `housekeeping.rs` and `close.rs`.
+//! Keeping the two apart keeps every lock out of await points.
+//!
+//! Every change of the size, connecting and in-use counts happens in a method of [`Internals`]; its fields are
+//! private. The callers hold the results as guards that undo themselves unless completed: a
+//! [`ConnectSlot`](crate::connect::ConnectSlot) for a reserved connect, a [`Pooled`](crate::Pooled) or
+//! [`Held`](crate::held::Held) for a live connection out of the idle queue.
 
+use std::collections::VecDeque;
 use std::panic::Location;
+use std::task::Waker;
 use std::time::{Duration, Instant};
-
-use quanta::Instant as Stamp;
 
 use slab::Slab;
 
+use crate::clock::Stamp;
+use crate::config::Reuse;
 use crate::errors::ConnectError;
 use crate::stats::{State, Stats};
 use crate::waiters::Waiters;
@@ -41,7 +49,7 @@ impl<C> Conn<C> {
     /// Marks it used at `now`.
     pub(crate) fn touch(&mut self, now: Stamp, bypass: Duration) {
         self.last_used = now;
-        let until = now.checked_add(bypass).unwrap_or(now);
+        let until = now.saturating_add(bypass);
         self.fresh_until = match self.expires {
             Some(at) if at < until => at,
             _ => until,
@@ -100,11 +108,18 @@ impl CloseReason {
     }
 }
 
-/// The fail-fast circuit: closed while connects succeed, open while the server is unreachable.
-pub(crate) struct Circuit<E> {
-    pub(crate) consecutive_failures: u32,
-    pub(crate) last_error: Option<ConnectError<E>>,
-    pub(crate) open_since: Option<Instant>,
+/// The fail-fast circuit and the run of connect failures that may open it.
+struct Circuit<E> {
+    /// Consecutive failed connects since the last success.
+    failures: u32,
+    /// When the current run of failures began (Tokio's clock, so tests can pause it).
+    failing_since: Option<tokio::time::Instant>,
+    last_error: Option<ConnectError<E>>,
+    /// Set while the circuit is open.
+    open_since: Option<Instant>,
+    /// Successful connects so far: a connect task that sees this change while it backs off knows its run of
+    /// failures is over.
+    successes: u64,
 }
 
 /// A checked-out connection, recorded only when leak detection is on.
@@ -129,16 +144,19 @@ pub(crate) enum Step<C, E> {
     Ready(Box<Conn<C>>, usize, Stamp),
     /// An idle connection that must be checked (validated, or found expired) before use.
     Check(Box<Conn<C>>),
-    /// The caller was queued under this key; `connects` new connects must be started for it; with
-    /// `wake_watcher` the deadline watcher must be told about its deadline.
+    /// The caller was queued under this key; `connects` connect slots were reserved for it; with
+    /// `wake_watcher` the deadline watcher must be told about its deadline; with `demand` the connect tasks
+    /// backing off after failures must be told someone is waiting.
     Wait {
         key: usize,
         connects: usize,
         wake_watcher: bool,
+        demand: bool,
     },
     /// Nothing idle and the caller would not wait (`try_get`).
     Busy,
     Closed,
+    /// The circuit is open: refused at once (the probe must be told someone asked).
     FailFast {
         since: Instant,
         error: ConnectError<E>,
@@ -158,39 +176,76 @@ pub(crate) enum Wait {
     OwnTimer,
 }
 
+/// What became of a waiter that gave up ([`Internals::cancel_wait`]).
+pub(crate) enum Abandoned<C> {
+    /// Nothing was handed to it, or what was handed to it went on to the next waiter (wake it) or to idle.
+    Passed(Option<Waker>),
+    /// It had been handed a connection the pool no longer wants (closed or shrunk): close it for this
+    /// reason. Its slot is already freed; `connects` slots were reserved in its place.
+    Unwanted(Box<Conn<C>>, CloseReason, usize),
+}
+
+/// What a failed connect means ([`Internals::connect_failed`]).
+pub(crate) struct Failure {
+    /// This failure opened the circuit (waiters were failed: wake them).
+    pub(crate) opened: bool,
+    pub(crate) wakers: Vec<Waker>,
+    /// The task should try again (someone still needs the connection, or it is the circuit's probe);
+    /// otherwise its slot must be released.
+    pub(crate) retry: bool,
+    /// Consecutive failures, this one included.
+    pub(crate) failures: u32,
+    /// Whether callers are waiting now (retries then come sooner than the backoff).
+    pub(crate) demand: bool,
+    /// [`Internals::successes`] at this failure.
+    pub(crate) successes: u64,
+}
+
+/// What closing the pool leaves to do outside the lock ([`Internals::close`]).
+pub(crate) struct Closing<C> {
+    /// Idle connections, already out of the accounting: drop them.
+    pub(crate) idle: VecDeque<Box<Conn<C>>>,
+    /// Every waiter, failed with `Closed`: wake them.
+    pub(crate) wakers: Vec<Waker>,
+}
+
 /// What the pool holds; guarded by the pool's mutex.
 pub(crate) struct Internals<C, E> {
-    /// Idle connections, most recently used last (LIFO reuse keeps hot connections warm, lets cold ones age out).
-    pub(crate) idle: Vec<Box<Conn<C>>>,
-    pub(crate) waiters: Waiters<Outcome<C, E>>,
+    /// Idle connections, least recently returned first: LIFO reuse takes from the back, FIFO from the front,
+    /// and reaping always starts at the front (the longest idle).
+    idle: VecDeque<Box<Conn<C>>>,
+    reuse: Reuse,
+    waiters: Waiters<Outcome<C, E>>,
     /// Live connections (idle, in use, being validated or reset) plus connects in flight.
-    pub(crate) size: usize,
-    pub(crate) connecting: usize,
-    pub(crate) max_size: usize,
-    pub(crate) min_idle: usize,
-    pub(crate) closed: bool,
-    pub(crate) circuit: Circuit<E>,
-    pub(crate) checkouts: Slab<CheckoutRecord>,
-    pub(crate) stats: Stats,
-    pub(crate) server_version: Option<String>,
+    size: usize,
+    connecting: usize,
+    max_size: usize,
+    min_idle: usize,
+    closed: bool,
+    circuit: Circuit<E>,
+    checkouts: Slab<CheckoutRecord>,
+    stats: Stats,
+    server_version: Option<String>,
     /// Whether the deadline watcher is sleeping until a deadline (rather than waiting for one to appear).
-    pub(crate) watcher_armed: bool,
+    watcher_armed: bool,
 }
 
 /// Marks "no leak record" in a [`Pooled`](crate::Pooled).
 pub(crate) const NO_CHECKOUT: usize = usize::MAX;
 
 impl<C, E> Internals<C, E> {
-    pub(crate) fn new(max_size: usize, min_idle: usize) -> Self {
+    /// Allocates nothing in proportion to `max_size`: the idle queue grows with the connections.
+    pub(crate) fn new(max_size: usize, min_idle: usize, reuse: Reuse) -> Self {
         Internals {
-            idle: Vec::with_capacity(max_size),
+            idle: VecDeque::new(),
+            reuse,
             waiters: Waiters::new(),
             size: 0,
             connecting: 0,
             max_size,
             min_idle,
             closed: false,
-            circuit: Circuit { consecutive_failures: 0, last_error: None, open_since: None },
+            circuit: Circuit { failures: 0, failing_since: None, last_error: None, open_since: None, successes: 0 },
             checkouts: Slab::new(),
             stats: Stats::default(),
             server_version: None,
@@ -210,9 +265,65 @@ impl<C, E> Internals<C, E> {
         }
     }
 
-    /// How many connects to start now, reserving a slot for each: one per waiter not already covered by a
-    /// connect in flight, plus what `min_idle` lacks. Never more than `max_size` allows, and none while closed
-    /// or failing fast, so bursts never create connections nobody waits for.
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub(crate) fn min_idle(&self) -> usize {
+        self.min_idle
+    }
+
+    /// Open connections: idle, checked out, or being validated or reset (connects in flight excluded).
+    pub(crate) fn live(&self) -> usize {
+        self.size - self.connecting
+    }
+
+    /// When the circuit opened and why, while it is open.
+    pub(crate) fn circuit_open(&self) -> Option<(Instant, ConnectError<E>)> {
+        match (self.circuit.open_since, &self.circuit.last_error) {
+            (Some(since), Some(error)) => Some((since, error.clone())),
+            _ => None,
+        }
+    }
+
+    /// The most recent connect failure of the current run of failures (none after a success).
+    pub(crate) fn last_error(&self) -> Option<&ConnectError<E>> {
+        self.circuit.last_error.as_ref()
+    }
+
+    /// Successful connects so far.
+    pub(crate) fn successes(&self) -> u64 {
+        self.circuit.successes
+    }
+
+    pub(crate) fn server_version(&self) -> Option<&str> {
+        self.server_version.as_deref()
+    }
+
+    pub(crate) fn set_server_version(&mut self, version: String) {
+        self.server_version = Some(version);
+    }
+
+    pub(crate) fn count_timeout(&mut self) {
+        self.stats.timeouts += 1;
+    }
+
+    pub(crate) fn count_reset(&mut self) {
+        self.stats.resets += 1;
+    }
+
+    pub(crate) fn count_panic(&mut self) {
+        self.stats.panics += 1;
+    }
+
+    /// Reserves a slot for each connect to start now: one per waiter not already covered by a connect in
+    /// flight, plus what `min_idle` lacks. Never more than `max_size` allows, and none while closed or
+    /// failing fast, so bursts never create connections nobody waits for. Returns how many were reserved;
+    /// the caller must fill each with a [`ConnectSlot`](crate::connect::ConnectSlot).
     pub(crate) fn reserve_connects(&mut self) -> usize {
         if self.closed || self.circuit.open_since.is_some() {
             return 0;
@@ -227,21 +338,35 @@ impl<C, E> Internals<C, E> {
         n
     }
 
+    /// Gives back the slot of a connect that failed, was abandoned, or whose task was dropped.
+    pub(crate) fn release_connect(&mut self) {
+        self.connecting -= 1;
+        self.size -= 1;
+    }
+
+    #[inline]
+    fn take_idle(&mut self) -> Option<Box<Conn<C>>> {
+        match self.reuse {
+            Reuse::Lifo => self.idle.pop_back(),
+            Reuse::Fifo => self.idle.pop_front(),
+        }
+    }
+
     /// Takes an idle connection when nobody is queued ahead (no barging), otherwise queues the caller (or,
-    /// when it would not wait, says the pool is busy). While failing fast, a caller that would have to wait for
-    /// a connect is refused at once.
+    /// when it would not wait, says the pool is busy). While the circuit is open, a caller that would have to
+    /// wait for a connect is refused at once.
     pub(crate) fn checkout(
         &mut self,
         now: Stamp,
         leak_caller: Option<&'static Location<'static>>,
         wait: Wait,
-        waker: &std::task::Waker,
+        waker: &Waker,
     ) -> Step<C, E> {
         if self.closed {
             return Step::Closed;
         }
         if self.waiters.is_empty()
-            && let Some(conn) = self.idle.pop()
+            && let Some(conn) = self.take_idle()
         {
             if !conn.fresh(now) {
                 return Step::Check(conn);
@@ -252,19 +377,21 @@ impl<C, E> Internals<C, E> {
         if matches!(wait, Wait::Never) {
             return Step::Busy;
         }
-        if let (Some(since), Some(error)) = (self.circuit.open_since, &self.circuit.last_error) {
+        if let Some((since, error)) = self.circuit_open() {
             self.stats.fail_fast += 1;
-            return Step::FailFast { since, error: error.clone() };
+            return Step::FailFast { since, error };
         }
         // Read under the lock, so deadlines along the queue never decrease (the watcher relies on it).
         let deadline = match wait {
-            Wait::Watched(timeout) => Instant::now().checked_add(timeout),
+            Wait::Watched(timeout) => tokio::time::Instant::now().checked_add(timeout),
             _ => None,
         };
         let wake_watcher = deadline.is_some() && !std::mem::replace(&mut self.watcher_armed, true);
         let key = self.waiters.push_back(deadline, Some(waker));
         self.stats.waited += 1;
-        Step::Wait { key, connects: self.reserve_connects(), wake_watcher }
+        let connects = self.reserve_connects();
+        let demand = connects == 0 && self.circuit.failures > 0;
+        Step::Wait { key, connects, wake_watcher, demand }
     }
 
     /// Counts a successful checkout and, with leak detection on, records who holds the connection.
@@ -283,36 +410,59 @@ impl<C, E> Internals<C, E> {
         }
     }
 
-    /// Gives a connection to the longest waiter, or to the idle stack; returns the waiter's waker.
+    /// Takes what was handed to a waiter, or registers its waker.
+    pub(crate) fn poll_wait(&mut self, key: usize, waker: &Waker) -> Option<Outcome<C, E>> {
+        self.waiters.poll(key, waker)
+    }
+
+    /// Gives a connection to the longest waiter, or to the idle queue; returns the waiter's waker.
     /// Returns the connection itself when the pool no longer wants it (closed, or shrunk below its size).
-    pub(crate) fn deliver(&mut self, conn: Box<Conn<C>>) -> Result<Option<std::task::Waker>, Box<Conn<C>>> {
+    pub(crate) fn deliver(&mut self, conn: Box<Conn<C>>) -> Result<Option<Waker>, Box<Conn<C>>> {
         if self.closed || self.size > self.max_size {
             return Err(conn);
         }
         if self.waiters.is_empty() {
-            self.idle.push(conn);
+            self.idle.push_back(conn);
             return Ok(None);
         }
         match self.waiters.fulfill_front(Outcome::Conn(conn)) {
             Ok(waker) => Ok(waker),
             Err(Outcome::Conn(conn)) => {
-                self.idle.push(conn);
+                self.idle.push_back(conn);
                 Ok(None)
             }
             Err(_) => unreachable!("fulfill_front gives back what it was given"),
         }
     }
 
-    /// Frees the slot of a connection that is gone and returns how many connects to start in its place.
-    pub(crate) fn release_slot(&mut self, reason: Option<CloseReason>) -> usize {
+    /// A waiter gives up (its `get()` was dropped or timed out on its own timer). A connection handed to it
+    /// meanwhile is passed on in the same critical section, so a cancelled `get()` never swallows a wake-up.
+    pub(crate) fn cancel_wait(&mut self, key: usize) -> Abandoned<C> {
+        match self.waiters.cancel(key) {
+            Some(Outcome::Conn(conn)) => match self.deliver(conn) {
+                Ok(waker) => Abandoned::Passed(waker),
+                Err(conn) => {
+                    let reason = if self.closed { CloseReason::PoolClosed } else { CloseReason::Discarded };
+                    let connects = self.release(Some(reason));
+                    Abandoned::Unwanted(conn, reason, connects)
+                }
+            },
+            _ => Abandoned::Passed(None),
+        }
+    }
+
+    /// Frees the slot of a live connection that is gone and returns how many connect slots were reserved in
+    /// its place.
+    pub(crate) fn release(&mut self, reason: Option<CloseReason>) -> usize {
         self.size -= 1;
-        if let Some(reason) = reason {
-            self.count_closed(reason);
+        match reason {
+            Some(reason) => self.count_closed(reason),
+            None => self.stats.detached += 1,
         }
         self.reserve_connects()
     }
 
-    pub(crate) fn count_closed(&mut self, reason: CloseReason) {
+    fn count_closed(&mut self, reason: CloseReason) {
         let s = &mut self.stats;
         s.closed += 1;
         match reason {
@@ -330,20 +480,22 @@ impl<C, E> Internals<C, E> {
     }
 
     /// Removes idle connections that outlived `max_lifetime`, and those idle longer than `idle_timeout` beyond
-    /// `min_idle` (oldest first: they sit at the bottom of the LIFO stack).
+    /// `min_idle` (longest idle first: they sit at the front).
     pub(crate) fn reap(&mut self, now: Stamp, idle_timeout: Option<Duration>) -> Vec<(Box<Conn<C>>, CloseReason)> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.idle.len() {
             if self.idle[i].expired(now) {
-                out.push((self.idle.remove(i), CloseReason::MaxLifetime));
+                out.extend(self.idle.remove(i).map(|c| (c, CloseReason::MaxLifetime)));
             } else {
                 i += 1;
             }
         }
         if let Some(timeout) = idle_timeout {
-            while self.idle.len() > self.min_idle && now.duration_since(self.idle[0].last_used) >= timeout {
-                out.push((self.idle.remove(0), CloseReason::IdleTimeout));
+            while self.idle.len() > self.min_idle
+                && self.idle.front().is_some_and(|c| now.duration_since(c.last_used) >= timeout)
+            {
+                out.extend(self.idle.pop_front().map(|c| (c, CloseReason::IdleTimeout)));
             }
         }
         for (_, reason) in &out {
@@ -351,6 +503,40 @@ impl<C, E> Internals<C, E> {
             self.count_closed(*reason);
         }
         out
+    }
+
+    /// Closes idle connections for which `keep` is false; returns them and the connect slots reserved in their
+    /// place.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Conn<C>) -> bool) -> (Vec<Box<Conn<C>>>, usize) {
+        let mut removed = Vec::new();
+        let mut i = 0;
+        while i < self.idle.len() {
+            if keep(&self.idle[i]) {
+                i += 1;
+            } else {
+                removed.extend(self.idle.remove(i));
+            }
+        }
+        for _ in &removed {
+            self.size -= 1;
+            self.count_closed(CloseReason::Discarded);
+        }
+        (removed, self.reserve_connects())
+    }
+
+    /// Sets the maximum size; closes idle connections beyond it (longest idle first) and returns them with the
+    /// connect slots reserved for waiters the new size lets in.
+    pub(crate) fn resize(&mut self, max_size: usize) -> (Vec<Box<Conn<C>>>, usize) {
+        self.max_size = max_size;
+        let mut closed = Vec::new();
+        while self.size > self.max_size
+            && let Some(conn) = self.idle.pop_front()
+        {
+            closed.push(conn);
+            self.size -= 1;
+            self.count_closed(CloseReason::Discarded);
+        }
+        (closed, self.reserve_connects())
     }
 
     /// Checkouts held longer than `threshold` and not yet reported; each is reported once.
@@ -367,35 +553,94 @@ impl<C, E> Internals<C, E> {
         leaks
     }
 
-    /// Records a failed connect. Opens the circuit after `threshold` consecutive failures and returns the
-    /// wakers of every waiter, which are failed with [`Outcome::Unavailable`].
+    /// Records a failed connect of a task that holds a connect slot (`probing`: the task is the open
+    /// circuit's probe).
+    ///
+    /// The circuit opens when the pool holds no live connection (nothing idle, nothing checked out) and
+    /// connects have failed continuously for `fail_fast_after` (zero: never), or at once for a `permanent`
+    /// failure; every waiter is then failed with [`Outcome::Unavailable`], since nothing could serve it. While
+    /// live connections remain, waiters keep waiting for them to come back.
     pub(crate) fn connect_failed(
         &mut self,
         error: ConnectError<E>,
-        threshold: u32,
-        now: Instant,
-    ) -> (bool, Vec<std::task::Waker>) {
+        permanent: bool,
+        fail_fast_after: Duration,
+        now: tokio::time::Instant,
+        probing: bool,
+    ) -> Failure {
         self.stats.connect_errors += 1;
-        self.circuit.consecutive_failures = self.circuit.consecutive_failures.saturating_add(1);
-        self.circuit.last_error = Some(error.clone());
-        if self.circuit.open_since.is_none() && self.circuit.consecutive_failures >= threshold {
-            self.circuit.open_since = Some(now);
-            let wakers = self.waiters.fulfill_all(|| Outcome::Unavailable { since: now, error: error.clone() });
-            return (true, wakers);
+        let c = &mut self.circuit;
+        c.failures = c.failures.saturating_add(1);
+        let since = *c.failing_since.get_or_insert(now);
+        c.last_error = Some(error.clone());
+        let due = permanent || now.saturating_duration_since(since) >= fail_fast_after;
+        let mut opened = false;
+        let mut wakers = Vec::new();
+        if c.open_since.is_none() && !fail_fast_after.is_zero() && due && self.size - self.connecting == 0 {
+            let at = Instant::now();
+            self.circuit.open_since = Some(at);
+            opened = true;
+            wakers = self.waiters.fulfill_all(|| Outcome::Unavailable { since: at, error: error.clone() });
         }
-        (false, Vec::new())
+        let probing = probing || opened;
+        let retry = !self.closed && (probing || (self.circuit.open_since.is_none() && self.connect_still_needed()));
+        Failure {
+            opened,
+            wakers,
+            retry,
+            failures: self.circuit.failures,
+            demand: !self.waiters.is_empty(),
+            successes: self.circuit.successes,
+        }
     }
 
-    /// Records a successful connect: closes the circuit and forgets the last error.
-    pub(crate) fn connect_succeeded(&mut self) {
+    /// Records a successful connect: its slot now holds a live connection; the circuit closes and the last
+    /// error is forgotten. Returns whether this ended a run of failures (connect tasks backing off should try
+    /// again now) and whether the circuit was open.
+    pub(crate) fn connect_succeeded(&mut self) -> (bool, bool) {
         self.connecting -= 1;
         self.stats.created += 1;
-        self.circuit = Circuit { consecutive_failures: 0, last_error: None, open_since: None };
+        let c = &mut self.circuit;
+        let ended_failures = c.failures > 0;
+        let was_open = c.open_since.is_some();
+        c.failures = 0;
+        c.failing_since = None;
+        c.last_error = None;
+        c.open_since = None;
+        c.successes += 1;
+        (ended_failures, was_open)
     }
 
     /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it.
-    pub(crate) fn connect_still_needed(&self) -> bool {
+    fn connect_still_needed(&self) -> bool {
         !self.closed && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
+    }
+
+    /// Fails waiters whose watched deadline passed by `now`; returns their wakers and the next deadline.
+    pub(crate) fn expire_waiters(&mut self, now: tokio::time::Instant) -> (Vec<Waker>, Option<tokio::time::Instant>) {
+        let (wakers, next) = self.waiters.expire(now, || Outcome::TimedOut);
+        self.watcher_armed = next.is_some();
+        (wakers, next)
+    }
+
+    /// Marks the pool closed; returns the idle connections to close and the wakers of every waiter (failed
+    /// with [`Outcome::Closed`]). `None` when it was closed already.
+    pub(crate) fn close(&mut self) -> Option<Closing<C>> {
+        if self.closed {
+            return None;
+        }
+        self.closed = true;
+        let idle = std::mem::take(&mut self.idle);
+        for _ in &idle {
+            self.size -= 1;
+            self.count_closed(CloseReason::PoolClosed);
+        }
+        Some(Closing { idle, wakers: self.waiters.fulfill_all(|| Outcome::Closed) })
+    }
+
+    /// Open connections and connects in flight.
+    pub(crate) fn size(&self) -> usize {
+        self.size
     }
 }
 
@@ -403,18 +648,20 @@ impl<C, E> Internals<C, E> {
 /// being queued, a connection being returned, and the waiter giving up, on several threads. Run with
 /// `RUSTFLAGS="--cfg aquifer_loom" cargo test -p aquifer-core --lib loom --release`.
 ///
-/// The engine keeps all shared state under one mutex, so what can go wrong is the order of critical
-/// sections and the wake-ups between them: a connection handed to a waiter that gives up must not be lost, a
-/// waiter handed a connection must be woken, and accounting must balance.
+/// The models drive the engine's own code: the pool's mutex is the `sync.rs` shim (loom's mutex here), and
+/// each thread calls the same `Internals` methods as the engine's futures and guards do (`checkout` when a
+/// `get()` queues, `deliver` when a connection comes back, `cancel_wait` when a `get()` is dropped,
+/// `poll_wait` when it is woken). What they do not cover: the async code around those critical sections
+/// (timers, connect tasks), which the cancellation tests exercise instead.
 #[cfg(all(test, aquifer_loom))]
 mod loom_tests {
     use std::task::{Wake, Waker};
 
+    use loom::sync::Arc;
     use loom::sync::atomic::{AtomicBool, Ordering};
-    use loom::sync::{Arc, Mutex};
-    use quanta::Instant as Stamp;
 
     use super::*;
+    use crate::sync::Mutex;
 
     struct Flag(AtomicBool);
 
@@ -425,49 +672,71 @@ mod loom_tests {
     }
 
     fn conn(id: u64) -> Box<Conn<u64>> {
-        Box::new(Conn::new(id, id, Stamp::now(), None, Duration::from_secs(60)))
+        Box::new(Conn::new(id, id, Stamp::ZERO, None, Duration::from_secs(60)))
+    }
+
+    type Pool = Arc<Mutex<Internals<u64, std::io::Error>>>;
+
+    /// A pool of `n` checked-out connections (what `reserve_connects` + `connect_succeeded` leave behind).
+    fn busy_pool(n: usize) -> Pool {
+        let pool = Arc::new(Mutex::new(Internals::new(n, 0, Reuse::Lifo)));
+        {
+            let mut g = pool.lock();
+            g.min_idle = n;
+            assert_eq!(g.reserve_connects(), n);
+            g.min_idle = 0;
+            for _ in 0..n {
+                g.connect_succeeded();
+            }
+        }
+        pool
+    }
+
+    fn queue(pool: &Pool, flag: &std::sync::Arc<Flag>) -> usize {
+        let waker = Waker::from(flag.clone());
+        match pool.lock().checkout(Stamp::ZERO, None, Wait::OwnTimer, &waker) {
+            Step::Wait { key, connects: 0, .. } => key,
+            _ => panic!("the waiter must queue: the pool is full"),
+        }
+    }
+
+    fn give_back(pool: &Pool, c: Box<Conn<u64>>) {
+        let woken = pool.lock().deliver(c).unwrap_or_else(|_| panic!("the pool wants it back"));
+        if let Some(w) = woken {
+            w.wake();
+        }
     }
 
     /// A pool of one busy connection, a queued waiter, and a concurrent return and cancellation.
     #[test]
     fn returned_connection_is_never_lost_when_the_waiter_gives_up() {
         loom::model(|| {
-            let pool: Arc<Mutex<Internals<u64, std::io::Error>>> = Arc::new(Mutex::new(Internals::new(1, 0)));
-            pool.lock().unwrap().size = 1; // the one connection is checked out
+            let pool = busy_pool(1);
             let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
-            let waker = Waker::from(flag.clone());
-            let key = match pool.lock().unwrap().checkout(Stamp::now(), None, Wait::OwnTimer, &waker) {
-                Step::Wait { key, connects: 0, .. } => key,
-                _ => panic!("the waiter must queue: the pool is full"),
-            };
+            let key = queue(&pool, &flag);
 
             let returner = {
                 let pool = pool.clone();
-                loom::thread::spawn(move || {
-                    let woken =
-                        pool.lock().unwrap().deliver(conn(1)).unwrap_or_else(|_| panic!("the pool wants it back"));
-                    if let Some(w) = woken {
-                        w.wake();
-                    }
-                })
+                loom::thread::spawn(move || give_back(&pool, conn(1)))
             };
             let canceller = {
                 let pool = pool.clone();
                 loom::thread::spawn(move || {
-                    let handed = pool.lock().unwrap().waiters.cancel(key);
-                    if let Some(Outcome::Conn(c)) = handed {
-                        // What a dropped `get()` does with a connection handed to it: pass it on.
-                        let _ = pool.lock().unwrap().deliver(c);
+                    let abandoned = pool.lock().cancel_wait(key);
+                    match abandoned {
+                        Abandoned::Passed(Some(w)) => w.wake(),
+                        Abandoned::Passed(None) => {}
+                        Abandoned::Unwanted(..) => panic!("an open pool wants its connection"),
                     }
                 })
             };
             returner.join().unwrap();
             canceller.join().unwrap();
 
-            let g = pool.lock().unwrap();
-            assert_eq!(g.idle.len(), 1, "the returned connection was lost");
-            assert!(g.waiters.is_empty());
-            assert_eq!(g.size, 1);
+            let g = pool.lock();
+            assert_eq!(g.state().idle, 1, "the returned connection was lost");
+            assert_eq!(g.state().waiting, 0);
+            assert_eq!(g.size(), 1);
         });
     }
 
@@ -475,48 +744,69 @@ mod loom_tests {
     #[test]
     fn every_queued_waiter_is_handed_a_connection_and_woken() {
         loom::model(|| {
-            let pool: Arc<Mutex<Internals<u64, std::io::Error>>> = Arc::new(Mutex::new(Internals::new(2, 0)));
-            pool.lock().unwrap().size = 2;
+            let pool = busy_pool(2);
             let flags: Vec<_> = (0..2).map(|_| std::sync::Arc::new(Flag(AtomicBool::new(false)))).collect();
-            let keys: Vec<usize> = flags
-                .iter()
-                .map(|f| {
-                    let waker = Waker::from(f.clone());
-                    match pool.lock().unwrap().checkout(Stamp::now(), None, Wait::OwnTimer, &waker) {
-                        Step::Wait { key, .. } => key,
-                        _ => panic!("must queue"),
-                    }
-                })
-                .collect();
+            let keys: Vec<usize> = flags.iter().map(|f| queue(&pool, f)).collect();
 
             let returners: Vec<_> = (0..2u64)
                 .map(|id| {
                     let pool = pool.clone();
-                    loom::thread::spawn(move || {
-                        let woken = pool.lock().unwrap().deliver(conn(id)).unwrap_or_else(|_| panic!("wanted"));
-                        if let Some(w) = woken {
-                            w.wake();
-                        }
-                    })
+                    loom::thread::spawn(move || give_back(&pool, conn(id)))
                 })
                 .collect();
             for r in returners {
                 r.join().unwrap();
             }
 
-            let mut g = pool.lock().unwrap();
+            let mut g = pool.lock();
             let noop = Waker::noop();
             let mut got = Vec::new();
             for (key, flag) in keys.into_iter().zip(&flags) {
                 assert!(flag.0.load(Ordering::SeqCst), "a waiter handed a connection was not woken");
-                match g.waiters.poll(key, noop) {
+                match g.poll_wait(key, noop) {
                     Some(Outcome::Conn(c)) => got.push(c.id),
                     _ => panic!("a waiter was not handed a connection"),
                 }
             }
             got.sort_unstable();
             assert_eq!(got, [0, 1]);
-            assert!(g.idle.is_empty());
+            assert_eq!(g.state().idle, 0);
+        });
+    }
+
+    /// A waiter gives up while the pool closes and its connection comes back: the connection is either
+    /// refused by the closed pool (and its slot freed) or passed on, never kept by nobody.
+    #[test]
+    fn connection_handed_to_a_waiter_that_gives_up_during_close_is_closed_or_idle() {
+        loom::model(|| {
+            let pool = busy_pool(1);
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let key = queue(&pool, &flag);
+
+            let returner = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let refused = pool.lock().deliver(conn(1)).err();
+                    if refused.is_some() {
+                        pool.lock().release(Some(CloseReason::PoolClosed));
+                    }
+                })
+            };
+            let closer = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || drop(pool.lock().close()))
+            };
+            let canceller = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || drop(pool.lock().cancel_wait(key)))
+            };
+            returner.join().unwrap();
+            closer.join().unwrap();
+            canceller.join().unwrap();
+
+            let g = pool.lock();
+            assert_eq!(g.size(), 0, "a connection is neither closed nor freed: {}", g.state());
+            assert_eq!(g.state().waiting, 0);
         });
     }
 }

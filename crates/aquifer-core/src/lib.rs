@@ -1,14 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-mod acquire;
+// The public surface, one concept each.
 mod builder;
+mod clock;
 mod config;
 mod env;
 mod errors;
 mod health;
-mod inner;
-mod internals;
 mod leak;
 mod manager;
 pub mod metrics;
@@ -19,11 +18,25 @@ mod reexports;
 mod retry;
 mod start;
 mod stats;
+
+// The engine, for maintainers: the locked state machine and the async code around it, one concern a file.
+mod acquire;
+mod checkin;
+mod close;
+mod connect;
+mod health_check;
+mod held;
+mod hooks;
+mod housekeeping;
+mod internals;
+mod shared;
+mod sync;
 mod waiters;
 
 pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
-pub use config::{DatabaseUrl, PoolConfig, redact_url};
+pub use clock::Clock;
+pub use config::{DatabaseUrl, MAX_POOL_SIZE, PoolConfig, Reuse, redact_url};
 pub use env::EnvVars;
 pub use errors::{BuildError, ConfigError, ConnectError, PoolError};
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};

@@ -4,16 +4,16 @@ use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::builder::PoolBuilder;
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, check_max_size};
 use crate::errors::{BuildError, ConfigError, PoolError};
 use crate::health::{HealthCheck, HealthReport};
-use crate::inner::Shared;
 use crate::internals::CloseReason;
 use crate::manager::{Descriptor, Manager};
 use crate::pooled::{ConnectionInfo, Pooled};
+use crate::shared::Shared;
 use crate::stats::{State, Stats};
 
 /// A pool of database connections made by a [`Manager`].
@@ -23,12 +23,14 @@ use crate::stats::{State, Stats};
 ///
 /// Semantics, the same for every backend:
 /// - waiters are served first come, first served, with direct hand-off of returned connections;
-/// - idle connections are reused last-in first-out, so hot ones stay warm and cold ones age out;
+/// - idle connections are reused last-in first-out (or first-in first-out, see [`Reuse`](crate::Reuse)), so
+///   hot ones stay warm and cold ones age out;
 /// - a connection idle longer than `validation_bypass` is validated on checkout;
-/// - connects are retried with exponential backoff and jitter; a timeout reports the last connect error;
-///   after `fail_fast_after` consecutive failures the pool fails fast with [`PoolError::Unavailable`] until a
-///   background probe reaches the server again;
-/// - nothing is created beyond what waiters (and `min_idle`) need.
+/// - connects are retried with exponential backoff and jitter inside the waiting gets; a timeout reports the
+///   last connect error; when the pool holds no connection and connects have failed for `fail_fast_after`,
+///   it fails fast with [`PoolError::Unavailable`] until a background probe reaches the server again;
+/// - nothing is created beyond what waiters (and `min_idle`) need;
+/// - a panic in any [`Manager`] hook is caught, logged and counted; the pool keeps serving.
 pub struct Pool<M: Manager> {
     handle: Arc<Handle<M>>,
 }
@@ -41,6 +43,15 @@ struct Handle<M: Manager> {
 impl<M: Manager> Drop for Handle<M> {
     fn drop(&mut self) {
         self.shared.begin_close();
+    }
+}
+
+impl<M: Manager> PoolBuilder<M> {
+    /// Validates the configuration and builds the pool, starting its background tasks and the connects for
+    /// `min_idle`. Must be called within a Tokio runtime. Logs a warning when `connect_timeout` exceeds
+    /// `acquire_timeout` (attempts are then cut at the acquire timeout).
+    pub fn build(self) -> Result<Pool<M>, BuildError> {
+        Ok(Pool { handle: Arc::new(Handle { shared: self.start()? }) })
     }
 }
 
@@ -71,10 +82,6 @@ impl<M: Manager> Pool<M> {
         PoolBuilder::new(manager).config(config).build()
     }
 
-    pub(crate) fn from_shared(shared: Arc<Shared<M>>) -> Self {
-        Pool { handle: Arc::new(Handle { shared }) }
-    }
-
     #[inline]
     fn shared(&self) -> &Arc<Shared<M>> {
         &self.handle.shared
@@ -89,7 +96,8 @@ impl<M: Manager> Pool<M> {
     ///
     /// Cancel safety: dropping the future at any point loses no connection and leaks no slot. A connection
     /// handed over just as the future is dropped goes to the next waiter (or back to idle); a connect started
-    /// for it finishes in the background into the pool; a connection being validated is closed.
+    /// for it goes on in the background (within `connect_timeout`, or the acquire timeout if shorter) and its
+    /// connection goes to the next waiter or to idle; a connection being validated is closed.
     ///
     /// The caller's location is recorded for leak reports.
     #[track_caller]
@@ -131,28 +139,28 @@ impl<M: Manager> Pool<M> {
     /// Cancel safety: connects already started finish in the background into the pool.
     pub async fn warm_up(&self) -> Result<(), PoolError<M::Error>> {
         let shared = self.shared();
-        if shared.lock().min_idle == 0 {
+        if shared.lock().min_idle() == 0 {
             drop(self.get().await?);
             return Ok(());
         }
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         loop {
             {
                 let g = shared.lock();
-                if g.closed {
+                if g.is_closed() {
                     return Err(PoolError::Closed);
                 }
-                if let (Some(since), Some(error)) = (g.circuit.open_since, &g.circuit.last_error) {
-                    return Err(PoolError::Unavailable { since, last_error: error.clone() });
+                if let Some((since, error)) = g.circuit_open() {
+                    return Err(PoolError::Unavailable { since, last_error: error });
                 }
-                if g.size - g.connecting >= g.min_idle {
+                if g.live() >= g.min_idle() {
                     return Ok(());
                 }
                 if started.elapsed() >= shared.config.acquire_timeout {
                     return Err(PoolError::Timeout {
                         waited: started.elapsed(),
                         state: g.state(),
-                        last_error: g.circuit.last_error.clone(),
+                        last_error: g.last_error().cloned(),
                     });
                 }
             }
@@ -168,7 +176,7 @@ impl<M: Manager> Pool<M> {
 
     /// What the pool has done since it was built.
     pub fn stats(&self) -> Stats {
-        self.shared().lock().stats
+        self.shared().lock().stats()
     }
 
     /// Checks the pool's health: unhealthy without a round trip while failing fast or closed; otherwise a
@@ -177,7 +185,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// Cancel safety: dropping the future returns the connection it used, like any dropped `get()`.
     pub async fn health(&self) -> HealthReport {
-        let report = crate::health::check(self.shared()).await;
+        let report = crate::health_check::check(self.shared()).await;
         *self.shared().health.lock() = Some(report.clone());
         report
     }
@@ -197,7 +205,7 @@ impl<M: Manager> Pool<M> {
     pub async fn close(&self) -> usize {
         let shared = self.shared();
         shared.begin_close();
-        let left = shared.wait_drained(Instant::now() + shared.config.close_timeout).await;
+        let left = shared.wait_drained(tokio::time::Instant::now() + shared.config.close_timeout).await;
         if left > 0 {
             tracing::warn!(pool = %shared.name, left, "close_timeout passed with connections still in use");
         }
@@ -206,33 +214,25 @@ impl<M: Manager> Pool<M> {
 
     /// Whether [`close`](Pool::close) was called (or every handle dropped).
     pub fn is_closed(&self) -> bool {
-        self.shared().lock().closed
+        self.shared().lock().is_closed()
     }
 
-    /// Changes the maximum size. Shrinking closes idle connections beyond the new size at once and busy ones
-    /// as they come back; growing lets waiters connect.
+    /// Changes the maximum size (1 to [`MAX_POOL_SIZE`](crate::MAX_POOL_SIZE), not below `min_idle`).
+    /// Shrinking closes idle connections beyond the new size at once (longest idle first) and busy ones as
+    /// they come back; growing lets waiters connect.
     pub fn resize(&self, max_size: usize) -> Result<(), ConfigError> {
         let shared = self.shared();
+        check_max_size(max_size)?;
         let (closed, connects) = {
             let mut g = shared.lock();
-            if max_size == 0 {
-                return Err(ConfigError::invalid("max_size", 0, "must be at least 1"));
-            }
-            if g.min_idle > max_size {
+            if g.min_idle() > max_size {
                 return Err(ConfigError::invalid(
                     "max_size",
                     max_size,
-                    format!("must not be below min_idle ({})", g.min_idle),
+                    format!("must not be below min_idle ({})", g.min_idle()),
                 ));
             }
-            g.max_size = max_size;
-            let mut closed = Vec::new();
-            while g.size > g.max_size && !g.idle.is_empty() {
-                closed.push(g.idle.remove(0));
-                g.size -= 1;
-                g.count_closed(CloseReason::Discarded);
-            }
-            (closed, g.reserve_connects())
+            g.resize(max_size)
         };
         shared.metrics.closed(CloseReason::Discarded, closed.len() as u64);
         drop(closed);
@@ -244,24 +244,8 @@ impl<M: Manager> Pool<M> {
     /// `keep` runs under the pool's lock: it must be quick and must not call into the pool.
     pub fn retain(&self, mut keep: impl FnMut(&M::Connection, ConnectionInfo) -> bool) -> usize {
         let shared = self.shared();
-        let now = quanta::Instant::now();
-        let (removed, connects) = {
-            let mut g = shared.lock();
-            let mut removed = Vec::new();
-            let mut i = 0;
-            while i < g.idle.len() {
-                if keep(&g.idle[i].raw, ConnectionInfo::idle(&g.idle[i], now)) {
-                    i += 1;
-                } else {
-                    removed.push(g.idle.remove(i));
-                }
-            }
-            for _ in &removed {
-                g.size -= 1;
-                g.count_closed(CloseReason::Discarded);
-            }
-            (removed, g.reserve_connects())
-        };
+        let now = shared.clock.now();
+        let (removed, connects) = shared.lock().retain(|c| keep(&c.raw, ConnectionInfo::idle(c, now)));
         let n = removed.len();
         shared.metrics.closed(CloseReason::Discarded, n as u64);
         drop(removed);

@@ -5,11 +5,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quanta::Instant as Stamp;
-
-use crate::inner::Shared;
+use crate::clock::Stamp;
 use crate::internals::{CloseReason, Conn};
 use crate::manager::Manager;
+use crate::shared::Shared;
 
 /// A connection checked out of a [`Pool`](crate::Pool). It dereferences to the driver's own connection type,
 /// so the driver's API works as usual; dropping it returns the connection to the pool.
@@ -45,7 +44,7 @@ impl<M: Manager> Pooled<M> {
     /// and a waiter, if any, gets a new connection.
     pub fn discard(mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.metrics.use_time(self.checked_out.elapsed());
+            self.shared.metrics.use_time(self.shared.clock.now().duration_since(self.checked_out));
             self.shared.discard(conn, self.checkout, CloseReason::Discarded);
         }
     }
@@ -53,7 +52,7 @@ impl<M: Manager> Pooled<M> {
     /// Takes the connection out of the pool for good: the pool forgets it and frees its slot.
     pub fn detach(mut self) -> M::Connection {
         let conn = self.conn.take().expect("a Pooled holds its connection until consumed");
-        self.shared.metrics.use_time(self.checked_out.elapsed());
+        self.shared.metrics.use_time(self.shared.clock.now().duration_since(self.checked_out));
         self.shared.detach(self.checkout);
         conn.raw
     }
@@ -61,11 +60,12 @@ impl<M: Manager> Pooled<M> {
     /// Facts about this connection: its id, age and how long it has been checked out.
     pub fn info(&self) -> ConnectionInfo {
         let c = self.conn();
+        let now = self.shared.clock.now();
         ConnectionInfo {
             id: c.id,
-            age: c.created.elapsed(),
+            age: now.duration_since(c.created),
             idle_for: Duration::ZERO,
-            checked_out_for: self.checked_out.elapsed(),
+            checked_out_for: now.duration_since(self.checked_out),
         }
     }
 
@@ -111,12 +111,13 @@ impl<M: Manager> Drop for Pooled<M> {
 
 impl<M: Manager> fmt::Debug for Pooled<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let now = self.shared.clock.now();
         let mut d = f.debug_struct("Pooled");
         d.field("pool", &&*self.shared.name);
         if let Some(c) = &self.conn {
-            d.field("id", &c.id).field("age", &c.created.elapsed());
+            d.field("id", &c.id).field("age", &now.duration_since(c.created));
         }
-        d.field("checked_out_for", &self.checked_out.elapsed()).finish()
+        d.field("checked_out_for", &now.duration_since(self.checked_out)).finish()
     }
 }
 

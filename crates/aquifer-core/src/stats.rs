@@ -77,4 +77,7 @@ pub struct Stats {
     pub resets: u64,
     /// Connections reported as possible leaks.
     pub leaks: u64,
+    /// Panics caught in the manager's hooks (`connect`, `validate`, `reset`, `is_broken`, `needs_reset`,
+    /// `server_version`); each is logged with the pool's name.
+    pub panics: u64,
 }

@@ -6,7 +6,7 @@
 //! takes the outcome or is dropped; only the owner ever removes it, so keys are never reused behind its back.
 
 use std::task::Waker;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use slab::Slab;
 

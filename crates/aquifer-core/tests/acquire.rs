@@ -10,7 +10,7 @@ use aquifer_testing::FakeManager;
 use common::{builder, eventually};
 use parking_lot::Mutex;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_opens_a_connection_and_drop_returns_it() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(4).build().unwrap();
@@ -22,7 +22,7 @@ async fn get_opens_a_connection_and_drop_returns_it() {
     assert_eq!(fake.stats().created, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pooled_derefs_to_the_driver_connection() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -34,7 +34,7 @@ async fn pooled_derefs_to_the_driver_connection() {
     assert_eq!((conn.id, conn.uses), (id, 1));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_connections_are_reused_last_in_first_out() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(3).build().unwrap();
@@ -53,7 +53,25 @@ async fn idle_connections_are_reused_last_in_first_out() {
     drop((a, b, c));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
+async fn fifo_reuse_hands_out_the_longest_idle_connection_first() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).max_size(3).reuse(aquifer_core::Reuse::Fifo).build().unwrap();
+    let a = pool.get().await.unwrap();
+    let b = pool.get().await.unwrap();
+    let c = pool.get().await.unwrap();
+    let ids = [a.id, b.id, c.id];
+    drop(a);
+    drop(b);
+    drop(c);
+    // Each checkout takes the connection idle longest, so the three rotate.
+    for expected in ids.into_iter().cycle().take(7) {
+        let conn = pool.get().await.unwrap();
+        assert_eq!(conn.id, expected);
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_more_than_max_size_connections_are_opened() {
     let fake = FakeManager::new();
     fake.set_connect_delay(Duration::from_millis(5));
@@ -73,7 +91,7 @@ async fn no_more_than_max_size_connections_are_opened() {
     assert_eq!(pool.state().size, 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_arrival_order() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -97,7 +115,7 @@ async fn waiters_are_served_in_arrival_order() {
     assert_eq!(*order.lock(), (0..10).collect::<Vec<_>>());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_later_get_does_not_barge_ahead_of_a_waiter() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -114,7 +132,7 @@ async fn a_later_get_does_not_barge_ahead_of_a_waiter() {
     assert_eq!(waiter.await.unwrap(), id);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn returned_connection_is_handed_to_the_waiter_not_a_new_one() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -130,7 +148,7 @@ async fn returned_connection_is_handed_to_the_waiter_not_a_new_one() {
     assert_eq!(fake.stats().created, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn timeout_reports_how_long_it_waited_and_the_pool_state() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -149,7 +167,7 @@ async fn timeout_reports_how_long_it_waited_and_the_pool_state() {
     assert_eq!(pool.state().waiting, 0, "the timed-out waiter left the queue");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn try_get_returns_none_instead_of_waiting() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -160,7 +178,7 @@ async fn try_get_returns_none_instead_of_waiting() {
     drop(c);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pool_handles_are_send_sync_and_clone() {
     fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
     fn assert_send<T: Send + 'static>() {}
@@ -174,7 +192,7 @@ async fn pool_handles_are_send_sync_and_clone() {
     drop(fut);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stats_count_acquisitions_and_waits() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(2).build().unwrap();
@@ -194,12 +212,12 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
     assert!(matches!(err, aquifer_core::BuildError::NoRuntime), "{err:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn acquire_timeout_fails_every_queued_waiter_in_time() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_millis(50)).build().unwrap();
     let _held = pool.get().await.unwrap();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let pool = pool.clone();
@@ -216,7 +234,7 @@ async fn acquire_timeout_fails_every_queued_waiter_in_time() {
     assert_eq!(pool.stats().timeouts, 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_shorter_custom_timeout_behind_default_waiters_still_fires_first() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_secs(30)).build().unwrap();
@@ -226,7 +244,7 @@ async fn a_shorter_custom_timeout_behind_default_waiters_still_fires_first() {
         async move { pool.get().await.map(|_| ()) }
     });
     eventually(Duration::from_secs(5), "the default waiter is queued", || pool.state().waiting == 1).await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let err = pool.get_timeout(Duration::from_millis(30)).await.unwrap_err();
     assert!(err.is_timeout());
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -234,7 +252,7 @@ async fn a_shorter_custom_timeout_behind_default_waiters_still_fires_first() {
     slow.abort();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn waiters_still_time_out_after_the_queue_drained_and_refilled() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_millis(40)).build().unwrap();

@@ -21,7 +21,7 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     std::pin::Pin::new(f).poll(&mut cx)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_dropped_while_queued_leaves_the_queue() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -33,7 +33,7 @@ async fn get_dropped_while_queued_leaves_the_queue() {
     assert_quiescent(&pool, &fake);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_dropped_while_its_connect_is_in_flight_lets_the_connect_finish_into_the_pool() {
     let fake = FakeManager::new();
     fake.set_connect_delay(Duration::from_millis(50));
@@ -44,7 +44,7 @@ async fn get_dropped_while_its_connect_is_in_flight_lets_the_connect_finish_into
     assert_eq!(fake.stats().created, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_dropped_while_its_connect_hangs_releases_the_slot() {
     let fake = FakeManager::new();
     fake.set_hang(true);
@@ -56,7 +56,7 @@ async fn get_dropped_while_its_connect_hangs_releases_the_slot() {
     assert!(pool.get().await.is_ok(), "the slot is usable again");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_dropped_while_validating_closes_the_connection_and_frees_the_slot() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).validation_bypass(Duration::from_millis(1)).build().unwrap();
@@ -71,7 +71,7 @@ async fn get_dropped_while_validating_closes_the_connection_and_frees_the_slot()
     assert!(pool.get().await.is_ok());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_handed_to_a_dropped_waiter_goes_to_the_next_waiter() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -117,7 +117,7 @@ fn eventually_blocking(mut cond: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dirty_connection_is_never_handed_out_while_its_reset_runs() {
     let fake = FakeManager::new();
     fake.set_reset_delay(Duration::from_millis(30));
@@ -143,7 +143,7 @@ async fn random_cancellation_storm_keeps_every_invariant() {
         .min_idle(1)
         .validation_bypass(Duration::from_micros(300))
         .connect_timeout(Duration::from_millis(20))
-        .fail_fast_after(50)
+        .fail_fast_after(Duration::from_millis(200))
         .build()
         .unwrap();
 

@@ -2,7 +2,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
@@ -10,7 +12,7 @@ use common::{builder, eventually};
 
 const WAIT: Duration = Duration::from_secs(5);
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_wakes_every_waiter_with_closed() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_secs(30)).build().unwrap();
@@ -34,7 +36,7 @@ async fn close_wakes_every_waiter_with_closed() {
     assert_eq!(closing.await.unwrap(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_after_close_fails_with_closed() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -44,7 +46,7 @@ async fn get_after_close_fails_with_closed() {
     assert!(pool.is_closed());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_closes_idle_connections_at_once() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -55,7 +57,7 @@ async fn close_closes_idle_connections_at_once() {
     assert_eq!(pool.stats().closed_pool_closed, 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_waits_for_busy_connections_and_closes_each_as_it_returns() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -71,7 +73,7 @@ async fn close_waits_for_busy_connections_and_closes_each_as_it_returns() {
     assert_eq!(fake.live(), 0, "the returned connection was closed, not pooled");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_gives_up_at_close_timeout_and_reports_what_is_still_open() {
     let fake = FakeManager::new();
     let pool = builder(&fake).close_timeout(Duration::from_millis(30)).build().unwrap();
@@ -81,7 +83,7 @@ async fn close_gives_up_at_close_timeout_and_reports_what_is_still_open() {
     assert_eq!(fake.live(), 0, "closed as it came back, even after the deadline");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_stops_connects_in_flight() {
     let fake = FakeManager::new();
     fake.set_hang(true);
@@ -95,7 +97,7 @@ async fn close_stops_connects_in_flight() {
     assert!(matches!(get.await.unwrap(), Err(PoolError::Closed)));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dropping_the_last_handle_closes_the_pool() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -107,7 +109,7 @@ async fn dropping_the_last_handle_closes_the_pool() {
     assert_eq!(fake.live(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_outliving_its_pool_is_closed_on_drop() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();

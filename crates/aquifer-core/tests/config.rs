@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, DatabaseUrl, PoolConfig};
+use aquifer_core::{ConfigError, DatabaseUrl, MAX_POOL_SIZE, PoolConfig, Reuse};
 
 fn from_env(vars: &[(&str, &str)]) -> Result<PoolConfig, ConfigError> {
     let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -39,13 +39,15 @@ fn every_env_variable_is_read() {
         ("APP_POOL_LEAK_THRESHOLD", "10s"),
         ("APP_POOL_HEALTH_INTERVAL", "15s"),
         ("APP_POOL_CLOSE_TIMEOUT", "3s"),
-        ("APP_POOL_FAIL_FAST_AFTER", "5"),
+        ("APP_POOL_FAIL_FAST_AFTER", "5s"),
         ("APP_POOL_CONNECT_BACKOFF_MIN", "20ms"),
         ("APP_POOL_CONNECT_BACKOFF_MAX", "2s"),
+        ("APP_POOL_REUSE", "FIFO"),
     ])
     .unwrap();
     assert_eq!(c.name.as_deref(), Some("orders"));
-    assert_eq!((c.max_size, c.min_idle, c.fail_fast_after), (20, 4, 5));
+    assert_eq!((c.max_size, c.min_idle, c.fail_fast_after), (20, 4, Duration::from_secs(5)));
+    assert_eq!(c.reuse, Reuse::Fifo);
     assert_eq!(c.acquire_timeout, Duration::from_secs(5));
     assert_eq!(c.connect_timeout, Duration::from_secs(2));
     assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
@@ -91,8 +93,20 @@ fn every_invalid_env_value_is_rejected_naming_the_variable_and_value() {
         ("APP_POOL_LEAK_THRESHOLD", "-5s"),
         ("APP_POOL_HEALTH_INTERVAL", "often"),
         ("APP_POOL_CLOSE_TIMEOUT", "later"),
-        ("APP_POOL_FAIL_FAST_AFTER", "0"),
+        ("APP_POOL_FAIL_FAST_AFTER", "3"),
         ("APP_POOL_FAIL_FAST_AFTER", "3.5"),
+        ("APP_POOL_MAX_SIZE", "10000000000"),
+        ("APP_POOL_MAX_SIZE", "18446744073709551615"),
+        ("APP_POOL_MAX_SIZE", "18446744073709551616"),
+        ("APP_POOL_REUSE", "random"),
+        // Parsed, then refused by validation: the error still names the variable and the text as written.
+        ("APP_POOL_IDLE_TIMEOUT", "20years"),
+        ("APP_POOL_MAX_LIFETIME", "20years"),
+        ("APP_POOL_VALIDATION_BYPASS", "20years"),
+        ("APP_POOL_CLOSE_TIMEOUT", "20years"),
+        ("APP_POOL_LEAK_THRESHOLD", "20years"),
+        ("APP_POOL_HEALTH_INTERVAL", "20years"),
+        ("APP_POOL_FAIL_FAST_AFTER", "20years"),
         ("APP_POOL_CONNECT_BACKOFF_MIN", "10s"),
         ("APP_POOL_CONNECT_BACKOFF_MAX", "nope"),
     ];
@@ -102,6 +116,43 @@ fn every_invalid_env_value_is_rejected_naming_the_variable_and_value() {
         assert!(msg.contains(var), "error for {var}={value} does not name the variable: {msg}");
         assert!(msg.contains(value), "error for {var}={value} does not show the value: {msg}");
     }
+}
+
+#[test]
+fn a_max_size_beyond_the_documented_bound_is_a_config_error() {
+    for max_size in [MAX_POOL_SIZE + 1, 10_000_000_000, usize::MAX] {
+        let err = PoolConfig { max_size, ..PoolConfig::default() }.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid configuration: max_size = {max_size}: must be at most {MAX_POOL_SIZE}")
+        );
+    }
+    assert!(PoolConfig { max_size: MAX_POOL_SIZE, ..PoolConfig::default() }.validate().is_ok());
+}
+
+#[test]
+fn building_a_pool_of_the_largest_size_allocates_nothing_up_front() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pool = aquifer_core::Pool::builder(aquifer_testing::FakeManager::new()).max_size(MAX_POOL_SIZE).build();
+        assert_eq!(pool.unwrap().state().max_size, MAX_POOL_SIZE);
+    });
+}
+
+#[test]
+fn fail_fast_after_zero_disables_the_circuit() {
+    let c = from_env(&[("APP_POOL_FAIL_FAST_AFTER", "0s")]).unwrap();
+    assert_eq!(c.fail_fast_after, Duration::ZERO);
+    assert_eq!(PoolConfig::default().fail_fast_after, Duration::from_secs(2));
+}
+
+#[test]
+fn reuse_is_lifo_by_default_and_reads_from_serde() {
+    assert_eq!(PoolConfig::default().reuse, Reuse::Lifo);
+    let c: PoolConfig = serde_json::from_str(r#"{"reuse": "fifo"}"#).unwrap();
+    assert_eq!(c.reuse, Reuse::Fifo);
+    let err = serde_json::from_str::<PoolConfig>(r#"{"reuse": "random"}"#).unwrap_err();
+    assert!(err.to_string().contains("random"), "{err}");
 }
 
 #[test]
@@ -169,11 +220,20 @@ fn urls_are_redacted_in_every_form() {
         ("neo4j://neo4j@db:7687", "neo4j://neo4j@db:7687"),
         ("sqlite://./data.db", "sqlite://./data.db"),
         ("./data.db", "./data.db"),
-        ("weird app:pw@db", "***"),
+        ("weird app:pw@db", "weird ***@db"),
+        // The parser refuses these; the password must go all the same.
+        ("postgres://127.0.0.1:notaport/test?password=pw", "postgres://127.0.0.1:notaport/test?password=***"),
+        ("postgres://app:pw@127.0.0.1:notaport/test", "postgres://***@127.0.0.1:notaport/test"),
+        ("mysql://app:p@w@db:99999/x", "mysql://***@db:99999/x"),
+        ("host=db port=5432 password=pw user=app", "host=db port=5432 password=*** user=app"),
+        ("host=db PASSWORD='p w' user=app", "host=db PASSWORD=*** user=app"),
+        ("Server=db;Uid=app;Pwd=pw;", "Server=db;Uid=app;Pwd=***;"),
+        ("app:pw@tcp(db:3306)/x", "***@tcp(db:3306)/x"),
     ];
     for (url, want) in cases {
         assert_eq!(DatabaseUrl::new(url).to_string(), want, "{url}");
-        assert!(!format!("{:?}", DatabaseUrl::new(url)).contains(":pw@"), "{url}");
+        let shown = format!("{} {:?}", DatabaseUrl::new(url), DatabaseUrl::new(url));
+        assert!(!shown.contains(":pw") && !shown.contains("=pw") && !shown.contains("p w"), "{url}: {shown}");
     }
 }
 

@@ -8,7 +8,7 @@ use aquifer_core::{HealthRegistry, HealthStatus};
 use aquifer_testing::FakeManager;
 use common::{builder, eventually};
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn healthy_pool_reports_latency_version_and_state() {
     let fake = FakeManager::new();
     let pool = builder(&fake).name("orders").max_size(4).build().unwrap();
@@ -24,7 +24,7 @@ async fn healthy_pool_reports_latency_version_and_state() {
     assert_eq!(fake.stats().validations, 1, "health always validates, ignoring the bypass window");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn health_report_serializes_to_json() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -36,7 +36,7 @@ async fn health_report_serializes_to_json() {
     assert_eq!(json["utilization"], 0.0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pool_above_80_percent_utilization_is_degraded() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(5).build().unwrap();
@@ -53,7 +53,7 @@ async fn pool_above_80_percent_utilization_is_degraded() {
     drop(held);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failing_validation_makes_the_pool_unhealthy() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -64,17 +64,17 @@ async fn failing_validation_makes_the_pool_unhealthy() {
     assert!(report.last_error.unwrap().contains("server closed the connection"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unreachable_server_makes_the_pool_unhealthy_with_the_connect_error() {
     let fake = FakeManager::new();
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(2).build().unwrap();
+    let pool = builder(&fake).fail_fast_after(Duration::from_millis(100)).build().unwrap();
     let report = pool.health().await;
     assert_eq!(report.status, HealthStatus::Unhealthy);
     assert!(report.last_error.unwrap().contains("connection refused"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn closed_pool_is_unhealthy() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -82,7 +82,7 @@ async fn closed_pool_is_unhealthy() {
     assert_eq!(pool.health().await.status, HealthStatus::Unhealthy);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn health_interval_refreshes_the_report_in_the_background() {
     let fake = FakeManager::new();
     let pool = builder(&fake).health_interval(Some(Duration::from_millis(20))).build().unwrap();
@@ -94,14 +94,14 @@ async fn health_interval_refreshes_the_report_in_the_background() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn registry_aggregates_pools_with_the_worst_status() {
     let good = FakeManager::new();
     let bad = FakeManager::new();
     bad.set_down(true);
     let registry = HealthRegistry::new();
     registry.register(builder(&good).name("good").build().unwrap());
-    registry.register(builder(&bad).name("bad").fail_fast_after(1).build().unwrap());
+    registry.register(builder(&bad).name("bad").fail_fast_after(Duration::from_millis(1)).build().unwrap());
     let report = registry.check().await;
     assert_eq!(report.status, HealthStatus::Unhealthy);
     let names: Vec<_> = report.pools.iter().map(|p| (p.pool.as_str(), p.status)).collect();
@@ -110,7 +110,61 @@ async fn registry_aggregates_pools_with_the_worst_status() {
     assert_eq!(registry.check().await.status, HealthStatus::Healthy);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn empty_registry_is_healthy() {
     assert_eq!(HealthRegistry::new().check().await.status, HealthStatus::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_that_cannot_reach_its_server_is_unhealthy_and_says_why() {
+    let fake = FakeManager::new();
+    fake.set_hang(true);
+    // A black hole, with the circuit disabled: the pool can only keep trying.
+    let pool = builder(&fake)
+        .max_size(2)
+        .connect_timeout(Duration::from_millis(100))
+        .acquire_timeout(Duration::from_secs(30))
+        .fail_fast_after(Duration::ZERO)
+        .build()
+        .unwrap();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn({
+                let pool = pool.clone();
+                async move { pool.get().await.is_ok() }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy, "{report:?}");
+    assert_eq!(report.state.in_use, 0);
+    let message = report.last_error.unwrap();
+    assert!(message.contains("connect timed out"), "{message}");
+    assert!(!message.contains("in use"), "the message contradicts the state it reports: {message}");
+    for w in waiters {
+        w.abort();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_pool_says_what_holds_its_connections() {
+    let fake = FakeManager::new();
+    fake.set_connect_delay(Duration::from_secs(10));
+    let pool = builder(&fake).max_size(2).acquire_timeout(Duration::from_secs(30)).build().unwrap();
+    drop(pool.get_timeout(Duration::from_secs(20)).await.unwrap());
+    let held = pool.get().await.unwrap();
+    // One connection in use, one slow connect in flight for a waiter.
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.is_ok() }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Degraded, "{report:?}");
+    let message = report.last_error.unwrap();
+    assert_eq!(message, "pool exhausted: 1 of 2 connections in use, 1 connecting");
+    assert_eq!((report.state.in_use, report.state.connecting), (1, 1));
+    drop(held);
+    waiter.abort();
 }

@@ -10,7 +10,7 @@ use aquifer_testing::FakeManager;
 use common::{builder, eventually};
 use parking_lot::Mutex;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn leak_report_names_the_file_and_line_of_the_get_call() {
     let fake = FakeManager::new();
     let reports: Arc<Mutex<Vec<LeakReport>>> = Arc::default();
@@ -35,7 +35,7 @@ async fn leak_report_names_the_file_and_line_of_the_get_call() {
     drop(conn);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_leak_is_reported_only_once() {
     let fake = FakeManager::new();
     let count = Arc::new(Mutex::new(0));
@@ -54,7 +54,7 @@ async fn a_leak_is_reported_only_once() {
     drop(conn);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connections_returned_in_time_are_not_reported() {
     let fake = FakeManager::new();
     let count = Arc::new(Mutex::new(0));
@@ -74,17 +74,9 @@ async fn connections_returned_in_time_are_not_reported() {
     assert_eq!(pool.stats().leaks, 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn leak_is_logged_through_tracing_with_the_caller() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = {
-        let logs = logs.clone();
-        move || Capture(logs.clone())
-    };
-    let subscriber =
-        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs();
 
     let fake = FakeManager::new();
     let pool = builder(&fake).leak_detection_threshold(Some(Duration::from_millis(10))).build().unwrap();
@@ -99,6 +91,36 @@ async fn leak_is_logged_through_tracing_with_the_caller() {
     assert!(text.contains("WARN"), "{text}");
     assert!(text.contains("possible leak"), "{text}");
     drop(conn);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_timeout_above_the_acquire_timeout_is_warned_at_build() {
+    let (logs, _guard) = capture_logs();
+    let fake = FakeManager::new();
+    let _fine = builder(&fake).name("fine").connect_timeout(Duration::from_secs(1)).build().unwrap();
+    assert!(!String::from_utf8_lossy(&logs.lock()).contains("connect_timeout exceeds"));
+    let _warned = builder(&fake)
+        .name("warned")
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let text = String::from_utf8_lossy(&logs.lock()).to_string();
+    assert!(text.contains("WARN") && text.contains("connect_timeout exceeds acquire_timeout"), "{text}");
+    assert!(text.contains("warned"), "the warning names the pool: {text}");
+}
+
+/// Everything logged through `tracing` on this thread until the guard is dropped.
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = {
+        let logs = logs.clone();
+        move || Capture(logs.clone())
+    };
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false));
+    (logs, tracing::subscriber::set_default(subscriber))
 }
 
 struct Capture(Arc<Mutex<Vec<u8>>>);

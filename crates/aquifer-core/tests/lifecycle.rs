@@ -10,7 +10,7 @@ use common::{assert_quiescent, builder, eventually};
 
 const WAIT: Duration = Duration::from_secs(5);
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_used_within_the_bypass_window_is_not_validated() {
     let fake = FakeManager::new();
     let pool = builder(&fake).validation_bypass(Duration::from_secs(60)).build().unwrap();
@@ -20,7 +20,7 @@ async fn connection_used_within_the_bypass_window_is_not_validated() {
     assert_eq!(fake.stats().validations, 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_idle_past_the_bypass_window_is_validated_on_checkout() {
     let fake = FakeManager::new();
     let pool = builder(&fake).validation_bypass(Duration::from_millis(20)).build().unwrap();
@@ -30,7 +30,7 @@ async fn connection_idle_past_the_bypass_window_is_validated_on_checkout() {
     assert_eq!(fake.stats().validations, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_failing_validation_is_replaced_transparently() {
     let fake = FakeManager::new();
     let pool = builder(&fake).validation_bypass(Duration::from_millis(10)).build().unwrap();
@@ -48,7 +48,7 @@ async fn connection_failing_validation_is_replaced_transparently() {
     assert_eq!(pool.stats().closed_validation_failed, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn broken_connection_is_discarded_on_return_and_its_slot_freed() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -61,7 +61,7 @@ async fn broken_connection_is_discarded_on_return_and_its_slot_freed() {
     assert_ne!(pool.get().await.unwrap().id, id);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn broken_connection_on_return_wakes_a_waiter_with_a_new_connection() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -78,7 +78,7 @@ async fn broken_connection_on_return_wakes_a_waiter_with_a_new_connection() {
     assert_ne!(got, id);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_returned_dirty_is_reset_before_the_next_user() {
     let fake = FakeManager::new();
     fake.set_reset_delay(Duration::from_millis(20));
@@ -92,7 +92,7 @@ async fn connection_returned_dirty_is_reset_before_the_next_user() {
     assert_eq!(pool.stats().resets, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_whose_reset_fails_is_discarded() {
     let fake = FakeManager::new();
     fake.set_fail_reset(true);
@@ -108,7 +108,7 @@ async fn connection_whose_reset_fails_is_discarded() {
     assert_eq!(pool.stats().closed_broken, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn discard_closes_the_connection_instead_of_returning_it() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -120,7 +120,7 @@ async fn discard_closes_the_connection_instead_of_returning_it() {
     assert_eq!(pool.stats().closed_discarded, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn detach_hands_over_the_connection_and_frees_the_slot() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -133,7 +133,7 @@ async fn detach_hands_over_the_connection_and_frees_the_slot() {
     assert_eq!(pool.stats().detached, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_timeout_closes_idle_connections() {
     let fake = FakeManager::new();
     let pool = builder(&fake).idle_timeout(Some(Duration::from_millis(50))).build().unwrap();
@@ -146,7 +146,7 @@ async fn idle_timeout_closes_idle_connections() {
     assert_eq!(fake.live(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_timeout_never_closes_connections_below_min_idle() {
     let fake = FakeManager::new();
     let pool = builder(&fake).min_idle(2).idle_timeout(Some(Duration::from_millis(30))).build().unwrap();
@@ -162,7 +162,7 @@ async fn idle_timeout_never_closes_connections_below_min_idle() {
     assert_eq!(pool.stats().closed_idle_timeout, opened as u64 - 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn min_idle_connections_are_opened_at_start_and_replaced_when_closed() {
     let fake = FakeManager::new();
     let pool = builder(&fake).min_idle(3).max_size(5).build().unwrap();
@@ -173,7 +173,7 @@ async fn min_idle_connections_are_opened_at_start_and_replaced_when_closed() {
     assert!(pool.state().size <= 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn warm_up_opens_min_idle_connections_before_returning() {
     let fake = FakeManager::new();
     fake.set_connect_delay(Duration::from_millis(10));
@@ -184,7 +184,7 @@ async fn warm_up_opens_min_idle_connections_before_returning() {
     assert_eq!(fake.stats().created, 3, "warm_up opened more than min_idle");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn warm_up_without_min_idle_opens_one_connection() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -192,18 +192,18 @@ async fn warm_up_without_min_idle_opens_one_connection() {
     assert_eq!((pool.state().idle, fake.stats().created), (1, 1));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn warm_up_reports_an_unreachable_server_fast() {
     let fake = FakeManager::new();
     fake.set_down(true);
     let pool = builder(&fake).min_idle(2).acquire_timeout(Duration::from_secs(30)).build().unwrap();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let err = pool.warm_up().await.unwrap_err();
     assert!(matches!(err, aquifer_core::PoolError::Unavailable { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn warm_up_reports_a_refused_connect() {
     let fake = FakeManager::new();
     fake.set_connect_error(Some("password authentication failed"));
@@ -212,7 +212,7 @@ async fn warm_up_reports_a_refused_connect() {
     assert!(err.to_string().contains("password authentication failed"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_lifetime_closes_idle_connections() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_lifetime(Some(Duration::from_millis(40))).idle_timeout(None).build().unwrap();
@@ -221,7 +221,7 @@ async fn max_lifetime_closes_idle_connections() {
     assert_eq!(pool.stats().closed_max_lifetime, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_lifetime_is_enforced_when_a_busy_connection_returns() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_lifetime(Some(Duration::from_millis(40))).build().unwrap();
@@ -232,13 +232,13 @@ async fn max_lifetime_is_enforced_when_a_busy_connection_returns() {
     assert_eq!(pool.stats().closed_max_lifetime, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_lifetime_has_jitter_below_the_configured_value() {
     let fake = FakeManager::new();
     let lifetime = Duration::from_millis(400);
     let pool = builder(&fake).max_size(20).max_lifetime(Some(lifetime)).idle_timeout(None).build().unwrap();
     let conns = futures_join(&pool, 20).await;
-    let opened = std::time::Instant::now();
+    let opened = tokio::time::Instant::now();
     drop(conns);
     // 5 % jitter: all expire within [380 ms, 400 ms] of creation, and not all at the same instant.
     eventually(WAIT, "all connections expired", || pool.state().size == 0).await;
@@ -246,7 +246,16 @@ async fn max_lifetime_has_jitter_below_the_configured_value() {
     assert_eq!(pool.stats().closed_max_lifetime, 20);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
+async fn resize_refuses_a_size_beyond_the_bound() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).build().unwrap();
+    let err = pool.resize(aquifer_core::MAX_POOL_SIZE + 1).unwrap_err();
+    assert!(err.to_string().contains("max_size"), "{err}");
+    assert_eq!(pool.state().max_size, 10);
+}
+
+#[tokio::test(start_paused = true)]
 async fn resize_down_closes_idle_connections_beyond_the_new_size() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(4).build().unwrap();
@@ -257,7 +266,7 @@ async fn resize_down_closes_idle_connections_beyond_the_new_size() {
     assert_eq!(fake.live(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn resize_down_closes_busy_connections_as_they_return() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(3).build().unwrap();
@@ -268,7 +277,7 @@ async fn resize_down_closes_busy_connections_as_they_return() {
     assert_quiescent(&pool, &fake);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn resize_up_lets_waiters_connect() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();
@@ -282,7 +291,7 @@ async fn resize_up_lets_waiters_connect() {
     assert!(tokio::time::timeout(WAIT, waiter).await.expect("waiter served").unwrap().is_ok());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn resize_rejects_zero_and_sizes_below_min_idle() {
     let fake = FakeManager::new();
     let pool = builder(&fake).min_idle(2).build().unwrap();
@@ -293,7 +302,7 @@ async fn resize_rejects_zero_and_sizes_below_min_idle() {
     assert_eq!(pool.state().max_size, 10);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retain_closes_the_idle_connections_the_predicate_rejects() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
@@ -308,7 +317,7 @@ async fn retain_closes_the_idle_connections_the_predicate_rejects() {
     assert_eq!(pool.stats().closed_discarded, 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_info_reports_id_and_age() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();

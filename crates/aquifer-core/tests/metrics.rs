@@ -20,7 +20,7 @@ fn metric<'a>(c: &'a Captured, name: &str, unit: &str, kind: Kind) -> &'a aquife
     m
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_counts_are_observed_by_state() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -43,7 +43,7 @@ async fn connection_counts_are_observed_by_state() {
     assert_eq!(count.point_with("db.client.connection.state", "idle").unwrap().value, 4.0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pending_requests_count_the_waiters() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -66,7 +66,7 @@ async fn pending_requests_count_the_waiters() {
     assert_eq!(metric(&c, "db.client.connection.pending_requests", "{request}", Kind::UpDownCounter).total(), 0.0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn timings_are_histograms_in_seconds_with_fine_buckets() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -90,7 +90,7 @@ async fn timings_are_histograms_in_seconds_with_fine_buckets() {
     assert_eq!(used.points[0].bounds, DURATION_BUCKETS.to_vec());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn timeouts_are_counted() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -103,7 +103,7 @@ async fn timeouts_are_counted() {
     assert_eq!(metric(&c, "db.client.connection.timeouts", "{timeout}", Kind::Counter).total(), 3.0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn created_and_closed_connections_are_counted_with_the_close_reason() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -124,12 +124,17 @@ async fn created_and_closed_connections_are_counted_with_the_close_reason() {
     assert_eq!(closed.point_with("reason", "pool_closed").unwrap().value, 1.0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connect_errors_are_counted_by_error_type() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
     fake.set_down(true);
-    let pool = builder(&fake).name("orders").fail_fast_after(3).meter(capture.meter()).build().unwrap();
+    let pool = builder(&fake)
+        .name("orders")
+        .fail_fast_after(Duration::from_millis(100))
+        .meter(capture.meter())
+        .build()
+        .unwrap();
     assert!(pool.get().await.is_err());
     let c = capture.collect();
     let errors = metric(&c, "aquifer.pool.connect.errors", "{error}", Kind::Counter);
@@ -137,7 +142,19 @@ async fn connect_errors_are_counted_by_error_type() {
     assert_eq!(metric(&c, "aquifer.pool.health", "1", Kind::Gauge).total(), 0.0, "failing fast is unhealthy");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
+async fn a_panicking_connect_is_counted_as_a_connect_error_of_type_panic() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    fake.set_panic(aquifer_testing::FakeHook::Connect, true);
+    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    assert!(pool.get().await.is_err());
+    let c = capture.collect();
+    let errors = metric(&c, "aquifer.pool.connect.errors", "{error}", Kind::Counter);
+    assert!(errors.point_with("error.type", "panic").unwrap().value >= 1.0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn leaks_are_counted() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -154,7 +171,7 @@ async fn leaks_are_counted() {
     drop(conn);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn health_gauge_is_one_when_healthy() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -164,7 +181,7 @@ async fn health_gauge_is_one_when_healthy() {
     assert_eq!(metric(&c, "aquifer.pool.health", "1", Kind::Gauge).total(), 1.0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn operation_duration_carries_the_operation_and_server_attributes() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -182,7 +199,7 @@ async fn operation_duration_carries_the_operation_and_server_attributes() {
     assert_eq!(ops.point_with("db.operation.name", "INSERT").unwrap().attr("error.type"), Some("23505"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn default_pool_name_is_address_port_and_namespace() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();
@@ -193,7 +210,7 @@ async fn default_pool_name_is_address_port_and_namespace() {
     assert_eq!(count.points[0].attr("db.client.connection.pool.name"), Some("fake.local:1/test"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dropped_pool_stops_reporting() {
     let capture = MetricsCapture::new();
     let fake = FakeManager::new();

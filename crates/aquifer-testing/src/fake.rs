@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use aquifer_core::{Descriptor, Manager, Operations, RetryPolicy};
@@ -39,8 +39,27 @@ pub struct FakeStats {
     pub resets: u64,
 }
 
+/// A hook of the [`Manager`] trait that [`FakeManager::set_panic`] can make panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FakeHook {
+    /// `Manager::connect`.
+    Connect = 1,
+    /// `Manager::validate`.
+    Validate = 2,
+    /// `Manager::reset`.
+    Reset = 4,
+    /// `Manager::is_broken`.
+    IsBroken = 8,
+    /// `Manager::needs_reset`.
+    NeedsReset = 16,
+    /// `Manager::server_version`.
+    ServerVersion = 32,
+}
+
 #[derive(Default)]
 struct Server {
+    panics: AtomicU8,
     down: AtomicBool,
     hang: AtomicBool,
     fail_validation: AtomicBool,
@@ -119,6 +138,21 @@ impl FakeManager {
         *self.server.connect_error.lock() = error.map(str::to_owned);
     }
 
+    /// Makes `hook` panic (`true`) on every call, or behave again (`false`).
+    pub fn set_panic(&self, hook: FakeHook, panic: bool) {
+        if panic {
+            self.server.panics.fetch_or(hook as u8, Ordering::SeqCst);
+        } else {
+            self.server.panics.fetch_and(!(hook as u8), Ordering::SeqCst);
+        }
+    }
+
+    fn maybe_panic(&self, hook: FakeHook) {
+        if self.server.panics.load(Ordering::SeqCst) & hook as u8 != 0 {
+            panic!("injected panic in {hook:?}");
+        }
+    }
+
     /// Delays every connect.
     pub fn set_connect_delay(&self, d: Duration) {
         *self.server.connect_delay.lock() = d;
@@ -175,6 +209,7 @@ impl Manager for FakeManager {
     async fn connect(&self) -> Result<FakeConn, FakeError> {
         let s = &self.server;
         s.attempts.fetch_add(1, Ordering::SeqCst);
+        self.maybe_panic(FakeHook::Connect);
         let delay = *s.connect_delay.lock();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -197,6 +232,7 @@ impl Manager for FakeManager {
     async fn validate(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         let s = &self.server;
         s.validations.fetch_add(1, Ordering::SeqCst);
+        self.maybe_panic(FakeHook::Validate);
         let delay = *s.validate_delay.lock();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -208,16 +244,19 @@ impl Manager for FakeManager {
     }
 
     fn is_broken(&self, conn: &mut FakeConn) -> bool {
+        self.maybe_panic(FakeHook::IsBroken);
         conn.broken
     }
 
     fn needs_reset(&self, conn: &mut FakeConn) -> bool {
+        self.maybe_panic(FakeHook::NeedsReset);
         conn.dirty
     }
 
     async fn reset(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         let s = &self.server;
         s.resets.fetch_add(1, Ordering::SeqCst);
+        self.maybe_panic(FakeHook::Reset);
         let delay = *s.reset_delay.lock();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -230,6 +269,7 @@ impl Manager for FakeManager {
     }
 
     async fn server_version(&self, _conn: &mut FakeConn) -> Result<Option<String>, FakeError> {
+        self.maybe_panic(FakeHook::ServerVersion);
         Ok(Some("fake 1.0".into()))
     }
 

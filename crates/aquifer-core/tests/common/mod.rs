@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aquifer_core::{Pool, PoolBuilder};
+use aquifer_core::{Clock, Pool, PoolBuilder};
 use aquifer_testing::FakeManager;
 
 /// Polls `cond` every 5 ms until it holds; fails the test after `within`.
@@ -17,11 +17,13 @@ pub async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> 
     }
 }
 
-/// A builder over a fresh fake server, with short timeouts suited to tests.
+/// A builder over a fresh fake server, with short timeouts suited to tests, on Tokio's clock so that tests
+/// can run on paused time (`#[tokio::test(start_paused = true)]`).
 pub fn builder(fake: &FakeManager) -> PoolBuilder<FakeManager> {
     Pool::builder(fake.clone())
         .acquire_timeout(Duration::from_secs(5))
         .connect_backoff(Duration::from_millis(5), Duration::from_millis(50))
+        .clock(Clock::tokio())
 }
 
 /// Checks the accounting invariants once the pool is quiet: every connection the fake server created is

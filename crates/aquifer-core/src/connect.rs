@@ -1,0 +1,210 @@
+//! Opening connections: one background task per reserved slot, retries with backoff, and the fail-fast
+//! circuit.
+//!
+//! The rules, as docs/architecture.md states them:
+//! - a connect runs in a task of the pool, never in the caller's future, and owns its slot through a
+//!   [`ConnectSlot`] that frees the slot if the task ends any way but with a connection (failure, close,
+//!   panic, runtime shutdown);
+//! - an attempt lasts at most `connect_timeout`, or the acquire timeout if that is shorter: a connect never
+//!   outlives the demand that asked for it, so after a network partition heals a fresh attempt is made
+//!   instead of waiting out a stalled one;
+//! - failures are retried with exponential backoff and jitter, capped at `connect_backoff_max` (jitter
+//!   included); the backoff belongs to one run of failures: any successful connect ends the run and every
+//!   task backing off tries again at once; while callers wait or are refused, the next attempt comes within
+//!   [`RETRY_WHILE_WAITED`] of the last one whatever the backoff has grown to;
+//! - the circuit opens only when the pool holds no live connection and connects have failed for
+//!   `fail_fast_after` (at once for a permanent error such as a refused password, or a panicking `connect`);
+//!   the task whose failure opened it becomes the probe, and its first success closes it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+
+use crate::errors::ConnectError;
+use crate::hooks::{HookError, Hooks};
+use crate::internals::Conn;
+use crate::manager::Manager;
+use crate::shared::Shared;
+
+/// While callers wait for a connection (or are refused by the open circuit), a failed connect is retried at
+/// least this often, however long the backoff has grown: recovery is then noticed within about this long.
+/// Never more often than `connect_backoff_min`, never less often than `connect_backoff_max`.
+pub(crate) const RETRY_WHILE_WAITED: Duration = Duration::from_millis(200);
+
+/// A reserved connect slot (`size` and `connecting` counted by `Internals::reserve_connects`). Completed by
+/// a successful connect, which turns it into a live connection; dropped any other way, it gives the slot
+/// back.
+pub(crate) struct ConnectSlot<M: Manager> {
+    shared: Arc<Shared<M>>,
+    armed: bool,
+}
+
+impl<M: Manager> Drop for ConnectSlot<M> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.lock().release_connect();
+            self.shared.slot_freed();
+        }
+    }
+}
+
+impl<M: Manager> Shared<M> {
+    /// Starts a connect task for each of `n` slots reserved under the lock.
+    pub(crate) fn spawn_connects(self: &Arc<Self>, n: usize) {
+        for _ in 0..n {
+            let slot = ConnectSlot { shared: Arc::clone(self), armed: true };
+            // A runtime that is shutting down drops the task at once, and the slot with it.
+            self.runtime.spawn(connect_task(slot));
+        }
+    }
+
+    /// Retry delays of one run of failures: exponential with jitter, never above `connect_backoff_max`.
+    fn backoff(&self) -> impl Iterator<Item = Duration> + use<M> {
+        let max = self.config.connect_backoff_max;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.config.connect_backoff_min)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            // backon adds its jitter on top of the capped delay; the cap is a promise to operators.
+            .map(move |d| d.min(max))
+    }
+
+    /// The longest an attempt may take: a connect is bounded by the gets it serves.
+    fn attempt_timeout(&self) -> Duration {
+        self.config.connect_timeout.min(self.config.acquire_timeout)
+    }
+
+    /// How soon after an attempt a waited-for retry comes.
+    fn retry_while_waited(&self) -> Duration {
+        RETRY_WHILE_WAITED.min(self.config.connect_backoff_max).max(self.config.connect_backoff_min)
+    }
+
+    fn connected(self: &Arc<Self>, mut slot: ConnectSlot<M>, raw: M::Connection, was_probing: bool) {
+        let now = self.clock.now();
+        let expires = self.config.max_lifetime.map(|l| now.saturating_add(l.mul_f64(1.0 - fastrand::f64() * 0.05)));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Box::new(Conn::new(raw, id, now, expires, self.config.validation_bypass));
+        let mut g = self.lock();
+        let (ended_failures, _) = g.connect_succeeded();
+        slot.armed = false;
+        self.deliver(g, conn, true);
+        if ended_failures {
+            self.recovered.notify_waiters();
+        }
+        if was_probing {
+            tracing::info!(pool = %self.name, "server answers again; no longer failing fast");
+        }
+    }
+}
+
+/// Opens one connection for `slot`, retrying with backoff while someone still needs it (or while it is the
+/// circuit's probe).
+async fn connect_task<M: Manager>(slot: ConnectSlot<M>) {
+    let shared = Arc::clone(&slot.shared);
+    let mut delays = shared.backoff();
+    let mut probing = false;
+    loop {
+        let started = tokio::time::Instant::now();
+        let attempt = tokio::select! {
+            biased;
+            _ = shared.closing.cancelled() => return,
+            r = tokio::time::timeout(shared.attempt_timeout(), Hooks::connect(&shared.manager)) => r,
+        };
+        let (error, permanent) = match attempt {
+            Ok(Ok(raw)) => {
+                shared.metrics.create_time(started.elapsed());
+                return shared.connected(slot, raw, probing);
+            }
+            Ok(Err(HookError::Failed(e))) => {
+                shared.metrics.connect_error(Hooks::error_type(&shared.manager, &e));
+                let permanent = Hooks::is_permanent(&shared.manager, &e);
+                (ConnectError::Backend(Arc::new(e)), permanent)
+            }
+            Ok(Err(HookError::Panicked(message))) => {
+                shared.hook_panicked("connect", &message);
+                shared.metrics.connect_error("panic".into());
+                // A bug in the manager: retrying at once would only panic again.
+                (ConnectError::Panicked(message), true)
+            }
+            Err(_) => {
+                shared.metrics.connect_error("timeout".into());
+                (ConnectError::TimedOut(shared.attempt_timeout()), false)
+            }
+        };
+        let failure = shared.lock().connect_failed(
+            error.clone(),
+            permanent,
+            shared.config.fail_fast_after,
+            tokio::time::Instant::now(),
+            probing,
+        );
+        for w in failure.wakers {
+            w.wake();
+        }
+        if failure.opened {
+            probing = true;
+            tracing::error!(
+                pool = %shared.name, error = %error, failures = failure.failures,
+                "connects keep failing and no connection is left; failing fast until the server answers again"
+            );
+        } else if !probing {
+            tracing::warn!(pool = %shared.name, error = %error, failures = failure.failures, "connect failed");
+        }
+        if !failure.retry {
+            return; // the slot is given back as it drops
+        }
+        let delay = delays.next().unwrap_or(shared.config.connect_backoff_max);
+        match pause(&shared, delay, started, failure.demand, failure.successes).await {
+            Resume::Closing => return,
+            Resume::Backoff => {}
+            Resume::Recovered => delays = shared.backoff(),
+        }
+    }
+}
+
+enum Resume {
+    /// The backoff delay passed (or callers asked and a waited-for retry is due).
+    Backoff,
+    /// A connect succeeded meanwhile: this run of failures is over.
+    Recovered,
+    Closing,
+}
+
+/// Sleeps between two attempts: `delay` after `last_attempt`, cut short when a connect succeeds elsewhere
+/// (then at once) or when callers ask (then [`RETRY_WHILE_WAITED`] after the last attempt).
+async fn pause<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    delay: Duration,
+    last_attempt: tokio::time::Instant,
+    demand: bool,
+    successes: u64,
+) -> Resume {
+    let soon = last_attempt + shared.retry_while_waited();
+    let mut wake_at = tokio::time::Instant::now() + delay;
+    if demand {
+        wake_at = wake_at.min(soon);
+    }
+    loop {
+        let recovered = shared.recovered.notified();
+        let asked = shared.demand.notified();
+        tokio::pin!(recovered, asked);
+        recovered.as_mut().enable();
+        asked.as_mut().enable();
+        // A success between the failure and the registration above would be missed otherwise.
+        if shared.lock().successes() != successes {
+            return Resume::Recovered;
+        }
+        tokio::select! {
+            biased;
+            _ = shared.closing.cancelled() => return Resume::Closing,
+            _ = &mut recovered => return Resume::Recovered,
+            _ = &mut asked => wake_at = wake_at.min(soon),
+            _ = tokio::time::sleep_until(wake_at) => return Resume::Backoff,
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! [`Shared`]: what a pool's handles, guards and background tasks share. The engine's behaviour is split by
+//! concern over `acquire.rs`, `checkin.rs`, `connect.rs`, `housekeeping.rs` and `close.rs`, each an `impl`
+//! block of this type; decisions are made under the lock by `internals.rs`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::PoolConfig;
+use crate::health::{HealthReport, HealthStatus};
+use crate::internals::Internals;
+use crate::leak::LeakReport;
+use crate::manager::{Descriptor, Manager};
+use crate::metrics::{Observation, Observed, PoolMetrics};
+use crate::sync::{Mutex, MutexGuard};
+
+pub(crate) type LeakHook = Arc<dyn Fn(&LeakReport) + Send + Sync>;
+
+/// Everything a pool shares between its handles, its guards and its background tasks.
+pub(crate) struct Shared<M: Manager> {
+    pub(crate) manager: M,
+    pub(crate) config: PoolConfig,
+    pub(crate) name: Arc<str>,
+    pub(crate) descriptor: Descriptor,
+    pub(crate) clock: Clock,
+    internals: Mutex<Internals<M::Connection, M::Error>>,
+    pub(crate) metrics: PoolMetrics,
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// Cancelled when the pool closes: stops connects in flight and background tasks.
+    pub(crate) closing: CancellationToken,
+    /// Notified when a slot is freed while closing, for `close()` to wait on.
+    pub(crate) drained: Notify,
+    /// Wakes the deadline watcher when a waiter with a watched deadline joins an unwatched queue.
+    pub(crate) deadlines: Notify,
+    /// Wakes connect tasks that back off after failures: someone is waiting or was refused.
+    pub(crate) demand: Notify,
+    /// Wakes connect tasks that back off after failures: a connect succeeded, their run of failures is over.
+    pub(crate) recovered: Notify,
+    pub(crate) health: parking_lot::Mutex<Option<HealthReport>>,
+    pub(crate) on_leak: Option<LeakHook>,
+    pub(crate) next_id: AtomicU64,
+}
+
+impl<M: Manager> Shared<M> {
+    pub(crate) fn new(
+        manager: M,
+        config: PoolConfig,
+        name: Arc<str>,
+        meter: &opentelemetry::metrics::Meter,
+        runtime: tokio::runtime::Handle,
+        clock: Clock,
+        on_leak: Option<LeakHook>,
+    ) -> Arc<Self> {
+        let descriptor = manager.descriptor();
+        Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
+            let observed: std::sync::Weak<dyn Observed> = weak.clone();
+            Shared {
+                metrics: PoolMetrics::new(meter, &name, &descriptor, observed),
+                internals: Mutex::new(Internals::new(config.max_size, config.min_idle, config.reuse)),
+                manager,
+                config,
+                name,
+                descriptor,
+                clock,
+                runtime,
+                closing: CancellationToken::new(),
+                drained: Notify::new(),
+                deadlines: Notify::new(),
+                demand: Notify::new(),
+                recovered: Notify::new(),
+                health: parking_lot::Mutex::new(None),
+                on_leak,
+                next_id: AtomicU64::new(1),
+            }
+        })
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Internals<M::Connection, M::Error>> {
+        self.internals.lock()
+    }
+
+    /// Logs and counts a panic caught in a manager hook.
+    pub(crate) fn hook_panicked(&self, hook: &'static str, message: &str) {
+        self.lock().count_panic();
+        tracing::error!(pool = %self.name, hook, panic = message, "the manager's {hook} panicked; the pool recovered");
+    }
+
+    /// The health verdict from the pool's state alone (no round trip), for the `aquifer.pool.health` gauge
+    /// before the first check. Unhealthy while closed, failing fast, or holding no connection while connects
+    /// fail.
+    pub(crate) fn health_status_now(&self) -> HealthStatus {
+        let g = self.lock();
+        if g.is_closed() || g.circuit_open().is_some() || (g.live() == 0 && g.last_error().is_some()) {
+            return HealthStatus::Unhealthy;
+        }
+        HealthStatus::from_state(&g.state())
+    }
+}
+
+impl<M: Manager> Observed for Shared<M> {
+    fn observe(&self) -> Option<Observation> {
+        let state = self.lock().state();
+        let health = match &*self.health.lock() {
+            Some(report) => report.status,
+            None => self.health_status_now(),
+        };
+        Some(Observation { state, health: health.as_f64() })
+    }
+}
