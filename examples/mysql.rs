@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
-use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, MySqlPoolError, PoolConfig};
+use aquifer_mysql::{MySqlConfig, MySqlOperationError, MySqlPool, PoolConfig};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS vocab_users (
@@ -43,23 +43,20 @@ CREATE TABLE IF NOT EXISTS vocab_reviews (
 const WORDS: [&str; 8] = ["Wasserlauf", "Quelle", "Brunnen", "Grundwasser", "Tropfen", "Flut", "Ebbe", "Strom"];
 
 /// A user by email, created on first sight.
-async fn upsert_user(pool: &MySqlPool, email: &str) -> Result<u64, MySqlPoolError> {
-    aquifer_mysql::execute(
-        pool,
+async fn upsert_user(pool: &MySqlPool, email: &str) -> Result<u64, MySqlOperationError> {
+    pool.execute(
         "INSERT INTO vocab_users (email, native_language, learning_language) VALUES (?, 'en', 'de')
          ON DUPLICATE KEY UPDATE email = email",
         (email,),
     )
     .await?;
-    let id: Option<u64> =
-        aquifer_mysql::fetch_one(pool, "SELECT id FROM vocab_users WHERE email = ?", (email,)).await?;
+    let id: Option<u64> = pool.fetch_optional("SELECT id FROM vocab_users WHERE email = ?", (email,)).await?;
     Ok(id.expect("the user was just inserted"))
 }
 
 /// Saves a word for a user (a word saved twice stays one row).
-async fn save_word(pool: &MySqlPool, user_id: u64, word: &str) -> Result<(), MySqlPoolError> {
-    aquifer_mysql::execute(
-        pool,
+async fn save_word(pool: &MySqlPool, user_id: u64, word: &str) -> Result<(), MySqlOperationError> {
+    pool.execute(
         "INSERT IGNORE INTO vocab_saved_words (user_id, word, next_review_at) VALUES (?, ?, UTC_TIMESTAMP())",
         (user_id, word),
     )
@@ -68,9 +65,8 @@ async fn save_word(pool: &MySqlPool, user_id: u64, word: &str) -> Result<(), MyS
 }
 
 /// Words due for review, oldest first.
-async fn due_words(pool: &MySqlPool, user_id: u64, limit: u32) -> Result<Vec<(u64, String)>, MySqlPoolError> {
-    aquifer_mysql::fetch_all(
-        pool,
+async fn due_words(pool: &MySqlPool, user_id: u64, limit: u32) -> Result<Vec<(u64, String)>, MySqlOperationError> {
+    pool.fetch_all(
         "SELECT id, word FROM vocab_saved_words
          WHERE user_id = ? AND NOT is_known AND next_review_at <= UTC_TIMESTAMP()
          ORDER BY next_review_at, id LIMIT ?",
@@ -87,8 +83,8 @@ async fn record_review(
     user_id: u64,
     saved_word_id: u64,
     correct: bool,
-) -> Result<bool, MySqlPoolError> {
-    aquifer_mysql::transaction(pool, |tx| {
+) -> Result<bool, MySqlOperationError> {
+    pool.transaction(|tx| {
         Box::pin(async move {
             tx.exec_drop(
                 "INSERT INTO vocab_reviews (saved_word_id, correct, reviewed_at) VALUES (?, ?, UTC_TIMESTAMP())",
@@ -120,22 +116,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
 
     // Session settings on every connection; TCP as written in the URL (see docs/mysql.md for the socket).
-    let mysql = MySqlConfig {
+    let config = MySqlConfig {
+        pool: PoolConfig { name: Some("vocab".into()), max_size: 8, min_idle: 2, ..PoolConfig::default() },
         time_zone: Some("+00:00".into()),
         sql_mode: Some("STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION".into()),
         wait_timeout: Some(Duration::from_secs(3600)),
         program_name: "vocab-example".into(),
-        ..MySqlConfig::default()
+        ..MySqlConfig::from_url(url)
     };
-    let manager = MySqlManager::from_url(&url)?.with_config(mysql)?;
-    let config = PoolConfig { name: Some("vocab".into()), max_size: 8, min_idle: 2, ..PoolConfig::default() };
     // Connects now: a wrong password or a stopped server fails here, with the server's own message.
-    let pool = aquifer_mysql::connect_with(manager, config).await?;
+    let pool = config.connect().await?;
     println!("connected: {pool:?}");
 
-    aquifer_mysql::execute(&pool, SCHEMA, ()).await?;
+    pool.execute(SCHEMA, ()).await?;
     // Every run starts alice afresh (her words and reviews go with her: ON DELETE CASCADE).
-    let gone = aquifer_mysql::execute(&pool, "DELETE FROM vocab_users WHERE email = ?", ("alice@example.com",)).await?;
+    let gone = pool.execute("DELETE FROM vocab_users WHERE email = ?", ("alice@example.com",)).await?;
     println!("removed {} earlier user(s)", gone.rows_affected);
 
     let alice = upsert_user(&pool, "alice@example.com").await?;
@@ -158,7 +153,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     learned += 1;
                 }
             }
-            Ok::<_, MySqlPoolError>(learned)
+            Ok::<_, MySqlOperationError>(learned)
         }));
     }
     for t in tasks {

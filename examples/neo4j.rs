@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use aquifer_neo4j::{BoltType, Neo4jConfig, Neo4jPool, Neo4jPoolExt, PoolConfig, query};
+use aquifer_neo4j::{BoltType, Neo4jConfig, Neo4jPool, query};
 
 const ARTISTS: usize = 200;
 const ALBUMS_PER_ARTIST: usize = 4;
@@ -64,15 +64,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).init();
 
     let config = Neo4jConfig::from_lookup("NEO4J", env)?;
-    let pool_config = PoolConfig::from_lookup("NEO4J", env)?;
-    println!("connecting to {} as {} (pool of {})", config.uri, config.user, pool_config.max_size);
+    println!("connecting to {} as {} (pool of {})", config.uri, config.user, config.pool.max_size);
     let started = Instant::now();
-    let pool = aquifer_neo4j::connect(config, pool_config).await?;
+    let pool = config.connect().await?;
     println!("connected in {:?}", started.elapsed());
 
     clear(&pool).await?;
     for label in LABELS {
-        pool.run(format!("CREATE INDEX IF NOT EXISTS FOR (n:{label}) ON (n.id)")).await?;
+        pool.execute(format!("CREATE INDEX IF NOT EXISTS FOR (n:{label}) ON (n.id)")).await?;
     }
     let nodes = import(&pool).await?;
     println!("imported {nodes} nodes");
@@ -103,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 recommend(&pool, (t * per_task + i) * 7 % LISTENERS).await?;
                 latencies.push(q.elapsed());
             }
-            Ok::<_, aquifer_neo4j::Neo4jPoolError>(latencies)
+            Ok::<_, aquifer_neo4j::Neo4jOperationError>(latencies)
         }));
     }
     let mut latencies = Vec::new();
@@ -133,11 +132,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Deletes the example's nodes (and their relationships), in bounded batches.
-async fn clear(pool: &Neo4jPool) -> Result<(), aquifer_neo4j::Neo4jPoolError> {
+async fn clear(pool: &Neo4jPool) -> Result<(), aquifer_neo4j::Neo4jOperationError> {
     for label in LABELS {
         loop {
             let rows = pool
-                .fetch(format!("MATCH (n:{label}) WITH n LIMIT 2000 DETACH DELETE n RETURN count(*) AS deleted"))
+                .fetch_all(format!("MATCH (n:{label}) WITH n LIMIT 2000 DETACH DELETE n RETURN count(*) AS deleted"))
                 .await?;
             if rows.first().and_then(|r| r.get::<i64>("deleted").ok()).unwrap_or(0) == 0 {
                 break;
@@ -148,7 +147,7 @@ async fn clear(pool: &Neo4jPool) -> Result<(), aquifer_neo4j::Neo4jPoolError> {
 }
 
 /// Imports the catalogue and the listeners with batched UNWIND queries; returns the number of nodes.
-async fn import(pool: &Neo4jPool) -> Result<usize, aquifer_neo4j::Neo4jPoolError> {
+async fn import(pool: &Neo4jPool) -> Result<usize, aquifer_neo4j::Neo4jOperationError> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
 
@@ -182,7 +181,7 @@ async fn import(pool: &Neo4jPool) -> Result<usize, aquifer_neo4j::Neo4jPoolError
     let per_artist = 1 + ALBUMS_PER_ARTIST * (1 + TRACKS_PER_ALBUM);
     let mut nodes = 0;
     for chunk in artists.chunks((BATCH / per_artist).max(1)) {
-        pool.run(
+        pool.execute(
             query(
                 "UNWIND $artists AS ar
                  CREATE (artist:AqMusicArtist {id: ar.id, name: ar.name})
@@ -200,7 +199,7 @@ async fn import(pool: &Neo4jPool) -> Result<usize, aquifer_neo4j::Neo4jPoolError
     let listeners: Vec<BoltType> =
         (0..LISTENERS as i64).map(|l| map([("id", l.into()), ("name", format!("listener{l}").into())])).collect();
     for chunk in listeners.chunks(BATCH) {
-        pool.run(
+        pool.execute(
             query("UNWIND $rows AS r CREATE (:AqMusicListener {id: r.id, name: r.name})").param("rows", chunk.to_vec()),
         )
         .await?;
@@ -227,7 +226,7 @@ async fn import(pool: &Neo4jPool) -> Result<usize, aquifer_neo4j::Neo4jPoolError
         }
     }
     for chunk in follows.chunks(BATCH) {
-        pool.run(
+        pool.execute(
             query(
                 "UNWIND $pairs AS p
                  MATCH (a:AqMusicListener {id: p[0]}), (b:AqMusicListener {id: p[1]})
@@ -238,7 +237,7 @@ async fn import(pool: &Neo4jPool) -> Result<usize, aquifer_neo4j::Neo4jPoolError
         .await?;
     }
     for chunk in plays.chunks(BATCH) {
-        pool.run(
+        pool.execute(
             query(
                 "UNWIND $plays AS p
                  MATCH (l:AqMusicListener {id: p[0]}), (t:AqMusicTrack {id: p[1]})
@@ -256,9 +255,9 @@ async fn import(pool: &Neo4jPool) -> Result<usize, aquifer_neo4j::Neo4jPoolError
 async fn recommend(
     pool: &Neo4jPool,
     listener: usize,
-) -> Result<Vec<(String, String, i64)>, aquifer_neo4j::Neo4jPoolError> {
+) -> Result<Vec<(String, String, i64)>, aquifer_neo4j::Neo4jOperationError> {
     let rows = pool
-        .fetch(
+        .fetch_all(
             query(
                 "MATCH (me:AqMusicListener {id: $id})
                  OPTIONAL MATCH (me)-[:LISTENED]->(played:AqMusicTrack)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use aquifer_postgres::sqlx::postgres::PgRow;
 use aquifer_postgres::sqlx::{self, FromRow, Row};
-use aquifer_postgres::{DatabaseUrl, PgConfig, PgPool, PgPoolError};
+use aquifer_postgres::{DatabaseUrl, PgConfig, PgOperationError, PgPool};
 use uuid::Uuid;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
@@ -157,145 +157,151 @@ struct Library {
 }
 
 impl Library {
-    async fn insert(&self, t: &NewTrack) -> Result<Track, PgPoolError> {
+    async fn insert(&self, t: &NewTrack) -> Result<Track, PgOperationError> {
         let id = Uuid::new_v4();
         let sql = format!(
             "INSERT INTO aquifer_example.audio_tracks (id, title, artist, album, genre, year, tags, duration_seconds, \
              channels, sample_rate, bitrate, format, audio_path, thumbnail_path) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
         );
-        aquifer_postgres::fetch_one(&self.pool, || {
-            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(id)
-                .bind(&t.title)
-                .bind(&t.artist)
-                .bind(&t.album)
-                .bind(&t.genre)
-                .bind(t.year)
-                .bind(&t.tags)
-                .bind(t.duration_seconds)
-                .bind(t.channels)
-                .bind(t.sample_rate)
-                .bind(t.bitrate)
-                .bind(&t.format)
-                .bind(format!("audio/{id}.{}", t.format))
-                .bind(format!("thumbnails/{id}.jpg"))
-        })
-        .await
+        self.pool
+            .fetch_one(|| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(id)
+                    .bind(&t.title)
+                    .bind(&t.artist)
+                    .bind(&t.album)
+                    .bind(&t.genre)
+                    .bind(t.year)
+                    .bind(&t.tags)
+                    .bind(t.duration_seconds)
+                    .bind(t.channels)
+                    .bind(t.sample_rate)
+                    .bind(t.bitrate)
+                    .bind(&t.format)
+                    .bind(format!("audio/{id}.{}", t.format))
+                    .bind(format!("thumbnails/{id}.jpg"))
+            })
+            .await
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Track>, PgPoolError> {
+    async fn get(&self, id: Uuid) -> Result<Option<Track>, PgOperationError> {
         let sql = format!("SELECT {COLUMNS} FROM aquifer_example.audio_tracks WHERE id = $1");
-        aquifer_postgres::fetch_optional(&self.pool, || sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id)).await
+        self.pool.fetch_optional(|| sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id)).await
     }
 
     /// Full-text search over title, artist, album and genre (weighted in that order), best matches first.
-    async fn search(&self, text: &str, limit: i64) -> Result<Vec<(Track, f32)>, PgPoolError> {
+    async fn search(&self, text: &str, limit: i64) -> Result<Vec<(Track, f32)>, PgOperationError> {
         let sql = format!(
             "SELECT {COLUMNS}, ts_rank(search_vector, q) AS rank \
              FROM aquifer_example.audio_tracks, websearch_to_tsquery('english', $1) q \
              WHERE search_vector @@ q ORDER BY rank DESC, id LIMIT $2"
         );
-        let rows: Vec<Ranked> = aquifer_postgres::fetch_all(&self.pool, || {
-            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(text).bind(limit)
-        })
-        .await?;
+        let rows: Vec<Ranked> =
+            self.pool.fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(text).bind(limit)).await?;
         Ok(rows.into_iter().map(|r| (r.track, r.score)).collect())
     }
 
     /// Typo-tolerant search on title and artist with pg_trgm similarity.
-    async fn fuzzy_search(&self, text: &str, threshold: f32, limit: i64) -> Result<Vec<(Track, f32)>, PgPoolError> {
+    async fn fuzzy_search(
+        &self,
+        text: &str,
+        threshold: f32,
+        limit: i64,
+    ) -> Result<Vec<(Track, f32)>, PgOperationError> {
         let sql = format!(
             "SELECT {COLUMNS}, greatest(similarity(title, $1), similarity(coalesce(artist, ''), $1)) AS rank \
              FROM aquifer_example.audio_tracks \
              WHERE greatest(similarity(title, $1), similarity(coalesce(artist, ''), $1)) >= $2 \
              ORDER BY rank DESC, id LIMIT $3"
         );
-        let rows: Vec<Ranked> = aquifer_postgres::fetch_all(&self.pool, || {
-            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(text).bind(threshold).bind(limit)
-        })
-        .await?;
+        let rows: Vec<Ranked> = self
+            .pool
+            .fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(text).bind(threshold).bind(limit))
+            .await?;
         Ok(rows.into_iter().map(|r| (r.track, r.score)).collect())
     }
 
-    async fn update_status(&self, id: Uuid, status: Status) -> Result<bool, PgPoolError> {
-        let n = aquifer_postgres::execute(&self.pool, || {
-            sqlx::query("UPDATE aquifer_example.audio_tracks SET status = $2, updated_at = now() WHERE id = $1")
-                .bind(id)
-                .bind(status.as_str())
-        })
-        .await?;
+    async fn update_status(&self, id: Uuid, status: Status) -> Result<bool, PgOperationError> {
+        let n = self
+            .pool
+            .execute(|| {
+                sqlx::query("UPDATE aquifer_example.audio_tracks SET status = $2, updated_at = now() WHERE id = $1")
+                    .bind(id)
+                    .bind(status.as_str())
+            })
+            .await?;
         Ok(n == 1)
     }
 
-    async fn delete(&self, id: Uuid) -> Result<bool, PgPoolError> {
-        let n = aquifer_postgres::execute(&self.pool, || {
-            sqlx::query("DELETE FROM aquifer_example.audio_tracks WHERE id = $1").bind(id)
-        })
-        .await?;
+    async fn delete(&self, id: Uuid) -> Result<bool, PgOperationError> {
+        let n = self
+            .pool
+            .execute(|| sqlx::query("DELETE FROM aquifer_example.audio_tracks WHERE id = $1").bind(id))
+            .await?;
         Ok(n == 1)
     }
 
     /// One page, newest first (keyed on created_at then id so pages never overlap).
-    async fn list(&self, limit: i64, offset: i64) -> Result<Vec<Track>, PgPoolError> {
+    async fn list(&self, limit: i64, offset: i64) -> Result<Vec<Track>, PgOperationError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM aquifer_example.audio_tracks ORDER BY created_at DESC, id LIMIT $1 OFFSET $2"
         );
-        aquifer_postgres::fetch_all(&self.pool, || {
-            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(limit).bind(offset)
-        })
-        .await
+        self.pool.fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(limit).bind(offset)).await
     }
 
-    async fn count(&self, status: Option<Status>) -> Result<i64, PgPoolError> {
-        let (n,): (i64,) = aquifer_postgres::fetch_one(&self.pool, || {
-            sqlx::query("SELECT count(*) FROM aquifer_example.audio_tracks WHERE $1::text IS NULL OR status = $1")
-                .bind(status.map(Status::as_str))
-        })
-        .await?;
+    async fn count(&self, status: Option<Status>) -> Result<i64, PgOperationError> {
+        let (n,): (i64,) = self
+            .pool
+            .fetch_one(|| {
+                sqlx::query("SELECT count(*) FROM aquifer_example.audio_tracks WHERE $1::text IS NULL OR status = $1")
+                    .bind(status.map(Status::as_str))
+            })
+            .await?;
         Ok(n)
     }
 
     /// Imports tracks in one transaction, 2,000 rows per statement through UNNEST of arrays: one round trip
     /// per chunk instead of one per row. The transaction is retried whole on a transient failure.
-    async fn bulk_insert(&self, tracks: &[NewTrack]) -> Result<u64, PgPoolError> {
+    async fn bulk_insert(&self, tracks: &[NewTrack]) -> Result<u64, PgOperationError> {
         const CHUNK: usize = 2_000;
         let chunks: Vec<Vec<NewTrack>> = tracks.chunks(CHUNK).map(<[NewTrack]>::to_vec).collect();
-        aquifer_postgres::transaction(&self.pool, |conn| {
-            let chunks = chunks.clone();
-            Box::pin(async move {
-                let mut inserted = 0;
-                for chunk in chunks {
-                    let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
-                    let col = |f: fn(&NewTrack) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
-                    let r = sqlx::query(
-                        "INSERT INTO aquifer_example.audio_tracks (id, title, artist, album, genre, year, \
+        self.pool
+            .transaction(|conn| {
+                let chunks = chunks.clone();
+                Box::pin(async move {
+                    let mut inserted = 0;
+                    for chunk in chunks {
+                        let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+                        let col = |f: fn(&NewTrack) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
+                        let r = sqlx::query(
+                            "INSERT INTO aquifer_example.audio_tracks (id, title, artist, album, genre, year, \
                          duration_seconds, channels, sample_rate, bitrate, format, audio_path, status) \
                          SELECT id, title, artist, album, genre, year, dur, ch, sr, br, fmt, \
                                 'audio/' || id || '.' || fmt, 'COMPLETED' \
                          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], \
                                      $7::float8[], $8::int2[], $9::int[], $10::int[], $11::text[]) \
                               AS t(id, title, artist, album, genre, year, dur, ch, sr, br, fmt)",
-                    )
-                    .bind(&ids)
-                    .bind(chunk.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
-                    .bind(col(|t| t.artist.clone()))
-                    .bind(col(|t| t.album.clone()))
-                    .bind(col(|t| t.genre.clone()))
-                    .bind(chunk.iter().map(|t| t.year).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.duration_seconds).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.channels).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.sample_rate).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.bitrate).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.format.clone()).collect::<Vec<_>>())
-                    .execute(&mut *conn)
-                    .await?;
-                    inserted += r.rows_affected();
-                }
-                Ok(inserted)
+                        )
+                        .bind(&ids)
+                        .bind(chunk.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
+                        .bind(col(|t| t.artist.clone()))
+                        .bind(col(|t| t.album.clone()))
+                        .bind(col(|t| t.genre.clone()))
+                        .bind(chunk.iter().map(|t| t.year).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|t| t.duration_seconds).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|t| t.channels).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|t| t.sample_rate).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|t| t.bitrate).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|t| t.format.clone()).collect::<Vec<_>>())
+                        .execute(&mut *conn)
+                        .await?;
+                        inserted += r.rows_affected();
+                    }
+                    Ok(inserted)
+                })
             })
-        })
-        .await
+            .await
     }
 }
 
@@ -352,14 +358,14 @@ fn show(t: &Track) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
 
-    let mut config = PgConfig::from_env()?;
-    if config.pool.url.is_none() {
-        config.pool.url = Some(DatabaseUrl::new(DEFAULT_URL));
+    let mut config = PgConfig::from_env("POSTGRES")?;
+    if config.url.is_none() {
+        config.url = Some(DatabaseUrl::new(DEFAULT_URL));
     }
     config.pool.name.get_or_insert_with(|| "music-library".into());
     config.pool.min_idle = config.pool.min_idle.max(2);
     config.statement_timeout.get_or_insert(Duration::from_secs(30));
-    println!("connecting to {} ...", config.pool.url.as_ref().expect("set above"));
+    println!("connecting to {} ...", config.url.as_ref().expect("set above"));
     // Warm: a wrong URL or password fails here, not on the first request.
     let pool = config.connect().await?;
 

@@ -79,9 +79,6 @@ impl std::str::FromStr for Reuse {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
-    /// The connection URL, for adapters that read one. Its password never appears in `Debug` or errors.
-    /// Default: none (the adapter's own default).
-    pub url: Option<DatabaseUrl>,
     /// The pool's name in metrics (`db.client.connection.pool.name`), logs and health reports.
     /// Default: `server.address:server.port/db.namespace` from the manager's descriptor.
     pub name: Option<String>,
@@ -144,7 +141,6 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
-            url: None,
             name: None,
             // HikariCP and deadpool-style default; a pool should be sized from measurements (docs/configuration.md).
             max_size: 10,
@@ -179,7 +175,6 @@ impl Default for PoolConfig {
 impl fmt::Debug for PoolConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolConfig")
-            .field("url", &self.url)
             .field("name", &self.name)
             .field("max_size", &self.max_size)
             .field("min_idle", &self.min_idle)
@@ -267,7 +262,7 @@ impl PoolConfig {
 
     /// Reads the configuration from the environment, starting from the defaults.
     ///
-    /// With prefix `APP` it reads `APP_URL`, `APP_NAME`, `APP_POOL_MAX_SIZE`, `APP_POOL_MIN_IDLE`,
+    /// With prefix `APP` it reads `APP_NAME`, `APP_POOL_MAX_SIZE`, `APP_POOL_MIN_IDLE`,
     /// `APP_POOL_ACQUIRE_TIMEOUT`, `APP_POOL_CONNECT_TIMEOUT`, `APP_POOL_IDLE_TIMEOUT`, `APP_POOL_MAX_LIFETIME`,
     /// `APP_POOL_VALIDATION_BYPASS`, `APP_POOL_VALIDATION_TIMEOUT`, `APP_POOL_LEAK_THRESHOLD`,
     /// `APP_POOL_HEALTH_INTERVAL`, `APP_POOL_CLOSE_TIMEOUT`, `APP_POOL_FAIL_FAST_AFTER`,
@@ -285,9 +280,6 @@ impl PoolConfig {
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<PoolConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
         let mut c = PoolConfig::default();
-        if let Some(url) = env.get("URL") {
-            c.url = Some(DatabaseUrl::new(url));
-        }
         if let Some(name) = env.get("NAME") {
             c.name = Some(name);
         }

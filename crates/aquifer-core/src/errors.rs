@@ -144,6 +144,14 @@ pub enum ConfigError {
         /// What a valid value looks like.
         reason: String,
     },
+    /// A required setting was not given (a connection URL, a database path).
+    #[error("missing configuration: {field}: {reason}")]
+    Missing {
+        /// The field, or the environment variables that could hold it.
+        field: String,
+        /// How to give it.
+        reason: String,
+    },
     /// An environment variable could not be parsed.
     #[error("invalid environment variable {var}={value:?}: {reason}")]
     Env {

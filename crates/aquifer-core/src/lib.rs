@@ -11,9 +11,12 @@ mod health;
 mod leak;
 mod manager;
 pub mod metrics;
+mod operation;
 mod pool;
 mod pooled;
+mod reexports;
 mod retry;
+mod start;
 mod stats;
 
 // The engine, for maintainers: the locked state machine and the async code around it, one concern a file.
@@ -39,7 +42,9 @@ pub use errors::{BuildError, ConfigError, ConnectError, PoolError};
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
 pub use leak::LeakReport;
 pub use manager::{Descriptor, Manager};
+pub use operation::{Attempt, Failure, OperationError, Operations, run_operation};
 pub use pool::Pool;
 pub use pooled::{ConnectionInfo, Pooled};
 pub use retry::RetryPolicy;
+pub use start::{StartError, warm};
 pub use stats::{State, Stats};

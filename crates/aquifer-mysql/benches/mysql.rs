@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::mysql_async::{self, Conn, Opts, OptsBuilder, PoolConstraints, PoolOpts};
-use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, PoolConfig};
+use aquifer_mysql::{MySqlConfig, MySqlPool, PoolConfig};
 
 const POOL: usize = 16;
 const TASKS: [usize; 3] = [16, 64, 256];
@@ -123,11 +123,11 @@ async fn one(target: &Target, peer: Peer, query: Query, sql: &str, task: usize, 
     match target {
         Target::Aquifer(pool) if peer == Peer::AquiferHelper => match query {
             Query::Select1 => {
-                let v: Option<i64> = aquifer_mysql::fetch_one(pool, sql, ()).await.unwrap();
+                let v: Option<i64> = pool.fetch_optional(sql, ()).await.unwrap();
                 assert_eq!(v, Some(1));
             }
             Query::PkLookup => {
-                let v: Option<(u64, String, i64)> = aquifer_mysql::fetch_one(pool, sql, (id,)).await.unwrap();
+                let v: Option<(u64, String, i64)> = pool.fetch_optional(sql, (id,)).await.unwrap();
                 assert_eq!(v.map(|r| r.0), Some(id));
             }
         },
@@ -155,10 +155,10 @@ async fn target(peer: Peer, url: &str, query: Query) -> Target {
     let sql = sql(query);
     let target = match peer {
         Peer::AquiferGet | Peer::AquiferHelper | Peer::AquiferReset => {
-            let config = MySqlConfig { reset_on_return: peer == Peer::AquiferReset, ..MySqlConfig::default() };
-            let manager = MySqlManager::from_url(url).unwrap().with_config(config).unwrap();
-            let config = PoolConfig { max_size: POOL, min_idle: POOL, ..PoolConfig::default() };
-            let pool = aquifer_mysql::connect_with(manager, config).await.unwrap();
+            let pool = PoolConfig { max_size: POOL, min_idle: POOL, ..PoolConfig::default() };
+            let config =
+                MySqlConfig { pool, reset_on_return: peer == Peer::AquiferReset, ..MySqlConfig::from_url(url) };
+            let pool = config.connect().await.unwrap();
             Target::Aquifer(pool)
         }
         Peer::MysqlAsyncPool | Peer::MysqlAsyncPoolNoReset => {

@@ -1,10 +1,10 @@
-//! [`MySqlConfig`]: what aquifer-mysql adds to a mysql_async connection (transport, session settings, TLS,
-//! reset policy, helper retries). The pool's own settings live in [`aquifer_core::PoolConfig`].
+//! [`MySqlConfig`]: the pool settings, the URL, and what aquifer-mysql adds to a mysql_async connection
+//! (transport, session settings, TLS, reset policy, helper retries).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, EnvVars, RetryPolicy};
+use aquifer_core::{ConfigError, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How connections reach the server.
@@ -67,8 +67,8 @@ impl DbSystem {
     }
 }
 
-/// MySQL/MariaDB settings of a [`MySqlManager`](crate::MySqlManager). The URL, pool size and timeouts live in
-/// [`aquifer_core::PoolConfig`].
+/// How to build a [`MySqlPool`](crate::MySqlPool): the engine's [`PoolConfig`], the connection URL, and the
+/// MySQL/MariaDB settings applied to every connection.
 ///
 /// ```
 /// use std::time::Duration;
@@ -78,7 +78,7 @@ impl DbSystem {
 ///     time_zone: Some("+00:00".into()),
 ///     sql_mode: Some("STRICT_ALL_TABLES,NO_ZERO_DATE".into()),
 ///     wait_timeout: Some(Duration::from_secs(600)),
-///     ..MySqlConfig::default()
+///     ..MySqlConfig::from_url("mysql://app@db:3306/orders")
 /// };
 /// assert_eq!(config.transport, None); // the URL decides; TCP unless it says otherwise
 /// config.validate().unwrap();
@@ -86,6 +86,13 @@ impl DbSystem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MySqlConfig {
+    /// Pool sizing and timeouts. Default: [`PoolConfig::default`].
+    pub pool: PoolConfig,
+    /// The connection URL (`mysql://user:password@host:3306/database` or `mariadb://...`; mysql_async's URL
+    /// parameters apply); its password never appears in `Debug` or errors. Default: none: connecting then
+    /// fails with a [`ConfigError::Missing`] unless mysql_async `Opts` are given
+    /// ([`MySqlConfig::connect_with_options`]).
+    pub url: Option<DatabaseUrl>,
     /// TCP, a unix socket, or mysql_async's prefer-socket behaviour. Default: `None`, which means what the URL
     /// says — `socket=/path` selects that socket, `prefer_socket=true` the prefer-socket behaviour — and plain
     /// TCP otherwise (mysql_async's own default would be prefer-socket). When building from
@@ -125,7 +132,8 @@ pub struct MySqlConfig {
     /// Prepared statements cached per connection (mysql_async's LRU cache). Default: `None` (mysql_async's
     /// default, 32).
     pub stmt_cache_size: Option<usize>,
-    /// Retries of transient failures by the helpers ([`fetch_one`](crate::fetch_one) and friends).
+    /// Retries of transient failures by the helpers ([`MySqlPool::fetch_one`](crate::MySqlPool::fetch_one)
+    /// and friends).
     /// Default: 3 attempts, 10 ms doubling to at most 1 s, with jitter.
     pub retry: RetryPolicy,
 }
@@ -133,6 +141,8 @@ pub struct MySqlConfig {
 impl Default for MySqlConfig {
     fn default() -> Self {
         MySqlConfig {
+            pool: PoolConfig::default(),
+            url: None,
             // Explicit over clever: TCP unless asked, so the account and the path are the ones in the URL.
             transport: None,
             system: None,
@@ -153,8 +163,20 @@ impl Default for MySqlConfig {
 }
 
 impl MySqlConfig {
-    /// Checks the values; the error names the field and the value.
+    /// The defaults with `url` set.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        MySqlConfig { url: Some(DatabaseUrl::new(url)), ..MySqlConfig::default() }
+    }
+
+    /// Checks the pool settings ([`PoolConfig::validate`]) and the MySQL settings; the error names the field
+    /// and the value.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.pool.validate()?;
+        self.validate_connection()
+    }
+
+    /// Checks the MySQL settings only (what a manager uses).
+    pub(crate) fn validate_connection(&self) -> Result<(), ConfigError> {
         for (field, value) in [("time_zone", &self.time_zone), ("sql_mode", &self.sql_mode)] {
             if let Some(v) = value {
                 check_literal(field, v)?;
@@ -212,8 +234,9 @@ impl MySqlConfig {
         Ok(())
     }
 
-    /// Reads the settings from the environment, starting from the defaults. With prefix `MYSQL`:
-    /// `MYSQL_TRANSPORT` (`tcp`, `prefer_socket` or `socket:/path`), `MYSQL_SYSTEM` (`mysql`, `mariadb`),
+    /// Reads the configuration from the environment, starting from the defaults; the conventional prefix is
+    /// `MYSQL` ([`connect_env`](crate::connect_env) uses it). With prefix `MYSQL`: `MYSQL_URL`, the pool
+    /// settings from `MYSQL_POOL_*` and `MYSQL_NAME` ([`PoolConfig::from_env`]), `MYSQL_TRANSPORT` (`tcp`, `prefer_socket` or `socket:/path`), `MYSQL_SYSTEM` (`mysql`, `mariadb`),
     /// `MYSQL_TIME_ZONE`, `MYSQL_SQL_MODE`, `MYSQL_WAIT_TIMEOUT` (`600s`, `10m`), `MYSQL_INIT_SQL`
     /// (statements separated by `;`), `MYSQL_RESET_ON_RETURN` (`true`/`false`), `MYSQL_PROGRAM_NAME`,
     /// `MYSQL_SSL_MODE` (`disabled`, `required`, `verify_ca`, `verify_identity`), `MYSQL_SSL_CA` (a path),
@@ -226,7 +249,8 @@ impl MySqlConfig {
     /// Like [`MySqlConfig::from_env`], reading variables through `lookup`.
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<MySqlConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
-        let mut c = MySqlConfig::default();
+        let mut c = MySqlConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..MySqlConfig::default() };
+        c.url = env.get("URL").map(|u| DatabaseUrl::new(u.trim()));
         env.parse("TRANSPORT", &mut c.transport, |t| {
             Ok(Some(match t.to_ascii_lowercase().as_str() {
                 "tcp" => Transport::Tcp,
@@ -269,8 +293,8 @@ impl MySqlConfig {
             Ok(n) if n >= 1 => Ok(n),
             _ => Err("expected a whole number, at least 1".into()),
         })?;
-        // Every field validate() checks has the variable of the same name.
-        c.validate().map_err(|e| env.rename(e, |field| Some(field.to_ascii_uppercase())))?;
+        // Every field validate_connection() checks has the variable of the same name.
+        c.validate_connection().map_err(|e| env.rename(e, |field| Some(field.to_ascii_uppercase())))?;
         Ok(c)
     }
 

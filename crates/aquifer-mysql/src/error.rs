@@ -1,51 +1,21 @@
-//! Errors of setting a pool up, and the classification of driver errors (metrics' `error.type`, retries).
+//! [`RowNotFound`], and the classification of driver errors (metrics' `error.type`, retries).
 
 use std::borrow::Cow;
 use std::io::ErrorKind;
 
-use aquifer_core::{BuildError, ConfigError};
 use mysql_async::{DriverError, Error, IoError};
 
-use crate::MySqlPoolError;
-
-/// Setting up a pool failed: a bad URL or setting, no Tokio runtime, or (for the constructors that connect
-/// at start-up) the server refused or could not be reached. Never shows a password.
-#[derive(Debug, thiserror::Error)]
+/// The first row was asked for ([`MySqlPool::fetch_one`](crate::MySqlPool::fetch_one)) and there was none.
+/// mysql_async's error has no variant for it, so it travels as `mysql_async::Error::Other`;
+/// [`is_row_not_found`] recognises it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no rows returned by a query that expected to return at least one row")]
 #[non_exhaustive]
-pub enum SetupError {
-    /// The connection URL is invalid. `url` has its password replaced by `***`.
-    #[error("invalid MySQL URL {url}: {reason}")]
-    Url {
-        /// The URL, redacted.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// No URL was given (`MYSQL_URL` unset for the environment constructors).
-    #[error("no MySQL URL: set {var}")]
-    MissingUrl {
-        /// The variable that should hold it.
-        var: String,
-    },
-    /// A pool or MySQL setting is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The pool could not be built.
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    /// The first connection failed (authentication, unreachable server, bad init SQL...).
-    #[error("cannot connect to MySQL: {0}")]
-    Connect(#[from] MySqlPoolError),
-}
+pub struct RowNotFound;
 
-impl SetupError {
-    /// The driver error of a failed first connection, if that is what happened.
-    pub fn backend_error(&self) -> Option<&Error> {
-        match self {
-            SetupError::Connect(e) => e.backend_error(),
-            _ => None,
-        }
-    }
+/// True when `e` is [`RowNotFound`].
+pub fn is_row_not_found(e: &Error) -> bool {
+    matches!(e, Error::Other(other) if other.is::<RowNotFound>())
 }
 
 /// MySQL/MariaDB server error codes the helpers treat as transient.
@@ -122,6 +92,8 @@ pub fn error_type(e: &Error) -> Cow<'static, str> {
         Error::Driver(DriverError::NoClientSslFlagFromServer) => Cow::Borrowed("tls"),
         Error::Driver(_) => Cow::Borrowed("driver"),
         Error::Url(_) => Cow::Borrowed("url"),
+        Error::Other(other) if other.is::<RowNotFound>() => Cow::Borrowed("row_not_found"),
+        Error::Other(other) if other.is::<crate::PacketTooLarge>() => Cow::Borrowed("packet_too_large"),
         Error::Other(_) => Cow::Borrowed("_OTHER"),
     }
 }

@@ -1,28 +1,29 @@
 //! Helpers that check a connection out, run one statement (or a transaction), return the connection, time the
-//! operation (`db.client.operation.duration`) and retry transient failures with the pool's
-//! [`RetryPolicy`](aquifer_core::RetryPolicy) ([`MySqlConfig::retry`](crate::MySqlConfig::retry)).
+//! operation (`db.client.operation.duration`) and retry transient failures with the config's
+//! [`RetryPolicy`](aquifer_core::RetryPolicy) ([`MySqlConfig::retry`](crate::MySqlConfig::retry)), all through
+//! the engine's one operation runner ([`aquifer_core::run_operation`]).
 //!
 //! Retried: deadlocks (1213) and lock wait timeouts (1205), whose statement or transaction the server rolled
 //! back; a connection lost before the statement was sent. A connection lost *after* a statement was sent is
-//! retried only where repeating is harmless: by [`fetch_one`]/[`fetch_all`] (reads) and by [`transaction`] when
-//! the loss happened before `COMMIT` was sent (the server rolls back the transaction of a dead connection).
-//! [`execute`] does not retry it: the statement may have run.
+//! retried only where repeating is harmless: by the fetch helpers (reads) and by
+//! [`transaction`](MySqlPool::transaction) when the loss happened before `COMMIT` was sent (the server rolls
+//! back the transaction of a dead connection). [`execute`](MySqlPool::execute) does not retry it: the
+//! statement may have run.
 
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::time::{Duration, Instant};
 
-use aquifer_core::PoolError;
+use aquifer_core::{Attempt, Failure, run_operation};
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, Error, Params, TxOpts, Value};
 
-use crate::error::{ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, Lost, error_type, lost_connection, server_code};
-use crate::{MySqlPool, MySqlPoolError, MySqlPooled};
+use crate::error::{ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, Lost, RowNotFound, lost_connection, server_code};
+use crate::{MySqlManager, MySqlOperationError, MySqlPool, MySqlPooled};
 
-/// What [`execute`] reports.
+/// What [`MySqlPool::execute`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Executed {
@@ -72,129 +73,231 @@ fn transient(e: &Error, kind: Kind) -> bool {
     }
 }
 
-/// One failed attempt: the error and whether another attempt may fix it.
-struct Failed {
-    error: MySqlPoolError,
-    retry: bool,
-}
+impl MySqlPool {
+    /// The first row of `sql`'s result, converted to `T` (a tuple, a `Row`, a single value, or a type deriving
+    /// `FromRow`); fails with [`RowNotFound`] (as `mysql_async::Error::Other`, see
+    /// [`is_row_not_found`](crate::is_row_not_found)) when there is none. Statements with parameters (`?`
+    /// placeholders) run as prepared statements, cached per connection; without parameters they run as plain
+    /// text queries.
+    ///
+    /// Retries deadlocks, lock wait timeouts and lost connections (see the [module docs](crate::helpers)).
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: &aquifer_mysql::MySqlPool) -> Result<(), aquifer_mysql::MySqlOperationError> {
+    /// let email: String = pool.fetch_one("SELECT email FROM users WHERE id = ?", (42,)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Cancel safety: dropping the future drops the attempt in flight; its connection is closed if a reply was
+    /// still on the wire, so no other caller ever sees it.
+    pub async fn fetch_one<T, P>(&self, sql: &str, params: P) -> Result<T, MySqlOperationError>
+    where
+        T: FromRow + Send + 'static,
+        P: Into<Params>,
+    {
+        self.fetch_optional(sql, params)
+            .await?
+            .ok_or_else(|| MySqlOperationError::Backend(Error::Other(Box::new(RowNotFound))))
+    }
 
-impl From<MySqlPoolError> for Failed {
-    /// Acquire failures are not retried: the pool already waited, retried connects, or fails fast.
-    fn from(error: MySqlPoolError) -> Self {
-        Failed { error, retry: false }
+    /// The first row of `sql`'s result converted to `T`, or `None` when there is none. See
+    /// [`fetch_one`](MySqlPool::fetch_one) for parameters and retries.
+    ///
+    /// Cancel safety: as for [`fetch_one`](MySqlPool::fetch_one).
+    pub async fn fetch_optional<T, P>(&self, sql: &str, params: P) -> Result<Option<T>, MySqlOperationError>
+    where
+        T: FromRow + Send + 'static,
+        P: Into<Params>,
+    {
+        let params = params.into();
+        check_size(self, sql, &params)?;
+        run_operation(self, operation_name(sql), FetchFirst { sql, params: &params, _row: PhantomData }).await
+    }
+
+    /// Every row of `sql`'s result, converted to `T`. See [`fetch_one`](MySqlPool::fetch_one) for parameters
+    /// and retries.
+    ///
+    /// Cancel safety: as for [`fetch_one`](MySqlPool::fetch_one); rows already read are dropped, rows not yet
+    /// read are drained by mysql_async before the connection's next command.
+    pub async fn fetch_all<T, P>(&self, sql: &str, params: P) -> Result<Vec<T>, MySqlOperationError>
+    where
+        T: FromRow + Send + 'static,
+        P: Into<Params>,
+    {
+        let params = params.into();
+        check_size(self, sql, &params)?;
+        run_operation(self, operation_name(sql), FetchAll { sql, params: &params, _row: PhantomData }).await
+    }
+
+    /// Runs a statement that returns no rows (`INSERT`, `UPDATE`, `DELETE`, DDL) in autocommit mode.
+    ///
+    /// Retries deadlocks, lock wait timeouts and a connection lost before the statement was sent; not a
+    /// connection lost after it was sent (the statement may have run: use [`transaction`](MySqlPool::transaction)
+    /// for writes that must be retried).
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: &aquifer_mysql::MySqlPool) -> Result<(), aquifer_mysql::MySqlOperationError> {
+    /// let done = pool.execute("UPDATE saved_words SET known = ? WHERE id = ?", (true, 7)).await?;
+    /// assert!(done.rows_affected <= 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Cancel safety: dropping the future drops the attempt in flight; the statement may or may not have run,
+    /// and the connection is closed if its reply was still on the wire.
+    pub async fn execute<P>(&self, sql: &str, params: P) -> Result<Executed, MySqlOperationError>
+    where
+        P: Into<Params>,
+    {
+        let params = params.into();
+        check_size(self, sql, &params)?;
+        run_operation(self, operation_name(sql), Execute { sql, params: &params }).await
+    }
+
+    /// Runs `body` in a transaction (`START TRANSACTION` ... `COMMIT`) on one pooled connection. An error from
+    /// `body` rolls the transaction back and is returned; a transient failure (deadlock, lock wait timeout,
+    /// connection lost before `COMMIT` was sent) rolls back and runs `body` again, whole, in a fresh
+    /// transaction, up to the retry policy's attempts. `body` must therefore have no effects outside the
+    /// database, or tolerate repeats. It is called once per attempt and returns a boxed future
+    /// (`Box::pin(async move {..})`); captured values are borrowed, so clone owned ones into the closure or
+    /// capture references.
+    ///
+    /// To abort with an error of your own, return `Err(mysql_async::Error::Other(Box::new(my_error)))`.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: &aquifer_mysql::MySqlPool) -> Result<(), aquifer_mysql::MySqlOperationError> {
+    /// use aquifer_mysql::mysql_async::prelude::Queryable;
+    ///
+    /// let word_id = 7;
+    /// let review_id = pool
+    ///     .transaction(|tx| {
+    ///         Box::pin(async move {
+    ///             tx.exec_drop("INSERT INTO reviews (word_id, correct) VALUES (?, ?)", (word_id, true)).await?;
+    ///             let id = tx.last_insert_id();
+    ///             tx.exec_drop("UPDATE saved_words SET reviews = reviews + 1 WHERE id = ?", (word_id,)).await?;
+    ///             Ok(id)
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Cancel safety: dropping the future rolls the transaction back: the connection goes back to the pool
+    /// inside the transaction and is rolled back (or closed, if a statement was in flight) before anyone
+    /// reuses it. Nothing is committed unless `COMMIT` completed.
+    pub async fn transaction<'a, T, F>(&self, body: F) -> Result<T, MySqlOperationError>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T> + Send,
+    {
+        self.transaction_with_options(TxOpts::default(), body).await
+    }
+
+    /// [`transaction`](MySqlPool::transaction) with mysql_async's options: isolation level, read-only,
+    /// consistent snapshot.
+    ///
+    /// Cancel safety: as for [`transaction`](MySqlPool::transaction).
+    pub async fn transaction_with_options<'a, T, F>(
+        &self,
+        options: TxOpts,
+        mut body: F,
+    ) -> Result<T, MySqlOperationError>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T> + Send,
+    {
+        let start = start_statement(&options);
+        let attempt = Transaction { options: &options, start: &start, body: &mut body, _output: PhantomData };
+        run_operation(self, TRANSACTION, attempt).await
     }
 }
 
-/// Runs `attempt` under the pool's retry policy: its delays (exponential backoff with jitter, the same as
-/// [`RetryPolicy::run`](aquifer_core::RetryPolicy::run)), in a loop of our own because whether a failure may
-/// be retried depends on how far the attempt got, not on the error alone.
-async fn with_retries<T, F, Fut>(pool: &MySqlPool, mut attempt: F) -> Result<T, MySqlPoolError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Failed>>,
-{
-    // The policy's delays are only made once something failed: the common case costs nothing.
-    let mut delays = None;
-    loop {
-        let result = attempt().await;
-        let next_delay = || delays.get_or_insert_with(|| pool.manager().config().retry.delays()).next();
-        match next_step(pool, result, next_delay) {
-            Next::Done(result) => return result,
-            Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
+const TRANSACTION: &str = "TRANSACTION";
+
+/// A failed attempt: retried when [`transient`] says so for how far it got.
+fn failure(e: Error, kind: Kind) -> Failure<Error> {
+    let (retry, lost) = (transient(&e, kind), lost_connection(&e).is_some());
+    Failure::new(e, retry, lost)
+}
+
+struct FetchFirst<'s, T> {
+    sql: &'s str,
+    params: &'s Params,
+    _row: PhantomData<fn() -> T>,
+}
+
+impl<T: FromRow + Send + 'static> Attempt<MySqlManager> for FetchFirst<'_, T> {
+    type Output = Option<T>;
+
+    async fn run(&mut self, mut conn: MySqlPooled) -> Result<Option<T>, Failure<Error>> {
+        let result = match self.params {
+            Params::Empty => conn.query_first(self.sql).await,
+            params => conn.exec_first(self.sql, params.clone()).await,
+        };
+        result.map_err(|e| failure(e, Kind::Read))
+    }
+}
+
+struct FetchAll<'s, T> {
+    sql: &'s str,
+    params: &'s Params,
+    _row: PhantomData<fn() -> T>,
+}
+
+impl<T: FromRow + Send + 'static> Attempt<MySqlManager> for FetchAll<'_, T> {
+    type Output = Vec<T>;
+
+    async fn run(&mut self, mut conn: MySqlPooled) -> Result<Vec<T>, Failure<Error>> {
+        let result = match self.params {
+            Params::Empty => conn.query(self.sql).await,
+            params => conn.exec(self.sql, params.clone()).await,
+        };
+        result.map_err(|e| failure(e, Kind::Read))
+    }
+}
+
+struct Execute<'s> {
+    sql: &'s str,
+    params: &'s Params,
+}
+
+impl Attempt<MySqlManager> for Execute<'_> {
+    type Output = Executed;
+
+    async fn run(&mut self, mut conn: MySqlPooled) -> Result<Executed, Failure<Error>> {
+        let result = match self.params {
+            Params::Empty => conn.query_drop(self.sql).await,
+            params => conn.exec_drop(self.sql, params.clone()).await,
+        };
+        match result {
+            Ok(()) => Ok(Executed { rows_affected: conn.affected_rows(), last_insert_id: conn.last_insert_id() }),
+            Err(e) => Err(failure(e, Kind::Write)),
         }
     }
 }
 
-enum Next<T> {
-    Done(Result<T, MySqlPoolError>),
-    RetryAfter(Duration),
+/// The transaction body, as a trait object: a generic `F` bound to one `'a` would tie the attempt's lifetime
+/// to the closure's signature, and rustc then cannot prove the helper's future `Send` (it checks auto traits
+/// for every lifetime).
+type Body<'f, 'a, T> = dyn for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T> + Send + 'f;
+
+struct Transaction<'f, 'a, T> {
+    options: &'f TxOpts,
+    start: &'f str,
+    body: &'f mut Body<'f, 'a, T>,
+    _output: PhantomData<fn() -> T>,
 }
 
-/// What to do after an attempt; `next_delay` is only called when the attempt failed and may be retried.
-fn next_step<T>(
-    pool: &MySqlPool,
-    attempt: Result<T, Failed>,
-    next_delay: impl FnOnce() -> Option<Duration>,
-) -> Next<T> {
-    match attempt {
-        Ok(v) => Next::Done(Ok(v)),
-        Err(Failed { error, retry: true }) => match next_delay() {
-            Some(delay) => {
-                tracing::debug!(pool = pool.name(), error = %error, ?delay, "transient failure; retrying");
-                Next::RetryAfter(delay)
-            }
-            None => Next::Done(Err(error)),
-        },
-        Err(Failed { error, .. }) => Next::Done(Err(error)),
+impl<T: Send> Attempt<MySqlManager> for Transaction<'_, '_, T> {
+    type Output = T;
+
+    async fn run(&mut self, conn: MySqlPooled) -> Result<T, Failure<Error>> {
+        let mut tx = Tx { conn, _scope: PhantomData };
+        run_transaction(&mut tx, self.options, self.start, &mut self.body).await.map_err(|(e, kind)| failure(e, kind))
     }
-}
-
-/// Records one attempt's duration and turns its error into a [`Failed`].
-fn finish<T>(
-    pool: &MySqlPool,
-    name: &str,
-    started: Instant,
-    result: Result<T, Error>,
-    kind: Kind,
-) -> Result<T, Failed> {
-    let elapsed = started.elapsed();
-    match result {
-        Ok(v) => {
-            pool.record_operation(name, elapsed, None);
-            Ok(v)
-        }
-        Err(e) => {
-            pool.record_operation(name, elapsed, Some(&error_type(&e)));
-            let retry = transient(&e, kind);
-            Err(Failed { error: PoolError::Backend(e), retry })
-        }
-    }
-}
-
-async fn fetch_one_once<T: FromRow + Send + 'static>(
-    pool: &MySqlPool,
-    name: &str,
-    sql: &str,
-    params: &Params,
-) -> Result<Option<T>, Failed> {
-    let mut conn = pool.get().await?;
-    let started = Instant::now();
-    let result = match params {
-        Params::Empty => conn.query_first(sql).await,
-        params => conn.exec_first(sql, params.clone()).await,
-    };
-    finish(pool, name, started, result, Kind::Read)
-}
-
-async fn fetch_all_once<T: FromRow + Send + 'static>(
-    pool: &MySqlPool,
-    name: &str,
-    sql: &str,
-    params: &Params,
-) -> Result<Vec<T>, Failed> {
-    let mut conn = pool.get().await?;
-    let started = Instant::now();
-    let result = match params {
-        Params::Empty => conn.query(sql).await,
-        params => conn.exec(sql, params.clone()).await,
-    };
-    finish(pool, name, started, result, Kind::Read)
-}
-
-async fn execute_once(pool: &MySqlPool, name: &str, sql: &str, params: &Params) -> Result<Executed, Failed> {
-    let mut conn = pool.get().await?;
-    let started = Instant::now();
-    let result = match params {
-        Params::Empty => conn.query_drop(sql).await,
-        params => conn.exec_drop(sql, params.clone()).await,
-    };
-    let result =
-        result.map(|()| Executed { rows_affected: conn.affected_rows(), last_insert_id: conn.last_insert_id() });
-    finish(pool, name, started, result, Kind::Write)
 }
 
 /// Refuses, before sending, a statement the server would answer by closing the connection.
-fn check_size(pool: &MySqlPool, sql: &str, params: &Params) -> Result<(), MySqlPoolError> {
+fn check_size(pool: &MySqlPool, sql: &str, params: &Params) -> Result<(), MySqlOperationError> {
     let Some(max) = pool.manager().max_allowed_packet() else { return Ok(()) };
     let value_size = |v: &Value| match v {
         Value::Bytes(b) => b.len() as u64 + 9,
@@ -208,76 +311,12 @@ fn check_size(pool: &MySqlPool, sql: &str, params: &Params) -> Result<(), MySqlP
         };
     // Well below the limit, the byte-exact size does not matter; near it, the server is the judge.
     if size > max {
-        return Err(PoolError::Backend(Error::Other(Box::new(PacketTooLarge { size, max }))));
+        return Err(MySqlOperationError::Backend(Error::Other(Box::new(PacketTooLarge { size, max }))));
     }
     Ok(())
 }
 
-/// The first row of `sql`'s result, converted to `T` (a tuple, a `Row`, a single value, or a type deriving
-/// `FromRow`), or `None` when there is no row. Statements with parameters (`?` placeholders) run as prepared
-/// statements, cached per connection; without parameters they run as plain text queries.
-///
-/// Retries deadlocks, lock wait timeouts and lost connections (see the [module docs](crate::helpers)).
-///
-/// ```no_run
-/// # async fn demo(pool: &aquifer_mysql::MySqlPool) -> Result<(), aquifer_mysql::MySqlPoolError> {
-/// let email: Option<String> = aquifer_mysql::fetch_one(pool, "SELECT email FROM users WHERE id = ?", (42,)).await?;
-/// # Ok(()) }
-/// ```
-///
-/// Cancel safety: dropping the future drops the attempt in flight; its connection is closed if a reply was
-/// still on the wire, so no other caller ever sees it.
-pub async fn fetch_one<T, P>(pool: &MySqlPool, sql: &str, params: P) -> Result<Option<T>, MySqlPoolError>
-where
-    T: FromRow + Send + 'static,
-    P: Into<Params>,
-{
-    let params = params.into();
-    let name = operation_name(sql);
-    check_size(pool, sql, &params)?;
-    with_retries(pool, || fetch_one_once(pool, name, sql, &params)).await
-}
-
-/// Every row of `sql`'s result, converted to `T`. See [`fetch_one`] for parameters and retries.
-///
-/// Cancel safety: as for [`fetch_one`]; rows already read are dropped, rows not yet read are drained by
-/// mysql_async before the connection's next command.
-pub async fn fetch_all<T, P>(pool: &MySqlPool, sql: &str, params: P) -> Result<Vec<T>, MySqlPoolError>
-where
-    T: FromRow + Send + 'static,
-    P: Into<Params>,
-{
-    let params = params.into();
-    let name = operation_name(sql);
-    check_size(pool, sql, &params)?;
-    with_retries(pool, || fetch_all_once(pool, name, sql, &params)).await
-}
-
-/// Runs a statement that returns no rows (`INSERT`, `UPDATE`, `DELETE`, DDL) in autocommit mode.
-///
-/// Retries deadlocks, lock wait timeouts and a connection lost before the statement was sent; not a connection
-/// lost after it was sent (the statement may have run: use [`transaction`] for writes that must be retried).
-///
-/// ```no_run
-/// # async fn demo(pool: &aquifer_mysql::MySqlPool) -> Result<(), aquifer_mysql::MySqlPoolError> {
-/// let done = aquifer_mysql::execute(pool, "UPDATE saved_words SET known = ? WHERE id = ?", (true, 7)).await?;
-/// assert!(done.rows_affected <= 1);
-/// # Ok(()) }
-/// ```
-///
-/// Cancel safety: dropping the future drops the attempt in flight; the statement may or may not have run, and
-/// the connection is closed if its reply was still on the wire.
-pub async fn execute<P>(pool: &MySqlPool, sql: &str, params: P) -> Result<Executed, MySqlPoolError>
-where
-    P: Into<Params>,
-{
-    let params = params.into();
-    let name = operation_name(sql);
-    check_size(pool, sql, &params)?;
-    with_retries(pool, || execute_once(pool, name, sql, &params)).await
-}
-
-/// A transaction in progress, handed to the body of [`transaction`]. It owns the pooled connection and
+/// A transaction in progress, handed to the body of [`MySqlPool::transaction`]. It owns the pooled connection and
 /// dereferences to [`mysql_async::Conn`], so every `Queryable` method works on it (`tx.exec_drop(..)`,
 /// `tx.query_first(..)`, `tx.last_insert_id()`). Do not commit, roll back or start another transaction
 /// through it: the helper does that.
@@ -309,64 +348,9 @@ impl fmt::Debug for Tx<'_> {
     }
 }
 
-/// The future a [`transaction`] body returns: boxed, so the helper's own future stays `Send` (a limitation of
-/// async closures on stable Rust) while the body borrows the [`Tx`].
+/// The future a [`MySqlPool::transaction`] body returns: boxed, so the helper's own future stays `Send` (a
+/// limitation of async closures on stable Rust) while the body borrows the [`Tx`].
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
-
-/// Runs `body` in a transaction (`START TRANSACTION` ... `COMMIT`) on one pooled connection. An error from
-/// `body` rolls the transaction back and is returned; a transient failure (deadlock, lock wait timeout,
-/// connection lost before `COMMIT` was sent) rolls back and runs `body` again, whole, in a fresh transaction,
-/// up to the retry policy's attempts. `body` must therefore have no effects outside the database, or
-/// tolerate repeats. It is called once per attempt and returns a boxed future (`Box::pin(async move {..})`);
-/// captured values are borrowed, so clone owned ones into the closure or capture references.
-///
-/// To abort with an error of your own, return `Err(mysql_async::Error::Other(Box::new(my_error)))`.
-///
-/// ```no_run
-/// # async fn demo(pool: &aquifer_mysql::MySqlPool) -> Result<(), aquifer_mysql::MySqlPoolError> {
-/// use aquifer_mysql::mysql_async::prelude::Queryable;
-///
-/// let word_id = 7;
-/// let review_id = aquifer_mysql::transaction(pool, |tx| {
-///     Box::pin(async move {
-///         tx.exec_drop("INSERT INTO reviews (word_id, correct) VALUES (?, ?)", (word_id, true)).await?;
-///         let id = tx.last_insert_id();
-///         tx.exec_drop("UPDATE saved_words SET reviews = reviews + 1 WHERE id = ?", (word_id,)).await?;
-///         Ok(id)
-///     })
-/// })
-/// .await?;
-/// # Ok(()) }
-/// ```
-///
-/// Cancel safety: dropping the future rolls the transaction back: the connection goes back to the pool inside
-/// the transaction and is rolled back (or closed, if a statement was in flight) before anyone reuses it.
-/// Nothing is committed unless `COMMIT` completed.
-pub async fn transaction<'a, T, F>(pool: &MySqlPool, body: F) -> Result<T, MySqlPoolError>
-where
-    F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T>,
-{
-    transaction_with(pool, TxOpts::default(), body).await
-}
-
-/// [`transaction`] with options: isolation level, read-only, consistent snapshot.
-///
-/// Cancel safety: as for [`transaction`].
-pub async fn transaction_with<'a, T, F>(pool: &MySqlPool, options: TxOpts, mut body: F) -> Result<T, MySqlPoolError>
-where
-    F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T>,
-{
-    let start = start_statement(&options);
-    let mut delays = None;
-    loop {
-        let attempt = transaction_once(pool, &options, &start, &mut body).await;
-        let next_delay = || delays.get_or_insert_with(|| pool.manager().config().retry.delays()).next();
-        match next_step(pool, attempt, next_delay) {
-            Next::Done(result) => return result,
-            Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
-        }
-    }
-}
 
 fn start_statement(options: &TxOpts) -> String {
     let mut modes = Vec::new();
@@ -379,19 +363,6 @@ fn start_statement(options: &TxOpts) -> String {
         None => {}
     }
     if modes.is_empty() { "START TRANSACTION".to_owned() } else { format!("START TRANSACTION {}", modes.join(", ")) }
-}
-
-async fn transaction_once<'a, T, F>(pool: &MySqlPool, options: &TxOpts, start: &str, body: &mut F) -> Result<T, Failed>
-where
-    F: for<'t> FnMut(&'t mut Tx<'a>) -> TxFuture<'t, T>,
-{
-    let conn = pool.get().await?;
-    let started = Instant::now();
-    let mut tx = Tx { conn, _scope: PhantomData };
-    match run_transaction(&mut tx, options, start, body).await {
-        Ok(v) => finish(pool, "TRANSACTION", started, Ok(v), Kind::Commit),
-        Err((e, kind)) => finish(pool, "TRANSACTION", started, Err(e), kind),
-    }
 }
 
 async fn run_transaction<'a, T, F>(

@@ -5,13 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use aquifer_core::{ConfigError, Descriptor, Manager, redact_url};
+use aquifer_core::{ConfigError, Descriptor, Manager, Operations, RetryPolicy, redact_url};
 use mysql_async::consts::StatusFlags;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Error, Opts, OptsBuilder, SslOpts};
 
+use crate::MySqlStartError;
 use crate::config::{DbSystem, MySqlConfig, SslMode, Transport};
-use crate::error::SetupError;
 
 /// A [`Manager`] of mysql_async [`Conn`]ections to one MySQL 8 or MariaDB server.
 ///
@@ -32,16 +32,10 @@ pub struct MySqlManager {
 }
 
 struct Inner {
-    /// What the URL or the caller's `Opts` said, before [`MySqlConfig`] is applied.
-    base: Opts,
-    /// The transport the URL or `Opts` asked for (TCP when they said nothing).
-    base_transport: Transport,
-    /// `db.system.name` implied by the URL scheme.
-    base_system: DbSystem,
     /// The redacted URL, for Debug.
     shown: String,
     config: MySqlConfig,
-    /// `base` with the config applied: what every connect uses.
+    /// The URL's or caller's `Opts` with the config applied: what every connect uses.
     opts: Opts,
     transport: Transport,
     session: Vec<String>,
@@ -59,11 +53,17 @@ const AUTOCOMMIT_ON: u8 = 1;
 const AUTOCOMMIT_OFF: u8 = 2;
 
 impl MySqlManager {
-    /// A manager for a `mysql://` (or `mariadb://`) URL such as `mysql://app:secret@db:3306/orders`, with the
-    /// default [`MySqlConfig`]. mysql_async's URL parameters apply (`socket`, `prefer_socket`, `require_ssl`,
-    /// `stmt_cache_size`...); without `socket` or `prefer_socket=true` connections use TCP.
-    pub fn from_url(url: &str) -> Result<Self, SetupError> {
-        let bad = |reason: String| SetupError::Url { url: redact_url(url), reason };
+    /// A manager for `config.url` (a `mysql://` or `mariadb://` URL such as `mysql://app:secret@db:3306/orders`)
+    /// with `config`'s MySQL settings (its `pool` is the pool's business, not the manager's). mysql_async's URL
+    /// parameters apply (`socket`, `prefer_socket`, `require_ssl`, `stmt_cache_size`...); without `socket` or
+    /// `prefer_socket=true` connections use TCP.
+    pub fn new(config: &MySqlConfig) -> Result<Self, MySqlStartError> {
+        let url = config.url.as_ref().ok_or_else(|| ConfigError::Missing {
+            field: "url".into(),
+            reason: "set MySqlConfig.url, or MYSQL_URL in the environment".into(),
+        })?;
+        let url = url.expose();
+        let bad = |reason: String| MySqlStartError::Url { system: "mysql", url: redact_url(url), reason };
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
         let (system, rewritten) = match parsed.scheme() {
             "mysql" => (DbSystem::MySql, url.to_owned()),
@@ -81,35 +81,30 @@ impl MySqlManager {
             }
         }
         let opts = Opts::from_url(&rewritten).map_err(|e| bad(e.to_string()))?;
-        Ok(Self::build(opts, transport, system, redact_url(url), MySqlConfig::default())?)
+        Ok(Self::build(opts, transport, system, redact_url(url), config.clone())?)
     }
 
-    /// A manager for mysql_async [`Opts`], with the default [`MySqlConfig`]. Their `socket` is honoured; their
-    /// `prefer_socket` (true unless set otherwise) is not: connections use TCP unless
-    /// [`MySqlConfig::transport`] says otherwise.
-    pub fn from_opts(opts: impl Into<Opts>) -> Self {
+    /// A manager for `url` with the default settings (see [`MySqlManager::new`]).
+    pub fn from_url(url: &str) -> Result<Self, MySqlStartError> {
+        Self::new(&MySqlConfig::from_url(url))
+    }
+
+    /// A manager for mysql_async [`Opts`] (for what a URL cannot carry) with `config`'s MySQL settings
+    /// (`config.url` is ignored). The `Opts`' `socket` is honoured; their `prefer_socket` (true unless set
+    /// otherwise) is not: connections use TCP unless [`MySqlConfig::transport`] says otherwise.
+    pub fn with_opts(opts: impl Into<Opts>, config: &MySqlConfig) -> Result<Self, ConfigError> {
         let opts = opts.into();
         let transport = match opts.socket() {
             Some(path) => Transport::Socket(path.into()),
             None => Transport::Tcp,
         };
         let shown = describe_opts(&opts);
-        Self::build(opts, transport, DbSystem::MySql, shown, MySqlConfig::default())
-            .expect("the default MySqlConfig is valid")
+        Self::build(opts, transport, DbSystem::MySql, shown, config.clone())
     }
 
-    /// A manager from the environment: the URL from `{prefix}_URL` (e.g. `MYSQL_URL`) and the settings from
-    /// [`MySqlConfig::from_env`].
-    pub fn from_env(prefix: &str) -> Result<Self, SetupError> {
-        let var = if prefix.is_empty() { "URL".to_owned() } else { format!("{prefix}_URL") };
-        let url = std::env::var(&var).ok().filter(|v| !v.trim().is_empty()).ok_or(SetupError::MissingUrl { var })?;
-        Self::from_url(url.trim())?.with_config(MySqlConfig::from_env(prefix)?).map_err(Into::into)
-    }
-
-    /// Replaces the [`MySqlConfig`]; fails, naming the field, when a setting is invalid.
-    pub fn with_config(self, config: MySqlConfig) -> Result<Self, ConfigError> {
-        let i = &self.inner;
-        Self::build(i.base.clone(), i.base_transport.clone(), i.base_system, i.shown.clone(), config)
+    /// A manager for mysql_async [`Opts`] with the default settings (see [`MySqlManager::with_opts`]).
+    pub fn from_opts(opts: impl Into<Opts>) -> Self {
+        Self::with_opts(opts, &MySqlConfig::default()).expect("the default MySqlConfig is valid")
     }
 
     fn build(
@@ -119,7 +114,7 @@ impl MySqlManager {
         shown: String,
         config: MySqlConfig,
     ) -> Result<Self, ConfigError> {
-        config.validate()?;
+        config.validate_connection()?;
         let transport = config.transport.clone().unwrap_or_else(|| base_transport.clone());
         let mut b = OptsBuilder::from_opts(base.clone());
         b = match &transport {
@@ -173,9 +168,6 @@ impl MySqlManager {
         let session = config.session_statements();
         Ok(MySqlManager {
             inner: Arc::new(Inner {
-                base,
-                base_transport,
-                base_system,
                 shown,
                 config,
                 opts,
@@ -332,5 +324,18 @@ impl Manager for MySqlManager {
     /// unknown database (1049) do not fix themselves between two retries.
     fn is_permanent(&self, error: &Error) -> bool {
         matches!(error, Error::Server(s) if matches!(s.code, 1044 | 1045 | 1049 | 1698))
+    }
+}
+
+/// The helpers' failures are mysql_async errors, classified by server error number.
+impl Operations for MySqlManager {
+    type OperationError = Error;
+
+    fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.config.retry
+    }
+
+    fn operation_error_type(&self, error: &Error) -> Cow<'static, str> {
+        crate::error::error_type(error)
     }
 }

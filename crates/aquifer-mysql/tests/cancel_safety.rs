@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
-use aquifer_mysql::{MySqlManager, MySqlPool, PoolConfig};
+use aquifer_mysql::{MySqlConfig, MySqlPool, PoolConfig};
 use tokio::time::timeout;
 
 async fn pool(url: &str, max_size: usize) -> MySqlPool {
     common::server().await;
-    let manager = MySqlManager::from_url(url).unwrap();
-    aquifer_mysql::connect_with(manager, PoolConfig { max_size, ..PoolConfig::default() }).await.unwrap()
+    let pool = PoolConfig { max_size, ..PoolConfig::default() };
+    MySqlConfig { pool, ..MySqlConfig::from_url(url) }.connect().await.unwrap()
 }
 
 async fn table(admin: &mut aquifer_mysql::mysql_async::Conn, prefix: &str) -> String {
@@ -91,12 +91,12 @@ async fn dropped_helper_futures_never_poison_concurrent_users() {
         tasks.push(tokio::spawn(async move {
             for i in 0..15u64 {
                 let limit = Duration::from_micros(200 + (t * 15 + i) * 37 % 3000);
-                let sleep = aquifer_mysql::fetch_one::<i64, _>(&pool, "SELECT SLEEP(1)", ());
+                let sleep = pool.fetch_optional::<i64, _>("SELECT SLEEP(1)", ());
                 if timeout(limit, sleep).await.is_err() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 let token = t * 1_000 + i;
-                let got: Option<u64> = aquifer_mysql::fetch_one(&pool, "SELECT ? + 0", (token,)).await.unwrap();
+                let got: Option<u64> = pool.fetch_optional("SELECT ? + 0", (token,)).await.unwrap();
                 assert_eq!(got, Some(token));
             }
         }));
@@ -221,7 +221,7 @@ async fn a_transaction_helper_dropped_mid_statement_leaves_nothing_behind() {
         let pool = pool.clone();
         async move {
             let (t, server_id) = (&t, &server_id);
-            aquifer_mysql::transaction(&pool, |tx| {
+            pool.transaction(|tx| {
                 Box::pin(async move {
                     let id: Option<u32> = tx.query_first("SELECT CONNECTION_ID()").await?;
                     server_id.store(id.unwrap(), Ordering::SeqCst);
@@ -268,7 +268,7 @@ async fn a_connection_returned_with_autocommit_off_is_put_back_in_autocommit_mod
         conn.id()
     };
     // The next user writes in what it takes for autocommit mode; the write must be committed.
-    let done = aquifer_mysql::execute(&pool, &format!("INSERT INTO {t} VALUES (1, 'committed')"), ()).await.unwrap();
+    let done = pool.execute(&format!("INSERT INTO {t} VALUES (1, 'committed')"), ()).await.unwrap();
     assert_eq!(done.rows_affected, 1);
     let mut conn = pool.get().await.unwrap();
     assert_eq!(conn.id(), id, "restored, not discarded");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aquifer_mysql::{MySqlManager, PoolConfig};
+use aquifer_mysql::{MySqlConfig, PoolConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_tasks_on_a_pool_of_eight_never_open_more_than_eight_connections() {
@@ -14,7 +14,7 @@ async fn two_hundred_tasks_on_a_pool_of_eight_never_open_more_than_eight_connect
     let user = common::unique("aq_my_conc");
     let url = common::dedicated_user(&mut admin, &user).await;
     let config = PoolConfig { max_size: 8, name: Some(user.clone()), ..PoolConfig::default() };
-    let pool = aquifer_mysql::connect_lazy_with(MySqlManager::from_url(&url).unwrap(), config).unwrap();
+    let pool = MySqlConfig { pool: config, ..MySqlConfig::from_url(&url) }.connect_lazy().unwrap();
 
     // The server's own count of this user's connections, sampled while the load runs.
     let done = Arc::new(AtomicBool::new(false));
@@ -41,9 +41,7 @@ async fn two_hundred_tasks_on_a_pool_of_eight_never_open_more_than_eight_connect
             for j in 0..5u64 {
                 // Long enough that the tasks really queue for the eight connections.
                 let got: Option<u64> =
-                    aquifer_mysql::fetch_one(&pool, "SELECT ? + 0 FROM (SELECT SLEEP(0.002)) s", (i * 10 + j,))
-                        .await
-                        .unwrap();
+                    pool.fetch_optional("SELECT ? + 0 FROM (SELECT SLEEP(0.002)) s", (i * 10 + j,)).await.unwrap();
                 assert_eq!(got, Some(i * 10 + j));
             }
         }));

@@ -55,6 +55,8 @@ fn env_reads_every_setting() {
     let c = MySqlConfig::from_lookup(
         "MYSQL",
         env(&[
+            ("MYSQL_URL", "mysql://app:pw@db:3306/orders"),
+            ("MYSQL_POOL_MAX_SIZE", "7"),
             ("MYSQL_TRANSPORT", "socket:/run/mysqld/mysqld.sock"),
             ("MYSQL_SYSTEM", "mariadb"),
             ("MYSQL_TIME_ZONE", "+00:00"),
@@ -70,6 +72,9 @@ fn env_reads_every_setting() {
         ]),
     )
     .unwrap();
+    assert_eq!(c.url.as_ref().map(|u| u.expose()), Some("mysql://app:pw@db:3306/orders"));
+    assert_eq!(c.pool.max_size, 7);
+    assert!(!format!("{c:?}").contains(":pw@"), "the URL's password is redacted in Debug");
     assert_eq!(c.transport, Some(Transport::Socket("/run/mysqld/mysqld.sock".into())));
     assert_eq!(c.system, Some(DbSystem::MariaDb));
     assert_eq!(c.time_zone.as_deref(), Some("+00:00"));

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
-use aquifer_mysql::{MySqlManager, PoolConfig, SetupError};
+use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlStartError, PoolConfig};
 
 #[tokio::test]
 async fn connect_opens_a_connection_at_start_up() {
@@ -31,7 +31,7 @@ async fn connect_lazy_opens_nothing_until_the_first_get() {
 async fn connect_with_warms_up_min_idle_connections() {
     common::server().await;
     let config = PoolConfig { min_idle: 3, max_size: 4, ..PoolConfig::default() };
-    let pool = aquifer_mysql::connect_with(MySqlManager::from_url(common::URL).unwrap(), config).await.unwrap();
+    let pool = MySqlConfig { pool: config, ..MySqlConfig::from_url(common::URL) }.connect().await.unwrap();
     assert_eq!(pool.state().idle, 3, "{}", pool.state());
 }
 
@@ -70,14 +70,18 @@ async fn the_right_password_is_accepted() {
 #[tokio::test]
 async fn nothing_listening_fails_fast_instead_of_waiting_the_acquire_timeout() {
     // Port 1 on loopback: nothing listens, connects are refused at once.
-    let manager = MySqlManager::from_url("mysql://root@127.0.0.1:1/test").unwrap();
     let config = PoolConfig { acquire_timeout: Duration::from_secs(30), ..PoolConfig::default() };
     let started = Instant::now();
-    let err = aquifer_mysql::connect_with(manager, config).await.unwrap_err();
+    let err = MySqlConfig { pool: config, ..MySqlConfig::from_url("mysql://root@127.0.0.1:1/test") }
+        .connect()
+        .await
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    let SetupError::Connect(pool_err) = &err else { panic!("expected a connect error, got {err:?}") };
+    let MySqlStartError::Connect { source: pool_err, .. } = &err else {
+        panic!("expected a connect error, got {err:?}")
+    };
     assert!(
-        matches!(pool_err, aquifer_mysql::MySqlPoolError::Unavailable { .. }),
+        matches!(**pool_err, aquifer_mysql::MySqlPoolError::Unavailable { .. }),
         "expected fail-fast, got {pool_err:?}"
     );
     assert_eq!(aquifer_mysql::error_type(pool_err.backend_error().unwrap()), "connection_refused");
@@ -149,7 +153,7 @@ async fn a_bad_pool_setting_in_the_environment_names_the_variable() {
 #[test]
 fn an_unsupported_scheme_is_a_url_error() {
     let err = MySqlManager::from_url("postgres://root@127.0.0.1/test").unwrap_err();
-    assert!(matches!(err, SetupError::Url { .. }), "{err:?}");
+    assert!(matches!(err, MySqlStartError::Url { .. }), "{err:?}");
     assert!(err.to_string().contains("postgres"), "{err}");
 }
 
@@ -181,7 +185,7 @@ async fn a_pool_from_mysql_async_opts_connects_over_tcp() {
         .tcp_port(common::PORT)
         .user(Some("root"))
         .db_name(Some("test"));
-    let pool = aquifer_mysql::connect_with(MySqlManager::from_opts(opts), PoolConfig::default()).await.unwrap();
+    let pool = MySqlConfig::default().connect_with_options(opts).await.unwrap();
     let host: Option<String> = pool
         .get()
         .await

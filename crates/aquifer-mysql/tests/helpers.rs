@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::mysql_async::{Conn, Error, Row};
-use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, MySqlPoolError, PoolConfig};
+use aquifer_mysql::{MySqlConfig, MySqlOperationError, MySqlPool, PoolConfig};
 
 async fn pool_with(config: MySqlConfig, pool: PoolConfig) -> MySqlPool {
     common::server().await;
-    let manager = MySqlManager::from_url(common::URL).unwrap().with_config(config).unwrap();
-    aquifer_mysql::connect_with(manager, pool).await.unwrap()
+    MySqlConfig { pool, url: MySqlConfig::from_url(common::URL).url, ..config }.connect().await.unwrap()
 }
 
 async fn pool() -> MySqlPool {
@@ -33,7 +32,7 @@ async fn table(admin: &mut Conn) -> String {
     t
 }
 
-fn server_code(e: &MySqlPoolError) -> Option<u16> {
+fn server_code(e: &MySqlOperationError) -> Option<u16> {
     match e.backend_error() {
         Some(Error::Server(s)) => Some(s.code),
         _ => None,
@@ -41,18 +40,27 @@ fn server_code(e: &MySqlPoolError) -> Option<u16> {
 }
 
 #[tokio::test]
-async fn fetch_one_returns_the_first_row_or_none() {
+async fn fetch_one_returns_the_first_row_and_errors_when_there_is_none() {
     let mut admin = common::admin().await;
     let t = table(&mut admin).await;
     let pool = pool().await;
-    let n: Option<i32> =
-        aquifer_mysql::fetch_one(&pool, &format!("SELECT n FROM {t} WHERE id = ?"), (2,)).await.unwrap();
+    let n: i32 = pool.fetch_one(&format!("SELECT n FROM {t} WHERE id = ?"), (2,)).await.unwrap();
+    assert_eq!(n, 20);
+    let err = pool.fetch_one::<i32, _>(&format!("SELECT n FROM {t} WHERE id = ?"), (99,)).await.unwrap_err();
+    assert!(err.backend_error().is_some_and(aquifer_mysql::is_row_not_found), "{err:?}");
+    admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn fetch_optional_returns_the_first_row_or_none() {
+    let mut admin = common::admin().await;
+    let t = table(&mut admin).await;
+    let pool = pool().await;
+    let n: Option<i32> = pool.fetch_optional(&format!("SELECT n FROM {t} WHERE id = ?"), (2,)).await.unwrap();
     assert_eq!(n, Some(20));
-    let none: Option<i32> =
-        aquifer_mysql::fetch_one(&pool, &format!("SELECT n FROM {t} WHERE id = ?"), (99,)).await.unwrap();
+    let none: Option<i32> = pool.fetch_optional(&format!("SELECT n FROM {t} WHERE id = ?"), (99,)).await.unwrap();
     assert_eq!(none, None);
-    let row: Option<(i32, i32)> =
-        aquifer_mysql::fetch_one(&pool, &format!("SELECT id, n FROM {t} ORDER BY id"), ()).await.unwrap();
+    let row: Option<(i32, i32)> = pool.fetch_optional(&format!("SELECT id, n FROM {t} ORDER BY id"), ()).await.unwrap();
     assert_eq!(row, Some((1, 10)), "without parameters: a text query");
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
@@ -63,10 +71,9 @@ async fn fetch_all_returns_every_row_in_order() {
     let t = table(&mut admin).await;
     let pool = pool().await;
     let rows: Vec<(i32, i32)> =
-        aquifer_mysql::fetch_all(&pool, &format!("SELECT id, n FROM {t} WHERE n > ? ORDER BY id"), (0,)).await.unwrap();
+        pool.fetch_all(&format!("SELECT id, n FROM {t} WHERE n > ? ORDER BY id"), (0,)).await.unwrap();
     assert_eq!(rows, vec![(1, 10), (2, 20)]);
-    let rows: Vec<Row> =
-        aquifer_mysql::fetch_all(&pool, &format!("SELECT * FROM {t} WHERE n > 100"), ()).await.unwrap();
+    let rows: Vec<Row> = pool.fetch_all(&format!("SELECT * FROM {t} WHERE n > 100"), ()).await.unwrap();
     assert!(rows.is_empty());
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
@@ -76,9 +83,9 @@ async fn execute_reports_affected_rows_and_the_generated_id() {
     let mut admin = common::admin().await;
     let t = table(&mut admin).await;
     let pool = pool().await;
-    let done = aquifer_mysql::execute(&pool, &format!("INSERT INTO {t} (n) VALUES (?)"), (30,)).await.unwrap();
+    let done = pool.execute(&format!("INSERT INTO {t} (n) VALUES (?)"), (30,)).await.unwrap();
     assert_eq!((done.rows_affected, done.last_insert_id), (1, Some(3)));
-    let done = aquifer_mysql::execute(&pool, &format!("UPDATE {t} SET n = n + 1"), ()).await.unwrap();
+    let done = pool.execute(&format!("UPDATE {t} SET n = n + 1"), ()).await.unwrap();
     assert_eq!(done.rows_affected, 3);
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
@@ -87,7 +94,7 @@ async fn execute_reports_affected_rows_and_the_generated_id() {
 async fn a_server_error_is_returned_as_is_and_not_retried() {
     let pool = pool().await;
     let calls_before = pool.stats().acquired;
-    let err = aquifer_mysql::execute(&pool, "SELECT * FROM aq_my_no_such_table", ()).await.unwrap_err();
+    let err = pool.execute("SELECT * FROM aq_my_no_such_table", ()).await.unwrap_err();
     assert_eq!(server_code(&err), Some(1146), "{err}");
     assert_eq!(pool.stats().acquired, calls_before + 1, "one attempt only");
 }
@@ -98,16 +105,17 @@ async fn a_transaction_commits_every_statement_together() {
     let t = table(&mut admin).await;
     let pool = pool().await;
     let t = &t;
-    let total = aquifer_mysql::transaction(&pool, |tx| {
-        Box::pin(async move {
-            tx.exec_drop(format!("UPDATE {t} SET n = n - ? WHERE id = 1"), (5,)).await?;
-            tx.exec_drop(format!("UPDATE {t} SET n = n + ? WHERE id = 2"), (5,)).await?;
-            let total: Option<i64> = tx.query_first(format!("SELECT SUM(n) FROM {t}")).await?;
-            Ok(total)
+    let total = pool
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.exec_drop(format!("UPDATE {t} SET n = n - ? WHERE id = 1"), (5,)).await?;
+                tx.exec_drop(format!("UPDATE {t} SET n = n + ? WHERE id = 2"), (5,)).await?;
+                let total: Option<i64> = tx.query_first(format!("SELECT SUM(n) FROM {t}")).await?;
+                Ok(total)
+            })
         })
-    })
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     assert_eq!(total, Some(30));
     let rows: Vec<(i32, i32)> = admin.query(format!("SELECT id, n FROM {t} ORDER BY id")).await.unwrap();
     assert_eq!(rows, vec![(1, 5), (2, 25)]);
@@ -121,16 +129,17 @@ async fn an_error_in_a_transaction_rolls_everything_back() {
     let pool = pool().await;
     let attempts = AtomicU32::new(0);
     let t = &t;
-    let err = aquifer_mysql::transaction(&pool, |tx| {
-        attempts.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move {
-            tx.exec_drop(format!("UPDATE {t} SET n = 0 WHERE id = 1"), ()).await?;
-            tx.exec_drop(format!("INSERT INTO {t} (id, n) VALUES (2, 0)"), ()).await?; // duplicate key
-            Ok(())
+    let err = pool
+        .transaction(|tx| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                tx.exec_drop(format!("UPDATE {t} SET n = 0 WHERE id = 1"), ()).await?;
+                tx.exec_drop(format!("INSERT INTO {t} (id, n) VALUES (2, 0)"), ()).await?; // duplicate key
+                Ok(())
+            })
         })
-    })
-    .await
-    .unwrap_err();
+        .await
+        .unwrap_err();
     assert_eq!(server_code(&err), Some(1062), "{err}");
     assert_eq!(attempts.load(Ordering::SeqCst), 1, "a duplicate key is not transient");
     let n: Option<i32> = admin.query_first(format!("SELECT n FROM {t} WHERE id = 1")).await.unwrap();
@@ -148,14 +157,15 @@ async fn an_application_error_aborts_the_transaction_and_comes_back_unchanged() 
     let t = table(&mut admin).await;
     let pool = pool().await;
     let t = &t;
-    let err = aquifer_mysql::transaction(&pool, |tx| {
-        Box::pin(async move {
-            tx.exec_drop(format!("UPDATE {t} SET n = n - 100 WHERE id = 1"), ()).await?;
-            Err::<(), _>(Error::Other(Box::new(Insufficient)))
+    let err = pool
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.exec_drop(format!("UPDATE {t} SET n = n - 100 WHERE id = 1"), ()).await?;
+                Err::<(), _>(Error::Other(Box::new(Insufficient)))
+            })
         })
-    })
-    .await
-    .unwrap_err();
+        .await
+        .unwrap_err();
     let Some(Error::Other(inner)) = err.backend_error() else { panic!("{err:?}") };
     assert!(inner.downcast_ref::<Insufficient>().is_some());
     let n: Option<i32> = admin.query_first(format!("SELECT n FROM {t} WHERE id = 1")).await.unwrap();
@@ -176,7 +186,7 @@ async fn a_deadlocked_transaction_is_retried_whole_and_both_commit() {
         let (pool, t, attempts, barrier) = (pool.clone(), t.clone(), Arc::clone(&attempts), Arc::clone(&barrier));
         tasks.push(tokio::spawn(async move {
             let (t, barrier) = (&t, &barrier);
-            aquifer_mysql::transaction(&pool, |tx| {
+            pool.transaction(|tx| {
                 let first_attempt = attempts.fetch_add(1, Ordering::SeqCst) < 2;
                 Box::pin(async move {
                     tx.exec_drop(format!("UPDATE {t} SET n = n + 1 WHERE id = ?"), (first,)).await?;
@@ -215,7 +225,7 @@ async fn a_lock_wait_timeout_is_retried_until_the_lock_is_free() {
         admin
     });
     let before = pool.stats().acquired;
-    let done = aquifer_mysql::execute(&pool, &format!("UPDATE {t} SET n = n + 5 WHERE id = 1"), ()).await.unwrap();
+    let done = pool.execute(&format!("UPDATE {t} SET n = n + 5 WHERE id = 1"), ()).await.unwrap();
     assert_eq!(done.rows_affected, 1);
     assert_eq!(pool.stats().acquired - before, 2, "one lock wait timeout, one retry");
     let mut admin = release.await.unwrap();
@@ -243,7 +253,7 @@ async fn a_read_on_a_connection_killed_while_idle_is_retried_on_a_new_one() {
     let pool = unvalidated_pool().await;
     let old = id_of(&pool).await;
     common::kill(&mut admin, old).await;
-    let id: Option<u32> = aquifer_mysql::fetch_one(&pool, "SELECT CONNECTION_ID()", ()).await.unwrap();
+    let id: Option<u32> = pool.fetch_optional("SELECT CONNECTION_ID()", ()).await.unwrap();
     assert_ne!(id, Some(old));
     assert_eq!(pool.stats().closed_broken, 1);
 }
@@ -255,10 +265,10 @@ async fn a_write_on_a_connection_lost_after_sending_is_not_retried() {
     let pool = unvalidated_pool().await;
     let old = id_of(&pool).await;
     common::kill(&mut admin, old).await;
-    let err = aquifer_mysql::execute(&pool, &format!("UPDATE {t} SET n = n + 1"), ()).await.unwrap_err();
+    let err = pool.execute(&format!("UPDATE {t} SET n = n + 1"), ()).await.unwrap_err();
     assert_eq!(aquifer_mysql::error_type(err.backend_error().unwrap()), "connection_lost", "{err:?}");
     // The next call gets a fresh connection.
-    aquifer_mysql::execute(&pool, &format!("UPDATE {t} SET n = n + 1"), ()).await.unwrap();
+    pool.execute(&format!("UPDATE {t} SET n = n + 1"), ()).await.unwrap();
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
 
@@ -270,7 +280,7 @@ async fn a_transaction_whose_connection_dies_before_commit_is_retried_and_commit
     let attempts = AtomicU32::new(0);
     let killer = tokio::sync::Mutex::new(common::admin().await);
     let (t, killer) = (&t, &killer);
-    aquifer_mysql::transaction(&pool, |tx| {
+    pool.transaction(|tx| {
         let attempt = attempts.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             tx.exec_drop(format!("UPDATE {t} SET n = n + 1 WHERE id = 1"), ()).await?;
@@ -301,7 +311,7 @@ async fn retries_stop_after_the_policy_attempts() {
     admin.query_drop("START TRANSACTION").await.unwrap();
     admin.query_drop(format!("UPDATE {t} SET n = 0 WHERE id = 1")).await.unwrap();
     let before = pool.stats().acquired;
-    let err = aquifer_mysql::execute(&pool, &format!("UPDATE {t} SET n = 1 WHERE id = 1"), ()).await.unwrap_err();
+    let err = pool.execute(&format!("UPDATE {t} SET n = 1 WHERE id = 1"), ()).await.unwrap_err();
     assert_eq!(server_code(&err), Some(1205), "{err}");
     assert_eq!(pool.stats().acquired - before, 2);
     admin.query_drop("ROLLBACK").await.unwrap();
@@ -312,10 +322,10 @@ async fn retries_stop_after_the_policy_attempts() {
 async fn helper_futures_can_be_spawned() {
     let pool = pool().await;
     let p = pool.clone();
-    let one = tokio::spawn(async move { aquifer_mysql::fetch_one::<i64, _>(&p, "SELECT 1", ()).await });
+    let one = tokio::spawn(async move { p.fetch_optional::<i64, _>("SELECT 1", ()).await });
     let p = pool.clone();
     let tx = tokio::spawn(async move {
-        aquifer_mysql::transaction(&p, |tx| Box::pin(async move { tx.query_first::<i64, _>("SELECT 2").await })).await
+        p.transaction(|tx| Box::pin(async move { tx.query_first::<i64, _>("SELECT 2").await })).await
     });
     assert_eq!(one.await.unwrap().unwrap(), Some(1));
     assert_eq!(tx.await.unwrap().unwrap(), Some(2));
@@ -329,15 +339,16 @@ async fn a_read_only_transaction_refuses_writes() {
     let mut options = aquifer_mysql::mysql_async::TxOpts::default();
     options.with_readonly(true).with_consistent_snapshot(true);
     let t = &t;
-    let err = aquifer_mysql::transaction_with(&pool, options, |tx| {
-        Box::pin(async move {
-            let n: Option<i32> = tx.query_first(format!("SELECT n FROM {t} WHERE id = 1")).await?;
-            assert_eq!(n, Some(10), "reads work");
-            tx.query_drop(format!("UPDATE {t} SET n = 0")).await
+    let err = pool
+        .transaction_with_options(options, |tx| {
+            Box::pin(async move {
+                let n: Option<i32> = tx.query_first(format!("SELECT n FROM {t} WHERE id = 1")).await?;
+                assert_eq!(n, Some(10), "reads work");
+                tx.query_drop(format!("UPDATE {t} SET n = 0")).await
+            })
         })
-    })
-    .await
-    .unwrap_err();
+        .await
+        .unwrap_err();
     assert_eq!(server_code(&err), Some(1792), "ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: {err}");
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
@@ -350,20 +361,21 @@ async fn a_transaction_runs_at_the_isolation_level_asked_for() {
     let mut options = aquifer_mysql::mysql_async::TxOpts::default();
     options.with_isolation_level(aquifer_mysql::mysql_async::IsolationLevel::Serializable);
     let tt = &t;
-    let level = aquifer_mysql::transaction_with(&pool, options, |tx| {
-        Box::pin(async move {
-            // MariaDB lists the running transaction, with its isolation level, in information_schema.INNODB_TRX
-            // once it has touched InnoDB; a locking read makes it do so.
-            tx.query_drop(format!("SELECT n FROM {tt} WHERE id = 1 FOR UPDATE")).await?;
-            tx.query_first::<String, _>(
-                "SELECT trx_isolation_level FROM information_schema.INNODB_TRX
+    let level = pool
+        .transaction_with_options(options, |tx| {
+            Box::pin(async move {
+                // MariaDB lists the running transaction, with its isolation level, in information_schema.INNODB_TRX
+                // once it has touched InnoDB; a locking read makes it do so.
+                tx.query_drop(format!("SELECT n FROM {tt} WHERE id = 1 FOR UPDATE")).await?;
+                tx.query_first::<String, _>(
+                    "SELECT trx_isolation_level FROM information_schema.INNODB_TRX
                  WHERE trx_mysql_thread_id = CONNECTION_ID()",
-            )
-            .await
+                )
+                .await
+            })
         })
-    })
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     assert_eq!(level.as_deref(), Some("SERIALIZABLE"));
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
-use aquifer_mysql::{MySqlManager, MySqlPool, PoolConfig};
+use aquifer_mysql::{MySqlConfig, MySqlPool, PoolConfig};
 use tokio::time::Instant;
 
 const LOAD: Duration = Duration::from_millis(2500);
@@ -17,7 +17,7 @@ const KILLS_AT: [Duration; 2] = [Duration::from_millis(500), Duration::from_mill
 
 async fn pool_for(user: &str, url: &str) -> MySqlPool {
     let config = PoolConfig { max_size: 8, name: Some(user.to_owned()), ..PoolConfig::default() };
-    aquifer_mysql::connect_with(MySqlManager::from_url(url).unwrap(), config).await.unwrap()
+    MySqlConfig { pool: config, ..MySqlConfig::from_url(url) }.connect().await.unwrap()
 }
 
 /// Kills every connection of `user` at each of `KILLS_AT`; returns how many were killed.
@@ -114,7 +114,8 @@ async fn reads_through_the_helpers_survive_killing_every_connection() {
             while start.elapsed() < LOAD {
                 i += 1;
                 let token = t * 1_000_000 + i;
-                let got: Option<u64> = aquifer_mysql::fetch_one(&pool, "SELECT ? + 0", (token,))
+                let got: Option<u64> = pool
+                    .fetch_optional("SELECT ? + 0", (token,))
                     .await
                     .expect("a read on a killed connection is retried on a new one");
                 assert_eq!(got, Some(token));

@@ -11,7 +11,9 @@ use aquifer_testing::{Captured, MetricsCapture};
 async fn pool(capture: &MetricsCapture, name: &str) -> MySqlPool {
     common::server().await;
     let manager = MySqlManager::from_url("mariadb://root@127.0.0.1:3306/test").unwrap();
-    let pool = MySqlPool::builder(manager).name(name).max_size(2).meter(capture.meter()).build().unwrap();
+    let pool = MySqlPool::from(
+        aquifer_core::Pool::builder(manager).name(name).max_size(2).meter(capture.meter()).build().unwrap(),
+    );
     pool.warm_up().await.unwrap();
     pool
 }
@@ -26,11 +28,11 @@ async fn helpers_record_operation_duration_with_the_operation_and_error_type() {
     let capture = MetricsCapture::new();
     let pool = pool(&capture, "aq_my_metrics").await;
     for _ in 0..3 {
-        let _: Option<i64> = aquifer_mysql::fetch_one(&pool, "SELECT 1", ()).await.unwrap();
+        let _: Option<i64> = pool.fetch_optional("SELECT 1", ()).await.unwrap();
     }
-    aquifer_mysql::execute(&pool, "DO SLEEP(0.01)", ()).await.unwrap();
-    aquifer_mysql::execute(&pool, "SELEKT nonsense", ()).await.unwrap_err();
-    aquifer_mysql::transaction(&pool, |_tx| Box::pin(async { Ok(()) })).await.unwrap();
+    pool.execute("DO SLEEP(0.01)", ()).await.unwrap();
+    pool.execute("SELEKT nonsense", ()).await.unwrap_err();
+    pool.transaction(|_tx| Box::pin(async { Ok(()) })).await.unwrap();
 
     let m = capture.collect();
     let selects = operations(&m, "SELECT", None);
@@ -59,18 +61,20 @@ async fn each_retried_attempt_is_recorded_with_its_error() {
     let pool = {
         common::server().await;
         let manager = MySqlManager::from_url(common::URL).unwrap();
-        MySqlPool::builder(manager)
-            .name("aq_my_metrics_retry")
-            .max_size(1)
-            .validation_bypass(Duration::from_secs(3600))
-            .meter(capture.meter())
-            .build()
-            .unwrap()
+        MySqlPool::from(
+            aquifer_core::Pool::builder(manager)
+                .name("aq_my_metrics_retry")
+                .max_size(1)
+                .validation_bypass(Duration::from_secs(3600))
+                .meter(capture.meter())
+                .build()
+                .unwrap(),
+        )
     };
     let mut admin = common::admin().await;
     let old = pool.get().await.unwrap().id();
     common::kill(&mut admin, old).await;
-    let _: Option<i64> = aquifer_mysql::fetch_one(&pool, "SELECT 1", ()).await.unwrap();
+    let _: Option<i64> = pool.fetch_optional("SELECT 1", ()).await.unwrap();
     let m = capture.collect();
     assert_eq!(operations(&m, "SELECT", Some("connection_lost")).len(), 1, "the attempt on the killed connection");
     assert_eq!(operations(&m, "SELECT", None)[0].count, 1, "the retry");

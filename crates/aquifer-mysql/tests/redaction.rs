@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use aquifer_mysql::{MySqlConfig, MySqlManager, PoolConfig, SetupError};
+use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, MySqlStartError, PoolConfig};
 
 const SECRET: &str = "Sup3rS3cret-pw";
 
@@ -37,7 +37,7 @@ fn an_invalid_url_error_hides_the_password() {
         format!("postgres://app:{SECRET}@db.internal/orders"),
     ] {
         let err = MySqlManager::from_url(&url).unwrap_err();
-        assert!(matches!(err, SetupError::Url { .. }), "{err:?}");
+        assert!(matches!(err, MySqlStartError::Url { .. }), "{err:?}");
         assert_hidden("Display", &err.to_string());
         assert_hidden("Debug", &format!("{err:?}"));
     }
@@ -49,7 +49,7 @@ async fn a_refused_password_hides_it_in_errors_pool_debug_and_health() {
     let url = format!("mysql://aquifer_pw:{SECRET}@127.0.0.1:3306/test");
     let manager = MySqlManager::from_url(&url).unwrap();
     let config = PoolConfig { acquire_timeout: Duration::from_secs(5), ..PoolConfig::default() };
-    let pool = aquifer_mysql::connect_lazy_with(manager, config).unwrap();
+    let pool = MySqlPool::from_manager(manager, config).unwrap();
     let err = pool.get().await.unwrap_err();
     assert!(err.to_string().contains("Access denied"), "{err}");
     assert_hidden("PoolError Display", &err.to_string());
@@ -59,8 +59,8 @@ async fn a_refused_password_hides_it_in_errors_pool_debug_and_health() {
     assert_hidden("health report", &serde_json::to_string(&health).unwrap());
     assert_hidden("health Debug", &format!("{health:?}"));
     let setup = aquifer_mysql::connect(&url).await.unwrap_err();
-    assert_hidden("SetupError Display", &setup.to_string());
-    assert_hidden("SetupError Debug", &format!("{setup:?}"));
+    assert_hidden("MySqlStartError Display", &setup.to_string());
+    assert_hidden("MySqlStartError Debug", &format!("{setup:?}"));
 }
 
 #[test]

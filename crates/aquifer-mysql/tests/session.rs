@@ -5,12 +5,18 @@ mod common;
 use std::time::Duration;
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
-use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, PoolConfig};
+use aquifer_mysql::{MySqlConfig, MySqlPool, PoolConfig};
 
 async fn pool_with(config: MySqlConfig, max_size: usize) -> MySqlPool {
     common::server().await;
-    let manager = MySqlManager::from_url(common::URL).unwrap().with_config(config).unwrap();
-    aquifer_mysql::connect_with(manager, PoolConfig { max_size, ..PoolConfig::default() }).await.unwrap()
+    MySqlConfig {
+        pool: PoolConfig { max_size, ..PoolConfig::default() },
+        url: MySqlConfig::from_url(common::URL).url,
+        ..config
+    }
+    .connect()
+    .await
+    .unwrap()
 }
 
 fn settings() -> MySqlConfig {
@@ -47,8 +53,10 @@ async fn session_settings_and_init_sql_are_applied_to_every_connection_in_order(
 async fn a_failing_init_statement_fails_the_connect_with_the_server_error() {
     common::server().await;
     let config = MySqlConfig { init_sql: vec!["SELECT * FROM aq_my_no_such_table".into()], ..MySqlConfig::default() };
-    let manager = MySqlManager::from_url(common::URL).unwrap().with_config(config).unwrap();
-    let err = aquifer_mysql::connect_with(manager, PoolConfig::default()).await.unwrap_err();
+    let err = MySqlConfig { pool: PoolConfig::default(), url: MySqlConfig::from_url(common::URL).url, ..config }
+        .connect()
+        .await
+        .unwrap_err();
     let Some(aquifer_mysql::mysql_async::Error::Server(e)) = err.backend_error() else { panic!("{err:?}") };
     assert_eq!(e.code, 1146, "ER_NO_SUCH_TABLE: {e}");
 }
@@ -57,8 +65,10 @@ async fn a_failing_init_statement_fails_the_connect_with_the_server_error() {
 async fn an_unknown_time_zone_fails_the_connect_naming_it() {
     common::server().await;
     let config = MySqlConfig { time_zone: Some("Mars/Olympus_Mons".into()), ..MySqlConfig::default() };
-    let manager = MySqlManager::from_url(common::URL).unwrap().with_config(config).unwrap();
-    let err = aquifer_mysql::connect_with(manager, PoolConfig::default()).await.unwrap_err();
+    let err = MySqlConfig { pool: PoolConfig::default(), url: MySqlConfig::from_url(common::URL).url, ..config }
+        .connect()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("Mars/Olympus_Mons"), "{err}");
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
-use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, PoolConfig, SetupError, SslMode};
+use aquifer_mysql::{MySqlConfig, MySqlPool, MySqlStartError, PoolConfig, SslMode};
 
 const TLS_URL: &str = "mysql://aquifer_tls:aquifer-tls@127.0.0.1:3307/test";
 
@@ -21,9 +21,14 @@ async fn tls_server() {
     assert!(certs().join("ca.pem").exists(), "no CA at {}; run `{}`", certs().display(), common::SCRIPT);
 }
 
-async fn connect(url: &str, config: MySqlConfig) -> Result<MySqlPool, SetupError> {
-    let manager = MySqlManager::from_url(url)?.with_config(config)?;
-    aquifer_mysql::connect_with(manager, PoolConfig { max_size: 1, ..PoolConfig::default() }).await
+async fn connect(url: &str, config: MySqlConfig) -> Result<MySqlPool, MySqlStartError> {
+    MySqlConfig {
+        pool: PoolConfig { max_size: 1, ..PoolConfig::default() },
+        url: MySqlConfig::from_url(url).url,
+        ..config
+    }
+    .connect()
+    .await
 }
 
 async fn cipher(pool: &MySqlPool) -> String {

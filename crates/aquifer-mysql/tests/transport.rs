@@ -17,7 +17,11 @@ async fn peer_of(pool: &MySqlPool) -> String {
 }
 
 async fn pool_for(manager: MySqlManager) -> MySqlPool {
-    aquifer_mysql::connect_with(manager, PoolConfig { max_size: 1, ..PoolConfig::default() }).await.unwrap()
+    MySqlPool::from_manager(manager, PoolConfig { max_size: 1, ..PoolConfig::default() })
+        .unwrap()
+        .start()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -34,7 +38,7 @@ async fn the_default_transport_is_tcp_even_where_the_socket_is_reachable() {
 async fn the_socket_transport_connects_through_the_unix_socket() {
     common::server().await;
     let config = MySqlConfig { transport: Some(Transport::Socket(SOCKET.into())), ..MySqlConfig::default() };
-    let manager = MySqlManager::from_url(common::URL).unwrap().with_config(config).unwrap();
+    let manager = MySqlManager::new(&MySqlConfig { url: MySqlConfig::from_url(common::URL).url, ..config }).unwrap();
     assert_eq!(manager.descriptor().server_address.as_deref(), Some(SOCKET));
     assert_eq!(manager.descriptor().server_port, None);
     let peer = peer_of(&pool_for(manager).await).await;
@@ -60,11 +64,9 @@ async fn prefer_socket_keeps_mysql_async_behaviour_when_asked_for() {
 #[tokio::test]
 async fn the_configured_transport_overrides_the_url() {
     common::server().await;
-    let config = MySqlConfig { transport: Some(Transport::Tcp), ..MySqlConfig::default() };
-    let manager = MySqlManager::from_url("mysql://root@127.0.0.1:3306/test?prefer_socket=true")
-        .unwrap()
-        .with_config(config)
-        .unwrap();
+    let url = "mysql://root@127.0.0.1:3306/test?prefer_socket=true";
+    let config = MySqlConfig { transport: Some(Transport::Tcp), ..MySqlConfig::from_url(url) };
+    let manager = MySqlManager::new(&config).unwrap();
     let peer = peer_of(&pool_for(manager).await).await;
     assert!(peer.starts_with("127.0.0.1:"), "{peer}");
 }

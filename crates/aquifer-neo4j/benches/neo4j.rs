@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aquifer_neo4j::{Graph, Neo4jConfig, Neo4jManager, Neo4jPool, Neo4jPoolExt, Query, query};
+use aquifer_neo4j::{Graph, Neo4jConfig, Neo4jManager, Neo4jPool, Query, query};
 
 const POOL_SIZE: usize = 16;
 const TASKS: [usize; 2] = [16, 64];
@@ -23,7 +23,7 @@ const NODES: i64 = 100;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Peer {
-    /// `pool.fetch(q)`: the helper (checkout, query, rows, operation metric).
+    /// `pool.fetch_all(q)`: the helper (checkout, query, rows, operation metric).
     AquiferFetch,
     /// `pool.get()` then the Graph API on the pooled connection.
     AquiferGet,
@@ -74,7 +74,7 @@ struct Peers {
 async fn one(peers: &Peers, peer: Peer, work: Work, i: u64) -> usize {
     let q = work.query(i);
     match peer {
-        Peer::AquiferFetch => peers.pool.fetch(q).await.expect("query").len(),
+        Peer::AquiferFetch => peers.pool.fetch_all(q).await.expect("query").len(),
         Peer::AquiferGet => {
             let conn = peers.pool.get().await.expect("connection");
             let mut rows = conn.execute(q).await.expect("query");
@@ -157,12 +157,14 @@ async fn main() {
     let rounds: usize = std::env::var("AQ_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let config = Neo4jConfig::from_lookup("NEO4J", env).expect("NEO4J_* configuration");
 
-    let pool = Neo4jPool::builder(Neo4jManager::new(config.clone()).unwrap())
-        .name("aq_neo4j_bench")
-        .max_size(POOL_SIZE)
-        .min_idle(POOL_SIZE)
-        .build()
-        .unwrap();
+    let pool = Neo4jPool::from(
+        aquifer_core::Pool::builder(Neo4jManager::new(config.clone()).unwrap())
+            .name("aq_neo4j_bench")
+            .max_size(POOL_SIZE)
+            .min_idle(POOL_SIZE)
+            .build()
+            .unwrap(),
+    );
     pool.warm_up().await.expect("the Bolt server answers (start it with `bash scripts/dev-services.sh`)");
     let mut builder = aquifer_neo4j::neo4rs::ConfigBuilder::default()
         .uri(config.uri.clone())
@@ -177,13 +179,13 @@ async fn main() {
     let peers = Peers { pool, graph };
 
     // Data for the MATCH: NODES small nodes with an index on id.
-    peers.pool.run("MATCH (n:AqNeoBench) DETACH DELETE n").await.unwrap();
-    peers.pool.run("CREATE INDEX IF NOT EXISTS FOR (n:AqNeoBench) ON (n.id)").await.unwrap();
+    peers.pool.execute("MATCH (n:AqNeoBench) DETACH DELETE n").await.unwrap();
+    peers.pool.execute("CREATE INDEX IF NOT EXISTS FOR (n:AqNeoBench) ON (n.id)").await.unwrap();
     let rows: Vec<HashMap<&str, aquifer_neo4j::BoltType>> =
         (0..NODES).map(|i| [("id", i.into()), ("name", format!("node {i}").into())].into_iter().collect()).collect();
     peers
         .pool
-        .run(query("UNWIND $rows AS r CREATE (:AqNeoBench {id: r.id, name: r.name})").param("rows", rows))
+        .execute(query("UNWIND $rows AS r CREATE (:AqNeoBench {id: r.id, name: r.name})").param("rows", rows))
         .await
         .unwrap();
 
@@ -223,5 +225,5 @@ async fn main() {
             }
         }
     }
-    peers.pool.run("MATCH (n:AqNeoBench) DETACH DELETE n").await.unwrap();
+    peers.pool.execute("MATCH (n:AqNeoBench) DETACH DELETE n").await.unwrap();
 }

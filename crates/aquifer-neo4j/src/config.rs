@@ -3,11 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, EnvVars, redact_url};
+use aquifer_core::{ConfigError, EnvVars, PoolConfig, RetryPolicy, redact_url};
 use serde::Deserialize;
 
-/// How each pooled connection reaches the Bolt server. Pool sizing and timeouts live in
-/// [`PoolConfig`](aquifer_core::PoolConfig).
+/// How to build a [`Neo4jPool`](crate::Neo4jPool): the engine's [`PoolConfig`], how each pooled connection
+/// reaches the Bolt server, and the helpers' retry policy.
 ///
 /// Build it with struct-update syntax from [`Neo4jConfig::default`] or the setters, deserialize it (serde), or
 /// read it from `NEO4J_*` variables with [`Neo4jConfig::from_env`]. The password never appears in `Debug`,
@@ -23,7 +23,9 @@ use serde::Deserialize;
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Neo4jConfig {
-    /// The server: `bolt://host:port` (plain), `bolt+s://` (TLS, verified), `bolt+ssc://` (TLS, self-signed
+    /// Pool sizing and timeouts. Default: [`PoolConfig::default`].
+    pub pool: PoolConfig,
+    /// The server (named `uri`, as in every Neo4j driver): `bolt://host:port` (plain), `bolt+s://` (TLS, verified), `bolt+ssc://` (TLS, self-signed
     /// accepted); `neo4j://`, `neo4j+s://`, `neo4j+ssc://` are accepted too but every connection goes to this
     /// host (neo4rs does no client-side routing). `host:port` alone means `bolt://`; the port defaults to 7687.
     /// A user and password written in the URI (`bolt://user:pw@host`, percent-encoded) are used when
@@ -44,17 +46,22 @@ pub struct Neo4jConfig {
     /// so a query whose first record takes longer than this fails. Default: 30 s (neo4rs's default).
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Retries of the helpers ([`Neo4jPool::transaction`](crate::Neo4jPool::transaction), ...) on transient
+    /// failures. Default: [`RetryPolicy::default`] (3 attempts, 10 ms doubling to 1 s, jitter).
+    pub retry: RetryPolicy,
 }
 
 impl Default for Neo4jConfig {
     fn default() -> Self {
         Neo4jConfig {
+            pool: PoolConfig::default(),
             uri: "bolt://127.0.0.1:7687".to_owned(),
             user: "neo4j".to_owned(),
             password: Password::default(),
             database: None,
             fetch_size: 200,
             read_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -62,17 +69,24 @@ impl Default for Neo4jConfig {
 impl fmt::Debug for Neo4jConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Neo4jConfig")
+            .field("pool", &self.pool)
             .field("uri", &redact_url(&self.uri))
             .field("user", &self.user)
             .field("password", &self.password)
             .field("database", &self.database)
             .field("fetch_size", &self.fetch_size)
             .field("read_timeout", &self.read_timeout)
+            .field("retry", &self.retry)
             .finish()
     }
 }
 
 impl Neo4jConfig {
+    /// The defaults with [`uri`](Self::uri) set (credentials from the URI, if it holds them).
+    pub fn from_url(uri: impl Into<String>) -> Self {
+        Neo4jConfig { uri: uri.into(), ..Self::default() }
+    }
+
     /// A configuration for `uri` with these credentials; everything else at its default.
     pub fn new(uri: impl Into<String>, user: impl Into<String>, password: impl Into<Password>) -> Self {
         Neo4jConfig { uri: uri.into(), user: user.into(), password: password.into(), ..Self::default() }
@@ -122,15 +136,16 @@ impl Neo4jConfig {
 
     /// Checks every field; the error names the field and its value (a URI with its password redacted).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.pool.validate()?;
         self.resolve().map(|_| ())
     }
 
-    /// Reads the configuration from the environment, starting from the defaults. With prefix `NEO4J`:
-    /// `NEO4J_URI` (or `NEO4J_URL`), `NEO4J_USER` (or `NEO4J_USERNAME`), `NEO4J_PASSWORD`, `NEO4J_DATABASE`,
-    /// `NEO4J_FETCH_SIZE`, `NEO4J_READ_TIMEOUT` (`30s`, `500ms`...). Unset or empty variables keep their
-    /// default. The pool's own variables (`NEO4J_POOL_MAX_SIZE`...) are read by
-    /// [`PoolConfig::from_env`](aquifer_core::PoolConfig::from_env); [`crate::connect_from_env`] reads both.
-    /// The result is validated; errors name the variable and its value (never a password).
+    /// Reads the configuration from the environment, starting from the defaults; the conventional prefix is
+    /// `NEO4J` ([`connect_env`](crate::connect_env) uses it). With prefix `NEO4J`: `NEO4J_URI` (or
+    /// `NEO4J_URL`), `NEO4J_USER` (or `NEO4J_USERNAME`), `NEO4J_PASSWORD`, `NEO4J_DATABASE`,
+    /// `NEO4J_FETCH_SIZE`, `NEO4J_READ_TIMEOUT` (`30s`, `500ms`...), `NEO4J_RETRY_MAX_ATTEMPTS`, and the pool
+    /// settings from `NEO4J_POOL_*` and `NEO4J_NAME` ([`PoolConfig::from_env`]). Unset or empty variables keep
+    /// their default. The result is validated; errors name the variable and its value (never a password).
     pub fn from_env(prefix: &str) -> Result<Neo4jConfig, ConfigError> {
         Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
@@ -138,7 +153,7 @@ impl Neo4jConfig {
     /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests and other sources).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Neo4jConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
-        let mut c = Neo4jConfig::default();
+        let mut c = Neo4jConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..Neo4jConfig::default() };
         if let Some(uri) = env.get("URI").or_else(|| env.get("URL")) {
             c.uri = uri.trim().to_owned();
         }
@@ -154,14 +169,16 @@ impl Neo4jConfig {
         }
         env.number("FETCH_SIZE", &mut c.fetch_size)?;
         env.duration("READ_TIMEOUT", &mut c.read_timeout)?;
+        env.number("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts)?;
         // The uri's value in a validation error is already redacted.
-        c.validate().map_err(|e| {
+        c.resolve().map(|_| ()).map_err(|e| {
             env.rename(e, |field| match field {
                 "uri" => Some("URI"),
                 "user" => Some("USER"),
                 "database" => Some("DATABASE"),
                 "fetch_size" => Some("FETCH_SIZE"),
                 "read_timeout" => Some("READ_TIMEOUT"),
+                "retry.max_attempts" => Some("RETRY_MAX_ATTEMPTS"),
                 _ => None,
             })
         })?;
@@ -227,6 +244,9 @@ impl Neo4jConfig {
         }
         if self.fetch_size == 0 {
             return Err(invalid("fetch_size", "0".into(), "must be at least 1"));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(invalid("retry.max_attempts", "0".into(), "must be at least 1 (1 disables retries)"));
         }
         if self.fetch_size > i64::MAX as usize {
             return Err(invalid("fetch_size", self.fetch_size.to_string(), "must fit in a signed 64-bit integer"));

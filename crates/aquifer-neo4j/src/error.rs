@@ -70,6 +70,9 @@ pub enum Neo4jError {
     /// Any other driver error (a value that does not convert, an unsupported type...).
     #[error(transparent)]
     Driver(neo4rs::Error),
+    /// [`Neo4jPool::fetch_one`](crate::Neo4jPool::fetch_one) found no row.
+    #[error("no rows returned by a query that expected to return at least one row")]
+    RowNotFound,
 }
 
 impl Neo4jError {
@@ -95,7 +98,7 @@ impl Neo4jError {
             | Neo4jError::ConnectionLost { source }
             | Neo4jError::ConnectionBusy { source } => Some(source),
             Neo4jError::Server(e) | Neo4jError::Driver(e) => Some(e),
-            Neo4jError::Aborted(_) => None,
+            Neo4jError::Aborted(_) | Neo4jError::RowNotFound => None,
         }
     }
 
@@ -126,7 +129,7 @@ impl Neo4jError {
 
     /// A low-cardinality name of the error's class for the `error.type` metric attribute: `authentication`,
     /// `unknown_database`, `unreachable`, `connection_lost`, `connection_busy`, the Neo4j status code of a server error,
-    /// `aborted` or `driver`.
+    /// `aborted`, `driver` or `row_not_found`.
     pub fn error_type(&self) -> Cow<'static, str> {
         match self {
             Neo4jError::Authentication { .. } => "authentication".into(),
@@ -141,6 +144,7 @@ impl Neo4jError {
             },
             Neo4jError::Aborted(_) => "aborted".into(),
             Neo4jError::Driver(_) => "driver".into(),
+            Neo4jError::RowNotFound => "row_not_found".into(),
         }
     }
 
@@ -252,32 +256,6 @@ impl std::fmt::Display for Quoted<'_> {
         match self.0 {
             Some(s) => write!(f, "{s:?}"),
             None => f.write_str("(unknown)"),
-        }
-    }
-}
-
-/// Why [`connect`](crate::connect) could not start a pool.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// A configuration value is invalid (the message names the field or variable).
-    #[error(transparent)]
-    Config(#[from] aquifer_core::ConfigError),
-    /// The pool could not be built (no Tokio runtime).
-    #[error(transparent)]
-    Build(#[from] aquifer_core::BuildError),
-    /// The first connection failed: see [`PoolError::backend_error`](aquifer_core::PoolError::backend_error)
-    /// for the [`Neo4jError`].
-    #[error(transparent)]
-    Connect(#[from] aquifer_core::PoolError<Neo4jError>),
-}
-
-impl StartError {
-    /// The [`Neo4jError`] behind a failed first connection.
-    pub fn neo4j_error(&self) -> Option<&Neo4jError> {
-        match self {
-            StartError::Connect(e) => e.backend_error(),
-            _ => None,
         }
     }
 }

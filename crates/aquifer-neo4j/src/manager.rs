@@ -36,7 +36,8 @@ impl fmt::Debug for Neo4jManager {
 }
 
 impl Neo4jManager {
-    /// A manager for `config`, which is validated here (the error names the field and its value).
+    /// A manager for `config`'s connection settings, which are validated here (the error names the field and
+    /// its value); `config.pool` is the pool's business, not the manager's.
     pub fn new(config: Neo4jConfig) -> Result<Self, ConfigError> {
         let r = config.resolve()?;
         let mut builder = neo4rs::ConfigBuilder::default()
@@ -66,11 +67,6 @@ impl Neo4jManager {
         }
         let ctx = Context { user: r.user, database: config.database.clone(), address };
         Ok(Neo4jManager { config, driver, ctx, descriptor })
-    }
-
-    /// A manager configured from `NEO4J_*` variables (see [`Neo4jConfig::from_env`]).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::new(Neo4jConfig::from_env("NEO4J")?)
     }
 
     /// The configuration (its `Debug` redacts the password).
@@ -202,5 +198,18 @@ impl fmt::Debug for Neo4jConnection {
             .field("interrupted", &self.interrupted)
             .field("broken", &self.broken)
             .finish_non_exhaustive()
+    }
+}
+
+/// The helpers' failures are [`Neo4jError`]s, classified by [`Neo4jError::error_type`].
+impl aquifer_core::Operations for Neo4jManager {
+    type OperationError = Neo4jError;
+
+    fn retry_policy(&self) -> &aquifer_core::RetryPolicy {
+        &self.config.retry
+    }
+
+    fn operation_error_type(&self, error: &Neo4jError) -> Cow<'static, str> {
+        error.error_type()
     }
 }

@@ -1,57 +1,89 @@
-//! Helpers that run a query or a transaction on a pooled connection and time it
-//! (`db.client.operation.duration`).
+//! Helpers that run a query or a transaction on a pooled connection through the engine's one operation runner
+//! ([`aquifer_core::run_operation`]): checkout, `db.client.operation.duration` timed from checkout, `error.type`,
+//! and retries of transient failures with the config's [`RetryPolicy`](aquifer_core::RetryPolicy).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
-use std::time::Instant;
 
-use aquifer_core::{PoolError, RetryPolicy};
+use aquifer_core::{Attempt, Failure, run_operation};
 use neo4rs::{Query, Row, Txn};
 
 use crate::error::Neo4jError;
-use crate::{Neo4jPool, Neo4jPoolError, Neo4jPooled};
+use crate::{Neo4jManager, Neo4jPool, Neo4jPooled};
 
-/// The future a [`transaction`](Neo4jPoolExt::transaction) closure returns: `Box::pin(async move { .. })`.
+/// The future a [`transaction`](Neo4jPool::transaction) closure returns: `Box::pin(async move { .. })`.
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Neo4jError>> + Send + 't>>;
 
-/// Query and transaction helpers on a [`Neo4jPool`]. Each checks out a connection, runs the work, returns the
-/// connection, and records `db.client.operation.duration` (with `db.operation.name` and, on failure,
-/// `error.type`) through [`Pool::record_operation`](aquifer_core::Pool::record_operation). The time spent
-/// waiting for a connection is not part of the operation (it is `db.client.connection.wait_time`).
+/// Query and transaction helpers. Each checks out a connection, runs the work, returns the connection, and
+/// records `db.client.operation.duration` (with `db.operation.name` and, on failure, `error.type`). The time
+/// spent waiting for a connection is not part of the operation (it is `db.client.connection.wait_time`), and
+/// a failed checkout is returned as the `Acquire` variant of [`Neo4jOperationError`](crate::Neo4jOperationError)
+/// without being recorded as an operation.
 ///
 /// A connection on which a helper saw the Bolt connection break is discarded rather than returned; one whose
 /// helper future was dropped mid-exchange is repaired in the background (in-flight responses drained, RESET
 /// sent, which rolls back an open transaction) before anyone else gets it.
-pub trait Neo4jPoolExt {
-    /// Runs a query and discards its result (`CREATE`, `MERGE`, `DELETE`...).
+impl Neo4jPool {
+    /// Runs a query and returns its first row; fails with [`Neo4jError::RowNotFound`] when there is none.
+    /// Every row is read, so an error after the first row is not missed.
     ///
-    /// neo4rs retries a query that fails with a Neo4j transient error by itself (backoff, up to 60 s in all).
-    ///
-    /// Cancel safety: dropping the future drops the query; its connection is repaired in the background before
-    /// reuse. The query may or may not have been applied.
-    fn run(&self, query: impl Into<Query> + Send) -> impl Future<Output = Result<(), Neo4jPoolError>> + Send;
-
-    /// Runs a query and collects all its rows (use the connection's `execute` to stream a large result).
-    ///
-    /// neo4rs retries a query that fails with a Neo4j transient error by itself (backoff, up to 60 s in all).
+    /// Retries transient failures ([`Neo4jError::is_transient`]: deadlock, lock timeout, lost connection)
+    /// with the config's retry policy; neo4rs also retries a Neo4j transient error by itself (backoff, up to
+    /// 60 s in all).
     ///
     /// Cancel safety: dropping the future drops the query and the rows read so far; the connection is
     /// repaired in the background before reuse.
-    fn fetch(&self, query: impl Into<Query> + Send) -> impl Future<Output = Result<Vec<Row>, Neo4jPoolError>> + Send;
+    pub async fn fetch_one(&self, query: impl Into<Query> + Send) -> Result<Row, crate::Neo4jOperationError> {
+        self.fetch_optional(query).await?.ok_or(crate::Neo4jOperationError::Backend(Neo4jError::RowNotFound))
+    }
+
+    /// Runs a query and returns its first row, or `None`. Otherwise as [`fetch_one`](Neo4jPool::fetch_one).
+    ///
+    /// Cancel safety: as for [`fetch_one`](Neo4jPool::fetch_one).
+    pub async fn fetch_optional(
+        &self,
+        query: impl Into<Query> + Send,
+    ) -> Result<Option<Row>, crate::Neo4jOperationError> {
+        Ok(self.fetch_all(query).await?.into_iter().next())
+    }
+
+    /// Runs a query and collects all its rows (use the connection's `execute` to stream a large result).
+    /// Otherwise as [`fetch_one`](Neo4jPool::fetch_one).
+    ///
+    /// Cancel safety: as for [`fetch_one`](Neo4jPool::fetch_one).
+    pub async fn fetch_all(&self, query: impl Into<Query> + Send) -> Result<Vec<Row>, crate::Neo4jOperationError> {
+        let query = query.into();
+        let op = operation_name(query.query());
+        let attempt = Statement { manager: self.manager(), query: &query, rows: true };
+        run_operation(self, op, attempt).await.map(|out| out.unwrap_or_default())
+    }
+
+    /// Runs a query and discards its result (`CREATE`, `MERGE`, `DELETE`...). A connection lost after the query
+    /// was sent is not retried (it may have been applied); use [`transaction`](Neo4jPool::transaction) for
+    /// writes that must be retried.
+    ///
+    /// Cancel safety: dropping the future drops the query; its connection is repaired in the background before
+    /// reuse. The query may or may not have been applied.
+    pub async fn execute(&self, query: impl Into<Query> + Send) -> Result<(), crate::Neo4jOperationError> {
+        let query = query.into();
+        let op = operation_name(query.query());
+        run_operation(self, op, Statement { manager: self.manager(), query: &query, rows: false }).await.map(|_| ())
+    }
 
     /// Runs `work` in a transaction: commits when it returns `Ok`, rolls back when it returns `Err`.
-    /// The whole transaction (a fresh connection, BEGIN, `work`, COMMIT) is retried with
-    /// [`RetryPolicy::default`] when it fails with a transient error ([`Neo4jError::is_transient`]: deadlock,
-    /// lock timeout, lost connection), so `work` runs more than once then and must be safe to repeat.
-    /// Return [`Neo4jError::abort`] from `work` to roll back with an error of your own.
+    /// The whole transaction (a fresh connection, BEGIN, `work`, COMMIT) is retried with the config's retry
+    /// policy when it fails with a transient error ([`Neo4jError::is_transient`]: deadlock, lock timeout, lost
+    /// connection), so `work` runs more than once then and must be safe to repeat. Return
+    /// [`Neo4jError::abort`] from `work` to roll back with an error of your own.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use aquifer_neo4j::{Neo4jConfig, Neo4jPoolExt, PoolConfig, query};
+    /// use aquifer_neo4j::{Neo4jConfig, query};
     ///
     /// # let config = Neo4jConfig::new("bolt://127.0.0.1:7687", "root", "aquifer-secret").database("testdb");
-    /// # let pool = aquifer_neo4j::connect(config, PoolConfig::default()).await?;
+    /// # let pool = config.connect().await?;
     /// let id = 7;
     /// let listeners: i64 = pool
     ///     .transaction(|txn| {
@@ -65,140 +97,108 @@ pub trait Neo4jPoolExt {
     ///     })
     ///     .await?;
     /// assert!(listeners >= 1);
-    /// # pool.run("MATCH (l:AqDocListener) DELETE l").await?;
+    /// # pool.execute("MATCH (l:AqDocListener) DELETE l").await?;
     /// # Ok(()) }
     /// ```
     ///
     /// Cancel safety: dropping the future drops the transaction in flight without COMMIT; the server rolls
     /// it back when the connection is reset in the background, before the connection is reused. If the
     /// future is dropped while COMMIT is in flight, the transaction may or may not have been committed.
-    fn transaction<T, F>(&self, work: F) -> impl Future<Output = Result<T, Neo4jPoolError>> + Send
+    pub async fn transaction<T, F>(&self, mut work: F) -> Result<T, crate::Neo4jOperationError>
     where
         T: Send,
-        F: for<'t> FnMut(&'t mut Txn) -> TxFuture<'t, T> + Send;
-
-    /// [`transaction`](Neo4jPoolExt::transaction) with a retry policy of your own
-    /// ([`RetryPolicy::never`] runs `work` once).
-    ///
-    /// Cancel safety: as for [`transaction`](Neo4jPoolExt::transaction).
-    fn transaction_with<T, F>(
-        &self,
-        policy: RetryPolicy,
-        work: F,
-    ) -> impl Future<Output = Result<T, Neo4jPoolError>> + Send
-    where
-        T: Send,
-        F: for<'t> FnMut(&'t mut Txn) -> TxFuture<'t, T> + Send;
+        F: for<'t> FnMut(&'t mut Txn) -> TxFuture<'t, T> + Send,
+    {
+        let attempt = Transaction { manager: self.manager(), work: &mut work, _output: PhantomData };
+        run_operation(self, "TRANSACTION", attempt).await
+    }
 }
 
-impl Neo4jPoolExt for Neo4jPool {
-    async fn run(&self, query: impl Into<Query> + Send) -> Result<(), Neo4jPoolError> {
-        let query = query.into();
-        let op = operation_name(query.query());
-        let mut conn = self.get().await?;
-        let started = Instant::now();
-        conn.interrupted = true;
-        let result = conn.graph().run(query).await.map_err(|e| self.manager().classify(e));
-        finish(self, &mut conn, op, started, result)
-    }
+/// One run of a query; `rows` keeps its rows (`fetch_*`), otherwise the result is discarded (`execute`).
+struct Statement<'q> {
+    manager: &'q Neo4jManager,
+    query: &'q Query,
+    rows: bool,
+}
 
-    async fn fetch(&self, query: impl Into<Query> + Send) -> Result<Vec<Row>, Neo4jPoolError> {
-        let query = query.into();
-        let op = operation_name(query.query());
-        let mut conn = self.get().await?;
-        let started = Instant::now();
+impl Attempt<Neo4jManager> for Statement<'_> {
+    type Output = Option<Vec<Row>>;
+
+    async fn run(&mut self, mut conn: Neo4jPooled) -> Result<Option<Vec<Row>>, Failure<Neo4jError>> {
         conn.interrupted = true;
-        let result = async {
-            let mut stream = conn.graph().execute(query).await?;
-            let mut rows = Vec::new();
-            while let Some(row) = stream.next().await? {
-                rows.push(row);
+        let result = if self.rows {
+            async {
+                let mut stream = conn.graph().execute(self.query.clone()).await?;
+                let mut rows = Vec::new();
+                while let Some(row) = stream.next().await? {
+                    rows.push(row);
+                }
+                Ok(Some(rows))
             }
-            Ok(rows)
-        }
-        .await
-        .map_err(|e| self.manager().classify(e));
-        finish(self, &mut conn, op, started, result)
-    }
-
-    async fn transaction<T, F>(&self, work: F) -> Result<T, Neo4jPoolError>
-    where
-        T: Send,
-        F: for<'t> FnMut(&'t mut Txn) -> TxFuture<'t, T> + Send,
-    {
-        self.transaction_with(RetryPolicy::default(), work).await
-    }
-
-    async fn transaction_with<T, F>(&self, policy: RetryPolicy, work: F) -> Result<T, Neo4jPoolError>
-    where
-        T: Send,
-        F: for<'t> FnMut(&'t mut Txn) -> TxFuture<'t, T> + Send,
-    {
-        // Attempts run one after another; the lock only lends `work` to the attempt in flight.
-        let work = tokio::sync::Mutex::new(work);
-        let work = &work;
-        policy
-            .run(
-                || async move {
-                    let mut work = work.lock().await;
-                    attempt(self, &mut *work).await
-                },
-                |e: &Neo4jPoolError| matches!(e, PoolError::Backend(e) if e.is_transient()),
-            )
             .await
+        } else {
+            conn.graph().run(self.query.clone()).await.map(|()| None)
+        };
+        let rows = self.rows;
+        // A read can be repeated; a write whose connection was lost after sending may have been applied.
+        let retry = |e: &Neo4jError| e.is_transient() && (rows || !e.is_connection_error());
+        finish(&mut conn, result.map_err(|e| self.manager.classify(e)), retry)
     }
 }
 
-async fn attempt<T, F>(pool: &Neo4jPool, work: &mut F) -> Result<T, Neo4jPoolError>
+/// One run of a transaction closure.
+struct Transaction<'f, T, F> {
+    manager: &'f Neo4jManager,
+    work: &'f mut F,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T, F> Attempt<Neo4jManager> for Transaction<'_, T, F>
 where
+    T: Send,
     F: for<'t> FnMut(&'t mut Txn) -> TxFuture<'t, T> + Send,
 {
-    let mut conn = pool.get().await?;
-    let started = Instant::now();
-    conn.interrupted = true;
-    let manager = pool.manager();
-    let result = async {
-        let mut txn = conn.graph().start_txn().await.map_err(|e| manager.classify(e))?;
-        match work(&mut txn).await {
-            Ok(value) => {
-                txn.commit().await.map_err(|e| manager.classify(e))?;
-                Ok(value)
-            }
-            Err(e) => {
-                // After a failed statement the server ignores ROLLBACK (the transaction is already failed);
-                // either way the inner pool's RESET on the next use clears it. The work's error is the news.
-                if let Err(rollback) = txn.rollback().await {
-                    tracing::debug!(error = %rollback, "rollback after a failed transaction did not succeed");
+    type Output = T;
+
+    async fn run(&mut self, mut conn: Neo4jPooled) -> Result<T, Failure<Neo4jError>> {
+        conn.interrupted = true;
+        let manager = self.manager;
+        let result = async {
+            let mut txn = conn.graph().start_txn().await.map_err(|e| manager.classify(e))?;
+            match (self.work)(&mut txn).await {
+                Ok(value) => {
+                    txn.commit().await.map_err(|e| manager.classify(e))?;
+                    Ok(value)
                 }
-                Err(e.with_context(manager.context()))
+                Err(e) => {
+                    // After a failed statement the server ignores ROLLBACK (the transaction is already failed);
+                    // either way the inner pool's RESET on the next use clears it. The work's error is the news.
+                    if let Err(rollback) = txn.rollback().await {
+                        tracing::debug!(error = %rollback, "rollback after a failed transaction did not succeed");
+                    }
+                    Err(e.with_context(manager.context()))
+                }
             }
         }
+        .await;
+        finish(&mut conn, result, Neo4jError::is_transient)
     }
-    .await;
-    finish(pool, &mut conn, "TRANSACTION", started, result)
 }
 
-/// Records the operation, marks the connection, and lifts the error into the pool's error type.
+/// Marks the connection (no exchange in flight; broken if the Bolt connection broke) and turns an error into
+/// the runner's [`Failure`], retryable when `retry` says so.
 fn finish<T>(
-    pool: &Neo4jPool,
     conn: &mut Neo4jPooled,
-    op: &'static str,
-    started: Instant,
     result: Result<T, Neo4jError>,
-) -> Result<T, Neo4jPoolError> {
-    let elapsed = started.elapsed();
+    retry: impl Fn(&Neo4jError) -> bool,
+) -> Result<T, Failure<Neo4jError>> {
     conn.interrupted = false;
-    match result {
-        Ok(v) => {
-            pool.record_operation(op, elapsed, None);
-            Ok(v)
-        }
-        Err(e) => {
-            pool.record_operation(op, elapsed, Some(&e.error_type()));
-            conn.broken |= e.is_connection_error();
-            Err(PoolError::Backend(e))
-        }
-    }
+    result.map_err(|e| {
+        let lost = e.is_connection_error();
+        conn.broken |= lost;
+        let retry = retry(&e);
+        Failure::new(e, retry, lost)
+    })
 }
 
 /// `db.operation.name`: the query's first Cypher clause, from a fixed list so the metric stays low-cardinality;

@@ -5,13 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use aquifer_neo4j::{Neo4jError, Neo4jPool, Neo4jPoolExt, query};
+use aquifer_neo4j::{Neo4jError, Neo4jPool, query};
 
 const LABEL: &str = "AqNeoCancel";
 const BIG: &str = "UNWIND range(1, 200000) AS i RETURN i, 'padding padding padding padding' AS p";
 
 async fn answer(pool: &Neo4jPool) -> i64 {
-    let rows = pool.fetch("RETURN 42 AS answer").await.expect("the next user's query");
+    let rows = pool.fetch_all("RETURN 42 AS answer").await.expect("the next user's query");
     assert_eq!(rows.len(), 1, "exactly the next query's rows, nothing left over");
     rows[0].get("answer").unwrap()
 }
@@ -32,7 +32,7 @@ async fn count(pool: &Neo4jPool, run: &str) -> i64 {
 #[tokio::test]
 async fn a_fetch_dropped_mid_stream_is_reset_before_the_next_user_gets_the_connection() {
     let pool = pool("cancel_fetch").await;
-    let dropped = tokio::time::timeout(Duration::from_millis(20), pool.fetch(BIG)).await;
+    let dropped = tokio::time::timeout(Duration::from_millis(20), pool.fetch_all(BIG)).await;
     assert!(dropped.is_err(), "the fetch should still have been streaming when dropped");
     assert_eq!(answer(&pool).await, 42);
     assert_eq!(pool.stats().resets, 1, "the interrupted connection went through a reset");
@@ -43,7 +43,7 @@ async fn a_fetch_dropped_mid_stream_is_reset_before_the_next_user_gets_the_conne
 async fn a_write_dropped_in_flight_is_applied_whole_or_not_at_all() {
     let pool = pool("cancel_write").await;
     let run = common::run_id();
-    let write = pool.run(
+    let write = pool.execute(
         query(&format!("UNWIND range(1, 5000) AS i CREATE (:{LABEL} {{run: $run, i: i}})")).param("run", run.as_str()),
     );
     let _ = tokio::time::timeout(Duration::from_millis(5), write).await;
@@ -143,7 +143,7 @@ async fn a_stream_kept_after_its_connection_returned_makes_the_pool_discard_that
     let conn = pool.get().await.unwrap();
     let kept = conn.execute(query("RETURN 1")).await.unwrap();
     drop(conn);
-    let e = pool.fetch("RETURN 42 AS answer").await.expect_err("the only Bolt connection is still held");
+    let e = pool.fetch_all("RETURN 42 AS answer").await.expect_err("the only Bolt connection is still held");
     assert!(matches!(e.backend_error(), Some(Neo4jError::ConnectionBusy { .. })), "{e:?}");
     assert_eq!(pool.stats().closed_broken, 1, "the connection was discarded");
     assert_eq!(answer(&pool).await, 42, "a new connection serves the next user");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aquifer_neo4j::{Neo4jPoolExt, query};
+use aquifer_neo4j::query;
 
 const LABEL: &str = "AqNeoConc";
 
@@ -34,9 +34,9 @@ async fn a_hundred_tasks_share_a_pool_of_eight() {
         let (pool, run) = (pool.clone(), run.clone());
         tasks.push(tokio::spawn(async move {
             // A read that checks the answer is this task's own, a write, and a transaction.
-            let rows = pool.fetch(query("RETURN $i * 2 AS d").param("i", i)).await?;
+            let rows = pool.fetch_all(query("RETURN $i * 2 AS d").param("i", i)).await?;
             assert_eq!(rows[0].get::<i64>("d").unwrap(), i * 2);
-            pool.run(
+            pool.execute(
                 query(&format!("CREATE (:{LABEL} {{run: $run, i: $i}})")).param("run", run.as_str()).param("i", i),
             )
             .await?;
@@ -54,7 +54,7 @@ async fn a_hundred_tasks_share_a_pool_of_eight() {
                 })
             })
             .await?;
-            Ok::<_, aquifer_neo4j::Neo4jPoolError>(())
+            Ok::<_, aquifer_neo4j::Neo4jOperationError>(())
         }));
     }
     for t in tasks {

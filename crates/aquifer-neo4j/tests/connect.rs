@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aquifer_core::Manager;
-use aquifer_neo4j::{Neo4jConfig, Neo4jError, Neo4jManager, Neo4jPool, PoolConfig, StartError};
+use aquifer_neo4j::{Neo4jConfig, Neo4jError, Neo4jManager, Neo4jPool, Neo4jStartError, PoolConfig};
 use common::{PASSWORD, addr, config, require_bolt};
 
 const WRONG: &str = "Wr0ng-Pa55word-XYZ";
@@ -23,9 +23,9 @@ fn pool_config(name: &str) -> PoolConfig {
 
 /// Connects through `aquifer_neo4j::connect` and returns the error, asserting it came well before the 30 s
 /// acquire timeout.
-async fn connect_error(config: Neo4jConfig, name: &str) -> StartError {
+async fn connect_error(config: Neo4jConfig, name: &str) -> Neo4jStartError {
     let started = Instant::now();
-    let e = aquifer_neo4j::connect(config, pool_config(name)).await.expect_err("connect must fail");
+    let e = Neo4jConfig { pool: pool_config(name), ..config }.connect().await.expect_err("connect must fail");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}: not failing fast", started.elapsed());
     e
 }
@@ -43,7 +43,7 @@ async fn connect_opens_a_working_connection_at_once() {
 #[tokio::test]
 async fn connect_starts_a_pool_with_its_first_connection_open() {
     require_bolt().await;
-    let pool = aquifer_neo4j::connect(config(), pool_config("connect_warm")).await.expect("connect");
+    let pool = Neo4jConfig { pool: pool_config("connect_warm"), ..config() }.connect().await.expect("connect");
     assert_eq!(pool.state().idle, 1);
 }
 
@@ -51,7 +51,7 @@ async fn connect_starts_a_pool_with_its_first_connection_open() {
 async fn wrong_password_is_an_authentication_error() {
     require_bolt().await;
     let e = connect_error(common::wrong_password_config(WRONG), "wrong_password").await;
-    match e.neo4j_error() {
+    match e.backend_error() {
         Some(Neo4jError::Authentication { user, .. }) => assert_eq!(user.as_deref(), Some(common::PW_USER)),
         other => panic!("expected an authentication error, got {other:?} ({e})"),
     }
@@ -71,7 +71,7 @@ async fn manager_connect_with_wrong_password_is_an_authentication_error() {
 async fn unknown_database_is_a_typed_error() {
     require_bolt().await;
     let e = connect_error(config().database("aq_neo4j_no_such_db"), "unknown_db").await;
-    match e.neo4j_error() {
+    match e.backend_error() {
         Some(Neo4jError::UnknownDatabase { database, .. }) => {
             assert_eq!(database.as_deref(), Some("aq_neo4j_no_such_db"))
         }
@@ -83,7 +83,7 @@ async fn unknown_database_is_a_typed_error() {
 async fn unreachable_server_is_a_typed_error() {
     // Nothing listens on port 1 of the loopback address.
     let e = connect_error(config().uri("bolt://127.0.0.1:1"), "unreachable").await;
-    match e.neo4j_error() {
+    match e.backend_error() {
         Some(Neo4jError::Unreachable { address, .. }) => assert_eq!(address, "127.0.0.1:1"),
         other => panic!("expected an unreachable error, got {other:?} ({e})"),
     }
@@ -92,9 +92,11 @@ async fn unreachable_server_is_a_typed_error() {
 #[tokio::test]
 async fn a_pool_whose_password_is_refused_fails_fast_with_unavailable() {
     require_bolt().await;
-    let pool =
-        Neo4jPool::new(Neo4jManager::new(common::wrong_password_config(WRONG)).unwrap(), pool_config("refused_pool"))
-            .unwrap();
+    let pool = Neo4jPool::from_manager(
+        Neo4jManager::new(common::wrong_password_config(WRONG)).unwrap(),
+        pool_config("refused_pool"),
+    )
+    .unwrap();
     let started = Instant::now();
     let first = pool.get().await.expect_err("refused");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
@@ -109,7 +111,7 @@ async fn a_pool_whose_password_is_refused_fails_fast_with_unavailable() {
 async fn credentials_in_the_uri_are_used_when_user_and_password_are_left_default() {
     require_bolt().await;
     let c = Neo4jConfig::default().uri(format!("bolt://root:{PASSWORD}@{}", addr())).database("testdb");
-    let pool = aquifer_neo4j::connect(c, pool_config("uri_credentials")).await.expect("connect");
+    let pool = Neo4jConfig { pool: pool_config("uri_credentials"), ..c }.connect().await.expect("connect");
     assert_eq!(pool.state().idle, 1);
 }
 
@@ -141,11 +143,13 @@ async fn passwords_never_appear_in_errors_logs_health_or_metrics() {
     let capture = aquifer_testing::MetricsCapture::new();
 
     // A refused password: errors, logs, health and metrics of that pool.
-    let refused = Neo4jPool::builder(Neo4jManager::new(common::wrong_password_config(WRONG)).unwrap())
-        .name("aq_neo4j_redaction_refused")
-        .meter(capture.meter())
-        .build()
-        .unwrap();
+    let refused = Neo4jPool::from(
+        aquifer_core::Pool::builder(Neo4jManager::new(common::wrong_password_config(WRONG)).unwrap())
+            .name("aq_neo4j_redaction_refused")
+            .meter(capture.meter())
+            .build()
+            .unwrap(),
+    );
     let e = refused.get().await.expect_err("refused");
     let again = refused.get().await.expect_err("refused");
     let health = serde_json::to_string(&refused.health().await).unwrap();

@@ -22,7 +22,7 @@ async fn a_working_pool_is_healthy_and_reports_the_server_version() {
 async fn a_pool_whose_password_is_refused_is_unhealthy_and_says_why() {
     common::require_bolt().await;
     let manager = Neo4jManager::new(common::wrong_password_config("Wr0ng-Pa55word-Health")).unwrap();
-    let pool = Neo4jPool::builder(manager).name("aq_neo4j_health_refused").build().unwrap();
+    let pool = Neo4jPool::from(aquifer_core::Pool::builder(manager).name("aq_neo4j_health_refused").build().unwrap());
     pool.get().await.unwrap_err();
     pool.get().await.unwrap_err();
     let report = pool.health().await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use aquifer_neo4j::{Neo4jManager, Neo4jPool, Neo4jPoolExt, query};
+use aquifer_neo4j::{Neo4jManager, Neo4jPool, query};
 use aquifer_testing::MetricsCapture;
 use tokio::sync::Barrier;
 
@@ -16,9 +16,11 @@ async fn helpers_record_operation_duration_named_by_clause() {
     let capture = MetricsCapture::new();
     let pool = common::pool("metrics_ops", 2, Some(&capture)).await;
     let run = common::run_id();
-    pool.run(query("CREATE (:AqNeoMetrics {run: $run})").param("run", run.as_str())).await.unwrap();
-    pool.fetch(query("MATCH (n:AqNeoMetrics) WHERE n.run = $run RETURN n").param("run", run.as_str())).await.unwrap();
-    pool.fetch("RETURN 1").await.unwrap();
+    pool.execute(query("CREATE (:AqNeoMetrics {run: $run})").param("run", run.as_str())).await.unwrap();
+    pool.fetch_all(query("MATCH (n:AqNeoMetrics) WHERE n.run = $run RETURN n").param("run", run.as_str()))
+        .await
+        .unwrap();
+    pool.fetch_all("RETURN 1").await.unwrap();
     pool.transaction(|txn| Box::pin(async move { Ok(txn.run("RETURN 1").await?) })).await.unwrap();
     common::cleanup(&pool, "AqNeoMetrics", &run).await; // a MATCH ... DETACH DELETE: one more MATCH
 
@@ -46,7 +48,7 @@ async fn helpers_record_operation_duration_named_by_clause() {
 async fn a_failed_operation_is_recorded_with_its_error_type() {
     let capture = MetricsCapture::new();
     let pool = common::pool("metrics_error", 1, Some(&capture)).await;
-    pool.run("THIS IS NOT CYPHER").await.unwrap_err();
+    pool.execute("THIS IS NOT CYPHER").await.unwrap_err();
     let m = capture.collect();
     let op = m.get(OP).unwrap();
     let p = op.point_with("db.operation.name", "_OTHER").expect("the failed query");
@@ -59,7 +61,7 @@ async fn each_attempt_of_a_retried_transaction_is_recorded() {
     let capture = MetricsCapture::new();
     let pool = common::pool("metrics_retry", 2, Some(&capture)).await;
     let run = common::run_id();
-    pool.run(query("CREATE (:AqNeoMetrics {run: $run, c: 0})").param("run", run.as_str())).await.unwrap();
+    pool.execute(query("CREATE (:AqNeoMetrics {run: $run, c: 0})").param("run", run.as_str())).await.unwrap();
     let barrier = Arc::new(Barrier::new(2));
     let mut tasks = Vec::new();
     for _ in 0..2 {
@@ -105,7 +107,9 @@ async fn refused_connects_are_counted_by_error_type() {
     common::require_bolt().await;
     let capture = MetricsCapture::new();
     let manager = Neo4jManager::new(common::wrong_password_config("Wr0ng-Pa55word-Metrics")).unwrap();
-    let pool = Neo4jPool::builder(manager).name("aq_neo4j_metrics_refused").meter(capture.meter()).build().unwrap();
+    let pool = Neo4jPool::from(
+        aquifer_core::Pool::builder(manager).name("aq_neo4j_metrics_refused").meter(capture.meter()).build().unwrap(),
+    );
     pool.get().await.unwrap_err();
     let m = capture.collect();
     let errors = m.get("aquifer.pool.connect.errors").expect("connect errors exported");

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aquifer_neo4j::neo4rs::{BoltFloat, BoltNull, BoltPoint2D};
-use aquifer_neo4j::{BoltType, Neo4jPool, Neo4jPoolExt, query};
+use aquifer_neo4j::{BoltType, Neo4jPool, query};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::de::DeserializeOwned;
 
@@ -14,14 +14,14 @@ const LABEL: &str = "AqNeoParams";
 
 /// `RETURN $v AS v`, read back as `T`.
 async fn echo<T: DeserializeOwned>(pool: &Neo4jPool, v: impl Into<BoltType>) -> T {
-    let rows = pool.fetch(query("RETURN $v AS v").param("v", v.into())).await.expect("echo");
+    let rows = pool.fetch_all(query("RETURN $v AS v").param("v", v.into())).await.expect("echo");
     rows[0].get::<T>("v").expect("column v converts")
 }
 
 /// Stores `v` as a property of a new node, then reads it back with a separate MATCH.
 async fn stored<T: DeserializeOwned>(pool: &Neo4jPool, run: &str, v: impl Into<BoltType>) -> T {
     let key = common::run_id();
-    pool.run(
+    pool.execute(
         query(&format!("CREATE (:{LABEL} {{run: $run, key: $key, v: $v}})"))
             .param("run", run)
             .param("key", key.clone())
@@ -30,7 +30,7 @@ async fn stored<T: DeserializeOwned>(pool: &Neo4jPool, run: &str, v: impl Into<B
     .await
     .expect("create");
     let rows = pool
-        .fetch(
+        .fetch_all(
             query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run AND n.key = $key RETURN n.v AS v"))
                 .param("run", run)
                 .param("key", key),
@@ -93,7 +93,7 @@ async fn null_parameter_is_null() {
     assert_eq!(echo::<Option<i64>>(&pool, BoltType::Null(BoltNull)).await, None);
     assert_eq!(echo::<Option<i64>>(&pool, None::<i64>).await, None);
     assert_eq!(echo::<Option<i64>>(&pool, Some(5i64)).await, Some(5));
-    let rows = pool.fetch(query("RETURN $v IS NULL AS v").param("v", None::<String>)).await.unwrap();
+    let rows = pool.fetch_all(query("RETURN $v IS NULL AS v").param("v", None::<String>)).await.unwrap();
     assert!(rows[0].get::<bool>("v").unwrap());
 }
 
@@ -116,7 +116,7 @@ async fn map_parameters_round_trip() {
     let v: BoltType = map.iter().map(|(k, v)| (k.as_str(), *v)).collect::<HashMap<_, _>>().into();
     assert_eq!(echo::<HashMap<String, i64>>(&pool, v).await, map);
     let rows = pool
-        .fetch(
+        .fetch_all(
             query("RETURN $m.name AS name, $m.tags[1] AS tag, $m.inner.n AS n").param(
                 "m",
                 BoltType::from(

@@ -2,21 +2,21 @@
 
 mod common;
 
-use aquifer_neo4j::{BoltType, Neo4jPoolExt, query};
+use aquifer_neo4j::{BoltType, query};
 use std::collections::HashMap;
 
 #[tokio::test]
 async fn create_then_match_returns_the_created_nodes_and_relationship() {
     let pool = common::pool("queries_create", 2, None).await;
     let run = common::run_id();
-    pool.run(
+    pool.execute(
         query("CREATE (a:AqNeoQ {run: $run, name: 'Nina Simone'})-[:RECORDED {year: 1965}]->(b:AqNeoQ {run: $run, name: 'Pastel Blues'})")
             .param("run", run.as_str()),
     )
     .await
     .unwrap();
     let rows = pool
-        .fetch(
+        .fetch_all(
             query("MATCH (a:AqNeoQ)-[r:RECORDED]->(b:AqNeoQ) WHERE a.run = $run RETURN a.name AS artist, r.year AS year, b.name AS album")
                 .param("run", run.as_str()),
         )
@@ -34,7 +34,7 @@ async fn match_returns_nodes_with_labels_properties_and_arcadedb_style_ids() {
     let pool = common::pool("queries_nodes", 2, None).await;
     let run = common::run_id();
     let rows = pool
-        .fetch(
+        .fetch_all(
             query("CREATE (n:AqNeoQ {run: $run, name: 'x'}) RETURN n, id(n) AS id, elementId(n) AS eid")
                 .param("run", run.as_str()),
         )
@@ -60,9 +60,9 @@ async fn merge_creates_once_and_then_matches() {
         query("MERGE (a:AqNeoQ {run: $run, name: 'Miles Davis'}) ON CREATE SET a.created = true ON MATCH SET a.matched = true RETURN a.created AS created, a.matched AS matched")
             .param("run", run.as_str())
     };
-    let first = pool.fetch(merge()).await.unwrap();
+    let first = pool.fetch_all(merge()).await.unwrap();
     assert_eq!(first[0].get::<Option<bool>>("matched").unwrap(), None);
-    let second = pool.fetch(merge()).await.unwrap();
+    let second = pool.fetch_all(merge()).await.unwrap();
     assert_eq!(second[0].get::<Option<bool>>("matched").unwrap(), Some(true));
     let n = common::count(
         &pool,
@@ -89,7 +89,7 @@ async fn unwind_imports_batches_of_maps() {
                 BoltType::from(m)
             })
             .collect();
-        pool.run(
+        pool.execute(
             query("UNWIND $rows AS row CREATE (:AqNeoQ {run: $run, i: row.i, title: row.title})")
                 .param("rows", rows)
                 .param("run", run.as_str()),
@@ -98,7 +98,7 @@ async fn unwind_imports_batches_of_maps() {
         .unwrap();
     }
     let rows = pool
-        .fetch(
+        .fetch_all(
             query("MATCH (t:AqNeoQ) WHERE t.run = $run RETURN count(t) AS n, sum(t.i) AS s, max(t.i) AS m")
                 .param("run", run.as_str()),
         )
@@ -114,8 +114,10 @@ async fn unwind_imports_batches_of_maps() {
 async fn fetch_collects_results_larger_than_the_fetch_size() {
     common::require_bolt().await;
     let manager = aquifer_neo4j::Neo4jManager::new(common::config().fetch_size(7)).unwrap();
-    let pool = aquifer_neo4j::Neo4jPool::builder(manager).name("aq_neo4j_queries_fetch").max_size(1).build().unwrap();
-    let rows = pool.fetch(query("UNWIND range(1, 100) AS i RETURN i")).await.unwrap();
+    let pool = aquifer_neo4j::Neo4jPool::from(
+        aquifer_core::Pool::builder(manager).name("aq_neo4j_queries_fetch").max_size(1).build().unwrap(),
+    );
+    let rows = pool.fetch_all(query("UNWIND range(1, 100) AS i RETURN i")).await.unwrap();
     let got: Vec<i64> = rows.iter().map(|r| r.get("i").unwrap()).collect();
     assert_eq!(got, (1..=100).collect::<Vec<_>>());
 }
@@ -150,12 +152,12 @@ async fn a_query_while_a_stream_holds_the_connection_fails_at_once() {
 #[tokio::test]
 async fn a_query_error_is_a_server_error_with_its_code_and_leaves_the_connection_usable() {
     let pool = common::pool("queries_error", 1, None).await;
-    let e = pool.run("THIS IS NOT CYPHER").await.unwrap_err();
+    let e = pool.execute("THIS IS NOT CYPHER").await.unwrap_err();
     let neo = e.backend_error().expect("a Neo4j error");
     assert!(matches!(neo, aquifer_neo4j::Neo4jError::Server(_)), "{neo:?}");
     assert_eq!(neo.code(), Some("Neo.ClientError.Statement.SyntaxError"));
     assert!(!neo.is_transient());
     // The only connection is still good.
-    assert_eq!(pool.fetch("RETURN 1 AS one").await.unwrap()[0].get::<i64>("one").unwrap(), 1);
+    assert_eq!(pool.fetch_all("RETURN 1 AS one").await.unwrap()[0].get::<i64>("one").unwrap(), 1);
     assert_eq!(pool.stats().closed, 0);
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aquifer_neo4j::{HealthStatus, Neo4jPool, Neo4jPoolError, Neo4jPoolExt, query};
+use aquifer_neo4j::{HealthStatus, Neo4jPool, Neo4jPoolError, query};
 use parking_lot::Mutex;
 
 /// One worker call: when it started, how long it took, and how it ended.
@@ -30,13 +30,15 @@ async fn the_pool_fails_fast_while_the_server_is_down_and_recovers_after() {
     server.start();
     server.wait_ready().await;
 
-    let pool = Neo4jPool::builder(server.manager())
-        .name("aq_neo4j_restart")
-        .max_size(4)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_backoff(Duration::from_millis(50), Duration::from_millis(500))
-        .build()
-        .unwrap();
+    let pool = Neo4jPool::from(
+        aquifer_core::Pool::builder(server.manager())
+            .name("aq_neo4j_restart")
+            .max_size(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+            .build()
+            .unwrap(),
+    );
     pool.warm_up().await.unwrap();
 
     // Load: four workers querying in a loop, bounded in time, each call recorded.
@@ -49,7 +51,7 @@ async fn the_pool_fails_fast_while_the_server_is_down_and_recovers_after() {
             let end = Instant::now() + Duration::from_secs(240);
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
                 let started = Instant::now();
-                let result = pool.fetch(query("RETURN $w AS w").param("w", w)).await;
+                let result = pool.fetch_all(query("RETURN $w AS w").param("w", w)).await;
                 let result = match result {
                     Ok(rows) if rows[0].get::<i64>("w").ok() == Some(w) => Ok(()),
                     Ok(rows) => Err(format!("wrong answer {rows:?}")),
@@ -81,8 +83,8 @@ async fn the_pool_fails_fast_while_the_server_is_down_and_recovers_after() {
     assert!(t.elapsed() < Duration::from_secs(1), "fail-fast took {:?}", t.elapsed());
     assert!(matches!(e, Neo4jPoolError::Unavailable { .. }), "{e:?}");
     assert!(matches!(e.backend_error(), Some(aquifer_neo4j::Neo4jError::Unreachable { .. })), "{e:?}");
-    let e = pool.fetch("RETURN 1").await.expect_err("helpers fail fast too");
-    assert!(matches!(e, Neo4jPoolError::Unavailable { .. }), "{e:?}");
+    let e = pool.fetch_all("RETURN 1").await.expect_err("helpers fail fast too");
+    assert!(matches!(e.pool_error(), Some(Neo4jPoolError::Unavailable { .. })), "{e:?}");
     assert_eq!(pool.health().await.status, HealthStatus::Unhealthy);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -92,7 +94,7 @@ async fn the_pool_fails_fast_while_the_server_is_down_and_recovers_after() {
     let deadline = restarted + Duration::from_secs(90);
     let recovered = loop {
         let t = Instant::now();
-        if pool.fetch("RETURN 1").await.is_ok() {
+        if pool.fetch_all("RETURN 1").await.is_ok() {
             break t;
         }
         assert!(

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aquifer_neo4j::{Neo4jError, Neo4jPool, Neo4jPoolError, Neo4jPoolExt, RetryPolicy, query};
+use aquifer_neo4j::{Neo4jError, Neo4jOperationError, Neo4jPool, RetryPolicy, query};
 use tokio::sync::Barrier;
 
 const LABEL: &str = "AqNeoTx";
@@ -53,7 +53,7 @@ async fn transaction_rolls_back_when_the_work_returns_err() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, Neo4jPoolError::Backend(Neo4jError::Aborted(m)) if m.to_string() == "the listener is banned"),
+        matches!(&e, Neo4jOperationError::Backend(Neo4jError::Aborted(m)) if m.to_string() == "the listener is banned"),
         "{e:?}"
     );
     assert_eq!(count(&pool, &run).await, 0);
@@ -114,12 +114,8 @@ async fn uncommitted_writes_are_invisible_to_other_connections() {
 
 /// Two transactions increment the same counter, both before either commits: ArcadeDB refuses the second
 /// commit with `Neo.TransientError.Transaction.DeadlockDetected`.
-async fn conflicting_increments(
-    pool: &Neo4jPool,
-    run: &str,
-    policy: RetryPolicy,
-) -> (Vec<Result<(), Neo4jPoolError>>, usize) {
-    pool.run(query(&format!("CREATE (:{LABEL} {{run: $run, counter: 0}})")).param("run", run)).await.unwrap();
+async fn conflicting_increments(pool: &Neo4jPool, run: &str) -> (Vec<Result<(), Neo4jOperationError>>, usize) {
+    pool.execute(query(&format!("CREATE (:{LABEL} {{run: $run, counter: 0}})")).param("run", run)).await.unwrap();
     let barrier = Arc::new(Barrier::new(2));
     let attempts = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -127,7 +123,7 @@ async fn conflicting_increments(
         let (pool, run, barrier, attempts) = (pool.clone(), run.to_owned(), barrier.clone(), attempts.clone());
         tasks.push(tokio::spawn(async move {
             let mut first = true;
-            pool.transaction_with(policy, move |txn| {
+            pool.transaction(move |txn| {
                 let (run, barrier) = (run.clone(), barrier.clone());
                 attempts.fetch_add(1, Ordering::SeqCst);
                 let wait = std::mem::replace(&mut first, false);
@@ -155,7 +151,7 @@ async fn conflicting_increments(
 
 async fn counter(pool: &Neo4jPool, run: &str) -> i64 {
     let rows = pool
-        .fetch(query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN n.counter AS c")).param("run", run))
+        .fetch_all(query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN n.counter AS c")).param("run", run))
         .await
         .unwrap();
     rows[0].get("c").unwrap()
@@ -163,10 +159,10 @@ async fn counter(pool: &Neo4jPool, run: &str) -> i64 {
 
 #[tokio::test]
 async fn a_transient_conflict_retries_the_whole_transaction() {
-    let pool = common::pool("tx_retry", 2, None).await;
-    let run = common::run_id();
     let policy = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
-    let (results, attempts) = conflicting_increments(&pool, &run, policy).await;
+    let pool = common::pool_with_retry("tx_retry", 2, None, policy).await;
+    let run = common::run_id();
+    let (results, attempts) = conflicting_increments(&pool, &run).await;
     for r in &results {
         assert!(r.is_ok(), "{r:?}");
     }
@@ -177,11 +173,11 @@ async fn a_transient_conflict_retries_the_whole_transaction() {
 
 #[tokio::test]
 async fn without_retries_a_transient_conflict_is_a_transient_error() {
-    let pool = common::pool("tx_no_retry", 2, None).await;
+    let pool = common::pool_with_retry("tx_no_retry", 2, None, RetryPolicy::never()).await;
     let run = common::run_id();
-    let (results, attempts) = conflicting_increments(&pool, &run, RetryPolicy::never()).await;
+    let (results, attempts) = conflicting_increments(&pool, &run).await;
     assert_eq!(attempts, 2);
-    let failed: Vec<&Neo4jPoolError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let failed: Vec<&Neo4jOperationError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert_eq!(failed.len(), 1, "{results:?}");
     let e = failed[0].backend_error().expect("a Neo4j error");
     assert!(e.is_transient(), "{e:?}");
@@ -203,7 +199,9 @@ async fn the_graph_transaction_api_commits_and_rolls_back_on_pooled_connections(
     txn.rollback().await.unwrap();
     drop(conn);
     let rows = pool
-        .fetch(query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN n.kept AS kept")).param("run", run.as_str()))
+        .fetch_all(
+            query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN n.kept AS kept")).param("run", run.as_str()),
+        )
         .await
         .unwrap();
     let kept: Vec<bool> = rows.iter().map(|r| r.get("kept").unwrap()).collect();

@@ -103,11 +103,10 @@ impl Target {
                 let _: (i32, String, i32) = sqlx::query_as(PK_SQL).bind(key).fetch_one(&mut *conn).await.expect("q");
             }
             (Target::AquiferHelper(pool), Work::Select1) => {
-                let _: (i32,) = aquifer_postgres::fetch_one(pool, || sqlx::query("SELECT 1")).await.expect("query");
+                let _: (i32,) = pool.fetch_one(|| sqlx::query("SELECT 1")).await.expect("query");
             }
             (Target::AquiferHelper(pool), Work::PkLookup) => {
-                let _: (i32, String, i32) =
-                    aquifer_postgres::fetch_one(pool, || sqlx::query(PK_SQL).bind(key)).await.expect("query");
+                let _: (i32, String, i32) = pool.fetch_one(|| sqlx::query(PK_SQL).bind(key)).await.expect("query");
             }
             (Target::Sqlx(pool), Work::Select1) => {
                 let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(pool).await.expect("query");

@@ -6,8 +6,8 @@ use std::time::Duration;
 use aquifer_core::{ConfigError, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
-/// How to build a [`PgPool`](crate::PgPool): the engine's [`PoolConfig`] (its `url` is the connection URL)
-/// plus session settings applied to every new connection, PgBouncer mode and the helpers' retry policy.
+/// How to build a [`PgPool`](crate::PgPool): the engine's [`PoolConfig`], the connection URL, session
+/// settings applied to every new connection, PgBouncer mode and the helpers' retry policy.
 ///
 /// Session settings travel in the startup packet (`options=-c name=value`), so they cost no round trip; a
 /// value the server rejects fails the connect, which the engine retries and reports like any failed connect.
@@ -24,10 +24,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PgConfig {
-    /// Pool sizing, timeouts and the connection URL (`pool.url`). Default: [`PoolConfig::default`] with no URL
-    /// (the URL or the [`PgConnectOptions`](sqlx::postgres::PgConnectOptions) must then be given to the
-    /// constructor).
+    /// Pool sizing and timeouts. Default: [`PoolConfig::default`].
     pub pool: PoolConfig,
+    /// The connection URL (`postgres://user:password@host:port/database?sslmode=...`); its password never
+    /// appears in `Debug` or errors. Default: none: connecting then fails with a
+    /// [`ConfigError::Missing`] unless [`PgConnectOptions`](sqlx::postgres::PgConnectOptions) are given
+    /// ([`PgConfig::connect_with_options`]).
+    pub url: Option<DatabaseUrl>,
     /// `application_name` of every connection, shown in `pg_stat_activity` and server logs. Default: the
     /// `application_name` of the URL if it has one, otherwise the pool's name.
     pub application_name: Option<String>,
@@ -57,8 +60,8 @@ pub struct PgConfig {
     /// before it is closed instead of reused. Default: 1 s.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
-    /// Retries of the helpers ([`fetch_one`](crate::fetch_one), [`transaction`](crate::transaction), ...) on
-    /// transient failures. Default: [`RetryPolicy::default`] (3 attempts, 10 ms doubling to 1 s, jitter).
+    /// Retries of the helpers ([`PgPool::fetch_one`](crate::PgPool::fetch_one),
+    /// [`PgPool::transaction`](crate::PgPool::transaction), ...) on transient failures. Default: [`RetryPolicy::default`] (3 attempts, 10 ms doubling to 1 s, jitter).
     pub retry: RetryPolicy,
 }
 
@@ -66,6 +69,7 @@ impl Default for PgConfig {
     fn default() -> Self {
         PgConfig {
             pool: PoolConfig::default(),
+            url: None,
             application_name: None,
             // The server's own settings stay in force unless asked: a pool should not change query semantics.
             statement_timeout: None,
@@ -86,6 +90,7 @@ impl fmt::Debug for PgConfig {
         // `init_sql` may carry secrets (SET ROLE ... PASSWORD); show only how many statements there are.
         f.debug_struct("PgConfig")
             .field("pool", &self.pool)
+            .field("url", &self.url)
             .field("application_name", &self.application_name)
             .field("statement_timeout", &self.statement_timeout)
             .field("idle_in_transaction_session_timeout", &self.idle_in_transaction_session_timeout)
@@ -102,33 +107,31 @@ impl fmt::Debug for PgConfig {
 const MAX_SETTING_MS: u128 = i32::MAX as u128;
 
 impl PgConfig {
-    /// The defaults with `pool.url` set to `url`.
+    /// The defaults with `url` set.
     pub fn from_url(url: impl Into<String>) -> Self {
-        let mut config = PgConfig::default();
-        config.pool.url = Some(DatabaseUrl::new(url));
-        config
+        PgConfig { url: Some(DatabaseUrl::new(url)), ..PgConfig::default() }
     }
 
-    /// Reads the configuration from the environment.
+    /// Reads the configuration from the environment; the conventional prefix is `POSTGRES`
+    /// ([`connect_env`](crate::connect_env) uses it).
     ///
-    /// The URL comes from `POSTGRES_URL`, or `DATABASE_URL` when that is unset; the pool settings from the
-    /// `POSTGRES_POOL_*` variables and `POSTGRES_NAME` ([`PoolConfig::from_env`] with prefix `POSTGRES`);
-    /// the session settings from `POSTGRES_APPLICATION_NAME`, `POSTGRES_STATEMENT_TIMEOUT`,
-    /// `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (durations such as `30s`, or `off`),
-    /// `POSTGRES_INIT_SQL` (one entry), `POSTGRES_PGBOUNCER` (`true`/`false`),
-    /// `POSTGRES_STATEMENT_CACHE_CAPACITY` and `POSTGRES_DRAIN_TIMEOUT`. Errors name the variable and value.
-    pub fn from_env() -> Result<PgConfig, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// With prefix `POSTGRES`: the URL comes from `POSTGRES_URL`, or `DATABASE_URL` (sqlx's variable) when
+    /// that is unset; the pool settings from the `POSTGRES_POOL_*` variables and `POSTGRES_NAME`
+    /// ([`PoolConfig::from_env`]); the session settings from `POSTGRES_APPLICATION_NAME`,
+    /// `POSTGRES_STATEMENT_TIMEOUT`, `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (durations such as `30s`,
+    /// or `off`), `POSTGRES_INIT_SQL` (one entry), `POSTGRES_PGBOUNCER` (`true`/`false`),
+    /// `POSTGRES_STATEMENT_CACHE_CAPACITY`, `POSTGRES_DRAIN_TIMEOUT` and `POSTGRES_RETRY_MAX_ATTEMPTS`. Unset
+    /// variables keep their default. Errors name the variable and value.
+    pub fn from_env(prefix: &str) -> Result<PgConfig, ConfigError> {
+        Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
 
     /// Like [`PgConfig::from_env`], reading variables through `lookup` (for tests and other sources).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
-        let env = EnvVars::new("POSTGRES", &lookup);
-        let mut pool = PoolConfig::from_lookup("POSTGRES", &lookup)?;
-        if pool.url.is_none() {
-            pool.url = EnvVars::new("", &lookup).get("DATABASE_URL").map(DatabaseUrl::new);
-        }
-        let mut c = PgConfig { pool, ..PgConfig::default() };
+    pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
+        let env = EnvVars::new(prefix, &lookup);
+        let pool = PoolConfig::from_lookup(prefix, &lookup)?;
+        let url = env.get("URL").or_else(|| EnvVars::new("", &lookup).get("DATABASE_URL"));
+        let mut c = PgConfig { pool, url: url.map(DatabaseUrl::new), ..PgConfig::default() };
         c.application_name = env.get("APPLICATION_NAME");
         session_timeout(&env, "STATEMENT_TIMEOUT", &mut c.statement_timeout)?;
         session_timeout(&env, "IDLE_IN_TRANSACTION_SESSION_TIMEOUT", &mut c.idle_in_transaction_session_timeout)?;
@@ -138,6 +141,7 @@ impl PgConfig {
         env.boolean("PGBOUNCER", &mut c.pgbouncer)?;
         env.optional_number("STATEMENT_CACHE_CAPACITY", &mut c.statement_cache_capacity)?;
         env.duration("DRAIN_TIMEOUT", &mut c.drain_timeout)?;
+        env.number("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts)?;
         c.validate().map_err(|e| env.rename(e, env_suffix))?;
         Ok(c)
     }
@@ -207,6 +211,7 @@ fn env_suffix(field: &str) -> Option<&'static str> {
         "init_sql" => "INIT_SQL",
         "application_name" => "APPLICATION_NAME",
         "drain_timeout" => "DRAIN_TIMEOUT",
+        "retry.max_attempts" => "RETRY_MAX_ATTEMPTS",
         _ => return None,
     })
 }
@@ -229,20 +234,32 @@ mod tests {
 
     fn env(vars: &[(&str, &str)]) -> Result<PgConfig, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        PgConfig::from_lookup(|k| map.get(k).cloned())
+        PgConfig::from_lookup("POSTGRES", |k| map.get(k).cloned())
     }
 
     #[test]
     fn postgres_url_wins_over_database_url() {
         let c = env(&[("POSTGRES_URL", "postgres://a@x/one"), ("DATABASE_URL", "postgres://a@x/two")]).unwrap();
-        assert_eq!(c.pool.url.unwrap().expose(), "postgres://a@x/one");
+        assert_eq!(c.url.unwrap().expose(), "postgres://a@x/one");
     }
 
     #[test]
     fn database_url_is_the_fallback() {
         let c = env(&[("DATABASE_URL", "postgres://a@x/two"), ("POSTGRES_POOL_MAX_SIZE", "7")]).unwrap();
-        assert_eq!(c.pool.url.unwrap().expose(), "postgres://a@x/two");
+        assert_eq!(c.url.unwrap().expose(), "postgres://a@x/two");
         assert_eq!(c.pool.max_size, 7);
+    }
+
+    #[test]
+    fn any_prefix_works() {
+        let c = env(&[("POSTGRES_URL", "postgres://a@x/one")]).unwrap();
+        assert_eq!(c.url.unwrap().expose(), "postgres://a@x/one");
+        let map: HashMap<String, String> = [("ORDERS_URL", "postgres://a@x/orders"), ("ORDERS_POOL_MAX_SIZE", "3")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let c = PgConfig::from_lookup("ORDERS", |k| map.get(k).cloned()).unwrap();
+        assert_eq!((c.url.unwrap().expose(), c.pool.max_size), ("postgres://a@x/orders", 3));
     }
 
     #[test]
@@ -307,10 +324,11 @@ mod tests {
     #[test]
     fn deserializes_from_json_with_durations() {
         let c: PgConfig = serde_json::from_str(
-            r#"{"pool": {"url": "postgres://a@b/c", "max_size": 4}, "statement_timeout": "250ms", "pgbouncer": false}"#,
+            r#"{"url": "postgres://a@b/c", "pool": {"max_size": 4}, "statement_timeout": "250ms", "pgbouncer": false}"#,
         )
         .unwrap();
         assert_eq!(c.pool.max_size, 4);
+        assert_eq!(c.url.unwrap().expose(), "postgres://a@b/c");
         assert_eq!(c.statement_timeout, Some(Duration::from_millis(250)));
     }
 }

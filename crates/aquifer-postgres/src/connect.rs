@@ -1,97 +1,89 @@
-//! Constructors: a warm pool (fails at start-up when the database is unreachable or refuses the credentials)
-//! or a lazy one (connects on first use), from a URL, from [`PgConnectOptions`] or from the environment.
+//! Constructors: a started pool (fails at start-up when the database is unreachable or refuses the
+//! credentials) or a lazy one (connects on first use), from a URL, from [`PgConnectOptions`] or from the
+//! environment. Every one returns a [`PgStartError`].
 
-use aquifer_core::{Pool, PoolBuilder, redact_url};
+use aquifer_core::{ConfigError, Pool, PoolBuilder, redact_url};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::{PgBuildError, PgConfig, PgManager, PgPool};
+use crate::{PgConfig, PgManager, PgPool, PgStartError};
+
+/// The prefix of the environment variables [`connect_env`] and [`connect_env_lazy`] read.
+pub const ENV_PREFIX: &str = "POSTGRES";
 
 impl PgConfig {
-    /// The manager for `pool.url` with these settings.
-    pub fn manager(&self) -> Result<PgManager, PgBuildError> {
-        let url = self.pool.url.as_ref().ok_or(PgBuildError::MissingUrl)?;
-        let options: PgConnectOptions = url
-            .expose()
-            .parse()
-            .map_err(|source| PgBuildError::InvalidUrl { url: redact_url(url.expose()), source })?;
+    /// The manager for `url` with these settings.
+    pub fn manager(&self) -> Result<PgManager, PgStartError> {
+        let url = self.url.as_ref().ok_or_else(|| ConfigError::Missing {
+            field: "url".into(),
+            reason: "set PgConfig.url, or POSTGRES_URL or DATABASE_URL in the environment".into(),
+        })?;
+        let options: PgConnectOptions = url.expose().parse().map_err(|e: sqlx::Error| PgStartError::Url {
+            system: "postgresql",
+            url: redact_url(url.expose()),
+            reason: e.to_string().replace(url.expose(), &redact_url(url.expose())),
+        })?;
         Ok(PgManager::new(options, self)?)
     }
 
-    /// A pool builder for `pool.url` with these settings, to add a meter or a leak hook before `build()`.
-    pub fn builder(&self) -> Result<PoolBuilder<PgManager>, PgBuildError> {
+    /// A pool builder for `url` with these settings, to add a meter or a leak hook before `build()`; the
+    /// built pool converts into a [`PgPool`] (`PgPool::from(pool)`), and [`aquifer_core::warm`] starts it.
+    pub fn builder(&self) -> Result<PoolBuilder<PgManager>, PgStartError> {
         Ok(Pool::builder(self.manager()?).config(self.pool.clone()))
     }
 
-    /// A pool builder connecting with `options` (`pool.url` is ignored) and these settings.
-    pub fn builder_with(&self, options: PgConnectOptions) -> Result<PoolBuilder<PgManager>, PgBuildError> {
-        Ok(Pool::builder(PgManager::new(options, self)?).config(self.pool.clone()))
-    }
-
-    /// Builds the pool for `pool.url` and waits until `min_idle` connections (at least one) are open, so a
+    /// Builds the pool for `url` and waits until `min_idle` connections (at least one) are open, so a
     /// wrong URL, password or database fails here rather than on the first request. Must run in a Tokio
     /// runtime.
     ///
-    /// Cancel safety: dropping the future leaves no pool behind; connects already started finish in the
-    /// background and are closed.
-    pub async fn connect(&self) -> Result<PgPool, PgBuildError> {
-        warm(self.builder()?.build()?).await
+    /// Cancel safety: dropping the future drops the pool, which closes it: connects in flight are
+    /// abandoned and connections already open are closed.
+    pub async fn connect(&self) -> Result<PgPool, PgStartError> {
+        Ok(aquifer_core::warm(self.builder()?.build()?).await?.into())
     }
 
-    /// Builds the pool for `pool.url` without connecting: connections open on first use (and `min_idle` in
+    /// Builds the pool for `url` without connecting: connections open on first use (and `min_idle` in
     /// the background). Must be called within a Tokio runtime.
-    pub fn connect_lazy(&self) -> Result<PgPool, PgBuildError> {
-        Ok(self.builder()?.build()?)
+    pub fn connect_lazy(&self) -> Result<PgPool, PgStartError> {
+        Ok(self.builder()?.build()?.into())
     }
 
-    /// Like [`connect`](PgConfig::connect), connecting with `options`.
+    /// Like [`connect`](PgConfig::connect), connecting with `options` instead of `url`: for what a URL
+    /// cannot carry (a client certificate held in memory, a password from a secret store).
     ///
     /// Cancel safety: as for [`connect`](PgConfig::connect).
-    pub async fn connect_with(&self, options: PgConnectOptions) -> Result<PgPool, PgBuildError> {
-        warm(self.builder_with(options)?.build()?).await
+    pub async fn connect_with_options(&self, options: PgConnectOptions) -> Result<PgPool, PgStartError> {
+        let pool = Pool::builder(PgManager::new(options, self)?).config(self.pool.clone()).build()?;
+        Ok(aquifer_core::warm(pool).await?.into())
     }
 
-    /// Like [`connect_lazy`](PgConfig::connect_lazy), connecting with `options`.
-    pub fn connect_lazy_with(&self, options: PgConnectOptions) -> Result<PgPool, PgBuildError> {
-        Ok(self.builder_with(options)?.build()?)
-    }
-}
-
-/// Waits until the pool's first connections are open (see [`PgConfig::connect`]).
-///
-/// Cancel safety: connects already started finish in the background into the pool.
-pub async fn warm(pool: PgPool) -> Result<PgPool, PgBuildError> {
-    match pool.warm_up().await {
-        Ok(()) => Ok(pool),
-        Err(source) => {
-            let name = pool.name().to_owned();
-            pool.close().await;
-            Err(PgBuildError::WarmUp { pool: name, source })
-        }
+    /// Like [`connect_lazy`](PgConfig::connect_lazy), connecting with `options` instead of `url`.
+    pub fn connect_lazy_with_options(&self, options: PgConnectOptions) -> Result<PgPool, PgStartError> {
+        Ok(Pool::builder(PgManager::new(options, self)?).config(self.pool.clone()).build()?.into())
     }
 }
 
-/// A warm pool with default settings for `url` (`postgres://user:password@host:port/database?sslmode=...`).
+/// A started pool with default settings for `url` (`postgres://user:password@host:port/database?sslmode=...`).
 ///
 /// Cancel safety: as for [`PgConfig::connect`].
-pub async fn connect(url: &str) -> Result<PgPool, PgBuildError> {
+pub async fn connect(url: &str) -> Result<PgPool, PgStartError> {
     PgConfig::from_url(url).connect().await
 }
 
 /// A lazy pool with default settings for `url`. Must be called within a Tokio runtime.
-pub fn connect_lazy(url: &str) -> Result<PgPool, PgBuildError> {
+pub fn connect_lazy(url: &str) -> Result<PgPool, PgStartError> {
     PgConfig::from_url(url).connect_lazy()
 }
 
-/// A warm pool configured from the environment ([`PgConfig::from_env`]: `POSTGRES_URL` or `DATABASE_URL`,
-/// `POSTGRES_POOL_*`, ...).
+/// A started pool configured from the `POSTGRES_*` variables ([`PgConfig::from_env`]: `POSTGRES_URL` or
+/// `DATABASE_URL`, `POSTGRES_POOL_*`, ...). For another prefix: `PgConfig::from_env("ORDERS")?.connect()`.
 ///
 /// Cancel safety: as for [`PgConfig::connect`].
-pub async fn connect_env() -> Result<PgPool, PgBuildError> {
-    PgConfig::from_env()?.connect().await
+pub async fn connect_env() -> Result<PgPool, PgStartError> {
+    PgConfig::from_env(ENV_PREFIX)?.connect().await
 }
 
-/// A lazy pool configured from the environment ([`PgConfig::from_env`]). Must be called within a Tokio
-/// runtime.
-pub fn connect_env_lazy() -> Result<PgPool, PgBuildError> {
-    PgConfig::from_env()?.connect_lazy()
+/// A lazy pool configured from the `POSTGRES_*` variables ([`PgConfig::from_env`]). Must be called within a
+/// Tokio runtime.
+pub fn connect_env_lazy() -> Result<PgPool, PgStartError> {
+    PgConfig::from_env(ENV_PREFIX)?.connect_lazy()
 }

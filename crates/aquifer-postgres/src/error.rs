@@ -1,59 +1,84 @@
-//! [`PgBuildError`]: why a [`PgPool`](crate::PgPool) could not be built.
+//! How sqlx errors are classified: `error.type`, SQLSTATEs, transient failures and lost sessions.
 
-use aquifer_core::{BuildError, ConfigError};
+use std::borrow::Cow;
 
-use crate::PgPoolError;
+use sqlx::postgres::{PgDatabaseError, PgSeverity};
 
-/// Building a [`PgPool`](crate::PgPool) failed. Never shows a password: URLs are redacted.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PgBuildError {
-    /// No URL was given: neither `pool.url` nor, from the environment, `POSTGRES_URL` or `DATABASE_URL`.
-    #[error("no PostgreSQL URL: set PgConfig.pool.url, or POSTGRES_URL or DATABASE_URL in the environment")]
-    MissingUrl,
-    /// The URL could not be parsed by sqlx.
-    #[error("invalid PostgreSQL URL {url}: {source}")]
-    InvalidUrl {
-        /// The URL with its password replaced by `***`.
-        url: String,
-        /// What sqlx objected to.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// A configuration value is invalid; the message names the field or variable and the value.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The pool could not start (no Tokio runtime, invalid pool settings).
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    /// The warm-up connects failed: the server is unreachable or refused the credentials.
-    #[error("pool {pool} could not open its first connections: {source}")]
-    WarmUp {
-        /// The pool's name.
-        pool: String,
-        /// The pool's error; [`PgBuildError::backend_error`] digs out the driver's.
-        #[source]
-        source: PgPoolError,
-    },
+/// The SQLSTATE of a server error (`28P01`: wrong password, `3D000`: no such database, `40001`:
+/// serialization failure...), if `e` is one.
+///
+/// ```
+/// assert_eq!(aquifer_postgres::sqlstate(&aquifer_postgres::sqlx::Error::RowNotFound), None);
+/// ```
+pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(Cow::into_owned),
+        _ => None,
+    }
 }
 
-impl PgBuildError {
-    /// The sqlx error behind this error, if any (a refused password is a
-    /// [`sqlx::Error::Database`] with SQLSTATE `28P01`).
-    pub fn backend_error(&self) -> Option<&sqlx::Error> {
-        match self {
-            PgBuildError::InvalidUrl { source, .. } => Some(source),
-            PgBuildError::WarmUp { source, .. } => source.backend_error(),
-            _ => None,
-        }
+/// The server rolled the statement or transaction back and says trying again may succeed.
+pub(crate) fn is_rolled_back(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+        _ => false,
     }
+}
 
-    /// The SQLSTATE of the server error behind this error, if any (`28P01`: wrong password, `3D000`: no such
-    /// database, ...).
-    pub fn sqlstate(&self) -> Option<String> {
-        match self.backend_error()? {
-            sqlx::Error::Database(e) => e.code().map(|c| c.into_owned()),
-            _ => None,
+/// The session is gone: the socket failed, or the server ended the session (terminated backend, shutdown,
+/// connection exception).
+pub(crate) fn is_session_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => {
+            let fatal = db
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic));
+            fatal || db.code().is_some_and(|c| is_session_ending(&c))
         }
+        _ => false,
+    }
+}
+
+/// SQLSTATEs that end the session: class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash
+/// shutdown, cannot connect now).
+pub(crate) fn is_session_ending(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// A low-cardinality `error.type` for a sqlx error: the SQLSTATE for server errors, a class name otherwise.
+pub(crate) fn error_type(e: &sqlx::Error) -> Cow<'static, str> {
+    Cow::Borrowed(match e {
+        sqlx::Error::Database(db) => {
+            return match db.code() {
+                Some(code) => Cow::Owned(code.into_owned()),
+                None => Cow::Borrowed("_OTHER"),
+            };
+        }
+        sqlx::Error::Io(_) => "io",
+        sqlx::Error::Tls(_) => "tls",
+        sqlx::Error::Protocol(_) => "protocol",
+        sqlx::Error::Configuration(_) => "configuration",
+        sqlx::Error::RowNotFound => "row_not_found",
+        sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_) => "decode",
+        sqlx::Error::Encode(_) => "encode",
+        _ => "_OTHER",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ending_codes() {
+        assert!(is_session_ending("57P01"));
+        assert!(is_session_ending("08006"));
+        assert!(!is_session_ending("57014"));
+        assert!(!is_session_ending("40001"));
     }
 }

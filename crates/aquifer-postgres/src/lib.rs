@@ -4,22 +4,34 @@
 mod config;
 mod connect;
 mod error;
+mod executor;
 mod helpers;
 mod manager;
 
 pub use config::PgConfig;
-pub use connect::{connect, connect_env, connect_env_lazy, connect_lazy, warm};
-pub use error::PgBuildError;
-pub use helpers::{BoxFuture, execute, fetch_all, fetch_one, fetch_optional, transaction};
+pub use connect::{ENV_PREFIX, connect, connect_env, connect_env_lazy, connect_lazy};
+pub use error::sqlstate;
+pub use executor::PgTransaction;
+pub use helpers::BoxFuture;
 pub use manager::PgManager;
 
-pub use aquifer_core::{DatabaseUrl, HealthReport, HealthStatus, PoolConfig, RetryPolicy, State, Stats};
 /// The sqlx this crate is built on, so a service uses the same version.
 pub use sqlx;
 
-/// A pool of sqlx [`PgConnection`](sqlx::postgres::PgConnection)s.
-pub type PgPool = aquifer_core::Pool<PgManager>;
-/// A connection checked out of a [`PgPool`]; dereferences to [`sqlx::postgres::PgConnection`].
-pub type PgPooled = aquifer_core::Pooled<PgManager>;
-/// Why a connection could not be acquired, or why a helper failed ([`PgPoolError::Backend`] holds sqlx's error).
-pub type PgPoolError = aquifer_core::PoolError<sqlx::Error>;
+aquifer_core::adapter_reexports! {
+    manager: PgManager,
+    pool: PgPool,
+    pooled: PgPooled,
+    pool_error: PgPoolError,
+    start_error: PgStartError,
+    error: PgOperationError,
+}
+
+// What a service shares between tasks must be Send + Sync; checked at compile time.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PgPool>();
+    assert_send_sync::<PgConfig>();
+    assert_send_sync::<PgOperationError>();
+    assert_send_sync::<PgStartError>();
+};

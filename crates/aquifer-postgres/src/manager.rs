@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, Descriptor, Manager, RetryPolicy};
+use aquifer_core::{ConfigError, Descriptor, Manager, Operations, RetryPolicy};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
@@ -28,7 +28,8 @@ use crate::config::PgConfig;
 ///   `Transaction`), because sqlx's transaction depth cannot be repaired from outside.
 ///
 /// A transaction opened with a raw `BEGIN` statement is invisible to sqlx and so to the pool: use
-/// [`Connection::begin`] or [`transaction`](crate::transaction), and set
+/// [`Connection::begin`], [`PgPool::begin`](crate::PgPool::begin) or
+/// [`PgPool::transaction`](crate::PgPool::transaction), and set
 /// [`PgConfig::idle_in_transaction_session_timeout`] as a backstop.
 pub struct PgManager {
     options: PgConnectOptions,
@@ -109,10 +110,18 @@ impl PgManager {
     pub fn pgbouncer(&self) -> bool {
         self.pgbouncer
     }
+}
 
-    /// The retry policy of the helpers.
-    pub fn retry_policy(&self) -> RetryPolicy {
-        self.retry
+/// The helpers' failures are sqlx errors, classified by SQLSTATE.
+impl Operations for PgManager {
+    type OperationError = sqlx::Error;
+
+    fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    fn operation_error_type(&self, error: &sqlx::Error) -> Cow<'static, str> {
+        crate::error::error_type(error)
     }
 }
 
@@ -161,7 +170,7 @@ fn protocol_state(conn: &mut PgConnection) -> Protocol {
 /// An error reply that ends only the abandoned statement, not the session.
 fn is_stale_reply(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(db) => !db.code().is_some_and(|c| crate::helpers::is_session_ending(&c)),
+        sqlx::Error::Database(db) => !db.code().is_some_and(|c| crate::error::is_session_ending(&c)),
         _ => false,
     }
 }
@@ -236,7 +245,7 @@ impl Manager for PgManager {
     }
 
     fn error_type(&self, error: &sqlx::Error) -> Cow<'static, str> {
-        crate::helpers::error_type(error)
+        crate::error::error_type(error)
     }
 
     /// Refused credentials (class 28: `28P01` wrong password, `28000` no pg_hba entry or role not allowed)

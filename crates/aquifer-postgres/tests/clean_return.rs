@@ -142,7 +142,7 @@ async fn a_cancelled_transaction_helper_commits_nothing() {
     let insert = format!("INSERT INTO {t} VALUES (1)");
     let cancelled = tokio::time::timeout(
         Duration::from_millis(200),
-        aquifer_postgres::transaction(&pool, |conn| {
+        pool.transaction(|conn| {
             let insert = insert.clone();
             Box::pin(async move {
                 sqlx::query(sqlx::AssertSqlSafe(insert)).execute(&mut *conn).await?;

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aquifer_postgres::{PgBuildError, PgConfig, PgPoolError};
+use aquifer_postgres::{ConfigError, PgConfig, PgPoolError, PgStartError, sqlstate};
 use common::*;
 
 const SECRET: &str = "not-the-password-x9";
@@ -25,8 +25,9 @@ async fn wrong_password_is_an_authentication_error_within_a_second() {
     let took = started.elapsed();
 
     assert!(took < Duration::from_secs(1), "took {took:?}: the error must not wait for the 30 s acquire timeout");
-    assert_eq!(err.sqlstate().as_deref(), Some("28P01"), "{err}");
-    let PgBuildError::WarmUp { source, .. } = &err else { panic!("expected a warm-up error, got {err:?}") };
+    assert_eq!(err.backend_error().and_then(sqlstate).as_deref(), Some("28P01"), "{err}");
+    assert!(err.is_permanent(), "28P01 is classified permanent: {err:?}");
+    let PgStartError::Connect { source, .. } = &err else { panic!("expected a connect error, got {err:?}") };
     assert!(!source.is_timeout(), "an authentication failure is not a timeout: {source}");
     assert!(err.to_string().contains("password authentication failed"), "{err}");
 }
@@ -81,7 +82,7 @@ async fn the_password_never_appears_in_errors_debug_or_health() {
 #[tokio::test]
 async fn an_invalid_url_is_a_typed_error_without_the_password() {
     let err = aquifer_postgres::connect_lazy(&format!("postgres://app:{SECRET}@db:notaport/x")).unwrap_err();
-    assert!(matches!(err, PgBuildError::InvalidUrl { .. }), "{err:?}");
+    assert!(matches!(err, PgStartError::Url { .. }), "{err:?}");
     assert!(!format!("{err} {err:?}").contains(SECRET), "{err:?}");
 }
 
@@ -115,11 +116,11 @@ async fn a_failing_init_statement_is_a_failed_connect() {
     let mut c = config("bad_init");
     c.init_sql.push("SELECT no_such_function()".into());
     let err = c.connect().await.expect_err("init SQL fails");
-    assert_eq!(err.sqlstate().as_deref(), Some("42883"), "{err}");
+    assert_eq!(err.backend_error().and_then(sqlstate).as_deref(), Some("42883"), "{err}");
 }
 
 #[tokio::test]
 async fn a_missing_url_is_a_typed_error() {
     let err = PgConfig::default().connect_lazy().unwrap_err();
-    assert!(matches!(err, PgBuildError::MissingUrl), "{err:?}");
+    assert!(matches!(&err, PgStartError::Config(ConfigError::Missing { field, .. }) if field == "url"), "{err:?}");
 }

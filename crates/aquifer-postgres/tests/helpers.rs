@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aquifer_postgres::sqlx::postgres::PgRow;
 use aquifer_postgres::sqlx::{self, FromRow, Row};
-use aquifer_postgres::{PgPool, PgPoolError};
+use aquifer_postgres::{PgOperationError, PgPool};
 use aquifer_testing::MetricsCapture;
 use common::*;
 
@@ -40,31 +40,24 @@ async fn fetch_helpers_map_rows_and_execute_counts_them() {
     fresh_table(&pool, &t, "id int PRIMARY KEY, name text NOT NULL").await;
 
     let insert = format!("INSERT INTO {t} (id, name) VALUES ($1, $2), ($3, $4)");
-    let n = aquifer_postgres::execute(&pool, || {
-        sqlx::query(sqlx::AssertSqlSafe(insert.clone())).bind(1).bind("one").bind(2).bind("two")
-    })
-    .await
-    .unwrap();
+    let n = pool
+        .execute(|| sqlx::query(sqlx::AssertSqlSafe(insert.clone())).bind(1).bind("one").bind(2).bind("two"))
+        .await
+        .unwrap();
     assert_eq!(n, 2);
 
     let by_id = format!("SELECT id, name FROM {t} WHERE id = $1");
-    let one: Item =
-        aquifer_postgres::fetch_one(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(1)).await.unwrap();
+    let one: Item = pool.fetch_one(|| sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(1)).await.unwrap();
     assert_eq!(one, Item { id: 1, name: "one".into() });
     let none: Option<Item> =
-        aquifer_postgres::fetch_optional(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3))
-            .await
-            .unwrap();
+        pool.fetch_optional(|| sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3)).await.unwrap();
     assert_eq!(none, None);
     let missing =
-        aquifer_postgres::fetch_one::<Item, _>(&pool, || sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3))
-            .await
-            .unwrap_err();
-    assert!(matches!(missing, PgPoolError::Backend(sqlx::Error::RowNotFound)), "{missing:?}");
+        pool.fetch_one::<Item, _>(|| sqlx::query(sqlx::AssertSqlSafe(by_id.clone())).bind(3)).await.unwrap_err();
+    assert!(matches!(missing, PgOperationError::Backend(sqlx::Error::RowNotFound)), "{missing:?}");
 
     let all_sql = format!("SELECT id, name FROM {t} ORDER BY id");
-    let all: Vec<Item> =
-        aquifer_postgres::fetch_all(&pool, || sqlx::query(sqlx::AssertSqlSafe(all_sql.clone()))).await.unwrap();
+    let all: Vec<Item> = pool.fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(all_sql.clone()))).await.unwrap();
     assert_eq!(all.iter().map(|i| i.id).collect::<Vec<_>>(), vec![1, 2]);
     pool.close().await;
 }
@@ -77,7 +70,7 @@ async fn a_transaction_commits_on_ok_and_rolls_back_on_err_without_retrying_it()
     let insert = format!("INSERT INTO {t} VALUES ($1)");
 
     let ins = insert.clone();
-    aquifer_postgres::transaction(&pool, |conn| {
+    pool.transaction(|conn| {
         let ins = ins.clone();
         Box::pin(async move {
             sqlx::query(sqlx::AssertSqlSafe(ins)).bind(1).execute(&mut *conn).await?;
@@ -88,29 +81,27 @@ async fn a_transaction_commits_on_ok_and_rolls_back_on_err_without_retrying_it()
     .unwrap();
 
     let attempts = Arc::new(AtomicUsize::new(0));
-    let err = aquifer_postgres::transaction(&pool, |conn| {
-        let (ins, attempts) = (insert.clone(), attempts.clone());
-        Box::pin(async move {
-            attempts.fetch_add(1, Ordering::SeqCst);
-            sqlx::query(sqlx::AssertSqlSafe(ins.clone())).bind(2).execute(&mut *conn).await?;
-            // A duplicate key is not transient: the whole transaction rolls back, once.
-            sqlx::query(sqlx::AssertSqlSafe(ins)).bind(1).execute(&mut *conn).await?;
-            Ok(())
+    let err = pool
+        .transaction(|conn| {
+            let (ins, attempts) = (insert.clone(), attempts.clone());
+            Box::pin(async move {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                sqlx::query(sqlx::AssertSqlSafe(ins.clone())).bind(2).execute(&mut *conn).await?;
+                // A duplicate key is not transient: the whole transaction rolls back, once.
+                sqlx::query(sqlx::AssertSqlSafe(ins)).bind(1).execute(&mut *conn).await?;
+                Ok(())
+            })
         })
-    })
-    .await
-    .unwrap_err();
+        .await
+        .unwrap_err();
     assert_eq!(
         err.backend_error().and_then(|e| e.as_database_error()).and_then(|e| e.code()).as_deref(),
         Some("23505")
     );
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
 
-    let ids: Vec<(i32,)> = aquifer_postgres::fetch_all(&pool, || {
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id FROM {t} ORDER BY id")))
-    })
-    .await
-    .unwrap();
+    let ids: Vec<(i32,)> =
+        pool.fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id FROM {t} ORDER BY id")))).await.unwrap();
     assert_eq!(ids, vec![(1,)], "row 2 was rolled back with its transaction");
     pool.close().await;
 }
@@ -133,7 +124,7 @@ async fn serialization_failures_are_retried_by_running_the_whole_transaction_aga
         let (pool, barrier, attempts, t) = (pool.clone(), barrier.clone(), attempts.clone(), t.clone());
         tokio::spawn(async move {
             let mut first = true;
-            aquifer_postgres::transaction(&pool, move |conn| {
+            pool.transaction(move |conn| {
                 let (barrier, attempts, t, wait) = (barrier.clone(), attempts.clone(), t.clone(), first);
                 first = false;
                 Box::pin(async move {
@@ -163,11 +154,10 @@ async fn serialization_failures_are_retried_by_running_the_whole_transaction_aga
     let (a, b) = (a.await.unwrap().expect("no error escapes"), b.await.unwrap().expect("no error escapes"));
     assert!(a ^ b, "exactly one doctor went off call ({a}, {b})");
     assert!(attempts.load(Ordering::SeqCst) >= 3, "the loser ran again");
-    let on_call: (i64,) = aquifer_postgres::fetch_one(&pool, || {
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t} WHERE on_call")))
-    })
-    .await
-    .unwrap();
+    let on_call: (i64,) = pool
+        .fetch_one(|| sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t} WHERE on_call"))))
+        .await
+        .unwrap();
     assert_eq!(on_call, (1,));
     pool.close().await;
 }
@@ -177,13 +167,13 @@ async fn helpers_record_db_client_operation_duration() {
     require_pg().await;
     let capture = MetricsCapture::new();
     let config = config("helpers_metrics");
-    let pool = config.builder().unwrap().meter(capture.meter()).build().unwrap();
+    let pool = PgPool::from(config.builder().unwrap().meter(capture.meter()).build().unwrap());
 
-    let _: (i32,) = aquifer_postgres::fetch_one(&pool, || sqlx::query("SELECT 1")).await.unwrap();
-    let _: Vec<(i32,)> = aquifer_postgres::fetch_all(&pool, || sqlx::query("SELECT 1")).await.unwrap();
-    let err = aquifer_postgres::execute(&pool, || sqlx::query("INSERT INTO aq_pg_no_such_table VALUES (1)")).await;
+    let _: (i32,) = pool.fetch_one(|| sqlx::query("SELECT 1")).await.unwrap();
+    let _: Vec<(i32,)> = pool.fetch_all(|| sqlx::query("SELECT 1")).await.unwrap();
+    let err = pool.execute(|| sqlx::query("INSERT INTO aq_pg_no_such_table VALUES (1)")).await;
     assert!(err.is_err());
-    aquifer_postgres::transaction(&pool, |_| Box::pin(async { Ok(()) })).await.unwrap();
+    pool.transaction(|_| Box::pin(async { Ok(()) })).await.unwrap();
 
     let metrics = capture.collect();
     let m = metrics.get("db.client.operation.duration").expect("db.client.operation.duration exported");
@@ -221,7 +211,7 @@ async fn deadlocks_are_retried_by_running_the_whole_transaction_again() {
         let (pool, barrier, attempts, t) = (pool.clone(), barrier.clone(), attempts.clone(), t.clone());
         tokio::spawn(async move {
             let mut wait = true;
-            aquifer_postgres::transaction(&pool, move |conn| {
+            pool.transaction(move |conn| {
                 let (barrier, attempts, t, wait_now) = (barrier.clone(), attempts.clone(), t.clone(), wait);
                 wait = false;
                 Box::pin(async move {
@@ -242,11 +232,8 @@ async fn deadlocks_are_retried_by_running_the_whole_transaction_again() {
     a.await.unwrap().expect("no error escapes");
     b.await.unwrap().expect("no error escapes");
     assert_eq!(attempts.load(Ordering::SeqCst), 3, "exactly one transaction ran twice");
-    let rows: Vec<(i32,)> = aquifer_postgres::fetch_all(&pool, || {
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT n FROM {t} ORDER BY id")))
-    })
-    .await
-    .unwrap();
+    let rows: Vec<(i32,)> =
+        pool.fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(format!("SELECT n FROM {t} ORDER BY id")))).await.unwrap();
     assert_eq!(rows, vec![(2,), (2,)], "both transactions committed once each");
     pool.close().await;
 }

@@ -28,14 +28,15 @@ async fn a_hundred_tasks_run_parameterised_queries_through_pgbouncer() {
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
             for j in 0..5_i64 {
-                let (sum, text): (i64, String) = aquifer_postgres::fetch_one(&pool, || {
-                    sqlx::query("SELECT $1::int8 + $2::int8, $3::text").bind(i).bind(j).bind(format!("task {i}"))
-                })
-                .await?;
+                let (sum, text): (i64, String) = pool
+                    .fetch_one(|| {
+                        sqlx::query("SELECT $1::int8 + $2::int8, $3::text").bind(i).bind(j).bind(format!("task {i}"))
+                    })
+                    .await?;
                 assert_eq!(sum, i + j);
                 assert_eq!(text, format!("task {i}"));
             }
-            Ok::<_, aquifer_postgres::PgPoolError>(())
+            Ok::<_, aquifer_postgres::PgOperationError>(())
         }));
     }
     for t in tasks {
@@ -52,7 +53,7 @@ async fn transactions_with_the_drivers_own_queries_work_through_pgbouncer() {
     for i in 0..100_i64 {
         let (pool, done) = (pool.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
-            aquifer_postgres::transaction(&pool, |conn| {
+            pool.transaction(|conn| {
                 Box::pin(async move {
                     // Ordinary sqlx queries (named prepared statements): the helper deallocates them before COMMIT.
                     let a: i64 = sqlx::query_scalar("SELECT $1::int8").bind(i).fetch_one(&mut *conn).await?;

@@ -76,8 +76,8 @@ async fn a_setting_the_server_rejects_fails_the_connect() {
     let config = config("bad_setting");
     let options: sqlx::postgres::PgConnectOptions = url().parse().unwrap();
     let err = config
-        .connect_with(options.options([("statement_timeout", "soon")]))
+        .connect_with_options(options.options([("statement_timeout", "soon")]))
         .await
         .expect_err("invalid value for statement_timeout");
-    assert_eq!(err.sqlstate().as_deref(), Some("22023"), "{err}");
+    assert_eq!(err.backend_error().and_then(aquifer_postgres::sqlstate).as_deref(), Some("22023"), "{err}");
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aquifer_postgres::sqlx::{self, Connection};
-use aquifer_postgres::{PgPool, PgPoolError};
+use aquifer_postgres::{PgOperationError, PgPool};
 use common::*;
 use parking_lot::Mutex;
 
@@ -103,7 +103,7 @@ async fn helpers_retry_queries_whose_connection_was_terminated() {
     let app = config.pool.name.clone().unwrap();
     let pool = config.connect().await.unwrap();
     let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(Mutex::new(Vec::<PgPoolError>::new()));
+    let failed = Arc::new(Mutex::new(Vec::<PgOperationError>::new()));
 
     let kills = killer(app.clone(), vec![Duration::from_millis(300), Duration::from_millis(800)]);
     let deadline = Instant::now() + Duration::from_millis(1300);
@@ -113,8 +113,7 @@ async fn helpers_retry_queries_whose_connection_was_terminated() {
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let r: Result<(i64,), _> =
-                    aquifer_postgres::fetch_one(&pool, || sqlx::query("SELECT $1::int8 FROM pg_sleep(0.001)").bind(i))
-                        .await;
+                    pool.fetch_one(|| sqlx::query("SELECT $1::int8 FROM pg_sleep(0.001)").bind(i)).await;
                 match r {
                     Ok((v,)) => {
                         assert_eq!(v, i);
@@ -133,7 +132,7 @@ async fn helpers_retry_queries_whose_connection_was_terminated() {
     // The documented retry (3 attempts, the later ones on a verified connection) absorbs the kills; anything
     // that still fails must be the typed lost-session error, never a hang or a protocol error.
     for e in failed.iter() {
-        assert!(matches!(e, PgPoolError::Backend(b) if session_lost(b)), "untyped failure: {e:?}");
+        assert!(matches!(e, PgOperationError::Backend(b) if session_lost(b)), "untyped failure: {e:?}");
     }
     assert!(failed.is_empty(), "{} helper calls failed despite the retries: {:?}", failed.len(), &failed[..]);
     assert!(ok.load(Ordering::Relaxed) > 100);
@@ -153,23 +152,24 @@ async fn a_transaction_whose_connection_is_terminated_is_retried_whole() {
     let pool: PgPool = config.connect().await.unwrap();
     let attempts = Arc::new(AtomicUsize::new(0));
 
-    let inserted = aquifer_postgres::transaction(&pool, |conn| {
-        let (t, attempts) = (t.clone(), attempts.clone());
-        Box::pin(async move {
-            let n = attempts.fetch_add(1, Ordering::SeqCst) + 1;
-            sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1)"))).execute(&mut *conn).await?;
-            if n == 1 {
-                // Kill this very backend from a second connection, mid-transaction.
-                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await?;
-                let mut killer = sqlx::PgConnection::connect(&url()).await?;
-                sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut killer).await?;
-                sqlx::query("SELECT 1").execute(&mut *conn).await?;
-            }
-            Ok(n)
+    let inserted = pool
+        .transaction(|conn| {
+            let (t, attempts) = (t.clone(), attempts.clone());
+            Box::pin(async move {
+                let n = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1)"))).execute(&mut *conn).await?;
+                if n == 1 {
+                    // Kill this very backend from a second connection, mid-transaction.
+                    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await?;
+                    let mut killer = sqlx::PgConnection::connect(&url()).await?;
+                    sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut killer).await?;
+                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                }
+                Ok(n)
+            })
         })
-    })
-    .await
-    .expect("the second attempt commits");
+        .await
+        .expect("the second attempt commits");
 
     assert_eq!(inserted, 2);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);

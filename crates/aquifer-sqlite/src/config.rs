@@ -223,9 +223,8 @@ impl SqliteConfig {
         let mut c = SqliteConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..SqliteConfig::default() };
         if let Some(path) = env.get("PATH") {
             c.path = path;
-        } else if let Some(url) = &c.pool.url {
-            let url = url.expose();
-            c.path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url).to_owned();
+        } else if let Some(url) = env.get("URL") {
+            c.path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(&url).to_owned();
         }
         env.boolean("CREATE_IF_MISSING", &mut c.create_if_missing)?;
         env.parse("JOURNAL_MODE", &mut c.journal_mode, str::parse)?;

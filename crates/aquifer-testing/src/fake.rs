@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-use aquifer_core::{Descriptor, Manager};
+use aquifer_core::{Descriptor, Manager, Operations, RetryPolicy};
 use parking_lot::Mutex;
 
 /// The error of the fake server.
@@ -283,5 +283,22 @@ impl Manager for FakeManager {
 
     fn error_type(&self, error: &FakeError) -> std::borrow::Cow<'static, str> {
         if error.0.contains("refused") { "connection_refused".into() } else { "_OTHER".into() }
+    }
+}
+
+/// The helpers' retry policy of the fake: three attempts, 1 ms apart, so runner tests stay fast.
+const FAKE_RETRY: RetryPolicy =
+    RetryPolicy { max_attempts: 3, min_delay: Duration::from_millis(1), max_delay: Duration::from_millis(1) };
+
+/// Operations on the fake fail with a [`FakeError`]; its `error.type` is its message.
+impl Operations for FakeManager {
+    type OperationError = FakeError;
+
+    fn retry_policy(&self) -> &RetryPolicy {
+        &FAKE_RETRY
+    }
+
+    fn operation_error_type(&self, error: &FakeError) -> std::borrow::Cow<'static, str> {
+        error.0.clone().into()
     }
 }

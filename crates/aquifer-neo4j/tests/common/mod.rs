@@ -5,7 +5,7 @@ pub mod arcadedb;
 
 use std::time::Duration;
 
-use aquifer_neo4j::{Neo4jConfig, Neo4jManager, Neo4jPool, Neo4jPoolExt, query};
+use aquifer_neo4j::{Neo4jConfig, Neo4jPool, PoolConfig, RetryPolicy, query};
 use aquifer_testing::MetricsCapture;
 
 /// The script that starts the server these tests need.
@@ -39,15 +39,28 @@ pub fn config() -> Neo4jConfig {
 
 /// A pool of `max` connections named `name`, recording into `capture` when given.
 pub async fn pool(name: &str, max: usize, capture: Option<&MetricsCapture>) -> Neo4jPool {
+    pool_with_retry(name, max, capture, RetryPolicy::default()).await
+}
+
+/// [`pool`] whose helpers retry with `retry`.
+pub async fn pool_with_retry(
+    name: &str,
+    max: usize,
+    capture: Option<&MetricsCapture>,
+    retry: RetryPolicy,
+) -> Neo4jPool {
     require_bolt().await;
-    let mut b = Neo4jPool::builder(Neo4jManager::new(config()).expect("valid config"))
-        .name(format!("aq_neo4j_{name}"))
-        .max_size(max)
-        .acquire_timeout(Duration::from_secs(30));
+    let pool = PoolConfig {
+        name: Some(format!("aq_neo4j_{name}")),
+        max_size: max,
+        acquire_timeout: Duration::from_secs(30),
+        ..PoolConfig::default()
+    };
+    let mut b = Neo4jConfig { pool, retry, ..config() }.builder().expect("valid config");
     if let Some(c) = capture {
         b = b.meter(c.meter());
     }
-    b.build().expect("pool builds")
+    Neo4jPool::from(b.build().expect("pool builds"))
 }
 
 /// A value unique to this test run, to tag the nodes it creates (tests of other runs may share the server).
@@ -61,14 +74,14 @@ pub fn run_id() -> String {
 
 /// Deletes the nodes with `label` tagged with `run`, and their relationships.
 pub async fn cleanup(pool: &Neo4jPool, label: &str, run: &str) {
-    pool.run(query(&format!("MATCH (n:{label}) WHERE n.run = $run DETACH DELETE n")).param("run", run))
+    pool.execute(query(&format!("MATCH (n:{label}) WHERE n.run = $run DETACH DELETE n")).param("run", run))
         .await
         .expect("cleanup");
 }
 
 /// The first column of the single row `q` returns, as i64.
 pub async fn count(pool: &Neo4jPool, q: aquifer_neo4j::Query) -> i64 {
-    let rows = pool.fetch(q).await.expect("count query");
+    let rows = pool.fetch_all(q).await.expect("count query");
     assert_eq!(rows.len(), 1, "expected one row");
     rows[0].get::<i64>("n").expect("column n")
 }

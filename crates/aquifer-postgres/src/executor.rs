@@ -1,0 +1,175 @@
+//! The sqlx drop-in: [`PgPool`] is an sqlx [`Executor`] like sqlx's own `PgPool`, so code written for sqlx
+//! keeps working (`sqlx::query(..).fetch_all(&pool)`, `pool.begin()`, `pool.acquire()`).
+//!
+//! The orphan rule allows it because [`PgPool`] is a type of this crate (a newtype over the engine's
+//! `Pool<PgManager>`). sqlx's trait has a hidden `describe` method that exists only when sqlx-core's `offline`
+//! feature is on, which sqlx's default `macros` feature turns on; this crate always turns it on (through
+//! sqlx-core and sqlx-postgres) so that the implementation compiles whatever features the service picks.
+
+use futures_util::TryStreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use sqlx::postgres::{PgConnection, PgQueryResult, PgRow, PgStatement, PgTransactionManager, PgTypeInfo, Postgres};
+use sqlx::{Describe, Either, Execute, Executor, SqlStr};
+use sqlx_core::ext::async_stream::TryAsyncStream;
+use sqlx_core::transaction::TransactionManager;
+
+use crate::{PgPool, PgPoolError, PgPooled};
+
+/// The pool's error as an sqlx error, for code that expects sqlx's: a closed pool is
+/// [`sqlx::Error::PoolClosed`]; a timeout or a fail-fast is an [`sqlx::Error::Io`] (kind `TimedOut` or
+/// `NotConnected`) whose source is the [`PgPoolError`], so the last connect error ("password authentication
+/// failed") stays in the message instead of sqlx's bare "pool timed out".
+fn to_sqlx(e: PgPoolError) -> sqlx::Error {
+    let kind = match &e {
+        PgPoolError::Closed => return sqlx::Error::PoolClosed,
+        PgPoolError::Timeout { .. } => std::io::ErrorKind::TimedOut,
+        _ => std::io::ErrorKind::NotConnected,
+    };
+    sqlx::Error::Io(std::io::Error::new(kind, e))
+}
+
+impl PgPool {
+    /// Checks a connection out, with sqlx's error type (sqlx's `Pool::acquire`); [`get`](aquifer_core::Pool::get)
+    /// gives the pool's own error. The connection dereferences to [`PgConnection`]: run queries on
+    /// `&mut *conn`.
+    ///
+    /// Cancel safety: as for [`get`](aquifer_core::Pool::get): a dropped call leaks no slot and loses no
+    /// connection.
+    pub async fn acquire(&self) -> Result<PgPooled, sqlx::Error> {
+        self.get().await.map_err(to_sqlx)
+    }
+
+    /// Checks a connection out and starts a transaction on it (sqlx's `Pool::begin`). Run statements on
+    /// `&mut *tx`; [`commit`](PgTransaction::commit) or [`rollback`](PgTransaction::rollback) it; dropped
+    /// without either, it is rolled back before the connection is reused.
+    ///
+    /// Unlike [`transaction`](PgPool::transaction), nothing is retried or timed: this is sqlx's API.
+    ///
+    /// Cancel safety: dropping the future before it completes returns the connection, with any `BEGIN` in
+    /// flight rolled back by the pool before reuse.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: &aquifer_postgres::PgPool) -> Result<(), sqlx::Error> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("UPDATE accounts SET balance = balance - 10 WHERE id = $1").bind(1).execute(&mut *tx).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin(&self) -> Result<PgTransaction, sqlx::Error> {
+        let mut conn = self.acquire().await?;
+        PgTransactionManager::begin(&mut conn, None).await?;
+        Ok(PgTransaction { conn: Some(conn) })
+    }
+}
+
+/// A transaction on a pooled connection, from [`PgPool::begin`]; sqlx's `Transaction` for this pool. It
+/// dereferences to [`PgConnection`], so statements run on `&mut *tx` as with sqlx.
+///
+/// Dropped without [`commit`](PgTransaction::commit) or [`rollback`](PgTransaction::rollback), its `ROLLBACK`
+/// is queued (as sqlx does) and sent by the pool before the connection is handed out again.
+pub struct PgTransaction {
+    /// `None` once committed or rolled back.
+    conn: Option<PgPooled>,
+}
+
+impl PgTransaction {
+    /// Commits the transaction and returns the connection to the pool.
+    ///
+    /// Cancel safety: dropping the future while `COMMIT` is in flight leaves the outcome unknown; the pool
+    /// drains or discards the connection before reuse.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let mut conn = self.conn.take().expect("a PgTransaction holds its connection until it ends");
+        PgTransactionManager::commit(&mut conn).await
+    }
+
+    /// Rolls the transaction back and returns the connection to the pool.
+    ///
+    /// Cancel safety: dropping the future leaves the rollback to the pool, which sends it before reuse.
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        let mut conn = self.conn.take().expect("a PgTransaction holds its connection until it ends");
+        PgTransactionManager::rollback(&mut conn).await
+    }
+}
+
+impl std::ops::Deref for PgTransaction {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.conn.as_ref().expect("a PgTransaction holds its connection until it ends")
+    }
+}
+
+impl std::ops::DerefMut for PgTransaction {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a PgTransaction holds its connection until it ends")
+    }
+}
+
+impl Drop for PgTransaction {
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            // Queues the ROLLBACK; the manager sees the reply owed on return and sends it before reuse.
+            PgTransactionManager::start_rollback(conn);
+        }
+    }
+}
+
+impl std::fmt::Debug for PgTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTransaction").field("open", &self.conn.is_some()).finish()
+    }
+}
+
+/// The same as sqlx's `impl Executor for &Pool<Postgres>`: each call checks a connection out for the
+/// duration of the query (the stream, for `fetch`/`fetch_many`) and returns it after. These calls run outside
+/// the operation runner: no retries, no `db.client.operation.duration` (the pool's own metrics still apply).
+impl<'p> Executor<'p> for &'_ PgPool {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let pool = self.clone();
+        Box::pin(TryAsyncStream::new(move |yielder| async move {
+            let mut conn = pool.acquire().await?;
+            let mut results = conn.fetch_many(query);
+            while let Some(v) = results.try_next().await? {
+                yielder.r#yield(v).await;
+            }
+            Ok(())
+        }))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let pool = self.clone();
+        Box::pin(async move { pool.acquire().await?.fetch_optional(query).await })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        let pool = self.clone();
+        Box::pin(async move { pool.acquire().await?.prepare_with(sql, parameters).await })
+    }
+
+    #[doc(hidden)]
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        let pool = self.clone();
+        Box::pin(async move { pool.acquire().await?.describe(sql).await })
+    }
+}
