@@ -322,6 +322,11 @@ fn render(r: &BenchReport, latency: &Histogram<u64>) -> String {
     out
 }
 
+/// Microseconds as `512 µs` or `4.1 ms`.
+fn short(us: u64) -> String {
+    if us < 1000 { format!("{us} µs") } else { format!("{:.1} ms", us as f64 / 1000.0) }
+}
+
 /// A text histogram of latencies in power-of-two microsecond buckets.
 fn histogram(h: &Histogram<u64>) -> String {
     let total = h.len().max(1);
@@ -332,15 +337,28 @@ fn histogram(h: &Histogram<u64>) -> String {
         let count = h.count_between(low, high.saturating_sub(1));
         if count > 0 {
             let bar = "#".repeat(((count * 50).div_ceil(total)) as usize);
-            out.push_str(&format!(
-                "  {:>9} - {:>9} {:>9} {bar}\n",
-                humantime::format_duration(Duration::from_micros(low)).to_string(),
-                humantime::format_duration(Duration::from_micros(high)).to_string(),
-                count
-            ));
+            out.push_str(&format!("  {:>10} - {:>10} {count:>9} {bar}\n", short(low), short(high)));
         }
         low = high;
         high = high.saturating_mul(2);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_size;
+
+    #[test]
+    fn pool_size_is_peak_rps_times_query_time_rounded_up() {
+        assert_eq!(pool_size(1000.0, 0.005), 5);
+        assert_eq!(pool_size(1000.0, 0.0051), 6);
+        assert_eq!(pool_size(200.0, 0.050), 10);
+    }
+
+    #[test]
+    fn pool_size_is_at_least_one() {
+        assert_eq!(pool_size(0.0, 0.010), 1);
+        assert_eq!(pool_size(10.0, 0.000_01), 1);
+    }
 }

@@ -162,7 +162,7 @@ async fn snapshot(target: &Target, pool: &Opened, idle: Duration) -> Result<TopR
 }
 
 const PG_GROUPS: &str = "SELECT coalesce(application_name, ''), coalesce(state, ''), count(*), \
-     coalesce(max(extract(epoch FROM now() - state_change)), 0)::float8 \
+     greatest(coalesce(max(extract(epoch FROM now() - state_change)), 0), 0)::float8 \
      FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2";
 
 const PG_SUSPECTS: &str = "SELECT pid::int8, coalesce(usename::text, ''), coalesce(application_name, ''), \
@@ -363,4 +363,19 @@ fn render(report: &TopReport) -> String {
         out.push_str(&format!("note: {note}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alert;
+
+    #[test]
+    fn alerts_start_at_80_and_95_percent_of_max_connections() {
+        assert_eq!(alert(0.0), "ok");
+        assert_eq!(alert(0.799), "ok");
+        assert_eq!(alert(0.80), "warning");
+        assert_eq!(alert(0.949), "warning");
+        assert_eq!(alert(0.95), "critical");
+        assert_eq!(alert(1.0), "critical");
+    }
 }
