@@ -13,13 +13,14 @@ const NEO4J: &str = "bolt://127.0.0.1:7687";
 const SERVERS: &str = "are the servers up? run scripts/dev-services.sh";
 
 fn quick(name: &str, max_size: usize) -> PoolConfig {
-    let mut pool = PoolConfig::default();
-    pool.name = Some(name.to_owned());
-    pool.max_size = max_size;
-    pool.acquire_timeout = Duration::from_secs(2);
-    pool.connect_timeout = Duration::from_secs(2);
-    pool.fail_fast_after = Duration::from_secs(1);
-    pool
+    PoolConfig {
+        name: Some(name.to_owned()),
+        max_size,
+        acquire_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        fail_fast_after: Duration::from_secs(1),
+        ..PoolConfig::default()
+    }
 }
 
 fn postgres(name: &str, url: &str, max_size: usize) -> aquifer_postgres::PgPool {
