@@ -113,6 +113,8 @@ async fn record_review(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("warn,aquifer_core=info").init();
+    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel).
+    let _otel = aquifer_otel::init()?;
     let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
 
     // Session settings on every connection; TCP as written in the URL (see docs/mysql.md for the socket).

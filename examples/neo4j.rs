@@ -62,6 +62,8 @@ fn map<const N: usize>(entries: [(&str, BoltType); N]) -> BoltType {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).init();
+    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel).
+    let _otel = aquifer_otel::init()?;
 
     let config = Neo4jConfig::from_lookup("NEO4J", env)?;
     println!("connecting to {} as {} (pool of {})", config.uri, config.user, config.pool.max_size);

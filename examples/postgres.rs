@@ -357,6 +357,8 @@ fn show(t: &Track) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel).
+    let _otel = aquifer_otel::init()?;
 
     let mut config = PgConfig::from_env("POSTGRES")?;
     if config.url.is_none() {

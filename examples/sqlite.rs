@@ -24,6 +24,8 @@ const ROLES: [&str; 4] = ["protagonist", "antagonist", "mentor", "sidekick"];
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel).
+    let _otel = aquifer_otel::init()?;
     // The database: $SQLITE_PATH if set, else a fresh temporary directory removed at the end.
     let keep = std::env::var("SQLITE_PATH").ok();
     let dir = std::env::temp_dir().join(format!("aquifer-quickstart-{}", std::process::id()));

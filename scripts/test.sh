@@ -9,6 +9,8 @@ command -v cargo-nextest >/dev/null || { step "installing cargo-nextest"; cargo 
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+step "deploy files: dashboards against @grafana/schema, provisioning, docker-compose config"
+bash scripts/check-deploy-files.sh
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo doc (broken links and missing docs are errors)"

@@ -1,5 +1,7 @@
 //! Error types. Each operation returns only the errors it can produce: building a pool can only fail with a
-//! [`ConfigError`] or [`BuildError`], acquiring a connection only with a [`PoolError`].
+//! [`ConfigError`] or [`BuildError`], acquiring a connection only with a [`PoolError`]; adapter helpers fail
+//! with an [`OperationError`](crate::OperationError), adapter constructors with a
+//! [`StartError`](crate::StartError).
 
 use std::fmt;
 use std::sync::Arc;
@@ -42,17 +44,12 @@ pub enum PoolError<E: std::error::Error + 'static> {
         #[source]
         last_error: ConnectError<E>,
     },
-    /// The driver reported an error (used by adapter helpers that run a query on a pooled connection).
-    #[error(transparent)]
-    Backend(E),
 }
 
 impl<E: std::error::Error + 'static> PoolError<E> {
-    /// The driver error behind this error, if any: the backend error itself, or the last connect error of a
-    /// timeout or of a fail-fast.
+    /// The driver error behind this error, if any: the last connect error of a timeout or of a fail-fast.
     pub fn backend_error(&self) -> Option<&E> {
         match self {
-            PoolError::Backend(e) => Some(e),
             PoolError::Timeout { last_error, .. } => last_error.as_ref().and_then(ConnectError::backend),
             PoolError::Unavailable { last_error, .. } => last_error.backend(),
             PoolError::Closed => None,

@@ -1,0 +1,690 @@
+//! N+1 against BatchLoader against a hand-written join, and BatchLoader against async-graphql's DataLoader
+//! and the `dataloader` crate, in one run.
+//!
+//! Part 1, per backend (PostgreSQL, MySQL/MariaDB, SQLite): load the tracks of 10 / 100 / 1,000 / 10,000
+//! albums (album `a` has `a % 4` tracks) on one connection, three ways: one query per album (N+1), every album's
+//! `load` through a BatchLoader (`= ANY($1)` / chunked `IN` / `rarray`), and one hand-written `LEFT JOIN`.
+//! Methods are interleaved in every round; the table shows the median time and the statements the server
+//! saw, counted outside the code under test (a counting proxy for PostgreSQL, the session's `Questions` for
+//! MariaDB, SQLite's trace hook) in one extra untimed pass.
+//!
+//! Part 2: 1,000 concurrent resolver tasks, each loading one distinct key, spawned from a request task on a
+//! 2-worker runtime; the same loader function behind Aquifer's BatchLoader, async-graphql's DataLoader
+//! (default 1 ms delay) and the `dataloader` crate's non-cached Loader (default 10 yields); all with a batch
+//! limit of 1,000. Two loader functions: a PostgreSQL `= ANY($1)` query, and an in-memory map (the loaders'
+//! own overhead). Throughput is keys per second over a round (median of rounds); latency is each task's time
+//! from spawn to value, p50 / p99 / max over all rounds.
+//!
+//!     bash scripts/dev-services.sh postgres mysql
+//!     cargo bench -p aquifer-batch --bench batch --features postgres,mysql,sqlite
+//!
+//! Environment: `BENCH_ROUNDS` (default 5), `BENCH_PARENTS` (default `10,100,1000,10000`),
+//! `BENCH_BACKENDS` (default `postgres,mysql,sqlite`), `BENCH_RESOLVER_ROUNDS` (default 30). Not run by CI.
+
+#[path = "../tests/common/proxy.rs"]
+mod proxy;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use aquifer_batch::{BatchLoader, BulkError, Loader};
+use futures_util::future::join_all;
+use mysql_async::prelude::Queryable;
+use proxy::{CountingProxy, Protocol};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Row};
+use tokio::sync::Mutex;
+
+const PG: &str = "127.0.0.1:5432";
+const ALBUMS: i32 = 10_000;
+
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name).unwrap_or_else(|_| default.into()).split(',').map(|s| s.trim().to_owned()).collect()
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn fmt_ms(s: f64) -> String {
+    if s < 0.01 { format!("{:.3} ms", s * 1e3) } else { format!("{:.1} ms", s * 1e3) }
+}
+
+// ---------------------------------------------------------------- part 1: the three ways, per backend
+
+/// One backend's three ways to load `n` albums' tracks; each returns the number of tracks found.
+trait Scenario {
+    async fn n_plus_one(&self, n: i32) -> usize;
+    async fn batched(&self, n: i32) -> usize;
+    async fn join(&self, n: i32) -> usize;
+    /// Statements seen by the server so far (None when this instance does not count).
+    async fn statements(&self) -> Option<u64>;
+}
+
+async fn resolve_all<L: Loader<Key = i32, Value = Vec<String>>>(loader: BatchLoader<L>, albums: Vec<i32>) -> usize
+where
+    L::Error: std::fmt::Debug,
+{
+    // The albums' resolvers run concurrently in a request task, as a GraphQL server resolves a list field.
+    tokio::spawn(async move {
+        let loader = &loader;
+        let all = join_all(albums.into_iter().map(|a| async move { loader.load(a).await.unwrap() })).await;
+        all.into_iter().map(|t| t.map_or(0, |t| t.len())).sum()
+    })
+    .await
+    .unwrap()
+}
+
+// PostgreSQL
+
+struct Pg {
+    conn: Arc<Mutex<PgConnection>>,
+    proxy: Option<CountingProxy>,
+}
+
+struct PgTracks(Arc<Mutex<PgConnection>>);
+
+impl Loader for PgTracks {
+    type Key = i32;
+    type Value = Vec<String>;
+    type Error = BulkError<sqlx::Error>;
+
+    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+        let mut conn = self.0.lock().await;
+        let rows = aquifer_batch::postgres::fetch_by_keys(
+            &mut conn,
+            "bench_tracks",
+            &["album_id", "title"],
+            "album_id",
+            albums,
+        )
+        .await?;
+        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
+        for r in rows {
+            out.entry(r.get(0)).or_default().push(r.get(1));
+        }
+        Ok(out)
+    }
+}
+
+impl Pg {
+    async fn connect(count: bool) -> Self {
+        let proxy = if count { Some(CountingProxy::start(PG, Protocol::Postgres).await) } else { None };
+        let addr = proxy.as_ref().map_or_else(|| PG.to_owned(), |p| p.addr.to_string());
+        let url = format!("postgres://postgres@{addr}/test?sslmode=disable");
+        let conn = PgConnection::connect(&url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {PG} ({e}); start it with `bash scripts/dev-services.sh postgres`")
+        });
+        Pg { conn: Arc::new(Mutex::new(conn)), proxy }
+    }
+
+    async fn setup(&self) {
+        let mut c = self.conn.lock().await;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS bench_tracks, bench_albums;
+             CREATE TABLE bench_albums (id int PRIMARY KEY, title text NOT NULL);
+             CREATE TABLE bench_tracks (id serial PRIMARY KEY, album_id int NOT NULL, title text NOT NULL);
+             INSERT INTO bench_albums SELECT a, 'album ' || a FROM generate_series(1, {ALBUMS}) a;
+             INSERT INTO bench_tracks (album_id, title) SELECT a, 'track ' || t FROM generate_series(1, {ALBUMS}) a,
+               generate_series(1, 3) t WHERE t <= a % 4;
+             CREATE INDEX ON bench_tracks (album_id); ANALYZE bench_albums; ANALYZE bench_tracks;"
+        )))
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    }
+
+    async fn parents(&self, n: i32) -> Vec<i32> {
+        let mut c = self.conn.lock().await;
+        sqlx::query_scalar("SELECT id FROM bench_albums WHERE id <= $1 ORDER BY id")
+            .bind(n)
+            .fetch_all(&mut *c)
+            .await
+            .unwrap()
+    }
+}
+
+impl Scenario for Pg {
+    async fn n_plus_one(&self, n: i32) -> usize {
+        let albums = self.parents(n).await;
+        let mut c = self.conn.lock().await;
+        let mut found = 0;
+        for a in albums {
+            let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM bench_tracks WHERE album_id = $1")
+                .bind(a)
+                .fetch_all(&mut *c)
+                .await
+                .unwrap();
+            found += titles.len();
+        }
+        found
+    }
+
+    async fn batched(&self, n: i32) -> usize {
+        let albums = self.parents(n).await;
+        resolve_all(BatchLoader::new(PgTracks(Arc::clone(&self.conn))), albums).await
+    }
+
+    async fn join(&self, n: i32) -> usize {
+        let mut c = self.conn.lock().await;
+        let rows = sqlx::query(
+            "SELECT a.id, t.title FROM bench_albums a LEFT JOIN bench_tracks t ON t.album_id = a.id
+             WHERE a.id <= $1 ORDER BY a.id",
+        )
+        .bind(n)
+        .fetch_all(&mut *c)
+        .await
+        .unwrap();
+        let mut by_album: HashMap<i32, Vec<String>> = HashMap::new();
+        for r in rows {
+            let titles = by_album.entry(r.get(0)).or_default();
+            if let Some(t) = r.get::<Option<String>, _>(1) {
+                titles.push(t);
+            }
+        }
+        by_album.values().map(Vec::len).sum()
+    }
+
+    async fn statements(&self) -> Option<u64> {
+        self.proxy.as_ref().map(|p| p.statements() as u64)
+    }
+}
+
+// MySQL / MariaDB
+
+struct My {
+    conn: Arc<Mutex<mysql_async::Conn>>,
+    limits: aquifer_batch::mysql::MySqlLimits,
+}
+
+struct MyTracks(Arc<Mutex<mysql_async::Conn>>, aquifer_batch::mysql::MySqlLimits);
+
+impl Loader for MyTracks {
+    type Key = i32;
+    type Value = Vec<String>;
+    type Error = BulkError<mysql_async::Error>;
+
+    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+        let mut conn = self.0.lock().await;
+        let rows = aquifer_batch::mysql::fetch_by_keys(
+            &mut conn,
+            &self.1,
+            "bench_tracks",
+            &["album_id", "title"],
+            "album_id",
+            albums,
+        )
+        .await?;
+        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
+        for r in rows {
+            let (a, t): (i32, String) = mysql_async::from_row(r);
+            out.entry(a).or_default().push(t);
+        }
+        Ok(out)
+    }
+}
+
+impl My {
+    async fn connect() -> Self {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(3306)
+            .user(Some("root"))
+            .db_name(Some("test"))
+            .prefer_socket(false);
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap_or_else(|e| {
+            panic!(
+                "MariaDB is not reachable at 127.0.0.1:3306 ({e}); start it with `bash scripts/dev-services.sh mysql`"
+            )
+        });
+        let limits = aquifer_batch::mysql::MySqlLimits::read(&mut conn).await.unwrap();
+        My { conn: Arc::new(Mutex::new(conn)), limits }
+    }
+
+    async fn setup(&self) {
+        let mut c = self.conn.lock().await;
+        c.query_drop(format!(
+            "DROP TABLE IF EXISTS bench_tracks, bench_albums;
+             CREATE TABLE bench_albums (id INT PRIMARY KEY, title VARCHAR(32) NOT NULL);
+             CREATE TABLE bench_tracks (id INT AUTO_INCREMENT PRIMARY KEY, album_id INT NOT NULL,
+               title VARCHAR(32) NOT NULL, KEY (album_id));
+             INSERT INTO bench_albums SELECT seq, CONCAT('album ', seq) FROM seq_1_to_{ALBUMS};
+             INSERT INTO bench_tracks (album_id, title) SELECT a.seq, CONCAT('track ', t.seq)
+               FROM seq_1_to_{ALBUMS} a, seq_1_to_3 t WHERE t.seq <= a.seq % 4;"
+        ))
+        .await
+        .unwrap();
+    }
+
+    async fn parents(&self, n: i32) -> Vec<i32> {
+        let mut c = self.conn.lock().await;
+        c.exec("SELECT id FROM bench_albums WHERE id <= ? ORDER BY id", (n,)).await.unwrap()
+    }
+}
+
+impl Scenario for My {
+    async fn n_plus_one(&self, n: i32) -> usize {
+        let albums = self.parents(n).await;
+        let mut c = self.conn.lock().await;
+        let mut found = 0;
+        for a in albums {
+            let titles: Vec<String> = c.exec("SELECT title FROM bench_tracks WHERE album_id = ?", (a,)).await.unwrap();
+            found += titles.len();
+        }
+        found
+    }
+
+    async fn batched(&self, n: i32) -> usize {
+        let albums = self.parents(n).await;
+        resolve_all(BatchLoader::new(MyTracks(Arc::clone(&self.conn), self.limits)), albums).await
+    }
+
+    async fn join(&self, n: i32) -> usize {
+        let mut c = self.conn.lock().await;
+        let rows: Vec<(i32, Option<String>)> = c
+            .exec(
+                "SELECT a.id, t.title FROM bench_albums a LEFT JOIN bench_tracks t ON t.album_id = a.id
+                 WHERE a.id <= ? ORDER BY a.id",
+                (n,),
+            )
+            .await
+            .unwrap();
+        let mut by_album: HashMap<i32, Vec<String>> = HashMap::new();
+        for (a, t) in rows {
+            let titles = by_album.entry(a).or_default();
+            titles.extend(t);
+        }
+        by_album.values().map(Vec::len).sum()
+    }
+
+    async fn statements(&self) -> Option<u64> {
+        let mut c = self.conn.lock().await;
+        let row: Option<(String, u64)> = c.query_first("SHOW SESSION STATUS LIKE 'Questions'").await.unwrap();
+        // The reading itself is one question.
+        Some(row.unwrap().1)
+    }
+}
+
+// SQLite
+
+static SQLITE_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+fn count_sqlite(_e: rusqlite::trace::TraceEvent<'_>) {
+    SQLITE_STATEMENTS.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Lite {
+    conn: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    _dir: tempfile::TempDir,
+}
+
+struct LiteTracks(Arc<std::sync::Mutex<rusqlite::Connection>>);
+
+impl Loader for LiteTracks {
+    type Key = i32;
+    type Value = Vec<String>;
+    type Error = BulkError<rusqlite::Error>;
+
+    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+        let conn = self.0.lock().unwrap();
+        let rows = aquifer_batch::sqlite::fetch_by_keys(
+            &conn,
+            "bench_tracks",
+            &["album_id", "title"],
+            "album_id",
+            albums,
+            |r| Ok((r.get::<_, i32>(0)?, r.get::<_, String>(1)?)),
+        )?;
+        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
+        for (a, t) in rows {
+            out.entry(a).or_default().push(t);
+        }
+        Ok(out)
+    }
+}
+
+impl Lite {
+    fn open() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("bench.db")).unwrap();
+        conn.trace_v2(rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT, Some(count_sqlite));
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE bench_albums (id INTEGER PRIMARY KEY, title TEXT NOT NULL);
+             CREATE TABLE bench_tracks (id INTEGER PRIMARY KEY, album_id INTEGER NOT NULL, title TEXT NOT NULL);
+             CREATE INDEX bench_tracks_album ON bench_tracks (album_id);
+             WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {ALBUMS})
+               INSERT INTO bench_albums SELECT n, 'album ' || n FROM s;
+             WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3)
+               INSERT INTO bench_tracks (album_id, title) SELECT a.id, 'track ' || t.n FROM bench_albums a, t
+               WHERE t.n <= a.id % 4;
+             ANALYZE;"
+        ))
+        .unwrap();
+        Lite { conn: Arc::new(std::sync::Mutex::new(conn)), _dir: dir }
+    }
+
+    fn parents(&self, n: i32) -> Vec<i32> {
+        let c = self.conn.lock().unwrap();
+        let mut stmt = c.prepare_cached("SELECT id FROM bench_albums WHERE id <= ?1 ORDER BY id").unwrap();
+        stmt.query_map([n], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+}
+
+impl Scenario for Lite {
+    async fn n_plus_one(&self, n: i32) -> usize {
+        let albums = self.parents(n);
+        let c = self.conn.lock().unwrap();
+        let mut stmt = c.prepare_cached("SELECT title FROM bench_tracks WHERE album_id = ?1").unwrap();
+        let mut found = 0;
+        for a in albums {
+            found += stmt.query_map([a], |r| r.get::<_, String>(0)).unwrap().count();
+        }
+        found
+    }
+
+    async fn batched(&self, n: i32) -> usize {
+        let albums = self.parents(n);
+        resolve_all(BatchLoader::new(LiteTracks(Arc::clone(&self.conn))), albums).await
+    }
+
+    async fn join(&self, n: i32) -> usize {
+        let c = self.conn.lock().unwrap();
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT a.id, t.title FROM bench_albums a LEFT JOIN bench_tracks t ON t.album_id = a.id
+                 WHERE a.id <= ?1 ORDER BY a.id",
+            )
+            .unwrap();
+        let mut by_album: HashMap<i32, Vec<String>> = HashMap::new();
+        let rows = stmt.query_map([n], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, Option<String>>(1)?))).unwrap();
+        for row in rows {
+            let (a, t) = row.unwrap();
+            by_album.entry(a).or_default().extend(t);
+        }
+        by_album.values().map(Vec::len).sum()
+    }
+
+    async fn statements(&self) -> Option<u64> {
+        Some(SQLITE_STATEMENTS.load(Ordering::Relaxed))
+    }
+}
+
+const METHODS: [&str; 3] = ["N+1", "BatchLoader", "join"];
+
+async fn run_method<S: Scenario>(s: &S, method: usize, n: i32) -> usize {
+    match method {
+        0 => s.n_plus_one(n).await,
+        1 => s.batched(n).await,
+        _ => s.join(n).await,
+    }
+}
+
+/// Times every method at every size (methods interleaved, rotating order), then counts statements with
+/// `counting` in one untimed pass. Prints one table.
+async fn three_ways<S: Scenario, C: Scenario>(name: &str, timed: &S, counting: &C, parents: &[i32], rounds: usize) {
+    println!("\n### {name}: tracks of N albums on one connection\n");
+    println!("| albums | method | statements | median time | vs N+1 | vs join |");
+    println!("|---|---|---|---|---|---|");
+    for &n in parents {
+        // Warm-up: statement caches, buffer pool.
+        for m in 0..3 {
+            run_method(timed, m, n).await;
+        }
+        let mut times: [Vec<f64>; 3] = Default::default();
+        let mut found = [0usize; 3];
+        let reps = if n >= 10_000 { rounds.min(3) } else { rounds };
+        for r in 0..reps {
+            for i in 0..3 {
+                let m = (i + r) % 3;
+                let start = Instant::now();
+                found[m] = run_method(timed, m, n).await;
+                times[m].push(start.elapsed().as_secs_f64());
+            }
+        }
+        assert!(found.iter().all(|&f| f == found[0]), "methods disagree at {n}: {found:?}");
+        let mut statements = [0u64; 3];
+        for (m, s) in statements.iter_mut().enumerate() {
+            let before = counting.statements().await.unwrap();
+            run_method(counting, m, n).await;
+            let after = counting.statements().await.unwrap();
+            // MariaDB's Questions counts the reading itself.
+            *s = after - before - u64::from(name.starts_with("MariaDB"));
+        }
+        let med: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
+        for m in 0..3 {
+            println!(
+                "| {n} | {} | {} | {} | {:.1}x | {:.2}x |",
+                METHODS[m],
+                statements[m],
+                fmt_ms(med[m]),
+                med[0] / med[m],
+                med[m] / med[2]
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------- part 2: 1,000 concurrent resolvers
+
+const RESOLVERS: i32 = 1000;
+
+/// The loader function shared by the three loaders: tracks per album from PostgreSQL, or from memory.
+#[derive(Clone)]
+enum Source {
+    Pg(Arc<Mutex<PgConnection>>),
+    Memory(Arc<HashMap<i32, Vec<String>>>),
+}
+
+impl Source {
+    async fn fetch(&self, keys: &[i32]) -> Result<HashMap<i32, Vec<String>>, Arc<BulkError<sqlx::Error>>> {
+        match self {
+            Source::Pg(conn) => PgTracks(Arc::clone(conn)).load(keys).await.map_err(Arc::new),
+            Source::Memory(map) => Ok(keys.iter().filter_map(|k| map.get(k).map(|v| (*k, v.clone()))).collect()),
+        }
+    }
+}
+
+struct AqSource(Source);
+
+impl Loader for AqSource {
+    type Key = i32;
+    type Value = Vec<String>;
+    type Error = std::io::Error;
+
+    async fn load(&self, keys: &[i32]) -> Result<HashMap<i32, Vec<String>>, std::io::Error> {
+        self.0.fetch(keys).await.map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+struct AgSource(Source);
+
+impl async_graphql::dataloader::Loader<i32> for AgSource {
+    type Value = Vec<String>;
+    type Error = Arc<BulkError<sqlx::Error>>;
+
+    async fn load(&self, keys: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+        self.0.fetch(keys).await
+    }
+}
+
+struct DlSource(Source);
+
+impl dataloader::BatchFn<i32, Option<Vec<String>>> for DlSource {
+    async fn load(&mut self, keys: &[i32]) -> HashMap<i32, Option<Vec<String>>> {
+        // The crate's batch function cannot fail: an error can only become "no value" for every key.
+        let found = self.0.fetch(keys).await.unwrap_or_default();
+        keys.iter().map(|k| (*k, found.get(k).cloned())).collect()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Peer {
+    Aquifer,
+    AsyncGraphql,
+    Dataloader,
+}
+
+impl Peer {
+    const ALL: [Peer; 3] = [Peer::Aquifer, Peer::AsyncGraphql, Peer::Dataloader];
+
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Aquifer => "aquifer BatchLoader",
+            Peer::AsyncGraphql => "async-graphql DataLoader 7.2",
+            Peer::Dataloader => "dataloader 0.18 (non-cached)",
+        }
+    }
+}
+
+/// Spawns 1,000 resolver tasks from a request task; returns the round's wall time and every task's latency.
+async fn resolvers_round(peer: Peer, source: &Source) -> (f64, Vec<f64>) {
+    let source = source.clone();
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let tasks: Vec<tokio::task::JoinHandle<f64>> = match peer {
+            Peer::Aquifer => {
+                let loader = BatchLoader::new(AqSource(source));
+                (1..=RESOLVERS)
+                    .map(|k| {
+                        let loader = loader.clone();
+                        let t0 = Instant::now();
+                        tokio::spawn(async move {
+                            loader.load(k).await.unwrap();
+                            t0.elapsed().as_secs_f64()
+                        })
+                    })
+                    .collect()
+            }
+            Peer::AsyncGraphql => {
+                let loader = Arc::new(async_graphql::dataloader::DataLoader::new(AgSource(source), tokio::spawn));
+                (1..=RESOLVERS)
+                    .map(|k| {
+                        let loader = Arc::clone(&loader);
+                        let t0 = Instant::now();
+                        tokio::spawn(async move {
+                            loader.load_one(k).await.unwrap();
+                            t0.elapsed().as_secs_f64()
+                        })
+                    })
+                    .collect()
+            }
+            Peer::Dataloader => {
+                let loader = dataloader::non_cached::Loader::new(DlSource(source)).with_max_batch_size(1000);
+                (1..=RESOLVERS)
+                    .map(|k| {
+                        let loader = loader.clone();
+                        let t0 = Instant::now();
+                        tokio::spawn(async move {
+                            loader.load(k).await;
+                            t0.elapsed().as_secs_f64()
+                        })
+                    })
+                    .collect()
+            }
+        };
+        let mut latencies = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            latencies.push(t.await.unwrap());
+        }
+        (start.elapsed().as_secs_f64(), latencies)
+    })
+    .await
+    .unwrap()
+}
+
+async fn concurrent_resolvers(label: &str, source: Source, counting: Option<(&CountingProxy, Source)>, rounds: usize) {
+    println!("\n### 1,000 concurrent resolver tasks, one key each: {label}\n");
+    println!("| loader | keys/s (median) | p50 | p99 | max | statements per 1,000 keys |");
+    println!("|---|---|---|---|---|---|");
+    for peer in Peer::ALL {
+        resolvers_round(peer, &source).await;
+    }
+    let mut throughput: [Vec<f64>; 3] = Default::default();
+    let mut latencies: [Vec<f64>; 3] = Default::default();
+    for r in 0..rounds {
+        for i in 0..3 {
+            let p = (i + r) % 3;
+            let (wall, lat) = resolvers_round(Peer::ALL[p], &source).await;
+            throughput[p].push(f64::from(RESOLVERS) / wall);
+            latencies[p].extend(lat);
+        }
+    }
+    for (p, peer) in Peer::ALL.into_iter().enumerate() {
+        let statements = match &counting {
+            Some((proxy, counted)) => {
+                let mut per_round = Vec::new();
+                for _ in 0..5 {
+                    let before = proxy.statements();
+                    resolvers_round(peer, counted).await;
+                    per_round.push((proxy.statements() - before) as f64);
+                }
+                format!("{:.0} (median of 5)", median(per_round))
+            }
+            None => "-".into(),
+        };
+        let mut lat = std::mem::take(&mut latencies[p]);
+        lat.sort_by(f64::total_cmp);
+        let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize];
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} |",
+            peer.name(),
+            median(std::mem::take(&mut throughput[p])),
+            fmt_ms(pct(0.5)),
+            fmt_ms(pct(0.99)),
+            fmt_ms(*lat.last().unwrap()),
+            statements
+        );
+    }
+}
+
+fn main() {
+    let rounds = env_num("BENCH_ROUNDS", 5);
+    let resolver_rounds = env_num("BENCH_RESOLVER_ROUNDS", 30);
+    let parents: Vec<i32> =
+        env_list("BENCH_PARENTS", "10,100,1000,10000").iter().map(|s| s.parse().expect("BENCH_PARENTS")).collect();
+    let backends = env_list("BENCH_BACKENDS", "postgres,mysql,sqlite");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        println!("aquifer-batch bench: rounds {rounds}, resolver rounds {resolver_rounds}, parents {parents:?}");
+        if backends.iter().any(|b| b == "postgres") {
+            let timed = Pg::connect(false).await;
+            timed.setup().await;
+            let counting = Pg::connect(true).await;
+            three_ways("PostgreSQL 15", &timed, &counting, &parents, rounds).await;
+            concurrent_resolvers(
+                "PostgreSQL `= ANY($1)` loader",
+                Source::Pg(Arc::clone(&timed.conn)),
+                Some((counting.proxy.as_ref().unwrap(), Source::Pg(Arc::clone(&counting.conn)))),
+                resolver_rounds,
+            )
+            .await;
+            let memory: HashMap<i32, Vec<String>> =
+                (1..=RESOLVERS).map(|a| (a, (0..a % 4).map(|t| format!("track {t}")).collect())).collect();
+            concurrent_resolvers(
+                "in-memory loader (loader overhead only)",
+                Source::Memory(Arc::new(memory)),
+                None,
+                resolver_rounds,
+            )
+            .await;
+        }
+        if backends.iter().any(|b| b == "mysql") {
+            let timed = My::connect().await;
+            timed.setup().await;
+            let counting = My::connect().await;
+            three_ways("MariaDB 10.11", &timed, &counting, &parents, rounds).await;
+        }
+        if backends.iter().any(|b| b == "sqlite") {
+            let lite = Lite::open();
+            three_ways("SQLite (file, WAL)", &lite, &lite, &parents, rounds).await;
+        }
+    });
+}

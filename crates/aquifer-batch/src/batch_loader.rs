@@ -1,0 +1,503 @@
+//! [`BatchLoader`]: coalesces the loads of concurrently running tasks into one [`Loader::load`] per batch.
+//!
+//! Maintainer notes. One lock (`Inner::state`) guards the pending batch, the map of keys pending or in flight,
+//! the cache and the key counts; it is never held across an await. Each batch is an `Arc<Batch>` with its
+//! keys, a one-shot result and two `Notify`s (sealed: dispatch now; done: result set). A batch is created by
+//! the first key that finds no pending batch, together with a spawned task that waits for the window, takes
+//! the keys, calls the loader and publishes the result. That task owns the work: waiters only hold the `Arc`
+//! and wait on `done`, so dropping them cancels nothing, and a guard publishes `Abandoned` if the task itself
+//! is dropped (runtime shutdown), so no waiter hangs.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::error::BatchError;
+use crate::loader::Loader;
+use crate::metrics::{Attributes, BatchMetrics, KeyCounts, Outcome};
+
+type Key<L> = <L as Loader>::Key;
+type Value<L> = <L as Loader>::Value;
+type LoadResult<L> = Result<HashMap<Key<L>, Value<L>>, BatchError<<L as Loader>::Error>>;
+
+/// Default [`BatchLoaderBuilder::max_batch_size`]: large enough that one request's keys usually fit one batch,
+/// small enough that one statement's result stays modest (async-graphql's default too).
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 1_000;
+
+/// On a multi-thread runtime, how long no key must have arrived before a tick-window batch is dispatched:
+/// loading tasks on other workers cannot be seen in this worker's queue, and a worker takes a few
+/// microseconds to pick up a task that was just spawned. Far below one round trip to a database.
+const QUIET: Duration = Duration::from_micros(20);
+
+/// The longest a tick-window batch waits while keys keep arriving (a steady stream of loads).
+const MAX_WINDOW: Duration = Duration::from_millis(1);
+
+/// Coalesces loads from concurrently running tasks into batched [`Loader::load`] calls.
+///
+/// Cheap to create (one allocation) and to clone (an `Arc`): make one per request, so its cache lives as long
+/// as the request. A loader shared by many requests is an explicit choice: [`BatchLoader::shared`] builds one
+/// without a cache, so it never serves values older than the batch that fetched them.
+///
+/// **Window.** With no delay configured, a batch is dispatched once the tasks that loaded its keys have
+/// yielded, as the JavaScript DataLoader's tick: no fixed latency is added. The batch task is spawned with the
+/// first key (on a runtime worker it runs only after the loading task yields), then yields to the scheduler
+/// until a turn adds no key; on a multi-thread runtime it also waits until no key arrived for 20 µs, because
+/// loading tasks on other workers cannot be seen from its own. It stops waiting after 1 ms while keys keep
+/// coming. So loads polled together in one task on a worker (`join!`, `join_all`, a GraphQL list field)
+/// share one batch, and tasks spawned together usually do. [`BatchLoaderBuilder::delay`] waits a fixed time
+/// instead, for wider batches. A batch that reaches [`max_batch_size`](BatchLoaderBuilder::max_batch_size)
+/// is dispatched at once and later keys open a new one.
+///
+/// **Deduplication.** A key already pending or in flight joins that batch: it is never fetched twice at the
+/// same time. With the cache on (the default), a fetched key (found or missing) is answered from the cache
+/// until [`clear`](BatchLoader::clear)ed; failed keys are not cached.
+///
+/// **Errors.** A missing key is `Ok(None)`. A failed batch gives every waiter of that batch the same
+/// [`BatchError::Load`]; a panicking loader gives [`BatchError::Panicked`].
+///
+/// Must be used inside a tokio runtime (the batch runs on a spawned task).
+pub struct BatchLoader<L: Loader> {
+    inner: Arc<Inner<L>>,
+}
+
+impl<L: Loader> Clone for BatchLoader<L> {
+    fn clone(&self) -> Self {
+        BatchLoader { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<L: Loader> std::fmt::Debug for BatchLoader<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.state.lock();
+        f.debug_struct("BatchLoader")
+            .field("max_batch_size", &self.inner.max_batch_size)
+            .field("delay", &self.inner.delay)
+            .field("cached_keys", &st.cache.as_ref().map(HashMap::len))
+            .field("keys_in_flight", &st.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`BatchLoader`]; from [`BatchLoader::builder`].
+#[must_use]
+pub struct BatchLoaderBuilder<L: Loader> {
+    loader: L,
+    max_batch_size: usize,
+    delay: Option<Duration>,
+    cache: bool,
+    name: opentelemetry::StringValue,
+    metrics: Option<BatchMetrics>,
+}
+
+impl<L: Loader> BatchLoaderBuilder<L> {
+    /// Most distinct keys per [`Loader::load`] call; larger requests (a big `load_many` included) are split.
+    /// `0` means no limit. Default: [`DEFAULT_MAX_BATCH_SIZE`] (1,000).
+    pub fn max_batch_size(mut self, n: usize) -> Self {
+        self.max_batch_size = if n == 0 { usize::MAX } else { n };
+        self
+    }
+
+    /// Wait this long after a batch's first key before dispatching it, instead of one scheduler tick.
+    /// Default: none (tick semantics, no added latency).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Keep fetched values (found and missing) and answer later loads of the same keys from them.
+    /// Default: on for [`BatchLoader::new`]/[`builder`](BatchLoader::builder), off for
+    /// [`BatchLoader::shared`].
+    pub fn cache(mut self, on: bool) -> Self {
+        self.cache = on;
+        self
+    }
+
+    /// The `aquifer.batch.loader` attribute of this loader's metrics. Default: the loader type's name.
+    pub fn name(mut self, name: impl Into<opentelemetry::StringValue>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Record into these instruments. Default: [`BatchMetrics::global`].
+    pub fn metrics(mut self, metrics: BatchMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The loader.
+    #[must_use]
+    pub fn build(self) -> BatchLoader<L> {
+        BatchLoader {
+            inner: Arc::new(Inner {
+                loader: self.loader,
+                max_batch_size: self.max_batch_size,
+                delay: self.delay,
+                attrs: Attributes::new(self.name),
+                metrics: self.metrics.unwrap_or_else(BatchMetrics::global),
+                state: Mutex::new(State {
+                    pending: None,
+                    in_flight: HashMap::new(),
+                    cache: self.cache.then(HashMap::new),
+                    counts: KeyCounts::default(),
+                }),
+            }),
+        }
+    }
+}
+
+struct Inner<L: Loader> {
+    loader: L,
+    max_batch_size: usize,
+    delay: Option<Duration>,
+    attrs: Attributes,
+    metrics: BatchMetrics,
+    state: Mutex<State<L>>,
+}
+
+impl<L: Loader> Drop for Inner<L> {
+    fn drop(&mut self) {
+        let counts = self.state.get_mut().counts.take();
+        self.metrics.add_counts(&self.attrs, counts);
+    }
+}
+
+struct State<L: Loader> {
+    /// The batch new keys join, until it is dispatched or full.
+    pending: Option<Arc<Batch<L>>>,
+    /// Every key of a pending or running batch, to the batch that fetches it.
+    in_flight: HashMap<Key<L>, Arc<Batch<L>>>,
+    /// Fetched keys (`None` = the loader had no value), when the cache is on.
+    cache: Option<HashMap<Key<L>, Option<Value<L>>>>,
+    counts: KeyCounts,
+}
+
+struct Batch<L: Loader> {
+    keys: Mutex<Vec<Key<L>>>,
+    /// Notified when the batch is full: dispatch without waiting out the window.
+    sealed: Notify,
+    result: OnceLock<LoadResult<L>>,
+    done: Notify,
+}
+
+impl<L: Loader> Batch<L> {
+    fn new() -> Self {
+        Batch { keys: Mutex::new(Vec::new()), sealed: Notify::new(), result: OnceLock::new(), done: Notify::new() }
+    }
+
+    async fn wait(&self) -> &LoadResult<L> {
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a result published in between still wakes us.
+            notified.as_mut().enable();
+            if let Some(r) = self.result.get() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    fn value(result: &LoadResult<L>, key: &Key<L>) -> Result<Option<Value<L>>, BatchError<L::Error>> {
+        match result {
+            Ok(map) => Ok(map.get(key).cloned()),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// Where one requested key's answer comes from.
+enum Lookup<L: Loader> {
+    Cached(Option<Value<L>>),
+    Batch(Arc<Batch<L>>),
+}
+
+impl<L: Loader> BatchLoader<L> {
+    /// A request-scoped loader with the defaults: tick window, [`DEFAULT_MAX_BATCH_SIZE`], cache on.
+    pub fn new(loader: L) -> Self {
+        Self::builder(loader).build()
+    }
+
+    /// A loader meant to be shared by many requests: the same as [`new`](Self::new) with the cache off.
+    pub fn shared(loader: L) -> Self {
+        Self::builder(loader).cache(false).build()
+    }
+
+    /// A builder with the defaults of [`new`](Self::new).
+    pub fn builder(loader: L) -> BatchLoaderBuilder<L> {
+        let full = std::any::type_name::<L>();
+        let short = full.rsplit("::").next().unwrap_or(full);
+        BatchLoaderBuilder {
+            loader,
+            max_batch_size: DEFAULT_MAX_BATCH_SIZE,
+            delay: None,
+            cache: true,
+            name: short.into(),
+            metrics: None,
+        }
+    }
+
+    /// The wrapped loader.
+    pub fn loader(&self) -> &L {
+        &self.inner.loader
+    }
+
+    /// The value of `key`: `Ok(None)` when the loader returned none for it.
+    ///
+    /// Cancellation: dropping the returned future only stops waiting; the batch the key joined still runs and,
+    /// with the cache on, its values are cached for later calls.
+    pub async fn load(&self, key: Key<L>) -> Result<Option<Value<L>>, BatchError<L::Error>> {
+        let lookup = {
+            let mut spawn = Vec::new();
+            let lookup = {
+                let mut st = self.inner.state.lock();
+                st.counts.requested += 1;
+                self.inner.lookup(&mut st, &key, &mut spawn)
+            };
+            self.spawn_batches(spawn)?;
+            lookup
+        };
+        match lookup {
+            Lookup::Cached(v) => Ok(v),
+            Lookup::Batch(batch) => Batch::<L>::value(batch.wait().await, &key),
+        }
+    }
+
+    /// The values of `keys`, in their order (`None` where the loader returned none). Repeated keys are fetched
+    /// once; more keys than `max_batch_size` are split over several batches, which run concurrently. Fails
+    /// with the error of the first failed batch among them.
+    ///
+    /// Cancellation: as [`load`](Self::load); every batch the keys joined still runs.
+    pub async fn load_many(
+        &self,
+        keys: impl IntoIterator<Item = Key<L>>,
+    ) -> Result<Vec<Option<Value<L>>>, BatchError<L::Error>> {
+        let keys: Vec<Key<L>> = keys.into_iter().collect();
+        let mut spawn = Vec::new();
+        let lookups: Vec<Lookup<L>> = {
+            let mut st = self.inner.state.lock();
+            st.counts.requested += keys.len() as u64;
+            keys.iter().map(|k| self.inner.lookup(&mut st, k, &mut spawn)).collect()
+        };
+        self.spawn_batches(spawn)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, lookup) in keys.iter().zip(lookups) {
+            out.push(match lookup {
+                Lookup::Cached(v) => v,
+                Lookup::Batch(batch) => Batch::<L>::value(batch.wait().await, key)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Puts `value` in the cache for `key` unless the key is cached already (as the JavaScript DataLoader's
+    /// `prime`: use [`clear`](Self::clear) first to overwrite). Returns whether it was stored; always `false`
+    /// with the cache off.
+    pub fn prime(&self, key: Key<L>, value: Value<L>) -> bool {
+        let mut st = self.inner.state.lock();
+        match st.cache.as_mut().map(|c| c.entry(key)) {
+            Some(Entry::Vacant(v)) => {
+                v.insert(Some(value));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets the cached value of `key`, so the next load fetches it again. Returns whether one was cached.
+    pub fn clear(&self, key: &Key<L>) -> bool {
+        self.inner.state.lock().cache.as_mut().is_some_and(|c| c.remove(key).is_some())
+    }
+
+    /// Forgets every cached value.
+    pub fn clear_all(&self) {
+        if let Some(c) = self.inner.state.lock().cache.as_mut() {
+            c.clear();
+        }
+    }
+
+    fn spawn_batches(&self, batches: Vec<Arc<Batch<L>>>) -> Result<(), BatchError<L::Error>> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // Nothing can run these batches: fail their waiters instead of leaving them to hang.
+            for b in &batches {
+                self.inner.complete(b, &b.keys.lock().clone(), Err(BatchError::NoRuntime));
+            }
+            return Err(BatchError::NoRuntime);
+        };
+        for batch in batches {
+            // The guard goes into the task's future before it first runs, so a task dropped unpolled
+            // (runtime shutdown) still fails its waiters.
+            handle.spawn(run_batch(Publish { inner: Arc::clone(&self.inner), batch, keys: Vec::new(), done: false }));
+        }
+        Ok(())
+    }
+}
+
+impl<L: Loader> Inner<L> {
+    /// Under the lock: the cache's answer, the batch already fetching `key`, or the pending batch (new ones
+    /// are pushed to `spawn`, for the caller to start after releasing the lock).
+    fn lookup(&self, st: &mut State<L>, key: &Key<L>, spawn: &mut Vec<Arc<Batch<L>>>) -> Lookup<L> {
+        if let Some(v) = st.cache.as_ref().and_then(|c| c.get(key)) {
+            let v = v.clone();
+            st.counts.cached += 1;
+            return Lookup::Cached(v);
+        }
+        if let Some(b) = st.in_flight.get(key) {
+            let b = Arc::clone(b);
+            st.counts.deduplicated += 1;
+            return Lookup::Batch(b);
+        }
+        let batch = match &st.pending {
+            Some(b) => Arc::clone(b),
+            None => {
+                let b = Arc::new(Batch::new());
+                st.pending = Some(Arc::clone(&b));
+                spawn.push(Arc::clone(&b));
+                b
+            }
+        };
+        let full = {
+            let mut keys = batch.keys.lock();
+            keys.push(key.clone());
+            keys.len() >= self.max_batch_size
+        };
+        if full {
+            st.pending = None;
+            batch.sealed.notify_one();
+        }
+        st.in_flight.insert(key.clone(), Arc::clone(&batch));
+        Lookup::Batch(batch)
+    }
+
+    /// Publishes a batch's result: cache, in-flight map, then the waiters.
+    fn complete(&self, batch: &Arc<Batch<L>>, keys: &[Key<L>], result: LoadResult<L>) {
+        let result = batch.result.get_or_init(|| result);
+        {
+            let mut st = self.state.lock();
+            if st.pending.as_ref().is_some_and(|p| Arc::ptr_eq(p, batch)) {
+                st.pending = None;
+            }
+            for k in keys {
+                if st.in_flight.get(k).is_some_and(|b| Arc::ptr_eq(b, batch)) {
+                    st.in_flight.remove(k);
+                }
+            }
+            if let (Some(cache), Ok(map)) = (st.cache.as_mut(), result) {
+                for k in keys {
+                    cache.insert(k.clone(), map.get(k).cloned());
+                }
+            }
+        }
+        batch.done.notify_waiters();
+    }
+
+    /// The window: a fixed delay, or scheduler turns until keys stop arriving (see [`BatchLoader`]).
+    async fn window(&self, batch: &Batch<L>) {
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+            return;
+        }
+        let other_threads = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread);
+        let started = Instant::now();
+        let mut last_key = started;
+        let mut seen = batch.keys.lock().len();
+        loop {
+            tokio::task::yield_now().await;
+            let now = batch.keys.lock().len();
+            if now != seen {
+                seen = now;
+                last_key = Instant::now();
+            } else if !other_threads || last_key.elapsed() >= QUIET {
+                return;
+            }
+            if started.elapsed() >= MAX_WINDOW {
+                return;
+            }
+        }
+    }
+}
+
+/// Publishes `Abandoned` if the batch task is dropped before it published a result.
+struct Publish<L: Loader> {
+    inner: Arc<Inner<L>>,
+    batch: Arc<Batch<L>>,
+    keys: Vec<Key<L>>,
+    done: bool,
+}
+
+impl<L: Loader> Drop for Publish<L> {
+    fn drop(&mut self) {
+        if !self.done {
+            if self.keys.is_empty() {
+                self.keys = std::mem::take(&mut *self.batch.keys.lock());
+            }
+            self.inner.complete(&self.batch, &self.keys, Err(BatchError::Abandoned));
+        }
+    }
+}
+
+async fn run_batch<L: Loader>(mut publish: Publish<L>) {
+    let inner = Arc::clone(&publish.inner);
+    let batch = Arc::clone(&publish.batch);
+    tokio::select! {
+        biased;
+        () = batch.sealed.notified() => {}
+        () = inner.window(&batch) => {}
+    }
+    let counts = {
+        let mut st = inner.state.lock();
+        if st.pending.as_ref().is_some_and(|p| Arc::ptr_eq(p, &batch)) {
+            st.pending = None;
+        }
+        // No key joins a batch once it is no longer pending, so the list is final.
+        publish.keys = std::mem::take(&mut *batch.keys.lock());
+        st.counts.take()
+    };
+    inner.metrics.add_counts(&inner.attrs, counts);
+    inner.metrics.size.record(publish.keys.len() as u64, &inner.attrs.loader);
+
+    let started = Instant::now();
+    let outcome = AssertUnwindSafe(inner.loader.load(&publish.keys)).catch_unwind().await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let result = match outcome {
+        Ok(Ok(map)) => Ok(map),
+        Ok(Err(e)) => Err(BatchError::Load(Arc::new(e))),
+        Err(panic) => Err(BatchError::Panicked(panic_message(panic))),
+    };
+    match &result {
+        Ok(map) => {
+            inner.metrics.duration.record(elapsed, &inner.attrs.loader);
+            let loaded = publish.keys.iter().filter(|k| map.contains_key(k)).count() as u64;
+            let missing = publish.keys.len() as u64 - loaded;
+            if loaded > 0 {
+                inner.metrics.keys.add(loaded, inner.attrs.outcome(Outcome::Loaded));
+            }
+            if missing > 0 {
+                inner.metrics.keys.add(missing, inner.attrs.outcome(Outcome::Missing));
+            }
+        }
+        Err(e) => inner.metrics.duration.record(elapsed, inner.attrs.error(e.kind())),
+    }
+    inner.complete(&batch, &publish.keys, result);
+    publish.done = true;
+}
+
+fn panic_message(panic: Box<dyn Any + Send>) -> Arc<str> {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        Arc::from(*s)
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("non-string panic payload")
+    }
+}

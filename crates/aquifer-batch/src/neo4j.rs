@@ -1,0 +1,93 @@
+//! Neo4j bulk helpers over neo4rs's `Graph` (feature `neo4j`).
+//!
+//! Writes send rows as one list parameter, `UNWIND $rows AS row …`, in batches of [`DEFAULT_UNWIND_BATCH`]
+//! rows by default: every batch has the same statement text, so the server plans it once, and all batches
+//! run in one transaction. Lookups pass all keys as one list parameter (`WHERE n.key IN $keys`). Labels and
+//! property keys are backquoted (`` ` `` doubled), never spliced raw.
+//!
+//! The helpers take `&neo4rs::Graph`, which aquifer-neo4j's pooled connections dereference to.
+//!
+//! Cancellation: dropping a future mid-transaction drops the transaction handle uncommitted; its connection
+//! goes back to the `Graph`'s own connection pool, which sends Bolt `RESET` (rolling the transaction back)
+//! before the connection is used again. Nothing of an unfinished call is committed.
+
+use neo4rs::{BoltType, Graph, Node, query};
+
+use crate::bulk_error::BulkError;
+use crate::ident::{self, IdentError};
+
+/// Rows per `UNWIND` statement unless told otherwise.
+pub const DEFAULT_UNWIND_BATCH: usize = 10_000;
+
+/// `name` quoted as a Cypher label or property key (`` `na``me` ``): any character but NUL.
+pub fn quote_name(name: &str, what: &'static str) -> Result<String, IdentError> {
+    ident::quote(name, what, '`', usize::MAX, "Neo4j")
+}
+
+/// The nodes labelled `label` whose `key_property` is one of `keys`, in one statement with one list parameter.
+///
+/// Cancellation: see the module documentation.
+pub async fn fetch_by_keys(
+    graph: &Graph,
+    label: &str,
+    key_property: &str,
+    keys: Vec<BoltType>,
+) -> Result<Vec<Node>, BulkError<neo4rs::Error>> {
+    let cypher = format!(
+        "MATCH (n:{}) WHERE n.{} IN $keys RETURN n",
+        quote_name(label, "label")?,
+        quote_name(key_property, "property")?
+    );
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stream = graph.execute(query(&cypher).param("keys", keys)).await.map_err(BulkError::Database)?;
+    let mut nodes = Vec::new();
+    while let Some(row) = stream.next().await.map_err(BulkError::Database)? {
+        nodes.push(row.get::<Node>("n").map_err(|e| BulkError::Database(neo4rs::Error::DeserializationError(e)))?);
+    }
+    Ok(nodes)
+}
+
+/// Runs `UNWIND $rows AS row <body>` for `rows` in batches of `batch_size` (0 means
+/// [`DEFAULT_UNWIND_BATCH`]), all in one transaction. `body` is the caller's Cypher (a constant of the
+/// application, not data), reading each row as `row`. Returns the number of statements run.
+///
+/// Cancellation: see the module documentation.
+pub async fn unwind(
+    graph: &Graph,
+    body: &str,
+    rows: &[BoltType],
+    batch_size: usize,
+) -> Result<usize, BulkError<neo4rs::Error>> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let cypher = format!("UNWIND $rows AS row {body}");
+    let size = if batch_size == 0 { DEFAULT_UNWIND_BATCH } else { batch_size };
+    let mut txn = graph.start_txn().await.map_err(BulkError::Database)?;
+    let mut statements = 0;
+    for chunk in rows.chunks(size) {
+        txn.run(query(&cypher).param("rows", chunk.to_vec())).await.map_err(BulkError::Database)?;
+        statements += 1;
+    }
+    txn.commit().await.map_err(BulkError::Database)?;
+    Ok(statements)
+}
+
+/// Creates or updates one node labelled `label` per row (a map of properties), matched on `key_property`:
+/// `UNWIND $rows AS row MERGE (n:Label {key: row.key}) SET n += row`, in batches of `batch_size` (0 means
+/// [`DEFAULT_UNWIND_BATCH`]) inside one transaction. Returns the number of statements run.
+///
+/// Cancellation: see the module documentation.
+pub async fn merge_nodes(
+    graph: &Graph,
+    label: &str,
+    key_property: &str,
+    rows: &[BoltType],
+    batch_size: usize,
+) -> Result<usize, BulkError<neo4rs::Error>> {
+    let key = quote_name(key_property, "property")?;
+    let body = format!("MERGE (n:{} {{{key}: row.{key}}}) SET n += row", quote_name(label, "label")?);
+    unwind(graph, &body, rows, batch_size).await
+}

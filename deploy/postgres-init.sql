@@ -1,0 +1,2 @@
+-- The postgres example's fuzzy search needs pg_trgm.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;

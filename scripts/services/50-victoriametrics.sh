@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# VictoriaMetrics, the OTLP receiver of aquifer-otel's end-to-end and dashboard tests: it ingests OTLP
+# (HTTP/protobuf) at http://127.0.0.1:8428/opentelemetry/v1/metrics and answers PromQL at /api/v1/query.
+# `-opentelemetry.usePrometheusNaming` stores metrics under the names Prometheus 3 gives the same OTLP data
+# (db_client_connection_wait_time_seconds_bucket, db_client_connection_timeouts_total).
+#
+# Debian 12 ships 1.79, which predates OTLP; the unstable suite's `victoria-metrics` is a static binary that runs
+# here. It is fetched with `apt-get download` from the unstable suite of the machine's own Debian mirror (a private
+# sources list and package cache in $AQUIFER_SERVICES_DIR/victoriametrics, so the system's apt state is untouched)
+# and unpacked with `dpkg -x`. Data in .../data, log in .../server.log, PID in .../server.pid.
+# Idempotent: a VictoriaMetrics that already answers is left alone.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+dir=${AQUIFER_SERVICES_DIR:-/tmp/aquifer-services}/victoriametrics
+port=8428
+bin=$dir/pkg/usr/bin/victoria-metrics
+mkdir -p "$dir"
+
+ready() { curl -sf -m 2 "http://127.0.0.1:$port/health" 2>/dev/null | grep -q OK; }
+
+command -v curl >/dev/null || apt_install curl
+
+if ready; then
+  log "VictoriaMetrics already running on 127.0.0.1:$port"
+  exit 0
+fi
+
+# mirror: the first Debian archive URI of the machine's apt sources (deb822 or one-line format), not the
+# security archive.
+mirror() {
+  local found
+  found=$({
+    grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources || true
+    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list || true
+  } | awk '/^URIs:/ {print $2} /^deb / {print ($2 ~ /^\[/ ? $3 : $2)}' | grep -v security | grep debian | head -n1 || true)
+  echo "${found:-http://deb.debian.org/debian}"
+}
+
+if [ ! -x "$bin" ]; then
+  m=$(mirror)
+  log "downloading victoria-metrics from $m (suite unstable) into $dir/pkg"
+  apt_dir=$dir/apt
+  rm -rf "$apt_dir"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  echo "deb $m sid main" >"$apt_dir/sources.list"
+  opts=(-o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/nonexistent
+    -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+  apt-get "${opts[@]}" update -qq >/dev/null
+  (cd "$apt_dir" && apt-get "${opts[@]}" download -qq victoria-metrics >/dev/null)
+  rm -rf "$dir/pkg"
+  dpkg -x "$apt_dir"/victoria-metrics_*.deb "$dir/pkg"
+  # The package lists and the .deb are not needed once unpacked.
+  rm -rf "$apt_dir"
+  [ -x "$bin" ] || { log "the victoria-metrics package holds no $bin"; exit 1; }
+fi
+
+# A stale process of ours (started but never became ready) is stopped before starting anew.
+if [ -f "$dir/server.pid" ]; then
+  old=$(cat "$dir/server.pid")
+  if kill -0 "$old" 2>/dev/null && grep -q victoria-metrics "/proc/$old/cmdline" 2>/dev/null; then
+    for _ in $(seq 1 50); do ready && { log "VictoriaMetrics ready on 127.0.0.1:$port"; exit 0; }; sleep 0.2; done
+    log "stopping unresponsive VictoriaMetrics (pid $old)"
+    kill "$old" 2>/dev/null || true
+    sleep 1
+  fi
+  rm -f "$dir/server.pid"
+fi
+
+if port_open 127.0.0.1 "$port"; then
+  log "port $port is taken by something that is not a ready VictoriaMetrics; not starting"
+  exit 1
+fi
+
+log "starting VictoriaMetrics on 127.0.0.1:$port"
+# setsid: the server outlives this script and the CI step that ran it.
+# -search.latencyOffset=0: samples are queryable as soon as they are ingested (the default hides the last 30 s,
+# which would make every end-to-end test wait that long).
+setsid "$bin" -storageDataPath="$dir/data" -httpListenAddr="127.0.0.1:$port" \
+  -opentelemetry.usePrometheusNaming -search.latencyOffset=0 -search.disableCache \
+  -retentionPeriod=1d -loggerLevel=WARN >"$dir/server.log" 2>&1 </dev/null &
+echo $! >"$dir/server.pid"
+
+for _ in $(seq 1 100); do # 20 s
+  if ready; then
+    log "VictoriaMetrics ready on 127.0.0.1:$port (pid $(cat "$dir/server.pid"))"
+    exit 0
+  fi
+  kill -0 "$(cat "$dir/server.pid")" 2>/dev/null || break
+  sleep 0.2
+done
+log "VictoriaMetrics did not become ready; last lines of $dir/server.log:"
+tail -n 30 "$dir/server.log" >&2 || true
+exit 1

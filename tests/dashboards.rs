@@ -1,0 +1,169 @@
+//! Every panel query of grafana/dashboards runs against VictoriaMetrics holding what the examples exported
+//! through aquifer-otel: a query that fails to parse fails the test, and so does one that returns nothing,
+//! except the panels listed in NO_DATA_ON_THIS_BRANCH with the reason. Template variables are checked the same
+//! way. (The dashboards' JSON is checked against Grafana's schema by scripts/check-deploy-files.sh.)
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aquifer_testing::{Victoria, unique_name};
+use common::{run_example, succeeded};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Panels whose query must parse but may return nothing here, and why.
+const NO_DATA_ON_THIS_BRANCH: &[(&str, &str)] = &[
+    ("Failed operations per second", "needs an operation that fails inside an adapter helper; no example fails one"),
+    ("Batch size p50 / p99", "aquifer.batch.size is recorded by aquifer-batch, which is not on this branch"),
+    ("Keys per outcome", "aquifer.batch.keys is recorded by aquifer-batch, which is not on this branch"),
+];
+
+struct Query {
+    dashboard: String,
+    panel: String,
+    expr: String,
+}
+
+fn dashboards() -> Vec<(String, serde_json::Value)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/dashboards");
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .expect("grafana/dashboards")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("dashboard file");
+            let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p.file_name().unwrap().to_string_lossy().into_owned(), json)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(out.len() >= 2, "the pools and queries dashboards");
+    out
+}
+
+/// Every panel target's PromQL, rows' nested panels included.
+fn panel_queries(name: &str, dashboard: &serde_json::Value) -> Vec<Query> {
+    fn walk(name: &str, panels: &[serde_json::Value], out: &mut Vec<Query>) {
+        for p in panels {
+            if let Some(nested) = p["panels"].as_array() {
+                walk(name, nested, out);
+            }
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let expr =
+                    t["expr"].as_str().unwrap_or_else(|| panic!("{name}: a target without expr in {}", p["title"]));
+                out.push(Query {
+                    dashboard: name.into(),
+                    panel: p["title"].as_str().unwrap_or("").into(),
+                    expr: expr.into(),
+                });
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(name, dashboard["panels"].as_array().expect("panels"), &mut out);
+    out
+}
+
+/// The dashboard variables as Grafana would set them for "All" of the services `services`.
+fn substitute(expr: &str, services: &[&str]) -> String {
+    expr.replace("$service", &services.join("|"))
+        .replace("$backend", ".*")
+        .replace("$pool", ".*")
+        .replace("$operation", ".*")
+        .replace("$__rate_interval", "1m")
+}
+
+/// Runs the sqlite example, the postgres example and the postgres example with a refused password (for connect
+/// errors), each exporting to VictoriaMetrics; returns their service names.
+fn export_example_data() -> Vec<String> {
+    let sqlite = unique_name("dash-sqlite");
+    succeeded("sqlite", &run_example("sqlite", &sqlite, &[]));
+    let postgres = unique_name("dash-postgres");
+    succeeded("postgres", &run_example("postgres", &postgres, &[("POSTGRES_POOL_LEAK_THRESHOLD", "2ms")]));
+    let refused = unique_name("dash-postgres-refused");
+    let url = "postgres://aquifer_pw:wrong@127.0.0.1:5432/test?sslmode=disable";
+    assert!(!run_example("postgres", &refused, &[("POSTGRES_URL", url)]).status.success());
+    vec![sqlite, postgres, refused]
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn no_data_exemptions_name_existing_panels() {
+    let titles: BTreeSet<String> =
+        dashboards().iter().flat_map(|(n, d)| panel_queries(n, d)).map(|q| q.panel).collect();
+    for (panel, _) in NO_DATA_ON_THIS_BRANCH {
+        assert!(titles.contains(*panel), "exempted panel {panel:?} is not in any dashboard");
+    }
+}
+
+#[test]
+fn every_panel_query_parses_and_returns_the_examples_data() {
+    let services = export_example_data();
+    let services: Vec<&str> = services.iter().map(String::as_str).collect();
+    runtime().block_on(async {
+        let vm = Victoria::require().await;
+        vm.force_flush().await;
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for (name, dashboard) in dashboards() {
+            for q in panel_queries(&name, &dashboard) {
+                let expr = substitute(&q.expr, &services);
+                let exempt = NO_DATA_ON_THIS_BRANCH.iter().any(|(p, _)| *p == q.panel);
+                let result = match vm.query(&expr).await {
+                    Err(e) => Err(e),
+                    Ok(_) if exempt => Ok(()),
+                    Ok(_) => {
+                        let got = vm.wait_until(&expr, WAIT, |r| !r.is_empty()).await;
+                        if got.is_empty() { Err("returned nothing".to_owned()) } else { Ok(()) }
+                    }
+                };
+                checked += 1;
+                if let Err(e) = result {
+                    failures.push(format!("{} / {}: {expr}: {e}", q.dashboard, q.panel));
+                }
+            }
+        }
+        assert!(checked >= 25, "only {checked} panel queries found");
+        assert!(failures.is_empty(), "panel queries that failed:\n{}", failures.join("\n"));
+    });
+}
+
+#[test]
+fn every_template_variable_lists_the_examples_values() {
+    let services = export_example_data();
+    let refs: Vec<&str> = services.iter().map(String::as_str).collect();
+    runtime().block_on(async {
+        let vm = Victoria::require().await;
+        vm.force_flush().await;
+        for (name, dashboard) in dashboards() {
+            for var in dashboard["templating"]["list"].as_array().expect("templating.list") {
+                if var["type"] != "query" {
+                    continue;
+                }
+                let query = var["query"]["query"].as_str().expect("variable query");
+                let inner = query
+                    .strip_prefix("label_values(")
+                    .and_then(|q| q.strip_suffix(')'))
+                    .unwrap_or_else(|| panic!("{name}: variable {} is not label_values(...): {query}", var["name"]));
+                let (matcher, label) = inner.rsplit_once(", ").expect("label_values(matcher, label)");
+                let matcher = substitute(matcher, &refs);
+                let values: BTreeSet<String> = vm.label_values(label, &matcher).await.unwrap().into_iter().collect();
+                let expected: &[&str] = match var["name"].as_str().unwrap() {
+                    "service" => &[&services[0], &services[1]],
+                    "backend" => &["sqlite", "postgresql"],
+                    "pool" => &["books/readers", "books/writer", "music-library"],
+                    "operation" => &["read", "write", "SELECT", "INSERT"],
+                    other => panic!("{name}: no expectation for variable {other}"),
+                };
+                for e in expected {
+                    assert!(values.contains(*e), "{name}: variable {} lacks {e}: {values:?}", var["name"]);
+                }
+            }
+        }
+    });
+}
