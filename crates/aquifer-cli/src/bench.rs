@@ -146,7 +146,14 @@ async fn operation(pool: &Opened) -> Result<(Duration, Duration), (bool, String)
         Opened::Postgres(p) => {
             let mut conn = checkout!(p);
             let got = Instant::now();
-            aquifer_postgres::sqlx::query("SELECT 1").execute(&mut *conn).await.map_err(|e| failed(e.to_string()))?;
+            // Through PgBouncer in transaction mode a prepared statement may land on another server
+            // connection: the simple protocol is what works there.
+            let run = if p.manager().pgbouncer() {
+                aquifer_postgres::sqlx::raw_sql("SELECT 1").execute(&mut *conn).await.map(drop)
+            } else {
+                aquifer_postgres::sqlx::query("SELECT 1").execute(&mut *conn).await.map(drop)
+            };
+            run.map_err(|e| failed(e.to_string()))?;
             Ok((got - started, got.elapsed()))
         }
         Opened::MySql(p) => {

@@ -74,3 +74,20 @@ fn unreachable_server_fails_before_the_run_with_its_cause() {
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");
 }
+
+#[test]
+fn pgbouncer_transaction_mode_runs_without_errors() {
+    // PgBouncer (127.0.0.1:6432, pool_mode = transaction) from scripts/dev-services.sh, read from the env.
+    let out = Command::cargo_bin("aquifer")
+        .unwrap()
+        .args(["bench", "--json", "--env", "BOUNCED", "--concurrency", "8", "--pool", "4", "--duration", "1s"])
+        .env("BOUNCED_URL", "postgres://postgres@127.0.0.1:6432/test")
+        .env("BOUNCED_PGBOUNCER", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{SERVERS}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(r["operations"].as_u64().unwrap() > 0);
+    assert_eq!(r["errors"], 0, "{stdout}");
+}
