@@ -130,7 +130,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "   SQLite runs in-process, so N+1 statements on one connection are cheap; what costs is N trips through\n   \
-         the pool (checkout + hop to the blocking thread pool). Batch them: one read closure, or one query."
+         the pool (a checkout and a read transaction each). Batch them: one read closure, or one query."
     );
 
     // 3. What the pools did, and their health.

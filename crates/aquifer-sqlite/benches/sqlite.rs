@@ -1,21 +1,30 @@
-//! The tuned pools against SQLite's defaults on a mixed workload: 8 readers and 1 writer for a fixed time.
+//! aquifer-sqlite against the async SQLite peers, and the tuned pragmas against SQLite's defaults.
 //!
 //!     cargo bench -p aquifer-sqlite --bench sqlite
 //!
-//! Peers, each on a fresh database file of 10,000 rows, measured in turn and repeated (interleaved, so noise
-//! hits all alike); medians are reported:
-//! - `aquifer async, tuned`: [`SqlitePool`] (WAL, synchronous=NORMAL, mmap...), reads and writes through
-//!   `read`/`write` closures on Tokio's blocking pool;
-//! - `aquifer sync r2d2, tuned`: [`SqliteSyncPool`], the same pragmas, 9 OS threads;
-//! - `aquifer async, SQLite defaults`: [`SqlitePool`] with a rollback journal and synchronous=FULL (isolates
-//!   the pragmas from the pool);
-//! - `r2d2_sqlite, SQLite defaults`: a plain r2d2 pool of 9 `SqliteConnectionManager::file` connections
-//!   (rollback journal, synchronous=FULL, rusqlite's 5 s busy_timeout), 9 OS threads.
+//! Two scenarios, each on a fresh database file of 10,000 rows per measurement: `mixed`, 8 reader tasks (point
+//! lookups by random primary key) and 1 writer task (one-row insert transactions); `single`, 1 reader task
+//! alone. Async peers run on a multi-thread Tokio runtime with its default workers (one per core); sync peers on
+//! as many OS threads as tasks. Every peer gets aquifer-sqlite's tuned pragmas (WAL, synchronous=NORMAL, 16 MiB
+//! cache, 256 MiB mmap, busy_timeout 5 s) except the two "SQLite defaults" rows (mixed only). Peers:
+//! - `aquifer async`: [`SqlitePool`], `read` (inline on the worker) and `write` (blocking pool);
+//! - `aquifer async, blocking pool`: the same pool, reads through `interact_read` in a read transaction: the
+//!   path every read took before inline reads (a hop to Tokio's blocking pool and back);
+//! - `aquifer sync r2d2`: [`SqliteSyncPool`];
+//! - `sqlx SqlitePool` 0.9 (9 connections, a worker thread per connection);
+//! - `tokio-rusqlite` 0.8 (a thread per connection, one connection per task), `deadpool-sqlite` 0.14
+//!   (`interact` on the blocking pool) and `async-sqlite` 0.6 (a thread per connection, round robin): these need
+//!   rusqlite 0.40, which cannot share a build with this workspace's rusqlite 0.39, so they live in the crate
+//!   `benches/peers` (its own workspace and lockfile), which this bench builds with cargo and runs as a child
+//!   process per measurement, interleaved with the others;
+//! - `aquifer async, SQLite defaults` and `r2d2_sqlite, SQLite defaults`: rollback journal, synchronous=FULL.
 //!
-//! A read is a point lookup by random primary key; a write inserts one row in its own transaction. Set
-//! `AQ_BENCH_SECS` (default 3) and `AQ_BENCH_REPS` (default 3) to change the run length.
+//! Peers are interleaved in every repetition (noise hits all alike); the table shows medians. Set
+//! `AQ_BENCH_SECS` (default 3), `AQ_BENCH_REPS` (default 3), and `AQ_BENCH_PEERS` (a comma-separated list of
+//! row-name substrings) to change the run.
 
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +35,58 @@ use aquifer_sqlite::{JournalMode, SqliteConfig, SqlitePool, SqliteSyncPool, Sync
 const ROWS: i64 = 10_000;
 const READERS: usize = 8;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// 8 readers + 1 writer.
+    Mixed,
+    /// 1 reader alone.
+    Single,
+}
+
+impl Scenario {
+    fn readers(self) -> usize {
+        match self {
+            Scenario::Mixed => READERS,
+            Scenario::Single => 1,
+        }
+    }
+
+    fn with_writer(self) -> bool {
+        self == Scenario::Mixed
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Scenario::Mixed => "mixed",
+            Scenario::Single => "single",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    AquiferAsync,
+    AquiferAsyncBlockingPool,
+    AquiferSync,
+    Sqlx,
+    /// Run by the `benches/peers` binary: its name there.
+    Child(&'static str),
+    AquiferAsyncDefaults,
+    R2d2Defaults,
+}
+
+const PEERS: [(&str, Peer); 9] = [
+    ("aquifer async (read inline)", Peer::AquiferAsync),
+    ("aquifer async, blocking pool (interact_read)", Peer::AquiferAsyncBlockingPool),
+    ("aquifer sync r2d2", Peer::AquiferSync),
+    ("sqlx SqlitePool 0.9", Peer::Sqlx),
+    ("tokio-rusqlite 0.8", Peer::Child("tokio-rusqlite")),
+    ("deadpool-sqlite 0.14", Peer::Child("deadpool-sqlite")),
+    ("async-sqlite 0.6", Peer::Child("async-sqlite")),
+    ("aquifer async, SQLite defaults (DELETE, FULL)", Peer::AquiferAsyncDefaults),
+    ("r2d2_sqlite, SQLite defaults (DELETE, FULL)", Peer::R2d2Defaults),
+];
+
 #[derive(Default)]
 struct Sample {
     reads: Vec<Duration>,
@@ -34,8 +95,10 @@ struct Sample {
     secs: f64,
 }
 
+type TaskResult = (Vec<Duration>, Vec<Duration>, usize);
+
 impl Sample {
-    fn merge(&mut self, (reads, writes, errors): (Vec<Duration>, Vec<Duration>, usize)) {
+    fn merge(&mut self, (reads, writes, errors): TaskResult) {
         self.reads.extend(reads);
         self.writes.extend(writes);
         self.errors += errors;
@@ -80,57 +143,153 @@ fn defaults_via_aquifer(path: &Path) -> SqliteConfig {
     SqliteConfig { journal_mode: JournalMode::Delete, synchronous: Synchronous::Full, ..tuned(path) }
 }
 
-fn run_async(rt: &tokio::runtime::Runtime, config: SqliteConfig, secs: Duration) -> Sample {
+/// Runs the scenario's reader tasks (and writer task) for `secs`, timing every call, from just before the
+/// call to its result.
+async fn drive<R, RF, W, WF>(scenario: Scenario, secs: Duration, read: R, write: W) -> Sample
+where
+    R: Fn(i64) -> RF + Send + Sync + 'static,
+    RF: Future<Output = Result<(), String>> + Send,
+    W: Fn(i64) -> WF + Send + Sync + 'static,
+    WF: Future<Output = Result<(), String>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let (read, write) = (Arc::new(read), Arc::new(write));
+    let mut tasks = Vec::new();
+    for _ in 0..scenario.readers() {
+        let (stop, read) = (Arc::clone(&stop), Arc::clone(&read));
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0);
+            while !stop.load(Ordering::Relaxed) {
+                let id = fastrand::i64(1..=ROWS);
+                let t = Instant::now();
+                match read(id).await {
+                    Ok(()) => lat.push(t.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, Vec::new(), errors)
+        }));
+    }
+    if scenario.with_writer() {
+        let (stop, write) = (Arc::clone(&stop), Arc::clone(&write));
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors, mut n) = (Vec::new(), 0, ROWS);
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let t = Instant::now();
+                match write(n).await {
+                    Ok(()) => lat.push(t.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (Vec::new(), lat, errors)
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sample = Sample::default();
+    for t in tasks {
+        sample.merge(t.await.unwrap());
+    }
+    sample.secs = started.elapsed().as_secs_f64();
+    sample
+}
+
+fn run_aquifer_async(
+    rt: &tokio::runtime::Runtime,
+    config: SqliteConfig,
+    scenario: Scenario,
+    secs: Duration,
+    blocking_pool: bool,
+) -> Sample {
     rt.block_on(async move {
         let pool = SqlitePool::open(config).await.unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
-        for _ in 0..READERS {
-            let (pool, stop) = (pool.clone(), Arc::clone(&stop));
-            tasks.push(tokio::spawn(async move {
-                let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0);
-                while !stop.load(Ordering::Relaxed) {
-                    let id = fastrand::i64(1..=ROWS);
-                    let t = Instant::now();
-                    match pool.read(move |c| read_one(c, id)).await {
-                        Ok(_) => lat.push(t.elapsed()),
-                        Err(_) => errors += 1,
+        let (r, w) = (pool.clone(), pool.clone());
+        let sample = drive(
+            scenario,
+            secs,
+            move |id| {
+                let pool = r.clone();
+                async move {
+                    if blocking_pool {
+                        // What `read` did before it ran inline: the same read transaction, on the blocking pool.
+                        pool.interact_read(move |c| {
+                            let tx = c.transaction()?;
+                            read_one(&tx, id)?;
+                            tx.commit()
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())
+                    } else {
+                        pool.read(move |c| read_one(c, id)).await.map(drop).map_err(|e| e.to_string())
                     }
                 }
-                (lat, Vec::new(), errors)
-            }));
-        }
-        let writer = {
-            let (pool, stop) = (pool.clone(), Arc::clone(&stop));
-            tokio::spawn(async move {
-                let (mut lat, mut errors, mut n) = (Vec::new(), 0, ROWS);
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let t = Instant::now();
-                    match pool.write(move |tx| write_one(tx, n)).await {
-                        Ok(_) => lat.push(t.elapsed()),
-                        Err(_) => errors += 1,
-                    }
-                }
-                (Vec::new(), lat, errors)
-            })
-        };
-        let started = Instant::now();
-        tokio::time::sleep(secs).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut sample = Sample::default();
-        for t in tasks {
-            sample.merge(t.await.unwrap());
-        }
-        sample.merge(writer.await.unwrap());
-        sample.secs = started.elapsed().as_secs_f64();
+            },
+            move |n| {
+                let pool = w.clone();
+                async move { pool.write(move |tx| write_one(tx, n)).await.map(drop).map_err(|e| e.to_string()) }
+            },
+        )
+        .await;
         pool.close().await;
         sample
     })
 }
 
-/// 8 reader threads and 1 writer thread over `read`/`write` functions.
-fn run_threads<R, W>(secs: Duration, read: R, write: W) -> Sample
+fn run_sqlx(rt: &tokio::runtime::Runtime, path: &Path, scenario: Scenario, secs: Duration) -> Sample {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true)
+        .pragma("temp_store", "MEMORY")
+        .pragma("cache_size", "-16384")
+        .pragma("mmap_size", "268435456");
+    rt.block_on(async move {
+        let size = scenario.readers() as u32 + 1;
+        let pool =
+            SqlitePoolOptions::new().max_connections(size).min_connections(size).connect_with(options).await.unwrap();
+        let (r, w) = (pool.clone(), pool.clone());
+        let sample = drive(
+            scenario,
+            secs,
+            move |id| {
+                let pool = r.clone();
+                async move {
+                    sqlx::query_as::<_, (String, String)>("SELECT title, body FROM books WHERE id = ?1")
+                        .bind(id)
+                        .fetch_one(&pool)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            },
+            move |n| {
+                let pool = w.clone();
+                async move {
+                    sqlx::query("INSERT INTO books (author_id, title, body) VALUES (?1, ?2, ?3)")
+                        .bind(n % 100)
+                        .bind(format!("New book {n}"))
+                        .bind("x".repeat(200))
+                        .execute(&pool)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+        .await;
+        pool.close().await;
+        sample
+    })
+}
+
+/// The scenario's reader threads (and writer thread) over `read`/`write` functions.
+fn run_threads<R, W>(scenario: Scenario, secs: Duration, read: R, write: W) -> Sample
 where
     R: Fn(i64) -> Result<(), String> + Send + Sync + 'static,
     W: Fn(i64) -> Result<(), String> + Send + Sync + 'static,
@@ -138,7 +297,7 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let read = Arc::new(read);
     let mut threads = Vec::new();
-    for _ in 0..READERS {
+    for _ in 0..scenario.readers() {
         let (stop, read) = (Arc::clone(&stop), Arc::clone(&read));
         threads.push(std::thread::spawn(move || {
             let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0);
@@ -153,9 +312,9 @@ where
             (lat, Vec::new(), errors)
         }));
     }
-    let writer = {
+    if scenario.with_writer() {
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
+        threads.push(std::thread::spawn(move || {
             let (mut lat, mut errors, mut n) = (Vec::new(), 0, ROWS);
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
@@ -166,8 +325,8 @@ where
                 }
             }
             (Vec::new(), lat, errors)
-        })
-    };
+        }));
+    }
     let started = Instant::now();
     std::thread::sleep(secs);
     stop.store(true, Ordering::Relaxed);
@@ -175,15 +334,15 @@ where
     for t in threads {
         sample.merge(t.join().unwrap());
     }
-    sample.merge(writer.join().unwrap());
     sample.secs = started.elapsed().as_secs_f64();
     sample
 }
 
-fn run_sync_tuned(path: &Path, secs: Duration) -> Sample {
+fn run_sync_tuned(path: &Path, scenario: Scenario, secs: Duration) -> Sample {
     let pool = SqliteSyncPool::open(tuned(path)).unwrap();
     let (r, w) = (pool.clone(), pool.clone());
     let sample = run_threads(
+        scenario,
         secs,
         move |id| r.read(|c| read_one(c, id)).map(drop).map_err(|e| e.to_string()),
         move |n| w.write(|tx| write_one(tx, n)).map(drop).map_err(|e| e.to_string()),
@@ -192,13 +351,14 @@ fn run_sync_tuned(path: &Path, secs: Duration) -> Sample {
     sample
 }
 
-fn run_r2d2_defaults(path: &Path, secs: Duration) -> Sample {
+fn run_r2d2_defaults(path: &Path, scenario: Scenario, secs: Duration) -> Sample {
     let pool = r2d2::Pool::builder()
         .max_size(READERS as u32 + 1)
         .build(r2d2_sqlite::SqliteConnectionManager::file(path))
         .unwrap();
     let (r, w) = (pool.clone(), pool);
     run_threads(
+        scenario,
         secs,
         move |id| {
             let c = r.get().map_err(|e| e.to_string())?;
@@ -209,6 +369,52 @@ fn run_r2d2_defaults(path: &Path, secs: Duration) -> Sample {
             write_one(&c, n).map(drop).map_err(|e| e.to_string())
         },
     )
+}
+
+/// Builds the `benches/peers` crate (its own workspace and lockfile) into this workspace's target directory
+/// and returns its binary.
+fn build_child_peers() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/Cargo.toml");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/sqlite-peers");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building {} (first time: a few minutes)", manifest.display());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("run cargo to build benches/peers");
+    assert!(
+        status.success(),
+        "building benches/peers failed: the tokio-rusqlite/deadpool-sqlite/async-sqlite rows need it"
+    );
+    target.join("release/aquifer-sqlite-bench-peers")
+}
+
+/// One measurement by the child binary: it prints reads writes errors secs read_p50 read_p99 read_max
+/// write_p99 write_max (ns).
+fn run_child(binary: &Path, peer: &str, path: &Path, scenario: Scenario, secs: Duration) -> Row {
+    let out = std::process::Command::new(binary)
+        .arg(peer)
+        .arg(scenario.arg())
+        .arg(path)
+        .arg(secs.as_secs_f64().to_string())
+        .output()
+        .expect("run the peers binary");
+    assert!(out.status.success(), "{peer}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let ns = |x: f64| Duration::from_nanos(x as u64);
+    Row {
+        reads_per_s: v[0] / v[3],
+        writes_per_s: v[1] / v[3],
+        errors: v[2] as usize,
+        read_p50: ns(v[4]),
+        read_p99: ns(v[5]),
+        read_max: ns(v[6]),
+        write_p99: ns(v[7]),
+        write_max: ns(v[8]),
+    }
 }
 
 struct Row {
@@ -257,67 +463,147 @@ fn fmt_d(d: Duration) -> String {
     }
 }
 
+/// The medians of one peer in one scenario.
+struct Summary {
+    reads: f64,
+    writes: f64,
+    read_p99: Duration,
+}
+
 fn main() {
     let secs = Duration::from_secs(std::env::var("AQ_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3));
     let reps: usize = std::env::var("AQ_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let only: Option<Vec<String>> =
+        std::env::var("AQ_BENCH_PEERS").ok().map(|s| s.split(',').map(|p| p.trim().to_owned()).collect());
+    let peers: Vec<(&str, Peer)> = PEERS
+        .iter()
+        .copied()
+        .filter(|(name, _)| only.as_ref().is_none_or(|o| o.iter().any(|p| name.contains(p.as_str()))))
+        .collect();
+    let child = peers.iter().any(|(_, p)| matches!(p, Peer::Child(_))).then(build_child_peers);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let names = [
-        "aquifer async, tuned (WAL, NORMAL)",
-        "aquifer sync r2d2, tuned (WAL, NORMAL)",
-        "aquifer async, SQLite defaults (DELETE, FULL)",
-        "r2d2_sqlite, SQLite defaults (DELETE, FULL)",
-    ];
-    let mut rows: Vec<Vec<Row>> = names.iter().map(|_| Vec::new()).collect();
-    for rep in 0..reps {
-        for (i, name) in names.iter().enumerate() {
-            let dir = tempfile::Builder::new().prefix("aq_sqlite_bench_").tempdir().unwrap();
-            let path = dir.path().join("bench.db");
-            seed(&path);
-            let sample = match i {
-                0 => run_async(&rt, tuned(&path), secs),
-                1 => run_sync_tuned(&path, secs),
-                2 => run_async(&rt, defaults_via_aquifer(&path), secs),
-                _ => run_r2d2_defaults(&path, secs),
-            };
-            let row = summarize(sample);
-            eprintln!(
-                "rep {}/{reps} {name}: {:.0} reads/s, {:.0} writes/s, read p99 {}, errors {}",
-                rep + 1,
-                row.reads_per_s,
-                row.writes_per_s,
-                fmt_d(row.read_p99),
-                row.errors
-            );
-            rows[i].push(row);
+    let workers = rt.metrics().num_workers();
+    for scenario in [Scenario::Mixed, Scenario::Single] {
+        let peers: Vec<_> = peers
+            .iter()
+            .filter(|(_, p)| {
+                scenario == Scenario::Mixed || !matches!(p, Peer::AquiferAsyncDefaults | Peer::R2d2Defaults)
+            })
+            .collect();
+        let mut rows: Vec<Vec<Row>> = peers.iter().map(|_| Vec::new()).collect();
+        for rep in 0..reps {
+            for (i, (name, peer)) in peers.iter().enumerate() {
+                let dir = tempfile::Builder::new().prefix("aq_sqlite_bench_").tempdir().unwrap();
+                let path = dir.path().join("bench.db");
+                seed(&path);
+                let row = match *peer {
+                    Peer::AquiferAsync => summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, false)),
+                    Peer::AquiferAsyncBlockingPool => {
+                        summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, true))
+                    }
+                    Peer::AquiferSync => summarize(run_sync_tuned(&path, scenario, secs)),
+                    Peer::Sqlx => summarize(run_sqlx(&rt, &path, scenario, secs)),
+                    Peer::Child(name) => run_child(child.as_deref().unwrap(), name, &path, scenario, secs),
+                    Peer::AquiferAsyncDefaults => {
+                        summarize(run_aquifer_async(&rt, defaults_via_aquifer(&path), scenario, secs, false))
+                    }
+                    Peer::R2d2Defaults => summarize(run_r2d2_defaults(&path, scenario, secs)),
+                };
+                eprintln!(
+                    "{} rep {}/{reps} {name}: {:.0} reads/s, {:.0} writes/s, read p99 {}, errors {}",
+                    scenario.arg(),
+                    rep + 1,
+                    row.reads_per_s,
+                    row.writes_per_s,
+                    fmt_d(row.read_p99),
+                    row.errors
+                );
+                rows[i].push(row);
+            }
         }
-    }
-    println!(
-        "\n8 readers (point lookups) + 1 writer (one-row transactions), {} s per run, median of {reps} runs\n",
-        secs.as_secs()
-    );
-    println!(
-        "| peer | reads/s | writes/s | read p50 | read p99 | read max | write p99 | write max | errors |\n|---|---|---|---|---|---|---|---|---|"
-    );
-    let mut read_rates = Vec::new();
-    for (name, rs) in names.iter().zip(rows) {
-        let reads = median(rs.iter().map(|r| r.reads_per_s).collect());
-        read_rates.push(reads);
+        match scenario {
+            Scenario::Mixed => println!(
+                "\n8 readers (point lookups) + 1 writer (one-row transactions), {} s per run, median of {reps} runs, {workers} Tokio workers\n",
+                secs.as_secs()
+            ),
+            Scenario::Single => println!(
+                "\n1 reader alone (point lookups), {} s per run, median of {reps} runs, {workers} Tokio workers\n",
+                secs.as_secs()
+            ),
+        }
         println!(
-            "| {name} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
-            reads,
-            median(rs.iter().map(|r| r.writes_per_s).collect()),
-            fmt_d(median_d(rs.iter().map(|r| r.read_p50).collect())),
-            fmt_d(median_d(rs.iter().map(|r| r.read_p99).collect())),
-            fmt_d(median_d(rs.iter().map(|r| r.read_max).collect())),
-            fmt_d(median_d(rs.iter().map(|r| r.write_p99).collect())),
-            fmt_d(median_d(rs.iter().map(|r| r.write_max).collect())),
-            rs.iter().map(|r| r.errors).sum::<usize>(),
+            "| peer | reads/s | writes/s | read p50 | read p99 | read max | write p99 | write max | errors |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        let mut summaries = Vec::new();
+        for ((name, _), rs) in peers.iter().zip(rows) {
+            let summary = Summary {
+                reads: median(rs.iter().map(|r| r.reads_per_s).collect()),
+                writes: median(rs.iter().map(|r| r.writes_per_s).collect()),
+                read_p99: median_d(rs.iter().map(|r| r.read_p99).collect()),
+            };
+            println!(
+                "| {name} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                summary.reads,
+                summary.writes,
+                fmt_d(median_d(rs.iter().map(|r| r.read_p50).collect())),
+                fmt_d(summary.read_p99),
+                fmt_d(median_d(rs.iter().map(|r| r.read_max).collect())),
+                fmt_d(median_d(rs.iter().map(|r| r.write_p99).collect())),
+                fmt_d(median_d(rs.iter().map(|r| r.write_max).collect())),
+                rs.iter().map(|r| r.errors).sum::<usize>(),
+            );
+            summaries.push((peer_of(name), summary));
+        }
+        report_targets(scenario, &summaries);
+    }
+}
+
+fn peer_of(name: &str) -> Peer {
+    PEERS.iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+/// Prints the targets against this run's medians, for the peers that ran.
+fn report_targets(scenario: Scenario, s: &[(Peer, Summary)]) {
+    let get = |p: Peer| s.iter().find(|(q, _)| *q == p).map(|(_, x)| x);
+    let Some(inline) = get(Peer::AquiferAsync) else { return };
+    println!();
+    if let Some(sync) = get(Peer::AquiferSync) {
+        println!(
+            "async reads / sync reads: {:.0} % (target >= 50 %); async writes / sync writes: {}",
+            inline.reads / sync.reads * 100.0,
+            if scenario.with_writer() { format!("{:.0} %", inline.writes / sync.writes * 100.0) } else { "-".into() }
         );
     }
-    println!(
-        "\nread throughput, tuned vs defaults: async {:.1}x (vs aquifer async with defaults), {:.1}x (vs r2d2_sqlite defaults); sync r2d2 tuned vs r2d2_sqlite defaults {:.1}x",
-        read_rates[0] / read_rates[2],
-        read_rates[0] / read_rates[3],
-        read_rates[1] / read_rates[3],
-    );
+    println!("async read p99: {} (target < 100 µs)", fmt_d(inline.read_p99));
+    if let Some(before) = get(Peer::AquiferAsyncBlockingPool) {
+        println!(
+            "vs the blocking-pool path: reads {:.1}x{}",
+            inline.reads / before.reads,
+            if scenario.with_writer() {
+                format!(", writes {:.0} % (target: not slower)", inline.writes / before.writes * 100.0)
+            } else {
+                String::new()
+            }
+        );
+    }
+    for (peer, other) in s {
+        if matches!(peer, Peer::Sqlx | Peer::Child(_)) {
+            println!(
+                "vs {}: reads {:.1}x, read p99 {} vs {}",
+                PEERS.iter().find(|(_, p)| p == peer).unwrap().0,
+                inline.reads / other.reads,
+                fmt_d(inline.read_p99),
+                fmt_d(other.read_p99)
+            );
+        }
+    }
+    if scenario.with_writer()
+        && let (Some(d), Some(r)) = (get(Peer::AquiferAsyncDefaults), get(Peer::R2d2Defaults))
+    {
+        println!(
+            "tuned vs SQLite defaults, read throughput: {:.0}x (vs aquifer async with defaults), {:.0}x (vs r2d2_sqlite defaults)",
+            inline.reads / d.reads,
+            inline.reads / r.reads
+        );
+    }
 }

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod config;
 mod error;
+mod inline;
 mod manager;
 mod pool;
 mod sync;

@@ -1,5 +1,5 @@
-//! [`SqlitePool`]: one writer connection and N `query_only` readers, used from async code through closures
-//! that run on Tokio's blocking pool.
+//! [`SqlitePool`]: one writer connection and N `query_only` readers, used from async code through closures:
+//! short reads inline on the calling worker (see [`crate::inline`]), everything else on Tokio's blocking pool.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::checkpoint::{CheckpointMode, CheckpointResult, CheckpointStats, Checkpointer, checkpoint};
 use crate::config::{JournalMode, SqliteConfig, Synchronous, TempStore};
 use crate::error::{SqliteError, panic_message};
+use crate::inline::{InlineGate, InlineRead, LONG_READ, budget_units};
 use crate::manager::{Role, SqliteManager, Target};
 
 /// The engine's pool of SQLite connections (the writer's or the readers').
@@ -25,10 +26,12 @@ pub type SqlitePoolError = aquifer_core::PoolError<crate::ConnectionError>;
 /// the pool, first come first served, instead of fighting over SQLite's lock) and a pool of `query_only`
 /// readers that never block it and that it never blocks.
 ///
-/// Every connection is tuned on connect (see [`SqliteConfig`]). Work runs in closures on Tokio's blocking pool:
-/// [`read`](SqlitePool::read), [`write`](SqlitePool::write) (a `BEGIN IMMEDIATE` transaction, committed on `Ok`,
-/// rolled back on `Err` or panic), and [`interact`](SqlitePool::interact) /
-/// [`interact_read`](SqlitePool::interact_read) for raw access. A background task checkpoints the WAL so it
+/// Every connection is tuned on connect (see [`SqliteConfig`]). Work runs in closures:
+/// [`read`](SqlitePool::read) (a read transaction; on a WAL database it runs inline on the calling worker, a few
+/// µs, unless the runtime has no worker to spare), [`write`](SqlitePool::write) (a `BEGIN IMMEDIATE`
+/// transaction on Tokio's blocking pool, committed on `Ok`, rolled back on `Err` or panic), and
+/// [`interact`](SqlitePool::interact) / [`interact_read`](SqlitePool::interact_read) for raw access on the
+/// blocking pool. A background task checkpoints the WAL so it
 /// stays bounded under constant reads; [`close`](SqlitePool::close) runs `PRAGMA optimize`.
 ///
 /// Cheap to clone: clones share the pools. Dropping the last clone closes them (without `PRAGMA optimize`).
@@ -57,6 +60,8 @@ struct Inner {
     readers: SqliteConnPool,
     target: Arc<Target>,
     checkpointer: Checkpointer,
+    /// Which reads run inline on the calling worker (see [`crate::inline`]).
+    inline: InlineGate,
     /// Keeps an in-memory database alive while the pool lives, whatever the pools close.
     _keeper: Option<std::sync::Mutex<Connection>>,
     task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -230,7 +235,7 @@ impl SqlitePool {
 
     async fn open_with(config: SqliteConfig, meter: Option<Meter>) -> Result<SqlitePool, SqliteError> {
         config.validate()?;
-        tokio::runtime::Handle::try_current().map_err(|_| aquifer_core::BuildError::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| aquifer_core::BuildError::NoRuntime)?;
         let target = Target::new(config);
         let probe_target = Arc::clone(&target);
         let probe = tokio::task::spawn_blocking(move || probe_target.open(Role::Writer))
@@ -258,11 +263,15 @@ impl SqlitePool {
         readers.warm_up().await?;
 
         let interval = config.checkpoint_interval.filter(|_| checkpointer.has_wal());
+        // Only WAL readers never wait for a lock; with a rollback journal (or the in-memory VFS) a reader waits
+        // in SQLite's busy handler while the writer commits, which must not happen on a runtime worker.
+        let inline = InlineGate::new(&runtime, config.journal_mode == JournalMode::Wal && checkpointer.has_wal());
         let inner = Arc::new(Inner {
             writer,
             readers,
             target,
             checkpointer,
+            inline,
             _keeper: keeper,
             task: parking_lot::Mutex::new(None),
         });
@@ -273,34 +282,49 @@ impl SqlitePool {
     }
 
     /// Runs `f` on a reader connection, inside a read transaction (one consistent snapshot for all its
-    /// statements), on Tokio's blocking pool. Readers are `query_only`: a write fails with
-    /// `SQLITE_READONLY`. Waits for a free reader up to `acquire_timeout`.
+    /// statements). Readers are `query_only`: a write fails with `SQLITE_READONLY`. Waits for a free reader up to
+    /// `acquire_timeout`.
+    ///
+    /// Where `f` runs: on a WAL database and a multi-thread runtime, right here on the calling worker thread,
+    /// because a WAL reader never waits for the writer and a point read costs a few µs, far less than a hop to
+    /// another thread. While all workers but one are already inside reads that have run longer than 100 µs,
+    /// `f` goes to Tokio's blocking pool instead, so long reads never occupy every worker; on a current-thread
+    /// runtime, or without WAL, it always does. Because `f` may run on a runtime worker, it must not block on
+    /// async work (`Handle::block_on` panics there); use [`interact_read`](SqlitePool::interact_read), which
+    /// always runs on the blocking pool, for that or for reads known to be long (reports, scans).
+    ///
+    /// A panic in `f` is returned as [`SqliteError::Panicked`]; the read transaction is rolled back and the
+    /// reader returns to the pool.
     ///
     /// Cancel safety: dropping the future while it waits for a reader gives up the wait (nothing is lost).
-    /// Once `f` has started, dropping the future does not stop it: `f` runs to its end on the blocking pool,
-    /// the connection then returns to the pool, and the result is discarded.
+    /// Once `f` has started, dropping the future does not stop it: `f` runs to its end (inline, the future
+    /// cannot be dropped while it runs; on the blocking pool, it finishes there), the connection then returns to
+    /// the pool, and the result is discarded.
     pub async fn read<T, F>(&self, f: F) -> Result<T, SqliteError>
     where
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let conn = self.inner.readers.get().await?;
-        run(&self.inner.readers, "read", conn, move |c| {
-            // Cached BEGIN/COMMIT statements: a point read is a few µs, parsing these each time would add more.
-            // If `f` panics the connection returns inside the transaction and the pool rolls it back.
-            c.prepare_cached("BEGIN")?.execute([])?;
-            match f(c) {
-                Ok(value) => {
-                    c.prepare_cached("COMMIT")?.execute([])?;
-                    Ok(value)
+        match self.inner.inline.enter() {
+            Some(inline) => {
+                let (result, elapsed) =
+                    run_inline(&self.inner.readers, "read", conn, inline, move |c| read_transaction(c, f));
+                // The read never returned to the scheduler while it ran: charge the task's coop budget for the
+                // time it took, so a task reading in a loop hands its worker back after ~32 µs of SQLite work
+                // and the tasks queued behind it (a write's completion, a request) wait no longer than that. A
+                // long read yields at once.
+                if elapsed > LONG_READ {
+                    tokio::task::yield_now().await;
+                } else {
+                    for _ in 0..budget_units(elapsed) {
+                        tokio::task::coop::consume_budget().await;
+                    }
                 }
-                Err(e) => {
-                    let _ = c.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
-                    Err(e.into())
-                }
+                result
             }
-        })
-        .await
+            None => run(&self.inner.readers, "read", conn, move |c| read_transaction(c, f)).await,
+        }
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer connection, on Tokio's blocking pool: committed
@@ -442,6 +466,47 @@ fn pool_configs(config: &SqliteConfig, writer: &SqliteManager) -> (PoolConfig, P
     };
     let readers = PoolConfig { name: Some(format!("{base}/readers")), ..config.pool.clone() };
     (writer, readers)
+}
+
+/// Runs `f` in a read transaction: one snapshot for all its statements.
+fn read_transaction<T>(
+    c: &mut Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, SqliteError> {
+    // Cached BEGIN/COMMIT statements: a point read is a few µs, parsing these each time would add more.
+    // If `f` panics the connection returns inside the transaction and the pool rolls it back.
+    c.prepare_cached("BEGIN")?.execute([])?;
+    match f(c) {
+        Ok(value) => {
+            c.prepare_cached("COMMIT")?.execute([])?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = c.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+            Err(e.into())
+        }
+    }
+}
+
+/// Runs `f` with the checked-out connection right here, on the calling thread (see [`crate::inline`]), and
+/// returns the connection to its pool. A panic in `f` is caught and returned as [`SqliteError::Panicked`], as on
+/// the blocking pool. Returns `f`'s result and how long it ran.
+fn run_inline<T>(
+    pool: &SqliteConnPool,
+    operation: &'static str,
+    mut conn: SqlitePooled,
+    inline: InlineRead<'_>,
+    f: impl FnOnce(&mut Connection) -> Result<T, SqliteError>,
+) -> (Result<T, SqliteError>, Duration) {
+    // The connection is returned (and rolled back if `f` left a transaction open) whether `f` panics or not;
+    // nothing else is touched by `f`, so observing its state after a panic is sound.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)))
+        .unwrap_or_else(|payload| Err(SqliteError::Panicked { operation, message: panic_message(payload) }));
+    drop(conn);
+    let elapsed = inline.started().elapsed();
+    drop(inline);
+    pool.record_operation(operation, elapsed, result.as_ref().err().map(SqliteError::error_type));
+    (result, elapsed)
 }
 
 /// Moves the checked-out connection onto the blocking pool with `f`; the connection returns to its pool there

@@ -161,14 +161,20 @@ async fn a_dropped_write_future_lets_the_closure_finish_and_returns_the_writer()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_sees_one_snapshot_for_all_its_statements() {
-    let (_dir, pool) = pool_with_table("snapshot").await;
-    let writer = pool.clone();
+    let (dir, pool) = pool_with_table("snapshot").await;
+    let path = dir.path().join("snapshot.db");
     let (first, second) = pool
         .read(move |c| {
             let first: i64 = c.query_row("SELECT count(*) FROM aq_sl_t", [], |r| r.get(0))?;
-            // A write commits between the two statements of this read.
-            let handle = tokio::runtime::Handle::current();
-            handle.block_on(writer.write(|tx| tx.execute("INSERT INTO aq_sl_t (v) VALUES ('x')", []))).unwrap();
+            // A write commits between the two statements of this read, from another connection and thread (a
+            // read may run on a runtime worker, where blocking on the pool's own write is not allowed).
+            std::thread::spawn(move || {
+                let other = aquifer_sqlite::rusqlite::Connection::open(path).unwrap();
+                other.busy_timeout(Duration::from_secs(5)).unwrap();
+                other.execute("INSERT INTO aq_sl_t (v) VALUES ('x')", []).unwrap();
+            })
+            .join()
+            .unwrap();
             let second: i64 = c.query_row("SELECT count(*) FROM aq_sl_t", [], |r| r.get(0))?;
             Ok((first, second))
         })
