@@ -1,0 +1,125 @@
+//! `aquifer check` against the real servers (start them with `scripts/dev-services.sh`).
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+const PG: &str = "postgres://postgres:pg-secret-1@127.0.0.1:5432/test?sslmode=disable";
+const MYSQL: &str = "mysql://root@127.0.0.1:3306/test";
+const NEO4J: &str = "bolt://root:aquifer-secret@127.0.0.1:7687/testdb";
+const SERVERS: &str = "are the servers up? run scripts/dev-services.sh";
+
+fn aquifer() -> Command {
+    Command::cargo_bin("aquifer").expect("the aquifer binary is built")
+}
+
+/// Runs `aquifer check --json ARGS` and returns its exit code and parsed output.
+fn check_json(args: &[&str]) -> (i32, Value, String) {
+    let out = aquifer().arg("check").arg("--json").args(["--timeout", "3s"]).args(args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    (out.status.code().unwrap(), json, stdout)
+}
+
+#[test]
+fn unreachable_server_exits_2_and_names_the_cause() {
+    // Port 1 on loopback: nothing listens, so every connect is refused.
+    let out = aquifer()
+        .args(["check", "--timeout", "1s", "postgres://postgres:pg-secret-1@127.0.0.1:1/test"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("unhealthy"), "{stdout}");
+    assert!(stdout.contains("Connection refused"), "the cause is named: {stdout}");
+    assert!(!stdout.contains("pg-secret-1"), "no password: {stdout}");
+}
+
+#[test]
+fn json_reports_postgres_field_by_field() {
+    let (code, json, stdout) = check_json(&[PG]);
+    assert_eq!(code, 0, "{SERVERS}: {stdout}");
+    assert_eq!(json["status"], "healthy");
+    let row = &json["targets"][0];
+    assert_eq!(row["target"], "postgres://postgres:***@127.0.0.1:5432/test?sslmode=disable");
+    assert_eq!(row["status"], "healthy");
+    assert_eq!(row["system"], "postgresql");
+    assert_eq!(row["server"], "127.0.0.1:5432/test");
+    assert!(row["server_version"].as_str().unwrap().starts_with("15"), "{stdout}");
+    assert!(row["latency_ms"].as_f64().unwrap() > 0.0, "{stdout}");
+    assert_eq!(row["state"]["max_size"], 1);
+    assert!(row["last_error"].is_null(), "{stdout}");
+    assert!(!stdout.contains("pg-secret-1"), "no password: {stdout}");
+}
+
+#[test]
+fn json_reports_every_backend_and_the_worst_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("check.db");
+    empty_database_file(&db);
+    let closed = "mysql://root:my-secret-2@127.0.0.1:1/test";
+    let (code, json, stdout) = check_json(&[PG, MYSQL, NEO4J, db.to_str().unwrap(), closed]);
+    assert_eq!(code, 2, "{stdout}");
+    assert_eq!(json["status"], "unhealthy");
+    let systems: Vec<&str> =
+        json["targets"].as_array().unwrap().iter().map(|t| t["system"].as_str().unwrap()).collect();
+    assert_eq!(systems, ["postgresql", "mysql", "neo4j", "sqlite", "mysql"], "{stdout}");
+    let statuses: Vec<&str> =
+        json["targets"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["healthy", "healthy", "healthy", "healthy", "unhealthy"], "{SERVERS}: {stdout}");
+    assert_eq!(json["targets"][1]["server_version"].as_str().map(|v| v.contains("MariaDB")), Some(true));
+    assert!(!stdout.contains("my-secret-2") && !stdout.contains("aquifer-secret"), "no password: {stdout}");
+}
+
+/// An empty file is a valid, empty SQLite database (`check` refuses to create a missing one).
+fn empty_database_file(path: &std::path::Path) {
+    std::fs::write(path, b"").unwrap();
+}
+
+#[test]
+fn missing_sqlite_file_is_unhealthy_and_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let (code, json, stdout) = check_json(&[db.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}");
+    assert_eq!(json["targets"][0]["status"], "unhealthy");
+    assert!(!db.exists(), "check created {db:?}");
+}
+
+#[test]
+fn reads_the_target_from_prefix_variables() {
+    let (code, json, stdout) = {
+        let out = aquifer()
+            .args(["check", "--json", "--env", "ORDERS"])
+            .env("ORDERS_URL", PG)
+            .env("ORDERS_POOL_NAME", "orders")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (out.status.code().unwrap(), serde_json::from_str::<Value>(&stdout).unwrap(), stdout)
+    };
+    assert_eq!(code, 0, "{SERVERS}: {stdout}");
+    assert_eq!(json["targets"][0]["target"], "$ORDERS_*");
+    assert_eq!(json["targets"][0]["system"], "postgresql");
+    assert!(!stdout.contains("pg-secret-1"), "no password: {stdout}");
+}
+
+#[test]
+fn wrong_password_is_unhealthy_and_never_echoed() {
+    // `aquifer_pw` is the scram-authenticated role scripts/dev-services.sh creates.
+    let url = "postgres://aquifer_pw:not-the-password-9@127.0.0.1:5432/test?sslmode=disable";
+    let out = aquifer().args(["check", "--timeout", "2s", url]).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("password authentication failed"), "{SERVERS}: {stdout}");
+    assert!(!stdout.contains("not-the-password-9") && !stderr.contains("not-the-password-9"));
+}
+
+#[test]
+fn unknown_scheme_is_a_usage_error_naming_it() {
+    let out = aquifer().args(["check", "redis://u:redis-secret@127.0.0.1:6379"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("redis://u:***@127.0.0.1:6379"), "{stderr}");
+    assert!(!stderr.contains("redis-secret"), "{stderr}");
+}

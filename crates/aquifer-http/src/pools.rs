@@ -1,0 +1,133 @@
+//! [`Pools`]: the set of pools a service exposes over HTTP, whatever their backends.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aquifer_core::{
+    HealthCheck, HealthRegistry, HealthReport, Manager, Pool, PoolConfig, RegistryReport, State, Stats,
+};
+use serde::{Serialize, Serializer};
+
+/// What the routes need of one pool, with the backend erased.
+trait Exposed: HealthCheck {
+    fn snapshot(&self) -> PoolStats;
+}
+
+impl<M: Manager> Exposed for Pool<M> {
+    fn snapshot(&self) -> PoolStats {
+        let state = self.state();
+        let descriptor = self.descriptor();
+        PoolStats {
+            name: self.name().to_owned(),
+            system: descriptor.system.to_string(),
+            server: descriptor.default_pool_name(),
+            utilization: state.utilization(),
+            state,
+            stats: self.stats(),
+            config: self.config().clone(),
+        }
+    }
+}
+
+/// The pools a service exposes: register each once; clones share the set.
+///
+/// Registering a pool keeps a clone of its handle, so the pool stays open until it is
+/// [unregistered](Pools::unregister) or every clone of this set is dropped. An adapter's pool type (`PgPool`,
+/// `MySqlPool`, `Neo4jPool`) dereferences to the engine's pool: register it as `pools.register(&pg)`.
+#[derive(Clone, Default)]
+pub struct Pools {
+    health: HealthRegistry,
+    pools: Arc<parking_lot::RwLock<Vec<Arc<dyn Exposed>>>>,
+}
+
+impl std::fmt::Debug for Pools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.pools.read().iter().map(|p| p.name().to_owned()).collect();
+        f.debug_struct("Pools").field("pools", &names).finish()
+    }
+}
+
+impl Pools {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `pool` under its name ([`Pool::name`]); the routes list pools in registration order.
+    pub fn register<M: Manager>(&self, pool: &Pool<M>) -> &Self {
+        self.health.register(pool.clone());
+        self.pools.write().push(Arc::new(pool.clone()));
+        self
+    }
+
+    /// Removes the pools registered under `name`; returns how many were removed.
+    pub fn unregister(&self, name: &str) -> usize {
+        self.health.unregister(name);
+        let mut pools = self.pools.write();
+        let before = pools.len();
+        pools.retain(|p| p.name() != name);
+        before - pools.len()
+    }
+
+    /// The names of the registered pools, in registration order.
+    pub fn names(&self) -> Vec<String> {
+        self.pools.read().iter().map(|p| p.name().to_owned()).collect()
+    }
+
+    /// Checks every pool concurrently (what `GET /health` serves).
+    ///
+    /// Cancel safety: dropping the future stops waiting; checks already started finish in the background.
+    pub async fn health(&self) -> RegistryReport {
+        self.health.check().await
+    }
+
+    /// Checks the pool registered under `name` (the first, if several share it); `None` when there is none.
+    ///
+    /// Cancel safety: dropping the future abandons the check; a connection it had checked out returns to its
+    /// pool.
+    pub async fn health_of(&self, name: &str) -> Option<HealthReport> {
+        let pool = self.pools.read().iter().find(|p| p.name() == name).cloned()?;
+        Some(pool.health().await)
+    }
+
+    /// State, counters and configuration of every pool, without touching a connection (what `GET /stats`
+    /// serves).
+    pub fn stats(&self) -> StatsReport {
+        StatsReport { pools: self.pools.read().iter().map(|p| p.snapshot()).collect(), taken_at: SystemTime::now() }
+    }
+}
+
+/// One pool in a [`StatsReport`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pool's name.
+    pub name: String,
+    /// `db.system.name`.
+    pub system: String,
+    /// `server.address:server.port/db.namespace`: never credentials.
+    pub server: String,
+    /// What the pool holds now.
+    pub state: State,
+    /// `in_use / max_size`.
+    pub utilization: f64,
+    /// What the pool has done since it was built.
+    pub stats: Stats,
+    /// The pool's configuration (sizes and timeouts; it holds no URL or password).
+    pub config: PoolConfig,
+}
+
+/// The body of `GET /stats`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct StatsReport {
+    /// Each pool, in registration order.
+    pub pools: Vec<PoolStats>,
+    /// When the snapshot was taken (RFC 3339).
+    #[serde(serialize_with = "as_rfc3339")]
+    pub taken_at: SystemTime,
+}
+
+fn as_rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
+}

@@ -1,0 +1,158 @@
+//! The routes served over a real socket, read with a real HTTP client, with pools on the real servers
+//! (start them with `scripts/dev-services.sh`).
+
+use std::time::Duration;
+
+use aquifer_core::PoolConfig;
+use aquifer_http::{Pools, router};
+use serde_json::Value;
+
+const PG: &str = "postgres://postgres:http-secret-1@127.0.0.1:5432/test?sslmode=disable";
+const MYSQL: &str = "mysql://root@127.0.0.1:3306/test";
+const NEO4J: &str = "bolt://127.0.0.1:7687";
+const SERVERS: &str = "are the servers up? run scripts/dev-services.sh";
+
+fn quick(name: &str, max_size: usize) -> PoolConfig {
+    PoolConfig {
+        name: Some(name.to_owned()),
+        max_size,
+        acquire_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        fail_fast_after: Duration::from_secs(1),
+        ..PoolConfig::default()
+    }
+}
+
+fn postgres(name: &str, url: &str, max_size: usize) -> aquifer_postgres::PgPool {
+    let mut config = aquifer_postgres::PgConfig::from_url(url);
+    config.pool = quick(name, max_size);
+    config.connect_lazy().unwrap()
+}
+
+/// Serves `pools` on an ephemeral loopback port; returns the base URL.
+async fn serve(pools: Pools) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(pools)).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn get(url: &str) -> (u16, Value, String) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    (status, json, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_200_when_all_four_backends_are_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = postgres("pg", PG, 2);
+    let mut my = aquifer_mysql::MySqlConfig::from_url(MYSQL);
+    my.pool = quick("mysql", 2);
+    let my = my.connect_lazy().unwrap();
+    let mut neo = aquifer_neo4j::Neo4jConfig::new(NEO4J, "root", "aquifer-secret").database("testdb");
+    neo.pool = quick("neo4j", 2);
+    let neo = neo.connect_lazy().unwrap();
+    let lite = aquifer_sqlite::SqlitePool::builder(dir.path().join("http.db")).name("lite").open().await.unwrap();
+
+    let pools = Pools::new();
+    pools.register(&pg).register(&my).register(&neo).register(lite.writer()).register(lite.readers());
+    let base = serve(pools).await;
+
+    let (status, json, body) = get(&format!("{base}/health")).await;
+    assert_eq!(status, 200, "{SERVERS}: {body}");
+    assert_eq!(json["status"], "healthy");
+    let names: Vec<&str> = json["pools"].as_array().unwrap().iter().map(|p| p["pool"].as_str().unwrap()).collect();
+    assert_eq!(names, ["pg", "mysql", "neo4j", "lite/writer", "lite/readers"]);
+    let systems: Vec<&str> = json["pools"].as_array().unwrap().iter().map(|p| p["system"].as_str().unwrap()).collect();
+    assert_eq!(systems, ["postgresql", "mysql", "neo4j", "sqlite", "sqlite"]);
+    assert!(!body.contains("aquifer-secret") && !body.contains("http-secret-1"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_when_one_backend_is_unreachable() {
+    let up = postgres("up", PG, 2);
+    // Port 1 on loopback: nothing listens, as for a stopped server.
+    let down = postgres("down", "postgres://postgres:http-secret-2@127.0.0.1:1/test", 2);
+    let pools = Pools::new();
+    pools.register(&up).register(&down);
+    let base = serve(pools).await;
+
+    let (status, json, body) = get(&format!("{base}/health")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(json["status"], "unhealthy");
+    assert_eq!(json["pools"][0]["status"], "healthy", "{SERVERS}: {body}");
+    assert_eq!(json["pools"][1]["status"], "unhealthy");
+    assert!(json["pools"][1]["last_error"].as_str().unwrap().contains("Connection refused"), "{body}");
+    assert!(!body.contains("http-secret"), "{body}");
+
+    let (status, json, _) = get(&format!("{base}/health/up")).await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("healthy")));
+    let (status, json, body) = get(&format!("{base}/health/down")).await;
+    assert_eq!((status, json["status"].as_str()), (503, Some("unhealthy")), "{body}");
+    assert!(!body.contains("http-secret"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_200_and_degraded_when_a_pool_is_exhausted() {
+    let pg = postgres("busy", PG, 1);
+    let held = pg.get().await.unwrap_or_else(|e| panic!("{SERVERS}: {e}"));
+    let pools = Pools::new();
+    pools.register(&pg);
+    let base = serve(pools).await;
+
+    let (status, json, body) = get(&format!("{base}/health")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json["status"], "degraded");
+    assert!(json["pools"][0]["last_error"].as_str().unwrap().contains("pool exhausted"), "{body}");
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pool_by_name_even_with_slashes_and_404_for_unknown() {
+    // The default name is `host:port/database`.
+    let mut config = aquifer_postgres::PgConfig::from_url(PG);
+    config.pool.acquire_timeout = Duration::from_secs(2);
+    let pg = config.connect_lazy().unwrap();
+    let pools = Pools::new();
+    pools.register(&pg);
+    let base = serve(pools).await;
+
+    let (status, json, body) = get(&format!("{base}/health/127.0.0.1:5432/test")).await;
+    assert_eq!(status, 200, "{SERVERS}: {body}");
+    assert_eq!(json["pool"], "127.0.0.1:5432/test");
+    let (status, json, _) = get(&format!("{base}/health/nope")).await;
+    assert_eq!(status, 404);
+    assert_eq!(json["pools"][0], "127.0.0.1:5432/test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_shows_state_counters_and_config_without_password() {
+    let pg = postgres("orders", PG, 3);
+    for _ in 0..3 {
+        drop(pg.get().await.unwrap_or_else(|e| panic!("{SERVERS}: {e}")));
+    }
+    let held = pg.get().await.unwrap();
+    let pools = Pools::new();
+    pools.register(&pg);
+    let base = serve(pools).await;
+
+    let (status, json, body) = get(&format!("{base}/stats")).await;
+    assert_eq!(status, 200);
+    let p = &json["pools"][0];
+    assert_eq!(p["name"], "orders");
+    assert_eq!(p["system"], "postgresql");
+    assert_eq!(p["server"], "127.0.0.1:5432/test");
+    assert_eq!(p["state"]["in_use"], 1);
+    assert_eq!(p["state"]["max_size"], 3);
+    assert!((p["utilization"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(p["stats"]["acquired"], 4);
+    assert_eq!(p["stats"]["created"], 1);
+    assert_eq!(p["config"]["max_size"], 3);
+    assert_eq!(p["config"]["name"], "orders");
+    assert!(json["taken_at"].as_str().unwrap().ends_with('Z'));
+    assert!(!body.contains("http-secret") && !body.contains("postgres://"), "{body}");
+    drop(held);
+}
