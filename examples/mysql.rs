@@ -276,7 +276,7 @@ async fn saved_words_per_user(pool: &MySqlPool) -> Result<(), Box<dyn std::error
         let mut n = 0;
         for &id in &ids {
             let words: Vec<String> =
-                aquifer_mysql::fetch_all(pool, "SELECT word FROM vocab_saved_words WHERE user_id = ?", (id,)).await?;
+                pool.fetch_all("SELECT word FROM vocab_saved_words WHERE user_id = ?", (id,)).await?;
             n += words.len();
         }
         found[0] = n;
@@ -284,7 +284,7 @@ async fn saved_words_per_user(pool: &MySqlPool) -> Result<(), Box<dyn std::error
 
         let t = Instant::now();
         // One loader per request; the users' resolvers load concurrently in the request's task.
-        let loader = BatchLoader::new(SavedWordsByUser { pool: pool.clone(), limits });
+        let loader = BatchLoader::builder(SavedWordsByUser { pool: pool.clone(), limits }).system("mysql").build();
         let keys = ids.clone();
         let loaded = tokio::spawn(async move {
             let loader = &loader;
@@ -311,6 +311,6 @@ async fn saved_words_per_user(pool: &MySqlPool) -> Result<(), Box<dyn std::error
             best[0].as_secs_f64() / best[i].as_secs_f64()
         );
     }
-    aquifer_mysql::execute(pool, "DELETE FROM vocab_users WHERE email LIKE ?", ("batch-user-%",)).await?;
+    pool.execute("DELETE FROM vocab_users WHERE email LIKE ?", ("batch-user-%",)).await?;
     Ok(())
 }

@@ -346,7 +346,7 @@ async fn albums_per_artist(pool: &Neo4jPool) -> Result<(), Box<dyn std::error::E
 
         let t = Instant::now();
         // One loader per request; the artists' resolvers load concurrently in the request's task.
-        let loader = BatchLoader::new(AlbumsByArtist { pool: pool.clone() });
+        let loader = BatchLoader::builder(AlbumsByArtist { pool: pool.clone() }).system("neo4j").build();
         let keys = ids.clone();
         let loaded = tokio::spawn(async move {
             let loader = &loader;

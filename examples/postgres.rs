@@ -523,17 +523,18 @@ async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn
     let n_plus_one = || async {
         let mut found = 0;
         for album in albums {
-            let titles: Vec<(String,)> = aquifer_postgres::fetch_all(pool, || {
-                sqlx::query("SELECT title FROM aquifer_example.audio_tracks WHERE album = $1").bind(album)
-            })
-            .await?;
+            let titles: Vec<(String,)> = pool
+                .fetch_all(|| {
+                    sqlx::query("SELECT title FROM aquifer_example.audio_tracks WHERE album = $1").bind(album)
+                })
+                .await?;
             found += titles.len();
         }
         Ok::<usize, Box<dyn std::error::Error>>(found)
     };
     let batched = || async {
         // One loader per request; the albums' resolvers load concurrently in the request's task.
-        let loader = BatchLoader::new(TracksByAlbum { pool: pool.clone() });
+        let loader = BatchLoader::builder(TracksByAlbum { pool: pool.clone() }).system("postgresql").build();
         let albums = albums.to_vec();
         let loaded = tokio::spawn(async move {
             let loader = &loader;
@@ -547,10 +548,11 @@ async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn
         Ok::<usize, Box<dyn std::error::Error>>(found)
     };
     let join = || async {
-        let rows: Vec<(String, String)> = aquifer_postgres::fetch_all(pool, || {
-            sqlx::query("SELECT album, title FROM aquifer_example.audio_tracks WHERE album = ANY($1)").bind(albums)
-        })
-        .await?;
+        let rows: Vec<(String, String)> = pool
+            .fetch_all(|| {
+                sqlx::query("SELECT album, title FROM aquifer_example.audio_tracks WHERE album = ANY($1)").bind(albums)
+            })
+            .await?;
         Ok::<usize, Box<dyn std::error::Error>>(rows.len())
     };
     let mut best = [Duration::MAX; 3];

@@ -335,7 +335,7 @@ impl Loader for CharactersByPlot {
 async fn batch_loader(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, Box<dyn std::error::Error>> {
     // One loader per request; the plots' resolvers load concurrently in the request's task, and the loader
     // turns their 200 loads into one query.
-    let loader = BatchLoader::new(CharactersByPlot(pool.clone()));
+    let loader = BatchLoader::builder(CharactersByPlot(pool.clone())).system("sqlite").build();
     let loaded = tokio::spawn(async move {
         let loader = &loader;
         futures_util::future::join_all(plot_ids.into_iter().map(|id| async move { loader.load(id).await })).await

@@ -89,9 +89,9 @@ impl KeyCounts {
 /// A loader's attribute sets, built once per loader.
 #[derive(Debug)]
 pub(crate) struct Attributes {
-    pub(crate) loader: [KeyValue; 1],
-    outcomes: [[KeyValue; 2]; 5],
-    errors: [[KeyValue; 2]; 2],
+    pub(crate) loader: Vec<KeyValue>,
+    outcomes: [Vec<KeyValue>; 5],
+    errors: [Vec<KeyValue>; 2],
 }
 
 #[derive(Clone, Copy)]
@@ -107,12 +107,20 @@ const OUTCOMES: [&str; 5] = ["requested", "deduplicated", "cached", "loaded", "m
 const ERRORS: [&str; 2] = ["load", "panic"];
 
 impl Attributes {
-    pub(crate) fn new(name: opentelemetry::StringValue) -> Self {
-        let loader = KeyValue::new(names::LOADER, name);
+    /// `system`: the `db.system.name` of the database the loader queries, on every data point when given
+    /// (the semantic conventions require it on `db.client.operation.duration`).
+    pub(crate) fn new(name: opentelemetry::StringValue, system: Option<opentelemetry::StringValue>) -> Self {
+        let mut loader = vec![KeyValue::new(names::LOADER, name)];
+        loader.extend(system.map(|s| KeyValue::new(aquifer_core::metrics::DB_SYSTEM_NAME, s)));
+        let with = |key: &'static str, value: &'static str| {
+            let mut attrs = loader.clone();
+            attrs.push(KeyValue::new(key, value));
+            attrs
+        };
         Attributes {
-            outcomes: OUTCOMES.map(|o| [loader.clone(), KeyValue::new(names::OUTCOME, o)]),
-            errors: ERRORS.map(|e| [loader.clone(), KeyValue::new(names::ERROR_TYPE, e)]),
-            loader: [loader],
+            outcomes: OUTCOMES.map(|o| with(names::OUTCOME, o)),
+            errors: ERRORS.map(|e| with(names::ERROR_TYPE, e)),
+            loader,
         }
     }
 

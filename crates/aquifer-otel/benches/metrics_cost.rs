@@ -70,7 +70,7 @@ async fn pg_pool(name: &str, meter: Option<Meter>) -> PgPool {
     if let Some(m) = meter {
         builder = builder.meter(m);
     }
-    let pool = builder.build().expect("pool");
+    let pool = PgPool::from(builder.build().expect("pool"));
     while pool.state().idle < POOL {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
