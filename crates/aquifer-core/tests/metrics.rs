@@ -1,5 +1,5 @@
 //! OpenTelemetry metrics, checked through the SDK's in-memory exporter: names, units, instrument kinds and
-//! attributes exactly as the semantic conventions (and DESIGN.md) say, values consistent with what happened.
+//! attributes exactly as the semantic conventions (and docs/metrics.md) say, values consistent with what happened.
 
 mod common;
 
