@@ -1,4 +1,4 @@
-//! [`PoolBuilder`]: configures and builds a [`Pool`].
+//! [`PoolBuilder`]: configures and builds a [`Pool`](crate::Pool).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use crate::leak::LeakReport;
 use crate::manager::Manager;
 use crate::shared::{LeakHook, Shared};
 
-/// Builds a [`Pool`]; every setter overrides one field of [`PoolConfig`] (see there for defaults).
+/// Builds a [`Pool`](crate::Pool); every setter overrides one field of [`PoolConfig`] (see there for defaults).
 ///
 /// ```
 /// # use aquifer_core::{Descriptor, Manager, Pool};

@@ -120,8 +120,8 @@ pub trait Attempt<M: Operations>: Send {
 }
 
 /// Runs `attempt` on a pooled connection under the adapter's retry policy, recording
-/// `db.client.operation.duration` per attempt with `db.operation.name` = `operation` (see the
-/// [module docs](self)).
+/// `db.client.operation.duration` per attempt with `db.operation.name` = `operation`. Timing starts after
+/// checkout; a failed checkout is returned as [`OperationError::Acquire`] and recorded as no operation.
 ///
 /// Cancel safety: dropping the future drops the attempt in flight and returns its connection to the pool,
 /// whose manager resets or discards it before anyone else uses it; a retry delay in progress is abandoned.
