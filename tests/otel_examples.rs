@@ -52,7 +52,9 @@ fn expected_bounds(bounds: &[f64]) -> Vec<String> {
 /// aquifer-otel configures.
 async fn assert_exported(vm: &Victoria, doc: &Documented, service: &str, pools: &[&str], system: &str) {
     let name = doc.presence_name();
-    let got = series(vm, &format!("{name}{{service_name=\"{service}\"}}")).await;
+    // The pools' own series (scope `aquifer`); aquifer-batch records `db.client.operation.duration` too, per
+    // loader rather than per pool (its attributes are checked in crates/aquifer-batch's metrics tests).
+    let got = series(vm, &format!("{name}{{service_name=\"{service}\",scope_name=\"aquifer\"}}")).await;
     let seen_pools: BTreeSet<&str> = got.iter().filter_map(|s| s.label("db_client_connection_pool_name")).collect();
     assert_eq!(seen_pools, pools.iter().copied().collect(), "{name}: pools");
     for s in &got {
@@ -209,7 +211,10 @@ fn postgres_example_exports_server_attributes_and_its_counts() {
         // The stats line comes after the health check and before close(): the counts match exactly.
         assert_value(&vm, &format!("db_client_connection_wait_time_seconds_count{sel}"), pg_stat(&stdout, "acquired"))
             .await;
-        let ops = series(&vm, &format!("db_client_operation_duration_seconds_count{sel}")).await;
+        // The helpers' operations, recorded per pool with the server's attributes (not the BatchLoader's).
+        let pool_sel = format!("{{service_name=\"{service}\",scope_name=\"aquifer\"}}");
+        let ops = series(&vm, &format!("db_client_operation_duration_seconds_count{pool_sel}")).await;
+        assert!(!ops.is_empty(), "no operation recorded by the pool's helpers");
         for s in &ops {
             assert_eq!(s.label("server_address"), Some("127.0.0.1"), "{s:?}");
             assert_eq!(s.label("server_port"), Some("5432"), "{s:?}");
