@@ -1,17 +1,24 @@
 //! [`BatchLoader`]: coalesces the loads of concurrently running tasks into one [`Loader::load`] per batch.
 //!
-//! Maintainer notes. One lock (`Inner::state`) guards the pending batch, the map of keys pending or in flight,
-//! the cache and the key counts; it is never held across an await. Each batch is an `Arc<Batch>` with its
-//! keys, a one-shot result and two `Notify`s (sealed: dispatch now; done: result set). A batch is created by
-//! the first key that finds no pending batch, together with a spawned task that waits for the window, takes
-//! the keys, calls the loader and publishes the result. That task owns the work: waiters only hold the `Arc`
-//! and wait on `done`, so dropping them cancels nothing, and a guard publishes `Abandoned` if the task itself
-//! is dropped (runtime shutdown), so no waiter hangs.
+//! Maintainer notes. One lock (`Inner::state`) guards the pending batch and its keys, the map from keys to the
+//! batch that fetches (or fetched) them, and the key counts; it is never held across an await, and no other
+//! lock is taken per key. Each batch is an `Arc<Batch>` with a key count the window reads without the lock,
+//! a one-shot result and two `Notify`s (sealed: dispatch now; done: result set). A batch is created by the
+//! first key that finds no pending batch, together with a spawned task that waits for the window, takes the
+//! keys, calls the loader and publishes the result. That task owns the work: waiters only hold the `Arc` and
+//! wait on `done`, so dropping them cancels nothing, and a guard publishes `Abandoned` if the task itself is
+//! dropped (runtime shutdown), so no waiter hangs.
+//!
+//! The cache is the same map: with the cache on, a key's entry keeps pointing at its finished batch, whose
+//! result map answers later loads, so publishing a result costs no per-key work (no value is copied into a
+//! cache). A finished batch's map lives while any of its keys is still cached. Entries of failed batches, and
+//! every entry when the cache is off, are removed when the batch finishes.
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::Entry as Entry2;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -76,11 +83,12 @@ impl<L: Loader> Clone for BatchLoader<L> {
 impl<L: Loader> std::fmt::Debug for BatchLoader<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.inner.state.lock();
+        let in_flight = st.entries.values().filter(|e| matches!(e, Entry::Batch(b) if b.result.get().is_none())).count();
         f.debug_struct("BatchLoader")
             .field("max_batch_size", &self.inner.max_batch_size)
             .field("delay", &self.inner.delay)
-            .field("cached_keys", &st.cache.as_ref().map(HashMap::len))
-            .field("keys_in_flight", &st.in_flight.len())
+            .field("cached_keys", &self.inner.cache.then(|| st.entries.len() - in_flight))
+            .field("keys_in_flight", &in_flight)
             .finish_non_exhaustive()
     }
 }
@@ -148,14 +156,10 @@ impl<L: Loader> BatchLoaderBuilder<L> {
                 loader: self.loader,
                 max_batch_size: self.max_batch_size,
                 delay: self.delay,
+                cache: self.cache,
                 attrs: Attributes::new(self.name, self.system),
                 metrics: self.metrics.unwrap_or_else(BatchMetrics::global),
-                state: Mutex::new(State {
-                    pending: None,
-                    in_flight: HashMap::new(),
-                    cache: self.cache.then(HashMap::new),
-                    counts: KeyCounts::default(),
-                }),
+                state: Mutex::new(State { pending: None, entries: HashMap::new(), counts: KeyCounts::default() }),
             }),
         }
     }
@@ -165,6 +169,7 @@ struct Inner<L: Loader> {
     loader: L,
     max_batch_size: usize,
     delay: Option<Duration>,
+    cache: bool,
     attrs: Attributes,
     metrics: BatchMetrics,
     state: Mutex<State<L>>,
@@ -179,16 +184,41 @@ impl<L: Loader> Drop for Inner<L> {
 
 struct State<L: Loader> {
     /// The batch new keys join, until it is dispatched or full.
-    pending: Option<Arc<Batch<L>>>,
-    /// Every key of a pending or running batch, to the batch that fetches it.
-    in_flight: HashMap<Key<L>, Arc<Batch<L>>>,
-    /// Fetched keys (`None` = the loader had no value), when the cache is on.
-    cache: Option<HashMap<Key<L>, Option<Value<L>>>>,
+    pending: Option<Pending<L>>,
+    /// Every key of a pending or running batch, to that batch; with the cache on, also every fetched key, to
+    /// its finished batch (whose result answers it), and every primed key.
+    entries: HashMap<Key<L>, Entry<L>>,
     counts: KeyCounts,
 }
 
+/// The batch still collecting keys, and its keys so far.
+struct Pending<L: Loader> {
+    batch: Arc<Batch<L>>,
+    keys: Vec<Key<L>>,
+}
+
+enum Entry<L: Loader> {
+    /// Being fetched by this batch (no result yet), or fetched by it (the cache).
+    Batch(Arc<Batch<L>>),
+    /// Put in the cache by [`BatchLoader::prime`].
+    Primed(Value<L>),
+}
+
+impl<L: Loader> Entry<L> {
+    /// Whether the entry answers loads from the cache (a primed value or a successfully finished batch).
+    fn is_cached(&self) -> bool {
+        match self {
+            Entry::Primed(_) => true,
+            Entry::Batch(b) => matches!(b.result.get(), Some(Ok(_))),
+        }
+    }
+}
+
 struct Batch<L: Loader> {
-    keys: Mutex<Vec<Key<L>>>,
+    /// Keys joined so far: the window watches it without taking the state lock.
+    len: AtomicUsize,
+    /// The keys of a batch that was sealed (full) before its task took them from the pending slot.
+    sealed_keys: Mutex<Vec<Key<L>>>,
     /// Notified when the batch is full: dispatch without waiting out the window.
     sealed: Notify,
     result: OnceLock<LoadResult<L>>,
@@ -197,14 +227,23 @@ struct Batch<L: Loader> {
 
 impl<L: Loader> Batch<L> {
     fn new() -> Self {
-        Batch { keys: Mutex::new(Vec::new()), sealed: Notify::new(), result: OnceLock::new(), done: Notify::new() }
+        Batch {
+            len: AtomicUsize::new(0),
+            sealed_keys: Mutex::new(Vec::new()),
+            sealed: Notify::new(),
+            result: OnceLock::new(),
+            done: Notify::new(),
+        }
     }
 
     async fn wait(&self) -> &LoadResult<L> {
         loop {
+            if let Some(r) = self.result.get() {
+                return r;
+            }
             let notified = self.done.notified();
             tokio::pin!(notified);
-            // Register before checking, so a result published in between still wakes us.
+            // Register before checking again, so a result published in between still wakes us.
             notified.as_mut().enable();
             if let Some(r) = self.result.get() {
                 return r;
@@ -306,30 +345,43 @@ impl<L: Loader> BatchLoader<L> {
         Ok(out)
     }
 
-    /// Puts `value` in the cache for `key` unless the key is cached already (as the JavaScript DataLoader's
-    /// `prime`: use [`clear`](Self::clear) first to overwrite). Returns whether it was stored; always `false`
-    /// with the cache off.
+    /// Puts `value` in the cache for `key` unless the key is cached or being fetched already (as the
+    /// JavaScript DataLoader's `prime`: use [`clear`](Self::clear) first to overwrite). Returns whether it was
+    /// stored; always `false` with the cache off.
     pub fn prime(&self, key: Key<L>, value: Value<L>) -> bool {
+        if !self.inner.cache {
+            return false;
+        }
         let mut st = self.inner.state.lock();
-        match st.cache.as_mut().map(|c| c.entry(key)) {
-            Some(Entry::Vacant(v)) => {
-                v.insert(Some(value));
+        match st.entries.entry(key) {
+            Entry2::Vacant(v) => {
+                v.insert(Entry::Primed(value));
                 true
             }
-            _ => false,
+            // A failed batch's entry is about to be removed: it holds no value.
+            Entry2::Occupied(mut o) if matches!(o.get(), Entry::Batch(b) if matches!(b.result.get(), Some(Err(_)))) => {
+                o.insert(Entry::Primed(value));
+                true
+            }
+            Entry2::Occupied(_) => false,
         }
     }
 
     /// Forgets the cached value of `key`, so the next load fetches it again. Returns whether one was cached.
+    /// A key being fetched is left alone: its batch is already answering it.
     pub fn clear(&self, key: &Key<L>) -> bool {
-        self.inner.state.lock().cache.as_mut().is_some_and(|c| c.remove(key).is_some())
+        let mut st = self.inner.state.lock();
+        if st.entries.get(key).is_some_and(Entry::is_cached) {
+            st.entries.remove(key);
+            true
+        } else {
+            false
+        }
     }
 
-    /// Forgets every cached value.
+    /// Forgets every cached value (keys being fetched are left to their batches).
     pub fn clear_all(&self) {
-        if let Some(c) = self.inner.state.lock().cache.as_mut() {
-            c.clear();
-        }
+        self.inner.state.lock().entries.retain(|_, e| !e.is_cached());
     }
 
     fn spawn_batches(&self, batches: Vec<Arc<Batch<L>>>) -> Result<(), BatchError<L::Error>> {
@@ -339,14 +391,21 @@ impl<L: Loader> BatchLoader<L> {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             // Nothing can run these batches: fail their waiters instead of leaving them to hang.
             for b in &batches {
-                self.inner.complete(b, &b.keys.lock().clone(), Err(BatchError::NoRuntime));
+                let keys = self.inner.take_keys(b);
+                self.inner.complete(b, &keys, Err(BatchError::NoRuntime));
             }
             return Err(BatchError::NoRuntime);
         };
         for batch in batches {
             // The guard goes into the task's future before it first runs, so a task dropped unpolled
             // (runtime shutdown) still fails its waiters.
-            handle.spawn(run_batch(Publish { inner: Arc::clone(&self.inner), batch, keys: Vec::new(), done: false }));
+            handle.spawn(run_batch(Publish {
+                inner: Arc::clone(&self.inner),
+                batch,
+                keys: Vec::new(),
+                dispatched: false,
+                done: false,
+            }));
         }
         Ok(())
     }
@@ -356,54 +415,64 @@ impl<L: Loader> Inner<L> {
     /// Under the lock: the cache's answer, the batch already fetching `key`, or the pending batch (new ones
     /// are pushed to `spawn`, for the caller to start after releasing the lock).
     fn lookup(&self, st: &mut State<L>, key: &Key<L>, spawn: &mut Vec<Arc<Batch<L>>>) -> Lookup<L> {
-        if let Some(v) = st.cache.as_ref().and_then(|c| c.get(key)) {
-            let v = v.clone();
-            st.counts.cached += 1;
-            return Lookup::Cached(v);
-        }
-        if let Some(b) = st.in_flight.get(key) {
-            let b = Arc::clone(b);
-            st.counts.deduplicated += 1;
-            return Lookup::Batch(b);
-        }
-        let batch = match &st.pending {
-            Some(b) => Arc::clone(b),
-            None => {
-                let b = Arc::new(Batch::new());
-                st.pending = Some(Arc::clone(&b));
-                spawn.push(Arc::clone(&b));
-                b
+        match st.entries.get(key) {
+            Some(Entry::Primed(v)) => {
+                let v = v.clone();
+                st.counts.cached += 1;
+                return Lookup::Cached(Some(v));
             }
-        };
-        let full = {
-            let mut keys = batch.keys.lock();
-            keys.push(key.clone());
-            keys.len() >= self.max_batch_size
-        };
-        if full {
-            st.pending = None;
-            batch.sealed.notify_one();
+            Some(Entry::Batch(b)) => match b.result.get() {
+                None => {
+                    let b = Arc::clone(b);
+                    st.counts.deduplicated += 1;
+                    return Lookup::Batch(b);
+                }
+                Some(Ok(map)) if self.cache => {
+                    let v = map.get(key).cloned();
+                    st.counts.cached += 1;
+                    return Lookup::Cached(v);
+                }
+                // Failed, or finished with the cache off: its entry is on its way out; fetch anew.
+                Some(_) => {}
+            },
+            None => {}
         }
-        st.in_flight.insert(key.clone(), Arc::clone(&batch));
+        let pending = st.pending.get_or_insert_with(|| {
+            let batch = Arc::new(Batch::new());
+            spawn.push(Arc::clone(&batch));
+            Pending { batch, keys: Vec::new() }
+        });
+        pending.keys.push(key.clone());
+        let batch = Arc::clone(&pending.batch);
+        let joined = pending.keys.len();
+        batch.len.store(joined, Ordering::Relaxed);
+        if joined >= self.max_batch_size {
+            let full = st.pending.take().expect("the pending batch was just used");
+            *full.batch.sealed_keys.lock() = full.keys;
+            full.batch.sealed.notify_one();
+        }
+        st.entries.insert(key.clone(), Entry::Batch(Arc::clone(&batch)));
         Lookup::Batch(batch)
     }
 
-    /// Publishes a batch's result: cache, in-flight map, then the waiters.
+    /// Takes `batch`'s keys for dispatch: from the pending slot while it still collects, else those it was
+    /// sealed with. No key joins a batch once it left the pending slot, so the list is final.
+    fn take_keys(&self, batch: &Arc<Batch<L>>) -> Vec<Key<L>> {
+        let mut st = self.state.lock();
+        match st.pending.take_if(|p| Arc::ptr_eq(&p.batch, batch)) {
+            Some(p) => p.keys,
+            None => std::mem::take(&mut *batch.sealed_keys.lock()),
+        }
+    }
+
+    /// Publishes a batch's result, drops the entries that must not outlive it, then wakes the waiters.
     fn complete(&self, batch: &Arc<Batch<L>>, keys: &[Key<L>], result: LoadResult<L>) {
         let result = batch.result.get_or_init(|| result);
-        {
+        if !self.cache || result.is_err() {
             let mut st = self.state.lock();
-            if st.pending.as_ref().is_some_and(|p| Arc::ptr_eq(p, batch)) {
-                st.pending = None;
-            }
             for k in keys {
-                if st.in_flight.get(k).is_some_and(|b| Arc::ptr_eq(b, batch)) {
-                    st.in_flight.remove(k);
-                }
-            }
-            if let (Some(cache), Ok(map)) = (st.cache.as_mut(), result) {
-                for k in keys {
-                    cache.insert(k.clone(), map.get(k).cloned());
+                if st.entries.get(k).is_some_and(|e| matches!(e, Entry::Batch(b) if Arc::ptr_eq(b, batch))) {
+                    st.entries.remove(k);
                 }
             }
         }
@@ -420,10 +489,10 @@ impl<L: Loader> Inner<L> {
             .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread);
         let started = Instant::now();
         let mut last_key = started;
-        let mut seen = batch.keys.lock().len();
+        let mut seen = batch.len.load(Ordering::Relaxed);
         loop {
             tokio::task::yield_now().await;
-            let now = batch.keys.lock().len();
+            let now = batch.len.load(Ordering::Relaxed);
             if now != seen {
                 seen = now;
                 last_key = Instant::now();
@@ -442,14 +511,16 @@ struct Publish<L: Loader> {
     inner: Arc<Inner<L>>,
     batch: Arc<Batch<L>>,
     keys: Vec<Key<L>>,
+    /// The keys were taken for dispatch (into `keys`).
+    dispatched: bool,
     done: bool,
 }
 
 impl<L: Loader> Drop for Publish<L> {
     fn drop(&mut self) {
         if !self.done {
-            if self.keys.is_empty() {
-                self.keys = std::mem::take(&mut *self.batch.keys.lock());
+            if !self.dispatched {
+                self.keys = self.inner.take_keys(&self.batch);
             }
             self.inner.complete(&self.batch, &self.keys, Err(BatchError::Abandoned));
         }
@@ -464,15 +535,9 @@ async fn run_batch<L: Loader>(mut publish: Publish<L>) {
         () = batch.sealed.notified() => {}
         () = inner.window(&batch) => {}
     }
-    let counts = {
-        let mut st = inner.state.lock();
-        if st.pending.as_ref().is_some_and(|p| Arc::ptr_eq(p, &batch)) {
-            st.pending = None;
-        }
-        // No key joins a batch once it is no longer pending, so the list is final.
-        publish.keys = std::mem::take(&mut *batch.keys.lock());
-        st.counts.take()
-    };
+    publish.keys = inner.take_keys(&batch);
+    publish.dispatched = true;
+    let counts = inner.state.lock().counts.take();
     inner.metrics.add_counts(&inner.attrs, counts);
     inner.metrics.size.record(publish.keys.len() as u64, &inner.attrs.loader);
 
