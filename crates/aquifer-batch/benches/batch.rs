@@ -609,6 +609,68 @@ async fn three_ways<S: Scenario, C: Scenario>(name: &str, timed: &S, counting: &
     }
 }
 
+/// Where the time of each method goes at `n` parents on PostgreSQL: each step timed alone, medians of
+/// `rounds` interleaved rounds.
+async fn pg_breakdown(pg: &Pg, n: i32, rounds: usize) {
+    const STEPS: [&str; 7] = [
+        "parents query alone (`SELECT id … WHERE id <= $1`)",
+        "N+1 without the parents query: one `WHERE album_id = $1` per album",
+        "one `= ANY($1)` query through `fetch_by_keys`, rows only",
+        "the same query, rows grouped by album (the loader function)",
+        "BatchLoader without the parents query (1,000 `load`s, window, fan-out)",
+        "BatchLoader, whole path (parents + loads)",
+        "hand-written join",
+    ];
+    let albums = pg.parents(n).await;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
+    for r in 0..rounds + 2 {
+        for step in 0..STEPS.len() {
+            let start = Instant::now();
+            match step {
+                0 => drop(pg.parents(n).await),
+                1 => {
+                    let mut c = pg.conn.lock().await;
+                    for &a in &albums {
+                        let t: Vec<String> = sqlx::query_scalar("SELECT title FROM bench_tracks WHERE album_id = $1")
+                            .bind(a)
+                            .fetch_all(&mut *c)
+                            .await
+                            .unwrap();
+                        drop(t);
+                    }
+                }
+                2 => {
+                    let mut c = pg.conn.lock().await;
+                    let rows = aquifer_batch::postgres::fetch_by_keys(
+                        &mut c,
+                        "bench_tracks",
+                        &["album_id", "title"],
+                        "album_id",
+                        &albums,
+                    )
+                    .await
+                    .unwrap();
+                    drop(rows);
+                }
+                3 => drop(PgTracks(Arc::clone(&pg.conn)).load(&albums).await.unwrap()),
+                4 => drop(resolve_all(BatchLoader::new(PgTracks(Arc::clone(&pg.conn))), albums.clone()).await),
+                5 => drop(pg.batched(n).await),
+                _ => drop(pg.join(n).await),
+            }
+            // The first two rounds warm up.
+            if r >= 2 {
+                times[step].push(start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    println!("\n### PostgreSQL 15: where the time goes at {n} albums (median of {rounds})\n");
+    println!("| step | median time |");
+    println!("|---|---|");
+    for (step, t) in STEPS.iter().zip(times) {
+        println!("| {step} | {} |", fmt_ms(median(t)));
+    }
+}
+
 // ---------------------------------------------------------------- part 2: 1,000 concurrent resolvers
 
 const RESOLVERS: i32 = 1000;
@@ -617,14 +679,18 @@ const RESOLVERS: i32 = 1000;
 #[derive(Clone)]
 enum Source {
     Pg(Arc<Mutex<PgConnection>>),
-    Memory(Arc<HashMap<i32, Vec<String>>>),
+    /// The map, and how many times the loader function was called (batches).
+    Memory(Arc<HashMap<i32, Vec<String>>>, Arc<AtomicU64>),
 }
 
 impl Source {
     async fn fetch(&self, keys: &[i32]) -> Result<HashMap<i32, Vec<String>>, Arc<BulkError<sqlx::Error>>> {
         match self {
             Source::Pg(conn) => PgTracks(Arc::clone(conn)).load(keys).await.map_err(Arc::new),
-            Source::Memory(map) => Ok(keys.iter().filter_map(|k| map.get(k).map(|v| (*k, v.clone()))).collect()),
+            Source::Memory(map, calls) => {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Ok(keys.iter().filter_map(|k| map.get(k).map(|v| (*k, v.clone()))).collect())
+            }
         }
     }
 }
@@ -739,7 +805,7 @@ async fn resolvers_round(peer: Peer, source: &Source) -> (f64, Vec<f64>) {
 
 async fn concurrent_resolvers(label: &str, source: Source, counting: Option<(&CountingProxy, Source)>, rounds: usize) {
     println!("\n### 1,000 concurrent resolver tasks, one key each: {label}\n");
-    println!("| loader | keys/s (median) | p50 | p99 | max | statements per 1,000 keys |");
+    println!("| loader | keys/s (median) | p50 | p99 | max | batches per 1,000 keys |");
     println!("|---|---|---|---|---|---|");
     for peer in Peer::ALL {
         resolvers_round(peer, &source).await;
@@ -765,7 +831,18 @@ async fn concurrent_resolvers(label: &str, source: Source, counting: Option<(&Co
                 }
                 format!("{:.0} (median of 5)", median(per_round))
             }
-            None => "-".into(),
+            None => match &source {
+                Source::Memory(_, calls) => {
+                    let mut per_round = Vec::new();
+                    for _ in 0..5 {
+                        let before = calls.load(Ordering::Relaxed);
+                        resolvers_round(peer, &source).await;
+                        per_round.push((calls.load(Ordering::Relaxed) - before) as f64);
+                    }
+                    format!("{:.0} (median of 5)", median(per_round))
+                }
+                Source::Pg(_) => "-".into(),
+            },
         };
         let mut lat = std::mem::take(&mut latencies[p]);
         lat.sort_by(f64::total_cmp);
@@ -797,6 +874,7 @@ fn main() {
             timed.setup().await;
             let counting = Pg::connect(true).await;
             three_ways("PostgreSQL 15", &timed, &counting, &parents, rounds).await;
+            pg_breakdown(&timed, 1000, rounds.max(10)).await;
             concurrent_resolvers(
                 "PostgreSQL `= ANY($1)` loader",
                 Source::Pg(Arc::clone(&timed.conn)),
@@ -810,7 +888,7 @@ fn main() {
                 (1..=RESOLVERS).map(|a| (a, (0..a % 4).map(|t| format!("track {t}")).collect())).collect();
             concurrent_resolvers(
                 "in-memory loader (loader overhead only)",
-                Source::Memory(Arc::new(memory)),
+                Source::Memory(Arc::new(memory), Arc::new(AtomicU64::new(0))),
                 None,
                 resolver_rounds,
             )
