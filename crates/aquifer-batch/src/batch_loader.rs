@@ -17,7 +17,10 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Entry2;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -237,7 +240,8 @@ impl<L: Loader> Batch<L> {
         }
     }
 
-    async fn wait(&self) -> &LoadResult<L> {
+    /// This batch's result, polling `drivers` (the batches this call created) while it waits, so they run.
+    async fn wait(&self, drivers: &mut [Driver]) -> &LoadResult<L> {
         loop {
             if let Some(r) = self.result.get() {
                 return r;
@@ -246,10 +250,16 @@ impl<L: Loader> Batch<L> {
             tokio::pin!(notified);
             // Register before checking again, so a result published in between still wakes us.
             notified.as_mut().enable();
-            if let Some(r) = self.result.get() {
-                return r;
-            }
-            notified.await;
+            std::future::poll_fn(|cx| {
+                for d in drivers.iter_mut() {
+                    d.poll(cx);
+                }
+                if self.result.get().is_some() {
+                    return Poll::Ready(());
+                }
+                notified.as_mut().poll(cx)
+            })
+            .await;
         }
     }
 
@@ -303,19 +313,16 @@ impl<L: Loader> BatchLoader<L> {
     /// Cancellation: dropping the returned future only stops waiting; the batch the key joined still runs and,
     /// with the cache on, its values are cached for later calls.
     pub async fn load(&self, key: Key<L>) -> Result<Option<Value<L>>, BatchError<L::Error>> {
+        let mut created = Vec::new();
         let lookup = {
-            let mut spawn = Vec::new();
-            let lookup = {
-                let mut st = self.inner.state.lock();
-                st.counts.requested += 1;
-                self.inner.lookup(&mut st, &key, &mut spawn)
-            };
-            self.spawn_batches(spawn)?;
-            lookup
+            let mut st = self.inner.state.lock();
+            st.counts.requested += 1;
+            self.inner.lookup(&mut st, &key, &mut created)
         };
+        let mut drivers = self.drivers(created)?;
         match lookup {
             Lookup::Cached(v) => Ok(v),
-            Lookup::Batch(batch) => Batch::<L>::value(batch.wait().await, &key),
+            Lookup::Batch(batch) => Batch::<L>::value(batch.wait(&mut drivers).await, &key),
         }
     }
 
@@ -329,18 +336,20 @@ impl<L: Loader> BatchLoader<L> {
         keys: impl IntoIterator<Item = Key<L>>,
     ) -> Result<Vec<Option<Value<L>>>, BatchError<L::Error>> {
         let keys: Vec<Key<L>> = keys.into_iter().collect();
-        let mut spawn = Vec::new();
+        let mut created = Vec::new();
         let lookups: Vec<Lookup<L>> = {
             let mut st = self.inner.state.lock();
             st.counts.requested += keys.len() as u64;
-            keys.iter().map(|k| self.inner.lookup(&mut st, k, &mut spawn)).collect()
+            keys.iter().map(|k| self.inner.lookup(&mut st, k, &mut created)).collect()
         };
-        self.spawn_batches(spawn)?;
+        // Every created batch is polled while any key is awaited, so they all run concurrently; on an early
+        // return (a failed batch) the unfinished ones move to tasks of their own.
+        let mut drivers = self.drivers(created)?;
         let mut out = Vec::with_capacity(keys.len());
         for (key, lookup) in keys.iter().zip(lookups) {
             out.push(match lookup {
                 Lookup::Cached(v) => v,
-                Lookup::Batch(batch) => Batch::<L>::value(batch.wait().await, key)?,
+                Lookup::Batch(batch) => Batch::<L>::value(batch.wait(&mut drivers).await, key)?,
             });
         }
         Ok(out)
@@ -385,30 +394,62 @@ impl<L: Loader> BatchLoader<L> {
         self.inner.state.lock().entries.retain(|_, e| !e.is_cached());
     }
 
-    fn spawn_batches(&self, batches: Vec<Arc<Batch<L>>>) -> Result<(), BatchError<L::Error>> {
+    /// The work of each batch this call created, for the call to drive while it waits.
+    fn drivers(&self, batches: Vec<Arc<Batch<L>>>) -> Result<Vec<Driver>, BatchError<L::Error>> {
         if batches.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            // Nothing can run these batches: fail their waiters instead of leaving them to hang.
+            // Nothing could take these batches over from a dropped caller: fail their waiters instead.
             for b in &batches {
                 let keys = self.inner.take_keys(b);
                 self.inner.complete(b, &keys, Err(BatchError::NoRuntime));
             }
             return Err(BatchError::NoRuntime);
         };
-        for batch in batches {
-            // The guard goes into the task's future before it first runs, so a task dropped unpolled
-            // (runtime shutdown) still fails its waiters.
-            handle.spawn(run_batch(Publish {
-                inner: Arc::clone(&self.inner),
-                batch,
-                keys: Vec::new(),
-                dispatched: false,
-                done: false,
-            }));
+        Ok(batches
+            .into_iter()
+            .map(|batch| {
+                // The guard is in the future before it first runs, so work dropped unpolled (a runtime shut
+                // down before the task it was handed to ran) still fails its waiters.
+                let work = run_batch(Publish {
+                    inner: Arc::clone(&self.inner),
+                    batch,
+                    keys: Vec::new(),
+                    dispatched: false,
+                    done: false,
+                });
+                Driver { work: Some(Box::pin(work)), handle: handle.clone() }
+            })
+            .collect())
+    }
+}
+
+/// One batch's work (window, [`Loader::load`], publishing the result), owned by the call that created the
+/// batch and polled by it while it waits: the work runs in the caller's own task, with no hand-off to another
+/// task or worker thread on the way. If the caller is dropped first, the work moves to a task of its own and
+/// goes on for the other waiters.
+struct Driver {
+    work: Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Driver {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        if let Some(work) = self.work.as_mut()
+            && work.as_mut().poll(cx).is_ready()
+        {
+            self.work = None;
         }
-        Ok(())
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(work) = self.work.take() {
+            // On a runtime that is shutting down the task is dropped unpolled: its guard publishes Abandoned.
+            drop(self.handle.spawn(work));
+        }
     }
 }
 
