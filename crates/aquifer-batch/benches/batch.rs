@@ -612,11 +612,12 @@ async fn three_ways<S: Scenario, C: Scenario>(name: &str, timed: &S, counting: &
 /// Where the time of each method goes at `n` parents on PostgreSQL: each step timed alone, medians of
 /// `rounds` interleaved rounds.
 async fn pg_breakdown(pg: &Pg, n: i32, rounds: usize) {
-    const STEPS: [&str; 7] = [
+    const STEPS: [&str; 8] = [
         "parents query alone (`SELECT id … WHERE id <= $1`)",
         "N+1 without the parents query: one `WHERE album_id = $1` per album",
         "one `= ANY($1)` query through `fetch_by_keys`, rows only",
         "the same query, rows grouped by album (the loader function)",
+        "the loader function in a task of the runtime (as `load`s run it)",
         "BatchLoader without the parents query (1,000 `load`s, window, fan-out)",
         "BatchLoader, whole path (parents + loads)",
         "hand-written join",
@@ -653,8 +654,12 @@ async fn pg_breakdown(pg: &Pg, n: i32, rounds: usize) {
                     drop(rows);
                 }
                 3 => drop(PgTracks(Arc::clone(&pg.conn)).load(&albums).await.unwrap()),
-                4 => drop(resolve_all(BatchLoader::new(PgTracks(Arc::clone(&pg.conn))), albums.clone()).await),
-                5 => drop(pg.batched(n).await),
+                4 => {
+                    let (conn, albums) = (Arc::clone(&pg.conn), albums.clone());
+                    tokio::spawn(async move { drop(PgTracks(conn).load(&albums).await.unwrap()) }).await.unwrap();
+                }
+                5 => drop(resolve_all(BatchLoader::new(PgTracks(Arc::clone(&pg.conn))), albums.clone()).await),
+                6 => drop(pg.batched(n).await),
                 _ => drop(pg.join(n).await),
             }
             // The first two rounds warm up.
