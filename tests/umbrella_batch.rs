@@ -30,8 +30,10 @@ impl Loader for Titles {
 #[tokio::test]
 async fn batch_feature_reexports_the_loader_and_the_backend_helpers() {
     let conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch("CREATE TABLE albums (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO albums VALUES (1, 'one'), (2, 'two');")
-        .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE albums (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO albums VALUES (1, 'one'), (2, 'two');",
+    )
+    .unwrap();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let loader = BatchLoader::new(Titles(Arc::new(Mutex::new(conn)), Arc::clone(&calls)));
     let (a, b, c) = tokio::join!(loader.load(1), loader.load(2), loader.load(3));

@@ -462,7 +462,9 @@ impl Neo {
             .unwrap();
         let graph = neo4rs::Graph::connect(config).unwrap();
         if let Err(e) = graph.run(neo4rs::query("RETURN 1")).await {
-            panic!("the Bolt server is not reachable at {BOLT} ({e}); start it with `bash scripts/dev-services.sh arcadedb`")
+            panic!(
+                "the Bolt server is not reachable at {BOLT} ({e}); start it with `bash scripts/dev-services.sh arcadedb`"
+            )
         }
         Neo { graph, proxy }
     }
@@ -486,15 +488,17 @@ impl Neo {
                     break;
                 }
             }
-            self.graph.run(neo4rs::query(&format!("CREATE INDEX IF NOT EXISTS FOR (n:{label}) ON (n.id)"))).await.unwrap();
+            self.graph
+                .run(neo4rs::query(&format!("CREATE INDEX IF NOT EXISTS FOR (n:{label}) ON (n.id)")))
+                .await
+                .unwrap();
         }
         self.graph.run(neo4rs::query("CREATE INDEX IF NOT EXISTS FOR (n:BenchTrack) ON (n.album_id)")).await.unwrap();
         let row = |pairs: [(&str, neo4rs::BoltType); 2]| {
             neo4rs::BoltType::from(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<HashMap<_, _>>())
         };
-        let albums: Vec<neo4rs::BoltType> = (1..=i64::from(ALBUMS))
-            .map(|a| row([("id", a.into()), ("title", format!("album {a}").into())]))
-            .collect();
+        let albums: Vec<neo4rs::BoltType> =
+            (1..=i64::from(ALBUMS)).map(|a| row([("id", a.into()), ("title", format!("album {a}").into())])).collect();
         aquifer_batch::neo4j::unwind(&self.graph, "CREATE (:BenchAlbum {id: row.id, title: row.title})", &albums, 0)
             .await
             .unwrap();

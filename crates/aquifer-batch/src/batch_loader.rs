@@ -20,9 +20,9 @@ use std::collections::hash_map::Entry as Entry2;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -87,7 +87,8 @@ impl<L: Loader> Clone for BatchLoader<L> {
 impl<L: Loader> std::fmt::Debug for BatchLoader<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.inner.state.lock();
-        let in_flight = st.entries.values().filter(|e| matches!(e, Entry::Batch(b) if b.result.get().is_none())).count();
+        let in_flight =
+            st.entries.values().filter(|e| matches!(e, Entry::Batch(b) if b.result.get().is_none())).count();
         f.debug_struct("BatchLoader")
             .field("max_batch_size", &self.inner.max_batch_size)
             .field("delay", &self.inner.delay)
