@@ -4,10 +4,14 @@
 //! batch that fetches (or fetched) them, and the key counts; it is never held across an await, and no other
 //! lock is taken per key. Each batch is an `Arc<Batch>` with a key count the window reads without the lock,
 //! a one-shot result and two `Notify`s (sealed: dispatch now; done: result set). A batch is created by the
-//! first key that finds no pending batch, together with a spawned task that waits for the window, takes the
-//! keys, calls the loader and publishes the result. That task owns the work: waiters only hold the `Arc` and
-//! wait on `done`, so dropping them cancels nothing, and a guard publishes `Abandoned` if the task itself is
-//! dropped (runtime shutdown), so no waiter hangs.
+//! first key that finds no pending batch; its work (wait for the window, take the keys, call the loader,
+//! publish the result) is a boxed future, a `Driver`, owned by the `load`/`load_many` call that created it and
+//! polled by that call while it waits. So the batch runs in the caller's own task: no task is spawned and no
+//! wake-up crosses to another worker thread on the common path (measured: on a loaded two-core machine each
+//! such hand-off could cost milliseconds). If that caller is dropped first, `Driver`'s drop spawns the
+//! unfinished work as a task of its own, so dropping a waiter cancels nothing; other waiters only hold the
+//! `Arc` and wait on `done`. A guard inside the work publishes `Abandoned` if the work itself is dropped
+//! (runtime shutdown), so no waiter hangs.
 //!
 //! The cache is the same map: with the cache on, a key's entry keeps pointing at its finished batch, whose
 //! result map answers later loads, so publishing a result costs no per-key work (no value is copied into a
@@ -57,9 +61,9 @@ const MAX_WINDOW: Duration = Duration::from_millis(1);
 /// the batch that fetched them.
 ///
 /// **Window.** With no delay configured, a batch is dispatched once the tasks that loaded its keys have
-/// yielded, as the JavaScript DataLoader's tick: no fixed latency is added. The batch task is spawned with the
-/// first key (on a runtime worker it runs only after the loading task yields), then yields to the scheduler
-/// until a turn adds no key; on a multi-thread runtime it also waits until no key arrived for 20 µs, because
+/// yielded, as the JavaScript DataLoader's tick: no fixed latency is added. The call that creates a batch
+/// (its first key) runs the batch's work while it waits: the work yields to the scheduler until a turn adds
+/// no key; on a multi-thread runtime it also waits until no key arrived for 20 µs, because
 /// loading tasks on other workers cannot be seen from its own. It stops waiting after 1 ms while keys keep
 /// coming. So loads polled together in one task on a worker (`join!`, `join_all`, a GraphQL list field)
 /// share one batch, and tasks spawned together usually do. [`BatchLoaderBuilder::delay`] waits a fixed time
@@ -73,7 +77,12 @@ const MAX_WINDOW: Duration = Duration::from_millis(1);
 /// **Errors.** A missing key is `Ok(None)`. A failed batch gives every waiter of that batch the same
 /// [`BatchError::Load`]; a panicking loader gives [`BatchError::Panicked`].
 ///
-/// Must be used inside a tokio runtime (the batch runs on a spawned task).
+/// **Where the batch runs.** In the task of the call that created it, so no hand-off to another task or
+/// worker thread delays the result; if that call is dropped (a timeout, a cancelled request), the batch
+/// moves to a task of its own and finishes for the other waiters. A created-but-unpolled call (a future held
+/// without being awaited) holds its batch back until it is polled or dropped.
+///
+/// Must be used inside a tokio runtime (a batch whose creator is dropped needs a task to move to).
 pub struct BatchLoader<L: Loader> {
     inner: Arc<Inner<L>>,
 }
@@ -456,8 +465,8 @@ impl Drop for Driver {
 
 impl<L: Loader> Inner<L> {
     /// Under the lock: the cache's answer, the batch already fetching `key`, or the pending batch (new ones
-    /// are pushed to `spawn`, for the caller to start after releasing the lock).
-    fn lookup(&self, st: &mut State<L>, key: &Key<L>, spawn: &mut Vec<Arc<Batch<L>>>) -> Lookup<L> {
+    /// are pushed to `created`, for the caller to drive after releasing the lock).
+    fn lookup(&self, st: &mut State<L>, key: &Key<L>, created: &mut Vec<Arc<Batch<L>>>) -> Lookup<L> {
         match st.entries.get(key) {
             Some(Entry::Primed(v)) => {
                 let v = v.clone();
@@ -482,7 +491,7 @@ impl<L: Loader> Inner<L> {
         }
         let pending = st.pending.get_or_insert_with(|| {
             let batch = Arc::new(Batch::new());
-            spawn.push(Arc::clone(&batch));
+            created.push(Arc::clone(&batch));
             Pending { batch, keys: Vec::new() }
         });
         pending.keys.push(key.clone());
@@ -549,7 +558,7 @@ impl<L: Loader> Inner<L> {
     }
 }
 
-/// Publishes `Abandoned` if the batch task is dropped before it published a result.
+/// Publishes `Abandoned` if the batch's work is dropped before it published a result.
 struct Publish<L: Loader> {
     inner: Arc<Inner<L>>,
     batch: Arc<Batch<L>>,
