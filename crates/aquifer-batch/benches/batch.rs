@@ -629,7 +629,7 @@ async fn pg_breakdown(pg: &Pg, n: i32, rounds: usize) {
     let albums = pg.parents(n).await;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
     for r in 0..rounds + 2 {
-        for step in 0..STEPS.len() {
+        for (step, step_times) in times.iter_mut().enumerate() {
             let start = Instant::now();
             match step {
                 0 => drop(pg.parents(n).await),
@@ -668,7 +668,7 @@ async fn pg_breakdown(pg: &Pg, n: i32, rounds: usize) {
             }
             // The first two rounds warm up.
             if r >= 2 {
-                times[step].push(start.elapsed().as_secs_f64());
+                step_times.push(start.elapsed().as_secs_f64());
             }
         }
     }
