@@ -357,9 +357,20 @@ fn env_suffix(field: &str) -> Option<&'static str> {
 /// assert!(!format!("{url:?}").contains("hunter2"));
 /// assert!(url.expose().contains("hunter2"));
 /// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialising it writes the redacted form too, so a config written back to a file or an API never carries
+/// the password; a config read back from that output has `***` as its password. To round-trip a config, keep
+/// the password out of what is serialised: give the URL at load time (the `{PREFIX}_URL` variable, a secret
+/// store) and set it after deserialising the rest.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct DatabaseUrl(String);
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
 
 impl DatabaseUrl {
     /// Wraps a URL.
@@ -402,11 +413,26 @@ impl fmt::Display for DatabaseUrl {
 /// assert_eq!(redact_url("postgres://db:notaport/x?password=hunter2"), "postgres://db:notaport/x?password=***");
 /// assert_eq!(redact_url("host=db password='hunter 2' user=app"), "host=db password=*** user=app");
 /// assert_eq!(redact_url("mysql://app:hun@ter2@db:99999/x"), "mysql://***@db:99999/x");
+/// assert_eq!(redact_url("postgres:/app:hunter2@db/x"), "postgres:/***@db/x");
 /// ```
 pub fn redact_url(url: &str) -> String {
     if let Ok(mut parsed) = url::Url::parse(url)
         && !parsed.cannot_be_a_base()
     {
+        // `scheme:/user:password@host` (one slash) parses as a path without a host: the user info is in the
+        // path, where `password()` does not see it.
+        if parsed.host_str().is_none_or(str::is_empty)
+            && let Some(at) = parsed.path().rfind('@')
+        {
+            let (scheme, rest) = url.split_at(url.find(':').map_or(0, |i| i + 1));
+            let slashes = rest.len() - rest.trim_start_matches('/').len();
+            let end = rest.find(['?', '#']).unwrap_or(rest.len());
+            return match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}{}***{}", &rest[..slashes], redact_unparsed(&rest[at..])),
+                // Written percent-encoded: show the parsed form, which holds the same characters.
+                None => format!("{scheme}***{}", redact_unparsed(&parsed.path()[at..])),
+            };
+        }
         if parsed.password().is_some() {
             let _ = parsed.set_password(Some("***"));
         }
