@@ -83,7 +83,7 @@ impl DbSystem {
 /// assert_eq!(config.transport, None); // the URL decides; TCP unless it says otherwise
 /// config.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MySqlConfig {
     /// Pool sizing and timeouts. Default: [`PoolConfig::default`].
@@ -136,6 +136,28 @@ pub struct MySqlConfig {
     /// and friends).
     /// Default: 3 attempts, 10 ms doubling to at most 1 s, with jitter.
     pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for MySqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `init_sql` may carry secrets (`SET PASSWORD`, keys for encryption functions): only its length shows.
+        f.debug_struct("MySqlConfig")
+            .field("pool", &self.pool)
+            .field("url", &self.url)
+            .field("transport", &self.transport)
+            .field("system", &self.system)
+            .field("time_zone", &self.time_zone)
+            .field("sql_mode", &self.sql_mode)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("init_sql", &format_args!("[{} statement(s)]", self.init_sql.len()))
+            .field("reset_on_return", &self.reset_on_return)
+            .field("program_name", &self.program_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_ca", &self.ssl_ca)
+            .field("stmt_cache_size", &self.stmt_cache_size)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl Default for MySqlConfig {
