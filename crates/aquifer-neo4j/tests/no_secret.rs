@@ -81,7 +81,11 @@ async fn no_output_of_the_adapter_contains_the_password() {
     // Environment errors, with the password in its own variable and in the URI.
     let env_cases = [
         vec![("NEO4J_URI", bad[0].clone())],
-        vec![("NEO4J_URI", format!("bolt://{addr}")), ("NEO4J_PASSWORD", SECRET.into()), ("NEO4J_FETCH_SIZE", "0".into())],
+        vec![
+            ("NEO4J_URI", format!("bolt://{addr}")),
+            ("NEO4J_PASSWORD", SECRET.into()),
+            ("NEO4J_FETCH_SIZE", "0".into()),
+        ],
         vec![("NEO4J_URL", bad[1].clone()), ("NEO4J_READ_TIMEOUT", "soon".into())],
     ];
     for vars in &env_cases {

@@ -24,6 +24,16 @@ impl PgConfig {
             return Err(bad("expected postgres://user:password@host:port/database (key=value strings are not                  supported)"
                 .into()));
         }
+        // sqlx takes `?sslmode=` or `?application_name=` as an empty value and fails later, if at all, without
+        // naming the parameter; no parameter has a meaningful empty value.
+        let query = url.expose().split_once('?').map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if value.trim().is_empty() {
+                let key = redact_url(key);
+                return Err(bad(format!("URL parameter `{key}` is empty; give it a value or leave it out")));
+            }
+        }
         let options: PgConnectOptions = url
             .expose()
             .parse()
