@@ -68,9 +68,16 @@ impl<'a> EnvVars<'a> {
         for (name, value) in std::env::vars_os() {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(&start) && value.to_str().is_none() {
+                // Shown lossily (U+FFFD for the bad bytes), never a password: a password variable is hidden
+                // whole, a URL has its password redacted.
+                let shown = if name.contains("PASSWORD") {
+                    "***".to_owned()
+                } else {
+                    crate::redact_url(&value.to_string_lossy())
+                };
                 return Err(ConfigError::Env {
                     var: name.to_owned(),
-                    value: value.to_string_lossy().into_owned(),
+                    value: shown,
                     reason: "is not valid UTF-8".to_owned(),
                 });
             }
