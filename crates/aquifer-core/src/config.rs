@@ -426,6 +426,11 @@ pub fn redact_url(url: &str) -> String {
                 None => format!("{scheme}***{}", redact_unparsed(&parsed.path()[at..])),
             };
         }
+        let secret_pair = parsed.query_pairs().any(|(k, _)| is_secret_key(&k));
+        if parsed.password().is_none() && !secret_pair {
+            // Nothing to hide: show it exactly as written, not as the parser normalises it.
+            return url.to_owned();
+        }
         if parsed.password().is_some() {
             let _ = parsed.set_password(Some("***"));
         }

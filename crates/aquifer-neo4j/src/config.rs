@@ -156,10 +156,13 @@ impl Neo4jConfig {
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Neo4jConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
         let mut c = Neo4jConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..Neo4jConfig::default() };
-        if let Some(uri) = env.get("URI").or_else(|| env.get("URL")) {
+        // Errors name the variable the URI came from.
+        let mut uri_var = "URI";
+        if let Some(uri) = env.get("URI").or_else(|| env.get("URL").inspect(|_| uri_var = "URL")) {
             c.uri = uri.trim().to_owned();
         }
-        if let Some(user) = env.get("USER").or_else(|| env.get("USERNAME")) {
+        let mut user_var = "USER";
+        if let Some(user) = env.get("USER").or_else(|| env.get("USERNAME").inspect(|_| user_var = "USERNAME")) {
             c.user = user;
         }
         // An empty password is a password (and a password in the URI then applies).
@@ -175,8 +178,8 @@ impl Neo4jConfig {
         // The uri's value in a validation error is already redacted.
         c.resolve().map(|_| ()).map_err(|e| {
             env.rename(e, |field| match field {
-                "uri" => Some("URI"),
-                "user" => Some("USER"),
+                "uri" => Some(uri_var),
+                "user" => Some(user_var),
                 "database" => Some("DATABASE"),
                 "fetch_size" => Some("FETCH_SIZE"),
                 "read_timeout" => Some("READ_TIMEOUT"),
