@@ -37,8 +37,12 @@ async fn warm_pool(admin: &mut aquifer_mysql::mysql_async::Conn, user: &str) -> 
     pool
 }
 
+/// Reads and transactions are retried on a fresh connection whatever the loss; an autocommitted `execute`
+/// whose connection died under it is not (mysql_async cannot tell a session killed before the statement
+/// arrived from one lost after it ran: both end in EOF), so a write may fail, once per dead connection at
+/// most, with a typed `connection_lost`, and is never applied twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helpers_fail_no_request_after_every_idle_connection_was_killed() {
+async fn helpers_fail_no_read_or_transaction_after_every_idle_connection_was_killed() {
     let mut admin = common::admin().await;
     let user = common::unique("aq_my_dead_idle");
     let table = format!("{user}_t");
@@ -49,22 +53,36 @@ async fn helpers_fail_no_request_after_every_idle_connection_was_killed() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(Mutex::new(Vec::<MySqlOperationError>::new()));
+    // (operation kind, error)
+    let failed = Arc::new(Mutex::new(Vec::<(&'static str, MySqlOperationError)>::new()));
     let mut tasks = Vec::new();
     for task in 0..32_i32 {
         let (pool, ok, failed, table) = (pool.clone(), ok.clone(), failed.clone(), table.clone());
         tasks.push(tokio::spawn(async move {
-            for i in 0..10_i32 {
-                let r = if i % 2 == 0 {
-                    pool.fetch_one::<i32, _>("SELECT ?", (i,)).await.map(|_| ())
-                } else {
-                    pool.execute(&format!("INSERT INTO {table} VALUES (?, ?)"), (task, i)).await.map(|_| ())
+            for i in 0..9_i32 {
+                // Writes first, so the dead connections meet every kind of operation.
+                let (kind, r) = match i % 3 {
+                    0 => (
+                        "execute",
+                        pool.execute(&format!("INSERT INTO {table} VALUES (?, ?)"), (task, i)).await.map(|_| ()),
+                    ),
+                    1 => {
+                        let sql = format!("INSERT INTO {table} VALUES (?, ?)");
+                        let r = pool
+                            .transaction(|tx| {
+                                let sql = sql.clone();
+                                Box::pin(async move { tx.exec_drop(sql, (task, i)).await })
+                            })
+                            .await;
+                        ("transaction", r)
+                    }
+                    _ => ("read", pool.fetch_one::<i32, _>("SELECT ?", (i,)).await.map(|_| ())),
                 };
                 match r {
                     Ok(()) => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(e) => failed.lock().unwrap().push(e),
+                    Err(e) => failed.lock().unwrap().push((kind, e)),
                 }
             }
         }));
@@ -73,10 +91,16 @@ async fn helpers_fail_no_request_after_every_idle_connection_was_killed() {
         task.await.unwrap();
     }
     let failed = std::mem::take(&mut *failed.lock().unwrap());
-    assert!(failed.is_empty(), "{} of 320 requests failed: {:?}", failed.len(), failed);
-    assert_eq!(ok.load(Ordering::Relaxed), 320);
+    eprintln!("failed requests: {} of 288 ({:?})", failed.len(), failed.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+    for (kind, e) in &failed {
+        assert_eq!(*kind, "execute", "a {kind} failed: {e:?}");
+        let backend = e.backend_error().expect("a driver error");
+        assert_eq!(aquifer_mysql::error_type(backend), "connection_lost", "{e:?}");
+    }
+    assert!(failed.len() <= POOL, "at most one failure per dead connection: {}", failed.len());
+    assert_eq!(ok.load(Ordering::Relaxed) + failed.len(), 288);
     let rows: Option<i64> = admin.query_first(format!("SELECT COUNT(*) FROM {table}")).await.unwrap();
-    assert_eq!(rows, Some(160), "every write applied exactly once");
+    assert_eq!(rows, Some(192 - failed.len() as i64), "every successful write applied exactly once");
     pool.close().await;
     admin.query_drop(format!("DROP TABLE {table}")).await.unwrap();
     common::drop_user(&mut admin, &user).await;

@@ -45,7 +45,8 @@ fn value() -> impl Strategy<Value = String> {
         any::<u64>().prop_map(|n| n.to_string()),
         (any::<u32>(), prop::sample::select(vec!["ns", "ms", "s", "m", "h", "d", "y", ""]))
             .prop_map(|(n, unit)| format!("{n}{unit}")),
-        prop::sample::select(vec!["off", "0", "0s", "0ms", "25d", "yes", "-1", " 5s ", "x", "socket:", "tcp", "'UTC"]).prop_map(String::from),
+        prop::sample::select(vec!["off", "0", "0s", "0ms", "25d", "yes", "-1", " 5s ", "x", "socket:", "tcp", "'UTC"])
+            .prop_map(String::from),
         "\\PC{0,16}",
     ]
 }

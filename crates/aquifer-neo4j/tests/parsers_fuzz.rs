@@ -40,7 +40,20 @@ fn value() -> impl Strategy<Value = String> {
         any::<u64>().prop_map(|n| n.to_string()),
         (any::<u32>(), prop::sample::select(vec!["ns", "ms", "s", "m", "h", "d", "y", ""]))
             .prop_map(|(n, unit)| format!("{n}{unit}")),
-        prop::sample::select(vec!["off", "0", "0s", "0ms", "25d", "yes", "-1", " 5s ", "x", "bolt://h:1/db", "http://x"]).prop_map(String::from),
+        prop::sample::select(vec![
+            "off",
+            "0",
+            "0s",
+            "0ms",
+            "25d",
+            "yes",
+            "-1",
+            " 5s ",
+            "x",
+            "bolt://h:1/db",
+            "http://x"
+        ])
+        .prop_map(String::from),
         "\\PC{0,16}",
     ]
 }
@@ -140,4 +153,3 @@ fn each_variable_is_named_with_its_value_as_written() {
         assert!(msg.contains(var) && msg.contains(&format!("{v:?}")), "{var}={v}: {msg}");
     }
 }
-

@@ -54,7 +54,8 @@ async fn helpers_fail_no_request_after_every_idle_connection_was_terminated() {
             for i in 0..10_i32 {
                 // Reads and autocommitted writes alike: a write on a connection that was dead before it was
                 // sent did not run, so retrying it applies it once.
-                let r = if i % 2 == 0 {
+                // Writes first: the dead connections meet writes, which may only be retried if they never ran.
+                let r = if i % 2 == 1 {
                     pool.fetch_one::<(i32,), _>(|| sqlx::query("SELECT $1::int4").bind(i)).await.map(|_| ())
                 } else {
                     let sql = format!("INSERT INTO {t} VALUES ($1, $2)");
