@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use aquifer_sqlite::{JournalMode, SqliteError, SqlitePool};
+use aquifer_sqlite::{JournalMode, SqlitePool, panicked};
 use common::temp_db;
 
 async fn pool_at(path: &std::path::Path) -> SqlitePool {
-    let pool = SqlitePool::builder(path).readers(4).open().await.unwrap();
+    let pool = SqlitePool::builder(path).readers(4).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (id INTEGER PRIMARY KEY, v TEXT)")).await.unwrap();
     pool
 }
@@ -98,7 +98,7 @@ async fn on_a_current_thread_runtime_reads_run_off_the_runtime() {
 async fn without_wal_reads_run_off_the_runtime() {
     // With a rollback journal a reader waits (sleeping in SQLite's busy handler) while the writer commits.
     let (_dir, path) = temp_db("inline_delete");
-    let pool = SqlitePool::builder(&path).journal_mode(JournalMode::Delete).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).journal_mode(JournalMode::Delete).connect().await.unwrap();
     let (caller, inside) = tokio::spawn(async move { threads_of_a_read(&pool).await }).await.unwrap();
     assert_ne!(caller, inside);
 }
@@ -150,7 +150,7 @@ async fn a_panic_inside_a_read_on_the_blocking_pool_is_reported() {
     let err =
         pool.read(|_| -> aquifer_sqlite::rusqlite::Result<()> { panic!("boom off the runtime") }).await.unwrap_err();
     assert!(
-        matches!(&err, SqliteError::Panicked { operation: "read", message } if message.contains("boom")),
+        err.backend_error().and_then(panicked).is_some_and(|p| p.operation == "read" && p.message.contains("boom")),
         "{err:?}"
     );
     assert!(pool.interact_read(|c| c.is_autocommit()).await.unwrap());
@@ -168,7 +168,7 @@ async fn a_panic_inside_an_inline_read_is_reported_and_the_worker_keeps_serving(
     .expect("the panic is caught inside read, not in the task")
     .unwrap_err();
     assert!(
-        matches!(&err, SqliteError::Panicked { operation: "read", message } if message.contains("boom")),
+        err.backend_error().and_then(panicked).is_some_and(|p| p.operation == "read" && p.message.contains("boom")),
         "{err:?}"
     );
     for _ in 0..8 {
