@@ -8,7 +8,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use aquifer_core::{
-    Attempt, Failure, HealthReport, HealthStatus, Manager, Pool, PoolConfig, StartError, State, Stats, run_operation,
+    Attempt, Failure, HealthReport, HealthStatus, Manager, Pool, PoolConfig, RetryPolicy, StartError, State, Stats,
+    run_operation,
 };
 use opentelemetry::metrics::Meter;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -163,6 +164,8 @@ impl SqlitePoolBuilder {
         optimize_on_close: bool,
         /// Sets the reader pool's settings (and the writer's timeouts).
         pool: PoolConfig,
+        /// Sets [`SqliteConfig::retry`], the helpers' retries of `SQLITE_BUSY`.
+        retry: RetryPolicy,
     }
 
     /// Records metrics with this meter instead of the global one.
