@@ -21,7 +21,7 @@ use rusqlite::{Connection, Params, Row, Transaction};
 
 use crate::error::is_busy;
 use crate::manager::{Role, SqliteManager};
-use crate::pool::{Inner, TRANSACTION, run_blocking, run_inline, write_transaction, yield_for};
+use crate::pool::{Inline, Inner, TRANSACTION, catch, run_blocking, write_inline, write_transaction, yield_for};
 use crate::{SqliteOperationError, SqlitePool, SqlitePooled};
 
 /// A type a row converts into: rusqlite's own row conversion (`TryFrom<&Row>`), implemented for tuples of
@@ -144,6 +144,7 @@ impl SqlitePool {
             call: "transaction",
             state: Some(body),
             run: transaction::<T, F>,
+            in_tx: |tx, body| body(tx),
             charge: &mut charge,
         };
         let result = run_operation(self.writer(), TRANSACTION, attempt).await;
@@ -157,7 +158,7 @@ impl SqlitePool {
         role: Role,
         sql: &str,
         params: P,
-        run: fn(&mut Connection, &mut Statement<P>) -> rusqlite::Result<T>,
+        run: fn(&Connection, &str, P) -> rusqlite::Result<T>,
     ) -> Result<T, SqliteOperationError>
     where
         P: Params + Clone + Send + 'static,
@@ -168,8 +169,9 @@ impl SqlitePool {
             inner: self.inner(),
             role,
             call: "statement",
-            state: Some(Statement { sql: sql.to_owned(), params }),
-            run,
+            state: Some(Statement { sql: sql.to_owned(), params, run }),
+            run: |c, s| (s.run)(c, &s.sql, s.params.clone()),
+            in_tx: |tx, s| (s.run)(tx, &s.sql, s.params.clone()),
             charge: &mut charge,
         };
         let result = run_operation(self.inner().pool(role), operation_name(sql), attempt).await;
@@ -179,9 +181,10 @@ impl SqlitePool {
 }
 
 /// A statement and its parameters, owned: a call may move to the blocking pool, and a retry binds them again.
-struct Statement<P> {
+struct Statement<P, T> {
     sql: String,
     params: P,
+    run: fn(&Connection, &str, P) -> rusqlite::Result<T>,
 }
 
 /// An attempt that may run again: `state` (a statement, a transaction body) goes to where the attempt runs and
@@ -192,62 +195,83 @@ struct Retried<'a, S, T> {
     call: &'static str,
     /// `None` only after an attempt that panicked or was cancelled (neither is retried).
     state: Option<S>,
+    /// The attempt on a connection of its own: on the blocking pool, or inline for reads.
     run: fn(&mut Connection, &mut S) -> rusqlite::Result<T>,
+    /// The same inside a `BEGIN IMMEDIATE` transaction [`write_inline`] opened: how writes run inline.
+    in_tx: fn(&Transaction<'_>, &mut S) -> rusqlite::Result<T>,
     charge: &'a mut Option<std::time::Duration>,
 }
 
 impl<S: Send + 'static, T: Send + 'static> Attempt<SqliteManager> for Retried<'_, S, T> {
     type Output = T;
 
-    async fn run(&mut self, conn: SqlitePooled) -> Result<T, Failure<rusqlite::Error>> {
+    async fn run(&mut self, mut conn: SqlitePooled) -> Result<T, Failure<rusqlite::Error>> {
         let Some(mut state) = self.state.take() else {
             // Only reached if the runner retried a failure this attempt marked permanent.
             return Err(Failure::permanent(rusqlite::Error::InvalidQuery));
         };
-        let run = self.run;
-        let result = match self.inner.place(self.role) {
-            Some(inline) => {
-                let (result, elapsed) = run_inline(self.call, conn, inline, |c| run(c, &mut state));
-                *self.charge = Some(elapsed);
-                self.state = Some(state);
-                result
-            }
-            None => match run_blocking(self.call, conn, move |c| {
-                let result = run(c, &mut state);
-                (state, result)
-            })
-            .await
-            {
-                Ok((state, result)) => {
+        let (run, in_tx) = (self.run, self.in_tx);
+        if let Some(inline) = self.inner.place(self.role) {
+            let busy = self.inner.target().config.busy_timeout;
+            let outcome = catch(self.call, &mut conn, |c| match self.role {
+                Role::Reader => Some(run(c, &mut state)),
+                Role::Writer => match write_inline(c, busy, |tx| in_tx(tx, &mut state)) {
+                    Inline::Done(result) => Some(result),
+                    Inline::Busy(_) => None,
+                },
+            });
+            match outcome {
+                // Another process holds the write lock: wait for it on the blocking pool below.
+                Ok(None) => drop(inline),
+                Ok(Some(result)) => {
+                    drop(conn);
+                    *self.charge = Some(inline.finish());
                     self.state = Some(state);
-                    Ok(result)
+                    return result.map_err(|e| self.failure(e));
                 }
-                Err(panic) => Err(panic),
-            },
-        };
-        // A panic is `Err` here (never retried); the closure's own errors are inside.
-        match result.and_then(|r| r) {
-            Ok(value) => Ok(value),
-            Err(e) => {
-                let retry = is_busy(&e) && self.state.is_some();
-                Err(Failure::new(e, retry, false))
+                Err(panic) => {
+                    drop(conn);
+                    *self.charge = Some(inline.finish());
+                    return Err(Failure::permanent(panic));
+                }
             }
+        }
+        let result = run_blocking(self.call, conn, move |c| {
+            let result = run(c, &mut state);
+            (state, result)
+        })
+        .await;
+        match result {
+            Ok((state, result)) => {
+                self.state = Some(state);
+                result.map_err(|e| self.failure(e))
+            }
+            // A panic: never retried.
+            Err(panic) => Err(Failure::permanent(panic)),
         }
     }
 }
 
-fn first<T: FromRow, P: Params + Clone>(c: &mut Connection, s: &mut Statement<P>) -> rusqlite::Result<Option<T>> {
-    let mut stmt = c.prepare_cached(&s.sql)?;
-    let mut rows = stmt.query(s.params.clone())?;
+impl<S, T> Retried<'_, S, T> {
+    /// `SQLITE_BUSY` / `SQLITE_LOCKED` are retried: the statement or transaction did not apply.
+    fn failure(&self, e: rusqlite::Error) -> Failure<rusqlite::Error> {
+        let retry = is_busy(&e) && self.state.is_some();
+        Failure::new(e, retry, false)
+    }
+}
+
+fn first<T: FromRow, P: Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<Option<T>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
     match rows.next()? {
         Some(row) => T::try_from(row).map(Some),
         None => Ok(None),
     }
 }
 
-fn all<T: FromRow, P: Params + Clone>(c: &mut Connection, s: &mut Statement<P>) -> rusqlite::Result<Vec<T>> {
-    let mut stmt = c.prepare_cached(&s.sql)?;
-    let mut rows = stmt.query(s.params.clone())?;
+fn all<T: FromRow, P: Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         out.push(T::try_from(row)?);
@@ -255,8 +279,8 @@ fn all<T: FromRow, P: Params + Clone>(c: &mut Connection, s: &mut Statement<P>) 
     Ok(out)
 }
 
-fn execute<P: Params + Clone>(c: &mut Connection, s: &mut Statement<P>) -> rusqlite::Result<Executed> {
-    let rows = c.prepare_cached(&s.sql)?.execute(s.params.clone())?;
+fn execute<P: Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<Executed> {
+    let rows = c.prepare_cached(sql)?.execute(params)?;
     Ok(Executed { rows_affected: rows as u64, last_insert_rowid: c.last_insert_rowid() })
 }
 

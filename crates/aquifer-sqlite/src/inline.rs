@@ -117,9 +117,9 @@ pub(crate) struct InlineRead<'a> {
 }
 
 impl InlineRead<'_> {
-    /// When the read started.
-    pub(crate) fn started(&self) -> Instant {
-        self.started
+    /// Ends the call: frees its slot and returns how long it ran.
+    pub(crate) fn finish(self) -> Duration {
+        self.started.elapsed()
     }
 }
 

@@ -333,7 +333,11 @@ impl SqlitePool {
         F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.once(Role::Writer, "write", TRANSACTION, move |c| write_transaction(c, f)).await
+        let mut charge = None;
+        let attempt = WriteOnce { inner: &self.inner, f: Some(f), charge: &mut charge };
+        let result = run_operation(&self.inner.writer, TRANSACTION, attempt).await;
+        yield_for(charge).await;
+        result
     }
 
     /// Runs `f` with the writer connection itself, on Tokio's blocking pool, outside any transaction: for
@@ -478,6 +482,10 @@ pub(crate) const TRANSACTION: &str = "TRANSACTION";
 const OTHER: &str = "_OTHER";
 
 impl Inner {
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
     pub(crate) fn pool(&self, role: Role) -> &SqliteConnPool {
         match role {
             Role::Writer => &self.writer,
@@ -489,7 +497,7 @@ impl Inner {
     pub(crate) fn place(&self, role: Role) -> Option<InlineRead<'_>> {
         match role {
             Role::Reader => self.inline.enter(),
-            Role::Writer => None,
+            Role::Writer => self.inline.enter(),
         }
     }
 }
@@ -511,21 +519,99 @@ where
 {
     type Output = T;
 
-    async fn run(&mut self, conn: SqlitePooled) -> Result<T, Failure<rusqlite::Error>> {
+    async fn run(&mut self, mut conn: SqlitePooled) -> Result<T, Failure<rusqlite::Error>> {
         let Some(f) = self.f.take() else {
             // The runner only calls again after a retryable failure, which this attempt never reports.
             return Err(Failure::permanent(rusqlite::Error::InvalidQuery));
         };
-        let place = self.inner.and_then(|inner| inner.place(self.role));
-        let result = match place {
+        let result = match self.inner.and_then(|inner| inner.place(self.role)) {
             Some(inline) => {
-                let (result, elapsed) = run_inline(self.call, conn, inline, f);
-                *self.charge = Some(elapsed);
+                let result = catch(self.call, &mut conn, f);
+                drop(conn);
+                *self.charge = Some(inline.finish());
                 result
             }
             None => run_blocking(self.call, conn, f).await,
         };
         result.and_then(|r| r).map_err(Failure::permanent)
+    }
+}
+
+/// [`SqlitePool::write`]'s closure, run once in a `BEGIN IMMEDIATE` transaction on the writer.
+struct WriteOnce<'a, F> {
+    inner: &'a Inner,
+    f: Option<F>,
+    charge: &'a mut Option<Duration>,
+}
+
+impl<T, F> Attempt<SqliteManager> for WriteOnce<'_, F>
+where
+    F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    type Output = T;
+
+    async fn run(&mut self, mut conn: SqlitePooled) -> Result<T, Failure<rusqlite::Error>> {
+        let Some(mut f) = self.f.take() else {
+            return Err(Failure::permanent(rusqlite::Error::InvalidQuery));
+        };
+        if let Some(inline) = self.inner.place(Role::Writer) {
+            let busy = self.inner.target.config.busy_timeout;
+            match catch("write", &mut conn, |c| write_inline(c, busy, f)) {
+                // Another process holds the write lock: wait for it on the blocking pool, not on this worker.
+                Ok(Inline::Busy(back)) => f = back,
+                Ok(Inline::Done(result)) => {
+                    drop(conn);
+                    *self.charge = Some(inline.finish());
+                    return result.map_err(Failure::permanent);
+                }
+                Err(panic) => {
+                    drop(conn);
+                    *self.charge = Some(inline.finish());
+                    return Err(Failure::permanent(panic));
+                }
+            }
+        }
+        run_blocking("write", conn, move |c| write_transaction(c, f)).await.and_then(|r| r).map_err(Failure::permanent)
+    }
+}
+
+/// What [`write_inline`] did.
+pub(crate) enum Inline<T, B> {
+    /// Ran the body in its transaction (committed on `Ok`, rolled back otherwise).
+    Done(rusqlite::Result<T>),
+    /// Another connection (process) holds the write lock; the body, unused, for the blocking pool.
+    Busy(B),
+}
+
+/// Runs `body` in a `BEGIN IMMEDIATE` transaction here, on a runtime worker, if the write lock can be taken
+/// at once: `busy_timeout` is off while `BEGIN IMMEDIATE` runs, so a lock held by another process is never
+/// waited for on a worker (the caller sends the write to the blocking pool, where it waits up to
+/// `busy_timeout`). Inside this process the one writer connection makes the lock free whenever it is checked
+/// out.
+pub(crate) fn write_inline<T, B>(c: &mut Connection, busy_timeout: Duration, body: B) -> Inline<T, B>
+where
+    B: FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+{
+    if let Err(e) = c.busy_timeout(Duration::ZERO) {
+        return Inline::Done(Err(e));
+    }
+    let begun = match c.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => Ok(Inline::Done((|| {
+            tx.busy_timeout(busy_timeout)?;
+            let value = body(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })())),
+        Err(e) => Err((e, body)),
+    };
+    match begun {
+        Ok(done) => done,
+        Err((e, body)) => match c.busy_timeout(busy_timeout) {
+            Err(restore) => Inline::Done(Err(restore)),
+            Ok(()) if crate::error::is_busy(&e) => Inline::Busy(body),
+            Ok(()) => Inline::Done(Err(e)),
+        },
     }
 }
 
@@ -592,23 +678,12 @@ pub(crate) fn write_transaction<T>(
     Ok(value)
 }
 
-/// Runs `f` with the checked-out connection right here, on the calling thread (see [`crate::inline`]), and
-/// returns the connection to its pool. A panic in `f` is caught and returned as an error, as on the blocking
-/// pool. Returns `f`'s result and how long it ran.
-pub(crate) fn run_inline<R>(
-    call: &'static str,
-    mut conn: SqlitePooled,
-    inline: InlineRead<'_>,
-    f: impl FnOnce(&mut Connection) -> R,
-) -> (rusqlite::Result<R>, Duration) {
+/// Runs `f` with the checked-out connection right here, on the calling thread (see [`crate::inline`]). A
+/// panic in `f` is caught and returned as an error, as on the blocking pool.
+pub(crate) fn catch<R>(call: &'static str, conn: &mut SqlitePooled, f: impl FnOnce(&mut Connection) -> R) -> rusqlite::Result<R> {
     // The connection is returned (and rolled back if `f` left a transaction open) whether `f` panics or not;
     // nothing else is touched by `f`, so observing its state after a panic is sound.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)))
-        .map_err(|payload| panic_error(call, payload));
-    drop(conn);
-    let elapsed = inline.started().elapsed();
-    drop(inline);
-    (result, elapsed)
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))).map_err(|payload| panic_error(call, payload))
 }
 
 /// Moves the checked-out connection onto the blocking pool with `f`; the connection returns to its pool there
