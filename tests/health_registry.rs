@@ -26,11 +26,12 @@ async fn one_registry_reports_pools_of_all_four_backends() {
         .connect()
         .await
         .expect("Bolt pool");
-    let sqlite = aquifer_sqlite::SqliteConfig::from_lookup("SQLITE", backends::lookup(&backends::Sqlite::vars_for("lite")))
-        .unwrap()
-        .connect()
-        .await
-        .expect("SQLite pool");
+    let sqlite =
+        aquifer_sqlite::SqliteConfig::from_lookup("SQLITE", backends::lookup(&backends::Sqlite::vars_for("lite")))
+            .unwrap()
+            .connect()
+            .await
+            .expect("SQLite pool");
 
     let registry = HealthRegistry::new();
     registry.register(pg.clone());

@@ -518,7 +518,8 @@ fn main() {
         let peers: Vec<_> = peers
             .iter()
             .filter(|(_, p)| {
-                scenario == Scenario::Mixed || !matches!(p, Peer::AquiferAsyncDefaults | Peer::R2d2Defaults | Peer::AquiferAsyncBlockingWrites)
+                scenario == Scenario::Mixed
+                    || !matches!(p, Peer::AquiferAsyncDefaults | Peer::R2d2Defaults | Peer::AquiferAsyncBlockingWrites)
             })
             .collect();
         let mut rows: Vec<Vec<Row>> = peers.iter().map(|_| Vec::new()).collect();

@@ -296,8 +296,27 @@ where
 /// [`aquifer_core::metrics::operation_name`]).
 pub(crate) fn operation_name(sql: &str) -> &'static str {
     const NAMES: [&str; 22] = [
-        "SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "VALUES", "CREATE", "DROP", "ALTER", "PRAGMA",
-        "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "ATTACH", "DETACH", "VACUUM", "ANALYZE",
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "REPLACE",
+        "WITH",
+        "VALUES",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "PRAGMA",
+        "BEGIN",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "ATTACH",
+        "DETACH",
+        "VACUUM",
+        "ANALYZE",
         "REINDEX",
     ];
     aquifer_core::metrics::operation_name(sql, &NAMES)

@@ -258,8 +258,7 @@ impl SqlitePool {
         // in SQLite's busy handler while the writer commits, which must not happen on a runtime worker.
         let inline = InlineGate::new(&runtime, target.wal());
         let interval = config.checkpoint_interval.filter(|_| !config.is_memory());
-        let inner =
-            Arc::new(Inner { writer, readers, target, inline, task: parking_lot::Mutex::new(None) });
+        let inner = Arc::new(Inner { writer, readers, target, inline, task: parking_lot::Mutex::new(None) });
         if let Some(every) = interval {
             *inner.task.lock() = Some(tokio::spawn(checkpoint_task(Arc::downgrade(&inner), every)));
         }
@@ -647,10 +646,7 @@ fn pool_configs(config: &SqliteConfig, writer: &SqliteManager) -> (PoolConfig, P
 }
 
 /// Runs `f` in a read transaction: one snapshot for all its statements.
-fn read_transaction<T>(
-    c: &mut Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
+fn read_transaction<T>(c: &mut Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     // Cached BEGIN/COMMIT statements: a point read is a few µs, parsing these each time would add more.
     // If `f` panics the connection returns inside the transaction and the pool rolls it back.
     c.prepare_cached("BEGIN")?.execute([])?;
@@ -680,7 +676,11 @@ pub(crate) fn write_transaction<T>(
 
 /// Runs `f` with the checked-out connection right here, on the calling thread (see [`crate::inline`]). A
 /// panic in `f` is caught and returned as an error, as on the blocking pool.
-pub(crate) fn catch<R>(call: &'static str, conn: &mut SqlitePooled, f: impl FnOnce(&mut Connection) -> R) -> rusqlite::Result<R> {
+pub(crate) fn catch<R>(
+    call: &'static str,
+    conn: &mut SqlitePooled,
+    f: impl FnOnce(&mut Connection) -> R,
+) -> rusqlite::Result<R> {
     // The connection is returned (and rolled back if `f` left a transaction open) whether `f` panics or not;
     // nothing else is touched by `f`, so observing its state after a panic is sound.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))).map_err(|payload| panic_error(call, payload))

@@ -270,8 +270,8 @@ async fn connect_env_reads_the_sqlite_variables() {
         ("BOOKS_POOL_MAX_SIZE".to_owned(), "3".to_owned()),
         ("BOOKS_RETRY_MAX_ATTEMPTS".to_owned(), "7".to_owned()),
     ];
-    let config = SqliteConfig::from_lookup("BOOKS", |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
-        .unwrap();
+    let config =
+        SqliteConfig::from_lookup("BOOKS", |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())).unwrap();
     assert_eq!(config.retry.max_attempts, 7);
     let pool = config.connect().await.unwrap();
     assert_eq!(pool.readers().name(), "from_env/readers");

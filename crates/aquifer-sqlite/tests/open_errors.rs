@@ -119,7 +119,12 @@ async fn a_locked_database_is_a_typed_error_naming_the_path_after_busy_timeout()
     let err = SqlitePool::builder(&path).busy_timeout(Duration::from_millis(200)).connect().await.unwrap_err();
     assert_eq!(kind(&err), ErrorKind::Locked, "{err}");
     assert!(!err.is_permanent(), "another process's lock is not permanent: {err:?}");
-    assert!(err.backend_error().and_then(|e| e.code()).is_some_and(|c| c == aquifer_sqlite::rusqlite::ErrorCode::DatabaseBusy), "{err:?}");
+    assert!(
+        err.backend_error()
+            .and_then(|e| e.code())
+            .is_some_and(|c| c == aquifer_sqlite::rusqlite::ErrorCode::DatabaseBusy),
+        "{err:?}"
+    );
     assert_names_path(&err, &path);
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     other.execute_batch("ROLLBACK").unwrap();
