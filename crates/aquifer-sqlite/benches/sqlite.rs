@@ -7,7 +7,7 @@
 //! alone. Async peers run on a multi-thread Tokio runtime with its default workers (one per core); sync peers on
 //! as many OS threads as tasks. Every peer gets aquifer-sqlite's tuned pragmas (WAL, synchronous=NORMAL, 16 MiB
 //! cache, 256 MiB mmap, busy_timeout 5 s) except the two "SQLite defaults" rows (mixed only). Peers:
-//! - `aquifer async`: [`SqlitePool`], `read` and `write` as shipped (see docs/sqlite.md: inline on the worker
+//! - `aquifer async`: `SqlitePool`, `read` and `write` as shipped (see docs/sqlite.md: inline on the worker
 //!   when the gate allows);
 //! - `aquifer async, writes on the blocking pool`: `read` as shipped, writes through `interact` in a
 //!   `BEGIN IMMEDIATE` transaction, which is what `write` did before writes could run inline;
@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aquifer_sqlite::rusqlite::{Connection, TransactionBehavior, params};
-use aquifer_sqlite::{JournalMode, SqliteConfig, SqlitePool, SqliteSyncPool, Synchronous};
+use aquifer_sqlite::{JournalMode, SqliteConfig, SqliteSyncPool, Synchronous};
 
 const ROWS: i64 = 10_000;
 const READERS: usize = 8;
