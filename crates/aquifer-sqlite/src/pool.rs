@@ -1,8 +1,8 @@
 //! [`SqlitePool`]: one writer connection and N `query_only` readers, used from async code through the helpers
 //! (`fetch_one`, `execute`, `transaction`... in [`crate::helpers`]) and through closures (`read`, `write`,
 //! `interact`). Every call goes through the engine's operation runner ([`aquifer_core::run_operation`]);
-//! short reads run inline on the calling worker (see [`crate::inline`]), everything else on Tokio's blocking
-//! pool.
+//! short reads and writes run inline on the calling worker (see [`crate::inline`]), raw access and everything
+//! the gate turns away on Tokio's blocking pool.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -35,7 +35,8 @@ pub type SqliteConnPool = Pool<SqliteManager>;
 /// [`transaction`](SqlitePool::transaction) on the writer, retried on `SQLITE_BUSY`), or through closures:
 /// [`read`](SqlitePool::read) (a read transaction; on a WAL database it runs inline on the calling worker, a
 /// few µs, unless the runtime has no worker to spare), [`write`](SqlitePool::write) (a `BEGIN IMMEDIATE`
-/// transaction, committed on `Ok`, rolled back on `Err` or panic), and [`interact`](SqlitePool::interact) /
+/// transaction, committed on `Ok`, rolled back on `Err` or panic; inline too when the write lock is free), and
+/// [`interact`](SqlitePool::interact) /
 /// [`interact_read`](SqlitePool::interact_read) for raw access on the blocking pool. A background task
 /// checkpoints the WAL so it stays bounded under constant reads; [`close`](SqlitePool::close) runs
 /// `PRAGMA optimize`.
@@ -323,10 +324,16 @@ impl SqlitePool {
     /// once); [`transaction`](SqlitePool::transaction) retries `SQLITE_BUSY`. Recorded as
     /// `db.operation.name = TRANSACTION` on the writer's pool.
     ///
+    /// Where `f` runs: like [`read`](SqlitePool::read)'s closure, inline on the calling worker when the gate
+    /// allows, provided the write lock can be taken at once: `BEGIN IMMEDIATE` runs there with `busy_timeout`
+    /// off, so when another process holds the lock the write goes to Tokio's blocking pool and waits there (up
+    /// to `busy_timeout`), never on a worker. `f` must therefore not block on async work; use
+    /// [`interact`](SqlitePool::interact) for long or blocking work on the writer.
+    ///
     /// Cancel safety: dropping the future while it waits for the writer gives up the wait (nothing is
-    /// written). Once `f` has started, dropping the future does not stop it: `f` runs to its end and the
-    /// transaction is committed or rolled back as `f` decides; then the writer returns to the pool. Only the
-    /// result is lost.
+    /// written). Once `f` has started, dropping the future does not stop it: `f` runs to its end (inline, the
+    /// future cannot be dropped while it runs; on the blocking pool, it finishes there) and the transaction is
+    /// committed or rolled back as `f` decides; then the writer returns to the pool. Only the result is lost.
     pub async fn write<T, F>(&self, f: F) -> Result<T, SqliteOperationError>
     where
         F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
