@@ -191,3 +191,15 @@ async fn a_password_in_a_uri_path_never_shows_in_debug_or_errors() {
     assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
     assert!(err.to_string().contains("missing/dir/x.db"), "the error still names the path: {err}");
 }
+
+#[test]
+fn the_retry_policy_is_part_of_the_config_in_serde_and_from_a_url() {
+    let config: SqliteConfig = serde_json::from_value(
+        serde_json::json!({ "path": "books.db", "retry": { "max_attempts": 5, "min_delay": "5ms" } }),
+    )
+    .unwrap();
+    assert_eq!((config.retry.max_attempts, config.retry.min_delay), (5, Duration::from_millis(5)));
+    let round_trip: SqliteConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
+    assert_eq!(round_trip, config);
+    assert_eq!(SqliteConfig::from_url("sqlite://books.db").retry, aquifer_sqlite::RetryPolicy::default());
+}

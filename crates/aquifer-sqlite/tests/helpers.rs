@@ -281,3 +281,29 @@ async fn connect_env_reads_the_sqlite_variables() {
     assert!(bad.unwrap_err().to_string().contains("BOOKS_RETRY_MAX_ATTEMPTS"));
     assert_eq!(aquifer_sqlite::ENV_PREFIX, "SQLITE");
 }
+
+/// `db.client.operation.duration` starts once the connection is in hand: a write that waited 300 ms for the
+/// writer records the statement's time, not the wait (the wait is `db.client.connection.wait_time`).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operation_is_timed_from_checkout_not_from_the_call() {
+    let (_dir, path) = temp_db("timed");
+    let capture = MetricsCapture::new();
+    let pool = books(&path, Some(&capture)).await;
+    let held = pool.writer().get().await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    pool.execute("INSERT INTO aq_sl_books (title) VALUES ('waited')", ()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300), "the call waited for the writer");
+    release.await.unwrap();
+    let got = capture.collect();
+    let insert = got
+        .get("db.client.operation.duration")
+        .and_then(|m| m.point_with("db.operation.name", "INSERT"))
+        .expect("the INSERT was recorded")
+        .clone();
+    assert_eq!(insert.count, 1);
+    assert!(insert.value < 0.25, "the operation excludes the 300 ms wait: {} s", insert.value);
+}
