@@ -8,7 +8,8 @@ use crate::{SqliteConfig, SqlitePool, SqlitePoolBuilder, SqliteStartError};
 pub const ENV_PREFIX: &str = "SQLITE";
 
 impl SqliteConfig {
-    /// A builder with these settings, to add a meter before [`connect`](SqlitePoolBuilder::connect).
+    /// A builder with these settings, to add a meter or a leak hook before
+    /// [`connect`](SqlitePoolBuilder::connect).
     pub fn builder(&self) -> SqlitePoolBuilder {
         SqlitePoolBuilder::from_config(self.clone())
     }
@@ -23,14 +24,14 @@ impl SqliteConfig {
     /// Cancel safety: dropping the future drops the pools, which closes them: connects in flight are abandoned
     /// (one already running on the blocking pool finishes there and its connection is closed).
     pub async fn connect(&self) -> Result<SqlitePool, SqliteStartError> {
-        SqlitePool::build(self.clone(), None)?.start().await
+        SqlitePool::build(self.clone(), Default::default())?.start().await
     }
 
     /// Builds the writer and reader pools without opening anything: the writer opens (and creates the file) on
     /// first use, and the first reader to open opens a writer connection first, so reads of a database nobody
     /// wrote yet find it created. Must be called within a Tokio runtime.
     pub fn connect_lazy(&self) -> Result<SqlitePool, SqliteStartError> {
-        SqlitePool::build(self.clone(), None)
+        SqlitePool::build(self.clone(), Default::default())
     }
 }
 

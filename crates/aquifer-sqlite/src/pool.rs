@@ -8,8 +8,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use aquifer_core::{
-    Attempt, Failure, HealthReport, HealthStatus, Manager, Pool, PoolConfig, RetryPolicy, StartError, State, Stats,
-    run_operation,
+    Attempt, Failure, HealthReport, HealthStatus, LeakReport, Manager, Pool, PoolConfig, RetryPolicy, StartError,
+    State, Stats, run_operation,
 };
 use opentelemetry::metrics::Meter;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -93,7 +93,23 @@ impl std::fmt::Debug for SqlitePool {
 #[derive(Debug, Clone)]
 pub struct SqlitePoolBuilder {
     config: SqliteConfig,
-    meter: Option<Meter>,
+    extras: Extras,
+}
+
+/// What a builder adds to both engine pools besides the configuration.
+#[derive(Clone, Default)]
+pub(crate) struct Extras {
+    pub(crate) meter: Option<Meter>,
+    on_leak: Option<Arc<dyn Fn(&LeakReport) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("meter", &self.meter.is_some())
+            .field("on_leak", &self.on_leak.is_some())
+            .finish()
+    }
 }
 
 macro_rules! setters {
@@ -111,11 +127,11 @@ macro_rules! setters {
 impl SqlitePoolBuilder {
     /// A builder for the database at `path` with the tuned defaults.
     pub fn new(path: impl AsRef<std::path::Path>) -> Self {
-        SqlitePoolBuilder { config: SqliteConfig::new(path.as_ref().to_string_lossy()), meter: None }
+        SqlitePoolBuilder { config: SqliteConfig::new(path.as_ref().to_string_lossy()), extras: Extras::default() }
     }
 
     pub(crate) fn from_config(config: SqliteConfig) -> Self {
-        SqlitePoolBuilder { config, meter: None }
+        SqlitePoolBuilder { config, extras: Extras::default() }
     }
 
     /// Replaces the whole configuration.
@@ -171,7 +187,14 @@ impl SqlitePoolBuilder {
 
     /// Records metrics with this meter instead of the global one.
     pub fn meter(mut self, meter: Meter) -> Self {
-        self.meter = Some(meter);
+        self.extras.meter = Some(meter);
+        self
+    }
+
+    /// Calls `hook` for each leak report of either async pool (see `PoolConfig::leak_detection_threshold`),
+    /// besides logging it. The sync pool (r2d2) has no leak detection and ignores it.
+    pub fn on_leak(mut self, hook: impl Fn(&LeakReport) + Send + Sync + 'static) -> Self {
+        self.extras.on_leak = Some(Arc::new(hook));
         self
     }
 
@@ -186,19 +209,19 @@ impl SqlitePoolBuilder {
     /// Cancel safety: dropping the future drops the pools, which closes them: connects in flight are abandoned
     /// (one already running on the blocking pool finishes there and its connection is closed).
     pub async fn connect(self) -> Result<SqlitePool, SqliteStartError> {
-        SqlitePool::build(self.config, self.meter)?.start().await
+        SqlitePool::build(self.config, self.extras)?.start().await
     }
 
     /// Builds both pools without opening anything: see [`SqliteConfig::connect_lazy`]. Must be called within
     /// a Tokio runtime.
     pub fn connect_lazy(self) -> Result<SqlitePool, SqliteStartError> {
-        SqlitePool::build(self.config, self.meter)
+        SqlitePool::build(self.config, self.extras)
     }
 
     /// Opens the database with a synchronous r2d2 pool pair instead: see
     /// [`SqliteSyncPool::open`](crate::SqliteSyncPool::open).
     pub fn open_sync(self) -> Result<crate::SqliteSyncPool, SqliteSyncError> {
-        crate::sync::SqliteSyncPool::open_with(self.config, self.meter)
+        crate::sync::SqliteSyncPool::open_with(self.config, self.extras.meter)
     }
 }
 
@@ -238,7 +261,7 @@ impl SqlitePool {
     }
 
     /// Validates `config` and builds both pools and the checkpoint task, opening nothing yet.
-    pub(crate) fn build(config: SqliteConfig, meter: Option<Meter>) -> Result<SqlitePool, SqliteStartError> {
+    pub(crate) fn build(config: SqliteConfig, extras: Extras) -> Result<SqlitePool, SqliteStartError> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let target = Target::new(config);
@@ -249,9 +272,14 @@ impl SqlitePool {
             Pool::builder(SqliteManager::with_target(Arc::clone(&target), Role::Writer)).config(writer_config);
         let mut readers =
             Pool::builder(SqliteManager::with_target(Arc::clone(&target), Role::Reader)).config(reader_config);
-        if let Some(m) = &meter {
+        if let Some(m) = &extras.meter {
             writer = writer.meter(m.clone());
             readers = readers.meter(m.clone());
+        }
+        if let Some(hook) = &extras.on_leak {
+            let (w, r) = (Arc::clone(hook), Arc::clone(hook));
+            writer = writer.on_leak(move |report| w(report));
+            readers = readers.on_leak(move |report| r(report));
         }
         let writer = writer.build()?;
         let readers = readers.build()?;

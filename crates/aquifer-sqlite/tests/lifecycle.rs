@@ -108,3 +108,28 @@ fn the_pools_are_send_and_sync() {
     send::<aquifer_sqlite::SqliteStartError>();
     send::<aquifer_sqlite::SqliteSyncError>();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_leak_hook_sees_connections_of_both_pools_held_too_long() {
+    let (_dir, path) = temp_db("leaks");
+    let reports = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let config = aquifer_sqlite::SqliteConfig {
+        pool: aquifer_sqlite::PoolConfig {
+            name: Some("leaky".into()),
+            leak_detection_threshold: Some(std::time::Duration::from_millis(50)),
+            ..Default::default()
+        },
+        ..aquifer_sqlite::SqliteConfig::new(path.to_string_lossy())
+    };
+    let seen = std::sync::Arc::clone(&reports);
+    let pool = config.builder().on_leak(move |r| seen.lock().push(r.pool.to_string())).connect().await.unwrap();
+    let (writer, reader) = (pool.writer().get().await.unwrap(), pool.readers().get().await.unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reports.lock().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop((writer, reader));
+    let mut pools = reports.lock().clone();
+    pools.sort();
+    assert_eq!(pools, ["leaky/readers", "leaky/writer"]);
+}
