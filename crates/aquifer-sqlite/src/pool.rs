@@ -96,11 +96,14 @@ pub struct SqlitePoolBuilder {
     extras: Extras,
 }
 
+/// A leak hook shared by both engine pools.
+type LeakHook = Arc<dyn Fn(&LeakReport) + Send + Sync>;
+
 /// What a builder adds to both engine pools besides the configuration.
 #[derive(Clone, Default)]
 pub(crate) struct Extras {
     pub(crate) meter: Option<Meter>,
-    on_leak: Option<Arc<dyn Fn(&LeakReport) + Send + Sync>>,
+    on_leak: Option<LeakHook>,
 }
 
 impl std::fmt::Debug for Extras {
