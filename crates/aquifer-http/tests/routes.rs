@@ -55,7 +55,7 @@ async fn health_is_200_when_all_four_backends_are_healthy() {
     let mut neo = aquifer_neo4j::Neo4jConfig::new(NEO4J, "root", "aquifer-secret").database("testdb");
     neo.pool = quick("neo4j", 2);
     let neo = neo.connect_lazy().unwrap();
-    let lite = aquifer_sqlite::SqlitePool::builder(dir.path().join("http.db")).name("lite").open().await.unwrap();
+    let lite = aquifer_sqlite::SqlitePool::builder(dir.path().join("http.db")).name("lite").connect().await.unwrap();
 
     let pools = Pools::new();
     pools.register(&pg).register(&my).register(&neo).register(lite.writer()).register(lite.readers());
