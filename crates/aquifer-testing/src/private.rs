@@ -158,6 +158,18 @@ fn signal(pid: u32, signal: &str) -> Result<(), PrivateServerError> {
     if status.success() { Ok(()) } else { Err(error(format!("kill -{signal} {pid}: {status}"))) }
 }
 
+/// Sends `signal` to the process group `pgid` (a server started as the leader of its own group).
+fn signal_group(pgid: u32, signal: &str) -> Result<(), PrivateServerError> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| error(format!("kill -{signal} -- -{pgid}: {e}")))?;
+    if status.success() { Ok(()) } else { Err(error(format!("kill -{signal} -- -{pgid}: {status}"))) }
+}
+
 /// Polls `addr` until something accepts TCP connections, or `deadline`.
 fn wait_for_port(port: u16, deadline: Instant) -> bool {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -192,7 +204,9 @@ impl Server {
                 .open(&self.log)
                 .map_err(|e| error(format!("{}: {e}", self.log.display())))
         };
+        // Its own process group, so that a kill reaches every process of the server and nothing else.
         let mut child = cmd
+            .process_group(0)
             .stdout(file()?)
             .stderr(file()?)
             .spawn()
@@ -232,6 +246,7 @@ impl Server {
         match wait_bounded(&mut child, STOP_TIMEOUT) {
             Ok(Some(_)) => Ok(()),
             _ => {
+                let _ = signal_group(child.id(), "KILL");
                 let _ = child.kill();
                 let _ = child.wait();
                 Err(error(format!("the private {} did not stop within {STOP_TIMEOUT:?}; killed it", self.what)))
@@ -239,9 +254,11 @@ impl Server {
         }
     }
 
-    /// SIGKILL: a crash. Sessions' sockets are closed by the kernel, the server gets no say.
+    /// SIGKILL to the server's process group (PostgreSQL's backends are processes of their own, which would
+    /// otherwise go on serving their sessions): a crash. The kernel closes every session's socket.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = signal_group(child.id(), "KILL");
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -318,7 +335,7 @@ impl PrivatePostgres {
         self.server.stop()
     }
 
-    /// Kills the server (SIGKILL), as a crash would.
+    /// Kills every process of the server (SIGKILL to its process group), as a crash would.
     pub fn kill(&mut self) {
         self.server.kill();
     }
@@ -419,7 +436,7 @@ impl PrivateMariaDb {
         self.server.stop()
     }
 
-    /// Kills the server (SIGKILL), as a crash would.
+    /// Kills every process of the server (SIGKILL to its process group), as a crash would.
     pub fn kill(&mut self) {
         self.server.kill();
     }
