@@ -64,13 +64,14 @@ async fn settled_sessions(url: &str, app: &str, expected: i64) -> i64 {
     }
 }
 
-/// Waits until `pool` answers a query again; returns when the first successful call started.
+/// Waits until `pool` answers a query again; returns when the first successful call returned: from then on the
+/// pool has shown it can reach the server. (Calls already waiting at that moment may still time out: they
+/// queued while connects were failing.)
 async fn recovered(pool: &PgPool, server: &PrivatePostgres) -> Instant {
     let deadline = Instant::now() + RECOVERY;
     loop {
-        let t = Instant::now();
         if pool.fetch_one::<(i32,), _>(|| sqlx::query("SELECT 1")).await.is_ok() {
-            return t;
+            return Instant::now();
         }
         assert!(
             Instant::now() < deadline,
@@ -156,8 +157,9 @@ async fn the_pool_recovers_from_server_restarts_under_load() {
             // Bounded by acquire_timeout (2 s) plus a connect attempt: no caller hangs.
             assert!(o.took < Duration::from_secs(5), "outage {i}: a call took {:?}: {o:?}", o.took);
         }
-        // Once a call has succeeded after the restart, the calls that start later succeed: no dead connection
-        // from before the outage is handed out.
+        // Once a call has succeeded after the restart, every call that starts later succeeds: no dead connection
+        // from before the outage is handed out, and no caller waits on a pool that still believes the server
+        // is down.
         let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.started >= back && o.started < end).collect();
         assert!(after.iter().filter(|o| o.result.is_ok()).count() >= TASKS as usize, "outage {i}: the load resumed");
         let failed: Vec<&&Outcome> = after.iter().filter(|o| o.result.is_err()).collect();
