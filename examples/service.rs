@@ -193,6 +193,8 @@ async fn shutdown_signal() {
 
 struct ApiError(StatusCode, String);
 
+/// A database failure is a 503: the pool could not get a connection, or the server failed the statement; either
+/// way another attempt (later, or on another instance behind the load balancer) may succeed.
 impl<E: std::fmt::Display> From<E> for ApiError {
     fn from(e: E) -> Self {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
@@ -231,10 +233,7 @@ impl Page {
 async fn load_all<L: Loader>(
     loader: &BatchLoader<L>,
     keys: impl IntoIterator<Item = L::Key>,
-) -> Result<Vec<Option<L::Value>>, aquifer_batch::BatchError<L::Error>>
-where
-    L::Value: Clone,
-{
+) -> Result<Vec<Option<L::Value>>, aquifer_batch::BatchError<L::Error>> {
     futures_util::future::join_all(keys.into_iter().map(|k| loader.load(k))).await.into_iter().collect()
 }
 

