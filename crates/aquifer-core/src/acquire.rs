@@ -235,13 +235,15 @@ impl<M: Manager> Shared<M> {
                 }
             };
 
-            // A connection that was handed over, or sat idle past the bypass window: check it before use.
+            // A connection that was handed over, or sat idle past the bypass window or was suspected: check it
+            // before use.
             let mut now = self.clock.now();
             if conn.expired(now) {
                 self.discard(conn, NO_CHECKOUT, CloseReason::MaxLifetime);
                 continue;
             }
-            if now.duration_since(conn.last_used) > bypass {
+            // Not fresh: idle past the bypass window, or suspected since a connection was found dead.
+            if !conn.fresh(now) {
                 // Dropped with the future (cancelled mid-validation): the connection's state is unknown, so
                 // the guard closes it and frees its slot.
                 let mut held = Held::new(self, conn, NO_CHECKOUT, CloseReason::Discarded);

@@ -459,7 +459,20 @@ impl<C, E> Internals<C, E> {
             Some(reason) => self.count_closed(reason),
             None => self.stats.detached += 1,
         }
+        if matches!(reason, Some(CloseReason::Broken | CloseReason::ValidationFailed)) {
+            self.suspect_idle();
+        }
         self.reserve_connects()
+    }
+
+    /// A connection was found dead: the idle ones may have died with it (a server restart, a failover, an
+    /// administrator killing every session, a proxy resetting its connections), and nothing on their sockets
+    /// says so until they are used. Each loses its validation bypass, so its next checkout validates it
+    /// instead of handing it out unchecked. Connections returned after this are trusted again.
+    fn suspect_idle(&mut self) {
+        for conn in self.idle.iter_mut() {
+            conn.fresh_until = conn.last_used;
+        }
     }
 
     fn count_closed(&mut self, reason: CloseReason) {
