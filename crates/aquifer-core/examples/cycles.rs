@@ -9,6 +9,10 @@
 //!
 //! "Collected" divided by the cycles (plus one warm-up) is the cost of one checkout and return, the pool's
 //! own code only: the collection is switched on inside `get()`'s future and the guard's drop.
+//!
+//! With `sdk` as second argument the pool records into a real OpenTelemetry SDK meter provider (add
+//! `--features otel-bound-instruments` to the build for bound instruments, as aquifer-otel builds them): the
+//! difference to the run without is what recording metrics costs per cycle.
 
 use aquifer_core::{Descriptor, Manager, Pool};
 
@@ -31,9 +35,14 @@ impl Manager for Noop {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(40_000);
+    let capture = (std::env::args().nth(2).as_deref() == Some("sdk")).then(aquifer_testing::MetricsCapture::new);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let pool = Pool::builder(Noop).max_size(16).validation_bypass(std::time::Duration::from_secs(3600)).build()?;
+        let mut builder = Pool::builder(Noop).max_size(16).validation_bypass(std::time::Duration::from_secs(3600));
+        if let Some(c) = &capture {
+            builder = builder.meter(c.meter());
+        }
+        let pool = builder.build()?;
         drop(pool.get().await?);
         for _ in 0..n {
             let conn = pool.get().await?;
