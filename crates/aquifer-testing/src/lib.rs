@@ -10,4 +10,4 @@ pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
-pub use victoria::{Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
+pub use victoria::{PROMETHEUS_ADDR, Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
