@@ -2,7 +2,8 @@
 //!
 //! Counts (connections, pending requests, limits, health) are observed from the pool's state by callbacks at
 //! collection time, so they cost nothing per operation. Histograms and counters are recorded as things happen,
-//! with attribute sets built once per pool. This crate uses the OpenTelemetry API only: with no SDK installed
+//! with attribute sets built once per pool, except the zero waits of checkouts served at once, which are
+//! counted under the pool's lock and recorded at collection (see `record_zero_waits`). This crate uses the OpenTelemetry API only: with no SDK installed
 //! every instrument is a no-op.
 //!
 //! With the `otel-bound-instruments` feature, per-operation instruments are bound to the pool's attributes
