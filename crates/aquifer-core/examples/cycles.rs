@@ -14,7 +14,8 @@
 //! `--features otel-bound-instruments` to the build for bound instruments, as aquifer-otel builds them): the
 //! difference to the run without is what recording metrics costs per cycle. The run ends with a collection, so
 //! that the process's CPU time (`/usr/bin/time`, unlike callgrind's count inside `get()` and the drop) includes
-//! what is recorded at collection time.
+//! what is recorded at collection time. The loop's own on-CPU time per cycle is printed to stderr: timing
+//! without what other processes on the machine take.
 
 use aquifer_core::{Descriptor, Manager, Pool};
 
