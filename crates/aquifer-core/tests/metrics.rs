@@ -224,10 +224,11 @@ async fn a_dropped_pool_stops_reporting() {
     assert!(c.get("db.client.connection.count").is_none_or(|m| m.points.is_empty()), "{c:?}");
 }
 
-/// The `wait_time` data point as the SDK exports it: (count, bucket counts, sum, min, max).
-fn wait_time_point(
-    exporter: &opentelemetry_sdk::metrics::InMemoryMetricExporter,
-) -> Option<(u64, Vec<u64>, f64, Option<f64>, Option<f64>)> {
+/// A histogram data point as the SDK exports it: (count, bucket counts, sum, min, max).
+type HistogramPoint = (u64, Vec<u64>, f64, Option<f64>, Option<f64>);
+
+/// The `wait_time` data point of the newest export.
+fn wait_time_point(exporter: &opentelemetry_sdk::metrics::InMemoryMetricExporter) -> Option<HistogramPoint> {
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
     let exports = exporter.get_finished_metrics().expect("in-memory metrics");
     let last = exports.last()?;
