@@ -1,5 +1,5 @@
 //! [`Victoria`]: the VictoriaMetrics that scripts/dev-services.sh runs as the OTLP receiver, queried through its
-//! Prometheus API.
+//! Prometheus API, and the Prometheus that scrapes it (the same API, Prometheus's own PromQL engine).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
