@@ -12,4 +12,4 @@ pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
-pub use victoria::{Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
+pub use victoria::{PROMETHEUS_ADDR, Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
