@@ -102,7 +102,7 @@ async fn main() -> Result<(), BoxError> {
     let music = PgConfig::from_lookup("POSTGRES", var)?.connect().await?;
     let vocab = MySqlConfig::from_lookup("MYSQL", var)?.connect().await?;
     let graph = Neo4jConfig::from_lookup("NEO4J", var)?.connect().await?;
-    let books = SqlitePool::open(SqliteConfig::from_lookup("SQLITE", var)?).await?;
+    let books = SqliteConfig::from_lookup("SQLITE", var)?.connect().await?;
     let vocab_limits = MySqlLimits::read(&mut *vocab.get().await?).await?;
     let app = App { music, vocab, vocab_limits, graph, books };
     seed(&app).await?;
@@ -530,7 +530,7 @@ struct CharactersByPlot(SqlitePool);
 impl Loader for CharactersByPlot {
     type Key = i64;
     type Value = Vec<Character>;
-    type Error = aquifer_sqlite::SqliteError;
+    type Error = aquifer_sqlite::SqliteOperationError;
 
     async fn load(&self, plots: &[i64]) -> Result<HashMap<i64, Vec<Character>>, Self::Error> {
         let plots = plots.to_vec();
