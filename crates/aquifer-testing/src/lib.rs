@@ -2,11 +2,13 @@
 
 mod fake;
 mod metrics;
+mod proxy;
 mod server;
 #[cfg(feature = "victoria")]
 mod victoria;
 
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
+pub use proxy::ChaosProxy;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
