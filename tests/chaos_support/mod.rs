@@ -41,12 +41,11 @@ pub enum Fail {
 }
 
 impl Fail {
-    pub fn acquire<E>(e: &PoolError<E>) -> Fail {
+    pub fn acquire<E: std::error::Error>(e: &PoolError<E>) -> Fail {
         Fail::Acquire(match e {
             PoolError::Timeout { last_error: Some(_), .. } => "timeout_connecting",
             PoolError::Timeout { .. } => "timeout",
             PoolError::Unavailable { .. } => "unavailable",
-            PoolError::Backend(_) => "connect",
             PoolError::Closed => "closed",
             _ => "config",
         })
@@ -101,9 +100,12 @@ pub struct Tally {
 pub struct TallyInner {
     pub ok: u64,
     pub failed: BTreeMap<String, u64>,
-    /// Connections on which a statement failed with a lost connection.
+    /// Connections whose last statement failed with a lost connection.
     pub dead: HashSet<u64>,
-    /// Checkouts that handed out a connection already seen dead.
+    /// Checkouts that handed out a connection whose last statement failed as lost (a Bolt connection's
+    /// `Graph` reconnects by itself, so this alone is not a failure).
+    pub reissued: u64,
+    /// Connections that failed as lost on two checkouts in a row: a dead connection handed out again.
     pub dead_reissued: u64,
     /// Latencies of successful requests (checkout to answer), microseconds.
     pub latencies_us: Vec<u64>,
@@ -147,41 +149,45 @@ impl Tally {
         }
     }
 
-    /// Notes a checkout of `id`; true when that connection was already seen dead.
-    fn checked_out(&self, id: u64) -> bool {
+    /// Notes the outcome of a statement on connection `id`.
+    fn used(&self, id: u64, lost: bool) {
         let mut t = self.inner.lock();
-        let again = t.dead.contains(&id);
-        if again {
+        let was_dead = t.dead.contains(&id);
+        if was_dead {
+            t.reissued += 1;
+        }
+        if lost && was_dead {
             t.dead_reissued += 1;
         }
-        again
-    }
-
-    fn died(&self, id: u64) {
-        self.inner.lock().dead.insert(id);
+        if lost {
+            t.dead.insert(id);
+        } else {
+            t.dead.remove(&id);
+        }
     }
 }
 
 impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.inner.lock();
-        write!(f, "ok {}, failed {:?}, dead connections handed out again {}", t.ok, t.failed, t.dead_reissued)
+        write!(
+            f,
+            "ok {}, failed {:?}, dead connections handed out again {} (reused after a loss: {})",
+            t.ok, t.failed, t.dead_reissued, t.reissued
+        )
     }
 }
 
 /// One request: check out, run the short statement, tally. A connection whose statement lost its connection
-/// is remembered; handing it out again is counted.
+/// is remembered; failing as lost again on its next checkout is counted as a dead connection handed out again.
 pub async fn request<B: ChaosBackend>(pool: &Pool<B::M>, tally: &Tally) {
     let started = Instant::now();
     let outcome = match pool.get().await {
         Err(e) => Err(Fail::acquire(&e)),
         Ok(mut conn) => {
             let id = conn.info().id;
-            tally.checked_out(id);
             let r = B::short(&mut conn).await;
-            if r == Err(Fail::Lost) {
-                tally.died(id);
-            }
+            tally.used(id, r == Err(Fail::Lost));
             r
         }
     };
@@ -344,15 +350,19 @@ impl ChaosBackend for Postgres {
     }
 
     async fn helper_short(pool: &Pool<Self::M>) -> Result<(), Fail> {
-        let (v,): (i32,) = pool.fetch_one(|| sqlx::query_as("SELECT 1")).await.map_err(|e| pg_op_fail(&e))?;
+        let pool = aquifer_postgres::PgPool::from(pool.clone());
+        let (v,): (i32,) =
+            pool.fetch_one(|| sqlx::query_as::<_, (i32,)>("SELECT 1")).await.map_err(|e| pg_op_fail(&e))?;
         assert_eq!(v, 1);
         Ok(())
     }
 
     async fn helper_long(pool: &Pool<Self::M>) -> Result<usize, Fail> {
+        let pool = aquifer_postgres::PgPool::from(pool.clone());
         let rows: Vec<(i64, String)> = pool
             .fetch_all(|| {
-                sqlx::query_as("SELECT i, repeat('x', 40) FROM generate_series(1, $1::int8) AS i").bind(LONG_ROWS)
+                sqlx::query_as::<_, (i64, String)>("SELECT i, repeat('x', 40) FROM generate_series(1, $1::int8) AS i")
+                    .bind(LONG_ROWS)
             })
             .await
             .map_err(|e| pg_op_fail(&e))?;
@@ -439,18 +449,19 @@ impl ChaosBackend for MySql {
 
     async fn long_result(conn: &mut Pooled<Self::M>) -> Result<usize, Fail> {
         use aquifer_mysql::mysql_async::prelude::Queryable;
-        let rows: Vec<(i64, String)> =
-            conn.exec(LONG_SQL_MYSQL, (LONG_ROWS,)).await.map_err(|e| my_fail(&e))?;
+        let rows: Vec<(i64, String)> = conn.exec(LONG_SQL_MYSQL, (LONG_ROWS,)).await.map_err(|e| my_fail(&e))?;
         Ok(rows.len())
     }
 
     async fn helper_short(pool: &Pool<Self::M>) -> Result<(), Fail> {
+        let pool = aquifer_mysql::MySqlPool::from(pool.clone());
         let v: i32 = pool.fetch_one("SELECT 1", ()).await.map_err(|e| my_op_fail(&e))?;
         assert_eq!(v, 1);
         Ok(())
     }
 
     async fn helper_long(pool: &Pool<Self::M>) -> Result<usize, Fail> {
+        let pool = aquifer_mysql::MySqlPool::from(pool.clone());
         let rows: Vec<(i64, String)> =
             pool.fetch_all(LONG_SQL_MYSQL, (LONG_ROWS,)).await.map_err(|e| my_op_fail(&e))?;
         Ok(rows.len())
@@ -525,8 +536,7 @@ impl ChaosBackend for Neo4j {
     }
 
     async fn short(conn: &mut Pooled<Self::M>) -> Result<(), Fail> {
-        let mut rows =
-            conn.execute(aquifer_neo4j::query("RETURN 1 AS a")).await.map_err(|e| neo_raw_fail(&e))?;
+        let mut rows = conn.execute(aquifer_neo4j::query("RETURN 1 AS a")).await.map_err(|e| neo_raw_fail(&e))?;
         let row = rows.next().await.map_err(|e| neo_raw_fail(&e))?.ok_or(Fail::Other("no row".into()))?;
         assert_eq!(row.get::<i64>("a").unwrap(), 1);
         Ok(())
@@ -543,6 +553,7 @@ impl ChaosBackend for Neo4j {
     }
 
     async fn helper_short(pool: &Pool<Self::M>) -> Result<(), Fail> {
+        let pool = aquifer_neo4j::Neo4jPool::from(pool.clone());
         let row = pool.fetch_one(aquifer_neo4j::query("RETURN 1 AS a")).await.map_err(|e| neo_op_fail(&e))?;
         assert_eq!(row.get::<i64>("a").unwrap(), 1);
         Ok(())
@@ -550,6 +561,7 @@ impl ChaosBackend for Neo4j {
 
     async fn helper_long(pool: &Pool<Self::M>) -> Result<usize, Fail> {
         let q = aquifer_neo4j::query(LONG_CYPHER).param("n", LONG_ROWS);
+        let pool = aquifer_neo4j::Neo4jPool::from(pool.clone());
         Ok(pool.fetch_all(q).await.map_err(|e| neo_op_fail(&e))?.len())
     }
 

@@ -8,8 +8,8 @@ mod server;
 mod victoria;
 
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
-pub use proxy::ChaosProxy;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
+pub use proxy::ChaosProxy;
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
 pub use victoria::{Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
