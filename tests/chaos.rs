@@ -255,6 +255,11 @@ macro_rules! chaos_tests {
             async fn black_hole_times_out_waiters_then_heals() {
                 black_hole_then_heal::<$backend>(concat!(stringify!($prefix), "_bh")).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn latency_spike_fails_nothing() {
+                latency_spike::<$backend>(concat!(stringify!($prefix), "_lat")).await;
+            }
         }
     };
 }
