@@ -4,6 +4,8 @@
 //! still holds.
 #![allow(dead_code)]
 
+pub mod soak;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -195,19 +197,35 @@ pub async fn request<B: ChaosBackend>(pool: &Pool<B::M>, tally: &Tally) {
     tally.record(started, outcome);
     if failed {
         // A failing pool answers at once (fail-fast); a short pause keeps the counts about requests, not spins.
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// `tasks` tasks sending requests back to back until `until`.
 pub async fn load<B: ChaosBackend>(pool: &Pool<B::M>, tally: &Arc<Tally>, tasks: usize, until: Instant) {
+    load_with_think::<B>(pool, tally, tasks, until, Duration::ZERO).await;
+}
+
+/// `tasks` tasks sending requests until `until`, each pausing `think` after each request (a service's clients
+/// rather than a benchmark's); their starts are spread over one `think` so they do not arrive together.
+pub async fn load_with_think<B: ChaosBackend>(
+    pool: &Pool<B::M>,
+    tally: &Arc<Tally>,
+    tasks: usize,
+    until: Instant,
+    think: Duration,
+) {
     let mut handles = Vec::with_capacity(tasks);
-    for _ in 0..tasks {
+    for i in 0..tasks {
         let pool = pool.clone();
         let tally = tally.clone();
         handles.push(tokio::spawn(async move {
+            tokio::time::sleep(think.mul_f64(i as f64 / tasks as f64)).await;
             while Instant::now() < until {
                 request::<B>(&pool, &tally).await;
+                if !think.is_zero() {
+                    tokio::time::sleep(think).await;
+                }
             }
         }));
     }
@@ -328,6 +346,7 @@ impl ChaosBackend for Postgres {
             ("POSTGRES_APPLICATION_NAME".into(), marker.into()),
             ("POSTGRES_POOL_MAX_SIZE".into(), max_size.to_string()),
             ("POSTGRES_POOL_ACQUIRE_TIMEOUT".into(), "2s".into()),
+            ("POSTGRES_POOL_LEAK_THRESHOLD".into(), "10s".into()),
         ];
         let config = aquifer_postgres::PgConfig::from_lookup("POSTGRES", lookup(vars)).unwrap();
         config.builder().expect("valid config").build().expect("a pool builds in a runtime")
@@ -435,6 +454,7 @@ impl ChaosBackend for MySql {
             ("MYSQL_NAME".into(), marker.into()),
             ("MYSQL_POOL_MAX_SIZE".into(), max_size.to_string()),
             ("MYSQL_POOL_ACQUIRE_TIMEOUT".into(), "2s".into()),
+            ("MYSQL_POOL_LEAK_THRESHOLD".into(), "10s".into()),
         ];
         let config = aquifer_mysql::MySqlConfig::from_lookup("MYSQL", lookup(vars)).unwrap();
         config.builder().expect("valid config").build().expect("a pool builds in a runtime")
@@ -530,6 +550,7 @@ impl ChaosBackend for Neo4j {
             ("NEO4J_NAME".into(), marker.into()),
             ("NEO4J_POOL_MAX_SIZE".into(), max_size.to_string()),
             ("NEO4J_POOL_ACQUIRE_TIMEOUT".into(), "2s".into()),
+            ("NEO4J_POOL_LEAK_THRESHOLD".into(), "10s".into()),
         ];
         let config = aquifer_neo4j::Neo4jConfig::from_lookup("NEO4J", lookup(vars)).unwrap();
         config.builder().expect("valid config").build().expect("a pool builds in a runtime")
