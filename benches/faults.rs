@@ -14,7 +14,6 @@
 //! `resets-idle`, `black-hole`, `refuse`, `latency`, `cut`; default all). Not run by CI.
 
 #[path = "../tests/chaos_support/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod chaos_support;
 
 use std::future::Future;

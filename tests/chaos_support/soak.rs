@@ -175,31 +175,45 @@ pub async fn soak<B: ChaosBackend>(name: &str, cfg: SoakConfig) -> SoakReport {
 }
 
 impl SoakReport {
+    /// Panics unless [`check_flat`](SoakReport::check_flat) passes.
+    pub fn assert_flat(&self, max_size: usize) {
+        if let Err(e) = self.check_flat(max_size) {
+            panic!("{e}");
+        }
+    }
+
     /// Nothing grows: memory, connections (pool and server side) and p99 stay within bounds of the first
     /// steady sample; every interval served requests; no leak report, no panic, no dead connection handed out
-    /// twice in a row.
-    pub fn assert_flat(&self, max_size: usize) {
+    /// twice in a row. The first failed check, described.
+    pub fn check_flat(&self, max_size: usize) -> Result<(), String> {
         let b = self.backend;
-        assert!(self.samples.len() >= 3, "{b}: at least three samples: {self:?}");
+        let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(format!("{b}: {what}")) };
+        check(self.samples.len() >= 3, format!("at least three samples: {:?}", self.samples))?;
         for s in &self.samples {
-            assert!(s.pool_size <= max_size, "{b}: pool within its maximum: {s:?}");
-            assert!(s.server_connections <= max_size, "{b}: the server holds no more than the pool: {s:?}");
-            assert!(s.ok > 0, "{b}: every interval serves requests: {s:?}");
+            check(s.pool_size <= max_size, format!("pool within its maximum: {s:?}"))?;
+            check(s.server_connections <= max_size, format!("the server holds no more than the pool: {s:?}"))?;
+            check(s.ok > 0, format!("every interval serves requests: {s:?}"))?;
         }
         // The first sample includes the warm-up; the second is the baseline.
         let base = &self.samples[1];
-        let last = self.samples.last().unwrap();
+        let last = self.samples.last().expect("samples");
         let rss_bound = (base.rss_kib + base.rss_kib / 4).max(base.rss_kib + 32 * 1024);
-        assert!(last.rss_kib <= rss_bound, "{b}: memory flat: {} KiB after {} KiB", last.rss_kib, base.rss_kib);
+        check(last.rss_kib <= rss_bound, format!("memory flat: {} KiB after {} KiB", last.rss_kib, base.rss_kib))?;
         let mut p99s: Vec<u64> = self.samples[1..].iter().map(|s| s.p99_us).collect();
         p99s.sort_unstable();
         let median = p99s[p99s.len() / 2];
         // A shared two-core machine: bounds loose enough for noise, tight enough for a trend.
         let p99_bound = 4 * median + 50_000;
         for s in &self.samples[1..] {
-            assert!(s.p99_us <= p99_bound, "{b}: p99 flat ({} us, median {median} us): {s:?}", s.p99_us);
+            check(s.p99_us <= p99_bound, format!("p99 flat ({} us, median {median} us): {s:?}", s.p99_us))?;
         }
-        assert_eq!((self.leaks, self.panics), (0, 0), "{b}: no leak report, no panic");
-        assert_eq!(self.dead_reissued, 0, "{b}: no dead connection handed out twice in a row");
+        check(
+            (self.leaks, self.panics) == (0, 0),
+            format!("no leak report ({}), no panic ({})", self.leaks, self.panics),
+        )?;
+        check(
+            self.dead_reissued == 0,
+            format!("no dead connection handed out twice in a row ({} were)", self.dead_reissued),
+        )
     }
 }
