@@ -2,6 +2,7 @@
 
 mod fake;
 mod metrics;
+mod private;
 mod proxy;
 mod server;
 #[cfg(feature = "victoria")]
@@ -9,6 +10,7 @@ mod victoria;
 
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
+pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
 pub use proxy::ChaosProxy;
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
