@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aquifer_batch::{BatchLoader, BulkError, Loader};
 use aquifer_sqlite::rusqlite::params;
-use aquifer_sqlite::{SqliteConfig, SqliteError, SqlitePool};
+use aquifer_sqlite::{SqliteConfig, SqliteOperationError, SqlitePool};
 
 const AUTHORS: usize = 200;
 const PLOTS: usize = 1_800;
@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pool: aquifer_sqlite::PoolConfig { max_size: READERS, name: Some("books".into()), ..Default::default() },
         ..SqliteConfig::default()
     };
-    let pool = SqlitePool::open(config).await?;
+    let pool = config.connect().await?;
     let c = pool.config();
     println!("Aquifer SQLite quickstart: {}", path.display());
     println!(
@@ -114,9 +114,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 2. N+1: one query for the plots, then one per plot for its characters; versus one batched query.
-    let ids: Vec<i64> = pool
-        .read(|c| c.prepare("SELECT id FROM plots ORDER BY id LIMIT 200")?.query_map([], |r| r.get(0))?.collect())
-        .await?;
+    let ids: Vec<i64> =
+        pool.fetch_all("SELECT id FROM plots ORDER BY id LIMIT 200", ()).await?.into_iter().map(|(id,)| id).collect();
     let (a, n_plus_one) = best_of(5, || n_plus_one_round_trips(&pool, ids.clone())).await?;
     let (b, in_one_read) = best_of(5, || n_plus_one_in_one_read(&pool, ids.clone())).await?;
     let (c, batched) = best_of(5, || one_batched_query(&pool, ids.clone())).await?;
@@ -134,7 +133,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "   SQLite runs in-process, so N+1 statements on one connection are cheap; what costs is N trips through\n   \
-         the pool (a checkout and a read transaction each). Batch them: one read closure, or one query (which\n   \
+         the pool (a checkout and a `fetch_all` each). Batch them: one read closure, or one query (which\n   \
          a BatchLoader writes for code that loads one plot at a time, like resolvers)."
     );
 
@@ -256,22 +255,16 @@ async fn dashboard_reader(pool: SqlitePool, done: Arc<AtomicBool>) -> (Vec<Durat
     (latencies, errors)
 }
 
-async fn n_plus_one_round_trips(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, SqliteError> {
+async fn n_plus_one_round_trips(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, SqliteOperationError> {
     let mut n = 0;
     for id in plot_ids {
-        let names: Vec<String> = pool
-            .read(move |c| {
-                c.prepare_cached("SELECT name FROM characters WHERE plot_id = ?1")?
-                    .query_map([id], |r| r.get(0))?
-                    .collect()
-            })
-            .await?;
+        let names: Vec<(String,)> = pool.fetch_all("SELECT name FROM characters WHERE plot_id = ?1", (id,)).await?;
         n += names.len();
     }
     Ok(n)
 }
 
-async fn n_plus_one_in_one_read(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, SqliteError> {
+async fn n_plus_one_in_one_read(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, SqliteOperationError> {
     pool.read(move |c| {
         let mut st = c.prepare_cached("SELECT name FROM characters WHERE plot_id = ?1")?;
         let mut n = 0;
@@ -283,7 +276,7 @@ async fn n_plus_one_in_one_read(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result
     .await
 }
 
-async fn one_batched_query(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, SqliteError> {
+async fn one_batched_query(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, SqliteOperationError> {
     // The ids travel as one JSON array parameter: one statement whatever their number.
     let ids = format!("[{}]", plot_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
     pool.read(move |c| {
@@ -303,9 +296,9 @@ struct CharactersByPlot(SqlitePool);
 impl Loader for CharactersByPlot {
     type Key = i64;
     type Value = Vec<String>;
-    type Error = SqliteError;
+    type Error = SqliteOperationError;
 
-    async fn load(&self, plots: &[i64]) -> Result<HashMap<i64, Vec<String>>, SqliteError> {
+    async fn load(&self, plots: &[i64]) -> Result<HashMap<i64, Vec<String>>, SqliteOperationError> {
         let plots = plots.to_vec();
         self.0
             .read(move |c| {

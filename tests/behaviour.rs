@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use aquifer_core::{HealthStatus, Pool};
 use aquifer_testing::MetricsCapture;
-use backends::{Backend, STEP, ServerBackend, unique};
+use backends::{Backend, Faults, STEP, unique};
 use tokio::time::timeout;
 
 /// A connection checked out is counted in use, goes back idle when dropped, and is reused by the next get
@@ -130,15 +130,15 @@ async fn config_from_the_environment<B: Backend>(test: &str) {
     pool.close().await;
 }
 
-/// A wrong password fails the start-up at once with a typed, permanent error that names the cause and never
-/// shows the password.
-async fn wrong_password_is_a_typed_permanent_error<B: ServerBackend>(test: &str) {
+/// A start the backend refuses for good (a wrong password; for SQLite, a database that cannot be opened) fails
+/// at once with a typed, permanent error that names the cause and never shows the secret.
+async fn refused_start_is_a_typed_permanent_error<B: Faults>(test: &str) {
     B::require().await;
     let started = std::time::Instant::now();
-    let err = B::start_with_wrong_password(&unique(test)).await;
-    assert!(started.elapsed() < STEP, "a refused password must not wait for the acquire timeout");
+    let err = B::start_refused(&unique(test)).await;
+    assert!(started.elapsed() < STEP, "a refused start must not wait for the acquire timeout");
     assert!(matches!(err, aquifer_core::StartError::Connect { .. }), "{err:?}");
-    assert!(err.is_permanent(), "a refused password is permanent: {err:?}");
+    assert!(err.is_permanent(), "a refused start is permanent: {err:?}");
     assert!(err.backend_error().is_some(), "the driver's error is kept: {err:?}");
     let text = format!("{err} {err:?}");
     assert!(!text.contains("not-the-password"), "the password leaked: {text}");
@@ -146,7 +146,7 @@ async fn wrong_password_is_a_typed_permanent_error<B: ServerBackend>(test: &str)
 
 /// A query whose future was dropped mid-flight leaves nothing behind: the next user of the (only)
 /// connection slot gets an answer to its own query.
-async fn dropped_in_flight_query_is_never_handed_out_dirty<B: ServerBackend>(test: &str) {
+async fn dropped_in_flight_query_is_never_handed_out_dirty<B: Faults>(test: &str) {
     B::require().await;
     let pool: Pool<B::M> = B::pool(&B::vars(&unique(test), 1), None);
     let mut conn = pool.get().await.unwrap();
@@ -159,14 +159,14 @@ async fn dropped_in_flight_query_is_never_handed_out_dirty<B: ServerBackend>(tes
     pool.close().await;
 }
 
-macro_rules! server_suite {
+macro_rules! faults_suite {
     ($($module:ident: $backend:ty),+ $(,)?) => {$(
         mod $module {
             use super::*;
 
             #[tokio::test]
-            async fn a_wrong_password_is_a_typed_permanent_error() {
-                super::wrong_password_is_a_typed_permanent_error::<$backend>(concat!(stringify!($module), "_pw")).await;
+            async fn a_refused_start_is_a_typed_permanent_error() {
+                super::refused_start_is_a_typed_permanent_error::<$backend>(concat!(stringify!($module), "_pw")).await;
             }
 
             #[tokio::test]
@@ -177,9 +177,12 @@ macro_rules! server_suite {
     )+};
 }
 
-// SQLite has no authentication, and its statements cannot be abandoned mid-flight (they run synchronously to
-// their end); the rest of the suite runs on all four.
-server_suite!(postgres_server: backends::Postgres, mysql_server: backends::MySql, neo4j_server: backends::Neo4j);
+faults_suite!(
+    postgres_faults: backends::Postgres,
+    mysql_faults: backends::MySql,
+    neo4j_faults: backends::Neo4j,
+    sqlite_faults: backends::Sqlite,
+);
 
 macro_rules! suite {
     ($($module:ident: $backend:ty),+ $(,)?) => {$(

@@ -1,7 +1,9 @@
 //! Every panel query of grafana/dashboards runs against VictoriaMetrics holding what the examples exported
-//! through aquifer-otel: a query that fails to parse fails the test, and so does one that returns nothing,
-//! except the panels listed in NO_DATA_ON_THIS_BRANCH with the reason. Template variables are checked the same
-//! way. (The dashboards' JSON is checked against Grafana's schema by scripts/check-deploy-files.sh.)
+//! through aquifer-otel, and against Prometheus 3 scraping VictoriaMetrics' `/federate` (Prometheus's own
+//! parser and engine, which are stricter than VictoriaMetrics' MetricsQL): a query that fails to parse fails
+//! the test, and so does one that returns nothing, except the panels listed in NO_DATA_ON_THIS_BRANCH with the
+//! reason. Template variables are checked the same way. (The dashboards' JSON is checked against Grafana's
+//! schema by scripts/check-deploy-files.sh.)
 
 mod common;
 
@@ -107,28 +109,32 @@ fn every_panel_query_parses_and_returns_the_examples_data() {
     let services: Vec<&str> = services.iter().map(String::as_str).collect();
     runtime().block_on(async {
         let vm = Victoria::require().await;
+        let prometheus = Victoria::prometheus().await;
         vm.force_flush().await;
         let mut failures = Vec::new();
         let mut checked = 0;
-        for (name, dashboard) in dashboards() {
-            for q in panel_queries(&name, &dashboard) {
-                let expr = substitute(&q.expr, &services);
-                let exempt = NO_DATA_ON_THIS_BRANCH.iter().any(|(p, _)| *p == q.panel);
-                let result = match vm.query(&expr).await {
-                    Err(e) => Err(e),
-                    Ok(_) if exempt => Ok(()),
-                    Ok(_) => {
-                        let got = vm.wait_until(&expr, WAIT, |r| !r.is_empty()).await;
-                        if got.is_empty() { Err("returned nothing".to_owned()) } else { Ok(()) }
+        for (server, api) in [("VictoriaMetrics", &vm), ("Prometheus", &prometheus)] {
+            for (name, dashboard) in dashboards() {
+                for q in panel_queries(&name, &dashboard) {
+                    let expr = substitute(&q.expr, &services);
+                    let exempt = NO_DATA_ON_THIS_BRANCH.iter().any(|(p, _)| *p == q.panel);
+                    let result = match api.query(&expr).await {
+                        Err(e) => Err(e),
+                        Ok(_) if exempt => Ok(()),
+                        Ok(_) => {
+                            // Prometheus needs two scrapes of a new series before rate() has two samples.
+                            let got = api.wait_until(&expr, WAIT, |r| !r.is_empty()).await;
+                            if got.is_empty() { Err("returned nothing".to_owned()) } else { Ok(()) }
+                        }
+                    };
+                    checked += 1;
+                    if let Err(e) = result {
+                        failures.push(format!("{server}: {} / {}: {expr}: {e}", q.dashboard, q.panel));
                     }
-                };
-                checked += 1;
-                if let Err(e) = result {
-                    failures.push(format!("{} / {}: {expr}: {e}", q.dashboard, q.panel));
                 }
             }
         }
-        assert!(checked >= 25, "only {checked} panel queries found");
+        assert!(checked >= 50, "only {checked} panel queries checked on the two servers");
         assert!(failures.is_empty(), "panel queries that failed:\n{}", failures.join("\n"));
     });
 }

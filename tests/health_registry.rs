@@ -3,7 +3,7 @@
 mod backends;
 
 use aquifer_core::{HealthRegistry, HealthStatus};
-use backends::{VarsFor, unique};
+use backends::VarsFor;
 
 #[tokio::test]
 async fn one_registry_reports_pools_of_all_four_backends() {
@@ -26,12 +26,12 @@ async fn one_registry_reports_pools_of_all_four_backends() {
         .connect()
         .await
         .expect("Bolt pool");
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = aquifer_sqlite::SqlitePool::builder(dir.path().join("registry.db"))
-        .name(unique("registry_sqlite"))
-        .open()
-        .await
-        .expect("SQLite pool");
+    let sqlite =
+        aquifer_sqlite::SqliteConfig::from_lookup("SQLITE", backends::lookup(&backends::Sqlite::vars_for("lite")))
+            .unwrap()
+            .connect()
+            .await
+            .expect("SQLite pool");
 
     let registry = HealthRegistry::new();
     registry.register(pg.clone());

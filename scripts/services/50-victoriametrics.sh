@@ -5,9 +5,9 @@
 # (db_client_connection_wait_time_seconds_bucket, db_client_connection_timeouts_total).
 #
 # Debian 12 ships 1.79, which predates OTLP; the unstable suite's `victoria-metrics` is a static binary that runs
-# here. It is fetched with `apt-get download` from the unstable suite of the machine's own Debian mirror (a private
-# sources list and package cache in $AQUIFER_SERVICES_DIR/victoriametrics, so the system's apt state is untouched)
-# and unpacked with `dpkg -x`. Data in .../data, log in .../server.log, PID in .../server.pid.
+# here. It is fetched with `apt-get download` from the unstable suite of the machine's own Debian mirror and
+# unpacked with `dpkg -x` (sid_unpack in lib.sh: a private sources list and package cache, the system's apt state
+# untouched). Data in .../data, log in .../server.log, PID in .../server.pid.
 # Idempotent: a VictoriaMetrics that already answers is left alone.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -26,32 +26,8 @@ if ready; then
   exit 0
 fi
 
-# mirror: the first Debian archive URI of the machine's apt sources (deb822 or one-line format), not the
-# security archive.
-mirror() {
-  local found
-  found=$({
-    grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources || true
-    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list || true
-  } | awk '/^URIs:/ {print $2} /^deb / {print ($2 ~ /^\[/ ? $3 : $2)}' | grep -v security | grep debian | head -n1 || true)
-  echo "${found:-http://deb.debian.org/debian}"
-}
-
 if [ ! -x "$bin" ]; then
-  m=$(mirror)
-  log "downloading victoria-metrics from $m (suite unstable) into $dir/pkg"
-  apt_dir=$dir/apt
-  rm -rf "$apt_dir"
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-  echo "deb $m sid main" >"$apt_dir/sources.list"
-  opts=(-o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/nonexistent
-    -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
-  apt-get "${opts[@]}" update -qq >/dev/null
-  (cd "$apt_dir" && apt-get "${opts[@]}" download -qq victoria-metrics >/dev/null)
-  rm -rf "$dir/pkg"
-  dpkg -x "$apt_dir"/victoria-metrics_*.deb "$dir/pkg"
-  # The package lists and the .deb are not needed once unpacked.
-  rm -rf "$apt_dir"
+  sid_unpack victoria-metrics "$dir/pkg"
   [ -x "$bin" ] || { log "the victoria-metrics package holds no $bin"; exit 1; }
 fi
 

@@ -269,19 +269,22 @@ impl<B: Backend> VarsFor for B {}
 /// The longest any single step may take before the test fails instead of hanging.
 pub const STEP: Duration = Duration::from_secs(20);
 
-/// A server backend with passwords and queries that can be abandoned mid-flight (SQLite has neither: no
-/// authentication, and its statements run synchronously to their end).
-pub trait ServerBackend: Backend {
-    /// Starts a pool (`XConfig::connect`) as a user that exists, with a wrong password.
-    async fn start_with_wrong_password(name: &str) -> aquifer_core::StartError<<Self::M as Manager>::Error>;
-    /// Starts a query that takes seconds on `conn` and drops its future after a few milliseconds.
+/// The faults every backend meets in its own form.
+pub trait Faults: Backend {
+    /// Starts a pool (`XConfig::connect`) the backend refuses for good, with a secret (`not-the-password`) in
+    /// its settings: on a server, a user that exists with a wrong password; for SQLite (no authentication), a
+    /// `file:` URI carrying a `password` parameter in a directory that does not exist.
+    async fn start_refused(name: &str) -> aquifer_core::StartError<<Self::M as Manager>::Error>;
+    /// Leaves a query unfinished on `conn`: on a server, a query that takes seconds whose future is dropped
+    /// after a few milliseconds; for SQLite (whose statements run synchronously to their end inside one call),
+    /// a statement stepped once and never finished or finalized, as a leaked cursor leaves it.
     async fn abandon_slow_query(conn: &mut Pooled<Self::M>);
 }
 
 const ABANDON_AFTER: Duration = Duration::from_millis(50);
 
-impl ServerBackend for Postgres {
-    async fn start_with_wrong_password(name: &str) -> aquifer_core::StartError<sqlx::Error> {
+impl Faults for Postgres {
+    async fn start_refused(name: &str) -> aquifer_core::StartError<sqlx::Error> {
         // Role aquifer_pw has password `aquifer-secret` and scram auth over 127.0.0.1 (scripts/services/10-postgres.sh).
         let mut config = aquifer_postgres::PgConfig::from_url(
             "postgres://aquifer_pw:not-the-password@127.0.0.1:5432/test?sslmode=disable",
@@ -296,8 +299,8 @@ impl ServerBackend for Postgres {
     }
 }
 
-impl ServerBackend for MySql {
-    async fn start_with_wrong_password(name: &str) -> aquifer_core::StartError<aquifer_mysql::mysql_async::Error> {
+impl Faults for MySql {
+    async fn start_refused(name: &str) -> aquifer_core::StartError<aquifer_mysql::mysql_async::Error> {
         // User aquifer_pw (password `aquifer-secret`) is made by scripts/services/20-mariadb.sh.
         let mut config =
             aquifer_mysql::MySqlConfig::from_url("mysql://aquifer_pw:not-the-password@127.0.0.1:3306/test");
@@ -312,8 +315,8 @@ impl ServerBackend for MySql {
     }
 }
 
-impl ServerBackend for Neo4j {
-    async fn start_with_wrong_password(name: &str) -> aquifer_core::StartError<aquifer_neo4j::Neo4jError> {
+impl Faults for Neo4j {
+    async fn start_refused(name: &str) -> aquifer_core::StartError<aquifer_neo4j::Neo4jError> {
         // A user of its own (scripts/services/40-arcadedb.sh): ArcadeDB locks a user out after 5 failed logins,
         // so refusing root's password would break the other tests.
         let mut config = aquifer_neo4j::Neo4jConfig::new("bolt://127.0.0.1:7687", "aq_neo4j_pw", "not-the-password")
@@ -330,5 +333,27 @@ impl ServerBackend for Neo4j {
             Ok::<_, aquifer_neo4j::neo4rs::Error>(())
         };
         assert!(tokio::time::timeout(ABANDON_AFTER, slow).await.is_err(), "the query was still running");
+    }
+}
+
+impl Faults for Sqlite {
+    async fn start_refused(name: &str) -> aquifer_core::StartError<aquifer_sqlite::ConnectionError> {
+        let dir = std::env::temp_dir().join(format!("aq_cross_missing_{}", std::process::id()));
+        let uri = format!("file:{}/no/such/dir/x.db?password=not-the-password", dir.display());
+        let mut config = aquifer_sqlite::SqliteConfig::from_url(uri);
+        config.pool.name = Some(name.into());
+        config.connect().await.expect_err("a database in a missing directory cannot be opened")
+    }
+
+    async fn abandon_slow_query(conn: &mut Pooled<Self::M>) {
+        let mut stmt = conn
+            .prepare("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 10000000) SELECT i FROM n")
+            .unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        assert!(rows.next().unwrap().is_some(), "the query produced its first row");
+        // Never finished nor finalized: the statement stays in flight on the connection.
+        std::mem::forget(rows);
+        std::mem::forget(stmt);
+        assert!(conn.is_busy(), "the statement is still running");
     }
 }

@@ -137,8 +137,7 @@ impl Target {
                 Neo4jConfig::from_env(prefix).map_err(err).and_then(|c| neo4j(c, tune))
             }
             (Source::Url(url), Backend::Sqlite) => {
-                let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-                let mut config = SqliteConfig::new(path);
+                let mut config = SqliteConfig::from_url(url);
                 // An operator's check must not create an empty database where a typo points.
                 config.create_if_missing = false;
                 sqlite(config, tune).await
@@ -204,7 +203,7 @@ fn neo4j(mut c: Neo4jConfig, tune: impl Fn(&mut PoolConfig)) -> Result<Opened, S
 
 async fn sqlite(mut c: SqliteConfig, tune: impl Fn(&mut PoolConfig)) -> Result<Opened, String> {
     tune(&mut c.pool);
-    SqlitePool::open(c).await.map(Opened::Sqlite).map_err(err)
+    c.connect().await.map(Opened::Sqlite).map_err(err)
 }
 
 /// An open pool of one of the four backends.

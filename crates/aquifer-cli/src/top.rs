@@ -117,7 +117,7 @@ pub fn alert(utilization: f64) -> &'static str {
 }
 
 /// Runs `top` once, or every `watch` until interrupted. Exit status: 0 below 80 % of the server's
-/// `max_connections`, 1 from 80 %, 2 from 95 % or when the server cannot be queried.
+/// `max_connections`, 1 from 80 %, 2 from 95 %; a server that cannot be queried is an `Err` (exit 64 in `main`).
 pub async fn run(
     target: &Target,
     timeout: Duration,

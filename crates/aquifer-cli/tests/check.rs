@@ -1,5 +1,6 @@
 //! `aquifer check` against the real servers (start them with `scripts/dev-services.sh`).
 
+use aquifer_testing::{PrivateMariaDb, PrivatePostgres};
 use assert_cmd::Command;
 use serde_json::Value;
 
@@ -21,17 +22,28 @@ fn check_json(args: &[&str]) -> (i32, Value, String) {
 }
 
 #[test]
-fn unreachable_server_exits_2_and_names_the_cause() {
-    // Port 1 on loopback: nothing listens, so every connect is refused.
-    let out = aquifer()
-        .args(["check", "--timeout", "1s", "postgres://postgres:pg-secret-1@127.0.0.1:1/test"])
-        .output()
-        .unwrap();
+fn stopped_server_exits_2_and_names_the_cause() {
+    // A PostgreSQL of this test's own, checked healthy, then stopped: its port now refuses connections.
+    let mut server = PrivatePostgres::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("postgres://postgres:pg-secret-1@127.0.0.1:{}/test?sslmode=disable", server.port());
+    let (code, json, stdout) = check_json(&[&url]);
+    assert_eq!((code, json["status"].as_str()), (0, Some("healthy")), "{stdout}");
+
+    server.stop().unwrap_or_else(|e| panic!("{e}"));
+    let out = aquifer().args(["check", "--timeout", "1s", &url]).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("unhealthy"), "{stdout}");
     assert!(stdout.contains("Connection refused"), "the cause is named: {stdout}");
     assert!(!stdout.contains("pg-secret-1"), "no password: {stdout}");
+
+    let (code, json, stdout) = check_json(&[&url]);
+    assert_eq!(code, 2, "{stdout}");
+    let row = &json["targets"][0];
+    assert_eq!(row["status"], "unhealthy");
+    assert_eq!(row["system"], "postgresql");
+    assert!(row["last_error"].as_str().unwrap().contains("Connection refused"), "{stdout}");
+    assert!(row["server_version"].is_null() && row["latency_ms"].is_null(), "{stdout}");
 }
 
 #[test]
@@ -56,8 +68,11 @@ fn json_reports_every_backend_and_the_worst_status() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("check.db");
     empty_database_file(&db);
-    let closed = "mysql://root:my-secret-2@127.0.0.1:1/test";
-    let (code, json, stdout) = check_json(&[PG, MYSQL, NEO4J, db.to_str().unwrap(), closed]);
+    // A MariaDB of this test's own, stopped: the one unhealthy target.
+    let mut stopped = PrivateMariaDb::start().unwrap_or_else(|e| panic!("{e}"));
+    stopped.stop().unwrap_or_else(|e| panic!("{e}"));
+    let closed = format!("mysql://root:my-secret-2@127.0.0.1:{}/test", stopped.port());
+    let (code, json, stdout) = check_json(&[PG, MYSQL, NEO4J, db.to_str().unwrap(), &closed]);
     assert_eq!(code, 2, "{stdout}");
     assert_eq!(json["status"], "unhealthy");
     let systems: Vec<&str> =
@@ -66,6 +81,7 @@ fn json_reports_every_backend_and_the_worst_status() {
     let statuses: Vec<&str> =
         json["targets"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["healthy", "healthy", "healthy", "healthy", "unhealthy"], "{SERVERS}: {stdout}");
+    assert!(json["targets"][4]["last_error"].as_str().unwrap().contains("Connection refused"), "{stdout}");
     assert_eq!(json["targets"][1]["server_version"].as_str().map(|v| v.contains("MariaDB")), Some(true));
     assert!(!stdout.contains("my-secret-2") && !stdout.contains("aquifer-secret"), "no password: {stdout}");
 }

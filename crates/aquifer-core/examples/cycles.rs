@@ -9,6 +9,13 @@
 //!
 //! "Collected" divided by the cycles (plus one warm-up) is the cost of one checkout and return, the pool's
 //! own code only: the collection is switched on inside `get()`'s future and the guard's drop.
+//!
+//! With `sdk` as second argument the pool records into a real OpenTelemetry SDK meter provider (add
+//! `--features otel-bound-instruments` to the build for bound instruments, as aquifer-otel builds them): the
+//! difference to the run without is what recording metrics costs per cycle. The run ends with a collection, so
+//! that the process's CPU time (`/usr/bin/time`, unlike callgrind's count inside `get()` and the drop) includes
+//! what is recorded at collection time. The loop's own on-CPU time per cycle is printed to stderr: timing
+//! without what other processes on the machine take.
 
 use aquifer_core::{Descriptor, Manager, Pool};
 
@@ -31,14 +38,40 @@ impl Manager for Noop {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(40_000);
+    let capture = (std::env::args().nth(2).as_deref() == Some("sdk")).then(aquifer_testing::MetricsCapture::new);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let pool = Pool::builder(Noop).max_size(16).validation_bypass(std::time::Duration::from_secs(3600)).build()?;
+        let mut builder = Pool::builder(Noop).max_size(16).validation_bypass(std::time::Duration::from_secs(3600));
+        if let Some(c) = &capture {
+            builder = builder.meter(c.meter());
+        }
+        let pool = builder.build()?;
         drop(pool.get().await?);
+        let (cpu0, wall0) = (thread_cpu_ns(), std::time::Instant::now());
         for _ in 0..n {
             let conn = pool.get().await?;
             std::hint::black_box(&*conn);
         }
+        let (cpu, wall) = (thread_cpu_ns().zip(cpu0).map(|(b, a)| b - a), wall0.elapsed());
+        // On-CPU time of the loop's thread: unlike wall time, not inflated by other processes taking the core.
+        match cpu {
+            Some(cpu) => eprintln!(
+                "loop: {:.1} ns on CPU per cycle ({:.1} ns wall)",
+                cpu as f64 / n as f64,
+                wall.as_nanos() as f64 / n as f64
+            ),
+            None => eprintln!("loop: {:.1} ns wall per cycle", wall.as_nanos() as f64 / n as f64),
+        }
+        if let Some(c) = &capture {
+            // A collection, inside the measured process: waits the pool records at collection time are counted.
+            let waits = c.collect().get("db.client.connection.wait_time").map_or(0, |m| m.count());
+            eprintln!("the SDK aggregated {waits} waits");
+        }
         Ok(())
     })
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux's `/proc/thread-self/schedstat`), if readable.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
 }

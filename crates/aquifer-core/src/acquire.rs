@@ -50,7 +50,6 @@ impl<M: Manager> Future for Acquire<'_, M> {
                     std::task::ready!(this.shared.poll_checkout(cx, Some(this.timeout), true, this.leak_caller));
                 let first = match first {
                     Step::Ready(conn, checkout, now) => {
-                        this.shared.metrics.wait_time(Duration::ZERO);
                         return Poll::Ready(Ok(Pooled::new(conn, Arc::clone(this.shared), now, checkout)));
                     }
                     other => other,
@@ -132,7 +131,7 @@ impl<M: Manager> Shared<M> {
     /// One attempt under the lock, within Tokio's cooperative budget. The budget is checked before anything is
     /// taken, so a task looping on an idle pool yields now and then instead of starving its worker, and never
     /// yields holding a connection (tokio's Semaphore checks after granting, which is what makes pools built on
-    /// it slow). `first`: the caller has not waited yet.
+    /// it slow). `first`: the caller has not waited yet; a connection it gets now counts as a zero wait.
     #[inline]
     pub(crate) fn poll_checkout(
         &self,
@@ -143,8 +142,14 @@ impl<M: Manager> Shared<M> {
     ) -> Poll<Step<M::Connection, M::Error>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let now = self.clock.now();
-        let step = self.lock().checkout(now, leak_caller, self.wait_mode(timeout, first), cx.waker());
+        let mut g = self.lock();
+        let step = g.checkout(now, leak_caller, self.wait_mode(timeout, first), cx.waker());
         if matches!(step, Step::Ready(..)) {
+            if first {
+                // Served at once: its zero wait is recorded at the next collection (see `metrics.rs`).
+                g.count_zero_wait();
+            }
+            drop(g);
             coop.made_progress();
         }
         Poll::Ready(step)
@@ -168,7 +173,6 @@ impl<M: Manager> Shared<M> {
         let leak_caller = self.config.leak_detection_threshold.map(|_| caller);
         let first = std::future::poll_fn(|cx| self.poll_checkout(cx, None, true, leak_caller)).await;
         if let Step::Ready(conn, checkout, now) = first {
-            self.metrics.wait_time(Duration::ZERO);
             return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
         }
         self.acquire_slow(first, self.clock.now(), None, leak_caller).await
@@ -235,13 +239,15 @@ impl<M: Manager> Shared<M> {
                 }
             };
 
-            // A connection that was handed over, or sat idle past the bypass window: check it before use.
+            // A connection that was handed over, or sat idle past the bypass window or was suspected: check it
+            // before use.
             let mut now = self.clock.now();
             if conn.expired(now) {
                 self.discard(conn, NO_CHECKOUT, CloseReason::MaxLifetime);
                 continue;
             }
-            if now.duration_since(conn.last_used) > bypass {
+            // Not fresh: idle past the bypass window, or suspected since a connection was found dead.
+            if !conn.fresh(now) {
                 // Dropped with the future (cancelled mid-validation): the connection's state is unknown, so
                 // the guard closes it and frees its slot.
                 let mut held = Held::new(self, conn, NO_CHECKOUT, CloseReason::Discarded);

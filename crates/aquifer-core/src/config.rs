@@ -298,15 +298,8 @@ impl PoolConfig {
         env.optional_duration("POOL_MAX_LIFETIME", &mut c.max_lifetime)?;
         env.optional_duration("POOL_LEAK_THRESHOLD", &mut c.leak_detection_threshold)?;
         env.optional_duration("POOL_HEALTH_INTERVAL", &mut c.health_interval)?;
-        c.validate().map_err(|e| match env.rename(e, env_suffix) {
-            // Show the variable's text as written ("0ms"), not the parsed value ("0s"); no pool variable that
-            // validation can refuse holds a secret.
-            ConfigError::Env { var, value, reason } => {
-                let written = lookup(&var).filter(|v| !v.trim().is_empty());
-                ConfigError::Env { value: written.unwrap_or(value), var, reason }
-            }
-            other => other,
-        })?;
+        // Errors show the variable's text as written ("0ms"), not the parsed value ("0s").
+        c.validate().map_err(|e| env.rename(e, env_suffix))?;
         Ok(c)
     }
 }
@@ -357,9 +350,20 @@ fn env_suffix(field: &str) -> Option<&'static str> {
 /// assert!(!format!("{url:?}").contains("hunter2"));
 /// assert!(url.expose().contains("hunter2"));
 /// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialising it writes the redacted form too, so a config written back to a file or an API never carries
+/// the password; a config read back from that output has `***` as its password. To round-trip a config, keep
+/// the password out of what is serialised: give the URL at load time (the `{PREFIX}_URL` variable, a secret
+/// store) and set it after deserialising the rest.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct DatabaseUrl(String);
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
 
 impl DatabaseUrl {
     /// Wraps a URL.
@@ -402,11 +406,31 @@ impl fmt::Display for DatabaseUrl {
 /// assert_eq!(redact_url("postgres://db:notaport/x?password=hunter2"), "postgres://db:notaport/x?password=***");
 /// assert_eq!(redact_url("host=db password='hunter 2' user=app"), "host=db password=*** user=app");
 /// assert_eq!(redact_url("mysql://app:hun@ter2@db:99999/x"), "mysql://***@db:99999/x");
+/// assert_eq!(redact_url("postgres:/app:hunter2@db/x"), "postgres:/***@db/x");
 /// ```
 pub fn redact_url(url: &str) -> String {
     if let Ok(mut parsed) = url::Url::parse(url)
         && !parsed.cannot_be_a_base()
     {
+        // `scheme:/user:password@host` (one slash) parses as a path without a host: the user info is in the
+        // path, where `password()` does not see it.
+        if parsed.host_str().is_none_or(str::is_empty)
+            && let Some(at) = parsed.path().rfind('@')
+        {
+            let (scheme, rest) = url.split_at(url.find(':').map_or(0, |i| i + 1));
+            let slashes = rest.len() - rest.trim_start_matches('/').len();
+            let end = rest.find(['?', '#']).unwrap_or(rest.len());
+            return match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}{}***{}", &rest[..slashes], redact_unparsed(&rest[at..])),
+                // Written percent-encoded: show the parsed form, which holds the same characters.
+                None => format!("{scheme}***{}", redact_unparsed(&parsed.path()[at..])),
+            };
+        }
+        let secret_pair = parsed.query_pairs().any(|(k, _)| is_secret_key(&k));
+        if parsed.password().is_none() && !secret_pair {
+            // Nothing to hide: show it exactly as written, not as the parser normalises it.
+            return url.to_owned();
+        }
         if parsed.password().is_some() {
             let _ = parsed.set_password(Some("***"));
         }

@@ -68,9 +68,16 @@ impl<'a> EnvVars<'a> {
         for (name, value) in std::env::vars_os() {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(&start) && value.to_str().is_none() {
+                // Shown lossily (U+FFFD for the bad bytes), never a password: a password variable is hidden
+                // whole, a URL has its password redacted.
+                let shown = if name.contains("PASSWORD") {
+                    "***".to_owned()
+                } else {
+                    crate::redact_url(&value.to_string_lossy())
+                };
                 return Err(ConfigError::Env {
                     var: name.to_owned(),
-                    value: value.to_string_lossy().into_owned(),
+                    value: shown,
                     reason: "is not valid UTF-8".to_owned(),
                 });
             }
@@ -158,18 +165,26 @@ impl<'a> EnvVars<'a> {
 
     /// Turns a validation error of a configuration read from the environment ([`ConfigError::Invalid`], which
     /// names a field) into one naming the variable the field came from: `suffix_of` maps a field to its
-    /// variable's suffix, `None` leaves the error as it is. The value stays the one the validation showed,
-    /// which is already redacted where it could hold a secret (a URL, SQL).
+    /// variable's suffix, `None` leaves the error as it is.
+    ///
+    /// The value shown is the variable's text as written (`25d`, not the parsed `2160000s`; `0ms`, not
+    /// `0ns`), with passwords redacted as by [`redact_url`](crate::redact_url). Variables whose suffix ends in
+    /// `SQL` hold statements that may carry secrets no redaction recognises: their errors keep the value the
+    /// validation showed (a statement count). When the variable is unset (the field kept a default that the
+    /// validation refused in combination with another) the validation's value stays too.
     pub fn rename<S: AsRef<str>>(
         &self,
         e: ConfigError,
         suffix_of: impl FnOnce(&'static str) -> Option<S>,
     ) -> ConfigError {
         let ConfigError::Invalid { field, value, reason } = e else { return e };
-        match suffix_of(field) {
-            Some(suffix) => ConfigError::Env { var: self.var(suffix.as_ref()), value, reason },
-            None => ConfigError::Invalid { field, value, reason },
-        }
+        let Some(suffix) = suffix_of(field) else { return ConfigError::Invalid { field, value, reason } };
+        let suffix = suffix.as_ref();
+        let value = match self.get(suffix) {
+            Some(written) if !suffix.ends_with("SQL") => crate::redact_url(&written),
+            _ => value,
+        };
+        ConfigError::Env { var: self.var(suffix), value, reason }
     }
 }
 

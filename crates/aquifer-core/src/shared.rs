@@ -110,4 +110,16 @@ impl<M: Manager> Observed for Shared<M> {
         };
         Some(Observation { state, health: health.as_f64() })
     }
+
+    fn take_zero_waits(&self) -> u64 {
+        self.lock().take_zero_waits()
+    }
+}
+
+impl<M: Manager> Drop for Shared<M> {
+    /// Zero waits not collected yet still reach the histogram (the next collection exports them).
+    fn drop(&mut self) {
+        let n = self.lock().take_zero_waits();
+        self.metrics.zero_waits(n);
+    }
 }

@@ -62,6 +62,23 @@ async fn broken_connection_is_discarded_on_return_and_its_slot_freed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_connection_found_broken_makes_every_idle_one_validate_before_its_next_checkout() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).max_size(4).validation_bypass(Duration::from_secs(60)).build().unwrap();
+    let mut held = futures_join(&pool, 4).await;
+    let mut dead = held.pop().unwrap();
+    drop(held);
+    // Three idle connections, all used just now: inside the bypass window, checkout would trust them.
+    dead.broken = true;
+    drop(dead);
+    drop(futures_join(&pool, 3).await);
+    assert_eq!(fake.stats().validations, 3, "each idle connection is validated once after the death");
+    // Validated and returned since: trusted again.
+    drop(futures_join(&pool, 3).await);
+    assert_eq!(fake.stats().validations, 3);
+}
+
+#[tokio::test(start_paused = true)]
 async fn broken_connection_on_return_wakes_a_waiter_with_a_new_connection() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(1).build().unwrap();

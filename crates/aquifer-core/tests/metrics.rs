@@ -223,3 +223,72 @@ async fn a_dropped_pool_stops_reporting() {
     let c = capture.collect();
     assert!(c.get("db.client.connection.count").is_none_or(|m| m.points.is_empty()), "{c:?}");
 }
+
+/// A histogram data point as the SDK exports it: (count, bucket counts, sum, min, max).
+type HistogramPoint = (u64, Vec<u64>, f64, Option<f64>, Option<f64>);
+
+/// The `wait_time` data point of the newest export.
+fn wait_time_point(exporter: &opentelemetry_sdk::metrics::InMemoryMetricExporter) -> Option<HistogramPoint> {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    let exports = exporter.get_finished_metrics().expect("in-memory metrics");
+    let last = exports.last()?;
+    let m = last.scope_metrics().flat_map(|s| s.metrics()).find(|m| m.name() == "db.client.connection.wait_time")?;
+    let AggregatedMetrics::F64(MetricData::Histogram(h)) = m.data() else {
+        panic!("wait_time is not an f64 histogram")
+    };
+    let p = h.data_points().next()?;
+    Some((p.count(), p.bucket_counts().collect(), p.sum(), p.min(), p.max()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_waits_of_checkouts_served_at_once_are_in_every_collection() {
+    use opentelemetry::metrics::MeterProvider;
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    let fake = FakeManager::new();
+    fake.set_connect_delay(Duration::from_millis(3));
+    let pool = builder(&fake).name("orders").meter(provider.meter("aquifer")).build().unwrap();
+    // The first get waits 3 ms for the connect; the next ones find it idle.
+    for _ in 0..4 {
+        drop(pool.get().await.unwrap());
+    }
+    assert!(pool.try_get().await.unwrap().is_some());
+    provider.force_flush().unwrap();
+    let (count, buckets, sum, min, max) = wait_time_point(&exporter).expect("wait_time exported");
+    assert_eq!(count, 5, "one wait for the connect, three gets and a try_get served at once");
+    assert_eq!(buckets.iter().sum::<u64>(), 5);
+    assert_eq!(buckets[0], 4, "the zero waits are in the first bucket: {buckets:?}");
+    assert!(sum >= 0.003, "the sum is the one real wait: {sum}");
+    assert_eq!(min, Some(0.0));
+    assert_eq!(max, Some(sum));
+
+    for _ in 0..3 {
+        drop(pool.get().await.unwrap());
+    }
+    exporter.reset();
+    provider.force_flush().unwrap();
+    let (count, buckets, later_sum, ..) = wait_time_point(&exporter).expect("wait_time exported");
+    assert_eq!((count, buckets[0], later_sum), (8, 7, sum), "cumulative: three more zero waits");
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_waits_not_yet_collected_still_reach_the_histogram_when_the_pool_is_dropped() {
+    use opentelemetry::metrics::MeterProvider;
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    let fake = FakeManager::new();
+    fake.set_connect_delay(Duration::from_millis(3));
+    let pool = builder(&fake).name("orders").meter(provider.meter("aquifer")).build().unwrap();
+    for _ in 0..6 {
+        drop(pool.get().await.unwrap());
+    }
+    pool.close().await;
+    drop(pool);
+    // Give the background task a moment to let go of the pool.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    provider.force_flush().unwrap();
+    let (count, buckets, ..) = wait_time_point(&exporter).expect("wait_time exported");
+    assert_eq!((count, buckets[0]), (6, 5), "five zero waits and the wait for the first connect");
+}

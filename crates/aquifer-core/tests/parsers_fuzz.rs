@@ -65,13 +65,15 @@ proptest! {
         user in "[a-z]{1,8}",
         host in "[a-z0-9.]{1,12}",
         port in prop_oneof![Just(String::new()), (0u32..200_000).prop_map(|p| format!(":{p}")), Just(":notaport".to_owned())],
-        form in 0..4u8,
+        form in 0..6u8,
     ) {
         let secret = "Zq9secretXy";
         let url = match form {
             0 => format!("{scheme}://{user}:{secret}@{host}{port}/db"),
             1 => format!("{scheme}://{host}{port}/db?user={user}&password={secret}"),
             2 => format!("host={host} user={user} password={secret} dbname=db"),
+            3 => format!("{scheme}:/{user}:{secret}@{host}{port}/db?password={secret}"),
+            4 => format!("{scheme}:{user}:{secret}@{host}{port}/db"),
             _ => format!("{scheme}://{user}:{secret}@@{host}{port}/db?sslmode=disable"),
         };
         let shown = redact_url(&url);

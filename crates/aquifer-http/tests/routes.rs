@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolConfig;
 use aquifer_http::{Pools, router};
+use aquifer_testing::PrivateMariaDb;
 use serde_json::Value;
 
 const PG: &str = "postgres://postgres:http-secret-1@127.0.0.1:5432/test?sslmode=disable";
@@ -55,7 +56,7 @@ async fn health_is_200_when_all_four_backends_are_healthy() {
     let mut neo = aquifer_neo4j::Neo4jConfig::new(NEO4J, "root", "aquifer-secret").database("testdb");
     neo.pool = quick("neo4j", 2);
     let neo = neo.connect_lazy().unwrap();
-    let lite = aquifer_sqlite::SqlitePool::builder(dir.path().join("http.db")).name("lite").open().await.unwrap();
+    let lite = aquifer_sqlite::SqlitePool::builder(dir.path().join("http.db")).name("lite").connect().await.unwrap();
 
     let pools = Pools::new();
     pools.register(&pg).register(&my).register(&neo).register(lite.writer()).register(lite.readers());
@@ -72,27 +73,52 @@ async fn health_is_200_when_all_four_backends_are_healthy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_is_503_when_one_backend_is_unreachable() {
+async fn health_is_503_while_one_backends_server_is_stopped_and_200_after_restart() {
+    // The second backend is a MariaDB of this test's own, so stopping it disturbs no other test.
+    let mut server = tokio::task::block_in_place(PrivateMariaDb::start).unwrap_or_else(|e| panic!("{e}"));
     let up = postgres("up", PG, 2);
-    // Port 1 on loopback: nothing listens, as for a stopped server.
-    let down = postgres("down", "postgres://postgres:http-secret-2@127.0.0.1:1/test", 2);
+    let mut my = aquifer_mysql::MySqlConfig::from_url(format!("mysql://root@127.0.0.1:{}/test", server.port()));
+    my.pool = quick("down", 2);
+    let my = my.connect().await.unwrap_or_else(|e| panic!("the private MariaDB answers: {e}"));
     let pools = Pools::new();
-    pools.register(&up).register(&down);
+    pools.register(&up).register(&my);
     let base = serve(pools).await;
+    let (status, json, body) = get(&format!("{base}/health")).await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("healthy")), "{SERVERS}: {body}");
 
+    tokio::task::block_in_place(|| server.stop()).unwrap_or_else(|e| panic!("{e}"));
     let (status, json, body) = get(&format!("{base}/health")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(json["status"], "unhealthy");
     assert_eq!(json["pools"][0]["status"], "healthy", "{SERVERS}: {body}");
     assert_eq!(json["pools"][1]["status"], "unhealthy");
-    assert!(json["pools"][1]["last_error"].as_str().unwrap().contains("Connection refused"), "{body}");
-    assert!(!body.contains("http-secret"), "{body}");
+    assert_eq!(json["pools"][1]["system"], "mysql");
+    // The pool's idle connection died with the server: the first check finds it closed.
+    let cause = json["pools"][1]["last_error"].as_str().unwrap_or_default();
+    assert!(cause.contains("connection closed") || cause.contains("Connection refused"), "the cause is named: {body}");
 
     let (status, json, _) = get(&format!("{base}/health/up")).await;
     assert_eq!((status, json["status"].as_str()), (200, Some("healthy")));
+    // With the dead connection gone, the next check connects and is refused.
     let (status, json, body) = get(&format!("{base}/health/down")).await;
     assert_eq!((status, json["status"].as_str()), (503, Some("unhealthy")), "{body}");
-    assert!(!body.contains("http-secret"), "{body}");
+    assert!(json["last_error"].as_str().unwrap_or_default().contains("Connection refused"), "{body}");
+
+    // Back: the pool reconnects on its own, and /health follows within a bound.
+    tokio::task::block_in_place(|| server.restart()).unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, json, body) = get(&format!("{base}/health")).await;
+        if status == 200 {
+            assert_eq!(json["status"], "healthy", "{body}");
+            assert!(json["pools"][1]["last_error"].is_null(), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/health still {status} 30 s after the restart: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _, body) = get(&format!("{base}/health/down")).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

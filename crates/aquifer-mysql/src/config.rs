@@ -83,7 +83,7 @@ impl DbSystem {
 /// assert_eq!(config.transport, None); // the URL decides; TCP unless it says otherwise
 /// config.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MySqlConfig {
     /// Pool sizing and timeouts. Default: [`PoolConfig::default`].
@@ -138,6 +138,28 @@ pub struct MySqlConfig {
     pub retry: RetryPolicy,
 }
 
+impl std::fmt::Debug for MySqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `init_sql` may carry secrets (`SET PASSWORD`, keys for encryption functions): only its length shows.
+        f.debug_struct("MySqlConfig")
+            .field("pool", &self.pool)
+            .field("url", &self.url)
+            .field("transport", &self.transport)
+            .field("system", &self.system)
+            .field("time_zone", &self.time_zone)
+            .field("sql_mode", &self.sql_mode)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("init_sql", &format_args!("[{} statement(s)]", self.init_sql.len()))
+            .field("reset_on_return", &self.reset_on_return)
+            .field("program_name", &self.program_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_ca", &self.ssl_ca)
+            .field("stmt_cache_size", &self.stmt_cache_size)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
 impl Default for MySqlConfig {
     fn default() -> Self {
         MySqlConfig {
@@ -186,14 +208,14 @@ impl MySqlConfig {
             if t < Duration::from_secs(1) || t.subsec_nanos() != 0 {
                 return Err(ConfigError::Invalid {
                     field: "wait_timeout",
-                    value: format!("{t:?}"),
+                    value: humantime_serde::re::humantime::format_duration(t).to_string(),
                     reason: "must be a whole number of seconds, at least 1s".into(),
                 });
             }
             if t.as_secs() > 31_536_000 {
                 return Err(ConfigError::Invalid {
                     field: "wait_timeout",
-                    value: format!("{t:?}"),
+                    value: humantime_serde::re::humantime::format_duration(t).to_string(),
                     reason: "must not exceed one year (the server's maximum)".into(),
                 });
             }
@@ -241,8 +263,10 @@ impl MySqlConfig {
     /// (statements separated by `;`), `MYSQL_RESET_ON_RETURN` (`true`/`false`), `MYSQL_PROGRAM_NAME`,
     /// `MYSQL_SSL_MODE` (`disabled`, `required`, `verify_ca`, `verify_identity`), `MYSQL_SSL_CA` (a path),
     /// `MYSQL_STMT_CACHE_SIZE`, `MYSQL_RETRY_MAX_ATTEMPTS`. Unset or empty variables keep their default.
-    /// Errors name the variable and its value.
+    /// Errors name the variable and show its value as written (passwords redacted); a variable whose value is
+    /// not valid UTF-8 is an error, not a default.
     pub fn from_env(prefix: &str) -> Result<MySqlConfig, ConfigError> {
+        EnvVars::reject_non_unicode(prefix)?;
         Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
 

@@ -56,6 +56,9 @@ pub(crate) fn lost_connection(e: &Error) -> Option<Lost> {
                 | ErrorKind::ConnectionAborted
                 | ErrorKind::BrokenPipe
                 | ErrorKind::NotConnected => Some(Lost::Unknown),
+                // tokio-util's framing reports a socket that closed inside a packet (a connection killed or
+                // cut while a result streams) as a plain `Other` error with this text.
+                ErrorKind::Other if is_cut_mid_packet(io) => Some(Lost::Unknown),
                 _ => None,
             }
         }
@@ -63,6 +66,12 @@ pub(crate) fn lost_connection(e: &Error) -> Option<Lost> {
         Error::Server(s) if s.code == ER_CONNECTION_KILLED || s.code == ER_SERVER_SHUTDOWN => Some(Lost::Unknown),
         _ => None,
     }
+}
+
+/// The socket closed with part of a packet read: tokio-util's `FramedRead` says "bytes remaining on stream"
+/// (its only way to report it; there is no error kind or type of its own to match).
+fn is_cut_mid_packet(io: &std::io::Error) -> bool {
+    io.get_ref().is_some_and(|inner| inner.to_string() == "bytes remaining on stream")
 }
 
 /// The server error code, if the error is a server error.
@@ -95,5 +104,31 @@ pub fn error_type(e: &Error) -> Cow<'static, str> {
         Error::Other(other) if other.is::<RowNotFound>() => Cow::Borrowed("row_not_found"),
         Error::Other(other) if other.is::<crate::PacketTooLarge>() => Cow::Borrowed("packet_too_large"),
         Error::Other(_) => Cow::Borrowed("_OTHER"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(e: std::io::Error) -> Error {
+        Error::Io(IoError::Io(e))
+    }
+
+    #[test]
+    fn every_way_of_losing_the_connection_is_connection_lost() {
+        let lost = [
+            io(std::io::Error::other("bytes remaining on stream")),
+            io(std::io::Error::from(ErrorKind::UnexpectedEof)),
+            io(std::io::Error::from(ErrorKind::ConnectionReset)),
+            io(std::io::Error::from(ErrorKind::BrokenPipe)),
+            Error::Driver(DriverError::ConnectionClosed),
+        ];
+        for e in &lost {
+            assert!(lost_connection(e).is_some(), "{e:?}");
+            assert_eq!(error_type(e), "connection_lost", "{e:?}");
+        }
+        let other = io(std::io::Error::other("something else"));
+        assert_eq!((lost_connection(&other), error_type(&other)), (None, Cow::Borrowed("io")));
     }
 }

@@ -72,6 +72,11 @@ impl MySqlManager {
         };
         let mut transport = Transport::Tcp;
         for (k, v) in parsed.query_pairs() {
+            // mysql_async reads an empty `socket=` as the path "" and fails only on connect, with "Invalid
+            // argument (os error 22)"; no parameter has a meaningful empty value.
+            if v.trim().is_empty() {
+                return Err(bad(format!("URL parameter `{k}` is empty; give it a value or leave it out")));
+            }
             match &*k {
                 "socket" => transport = Transport::Socket(v.into_owned().into()),
                 "prefer_socket" if v == "true" && !matches!(transport, Transport::Socket(_)) => {

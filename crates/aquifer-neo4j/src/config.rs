@@ -145,8 +145,10 @@ impl Neo4jConfig {
     /// `NEO4J_URL`), `NEO4J_USER` (or `NEO4J_USERNAME`), `NEO4J_PASSWORD`, `NEO4J_DATABASE`,
     /// `NEO4J_FETCH_SIZE`, `NEO4J_READ_TIMEOUT` (`30s`, `500ms`...), `NEO4J_RETRY_MAX_ATTEMPTS`, and the pool
     /// settings from `NEO4J_POOL_*` and `NEO4J_NAME` ([`PoolConfig::from_env`]). Unset or empty variables keep
-    /// their default. The result is validated; errors name the variable and its value (never a password).
+    /// their default. The result is validated; errors name the variable and show its value as written (never
+    /// a password); a variable whose value is not valid UTF-8 is an error, not a default.
     pub fn from_env(prefix: &str) -> Result<Neo4jConfig, ConfigError> {
+        EnvVars::reject_non_unicode(prefix)?;
         Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
 
@@ -154,10 +156,13 @@ impl Neo4jConfig {
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Neo4jConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
         let mut c = Neo4jConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..Neo4jConfig::default() };
-        if let Some(uri) = env.get("URI").or_else(|| env.get("URL")) {
+        // Errors name the variable the URI came from.
+        let mut uri_var = "URI";
+        if let Some(uri) = env.get("URI").or_else(|| env.get("URL").inspect(|_| uri_var = "URL")) {
             c.uri = uri.trim().to_owned();
         }
-        if let Some(user) = env.get("USER").or_else(|| env.get("USERNAME")) {
+        let mut user_var = "USER";
+        if let Some(user) = env.get("USER").or_else(|| env.get("USERNAME").inspect(|_| user_var = "USERNAME")) {
             c.user = user;
         }
         // An empty password is a password (and a password in the URI then applies).
@@ -173,8 +178,8 @@ impl Neo4jConfig {
         // The uri's value in a validation error is already redacted.
         c.resolve().map(|_| ()).map_err(|e| {
             env.rename(e, |field| match field {
-                "uri" => Some("URI"),
-                "user" => Some("USER"),
+                "uri" => Some(uri_var),
+                "user" => Some(user_var),
                 "database" => Some("DATABASE"),
                 "fetch_size" => Some("FETCH_SIZE"),
                 "read_timeout" => Some("READ_TIMEOUT"),

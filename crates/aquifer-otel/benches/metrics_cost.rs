@@ -42,6 +42,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Percentages of the paired repetitions: `median (first quartile .. third quartile, min..max)`.
+fn spread(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    format!("{:+.1} % ({:+.1} .. {:+.1}, {:+.1} .. {:+.1})", at(0.5), at(0.25), at(0.75), v[0], v[v.len() - 1])
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Variant {
     NoSdk,
@@ -189,11 +196,22 @@ fn main() {
             "\nPostgreSQL SELECT 1, pool of 16, queries/s (median of {reps}, {} ms each, interleaved)\n",
             pg_run.as_millis()
         );
-        println!("| tasks | no SDK | SDK, OTLP export every 1 s | SDK vs no SDK |");
-        println!("|---|---|---|---|");
+        // The spread shows whether a difference is signal: each repetition's two measurements ran back to back,
+        // so their ratio cancels slow swings of the machine's load; its quartiles show what is left.
+        println!(
+            "| tasks | no SDK | SDK, OTLP export every 1 s | SDK vs no SDK | per repetition: median (quartiles, min..max) |"
+        );
+        println!("|---|---|---|---|---|");
         for (i, tasks) in TASKS.iter().enumerate() {
             let (a, b) = (median(qps[i][0].clone()), median(qps[i][1].clone()));
-            println!("| {tasks} | {:.1}k | {:.1}k | {:+.1} % |", a / 1e3, b / 1e3, (b / a - 1.0) * 100.0);
+            let ratios: Vec<f64> = qps[i][0].iter().zip(&qps[i][1]).map(|(a, b)| (b / a - 1.0) * 100.0).collect();
+            println!(
+                "| {tasks} | {:.1}k | {:.1}k | {:+.1} % | {} |",
+                a / 1e3,
+                b / 1e3,
+                (b / a - 1.0) * 100.0,
+                spread(ratios)
+            );
         }
         plain.close().await;
         with_sdk.close().await;
@@ -217,9 +235,14 @@ fn main() {
             reps * 2,
             engine_run.as_millis()
         );
-        println!("| {} | {} | overhead |", Variant::NoSdk.name(), Variant::Sdk.name());
-        println!("|---|---|---|");
-        println!("| {a:.0} | {b:.0} | {:+.1} % |", (b / a - 1.0) * 100.0);
+        let ratios: Vec<f64> = ns[0].iter().zip(&ns[1]).map(|(a, b)| (b / a - 1.0) * 100.0).collect();
+        println!(
+            "| {} | {} | overhead | per repetition: median (quartiles, min..max) |",
+            Variant::NoSdk.name(),
+            Variant::Sdk.name()
+        );
+        println!("|---|---|---|---|");
+        println!("| {a:.0} | {b:.0} | {:+.1} % | {} |", (b / a - 1.0) * 100.0, spread(ratios));
     });
     drop(guard);
 }

@@ -121,8 +121,19 @@ impl PgConfig {
     /// `POSTGRES_STATEMENT_TIMEOUT`, `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (durations such as `30s`,
     /// or `off`), `POSTGRES_INIT_SQL` (one entry), `POSTGRES_PGBOUNCER` (`true`/`false`),
     /// `POSTGRES_STATEMENT_CACHE_CAPACITY`, `POSTGRES_DRAIN_TIMEOUT` and `POSTGRES_RETRY_MAX_ATTEMPTS`. Unset
-    /// variables keep their default. Errors name the variable and value.
+    /// variables keep their default. Errors name the variable and show its value as written (passwords
+    /// redacted); a variable whose value is not valid UTF-8 is an error, not a default.
     pub fn from_env(prefix: &str) -> Result<PgConfig, ConfigError> {
+        EnvVars::reject_non_unicode(prefix)?;
+        if let Some(value) = std::env::var_os("DATABASE_URL")
+            && value.to_str().is_none()
+        {
+            return Err(ConfigError::Env {
+                var: "DATABASE_URL".into(),
+                value: aquifer_core::redact_url(&value.to_string_lossy()),
+                reason: "is not valid UTF-8".into(),
+            });
+        }
         Self::from_lookup(prefix, |name| std::env::var(name).ok())
     }
 
@@ -200,7 +211,12 @@ const PGBOUNCER_SESSION: &str = "session settings cannot be used behind PgBounce
      leak to other clients' server connections); set them with ALTER ROLE/ALTER DATABASE ... SET instead";
 
 fn invalid(field: &'static str, d: Duration, reason: &str) -> ConfigError {
-    ConfigError::Invalid { field, value: format!("{d:?}"), reason: reason.to_owned() }
+    // Written as the config and the environment spell durations ("25days", "0s"), not Debug's "2160000s".
+    ConfigError::Invalid {
+        field,
+        value: humantime_serde::re::humantime::format_duration(d).to_string(),
+        reason: reason.to_owned(),
+    }
 }
 
 /// The `POSTGRES_` variable suffix of each session field [`PgConfig::validate`] can refuse.

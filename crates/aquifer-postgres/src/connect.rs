@@ -17,11 +17,27 @@ impl PgConfig {
             field: "url".into(),
             reason: "set PgConfig.url, or POSTGRES_URL or DATABASE_URL in the environment".into(),
         })?;
-        let options: PgConnectOptions = url.expose().parse().map_err(|e: sqlx::Error| PgStartError::Url {
-            system: "postgresql",
-            url: redact_url(url.expose()),
-            reason: e.to_string().replace(url.expose(), &redact_url(url.expose())),
-        })?;
+        let bad = |reason: String| PgStartError::Url { system: "postgresql", url: redact_url(url.expose()), reason };
+        // `postgres:/user:pw@host` (one slash) parses as a URL without a host whose database is the whole
+        // path: sqlx would connect to the default socket with the credentials as the database name.
+        if !url.expose().contains("://") {
+            return Err(bad("expected postgres://user:password@host:port/database (key=value strings are not                  supported)"
+                .into()));
+        }
+        // sqlx takes `?sslmode=` or `?application_name=` as an empty value and fails later, if at all, without
+        // naming the parameter; no parameter has a meaningful empty value.
+        let query = url.expose().split_once('?').map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if value.trim().is_empty() {
+                let key = redact_url(key);
+                return Err(bad(format!("URL parameter `{key}` is empty; give it a value or leave it out")));
+            }
+        }
+        let options: PgConnectOptions = url
+            .expose()
+            .parse()
+            .map_err(|e: sqlx::Error| bad(e.to_string().replace(url.expose(), &redact_url(url.expose()))))?;
         Ok(PgManager::new(options, self)?)
     }
 

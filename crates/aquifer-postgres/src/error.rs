@@ -55,7 +55,17 @@ pub(crate) fn error_type(e: &sqlx::Error) -> Cow<'static, str> {
                 None => Cow::Borrowed("_OTHER"),
             };
         }
-        sqlx::Error::Io(_) => "io",
+        // The same names as the other adapters for the same events.
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection_refused",
+            std::io::ErrorKind::TimedOut => "timeout",
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::NotConnected => "connection_lost",
+            _ => "io",
+        },
         sqlx::Error::Tls(_) => "tls",
         sqlx::Error::Protocol(_) => "protocol",
         sqlx::Error::Configuration(_) => "configuration",
@@ -73,6 +83,16 @@ pub(crate) fn error_type(e: &sqlx::Error) -> Cow<'static, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_socket_is_connection_lost_like_on_the_other_backends() {
+        let io = |kind| sqlx::Error::Io(std::io::Error::from(kind));
+        assert_eq!(error_type(&io(std::io::ErrorKind::ConnectionReset)), "connection_lost");
+        assert_eq!(error_type(&io(std::io::ErrorKind::UnexpectedEof)), "connection_lost");
+        assert_eq!(error_type(&io(std::io::ErrorKind::ConnectionRefused)), "connection_refused");
+        assert_eq!(error_type(&io(std::io::ErrorKind::Other)), "io");
+        assert!(is_session_lost(&io(std::io::ErrorKind::ConnectionReset)));
+    }
 
     #[test]
     fn session_ending_codes() {

@@ -204,13 +204,16 @@ impl Manager for PgManager {
     }
 
     fn is_broken(&self, conn: &mut PgConnection) -> bool {
-        // A leaked Transaction leaves sqlx's depth counter up; a ROLLBACK from outside cannot lower it.
-        conn.is_in_transaction()
+        // A leaked Transaction leaves sqlx's depth counter up; a ROLLBACK from outside cannot lower it. A
+        // connection whose socket failed or whose session the server ended is known dead now, without I/O:
+        // saying so here (not in a background reset) lets the pool check its idle connections before the
+        // next checkout hands one out.
+        conn.is_in_transaction() || protocol_state(conn) == Protocol::Dead
     }
 
     fn needs_reset(&self, conn: &mut PgConnection) -> bool {
-        // Polled once per return. A dead connection (socket failed, session ended) also "needs a reset":
-        // the reset fails at once and the engine discards it, counted as broken.
+        // Polled once per return (is_broken already consumed what had arrived; a clean connection answers
+        // at once without touching the socket).
         protocol_state(conn) != Protocol::Ready
     }
 

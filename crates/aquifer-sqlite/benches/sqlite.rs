@@ -7,9 +7,13 @@
 //! alone. Async peers run on a multi-thread Tokio runtime with its default workers (one per core); sync peers on
 //! as many OS threads as tasks. Every peer gets aquifer-sqlite's tuned pragmas (WAL, synchronous=NORMAL, 16 MiB
 //! cache, 256 MiB mmap, busy_timeout 5 s) except the two "SQLite defaults" rows (mixed only). Peers:
-//! - `aquifer async`: [`SqlitePool`], `read` (inline on the worker) and `write` (blocking pool);
-//! - `aquifer async, blocking pool`: the same pool, reads through `interact_read` in a read transaction: the
-//!   path every read took before inline reads (a hop to Tokio's blocking pool and back);
+//! - `aquifer async`: `SqlitePool`, `read` and `write` as shipped (see docs/sqlite.md: inline on the worker
+//!   when the gate allows);
+//! - `aquifer async, writes on the blocking pool`: `read` as shipped, writes through `interact` in a
+//!   `BEGIN IMMEDIATE` transaction, which is what `write` did before writes could run inline;
+//! - `aquifer async, blocking pool`: the same pool, reads through `interact_read` in a read transaction and
+//!   writes through `interact`: the path every call took before inline reads (a hop to Tokio's blocking pool
+//!   and back);
 //! - `aquifer sync r2d2`: [`SqliteSyncPool`];
 //! - `sqlx SqlitePool` 0.9 (9 connections, a worker thread per connection);
 //! - `tokio-rusqlite` 0.8 (a thread per connection, one connection per task), `deadpool-sqlite` 0.14
@@ -29,8 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aquifer_sqlite::rusqlite::{Connection, params};
-use aquifer_sqlite::{JournalMode, SqliteConfig, SqlitePool, SqliteSyncPool, Synchronous};
+use aquifer_sqlite::rusqlite::{Connection, TransactionBehavior, params};
+use aquifer_sqlite::{JournalMode, SqliteConfig, SqliteSyncPool, Synchronous};
 
 const ROWS: i64 = 10_000;
 const READERS: usize = 8;
@@ -63,9 +67,21 @@ impl Scenario {
     }
 }
 
+/// Which of aquifer's paths the async rows take.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Paths {
+    /// `read` and `write` as shipped.
+    Shipped,
+    /// `read` as shipped, writes on the blocking pool (`interact`).
+    BlockingWrites,
+    /// Reads and writes on the blocking pool (`interact_read`, `interact`).
+    Blocking,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Peer {
     AquiferAsync,
+    AquiferAsyncBlockingWrites,
     AquiferAsyncBlockingPool,
     AquiferSync,
     Sqlx,
@@ -75,9 +91,10 @@ enum Peer {
     R2d2Defaults,
 }
 
-const PEERS: [(&str, Peer); 9] = [
-    ("aquifer async (read inline)", Peer::AquiferAsync),
-    ("aquifer async, blocking pool (interact_read)", Peer::AquiferAsyncBlockingPool),
+const PEERS: [(&str, Peer); 10] = [
+    ("aquifer async (read, write)", Peer::AquiferAsync),
+    ("aquifer async, writes on the blocking pool (interact)", Peer::AquiferAsyncBlockingWrites),
+    ("aquifer async, blocking pool (interact_read, interact)", Peer::AquiferAsyncBlockingPool),
     ("aquifer sync r2d2", Peer::AquiferSync),
     ("sqlx SqlitePool 0.9", Peer::Sqlx),
     ("tokio-rusqlite 0.8", Peer::Child("tokio-rusqlite")),
@@ -201,10 +218,10 @@ fn run_aquifer_async(
     config: SqliteConfig,
     scenario: Scenario,
     secs: Duration,
-    blocking_pool: bool,
+    paths: Paths,
 ) -> Sample {
     rt.block_on(async move {
-        let pool = SqlitePool::open(config).await.unwrap();
+        let pool = config.connect().await.unwrap();
         let (r, w) = (pool.clone(), pool.clone());
         let sample = drive(
             scenario,
@@ -212,7 +229,7 @@ fn run_aquifer_async(
             move |id| {
                 let pool = r.clone();
                 async move {
-                    if blocking_pool {
+                    if paths == Paths::Blocking {
                         // What `read` did before it ran inline: the same read transaction, on the blocking pool.
                         pool.interact_read(move |c| {
                             let tx = c.transaction()?;
@@ -229,7 +246,21 @@ fn run_aquifer_async(
             },
             move |n| {
                 let pool = w.clone();
-                async move { pool.write(move |tx| write_one(tx, n)).await.map(drop).map_err(|e| e.to_string()) }
+                async move {
+                    if paths == Paths::Shipped {
+                        pool.write(move |tx| write_one(tx, n)).await.map(drop).map_err(|e| e.to_string())
+                    } else {
+                        // What `write` did before writes could run inline: the same transaction, on the blocking pool.
+                        pool.interact(move |c| {
+                            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                            write_one(&tx, n)?;
+                            tx.commit()
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())
+                    }
+                }
             },
         )
         .await;
@@ -487,7 +518,8 @@ fn main() {
         let peers: Vec<_> = peers
             .iter()
             .filter(|(_, p)| {
-                scenario == Scenario::Mixed || !matches!(p, Peer::AquiferAsyncDefaults | Peer::R2d2Defaults)
+                scenario == Scenario::Mixed
+                    || !matches!(p, Peer::AquiferAsyncDefaults | Peer::R2d2Defaults | Peer::AquiferAsyncBlockingWrites)
             })
             .collect();
         let mut rows: Vec<Vec<Row>> = peers.iter().map(|_| Vec::new()).collect();
@@ -497,15 +529,20 @@ fn main() {
                 let path = dir.path().join("bench.db");
                 seed(&path);
                 let row = match *peer {
-                    Peer::AquiferAsync => summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, false)),
+                    Peer::AquiferAsync => {
+                        summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, Paths::Shipped))
+                    }
+                    Peer::AquiferAsyncBlockingWrites => {
+                        summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, Paths::BlockingWrites))
+                    }
                     Peer::AquiferAsyncBlockingPool => {
-                        summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, true))
+                        summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, Paths::Blocking))
                     }
                     Peer::AquiferSync => summarize(run_sync_tuned(&path, scenario, secs)),
                     Peer::Sqlx => summarize(run_sqlx(&rt, &path, scenario, secs)),
                     Peer::Child(name) => run_child(child.as_deref().unwrap(), name, &path, scenario, secs),
                     Peer::AquiferAsyncDefaults => {
-                        summarize(run_aquifer_async(&rt, defaults_via_aquifer(&path), scenario, secs, false))
+                        summarize(run_aquifer_async(&rt, defaults_via_aquifer(&path), scenario, secs, Paths::Shipped))
                     }
                     Peer::R2d2Defaults => summarize(run_r2d2_defaults(&path, scenario, secs)),
                 };
@@ -575,6 +612,14 @@ fn report_targets(scenario: Scenario, s: &[(Peer, Summary)]) {
         );
     }
     println!("async read p99: {} (target < 100 µs)", fmt_d(inline.read_p99));
+    if scenario.with_writer()
+        && let Some(old) = get(Peer::AquiferAsyncBlockingWrites)
+    {
+        println!(
+            "writes vs writes on the blocking pool, same read path: {:.0} % (target: not slower)",
+            inline.writes / old.writes * 100.0
+        );
+    }
     if let Some(before) = get(Peer::AquiferAsyncBlockingPool) {
         println!(
             "vs the blocking-pool path: reads {:.1}x{}",

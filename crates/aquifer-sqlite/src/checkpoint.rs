@@ -9,6 +9,7 @@
 //! everything and empties the file.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::Connection;
@@ -97,7 +98,8 @@ pub struct CheckpointStats {
 /// The periodic checkpoint policy and its counters; one per pool.
 #[derive(Debug, Default)]
 pub(crate) struct Checkpointer {
-    wal_path: Option<PathBuf>,
+    /// The WAL file, once the writer has opened the database (never, in memory).
+    wal_path: OnceLock<PathBuf>,
     limit: u64,
     runs: AtomicU64,
     truncates: AtomicU64,
@@ -107,20 +109,22 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// `db_file` is the main database file as SQLite resolved it (`Connection::path`); `None` in memory.
-    pub(crate) fn new(db_file: Option<&str>, limit: u64) -> Self {
-        let wal_path = db_file.filter(|p| !p.is_empty()).map(|p| PathBuf::from(format!("{p}-wal")));
-        Checkpointer { wal_path, limit, ..Checkpointer::default() }
+    /// Checkpoints truncating the WAL above `limit` bytes; the WAL file is set by [`set_db_file`](Self::set_db_file).
+    pub(crate) fn new(limit: u64) -> Self {
+        Checkpointer { limit, ..Checkpointer::default() }
     }
 
-    /// True when there is a WAL file to look after.
-    pub(crate) fn has_wal(&self) -> bool {
-        self.wal_path.is_some()
+    /// `db_file` is the main database file as SQLite resolved it (`Connection::path`; empty for a temporary
+    /// database, which has no WAL file to watch).
+    pub(crate) fn set_db_file(&self, db_file: &str) {
+        if !db_file.is_empty() {
+            let _ = self.wal_path.set(PathBuf::from(format!("{db_file}-wal")));
+        }
     }
 
     /// The WAL file's current size (0 when absent).
     pub(crate) fn wal_bytes(&self) -> u64 {
-        let bytes = self.wal_path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+        let bytes = self.wal_path.get().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
         self.wal_bytes.store(bytes, Ordering::Relaxed);
         bytes
     }

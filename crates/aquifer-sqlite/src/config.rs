@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, EnvVars, PoolConfig};
+use aquifer_core::{ConfigError, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How a [`SqlitePool`](crate::SqlitePool) (or [`SqliteSyncPool`](crate::SqliteSyncPool)) opens and tunes its
@@ -80,6 +80,10 @@ pub struct SqliteConfig {
     /// The reader pool's settings (`max_size` is the number of readers). The writer pool always has one
     /// connection, kept open, and otherwise the same timeouts. Default: [`PoolConfig::default`].
     pub pool: PoolConfig,
+    /// Retries of `SQLITE_BUSY` / `SQLITE_LOCKED` by the helpers ([`SqlitePool::fetch_one`](crate::SqlitePool::fetch_one),
+    /// [`execute`](crate::SqlitePool::execute), [`transaction`](crate::SqlitePool::transaction)...), after
+    /// `busy_timeout` ran out. Default: 3 attempts, 10 ms doubling to at most 1 s, with jitter.
+    pub retry: RetryPolicy,
 }
 
 impl Default for SqliteConfig {
@@ -105,6 +109,7 @@ impl Default for SqliteConfig {
             wal_size_limit: 64 * MIB,
             optimize_on_close: true,
             pool: PoolConfig::default(),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -130,6 +135,7 @@ impl fmt::Debug for SqliteConfig {
             .field("wal_size_limit", &self.wal_size_limit)
             .field("optimize_on_close", &self.optimize_on_close)
             .field("pool", &self.pool)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -140,9 +146,24 @@ pub(crate) fn display_path(path: &str) -> String {
 }
 
 impl SqliteConfig {
-    /// The defaults with `path` set.
+    /// The defaults with `path` set (a file path, `:memory:` or an SQLite `file:` URI).
     pub fn new(path: impl Into<String>) -> Self {
         SqliteConfig { path: path.into(), ..SqliteConfig::default() }
+    }
+
+    /// The defaults for `url`: `sqlite://books.db`, `sqlite:books.db`, `sqlite::memory:`, or a plain path or
+    /// `file:` URI as [`new`](SqliteConfig::new) takes (an embedded database has a path, not a server URL; the
+    /// `sqlite:` forms are those of sqlx and of `DATABASE_URL`s).
+    ///
+    /// ```
+    /// use aquifer_sqlite::SqliteConfig;
+    ///
+    /// assert_eq!(SqliteConfig::from_url("sqlite://data/books.db").path, "data/books.db");
+    /// assert_eq!(SqliteConfig::from_url("sqlite::memory:").path, ":memory:");
+    /// assert_eq!(SqliteConfig::from_url("books.db").path, "books.db");
+    /// ```
+    pub fn from_url(url: impl Into<String>) -> Self {
+        SqliteConfig::new(strip_scheme(&url.into()))
     }
 
     /// True when the database lives in memory (`:memory:`, `mode=memory` or the `memdb` VFS).
@@ -191,7 +212,8 @@ impl SqliteConfig {
     /// `SQLITE_CREATE_IF_MISSING`, `SQLITE_JOURNAL_MODE`, `SQLITE_SYNCHRONOUS`, `SQLITE_BUSY_TIMEOUT`,
     /// `SQLITE_FOREIGN_KEYS`, `SQLITE_TEMP_STORE`, `SQLITE_CACHE_SIZE`, `SQLITE_MMAP_SIZE`,
     /// `SQLITE_JOURNAL_SIZE_LIMIT`, `SQLITE_WAL_AUTOCHECKPOINT`, `SQLITE_CHECKPOINT_INTERVAL`,
-    /// `SQLITE_WAL_SIZE_LIMIT`, `SQLITE_OPTIMIZE_ON_CLOSE`, and the reader pool's settings as
+    /// `SQLITE_WAL_SIZE_LIMIT`, `SQLITE_OPTIMIZE_ON_CLOSE`, `SQLITE_RETRY_MAX_ATTEMPTS`, and the reader pool's
+    /// settings as
     /// [`PoolConfig::from_env`] reads them (`SQLITE_POOL_MAX_SIZE`, `SQLITE_POOL_ACQUIRE_TIMEOUT`, `SQLITE_NAME`...).
     /// Byte sizes accept a plain number or a `KiB`/`MiB`/`GiB` suffix; booleans `true/false/on/off/1/0`;
     /// durations `5s`, `500ms`. The result is validated; errors name the variable and its value.
@@ -224,7 +246,7 @@ impl SqliteConfig {
         if let Some(path) = env.get("PATH") {
             c.path = path;
         } else if let Some(url) = env.get("URL") {
-            c.path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(&url).to_owned();
+            c.path = strip_scheme(&url);
         }
         env.boolean("CREATE_IF_MISSING", &mut c.create_if_missing)?;
         env.parse("JOURNAL_MODE", &mut c.journal_mode, str::parse)?;
@@ -245,10 +267,19 @@ impl SqliteConfig {
         env.optional_duration("CHECKPOINT_INTERVAL", &mut c.checkpoint_interval)?;
         env.parse("WAL_SIZE_LIMIT", &mut c.wal_size_limit, parse_bytes)?;
         env.boolean("OPTIMIZE_ON_CLOSE", &mut c.optimize_on_close)?;
+        env.parse("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts, |v| match v.parse() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err("expected a whole number, at least 1".into()),
+        })?;
         // Every field validate() checks has the variable of the same name.
         c.validate().map_err(|e| env.rename(e, |field| Some(field.to_ascii_uppercase())))?;
         Ok(c)
     }
+}
+
+/// A path from an `sqlite://` or `sqlite:` URL, or the string itself.
+fn strip_scheme(url: &str) -> String {
+    url.trim().strip_prefix("sqlite://").or_else(|| url.trim().strip_prefix("sqlite:")).unwrap_or(url.trim()).to_owned()
 }
 
 fn invalid(field: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> ConfigError {

@@ -1,9 +1,10 @@
-//! Errors: [`ConnectionError`] (opening or checking a connection; names the database path) and
-//! [`SqliteError`] (anything a pool operation can return).
+//! Errors: [`ConnectionError`] (opening or checking a connection; names the database path; the manager's
+//! connect error inside `SqlitePoolError` and `SqliteStartError`), the classification of rusqlite's errors
+//! for the helpers (`error.type`, what is retried, caught panics), and [`SqliteSyncError`] for the r2d2 pool.
 
 use std::fmt;
 
-use aquifer_core::{BuildError, ConfigError, PoolError};
+use aquifer_core::ConfigError;
 use rusqlite::ErrorCode;
 
 /// What kind of failure a [`ConnectionError`] is, for code that reacts to it.
@@ -165,48 +166,83 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Anything a [`SqlitePool`](crate::SqlitePool) or [`SqliteSyncPool`](crate::SqliteSyncPool) operation can
-/// return.
+/// A closure passed to [`SqlitePool::read`](crate::SqlitePool::read), [`write`](crate::SqlitePool::write),
+/// [`transaction`](crate::SqlitePool::transaction), [`interact`](crate::SqlitePool::interact) or
+/// [`interact_read`](crate::SqlitePool::interact_read) panicked. The panic is caught where the closure ran and
+/// returned as `SqliteOperationError::Backend(rusqlite::Error::UserFunctionError(Box<Panicked>))` (rusqlite's
+/// error for a failing user closure); [`panicked`] finds it. A write's transaction was rolled back and the
+/// connection went back to the pool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the closure passed to {operation} panicked (its transaction was rolled back): {message}")]
+#[non_exhaustive]
+pub struct Panicked {
+    /// `read`, `write`, `transaction`, `interact`, `interact_read`.
+    pub operation: &'static str,
+    /// The panic message.
+    pub message: String,
+}
+
+/// The [`Panicked`] inside a helper's error, when its closure panicked.
+///
+/// ```
+/// # async fn demo(pool: &aquifer_sqlite::SqlitePool) {
+/// let err = pool.read(|_| -> aquifer_sqlite::rusqlite::Result<()> { panic!("boom") }).await.unwrap_err();
+/// let panic = err.backend_error().and_then(aquifer_sqlite::panicked).expect("a caught panic");
+/// assert_eq!(panic.operation, "read");
+/// # }
+/// ```
+pub fn panicked(error: &rusqlite::Error) -> Option<&Panicked> {
+    match error {
+        rusqlite::Error::UserFunctionError(e) => e.downcast_ref::<Panicked>(),
+        _ => None,
+    }
+}
+
+pub(crate) fn panic_error(operation: &'static str, payload: Box<dyn std::any::Any + Send>) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(Box::new(Panicked { operation, message: panic_message(payload) }))
+}
+
+/// True for `SQLITE_BUSY` and `SQLITE_LOCKED`: another connection or process held a lock past
+/// `busy_timeout`. The helpers retry these (the statement or transaction did not apply).
+pub fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(error.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// The `error.type` of an operation's error: the SQLite result code's name (`SQLITE_CONSTRAINT`,
+/// `SQLITE_BUSY`...), `panic` for a caught panic, `client` for rusqlite's own errors (a wrong column type, no
+/// rows, a wrong parameter count).
+pub fn error_type(error: &rusqlite::Error) -> &'static str {
+    if panicked(error).is_some() { "panic" } else { code_name(error.sqlite_error_code()) }
+}
+
+/// Anything a [`SqliteSyncPool`](crate::SqliteSyncPool) call can return. The sync pool is r2d2's, not the
+/// engine's, so its errors are r2d2's and the driver's rather than the engine's `PoolError` and
+/// `OperationError`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SqliteError {
+pub enum SqliteSyncError {
     /// The database could not be opened when the pool was built (a missing directory, a file that is not a
     /// database, a lock held by another process...). Names the path.
     #[error(transparent)]
     Open(#[from] ConnectionError),
-    /// No connection could be had: the pool timed out, is closed, or fails fast because connects keep
-    /// failing (the connect error, naming the path, is the source).
-    #[error(transparent)]
-    Pool(#[from] PoolError<ConnectionError>),
     /// A statement failed (including `SQLITE_BUSY` when another process held a lock beyond `busy_timeout`).
     #[error(transparent)]
     Query(#[from] rusqlite::Error),
-    /// The closure panicked. A write's transaction was rolled back and the connection went back to the pool;
-    /// the panic is reported here instead of unwinding into the caller.
-    #[error("the closure passed to {operation} panicked (its transaction was rolled back): {message}")]
-    Panicked {
-        /// `read`, `write`, `interact`...
-        operation: &'static str,
-        /// The panic message.
-        message: String,
-    },
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The async pools were built outside a Tokio runtime.
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    /// The sync (r2d2) pool gave no connection within its timeout, or could not open its connections.
+    /// The r2d2 pool gave no connection within its timeout, or could not open its connections.
     #[error("r2d2 pool: {0}")]
-    Sync(#[from] r2d2::Error),
+    Pool(#[from] r2d2::Error),
 }
 
-impl SqliteError {
+impl SqliteSyncError {
     /// The SQLite result code, when SQLite produced the error.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            SqliteError::Query(e) => e.sqlite_error_code(),
-            _ => self.connection_error().and_then(ConnectionError::code),
+            SqliteSyncError::Query(e) => e.sqlite_error_code(),
+            SqliteSyncError::Open(e) => e.code(),
+            _ => None,
         }
     }
 
@@ -215,27 +251,11 @@ impl SqliteError {
         matches!(self.code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
     }
 
-    /// The connection error behind this error: at start-up, or the last connect failure behind a timeout or
-    /// a fail-fast.
+    /// The connection error behind this error, when opening the database failed.
     pub fn connection_error(&self) -> Option<&ConnectionError> {
         match self {
-            SqliteError::Open(e) => Some(e),
-            SqliteError::Pool(e) => e.backend_error(),
+            SqliteSyncError::Open(e) => Some(e),
             _ => None,
-        }
-    }
-
-    /// A low-cardinality name for the `error.type` metric attribute.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            SqliteError::Query(e) => code_name(e.sqlite_error_code()),
-            SqliteError::Open(e) => e.kind.as_str(),
-            SqliteError::Pool(PoolError::Timeout { .. }) => "timeout",
-            SqliteError::Pool(PoolError::Closed) => "pool_closed",
-            SqliteError::Pool(e) => e.backend_error().map_or("_OTHER", |e| e.kind.as_str()),
-            SqliteError::Panicked { .. } => "panic",
-            SqliteError::Sync(_) => "timeout",
-            _ => "_OTHER",
         }
     }
 }

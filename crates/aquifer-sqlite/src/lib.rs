@@ -3,7 +3,9 @@
 
 mod checkpoint;
 mod config;
+mod connect;
 mod error;
+pub mod helpers;
 mod inline;
 mod manager;
 mod pool;
@@ -11,16 +13,30 @@ mod sync;
 
 pub use checkpoint::{CheckpointMode, CheckpointResult, CheckpointStats, checkpoint};
 pub use config::{JournalMode, SqliteConfig, Synchronous, TempStore};
-pub use error::{ConnectionError, ErrorKind, SqliteError, Stage};
+pub use connect::{ENV_PREFIX, connect, connect_env, connect_env_lazy, connect_lazy};
+pub use error::{ConnectionError, ErrorKind, Panicked, SqliteSyncError, Stage, error_type, is_busy, panicked};
+pub use helpers::{Executed, FromRow};
 pub use manager::{Role, SqliteManager, apply_pragmas};
-pub use pool::{
-    SqliteConnPool, SqliteHealth, SqlitePool, SqlitePoolBuilder, SqlitePoolError, SqlitePooled, SqliteStats,
-};
+pub use pool::{SqliteConnPool, SqliteHealth, SqlitePool, SqlitePoolBuilder, SqliteStats};
 pub use sync::{MetricsEventHandler, SqliteR2d2Pool, SqliteR2d2Pooled, SqliteSyncManager, SqliteSyncPool, SyncMetrics};
 
-/// The engine's types a service needs most, so it never has to depend on `aquifer-core` for the common case.
-pub use aquifer_core::{
-    ConfigError, HealthCheck, HealthRegistry, HealthReport, HealthStatus, PoolConfig, PoolError, State, Stats,
-};
 /// The driver, re-exported so its version always matches.
 pub use rusqlite;
+
+// The pool is a struct of its own (a writer pool and a reader pool), so the macro makes no `pool` newtype.
+aquifer_core::adapter_reexports! {
+    manager: SqliteManager,
+    pooled: SqlitePooled,
+    pool_error: SqlitePoolError,
+    start_error: SqliteStartError,
+    error: SqliteOperationError,
+}
+
+// What a service shares between tasks must be Send + Sync; checked at compile time.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SqlitePool>();
+    assert_send_sync::<SqliteConfig>();
+    assert_send_sync::<SqliteOperationError>();
+    assert_send_sync::<SqliteStartError>();
+};

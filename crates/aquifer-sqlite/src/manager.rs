@@ -1,13 +1,14 @@
 //! [`SqliteManager`]: opens and tunes rusqlite connections for the engine, as the writer or as a reader.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use aquifer_core::{Descriptor, Manager};
+use aquifer_core::{Descriptor, Manager, Operations, RetryPolicy};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::checkpoint::Checkpointer;
 use crate::config::{JournalMode, SqliteConfig, display_path};
-use crate::error::{ConnectionError, Stage};
+use crate::error::{ConnectionError, ErrorKind, Stage};
 
 /// What a connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +37,12 @@ pub(crate) struct Target {
     pub(crate) open_path: String,
     /// The path for messages, metrics and health (URI parameters redacted).
     pub(crate) display: String,
+    /// The WAL file and the periodic checkpoints' counters; the file is known once the writer has opened.
+    pub(crate) checkpointer: Checkpointer,
+    /// True once a writer connection has opened: the file exists and is in the configured journal mode.
+    prepared: parking_lot::Mutex<bool>,
+    /// Keeps an in-memory database alive while the pools live, whatever connections they close.
+    keeper: OnceLock<std::sync::Mutex<Connection>>,
 }
 
 impl Target {
@@ -52,7 +59,15 @@ impl Target {
             path.to_owned()
         };
         let display = if path.is_empty() || path == ":memory:" { ":memory:".to_owned() } else { display_path(path) };
-        Arc::new(Target { config, open_path, display })
+        let checkpointer = Checkpointer::new(config.wal_size_limit);
+        Arc::new(Target {
+            config,
+            open_path,
+            display,
+            checkpointer,
+            prepared: parking_lot::Mutex::new(false),
+            keeper: OnceLock::new(),
+        })
     }
 
     pub(crate) fn flags(&self, role: Role) -> OpenFlags {
@@ -67,13 +82,52 @@ impl Target {
     }
 
     /// Opens and tunes one connection. Blocking: call it on a blocking thread.
+    ///
+    /// A reader's first open opens a writer connection first (and closes it), so that readers of a pool that
+    /// has not written yet (a lazy pool) find the file created and in the configured journal mode.
     pub(crate) fn open(&self, role: Role) -> Result<Connection, ConnectionError> {
-        let conn = Connection::open_with_flags(&self.open_path, self.flags(role))
+        if role == Role::Reader {
+            let mut prepared = self.prepared.lock();
+            if !*prepared {
+                let writer = self.open_raw(Role::Writer)?;
+                self.writer_opened(&writer)?;
+                *prepared = true;
+            }
+        }
+        let conn = self.open_raw(role)?;
+        if role == Role::Writer {
+            self.writer_opened(&conn)?;
+            *self.prepared.lock() = true;
+        }
+        Ok(conn)
+    }
+
+    fn open_raw(&self, role: Role) -> Result<Connection, ConnectionError> {
+        let mut conn = Connection::open_with_flags(&self.open_path, self.flags(role))
             .map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
-        let mut conn = conn;
         apply_pragmas(&mut conn, &self.config, role)
             .map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
         Ok(conn)
+    }
+
+    /// Records what only an open writer tells: the database file (for the WAL's size); for an in-memory
+    /// database, opens the connection that keeps it alive.
+    fn writer_opened(&self, writer: &Connection) -> Result<(), ConnectionError> {
+        if self.config.is_memory() {
+            if self.keeper.get().is_none() {
+                let keeper = Connection::open_with_flags(&self.open_path, self.flags(Role::Writer))
+                    .map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
+                let _ = self.keeper.set(std::sync::Mutex::new(keeper));
+            }
+        } else if let Some(file) = writer.path() {
+            self.checkpointer.set_db_file(file);
+        }
+        Ok(())
+    }
+
+    /// True when reads never wait for the writer: a file in WAL mode.
+    pub(crate) fn wal(&self) -> bool {
+        self.config.journal_mode == JournalMode::Wal && !self.config.is_memory()
     }
 }
 
@@ -203,5 +257,24 @@ impl Manager for SqliteManager {
 
     fn error_type(&self, error: &ConnectionError) -> Cow<'static, str> {
         Cow::Borrowed(error.kind.as_str())
+    }
+
+    /// A file that is not a database, that cannot be opened or created (a missing directory, a permission), a
+    /// read-only or a damaged database: retrying does not fix these soon. A lock held by another process
+    /// (`Locked`) and a full disk are not permanent.
+    fn is_permanent(&self, error: &ConnectionError) -> bool {
+        matches!(error.kind, ErrorKind::NotADatabase | ErrorKind::CannotOpen | ErrorKind::ReadOnly | ErrorKind::Corrupt)
+    }
+}
+
+impl Operations for SqliteManager {
+    type OperationError = rusqlite::Error;
+
+    fn retry_policy(&self) -> &RetryPolicy {
+        &self.target.config.retry
+    }
+
+    fn operation_error_type(&self, error: &rusqlite::Error) -> Cow<'static, str> {
+        Cow::Borrowed(crate::error::error_type(error))
     }
 }

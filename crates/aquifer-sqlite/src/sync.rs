@@ -15,9 +15,9 @@ use r2d2::{HandleEvent, ManageConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use crate::checkpoint::{CheckpointMode, CheckpointResult, CheckpointStats, Checkpointer, checkpoint};
+use crate::checkpoint::{CheckpointMode, CheckpointResult, CheckpointStats, checkpoint};
 use crate::config::SqliteConfig;
-use crate::error::{ConnectionError, SqliteError, Stage};
+use crate::error::{ConnectionError, SqliteSyncError, Stage};
 use crate::manager::{Role, Target, apply_pragmas};
 
 /// An r2d2 pool of tuned SQLite connections.
@@ -216,7 +216,7 @@ impl ManageConnection for SqliteSyncManager {
 /// pool.write(|tx| tx.execute("INSERT INTO jobs (done) VALUES (0)", []))?;
 /// let open: i64 = pool.read(|c| c.query_row("SELECT count(*) FROM jobs WHERE done = 0", [], |r| r.get(0)))?;
 /// assert_eq!(open, 1);
-/// # Ok::<(), aquifer_sqlite::SqliteError>(())
+/// # Ok::<(), aquifer_sqlite::SqliteSyncError>(())
 /// ```
 #[derive(Clone)]
 pub struct SqliteSyncPool {
@@ -227,8 +227,6 @@ struct SyncInner {
     writer: SqliteR2d2Pool,
     readers: SqliteR2d2Pool,
     target: Arc<Target>,
-    checkpointer: Checkpointer,
-    _keeper: Option<std::sync::Mutex<Connection>>,
     stop: AtomicBool,
     thread: parking_lot::Mutex<Option<std::thread::Thread>>,
 }
@@ -260,21 +258,20 @@ impl SqliteSyncPool {
     }
 
     /// Opens the database described by `config`: one tuned connection first (so a bad path fails at once with
-    /// [`SqliteError::Open`] naming it), then the writer pool (one connection) and the reader pool
+    /// [`SqliteSyncError::Open`] naming it), then the writer pool (one connection) and the reader pool
     /// (`pool.max_size` connections, `pool.min_idle` opened now), and the checkpoint thread. Recording into the
     /// global meter provider's instruments.
-    pub fn open(config: SqliteConfig) -> Result<SqliteSyncPool, SqliteError> {
+    pub fn open(config: SqliteConfig) -> Result<SqliteSyncPool, SqliteSyncError> {
         Self::open_with(config, None)
     }
 
-    pub(crate) fn open_with(config: SqliteConfig, meter: Option<Meter>) -> Result<SqliteSyncPool, SqliteError> {
+    pub(crate) fn open_with(config: SqliteConfig, meter: Option<Meter>) -> Result<SqliteSyncPool, SqliteSyncError> {
         config.validate()?;
         let target = Target::new(config);
-        let probe = target.open(Role::Writer)?;
+        // Creates the file and sets the journal mode (and keeps an in-memory database alive) before the r2d2
+        // pools open their connections.
+        drop(target.open(Role::Writer)?);
         let c = &target.config;
-        let memory = c.is_memory();
-        let checkpointer = Checkpointer::new(if memory { None } else { probe.path() }, c.wal_size_limit);
-        let keeper = memory.then(|| std::sync::Mutex::new(probe));
         let meter = meter.unwrap_or_else(aquifer_core::metrics::default_meter);
         let base = c.pool.name.clone().unwrap_or_else(|| format!("{}/main", target.display));
         let (writer_name, readers_name) = (format!("{base}/writer"), format!("{base}/readers"));
@@ -295,13 +292,11 @@ impl SqliteSyncPool {
         let writer = build(Role::Writer, &writer_name, 1, 1, None)?;
         let readers = build(Role::Reader, &readers_name, c.pool.max_size, c.pool.min_idle, c.pool.idle_timeout)?;
 
-        let interval = c.checkpoint_interval.filter(|_| checkpointer.has_wal());
+        let interval = c.checkpoint_interval.filter(|_| !c.is_memory());
         let inner = Arc::new(SyncInner {
             writer,
             readers,
             target,
-            checkpointer,
-            _keeper: keeper,
             stop: AtomicBool::new(false),
             thread: parking_lot::Mutex::new(None),
         });
@@ -313,7 +308,7 @@ impl SqliteSyncPool {
                 .name("aquifer-sqlite-checkpoint".into())
                 .spawn(move || checkpoint_thread(weak, every))
                 .map_err(|e| {
-                    SqliteError::Query(rusqlite::Error::SqliteFailure(
+                    SqliteSyncError::Query(rusqlite::Error::SqliteFailure(
                         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
                         Some(format!("cannot start the checkpoint thread: {e}")),
                     ))
@@ -325,7 +320,7 @@ impl SqliteSyncPool {
 
     /// Runs `f` on a reader inside a read transaction (one snapshot), waiting up to `acquire_timeout` for a
     /// free reader. Readers are `query_only`.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, SqliteError> {
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, SqliteSyncError> {
         let conn = self.inner.readers.get()?;
         // Cached BEGIN/COMMIT, as in the async pool. A panic in `f` leaves the transaction open, so the
         // connection is discarded on return (`has_broken`).
@@ -344,7 +339,7 @@ impl SqliteSyncPool {
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer: committed on `Ok`, rolled back on `Err` or
     /// panic (the panic then continues to unwind).
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T, SqliteError> {
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T, SqliteSyncError> {
         let mut conn = self.inner.writer.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
@@ -353,7 +348,7 @@ impl SqliteSyncPool {
     }
 
     /// Runs `PRAGMA wal_checkpoint(mode)` on the writer now.
-    pub fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointResult, SqliteError> {
+    pub fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointResult, SqliteSyncError> {
         let conn = self.inner.writer.get()?;
         Ok(checkpoint(&conn, mode)?)
     }
@@ -375,7 +370,7 @@ impl SqliteSyncPool {
 
     /// The background checkpoints' counters.
     pub fn checkpoint_stats(&self) -> CheckpointStats {
-        self.inner.checkpointer.stats()
+        self.inner.target.checkpointer.stats()
     }
 
     /// Runs `PRAGMA optimize` on the writer (when `optimize_on_close`) and stops the checkpoint thread. The
@@ -407,11 +402,11 @@ fn checkpoint_thread(weak: Weak<SyncInner>, every: Duration) {
         if inner.stop.load(Ordering::Acquire) {
             return;
         }
-        let Some(mode) = inner.checkpointer.plan() else { continue };
+        let Some(mode) = inner.target.checkpointer.plan() else { continue };
         let Ok(conn) = inner.writer.get_timeout(inner.target.config.busy_timeout) else { continue };
         let result = checkpoint(&conn, mode).map_err(|e| e.to_string());
         drop(conn);
-        inner.checkpointer.record(&result);
+        inner.target.checkpointer.record(&result);
     }
 }
 

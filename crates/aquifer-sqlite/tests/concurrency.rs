@@ -14,7 +14,7 @@ const RUN_FOR: Duration = Duration::from_secs(2);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_readers_and_one_writer_never_see_sqlite_busy() {
     let (_dir, path) = temp_db("busy");
-    let pool = SqlitePool::builder(&path).readers(8).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).readers(8).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_books (id INTEGER PRIMARY KEY, title TEXT NOT NULL)"))
         .await
         .unwrap();

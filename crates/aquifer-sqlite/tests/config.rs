@@ -148,16 +148,18 @@ fn validation_names_the_field_and_value() {
 
 #[tokio::test]
 async fn opening_with_an_invalid_config_is_a_config_error_not_a_panic() {
-    let err = SqlitePool::builder(":memory:").readers(0).open().await.unwrap_err();
-    assert!(matches!(err, aquifer_sqlite::SqliteError::Config(_)), "{err:?}");
+    let err = SqlitePool::builder(":memory:").readers(0).connect().await.unwrap_err();
+    assert!(matches!(err, aquifer_sqlite::SqliteStartError::Config(_)), "{err:?}");
     assert!(err.to_string().contains("max_size"), "{err}");
 }
 
 #[test]
 fn opening_the_async_pool_outside_a_runtime_is_an_error_not_a_panic() {
     // A plain thread: no Tokio runtime anywhere.
-    let err = std::thread::spawn(|| block_on(SqlitePool::builder(":memory:").open())).join().unwrap();
-    assert!(matches!(err, Err(aquifer_sqlite::SqliteError::Build(_))), "{err:?}");
+    let err = std::thread::spawn(|| block_on(SqlitePool::builder(":memory:").connect())).join().unwrap();
+    assert!(matches!(err, Err(aquifer_sqlite::SqliteStartError::NoRuntime)), "{err:?}");
+    let err = std::thread::spawn(|| aquifer_sqlite::connect_lazy(":memory:")).join().unwrap();
+    assert!(matches!(err, Err(aquifer_sqlite::SqliteStartError::NoRuntime)), "{err:?}");
 }
 
 /// Polls a future to completion on the current (non-runtime) thread.
@@ -184,8 +186,20 @@ async fn a_password_in_a_uri_path_never_shows_in_debug_or_errors() {
     let uri = format!("file:{}/missing/dir/x.db?password=hunter2&mode=rwc", dir.path().display());
     let config = SqliteConfig::new(uri);
     assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
-    let err = SqlitePool::open(config).await.unwrap_err();
+    let err = config.connect().await.unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
     assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
     assert!(err.to_string().contains("missing/dir/x.db"), "the error still names the path: {err}");
+}
+
+#[test]
+fn the_retry_policy_is_part_of_the_config_in_serde_and_from_a_url() {
+    let config: SqliteConfig = serde_json::from_value(
+        serde_json::json!({ "path": "books.db", "retry": { "max_attempts": 5, "min_delay": "5ms" } }),
+    )
+    .unwrap();
+    assert_eq!((config.retry.max_attempts, config.retry.min_delay), (5, Duration::from_millis(5)));
+    let round_trip: SqliteConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
+    assert_eq!(round_trip, config);
+    assert_eq!(SqliteConfig::from_url("sqlite://books.db").retry, aquifer_sqlite::RetryPolicy::default());
 }

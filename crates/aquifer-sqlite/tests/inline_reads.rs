@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use aquifer_sqlite::{JournalMode, SqliteError, SqlitePool};
+use aquifer_sqlite::{JournalMode, SqlitePool, panicked};
 use common::temp_db;
 
 async fn pool_at(path: &std::path::Path) -> SqlitePool {
-    let pool = SqlitePool::builder(path).readers(4).open().await.unwrap();
+    let pool = SqlitePool::builder(path).readers(4).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (id INTEGER PRIMARY KEY, v TEXT)")).await.unwrap();
     pool
 }
@@ -71,19 +71,70 @@ async fn while_a_long_read_holds_one_of_two_workers_new_reads_run_off_the_runtim
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_and_raw_reads_always_run_off_the_runtime() {
+async fn writes_run_inline_and_raw_access_always_runs_off_the_runtime() {
     let (_dir, path) = temp_db("inline_others");
     let pool = pool_at(&path).await;
-    let (caller, write, raw_read) = tokio::spawn(async move {
+    let (caller, write, transaction, raw, raw_read) = tokio::spawn(async move {
         let caller = std::thread::current().id();
         let write = pool.write(|_| Ok(std::thread::current().id())).await.unwrap();
+        let transaction = pool.transaction(|_| Ok(std::thread::current().id())).await.unwrap();
+        let raw = pool.interact(|_| std::thread::current().id()).await.unwrap();
         let raw_read = pool.interact_read(|_| std::thread::current().id()).await.unwrap();
-        (caller, write, raw_read)
+        (caller, write, transaction, raw, raw_read)
     })
     .await
     .unwrap();
-    assert_ne!(caller, write, "a write may wait for a checkpoint's fsync or another process's lock");
+    assert_eq!(caller, write, "a write whose lock is free runs on the calling worker");
+    assert_eq!(caller, transaction);
+    assert_ne!(caller, raw, "interact is the way to run long or blocking work off the runtime");
     assert_ne!(caller, raw_read, "interact_read is the way to run a long read off the runtime");
+}
+
+/// Another process holds the write lock: an inline write does not wait for it on the worker (busy_timeout is
+/// off for its `BEGIN IMMEDIATE`) but goes to the blocking pool, where it waits up to `busy_timeout`, while
+/// the worker keeps serving other tasks; afterwards the writer has its busy_timeout back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_lock_another_process_holds_waits_off_the_runtime() {
+    let (_dir, path) = temp_db("inline_write_busy");
+    let pool = pool_at(&path).await;
+    let other = aquifer_sqlite::rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE; INSERT INTO aq_sl_t (v) VALUES ('other');").unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = {
+        let ticks = Arc::clone(&ticks);
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let writer = pool.clone();
+    let (caller, inside) = tokio::spawn(async move {
+        let caller = std::thread::current().id();
+        let inside = writer
+            .write(|tx| {
+                tx.execute("INSERT INTO aq_sl_t (v) VALUES ('mine')", [])?;
+                Ok(std::thread::current().id())
+            })
+            .await
+            .unwrap();
+        (caller, inside)
+    })
+    .await
+    .unwrap();
+    release.join().unwrap();
+    ticker.await.unwrap();
+    assert_ne!(caller, inside, "the write waited for the lock on the blocking pool");
+    assert_eq!(ticks.load(Ordering::SeqCst), 40, "the other tasks kept running meanwhile");
+    let timeout: i64 = pool.interact(|c| c.query_row("PRAGMA busy_timeout", [], |r| r.get(0))).await.unwrap().unwrap();
+    assert_eq!(timeout, 5000, "the writer's busy_timeout is back after the inline attempt");
+    let rows: Vec<(String,)> = pool.fetch_all("SELECT v FROM aq_sl_t ORDER BY id", ()).await.unwrap();
+    assert_eq!(rows, [("other".to_owned(),), ("mine".to_owned(),)]);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -98,7 +149,7 @@ async fn on_a_current_thread_runtime_reads_run_off_the_runtime() {
 async fn without_wal_reads_run_off_the_runtime() {
     // With a rollback journal a reader waits (sleeping in SQLite's busy handler) while the writer commits.
     let (_dir, path) = temp_db("inline_delete");
-    let pool = SqlitePool::builder(&path).journal_mode(JournalMode::Delete).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).journal_mode(JournalMode::Delete).connect().await.unwrap();
     let (caller, inside) = tokio::spawn(async move { threads_of_a_read(&pool).await }).await.unwrap();
     assert_ne!(caller, inside);
 }
@@ -150,7 +201,7 @@ async fn a_panic_inside_a_read_on_the_blocking_pool_is_reported() {
     let err =
         pool.read(|_| -> aquifer_sqlite::rusqlite::Result<()> { panic!("boom off the runtime") }).await.unwrap_err();
     assert!(
-        matches!(&err, SqliteError::Panicked { operation: "read", message } if message.contains("boom")),
+        err.backend_error().and_then(panicked).is_some_and(|p| p.operation == "read" && p.message.contains("boom")),
         "{err:?}"
     );
     assert!(pool.interact_read(|c| c.is_autocommit()).await.unwrap());
@@ -168,7 +219,7 @@ async fn a_panic_inside_an_inline_read_is_reported_and_the_worker_keeps_serving(
     .expect("the panic is caught inside read, not in the task")
     .unwrap_err();
     assert!(
-        matches!(&err, SqliteError::Panicked { operation: "read", message } if message.contains("boom")),
+        err.backend_error().and_then(panicked).is_some_and(|p| p.operation == "read" && p.message.contains("boom")),
         "{err:?}"
     );
     for _ in 0..8 {

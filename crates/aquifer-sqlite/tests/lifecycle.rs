@@ -2,13 +2,14 @@
 
 mod common;
 
-use aquifer_sqlite::{HealthStatus, PoolError, SqliteError, SqlitePool};
+use aquifer_core::PoolError;
+use aquifer_sqlite::{HealthStatus, SqliteOperationError, SqlitePool};
 use common::temp_db;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn both_pools_report_healthy_with_the_sqlite_version_and_path() {
     let (_dir, path) = temp_db("health");
-    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).connect().await.unwrap();
     let health = pool.health().await;
     assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
     for report in [&health.writer, &health.readers] {
@@ -24,7 +25,7 @@ async fn both_pools_report_healthy_with_the_sqlite_version_and_path() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pools_are_named_after_the_path_unless_named() {
     let (_dir, path) = temp_db("names");
-    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).connect().await.unwrap();
     assert_eq!(pool.writer().name(), format!("{}/main/writer", path.display()));
     assert_eq!(pool.readers().name(), format!("{}/main/readers", path.display()));
     let d = pool.writer().descriptor();
@@ -34,7 +35,7 @@ async fn pools_are_named_after_the_path_unless_named() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stats_count_both_pools() {
-    let pool = SqlitePool::builder(":memory:").readers(3).open().await.unwrap();
+    let pool = SqlitePool::builder(":memory:").readers(3).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (x)")).await.unwrap();
     pool.write(|tx| tx.execute("INSERT INTO aq_sl_t VALUES (1)", [])).await.unwrap();
     for _ in 0..2 {
@@ -50,13 +51,13 @@ async fn stats_count_both_pools() {
 #[tokio::test(flavor = "multi_thread")]
 async fn after_close_operations_fail_with_closed() {
     let (_dir, path) = temp_db("closed");
-    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (x)")).await.unwrap();
     assert_eq!(pool.close().await, 0);
     let err = pool.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.unwrap_err();
-    assert!(matches!(err, SqliteError::Pool(PoolError::Closed)), "{err:?}");
+    assert!(matches!(err, SqliteOperationError::Acquire(PoolError::Closed)), "{err:?}");
     let err = pool.write(|tx| tx.execute("INSERT INTO aq_sl_t VALUES (1)", [])).await.unwrap_err();
-    assert!(matches!(err, SqliteError::Pool(PoolError::Closed)), "{err:?}");
+    assert!(matches!(err, SqliteOperationError::Acquire(PoolError::Closed)), "{err:?}");
     assert_eq!(pool.health().await.status, HealthStatus::Unhealthy);
     // Closing twice is harmless.
     assert_eq!(pool.close().await, 0);
@@ -65,7 +66,7 @@ async fn after_close_operations_fail_with_closed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn close_runs_optimize_and_leaves_no_wal_behind() {
     let (_dir, path) = temp_db("optimize");
-    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).connect().await.unwrap();
     pool.write(|tx| {
         tx.execute_batch("CREATE TABLE aq_sl_t (x INTEGER); CREATE INDEX aq_sl_t_x ON aq_sl_t (x);")?;
         for i in 0..1000 {
@@ -103,5 +104,32 @@ fn the_pools_are_send_and_sync() {
     check::<aquifer_sqlite::SqliteSyncPool>();
     fn send<T: Send>() {}
     send::<aquifer_sqlite::SqlitePooled>();
-    send::<SqliteError>();
+    send::<SqliteOperationError>();
+    send::<aquifer_sqlite::SqliteStartError>();
+    send::<aquifer_sqlite::SqliteSyncError>();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_leak_hook_sees_connections_of_both_pools_held_too_long() {
+    let (_dir, path) = temp_db("leaks");
+    let reports = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let config = aquifer_sqlite::SqliteConfig {
+        pool: aquifer_sqlite::PoolConfig {
+            name: Some("leaky".into()),
+            leak_detection_threshold: Some(std::time::Duration::from_millis(50)),
+            ..Default::default()
+        },
+        ..aquifer_sqlite::SqliteConfig::new(path.to_string_lossy())
+    };
+    let seen = std::sync::Arc::clone(&reports);
+    let pool = config.builder().on_leak(move |r| seen.lock().push(r.pool.to_string())).connect().await.unwrap();
+    let (writer, reader) = (pool.writer().get().await.unwrap(), pool.readers().get().await.unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reports.lock().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop((writer, reader));
+    let mut pools = reports.lock().clone();
+    pools.sort();
+    assert_eq!(pools, ["leaky/readers", "leaky/writer"]);
 }

@@ -6,7 +6,7 @@ use aquifer_sqlite::{SqliteConfig, SqlitePool, SqliteSyncPool};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_in_memory_database_is_shared_by_the_writer_and_every_reader() {
-    let pool = SqlitePool::open(SqliteConfig::new(":memory:")).await.unwrap();
+    let pool = SqliteConfig::new(":memory:").connect().await.unwrap();
     assert_eq!(pool.path(), ":memory:");
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_m (x INTEGER); INSERT INTO aq_sl_m VALUES (7);"))
         .await
@@ -23,8 +23,8 @@ async fn an_in_memory_database_is_shared_by_the_writer_and_every_reader() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_in_memory_pools_are_separate_databases() {
-    let a = SqlitePool::builder(":memory:").open().await.unwrap();
-    let b = SqlitePool::builder(":memory:").open().await.unwrap();
+    let a = SqlitePool::builder(":memory:").connect().await.unwrap();
+    let b = SqlitePool::builder(":memory:").connect().await.unwrap();
     a.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_only_in_a (x)")).await.unwrap();
     let in_b: i64 = b
         .read(|c| c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'aq_sl_only_in_a'", [], |r| r.get(0)))
@@ -35,7 +35,7 @@ async fn two_in_memory_pools_are_separate_databases() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_in_memory_database_outlives_all_its_pooled_connections() {
-    let pool = SqlitePool::builder(":memory:").readers(2).open().await.unwrap();
+    let pool = SqlitePool::builder(":memory:").readers(2).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_m (x INTEGER); INSERT INTO aq_sl_m VALUES (1);"))
         .await
         .unwrap();
@@ -49,7 +49,7 @@ async fn an_in_memory_database_outlives_all_its_pooled_connections() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readers_and_the_writer_of_an_in_memory_database_work_concurrently() {
-    let pool = SqlitePool::builder(":memory:").readers(4).open().await.unwrap();
+    let pool = SqlitePool::builder(":memory:").readers(4).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_m (x INTEGER)")).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_millis(500);
     let readers: Vec<_> = (0..4)
@@ -59,7 +59,7 @@ async fn readers_and_the_writer_of_an_in_memory_database_work_concurrently() {
                 while std::time::Instant::now() < deadline {
                     pool.read(|c| c.query_row("SELECT count(*) FROM aq_sl_m", [], |r| r.get::<_, i64>(0))).await?;
                 }
-                Ok::<_, aquifer_sqlite::SqliteError>(())
+                Ok::<_, aquifer_sqlite::SqliteOperationError>(())
             })
         })
         .collect();

@@ -35,7 +35,7 @@ fn counter(captured: &Captured, name: &str, pool: &str) -> f64 {
 async fn the_async_pools_record_connection_and_operation_metrics() {
     let capture = MetricsCapture::new();
     let (_dir, path) = temp_db("metrics_async");
-    let pool = SqlitePool::builder(&path).name("books").readers(2).meter(capture.meter()).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).name("books").readers(2).meter(capture.meter()).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (x)")).await.unwrap();
     for _ in 0..3 {
         pool.read(|c| c.query_row("SELECT count(*) FROM aq_sl_t", [], |r| r.get::<_, i64>(0))).await.unwrap();
@@ -51,10 +51,19 @@ async fn the_async_pools_record_connection_and_operation_metrics() {
     assert_eq!(histogram_count(&got, "db.client.connection.wait_time", "books/readers"), 5); // warm-up + 4 reads
 
     let ops = got.get("db.client.operation.duration").expect("db.client.operation.duration");
-    let reads: Vec<_> = ops.points.iter().filter(|p| p.attr("db.operation.name") == Some("read")).collect();
+    let on = |pool: &str| {
+        ops.points
+            .iter()
+            .filter(|p| p.attr("db.client.connection.pool.name") == Some(pool))
+            .inspect(|p| assert_eq!(p.attr("db.operation.name"), Some("TRANSACTION"), "{p:?}"))
+            .collect::<Vec<_>>()
+    };
+    let reads = on("books/readers");
     assert_eq!(reads.iter().map(|p| p.count).sum::<u64>(), 4);
     assert!(reads.iter().any(|p| p.attr("error.type") == Some("SQLITE_READONLY")), "{reads:?}");
-    let write = ops.point_with("db.operation.name", "write").expect("a write operation");
+    let writes = on("books/writer");
+    assert_eq!(writes.iter().map(|p| p.count).sum::<u64>(), 1);
+    let write = writes[0];
     assert_eq!(write.attr("db.namespace"), Some("main"));
     assert_eq!(write.attr("server.address"), Some(&*path.to_string_lossy()));
 
@@ -66,7 +75,7 @@ async fn the_async_pools_record_connection_and_operation_metrics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timed_out_wait_for_the_writer_counts_a_timeout() {
     let capture = MetricsCapture::new();
-    let pool = SqlitePool::builder(":memory:").name("busy").meter(capture.meter()).open().await.unwrap();
+    let pool = SqlitePool::builder(":memory:").name("busy").meter(capture.meter()).connect().await.unwrap();
     let held = pool.writer().get().await.unwrap();
     let err = pool.writer().get_timeout(Duration::from_millis(50)).await.unwrap_err();
     assert!(err.is_timeout());

@@ -5,14 +5,20 @@ mod common;
 use std::time::{Duration, Instant};
 
 use aquifer_sqlite::rusqlite::Connection;
-use aquifer_sqlite::{ErrorKind, SqliteError, SqlitePool, SqliteSyncPool};
+use aquifer_sqlite::{ErrorKind, SqlitePool, SqliteStartError, SqliteSyncError, SqliteSyncPool};
 use common::temp_db;
 
-fn kind(e: &SqliteError) -> ErrorKind {
+/// The kind of the connection error behind a failed start, which must be `StartError::Connect`.
+fn kind(e: &SqliteStartError) -> ErrorKind {
+    assert!(matches!(e, SqliteStartError::Connect { .. }), "expected a failed first connection, got {e:?}");
+    e.backend_error().unwrap_or_else(|| panic!("expected a connection error, got {e:?}")).kind
+}
+
+fn sync_kind(e: &SqliteSyncError) -> ErrorKind {
     e.connection_error().unwrap_or_else(|| panic!("expected a connection error, got {e:?}")).kind
 }
 
-fn assert_names_path(e: &SqliteError, path: &std::path::Path) {
+fn assert_names_path(e: &impl std::fmt::Display, path: &std::path::Path) {
     let shown = e.to_string();
     assert!(shown.contains(&*path.to_string_lossy()), "error should name {}: {shown}", path.display());
 }
@@ -22,8 +28,9 @@ async fn a_file_that_is_not_a_database_is_a_typed_error_naming_the_path() {
     let (_dir, path) = temp_db("not_a_db");
     std::fs::write(&path, b"this is a text file, not an SQLite database, and it is long enough to have a header.")
         .unwrap();
-    let err = SqlitePool::builder(&path).open().await.unwrap_err();
+    let err = SqlitePool::builder(&path).connect().await.unwrap_err();
     assert_eq!(kind(&err), ErrorKind::NotADatabase, "{err}");
+    assert!(err.is_permanent(), "{err:?}");
     assert_names_path(&err, &path);
     assert!(err.to_string().contains("not an SQLite database"), "{err}");
 }
@@ -32,8 +39,9 @@ async fn a_file_that_is_not_a_database_is_a_typed_error_naming_the_path() {
 async fn a_missing_directory_is_a_typed_error_naming_the_path() {
     let (dir, _) = temp_db("unused");
     let path = dir.path().join("no/such/dir/books.db");
-    let err = SqlitePool::builder(&path).open().await.unwrap_err();
+    let err = SqlitePool::builder(&path).connect().await.unwrap_err();
     assert_eq!(kind(&err), ErrorKind::CannotOpen, "{err}");
+    assert!(err.is_permanent(), "{err:?}");
     assert_names_path(&err, &path);
     assert!(err.to_string().contains("directory exists"), "{err}");
 }
@@ -41,7 +49,7 @@ async fn a_missing_directory_is_a_typed_error_naming_the_path() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_file_without_create_if_missing_is_a_typed_error() {
     let (_dir, path) = temp_db("absent");
-    let err = SqlitePool::builder(&path).create_if_missing(false).open().await.unwrap_err();
+    let err = SqlitePool::builder(&path).create_if_missing(false).connect().await.unwrap_err();
     assert_eq!(kind(&err), ErrorKind::CannotOpen, "{err}");
     assert_names_path(&err, &path);
     assert!(!path.exists(), "nothing may be created");
@@ -85,7 +93,7 @@ impl Drop for ReadOnlyDir {
 async fn a_new_database_in_a_read_only_directory_is_a_typed_error_naming_the_path() {
     let (dir, path) = temp_db("ro_new");
     let _ro = ReadOnlyDir::new(dir.path());
-    let err = SqlitePool::builder(&path).open().await.unwrap_err();
+    let err = SqlitePool::builder(&path).connect().await.unwrap_err();
     assert!(matches!(kind(&err), ErrorKind::CannotOpen | ErrorKind::ReadOnly), "{err}");
     assert_names_path(&err, &path);
 }
@@ -96,7 +104,7 @@ async fn an_existing_database_in_a_read_only_directory_is_a_typed_error_naming_t
     // A rollback-journal database: switching it to WAL needs the -wal and -shm files beside it.
     Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
     let _ro = ReadOnlyDir::new(dir.path());
-    let err = SqlitePool::builder(&path).open().await.unwrap_err();
+    let err = SqlitePool::builder(&path).connect().await.unwrap_err();
     assert!(matches!(kind(&err), ErrorKind::CannotOpen | ErrorKind::ReadOnly), "{err}");
     assert_names_path(&err, &path);
 }
@@ -108,9 +116,15 @@ async fn a_locked_database_is_a_typed_error_naming_the_path_after_busy_timeout()
     let other = Connection::open(&path).unwrap();
     other.execute_batch("CREATE TABLE t (x INTEGER); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);").unwrap();
     let started = Instant::now();
-    let err = SqlitePool::builder(&path).busy_timeout(Duration::from_millis(200)).open().await.unwrap_err();
+    let err = SqlitePool::builder(&path).busy_timeout(Duration::from_millis(200)).connect().await.unwrap_err();
     assert_eq!(kind(&err), ErrorKind::Locked, "{err}");
-    assert!(err.is_busy(), "{err:?}");
+    assert!(!err.is_permanent(), "another process's lock is not permanent: {err:?}");
+    assert!(
+        err.backend_error()
+            .and_then(|e| e.code())
+            .is_some_and(|c| c == aquifer_sqlite::rusqlite::ErrorCode::DatabaseBusy),
+        "{err:?}"
+    );
     assert_names_path(&err, &path);
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     other.execute_batch("ROLLBACK").unwrap();
@@ -121,14 +135,14 @@ fn the_sync_pool_reports_the_same_typed_errors() {
     let (_dir, path) = temp_db("not_a_db_sync");
     std::fs::write(&path, vec![b'x'; 4096]).unwrap();
     let err = SqliteSyncPool::builder(&path).open_sync().unwrap_err();
-    assert_eq!(kind(&err), ErrorKind::NotADatabase, "{err}");
+    assert_eq!(sync_kind(&err), ErrorKind::NotADatabase, "{err}");
     assert_names_path(&err, &path);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reader_connect_failing_later_names_the_path_in_the_pool_error() {
     let (_dir, path) = temp_db("replaced");
-    let pool = SqlitePool::builder(&path).readers(1).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).readers(1).connect().await.unwrap();
     // Close the idle reader so the next read must open a new connection, against a file that is now garbage.
     assert_eq!(pool.readers().retain(|_, _| false), 1);
     std::fs::remove_file(&path).unwrap();

@@ -17,7 +17,7 @@ const SCHEMA: &str = "
 #[tokio::test(flavor = "multi_thread")]
 async fn data_persists_across_close_and_reopen() {
     let (_dir, path) = temp_db("persist");
-    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).connect().await.unwrap();
     pool.write(|tx| {
         tx.execute_batch(SCHEMA)?;
         tx.execute("INSERT INTO aq_sl_authors (name) VALUES ('Le Guin')", [])
@@ -27,7 +27,7 @@ async fn data_persists_across_close_and_reopen() {
     assert_eq!(pool.close().await, 0);
     drop(pool);
 
-    let reopened = SqlitePool::builder(&path).open().await.unwrap();
+    let reopened = SqlitePool::builder(&path).connect().await.unwrap();
     let name: String =
         reopened.read(|c| c.query_row("SELECT name FROM aq_sl_authors WHERE id = 1", [], |r| r.get(0))).await.unwrap();
     assert_eq!(name, "Le Guin");
@@ -36,7 +36,7 @@ async fn data_persists_across_close_and_reopen() {
 #[tokio::test(flavor = "multi_thread")]
 async fn data_written_by_the_async_pool_is_read_by_the_sync_pool() {
     let (_dir, path) = temp_db("persist_sync");
-    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).connect().await.unwrap();
     pool.write(|tx| {
         tx.execute_batch(SCHEMA)?;
         tx.execute("INSERT INTO aq_sl_authors (name) VALUES ('Jemisin')", [])
@@ -57,20 +57,20 @@ async fn data_written_by_the_async_pool_is_read_by_the_sync_pool() {
 #[tokio::test(flavor = "multi_thread")]
 async fn foreign_keys_are_enforced() {
     let (_dir, path) = temp_db("fk");
-    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch(SCHEMA)).await.unwrap();
     let err = pool
         .write(|tx| tx.execute("INSERT INTO aq_sl_plots (author_id, title) VALUES (42, 'Orphan')", []))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::ConstraintViolation), "{err}");
+    assert_eq!(err.backend_error().and_then(|e| e.sqlite_error_code()), Some(ErrorCode::ConstraintViolation), "{err}");
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn foreign_keys_can_be_turned_off() {
     let (_dir, path) = temp_db("fk_off");
-    let pool = SqlitePool::builder(&path).foreign_keys(false).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).foreign_keys(false).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch(SCHEMA)).await.unwrap();
     pool.write(|tx| tx.execute("INSERT INTO aq_sl_plots (author_id, title) VALUES (42, 'Orphan')", [])).await.unwrap();
 }

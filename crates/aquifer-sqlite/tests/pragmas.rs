@@ -41,7 +41,7 @@ fn custom_pragmas(query_only: bool) -> Pragmas {
 #[tokio::test(flavor = "multi_thread")]
 async fn default_pragmas_read_back_on_the_writer() {
     let (_dir, path) = temp_db("pragmas_writer");
-    let pool = SqlitePool::builder(&path).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).connect().await.unwrap();
     let got = pool.interact(|c| read_pragmas(c)).await.unwrap();
     assert_eq!(got, default_pragmas(false));
 }
@@ -49,7 +49,7 @@ async fn default_pragmas_read_back_on_the_writer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn default_pragmas_read_back_on_every_reader() {
     let (_dir, path) = temp_db("pragmas_readers");
-    let pool = SqlitePool::builder(&path).readers(4).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).readers(4).connect().await.unwrap();
     // Hold all four at once so each is a different connection.
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -64,7 +64,7 @@ async fn default_pragmas_read_back_on_every_reader() {
 #[tokio::test(flavor = "multi_thread")]
 async fn configured_pragmas_read_back_on_writer_and_readers() {
     let (_dir, path) = temp_db("pragmas_custom");
-    let pool = SqlitePool::open(custom(&path)).await.unwrap();
+    let pool = custom(&path).connect().await.unwrap();
     assert_eq!(pool.interact(|c| read_pragmas(c)).await.unwrap(), custom_pragmas(false));
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -81,7 +81,7 @@ async fn rollback_journal_is_selectable() {
     let pool = SqlitePool::builder(&path)
         .journal_mode(aquifer_sqlite::JournalMode::Delete)
         .synchronous(Synchronous::Full)
-        .open()
+        .connect()
         .await
         .unwrap();
     let got = pool.interact_read(|c| read_pragmas(c)).await.unwrap();

@@ -8,14 +8,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aquifer_sqlite::rusqlite::{ErrorCode, params};
-use aquifer_sqlite::{SqliteError, SqlitePool};
+use aquifer_sqlite::{SqliteOperationError, SqlitePool, panicked};
 use common::temp_db;
 
 async fn pool_with_table(name: &str) -> (tempfile::TempDir, SqlitePool) {
     let (dir, path) = temp_db(name);
-    let pool = SqlitePool::builder(&path).readers(2).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).readers(2).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")).await.unwrap();
     (dir, pool)
+}
+
+fn code(err: &SqliteOperationError) -> Option<ErrorCode> {
+    err.backend_error().and_then(|e| e.sqlite_error_code())
 }
 
 async fn count(pool: &SqlitePool) -> i64 {
@@ -46,7 +50,7 @@ async fn a_write_that_returns_err_rolls_back() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::ConstraintViolation), "{err}");
+    assert_eq!(code(&err), Some(ErrorCode::ConstraintViolation), "{err}");
     assert_eq!(count(&pool).await, 0);
 }
 
@@ -60,13 +64,9 @@ async fn a_panic_inside_a_write_rolls_back_and_the_pool_keeps_working() {
         })
         .await
         .unwrap_err();
-    match &err {
-        SqliteError::Panicked { operation, message } => {
-            assert_eq!(*operation, "write");
-            assert!(message.contains("boom"), "{message}");
-        }
-        other => panic!("expected Panicked, got {other:?}"),
-    }
+    let panic = err.backend_error().and_then(panicked).unwrap_or_else(|| panic!("expected a panic, got {err:?}"));
+    assert_eq!(panic.operation, "write");
+    assert!(panic.message.contains("boom"), "{panic}");
     assert_eq!(count(&pool).await, 0, "the panicking transaction must be rolled back");
     // The one writer is usable again, not leaked or stuck in a transaction.
     pool.write(|tx| tx.execute("INSERT INTO aq_sl_t (v) VALUES ('after')", [])).await.unwrap();
@@ -84,7 +84,7 @@ async fn a_panic_inside_a_read_is_reported_and_the_reader_comes_back_clean() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, SqliteError::Panicked { operation: "read", .. }), "{err:?}");
+    assert!(err.backend_error().and_then(panicked).is_some_and(|p| p.operation == "read"), "{err:?}");
     // Every reader is handed out outside any transaction.
     for _ in 0..4 {
         assert!(pool.interact_read(|c| c.is_autocommit()).await.unwrap());
@@ -114,7 +114,7 @@ fn a_panic_inside_a_sync_write_unwinds_rolls_back_and_the_writer_keeps_working()
 async fn readers_cannot_write() {
     let (_dir, pool) = pool_with_table("ro_readers").await;
     let err = pool.read(|c| c.execute("INSERT INTO aq_sl_t (v) VALUES ('sneaky')", [])).await.unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::ReadOnly), "{err}");
+    assert_eq!(code(&err), Some(ErrorCode::ReadOnly), "{err}");
     let err = pool.interact_read(|c| c.execute_batch("CREATE TABLE aq_sl_other (x)")).await.unwrap().unwrap_err();
     assert_eq!(err.sqlite_error_code(), Some(ErrorCode::ReadOnly), "{err}");
     assert_eq!(count(&pool).await, 0);
@@ -140,7 +140,9 @@ async fn a_read_transaction_left_open_is_rolled_back_before_reuse() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
+/// On a current-thread runtime a write runs on the blocking pool, so its future can be dropped while the
+/// closure runs (inline, the closure runs inside one poll and cannot be interrupted).
+#[tokio::test(flavor = "current_thread")]
 async fn a_dropped_write_future_lets_the_closure_finish_and_returns_the_writer() {
     let (_dir, pool) = pool_with_table("dropped").await;
     let started = Arc::new(AtomicBool::new(false));
@@ -151,7 +153,7 @@ async fn a_dropped_write_future_lets_the_closure_finish_and_returns_the_writer()
         tx.execute("INSERT INTO aq_sl_t (v) VALUES (?1)", params!["finished anyway"])
     });
     // Drop the future once the closure is running.
-    let _ = tokio::time::timeout(Duration::from_millis(100), write).await;
+    assert!(tokio::time::timeout(Duration::from_millis(100), write).await.is_err(), "dropped while the closure ran");
     assert!(started.load(Ordering::SeqCst), "the closure should have started within 100 ms");
     // The writer comes back once the closure is done, with its transaction committed.
     let n = pool.write(|tx| tx.query_row("SELECT count(*) FROM aq_sl_t", [], |r| r.get::<_, i64>(0))).await.unwrap();

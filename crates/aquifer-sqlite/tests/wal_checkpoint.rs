@@ -66,7 +66,7 @@ async fn max_wal_under_constant_reads(pool: &SqlitePool, wal: PathBuf, run_for: 
 async fn the_wal_stays_bounded_under_constant_reads() {
     // Control: without the checkpoint task this workload starves SQLite's own checkpoints.
     let (_dir, path) = temp_db("wal_control");
-    let control = SqlitePool::builder(&path).readers(8).checkpoint_interval(None).open().await.unwrap();
+    let control = SqlitePool::builder(&path).readers(8).checkpoint_interval(None).connect().await.unwrap();
     let control_max = max_wal_under_constant_reads(&control, wal_of(&path), Duration::from_millis(2500)).await;
     control.close().await;
     assert!(
@@ -80,7 +80,7 @@ async fn the_wal_stays_bounded_under_constant_reads() {
         .readers(8)
         .checkpoint_interval(Some(Duration::from_millis(50)))
         .wal_size_limit(LIMIT)
-        .open()
+        .connect()
         .await
         .unwrap();
     let max = max_wal_under_constant_reads(&pool, wal_of(&path), Duration::from_millis(2500)).await;
@@ -92,7 +92,7 @@ async fn the_wal_stays_bounded_under_constant_reads() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manual_truncate_checkpoint_empties_the_wal() {
     let (_dir, path) = temp_db("wal_manual");
-    let pool = SqlitePool::builder(&path).checkpoint_interval(None).open().await.unwrap();
+    let pool = SqlitePool::builder(&path).checkpoint_interval(None).connect().await.unwrap();
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (x); INSERT INTO aq_sl_t VALUES (zeroblob(100000));"))
         .await
         .unwrap();

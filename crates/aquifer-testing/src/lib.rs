@@ -2,12 +2,16 @@
 
 mod fake;
 mod metrics;
+mod private;
+mod proxy;
 mod server;
 #[cfg(feature = "victoria")]
 mod victoria;
 
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
+pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
+pub use proxy::ChaosProxy;
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
-pub use victoria::{Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
+pub use victoria::{PROMETHEUS_ADDR, Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};

@@ -1,5 +1,5 @@
 //! [`Victoria`]: the VictoriaMetrics that scripts/dev-services.sh runs as the OTLP receiver, queried through its
-//! Prometheus API.
+//! Prometheus API, and the Prometheus that scrapes it (the same API, Prometheus's own PromQL engine).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +8,9 @@ use std::time::Duration;
 pub const VICTORIA_ADDR: &str = "127.0.0.1:8428";
 /// The base OTLP endpoint for `OTEL_EXPORTER_OTLP_ENDPOINT` (the exporter appends `/v1/metrics`).
 pub const VICTORIA_OTLP_ENDPOINT: &str = "http://127.0.0.1:8428/opentelemetry";
+
+/// Where scripts/services/55-prometheus.sh listens: a Prometheus that scrapes this VictoriaMetrics' `/federate`.
+pub const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
 
 /// One series of a PromQL instant query: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,11 +28,14 @@ impl Sample {
     }
 }
 
-/// A client of the test VictoriaMetrics.
+/// A client of the test VictoriaMetrics, or (from [`Victoria::prometheus`]) of the Prometheus that scrapes it:
+/// both answer the Prometheus HTTP API.
 #[derive(Debug, Clone)]
 pub struct Victoria {
     client: reqwest::Client,
     base: String,
+    /// VictoriaMetrics has `/internal/force_flush`; Prometheus has nothing to flush.
+    flushes: bool,
 }
 
 impl Victoria {
@@ -42,7 +48,20 @@ impl Victoria {
             "bash scripts/dev-services.sh victoria",
         )
         .await;
-        Victoria { client: reqwest::Client::new(), base: format!("http://{VICTORIA_ADDR}") }
+        Victoria { client: reqwest::Client::new(), base: format!("http://{VICTORIA_ADDR}"), flushes: true }
+    }
+
+    /// A client of the Prometheus that scrapes VictoriaMetrics' `/federate` every second, after checking that it
+    /// answers (the test fails naming scripts/dev-services.sh otherwise): the same queries, evaluated by
+    /// Prometheus's own PromQL engine. A series reaches it a second or two after VictoriaMetrics has it.
+    pub async fn prometheus() -> Self {
+        crate::require_server(
+            "Prometheus (scraping VictoriaMetrics' /federate)",
+            PROMETHEUS_ADDR,
+            "bash scripts/dev-services.sh prometheus",
+        )
+        .await;
+        Victoria { client: reqwest::Client::new(), base: format!("http://{PROMETHEUS_ADDR}"), flushes: false }
     }
 
     /// Runs a PromQL instant query. `Err` carries VictoriaMetrics' message when the query does not parse or
@@ -95,6 +114,9 @@ impl Victoria {
     /// Makes everything ingested so far searchable now (VictoriaMetrics' `/internal/force_flush`): otherwise
     /// new series become visible only after its in-memory buffers are flushed, up to ~10 s later.
     pub async fn force_flush(&self) {
+        if !self.flushes {
+            return;
+        }
         let url = format!("{}/internal/force_flush", self.base);
         if let Err(e) = self.client.get(url).timeout(Duration::from_secs(10)).send().await {
             panic!("VictoriaMetrics force_flush failed: {e}");

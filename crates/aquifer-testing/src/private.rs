@@ -1,0 +1,469 @@
+//! Database servers of a test's own: a private PostgreSQL or MariaDB instance in a temporary directory, on a
+//! free loopback port, that the test may stop, kill and start again without disturbing the shared servers the
+//! other tests use.
+//!
+//! Both come from the packages scripts/services/*.sh rely on (PostgreSQL 15 in `/usr/lib/postgresql/15/bin`,
+//! MariaDB's `mariadb-install-db` and `mariadbd`). Run as root, the server runs as the packages' own user
+//! (`postgres`, `mysql`): `initdb` and `postgres` refuse to run as root. Every start and stop is bounded; a
+//! server still running when its handle is dropped is killed by PID and its directory removed.
+
+use std::os::unix::fs::chown;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a start may take before it is an error (initdb, install-db and the servers start in 1-5 s here).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a clean stop may take before the server is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const SCRIPT: &str = "scripts/dev-services.sh";
+
+/// An error starting or stopping a private server: what failed and the server's log, if any.
+#[derive(Debug)]
+pub struct PrivateServerError(String);
+
+impl std::fmt::Display for PrivateServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PrivateServerError {}
+
+fn error(message: impl Into<String>) -> PrivateServerError {
+    PrivateServerError(message.into())
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the server binds it a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// The uid and gid of `user` from /etc/passwd, when this process runs as root (a server then runs as `user`).
+fn run_as(user: &str) -> Result<Option<(u32, u32)>, PrivateServerError> {
+    if !is_root() {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| error(format!("reading /etc/passwd: {e}")))?;
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() > 3 && fields[0] == user {
+            let uid = fields[2].parse().map_err(|_| error(format!("bad uid for {user} in /etc/passwd")))?;
+            let gid = fields[3].parse().map_err(|_| error(format!("bad gid for {user} in /etc/passwd")))?;
+            return Ok(Some((uid, gid)));
+        }
+    }
+    Err(error(format!("running as root, and there is no user {user} to run the server as; install it with `{SCRIPT}`")))
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective uid.
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// A temporary directory owned by `owner` (when running as root), removed on drop.
+struct OwnedDir {
+    path: PathBuf,
+}
+
+impl OwnedDir {
+    fn new(kind: &str, owner: Option<(u32, u32)>) -> Result<Self, PrivateServerError> {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("aquifer-private-{kind}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| error(format!("creating {}: {e}", path.display())))?;
+        if let Some((uid, gid)) = owner {
+            chown(&path, Some(uid), Some(gid)).map_err(|e| error(format!("chown {}: {e}", path.display())))?;
+        }
+        Ok(OwnedDir { path })
+    }
+}
+
+impl Drop for OwnedDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn command(program: impl AsRef<std::ffi::OsStr>, owner: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some((uid, gid)) = owner {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` to completion within `timeout`; its output goes to `log`.
+fn run_bounded(mut cmd: Command, what: &str, log: &Path, timeout: Duration) -> Result<(), PrivateServerError> {
+    let file = |log: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| error(format!("{}: {e}", log.display())))
+    };
+    let mut child = cmd
+        .stdout(file(log)?)
+        .stderr(file(log)?)
+        .spawn()
+        .map_err(|e| error(format!("{what}: cannot run it ({e}); install the server with `{SCRIPT}`")))?;
+    let status = wait_bounded(&mut child, timeout).map_err(|e| error(format!("{what}: {e}")))?;
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(s) => Err(error(format!("{what} failed ({s}): {}", tail(log)))),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(error(format!("{what} did not finish within {timeout:?}: {}", tail(log))))
+        }
+    }
+}
+
+/// Waits for `child` up to `timeout`: `Some(status)` when it exited, `None` when it is still running.
+fn wait_bounded(child: &mut Child, timeout: Duration) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last lines of a log file, for error messages.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(8);
+    format!("{} (log: {})", lines[start..].join(" | "), log.display())
+}
+
+/// Sends `signal` (a name such as `INT` or `TERM`) to `pid` with kill(1): std only sends SIGKILL, and a
+/// dependency for one signal is not worth it.
+fn signal(pid: u32, signal: &str) -> Result<(), PrivateServerError> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| error(format!("kill -{signal} {pid}: {e}")))?;
+    if status.success() { Ok(()) } else { Err(error(format!("kill -{signal} {pid}: {status}"))) }
+}
+
+/// Sends `signal` to the process group `pgid` (a server started as the leader of its own group).
+fn signal_group(pgid: u32, signal: &str) -> Result<(), PrivateServerError> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| error(format!("kill -{signal} -- -{pgid}: {e}")))?;
+    if status.success() { Ok(()) } else { Err(error(format!("kill -{signal} -- -{pgid}: {status}"))) }
+}
+
+/// Polls `addr` until something accepts TCP connections, or `deadline`.
+fn wait_for_port(port: u16, deadline: Instant) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The running server process of a [`PrivatePostgres`] or [`PrivateMariaDb`], with the shutdown signal its
+/// server treats as "close every session and stop".
+struct Server {
+    child: Option<Child>,
+    stop_signal: &'static str,
+    log: PathBuf,
+    port: u16,
+    what: &'static str,
+}
+
+impl Server {
+    fn spawn(&mut self, mut cmd: Command) -> Result<(), PrivateServerError> {
+        if self.child.is_some() {
+            return Err(error(format!("the private {} is already running", self.what)));
+        }
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .map_err(|e| error(format!("{}: {e}", self.log.display())))
+        };
+        // Its own process group, so that a kill reaches every process of the server and nothing else.
+        let mut child = cmd
+            .process_group(0)
+            .stdout(file()?)
+            .stderr(file()?)
+            .spawn()
+            .map_err(|e| error(format!("starting the private {}: {e}; install it with `{SCRIPT}`", self.what)))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        // Ready when the port accepts connections (both servers open it once recovery is done), unless the
+        // process exits first (a port taken in the meantime, a bad datadir).
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(error(format!(
+                    "the private {} exited at start ({status}): {}",
+                    self.what,
+                    tail(&self.log)
+                )));
+            }
+            if wait_for_port(self.port, (Instant::now() + Duration::from_millis(200)).min(deadline)) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error(format!(
+                    "the private {} did not accept connections within {START_TIMEOUT:?}: {}",
+                    self.what,
+                    tail(&self.log)
+                )));
+            }
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// A clean shutdown that closes every session; killed if it takes longer than [`STOP_TIMEOUT`].
+    fn stop(&mut self) -> Result<(), PrivateServerError> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        signal(child.id(), self.stop_signal)?;
+        match wait_bounded(&mut child, STOP_TIMEOUT) {
+            Ok(Some(_)) => Ok(()),
+            _ => {
+                let _ = signal_group(child.id(), "KILL");
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(error(format!("the private {} did not stop within {STOP_TIMEOUT:?}; killed it", self.what)))
+            }
+        }
+    }
+
+    /// SIGKILL to the server's process group (PostgreSQL's backends are processes of their own, which would
+    /// otherwise go on serving their sessions): a crash. The kernel closes every session's socket.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = signal_group(child.id(), "KILL");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+/// A PostgreSQL 15 server of a test's own: `initdb` into a temporary directory, then `postgres` on a free port
+/// of 127.0.0.1 with trust authentication and a database `test`.
+///
+/// ```no_run
+/// let mut pg = aquifer_testing::PrivatePostgres::start().unwrap();
+/// let url = pg.url(); // postgres://postgres@127.0.0.1:PORT/test?sslmode=disable
+/// pg.stop().unwrap(); // connections refused from here on
+/// pg.restart().unwrap(); // same port, same data
+/// ```
+pub struct PrivatePostgres {
+    server: Server,
+    owner: Option<(u32, u32)>,
+    data: PathBuf,
+    // Dropped last: the server is killed first (field order), then its directory removed.
+    dir: OwnedDir,
+}
+
+impl PrivatePostgres {
+    /// Creates the cluster and starts the server (both bounded by [`START_TIMEOUT`]).
+    pub fn start() -> Result<Self, PrivateServerError> {
+        let owner = run_as("postgres")?;
+        let dir = OwnedDir::new("postgres", owner)?;
+        let data = dir.path.join("data");
+        let log = dir.path.join("server.log");
+        let mut initdb = command(Path::new(PG_BIN).join("initdb"), owner);
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        run_bounded(initdb, "initdb", &dir.path.join("initdb.log"), START_TIMEOUT)?;
+        // The `test` database exists from the start, as on the shared server: created in single-user mode, so
+        // no client program is needed.
+        let mut pg = PrivatePostgres {
+            server: Server { child: None, stop_signal: "INT", log, port: free_port(), what: "PostgreSQL" },
+            owner,
+            data,
+            dir,
+        };
+        pg.restart()?;
+        let mut createdb = command(Path::new(PG_BIN).join("createdb"), None);
+        createdb.args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", "postgres", "test"]);
+        run_bounded(createdb, "createdb test", &pg.dir.path.join("createdb.log"), START_TIMEOUT)?;
+        Ok(pg)
+    }
+
+    /// Starts the server again (same port, same data) after [`stop`](Self::stop) or [`kill`](Self::kill);
+    /// returns once it accepts connections.
+    pub fn restart(&mut self) -> Result<(), PrivateServerError> {
+        let mut cmd = command(Path::new(PG_BIN).join("postgres"), self.owner);
+        cmd.arg("-D").arg(&self.data).arg("-p").arg(self.server.port.to_string()).arg("-k").arg(&self.dir.path).args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=100",
+        ]);
+        self.server.spawn(cmd)
+    }
+
+    /// Fast shutdown (SIGINT): every session is terminated, then the server exits; bounded by
+    /// [`STOP_TIMEOUT`], after which it is killed.
+    pub fn stop(&mut self) -> Result<(), PrivateServerError> {
+        self.server.stop()
+    }
+
+    /// Kills every process of the server (SIGKILL to its process group), as a crash would.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.server.is_running()
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/test?sslmode=disable` (trust: any password is accepted).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/test?sslmode=disable", self.port())
+    }
+
+    /// The server's log file.
+    pub fn log(&self) -> &Path {
+        &self.server.log
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.server.kill();
+    }
+}
+
+/// A MariaDB server of a test's own: `mariadb-install-db` into a temporary directory, then `mariadbd` with its
+/// own datadir, socket and port on 127.0.0.1; `root` without a password and a database `test`.
+pub struct PrivateMariaDb {
+    server: Server,
+    data: PathBuf,
+    dir: OwnedDir,
+}
+
+impl PrivateMariaDb {
+    /// Creates the data directory and starts the server (both bounded by [`START_TIMEOUT`]).
+    pub fn start() -> Result<Self, PrivateServerError> {
+        let owner = run_as("mysql")?;
+        let dir = OwnedDir::new("mariadb", owner)?;
+        let data = dir.path.join("data");
+        let mut install = command("mariadb-install-db", None);
+        install.arg("--no-defaults").arg(format!("--datadir={}", data.display())).args([
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ]);
+        if owner.is_some() {
+            install.arg("--user=mysql");
+        }
+        run_bounded(install, "mariadb-install-db", &dir.path.join("install.log"), START_TIMEOUT)?;
+        // Runs at every start: the `test` database of the shared server's layout.
+        let init = dir.path.join("init.sql");
+        std::fs::write(&init, "CREATE DATABASE IF NOT EXISTS test;\n")
+            .map_err(|e| error(format!("{}: {e}", init.display())))?;
+        let log = dir.path.join("server.log");
+        let mut my = PrivateMariaDb {
+            server: Server { child: None, stop_signal: "TERM", log, port: free_port(), what: "MariaDB" },
+            data,
+            dir,
+        };
+        my.restart()?;
+        Ok(my)
+    }
+
+    /// Starts the server again (same port, same data) after [`stop`](Self::stop) or [`kill`](Self::kill);
+    /// returns once it accepts connections.
+    pub fn restart(&mut self) -> Result<(), PrivateServerError> {
+        let mut cmd = command("/usr/sbin/mariadbd", None);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", self.data.display()))
+            .arg(format!("--socket={}", self.dir.path.join("mariadb.sock").display()))
+            .arg(format!("--port={}", self.server.port))
+            .arg(format!("--pid-file={}", self.dir.path.join("mariadb.pid").display()))
+            .arg(format!("--init-file={}", self.dir.path.join("init.sql").display()))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+                "--innodb-log-file-size=8M",
+                "--max-connections=100",
+            ]);
+        // mariadbd drops root privileges itself when told which user to become.
+        if is_root() {
+            cmd.arg("--user=mysql");
+        }
+        self.server.spawn(cmd)
+    }
+
+    /// Clean shutdown (SIGTERM): every session is closed, then the server exits; bounded by [`STOP_TIMEOUT`],
+    /// after which it is killed.
+    pub fn stop(&mut self) -> Result<(), PrivateServerError> {
+        self.server.stop()
+    }
+
+    /// Kills every process of the server (SIGKILL to its process group), as a crash would.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.server.is_running()
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// `mysql://root@127.0.0.1:PORT/test`.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/test", self.port())
+    }
+
+    /// The server's log file.
+    pub fn log(&self) -> &Path {
+        &self.server.log
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        self.server.kill();
+    }
+}

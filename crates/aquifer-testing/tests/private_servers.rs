@@ -1,0 +1,54 @@
+//! The private servers start on their own port, refuse connections once stopped, come back on the same port
+//! with the same data, and are gone (process and directory) once dropped.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aquifer_testing::{PrivateMariaDb, PrivatePostgres};
+
+fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1)).is_ok()
+}
+
+fn data_dir(log: &std::path::Path) -> PathBuf {
+    log.parent().expect("the log is in the server's directory").to_owned()
+}
+
+#[test]
+fn private_postgres_stops_restarts_and_is_removed_on_drop() {
+    let mut pg = PrivatePostgres::start().unwrap_or_else(|e| panic!("{e}"));
+    let port = pg.port();
+    assert_ne!(port, 5432, "not the shared server's port");
+    assert!(accepts(port) && pg.is_running());
+    assert_eq!(pg.url(), format!("postgres://postgres@127.0.0.1:{port}/test?sslmode=disable"));
+    pg.stop().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!pg.is_running() && !accepts(port), "a stopped server refuses connections");
+    pg.restart().unwrap_or_else(|e| panic!("{e}"));
+    assert!(accepts(port), "back on the same port");
+    pg.kill();
+    assert!(!accepts(port), "a killed server refuses connections");
+    pg.restart().unwrap_or_else(|e| panic!("{e}"));
+    let dir = data_dir(pg.log());
+    assert!(dir.exists());
+    drop(pg);
+    assert!(!accepts(port), "dropping kills the server");
+    assert!(!dir.exists(), "dropping removes {}", dir.display());
+}
+
+#[test]
+fn private_mariadb_stops_restarts_and_is_removed_on_drop() {
+    let mut my = PrivateMariaDb::start().unwrap_or_else(|e| panic!("{e}"));
+    let port = my.port();
+    assert_ne!(port, 3306, "not the shared server's port");
+    assert!(accepts(port) && my.is_running());
+    assert_eq!(my.url(), format!("mysql://root@127.0.0.1:{port}/test"));
+    my.stop().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!my.is_running() && !accepts(port), "a stopped server refuses connections");
+    my.restart().unwrap_or_else(|e| panic!("{e}"));
+    assert!(accepts(port), "back on the same port");
+    let dir = data_dir(my.log());
+    drop(my);
+    assert!(!accepts(port), "dropping kills the server");
+    assert!(!dir.exists(), "dropping removes {}", dir.display());
+}
