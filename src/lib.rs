@@ -18,3 +18,7 @@ pub use aquifer_neo4j as neo4j;
 /// SQLite on rusqlite, WAL-tuned, with an r2d2 pool for sync code (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]
 pub use aquifer_sqlite as sqlite;
+
+/// `BatchLoader` and the bulk helpers of every backend feature that is on (feature `batch`).
+#[cfg(feature = "batch")]
+pub use aquifer_batch as batch;

@@ -1,12 +1,13 @@
 //! N+1 against BatchLoader against a hand-written join, and BatchLoader against async-graphql's DataLoader
 //! and the `dataloader` crate, in one run.
 //!
-//! Part 1, per backend (PostgreSQL, MySQL/MariaDB, SQLite): load the tracks of 10 / 100 / 1,000 / 10,000
-//! albums (album `a` has `a % 4` tracks) on one connection, three ways: one query per album (N+1), every album's
-//! `load` through a BatchLoader (`= ANY($1)` / chunked `IN` / `rarray`), and one hand-written `LEFT JOIN`.
-//! Methods are interleaved in every round; the table shows the median time and the statements the server
-//! saw, counted outside the code under test (a counting proxy for PostgreSQL, the session's `Questions` for
-//! MariaDB, SQLite's trace hook) in one extra untimed pass.
+//! Part 1, per backend (PostgreSQL, MySQL/MariaDB, SQLite, Neo4j's protocol): load the tracks of 10 / 100 /
+//! 1,000 / 10,000 albums (album `a` has `a % 4` tracks) on one connection, three ways: one query per album
+//! (N+1), every album's `load` through a BatchLoader (`= ANY($1)` / chunked `IN` / `rarray` / `IN $keys`), and
+//! one hand-written `LEFT JOIN` (Cypher: `OPTIONAL MATCH`). Methods are interleaved in every round; the table
+//! shows the median time and the statements the server saw, counted outside the code under test (a counting
+//! proxy for PostgreSQL and Bolt, the session's `Questions` for MariaDB, SQLite's trace hook) in one extra
+//! untimed pass.
 //!
 //! Part 2: 1,000 concurrent resolver tasks, each loading one distinct key, spawned from a request task on a
 //! 2-worker runtime; the same loader function behind Aquifer's BatchLoader, async-graphql's DataLoader
@@ -15,11 +16,12 @@
 //! own overhead). Throughput is keys per second over a round (median of rounds); latency is each task's time
 //! from spawn to value, p50 / p99 / max over all rounds.
 //!
-//!     bash scripts/dev-services.sh postgres mariadb
-//!     cargo bench -p aquifer-batch --bench batch --features postgres,mysql,sqlite
+//!     bash scripts/dev-services.sh postgres mariadb arcadedb
+//!     cargo bench -p aquifer-batch --bench batch --features postgres,mysql,sqlite,neo4j
 //!
 //! Environment: `BENCH_ROUNDS` (default 5), `BENCH_PARENTS` (default `10,100,1000,10000`),
-//! `BENCH_BACKENDS` (default `postgres,mysql,sqlite`), `BENCH_RESOLVER_ROUNDS` (default 30). Not run by CI.
+//! `BENCH_BACKENDS` (default `postgres,memory,mysql,sqlite,neo4j`; `memory` is part 2's in-memory loader),
+//! `BENCH_RESOLVER_ROUNDS` (default 30). Not run by CI.
 
 #[path = "../tests/common/proxy.rs"]
 mod proxy;
@@ -417,6 +419,145 @@ impl Scenario for Lite {
     }
 }
 
+// Neo4j (a Bolt server: ArcadeDB here)
+
+const BOLT: &str = "127.0.0.1:7687";
+
+struct Neo {
+    graph: neo4rs::Graph,
+    proxy: Option<CountingProxy>,
+}
+
+/// Tracks by album through the crate's helper: `MATCH (n:BenchTrack) WHERE n.album_id IN $keys`.
+struct NeoTracks(neo4rs::Graph);
+
+impl Loader for NeoTracks {
+    type Key = i32;
+    type Value = Vec<String>;
+    type Error = BulkError<neo4rs::Error>;
+
+    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+        let keys = albums.iter().map(|&a| neo4rs::BoltType::from(i64::from(a))).collect();
+        let nodes = aquifer_batch::neo4j::fetch_by_keys(&self.0, "BenchTrack", "album_id", keys).await?;
+        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
+        for n in nodes {
+            let album = n.get::<i64>("album_id").map_err(|e| BulkError::Database(e.into()))?;
+            out.entry(album as i32).or_default().push(n.get("title").map_err(|e| BulkError::Database(e.into()))?);
+        }
+        Ok(out)
+    }
+}
+
+impl Neo {
+    async fn connect(count: bool) -> Self {
+        let proxy = if count { Some(CountingProxy::start(BOLT, Protocol::Bolt).await) } else { None };
+        let addr = proxy.as_ref().map_or_else(|| BOLT.to_owned(), |p| p.addr.to_string());
+        let config = neo4rs::ConfigBuilder::default()
+            .uri(format!("bolt://{addr}"))
+            .user("root")
+            .password("aquifer-secret")
+            .db("testdb")
+            .max_connections(1)
+            .build()
+            .unwrap();
+        let graph = neo4rs::Graph::connect(config).unwrap();
+        if let Err(e) = graph.run(neo4rs::query("RETURN 1")).await {
+            panic!(
+                "the Bolt server is not reachable at {BOLT} ({e}); start it with `bash scripts/dev-services.sh arcadedb`"
+            )
+        }
+        Neo { graph, proxy }
+    }
+
+    async fn rows(&self, q: neo4rs::Query) -> Vec<neo4rs::Row> {
+        let mut stream = self.graph.execute(q).await.unwrap();
+        let mut rows = Vec::new();
+        while let Some(r) = stream.next().await.unwrap() {
+            rows.push(r);
+        }
+        rows
+    }
+
+    /// The same data as the SQL backends, written with the crate's `unwind` helper.
+    async fn setup(&self) {
+        for label in ["BenchAlbum", "BenchTrack"] {
+            loop {
+                let q = format!("MATCH (n:{label}) WITH n LIMIT 5000 DETACH DELETE n RETURN count(*) AS deleted");
+                let rows = self.rows(neo4rs::query(&q)).await;
+                if rows.first().and_then(|r| r.get::<i64>("deleted").ok()).unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            self.graph
+                .run(neo4rs::query(&format!("CREATE INDEX IF NOT EXISTS FOR (n:{label}) ON (n.id)")))
+                .await
+                .unwrap();
+        }
+        self.graph.run(neo4rs::query("CREATE INDEX IF NOT EXISTS FOR (n:BenchTrack) ON (n.album_id)")).await.unwrap();
+        let row = |pairs: [(&str, neo4rs::BoltType); 2]| {
+            neo4rs::BoltType::from(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<HashMap<_, _>>())
+        };
+        let albums: Vec<neo4rs::BoltType> =
+            (1..=i64::from(ALBUMS)).map(|a| row([("id", a.into()), ("title", format!("album {a}").into())])).collect();
+        aquifer_batch::neo4j::unwind(&self.graph, "CREATE (:BenchAlbum {id: row.id, title: row.title})", &albums, 0)
+            .await
+            .unwrap();
+        let tracks: Vec<neo4rs::BoltType> = (1..=i64::from(ALBUMS))
+            .flat_map(|a| (1..=a % 4).map(move |t| (a, t)))
+            .map(|(a, t)| row([("album_id", a.into()), ("title", format!("track {t}").into())]))
+            .collect();
+        aquifer_batch::neo4j::unwind(
+            &self.graph,
+            "CREATE (:BenchTrack {album_id: row.album_id, title: row.title})",
+            &tracks,
+            0,
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn parents(&self, n: i32) -> Vec<i32> {
+        let q = neo4rs::query("MATCH (a:BenchAlbum) WHERE a.id <= $n RETURN a.id AS id ORDER BY id")
+            .param("n", i64::from(n));
+        self.rows(q).await.iter().map(|r| r.get::<i64>("id").unwrap() as i32).collect()
+    }
+}
+
+impl Scenario for Neo {
+    async fn n_plus_one(&self, n: i32) -> usize {
+        let mut found = 0;
+        for a in self.parents(n).await {
+            let q = neo4rs::query("MATCH (t:BenchTrack) WHERE t.album_id = $a RETURN t.title AS title")
+                .param("a", i64::from(a));
+            found += self.rows(q).await.len();
+        }
+        found
+    }
+
+    async fn batched(&self, n: i32) -> usize {
+        let albums = self.parents(n).await;
+        resolve_all(BatchLoader::new(NeoTracks(self.graph.clone())), albums).await
+    }
+
+    /// The one hand-written query: albums and their tracks (an OPTIONAL MATCH, Cypher's left join).
+    async fn join(&self, n: i32) -> usize {
+        let q = neo4rs::query(
+            "MATCH (a:BenchAlbum) WHERE a.id <= $n OPTIONAL MATCH (t:BenchTrack) WHERE t.album_id = a.id
+             RETURN a.id AS a, t.title AS t",
+        )
+        .param("n", i64::from(n));
+        let mut by_album: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in self.rows(q).await {
+            by_album.entry(r.get("a").unwrap()).or_default().extend(r.get::<Option<String>>("t").unwrap());
+        }
+        by_album.values().map(Vec::len).sum()
+    }
+
+    async fn statements(&self) -> Option<u64> {
+        self.proxy.as_ref().map(|p| p.statements() as u64)
+    }
+}
+
 const METHODS: [&str; 3] = ["N+1", "BatchLoader", "join"];
 
 async fn run_method<S: Scenario>(s: &S, method: usize, n: i32) -> usize {
@@ -472,6 +613,73 @@ async fn three_ways<S: Scenario, C: Scenario>(name: &str, timed: &S, counting: &
     }
 }
 
+/// Where the time of each method goes at `n` parents on PostgreSQL: each step timed alone, medians of
+/// `rounds` interleaved rounds.
+async fn pg_breakdown(pg: &Pg, n: i32, rounds: usize) {
+    const STEPS: [&str; 8] = [
+        "parents query alone (`SELECT id … WHERE id <= $1`)",
+        "N+1 without the parents query: one `WHERE album_id = $1` per album",
+        "one `= ANY($1)` query through `fetch_by_keys`, rows only",
+        "the same query, rows grouped by album (the loader function)",
+        "the loader function in a task of the runtime (as `load`s run it)",
+        "BatchLoader without the parents query (1,000 `load`s, window, fan-out)",
+        "BatchLoader, whole path (parents + loads)",
+        "hand-written join",
+    ];
+    let albums = pg.parents(n).await;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
+    for r in 0..rounds + 2 {
+        for (step, step_times) in times.iter_mut().enumerate() {
+            let start = Instant::now();
+            match step {
+                0 => drop(pg.parents(n).await),
+                1 => {
+                    let mut c = pg.conn.lock().await;
+                    for &a in &albums {
+                        let t: Vec<String> = sqlx::query_scalar("SELECT title FROM bench_tracks WHERE album_id = $1")
+                            .bind(a)
+                            .fetch_all(&mut *c)
+                            .await
+                            .unwrap();
+                        drop(t);
+                    }
+                }
+                2 => {
+                    let mut c = pg.conn.lock().await;
+                    let rows = aquifer_batch::postgres::fetch_by_keys(
+                        &mut c,
+                        "bench_tracks",
+                        &["album_id", "title"],
+                        "album_id",
+                        &albums,
+                    )
+                    .await
+                    .unwrap();
+                    drop(rows);
+                }
+                3 => drop(PgTracks(Arc::clone(&pg.conn)).load(&albums).await.unwrap()),
+                4 => {
+                    let (conn, albums) = (Arc::clone(&pg.conn), albums.clone());
+                    tokio::spawn(async move { drop(PgTracks(conn).load(&albums).await.unwrap()) }).await.unwrap();
+                }
+                5 => drop(resolve_all(BatchLoader::new(PgTracks(Arc::clone(&pg.conn))), albums.clone()).await),
+                6 => drop(pg.batched(n).await),
+                _ => drop(pg.join(n).await),
+            }
+            // The first two rounds warm up.
+            if r >= 2 {
+                step_times.push(start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    println!("\n### PostgreSQL 15: where the time goes at {n} albums (median of {rounds})\n");
+    println!("| step | median time |");
+    println!("|---|---|");
+    for (step, t) in STEPS.iter().zip(times) {
+        println!("| {step} | {} |", fmt_ms(median(t)));
+    }
+}
+
 // ---------------------------------------------------------------- part 2: 1,000 concurrent resolvers
 
 const RESOLVERS: i32 = 1000;
@@ -480,14 +688,18 @@ const RESOLVERS: i32 = 1000;
 #[derive(Clone)]
 enum Source {
     Pg(Arc<Mutex<PgConnection>>),
-    Memory(Arc<HashMap<i32, Vec<String>>>),
+    /// The map, and how many times the loader function was called (batches).
+    Memory(Arc<HashMap<i32, Vec<String>>>, Arc<AtomicU64>),
 }
 
 impl Source {
     async fn fetch(&self, keys: &[i32]) -> Result<HashMap<i32, Vec<String>>, Arc<BulkError<sqlx::Error>>> {
         match self {
             Source::Pg(conn) => PgTracks(Arc::clone(conn)).load(keys).await.map_err(Arc::new),
-            Source::Memory(map) => Ok(keys.iter().filter_map(|k| map.get(k).map(|v| (*k, v.clone()))).collect()),
+            Source::Memory(map, calls) => {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Ok(keys.iter().filter_map(|k| map.get(k).map(|v| (*k, v.clone()))).collect())
+            }
         }
     }
 }
@@ -602,7 +814,7 @@ async fn resolvers_round(peer: Peer, source: &Source) -> (f64, Vec<f64>) {
 
 async fn concurrent_resolvers(label: &str, source: Source, counting: Option<(&CountingProxy, Source)>, rounds: usize) {
     println!("\n### 1,000 concurrent resolver tasks, one key each: {label}\n");
-    println!("| loader | keys/s (median) | p50 | p99 | max | statements per 1,000 keys |");
+    println!("| loader | keys/s (median) | p50 | p99 | max | batches per 1,000 keys |");
     println!("|---|---|---|---|---|---|");
     for peer in Peer::ALL {
         resolvers_round(peer, &source).await;
@@ -628,7 +840,18 @@ async fn concurrent_resolvers(label: &str, source: Source, counting: Option<(&Co
                 }
                 format!("{:.0} (median of 5)", median(per_round))
             }
-            None => "-".into(),
+            None => match &source {
+                Source::Memory(_, calls) => {
+                    let mut per_round = Vec::new();
+                    for _ in 0..5 {
+                        let before = calls.load(Ordering::Relaxed);
+                        resolvers_round(peer, &source).await;
+                        per_round.push((calls.load(Ordering::Relaxed) - before) as f64);
+                    }
+                    format!("{:.0} (median of 5)", median(per_round))
+                }
+                Source::Pg(_) => "-".into(),
+            },
         };
         let mut lat = std::mem::take(&mut latencies[p]);
         lat.sort_by(f64::total_cmp);
@@ -650,15 +873,17 @@ fn main() {
     let resolver_rounds = env_num("BENCH_RESOLVER_ROUNDS", 30);
     let parents: Vec<i32> =
         env_list("BENCH_PARENTS", "10,100,1000,10000").iter().map(|s| s.parse().expect("BENCH_PARENTS")).collect();
-    let backends = env_list("BENCH_BACKENDS", "postgres,mysql,sqlite");
+    let backends = env_list("BENCH_BACKENDS", "postgres,memory,mysql,sqlite,neo4j");
+    let on = |b: &str| backends.iter().any(|x| x == b);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         println!("aquifer-batch bench: rounds {rounds}, resolver rounds {resolver_rounds}, parents {parents:?}");
-        if backends.iter().any(|b| b == "postgres") {
+        if on("postgres") {
             let timed = Pg::connect(false).await;
             timed.setup().await;
             let counting = Pg::connect(true).await;
             three_ways("PostgreSQL 15", &timed, &counting, &parents, rounds).await;
+            pg_breakdown(&timed, 1000, rounds.max(10)).await;
             concurrent_resolvers(
                 "PostgreSQL `= ANY($1)` loader",
                 Source::Pg(Arc::clone(&timed.conn)),
@@ -666,25 +891,33 @@ fn main() {
                 resolver_rounds,
             )
             .await;
+        }
+        if on("memory") {
             let memory: HashMap<i32, Vec<String>> =
                 (1..=RESOLVERS).map(|a| (a, (0..a % 4).map(|t| format!("track {t}")).collect())).collect();
             concurrent_resolvers(
                 "in-memory loader (loader overhead only)",
-                Source::Memory(Arc::new(memory)),
+                Source::Memory(Arc::new(memory), Arc::new(AtomicU64::new(0))),
                 None,
                 resolver_rounds,
             )
             .await;
         }
-        if backends.iter().any(|b| b == "mysql") {
+        if on("mysql") {
             let timed = My::connect().await;
             timed.setup().await;
             let counting = My::connect().await;
             three_ways("MariaDB 10.11", &timed, &counting, &parents, rounds).await;
         }
-        if backends.iter().any(|b| b == "sqlite") {
+        if on("sqlite") {
             let lite = Lite::open();
             three_ways("SQLite (file, WAL)", &lite, &lite, &parents, rounds).await;
+        }
+        if on("neo4j") {
+            let timed = Neo::connect(false).await;
+            timed.setup().await;
+            let counting = Neo::connect(true).await;
+            three_ways("Neo4j protocol (ArcadeDB 26.10 over Bolt)", &timed, &counting, &parents, rounds).await;
         }
     });
 }

@@ -10,9 +10,9 @@ pub enum BatchError<E> {
     Load(Arc<E>),
     /// The loader panicked; the panic message, when it was a string.
     Panicked(Arc<str>),
-    /// The batch task was dropped before the loader finished: the runtime shut down.
+    /// The batch's work was dropped before the loader finished: the runtime shut down.
     Abandoned,
-    /// The call was made outside a tokio runtime, where the batch task cannot be spawned.
+    /// The call was made outside a tokio runtime, where a batch could not move to a task of its own.
     NoRuntime,
 }
 
@@ -63,8 +63,8 @@ impl<E: fmt::Display> fmt::Display for BatchError<E> {
         match self {
             BatchError::Load(e) => write!(f, "batch load failed: {e}"),
             BatchError::Panicked(m) => write!(f, "batch loader panicked: {m}"),
-            BatchError::Abandoned => f.write_str("batch abandoned: its task was dropped before the loader finished"),
-            BatchError::NoRuntime => f.write_str("batch loads need a tokio runtime to run the batch task on"),
+            BatchError::Abandoned => f.write_str("batch abandoned: its work was dropped before the loader finished"),
+            BatchError::NoRuntime => f.write_str("batch loads need a tokio runtime"),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::hash::Hash;
 /// Loads many keys in one round trip.
 ///
 /// A [`BatchLoader`](crate::BatchLoader) collects the keys that concurrently running tasks ask for and calls
-/// [`load`](Loader::load) once per batch, from a task of its own. A key absent from the returned map is
+/// [`load`](Loader::load) once per batch, detached from any single caller. A key absent from the returned map is
 /// reported to its callers as `None` (a missing row is not an error); keys in the map that were not asked
 /// for are ignored.
 ///

@@ -90,3 +90,20 @@ async fn loaders_do_not_share_a_cache() {
     request_b.load(1).await.unwrap();
     assert_eq!(rec.calls().len(), 2);
 }
+
+#[tokio::test]
+async fn prime_leaves_a_key_being_fetched_to_its_batch() {
+    let (rec, gate) = common::Recorder::gated();
+    let loader = BatchLoader::new(rec.clone());
+    let first = tokio::spawn({
+        let loader = loader.clone();
+        async move { loader.load(5).await }
+    });
+    common::settle().await;
+    assert!(!loader.prime(5, 555), "key 5 is in flight");
+    assert!(!loader.clear(&5), "a key in flight is not a cached value");
+    gate.add_permits(1);
+    assert_eq!(first.await.unwrap().unwrap(), Some(50));
+    assert_eq!(loader.load(5).await.unwrap(), Some(50), "answered from the batch's result");
+    assert_eq!(rec.calls(), vec![vec![5]]);
+}

@@ -88,11 +88,15 @@ fn runtime_shutdown_fails_waiters_with_abandoned() {
     let (rec, _gate) = Recorder::gated();
     let loader = BatchLoader::new(rec);
     let first = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut creator = Box::pin(loader.load(1));
     let mut waiting = Box::pin(loader.load(1));
     {
         let _enter = first.enter();
-        assert!((&mut waiting).now_or_never().is_none(), "the key is enqueued and its batch spawned");
+        assert!((&mut creator).now_or_never().is_none(), "the key is enqueued and its batch created");
+        assert!((&mut waiting).now_or_never().is_none(), "the second load joins the batch in flight");
     }
+    // The creator goes away: the batch's work moves to a task on `first`, which then shuts down unpolled.
+    drop(creator);
     drop(first);
     let second = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let result = second.block_on(async { tokio::time::timeout(Duration::from_secs(5), waiting).await });
