@@ -281,9 +281,6 @@ async fn mysql_refused_server_fails_typed_then_reconnects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs reliability fix: aquifer-neo4j hands out a connection whose Bolt connection is gone and cannot be \
-            remade (is_broken only knows what the helpers saw), so raw checkouts fail as lost thousands of times \
-            in a row while the server refuses, instead of the pool failing fast with typed acquire errors"]
 async fn neo4j_refused_server_fails_typed_then_reconnects() {
     refuse_then_accept::<Neo4j>("neo4j_rta").await;
 }

@@ -30,9 +30,6 @@ async fn soak_60s_mysql_stays_flat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs reliability fix: aquifer-neo4j hands out a connection whose Bolt connection is gone and cannot be \
-            remade while the server refuses (is_broken only knows what the helpers saw): the same dead connection \
-            fails as lost on checkout after checkout"]
 async fn soak_60s_neo4j_stays_flat() {
     soak_60s::<Neo4j>("soak_neo").await;
 }

@@ -229,6 +229,20 @@ pub(crate) fn classify(error: neo4rs::Error, ctx: Option<&Context>, phase: Phase
     }
 }
 
+/// Whether an error of an established connection leaves it unusable: the errors [`classify`] sorts as
+/// `connection_lost`, `unreachable` or `connection_busy` in [`Phase::Use`], read without taking the error.
+pub(crate) fn breaks_connection(error: &neo4rs::Error) -> bool {
+    matches!(
+        error,
+        neo4rs::Error::IOError { .. }
+            | neo4rs::Error::ConnectionTimedOut
+            | neo4rs::Error::IncompleteBoltExchange
+            | neo4rs::Error::UnexpectedMessage(_)
+            | neo4rs::Error::UnknownMessage(_)
+            | neo4rs::Error::ConnectionError
+    )
+}
+
 /// ArcadeDB answers a BEGIN or RUN for a missing database with a generic error code; its message says so.
 fn is_missing_database(message: &str) -> bool {
     let m = message.to_ascii_lowercase();

@@ -3,13 +3,14 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aquifer_core::{ConfigError, Descriptor, Manager};
-use neo4rs::Graph;
+use neo4rs::{DetachedRowStream, Graph, Query, RunResult, Txn};
 
 use crate::config::Neo4jConfig;
-use crate::error::{Context, Neo4jError, Phase, classify};
+use crate::error::{Context, Neo4jError, Phase, breaks_connection, classify};
 
 /// The cheapest query every Bolt server answers.
 const PING: &str = "RETURN 1";
@@ -92,7 +93,7 @@ impl Manager for Neo4jManager {
     async fn connect(&self) -> Result<Neo4jConnection, Neo4jError> {
         let graph = Graph::connect(self.driver.clone()).map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
         graph.run(PING).await.map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
-        Ok(Neo4jConnection { graph, interrupted: false, broken: false })
+        Ok(Neo4jConnection { graph, interrupted: false, broken: AtomicBool::new(false) })
     }
 
     /// Cancel safety: a dropped validation leaves at most a `RETURN 1` in flight, which neo4rs drains (or
@@ -102,7 +103,7 @@ impl Manager for Neo4jManager {
     }
 
     fn is_broken(&self, conn: &mut Neo4jConnection) -> bool {
-        conn.broken
+        conn.is_broken()
     }
 
     fn needs_reset(&self, conn: &mut Neo4jConnection) -> bool {
@@ -162,7 +163,14 @@ impl Manager for Neo4jManager {
 }
 
 /// A pooled Bolt connection: a neo4rs [`Graph`] holding one Bolt connection. It dereferences to the `Graph`,
-/// so `conn.run(..)`, `conn.execute(..)` and `conn.start_txn()` work as usual.
+/// so the whole `Graph` API works as usual.
+///
+/// `run`, `execute`, `execute_read`, `start_txn` and `start_txn_on` are also methods of this type, with the
+/// `Graph`'s signatures (they take precedence over the dereferenced ones, so code written for a `Graph` compiles
+/// unchanged): they call the `Graph`'s and, when the error says the Bolt connection is gone (I/O error, cut
+/// exchange, refused reconnect) or still held by a stream or transaction, mark the connection broken, so the
+/// pool discards it when it comes back instead of handing it out again. Errors inside a [`Txn`] are not seen
+/// here; the pool's validation and the helpers catch those.
 ///
 /// Drop a stream (`DetachedRowStream`) or transaction (`Txn`) before the next query on the same connection:
 /// they hold its only Bolt connection, so a query issued meanwhile fails at once with neo4rs's
@@ -173,14 +181,58 @@ pub struct Neo4jConnection {
     graph: Graph,
     /// Set while a helper's exchange is in flight; still set on return means its future was dropped.
     pub(crate) interrupted: bool,
-    /// A helper saw the connection break.
-    pub(crate) broken: bool,
+    /// A call saw the Bolt connection break. Atomic because the pooled connection hands out `&Neo4jConnection`
+    /// (through `Deref`) to the methods that set it.
+    pub(crate) broken: AtomicBool,
 }
 
 impl Neo4jConnection {
     /// The neo4rs `Graph` of this connection.
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// Whether a call on this connection saw its Bolt connection break (the pool discards it on return).
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
+    fn watch<T>(&self, result: neo4rs::Result<T>) -> neo4rs::Result<T> {
+        if let Err(e) = &result
+            && breaks_connection(e)
+        {
+            self.mark_broken();
+        }
+        result
+    }
+
+    /// [`Graph::run`], marking the connection broken when the Bolt connection is gone.
+    pub async fn run(&self, q: impl Into<Query>) -> neo4rs::Result<RunResult> {
+        self.watch(self.graph.run(q).await)
+    }
+
+    /// [`Graph::execute`], marking the connection broken when the Bolt connection is gone.
+    pub async fn execute(&self, q: impl Into<Query>) -> neo4rs::Result<DetachedRowStream> {
+        self.watch(self.graph.execute(q).await)
+    }
+
+    /// [`Graph::execute_read`], marking the connection broken when the Bolt connection is gone.
+    pub async fn execute_read(&self, q: impl Into<Query>) -> neo4rs::Result<DetachedRowStream> {
+        self.watch(self.graph.execute_read(q).await)
+    }
+
+    /// [`Graph::start_txn`], marking the connection broken when the Bolt connection is gone.
+    pub async fn start_txn(&self) -> neo4rs::Result<Txn> {
+        self.watch(self.graph.start_txn().await)
+    }
+
+    /// [`Graph::start_txn_on`], marking the connection broken when the Bolt connection is gone.
+    pub async fn start_txn_on(&self, db: impl Into<neo4rs::Database>) -> neo4rs::Result<Txn> {
+        self.watch(self.graph.start_txn_on(db).await)
     }
 }
 
@@ -196,7 +248,7 @@ impl fmt::Debug for Neo4jConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Neo4jConnection")
             .field("interrupted", &self.interrupted)
-            .field("broken", &self.broken)
+            .field("broken", &self.is_broken())
             .finish_non_exhaustive()
     }
 }

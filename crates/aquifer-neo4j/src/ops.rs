@@ -195,7 +195,9 @@ fn finish<T>(
     conn.interrupted = false;
     result.map_err(|e| {
         let lost = e.is_connection_error();
-        conn.broken |= lost;
+        if lost {
+            conn.mark_broken();
+        }
         let retry = retry(&e);
         Failure::new(e, retry, lost)
     })

@@ -1,9 +1,9 @@
 //! Every Bolt connection of the pool is cut while it sits idle inside the validation bypass window, then
 //! traffic resumes: neither the helpers nor a plain `get()` fail a request.
 //!
-//! ArcadeDB has no command that ends another session, so the connections go through a small TCP relay of
-//! this test's own that can drop all of them at once (both sockets closed, as a server or a proxy that
-//! restarts would); the relay is hand-written because it needs nothing but accept, copy and abort.
+//! ArcadeDB has no command that ends another session, so the connections go through
+//! [`aquifer_testing::ChaosProxy`], which resets all of them at once (as a server or a proxy that restarts
+//! would).
 
 mod common;
 
@@ -12,65 +12,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aquifer_neo4j::{Neo4jConfig, Neo4jOperationError, Neo4jPool, PoolConfig, query};
+use aquifer_testing::ChaosProxy;
 use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
 
-/// A TCP relay to the Bolt server whose connections can all be dropped at once.
-struct Relay {
-    port: u16,
-    links: Arc<Mutex<Vec<AbortHandle>>>,
-    accept: AbortHandle,
+async fn proxy() -> ChaosProxy {
+    ChaosProxy::start(common::addr().parse().expect("a socket address")).await.expect("the proxy starts")
 }
 
-impl Relay {
-    async fn start(upstream: String) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let links = Arc::new(Mutex::new(Vec::<AbortHandle>::new()));
-        let accept = tokio::spawn({
-            let links = links.clone();
-            async move {
-                loop {
-                    let Ok((mut client, _)) = listener.accept().await else { return };
-                    let upstream = upstream.clone();
-                    let link = tokio::spawn(async move {
-                        let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    });
-                    links.lock().push(link.abort_handle());
-                }
-            }
-        })
-        .abort_handle();
-        Relay { port, links, accept }
-    }
-
-    /// Closes every connection relayed so far; returns how many were open.
-    async fn cut_all(&self) -> usize {
-        let links = std::mem::take(&mut *self.links.lock());
-        let open = links.iter().filter(|l| !l.is_finished()).count();
-        for link in &links {
-            link.abort();
+/// Resets every connection open through `proxy` and waits (bounded) until the proxy has let go of them;
+/// returns how many were open.
+async fn cut_all(proxy: &ChaosProxy) -> usize {
+    let open = proxy.live();
+    proxy.reset_all();
+    for _ in 0..400 {
+        if proxy.live() == 0 {
+            break;
         }
-        // Aborted tasks drop their sockets when the runtime gets to them.
-        while links.iter().any(|l| !l.is_finished()) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        open
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.links.lock().iter().for_each(AbortHandle::abort);
-    }
+    assert_eq!(proxy.live(), 0, "the proxy still holds connections after a reset");
+    open
 }
 
 const POOL: usize = 8;
 
-async fn warm_pool(relay: &Relay, name: &str) -> Neo4jPool {
+async fn warm_pool(relay: &ChaosProxy, name: &str) -> Neo4jPool {
     let pool = PoolConfig {
         name: Some(format!("aq_neo4j_{name}")),
         max_size: POOL,
@@ -79,7 +45,7 @@ async fn warm_pool(relay: &Relay, name: &str) -> Neo4jPool {
         acquire_timeout: Duration::from_secs(30),
         ..PoolConfig::default()
     };
-    let config = Neo4jConfig { pool, ..common::config() }.uri(format!("bolt://127.0.0.1:{}", relay.port));
+    let config = Neo4jConfig { pool, ..common::config() }.uri(format!("bolt://127.0.0.1:{}", relay.port()));
     let pool = config.connect().await.unwrap();
     let mut held = Vec::new();
     for _ in 0..POOL {
@@ -96,9 +62,9 @@ async fn warm_pool(relay: &Relay, name: &str) -> Neo4jPool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helpers_fail_no_request_after_every_idle_connection_was_cut() {
     common::require_bolt().await;
-    let relay = Relay::start(common::addr()).await;
+    let relay = proxy().await;
     let pool = warm_pool(&relay, "dead_idle_helpers").await;
-    assert!(relay.cut_all().await >= POOL);
+    assert!(cut_all(&relay).await >= POOL);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let run = common::run_id();
@@ -140,9 +106,9 @@ async fn helpers_fail_no_request_after_every_idle_connection_was_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_hands_out_no_connection_that_was_cut_while_idle() {
     common::require_bolt().await;
-    let relay = Relay::start(common::addr()).await;
+    let relay = proxy().await;
     let pool = warm_pool(&relay, "dead_idle_get").await;
-    assert!(relay.cut_all().await >= POOL);
+    assert!(cut_all(&relay).await >= POOL);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let mut failures = Vec::new();
@@ -153,5 +119,28 @@ async fn get_hands_out_no_connection_that_was_cut_while_idle() {
         }
     }
     assert!(failures.is_empty(), "{} of {} queries failed: {failures:?}", failures.len(), 2 * POOL);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_query_that_finds_the_bolt_connection_gone_marks_it_broken() {
+    common::require_bolt().await;
+    let relay = proxy().await;
+    let pool = warm_pool(&relay, "dead_raw").await;
+    let conn = pool.get().await.unwrap();
+    // The server is gone and stays gone: neo4rs's own reconnect inside the Graph is refused too.
+    relay.refuse(true);
+    cut_all(&relay).await;
+
+    let err = conn.run(query("RETURN 1")).await.expect_err("the Bolt connection is gone");
+    assert!(conn.is_broken(), "a raw query that lost its connection marks it broken ({err})");
+    drop(conn);
+    assert_eq!(pool.stats().closed_broken, 1, "the pool discarded it on return: {:?}", pool.stats());
+
+    relay.heal();
+    let conn = pool.get().await.unwrap();
+    conn.run(query("RETURN 1")).await.expect("a fresh or validated connection once the server is back");
+    assert!(!conn.is_broken());
+    drop(conn);
     pool.close().await;
 }
