@@ -165,14 +165,19 @@ async fn the_pool_recovers_from_server_restarts_under_load() {
         // Once a call has succeeded after the restart, no call that starts later meets a dead connection from
         // before the outage or a pool that still believes the server is down. A caller that queued while the
         // pool refilled may time out (on this shared two-core machine, once in a few runs); none that starts
-        // an acquire timeout after recovery fails.
+        // an acquire timeout after recovery fails. Such a queued caller may also get the circuit's verdict
+        // (`unavailable`) when the refill's connects fail for `fail_fast_after` with nothing live (seen once, on
+        // the loaded CI machine, for MariaDB's clean restart); any other failure, or any failure of a call that
+        // starts after the refill window, fails the test.
         let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.started >= back && o.started < end).collect();
         assert!(after.iter().filter(|o| o.result.is_ok()).count() >= TASKS as usize, "outage {i}: the load resumed");
         let failed: Vec<&&Outcome> = after.iter().filter(|o| o.result.is_err()).collect();
         let refill = back + ACQUIRE_TIMEOUT;
         let late: Vec<&&&Outcome> = failed.iter().filter(|o| o.started >= refill).collect();
-        let not_waits: Vec<&&&Outcome> =
-            failed.iter().filter(|o| o.result.as_ref().err().map(String::as_str) != Some("timeout")).collect();
+        let not_waits: Vec<&&&Outcome> = failed
+            .iter()
+            .filter(|o| !matches!(o.result.as_ref().err().map(String::as_str), Some("timeout" | "unavailable")))
+            .collect();
         assert!(late.is_empty() && not_waits.is_empty(), "outage {i}: calls failed after recovery: {failed:?}");
         if !failed.is_empty() {
             eprintln!("outage {i}: {} call(s) queued during the refill timed out", failed.len());
