@@ -165,7 +165,7 @@ impl Manager for Neo4jManager {
 /// A pooled Bolt connection: a neo4rs [`Graph`] holding one Bolt connection. It dereferences to the `Graph`,
 /// so the whole `Graph` API works as usual.
 ///
-/// `run`, `execute`, `execute_read`, `start_txn` and `start_txn_on` are also methods of this type, with the
+/// `run`, `run_on`, `execute`, `execute_read`, `execute_on`, `start_txn` and `start_txn_on` are also methods of this type, with the
 /// `Graph`'s signatures (they take precedence over the dereferenced ones, so code written for a `Graph` compiles
 /// unchanged): they call the `Graph`'s and, when the error says the Bolt connection is gone (I/O error, cut
 /// exchange, refused reconnect) or still held by a stream or transaction, mark the connection broken, so the
@@ -213,6 +213,20 @@ impl Neo4jConnection {
     /// [`Graph::run`], marking the connection broken when the Bolt connection is gone.
     pub async fn run(&self, q: impl Into<Query>) -> neo4rs::Result<RunResult> {
         self.watch(self.graph.run(q).await)
+    }
+
+    /// [`Graph::run_on`], marking the connection broken when the Bolt connection is gone.
+    pub async fn run_on(&self, db: impl Into<neo4rs::Database>, q: impl Into<Query>) -> neo4rs::Result<()> {
+        self.watch(self.graph.run_on(db, q).await)
+    }
+
+    /// [`Graph::execute_on`], marking the connection broken when the Bolt connection is gone.
+    pub async fn execute_on(
+        &self,
+        db: impl Into<neo4rs::Database>,
+        q: impl Into<Query>,
+    ) -> neo4rs::Result<DetachedRowStream> {
+        self.watch(self.graph.execute_on(db, q).await)
     }
 
     /// [`Graph::execute`], marking the connection broken when the Bolt connection is gone.
