@@ -243,7 +243,7 @@ async fn a_transaction_helper_dropped_mid_statement_leaves_nothing_behind() {
     drop(conn);
     // The abandoned server thread still sleeps; once it ends, its transaction is rolled back.
     common::kill(&mut admin, old).await;
-    let gone = common::eventually(Duration::from_secs(5), async || {
+    let gone = common::eventually_every(Duration::from_secs(5), common::INNODB_TRX_POLL, async || {
         let open: Option<i64> = admin
             .exec_first("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = ?", (old,))
             .await

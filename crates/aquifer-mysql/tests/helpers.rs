@@ -367,11 +367,20 @@ async fn a_transaction_runs_at_the_isolation_level_asked_for() {
                 // MariaDB lists the running transaction, with its isolation level, in information_schema.INNODB_TRX
                 // once it has touched InnoDB; a locking read makes it do so.
                 tx.query_drop(format!("SELECT n FROM {tt} WHERE id = 1 FOR UPDATE")).await?;
-                tx.query_first::<String, _>(
-                    "SELECT trx_isolation_level FROM information_schema.INNODB_TRX
-                 WHERE trx_mysql_thread_id = CONNECTION_ID()",
-                )
-                .await
+                // The table is a cache another test may have just read; ask again until it lists this transaction.
+                for _ in 0..20 {
+                    let level: Option<String> = tx
+                        .query_first(
+                            "SELECT trx_isolation_level FROM information_schema.INNODB_TRX
+                             WHERE trx_mysql_thread_id = CONNECTION_ID()",
+                        )
+                        .await?;
+                    if level.is_some() {
+                        return Ok(level);
+                    }
+                    tokio::time::sleep(common::INNODB_TRX_POLL).await;
+                }
+                Ok(None)
             })
         })
         .await

@@ -89,7 +89,17 @@ pub async fn kill(admin: &mut Conn, id: u32) {
 }
 
 /// Waits up to `limit` for `cond` to hold, polling.
-pub async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut cond: F) -> bool {
+pub async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, cond: F) -> bool {
+    eventually_every(limit, Duration::from_millis(20), cond).await
+}
+
+/// How often a test may poll `information_schema.INNODB_TRX`. InnoDB refreshes that table's cache only when it has
+/// not been read for 100 ms, so polling it faster keeps showing a stale snapshot for as long as the polling goes on
+/// (seen here: a transaction killed seconds earlier still listed as running).
+pub const INNODB_TRX_POLL: Duration = Duration::from_millis(250);
+
+/// Waits up to `limit` for `cond` to hold, polling every `every`.
+pub async fn eventually_every<F: AsyncFnMut() -> bool>(limit: Duration, every: Duration, mut cond: F) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if cond().await {
@@ -98,6 +108,6 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut cond: F) -
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
