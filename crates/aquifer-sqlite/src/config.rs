@@ -77,6 +77,20 @@ pub struct SqliteConfig {
     pub wal_size_limit: u64,
     /// Run `PRAGMA optimize` on the writer when the pool is closed with `close()`. Default: true.
     pub optimize_on_close: bool,
+    /// Run [`SqlitePool::write`](crate::SqlitePool::write) and the writer's helpers inline on the calling
+    /// runtime worker when the write lock is free, as reads do, instead of on Tokio's blocking pool. Default:
+    /// false: an inline commit holds its worker for the commit's I/O, and while it runs longer than the inline
+    /// gate's 100 µs every read leaves the runtime too; measured, blocking-pool writes gave both more reads
+    /// and more writes on an idle machine (docs/sqlite.md, "Where writes run").
+    pub inline_writes: bool,
+    /// The database is used by this process only: the async pool opens it with SQLite's `unix-excl` VFS,
+    /// which takes one exclusive file lock for the whole process and keeps the WAL index in heap memory, so
+    /// starting and ending a read costs no system call and no lock shared between threads through the kernel.
+    /// Reads from many tasks at once scale with the workers (2.4x with 8 readers on 2 workers, measured in
+    /// docs/sqlite.md). The price: while the pool is open, every other process (the `sqlite3` shell, a backup
+    /// tool, a second instance of the service) gets "database is locked". Ignored for `:memory:`; Unix only;
+    /// [`SqliteSyncPool`](crate::SqliteSyncPool) refuses it (r2d2_sqlite cannot choose a VFS). Default: false.
+    pub single_process: bool,
     /// The reader pool's settings (`max_size` is the number of readers). The writer pool always has one
     /// connection, kept open, and otherwise the same timeouts. Default: [`PoolConfig::default`].
     pub pool: PoolConfig,
@@ -108,6 +122,8 @@ impl Default for SqliteConfig {
             checkpoint_interval: Some(Duration::from_secs(1)),
             wal_size_limit: 64 * MIB,
             optimize_on_close: true,
+            inline_writes: false,
+            single_process: false,
             pool: PoolConfig::default(),
             retry: RetryPolicy::default(),
         }
@@ -134,6 +150,8 @@ impl fmt::Debug for SqliteConfig {
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("wal_size_limit", &self.wal_size_limit)
             .field("optimize_on_close", &self.optimize_on_close)
+            .field("inline_writes", &self.inline_writes)
+            .field("single_process", &self.single_process)
             .field("pool", &self.pool)
             .field("retry", &self.retry)
             .finish()
@@ -212,7 +230,8 @@ impl SqliteConfig {
     /// `SQLITE_CREATE_IF_MISSING`, `SQLITE_JOURNAL_MODE`, `SQLITE_SYNCHRONOUS`, `SQLITE_BUSY_TIMEOUT`,
     /// `SQLITE_FOREIGN_KEYS`, `SQLITE_TEMP_STORE`, `SQLITE_CACHE_SIZE`, `SQLITE_MMAP_SIZE`,
     /// `SQLITE_JOURNAL_SIZE_LIMIT`, `SQLITE_WAL_AUTOCHECKPOINT`, `SQLITE_CHECKPOINT_INTERVAL`,
-    /// `SQLITE_WAL_SIZE_LIMIT`, `SQLITE_OPTIMIZE_ON_CLOSE`, `SQLITE_RETRY_MAX_ATTEMPTS`, and the reader pool's
+    /// `SQLITE_WAL_SIZE_LIMIT`, `SQLITE_OPTIMIZE_ON_CLOSE`, `SQLITE_INLINE_WRITES`, `SQLITE_SINGLE_PROCESS`,
+    /// `SQLITE_RETRY_MAX_ATTEMPTS`, and the reader pool's
     /// settings as
     /// [`PoolConfig::from_env`] reads them (`SQLITE_POOL_MAX_SIZE`, `SQLITE_POOL_ACQUIRE_TIMEOUT`, `SQLITE_NAME`...).
     /// Byte sizes accept a plain number or a `KiB`/`MiB`/`GiB` suffix; booleans `true/false/on/off/1/0`;
@@ -267,6 +286,8 @@ impl SqliteConfig {
         env.optional_duration("CHECKPOINT_INTERVAL", &mut c.checkpoint_interval)?;
         env.parse("WAL_SIZE_LIMIT", &mut c.wal_size_limit, parse_bytes)?;
         env.boolean("OPTIMIZE_ON_CLOSE", &mut c.optimize_on_close)?;
+        env.boolean("INLINE_WRITES", &mut c.inline_writes)?;
+        env.boolean("SINGLE_PROCESS", &mut c.single_process)?;
         env.parse("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts, |v| match v.parse() {
             Ok(n) if n >= 1 => Ok(n),
             _ => Err("expected a whole number, at least 1".into()),

@@ -10,6 +10,10 @@ use crate::checkpoint::Checkpointer;
 use crate::config::{JournalMode, SqliteConfig, display_path};
 use crate::error::{ConnectionError, ErrorKind, Stage};
 
+/// SQLite's VFS for [`SqliteConfig::single_process`](crate::SqliteConfig::single_process): POSIX locking with
+/// one exclusive lock per process and the WAL index in heap memory.
+const SINGLE_PROCESS_VFS: &str = "unix-excl";
+
 /// What a connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -103,8 +107,12 @@ impl Target {
     }
 
     fn open_raw(&self, role: Role) -> Result<Connection, ConnectionError> {
-        let mut conn = Connection::open_with_flags(&self.open_path, self.flags(role))
-            .map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
+        let opened = if self.config.single_process && !self.config.is_memory() {
+            Connection::open_with_flags_and_vfs(&self.open_path, self.flags(role), SINGLE_PROCESS_VFS)
+        } else {
+            Connection::open_with_flags(&self.open_path, self.flags(role))
+        };
+        let mut conn = opened.map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
         apply_pragmas(&mut conn, &self.config, role)
             .map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
         Ok(conn)

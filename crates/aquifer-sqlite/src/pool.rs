@@ -182,6 +182,10 @@ impl SqlitePoolBuilder {
         wal_size_limit: u64,
         /// Sets [`SqliteConfig::optimize_on_close`].
         optimize_on_close: bool,
+        /// Sets [`SqliteConfig::inline_writes`].
+        inline_writes: bool,
+        /// Sets [`SqliteConfig::single_process`].
+        single_process: bool,
         /// Sets the reader pool's settings (and the writer's timeouts).
         pool: PoolConfig,
         /// Sets [`SqliteConfig::retry`], the helpers' retries of `SQLITE_BUSY`.
@@ -534,7 +538,8 @@ impl Inner {
     pub(crate) fn place(&self, role: Role) -> Option<InlineRead<'_>> {
         match role {
             Role::Reader => self.inline.enter(),
-            Role::Writer => self.inline.enter(),
+            Role::Writer if self.target.config.inline_writes => self.inline.enter(),
+            Role::Writer => None,
         }
     }
 }

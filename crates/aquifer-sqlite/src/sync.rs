@@ -267,6 +267,16 @@ impl SqliteSyncPool {
 
     pub(crate) fn open_with(config: SqliteConfig, meter: Option<Meter>) -> Result<SqliteSyncPool, SqliteSyncError> {
         config.validate()?;
+        if config.single_process && !config.is_memory() {
+            return Err(aquifer_core::ConfigError::Invalid {
+                field: "single_process",
+                value: "true".into(),
+                reason: "is for the async SqlitePool only: the sync pool opens connections through r2d2_sqlite, \
+                         which cannot choose SQLite's unix-excl VFS"
+                    .into(),
+            }
+            .into());
+        }
         let target = Target::new(config);
         // Creates the file and sets the journal mode (and keeps an in-memory database alive) before the r2d2
         // pools open their connections.

@@ -12,7 +12,15 @@ use aquifer_sqlite::{JournalMode, SqlitePool, panicked};
 use common::temp_db;
 
 async fn pool_at(path: &std::path::Path) -> SqlitePool {
-    let pool = SqlitePool::builder(path).readers(4).connect().await.unwrap();
+    prepared(SqlitePool::builder(path).readers(4).connect().await.unwrap()).await
+}
+
+/// A pool whose writes run inline too ([`aquifer_sqlite::SqliteConfig::inline_writes`]).
+async fn inline_writes_pool_at(path: &std::path::Path) -> SqlitePool {
+    prepared(SqlitePool::builder(path).readers(4).inline_writes(true).connect().await.unwrap()).await
+}
+
+async fn prepared(pool: SqlitePool) -> SqlitePool {
     pool.write(|tx| tx.execute_batch("CREATE TABLE aq_sl_t (id INTEGER PRIMARY KEY, v TEXT)")).await.unwrap();
     pool
 }
@@ -70,11 +78,9 @@ async fn while_a_long_read_holds_one_of_two_workers_new_reads_run_off_the_runtim
     assert_eq!(caller, inside);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_run_inline_and_raw_access_always_runs_off_the_runtime() {
-    let (_dir, path) = temp_db("inline_others");
-    let pool = pool_at(&path).await;
-    let (caller, write, transaction, raw, raw_read) = tokio::spawn(async move {
+/// What the thread each call ran on was, against the caller's: write, transaction, interact, interact_read.
+async fn threads_of_writes(pool: SqlitePool) -> (ThreadId, ThreadId, ThreadId, ThreadId, ThreadId) {
+    tokio::spawn(async move {
         let caller = std::thread::current().id();
         let write = pool.write(|_| Ok(std::thread::current().id())).await.unwrap();
         let transaction = pool.transaction(|_| Ok(std::thread::current().id())).await.unwrap();
@@ -83,20 +89,36 @@ async fn writes_run_inline_and_raw_access_always_runs_off_the_runtime() {
         (caller, write, transaction, raw, raw_read)
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_writes_and_raw_access_run_off_the_runtime() {
+    let (_dir, path) = temp_db("inline_default_writes");
+    let (caller, write, transaction, raw, raw_read) = threads_of_writes(pool_at(&path).await).await;
+    assert_ne!(caller, write, "a commit's I/O does not hold a runtime worker");
+    assert_ne!(caller, transaction);
+    assert_ne!(caller, raw);
+    assert_ne!(caller, raw_read);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_inline_writes_a_free_write_lock_runs_on_the_worker_and_raw_access_still_does_not() {
+    let (_dir, path) = temp_db("inline_others");
+    let (caller, write, transaction, raw, raw_read) = threads_of_writes(inline_writes_pool_at(&path).await).await;
     assert_eq!(caller, write, "a write whose lock is free runs on the calling worker");
     assert_eq!(caller, transaction);
     assert_ne!(caller, raw, "interact is the way to run long or blocking work off the runtime");
     assert_ne!(caller, raw_read, "interact_read is the way to run a long read off the runtime");
 }
 
-/// Another process holds the write lock: an inline write does not wait for it on the worker (busy_timeout is
+/// With inline writes, another process holds the write lock: an inline write does not wait for it on the worker (busy_timeout is
 /// off for its `BEGIN IMMEDIATE`) but goes to the blocking pool, where it waits up to `busy_timeout`, while
 /// the worker keeps serving other tasks; afterwards the writer has its busy_timeout back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_lock_another_process_holds_waits_off_the_runtime() {
     let (_dir, path) = temp_db("inline_write_busy");
-    let pool = pool_at(&path).await;
+    let pool = inline_writes_pool_at(&path).await;
     let other = aquifer_sqlite::rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE; INSERT INTO aq_sl_t (v) VALUES ('other');").unwrap();
     let ticks = Arc::new(AtomicUsize::new(0));
