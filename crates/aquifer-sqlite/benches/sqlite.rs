@@ -7,10 +7,10 @@
 //! alone. Async peers run on a multi-thread Tokio runtime with its default workers (one per core); sync peers on
 //! as many OS threads as tasks. Every peer gets aquifer-sqlite's tuned pragmas (WAL, synchronous=NORMAL, 16 MiB
 //! cache, 256 MiB mmap, busy_timeout 5 s) except the two "SQLite defaults" rows (mixed only). Peers:
-//! - `aquifer async`: `SqlitePool`, `read` and `write` as shipped (see docs/sqlite.md: inline on the worker
-//!   when the gate allows);
-//! - `aquifer async, writes on the blocking pool`: `read` as shipped, writes through `interact` in a
-//!   `BEGIN IMMEDIATE` transaction, which is what `write` did before writes could run inline;
+//! - `aquifer async`: `SqlitePool`, `read` and `write` with the default configuration (see docs/sqlite.md:
+//!   reads inline on the worker when the gate allows, writes on the blocking pool);
+//! - `aquifer async, inline writes`: the same with `inline_writes` on (writes inline too when the gate allows);
+//! - `aquifer async, single process`: the default paths with `single_process` on (SQLite's `unix-excl` VFS);
 //! - `aquifer async, blocking pool`: the same pool, reads through `interact_read` in a read transaction and
 //!   writes through `interact`: the path every call took before inline reads (a hop to Tokio's blocking pool
 //!   and back);
@@ -72,8 +72,6 @@ impl Scenario {
 enum Paths {
     /// `read` and `write` as shipped.
     Shipped,
-    /// `read` as shipped, writes on the blocking pool (`interact`).
-    BlockingWrites,
     /// Reads and writes on the blocking pool (`interact_read`, `interact`).
     Blocking,
 }
@@ -81,7 +79,8 @@ enum Paths {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Peer {
     AquiferAsync,
-    AquiferAsyncBlockingWrites,
+    AquiferAsyncInlineWrites,
+    AquiferAsyncSingleProcess,
     AquiferAsyncBlockingPool,
     AquiferSync,
     Sqlx,
@@ -91,9 +90,10 @@ enum Peer {
     R2d2Defaults,
 }
 
-const PEERS: [(&str, Peer); 10] = [
+const PEERS: [(&str, Peer); 11] = [
     ("aquifer async (read, write)", Peer::AquiferAsync),
-    ("aquifer async, writes on the blocking pool (interact)", Peer::AquiferAsyncBlockingWrites),
+    ("aquifer async, inline writes (inline_writes)", Peer::AquiferAsyncInlineWrites),
+    ("aquifer async, single process (single_process)", Peer::AquiferAsyncSingleProcess),
     ("aquifer async, blocking pool (interact_read, interact)", Peer::AquiferAsyncBlockingPool),
     ("aquifer sync r2d2", Peer::AquiferSync),
     ("sqlx SqlitePool 0.9", Peer::Sqlx),
@@ -250,7 +250,7 @@ fn run_aquifer_async(
                     if paths == Paths::Shipped {
                         pool.write(move |tx| write_one(tx, n)).await.map(drop).map_err(|e| e.to_string())
                     } else {
-                        // What `write` did before writes could run inline: the same transaction, on the blocking pool.
+                        // The same transaction through `interact`, on the blocking pool.
                         pool.interact(move |c| {
                             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                             write_one(&tx, n)?;
@@ -519,7 +519,7 @@ fn main() {
             .iter()
             .filter(|(_, p)| {
                 scenario == Scenario::Mixed
-                    || !matches!(p, Peer::AquiferAsyncDefaults | Peer::R2d2Defaults | Peer::AquiferAsyncBlockingWrites)
+                    || !matches!(p, Peer::AquiferAsyncDefaults | Peer::R2d2Defaults | Peer::AquiferAsyncInlineWrites)
             })
             .collect();
         let mut rows: Vec<Vec<Row>> = peers.iter().map(|_| Vec::new()).collect();
@@ -532,8 +532,13 @@ fn main() {
                     Peer::AquiferAsync => {
                         summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, Paths::Shipped))
                     }
-                    Peer::AquiferAsyncBlockingWrites => {
-                        summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, Paths::BlockingWrites))
+                    Peer::AquiferAsyncInlineWrites => {
+                        let config = SqliteConfig { inline_writes: true, ..tuned(&path) };
+                        summarize(run_aquifer_async(&rt, config, scenario, secs, Paths::Shipped))
+                    }
+                    Peer::AquiferAsyncSingleProcess => {
+                        let config = SqliteConfig { single_process: true, ..tuned(&path) };
+                        summarize(run_aquifer_async(&rt, config, scenario, secs, Paths::Shipped))
                     }
                     Peer::AquiferAsyncBlockingPool => {
                         summarize(run_aquifer_async(&rt, tuned(&path), scenario, secs, Paths::Blocking))
@@ -613,11 +618,19 @@ fn report_targets(scenario: Scenario, s: &[(Peer, Summary)]) {
     }
     println!("async read p99: {} (target < 100 µs)", fmt_d(inline.read_p99));
     if scenario.with_writer()
-        && let Some(old) = get(Peer::AquiferAsyncBlockingWrites)
+        && let Some(inline_writes) = get(Peer::AquiferAsyncInlineWrites)
     {
         println!(
-            "writes vs writes on the blocking pool, same read path: {:.0} % (target: not slower)",
-            inline.writes / old.writes * 100.0
+            "inline writes vs the default: reads {:.0} %, writes {:.0} %",
+            inline_writes.reads / inline.reads * 100.0,
+            inline_writes.writes / inline.writes * 100.0
+        );
+    }
+    if let (Some(single), Some(sync)) = (get(Peer::AquiferAsyncSingleProcess), get(Peer::AquiferSync)) {
+        println!(
+            "single_process async reads / sync reads: {:.0} %, read p99 {}",
+            single.reads / sync.reads * 100.0,
+            fmt_d(single.read_p99)
         );
     }
     if let Some(before) = get(Peer::AquiferAsyncBlockingPool) {

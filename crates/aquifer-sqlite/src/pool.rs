@@ -359,11 +359,12 @@ impl SqlitePool {
     /// once); [`transaction`](SqlitePool::transaction) retries `SQLITE_BUSY`. Recorded as
     /// `db.operation.name = TRANSACTION` on the writer's pool.
     ///
-    /// Where `f` runs: like [`read`](SqlitePool::read)'s closure, inline on the calling worker when the gate
-    /// allows, provided the write lock can be taken at once: `BEGIN IMMEDIATE` runs there with `busy_timeout`
-    /// off, so when another process holds the lock the write goes to Tokio's blocking pool and waits there (up
-    /// to `busy_timeout`), never on a worker. `f` must therefore not block on async work; use
-    /// [`interact`](SqlitePool::interact) for long or blocking work on the writer.
+    /// Where `f` runs: on Tokio's blocking pool, so a commit's I/O never holds a runtime worker. With
+    /// [`SqliteConfig::inline_writes`] it runs like [`read`](SqlitePool::read)'s closure, inline on the calling
+    /// worker when the gate allows, provided the write lock can be taken at once: `BEGIN IMMEDIATE` runs there
+    /// with `busy_timeout` off, so when another process holds the lock the write goes to the blocking pool and
+    /// waits there (up to `busy_timeout`), never on a worker. Since `f` may run on a worker, it must not block
+    /// on async work; use [`interact`](SqlitePool::interact) for that.
     ///
     /// Cancel safety: dropping the future while it waits for the writer gives up the wait (nothing is
     /// written). Once `f` has started, dropping the future does not stop it: `f` runs to its end (inline, the
