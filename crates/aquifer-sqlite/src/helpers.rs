@@ -197,7 +197,8 @@ struct Retried<'a, S, T> {
     state: Option<S>,
     /// The attempt on a connection of its own: on the blocking pool, or inline for reads.
     run: fn(&mut Connection, &mut S) -> rusqlite::Result<T>,
-    /// The same inside a `BEGIN IMMEDIATE` transaction [`write_inline`] opened: how writes run inline.
+    /// The same inside a `BEGIN IMMEDIATE` transaction [`write_inline`] opened: how writes run inline (with
+    /// `inline_writes`).
     in_tx: fn(&Transaction<'_>, &mut S) -> rusqlite::Result<T>,
     charge: &'a mut Option<std::time::Duration>,
 }
