@@ -1,10 +1,10 @@
 //! Running short reads and writes inline, on the thread that awaits them, and the gate that keeps long calls
-//! from occupying every runtime worker. (Names say "read": reads came first; writes go through the same gate,
-//! see `SqlitePool::write` and docs/sqlite.md.)
+//! from occupying every runtime worker. (Names say "read": reads came first; writes go through the same gate
+//! when `inline_writes` is on, see `SqlitePool::write` and docs/sqlite.md.)
 //!
 //! Why inline: a hop to another thread and back costs two thread wake-ups (tens to hundreds of µs on a busy
-//! machine) while a point read on a WAL reader costs 2-4 µs, and a WAL reader never waits for the writer; a
-//! write whose lock is free (the one writer connection is checked out) costs a commit.
+//! machine) while a point read on a WAL reader costs 2-4 µs, and a WAL reader never waits for the writer; an
+//! inline write whose lock is free (the one writer connection is checked out) costs a commit.
 //!
 //! Why a gate: Tokio cannot preempt a closure, so a read that turns out long holds its worker for as long as it
 //! runs. A read may start inline only while fewer than `workers - 1` of the reads already running inline have
