@@ -273,3 +273,42 @@ impl std::fmt::Display for Quoted<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each neo4rs error an established connection can return that needs no server to build.
+    fn samples() -> Vec<neo4rs::Error> {
+        vec![
+            neo4rs::Error::IOError { detail: std::io::Error::from(ErrorKind::ConnectionReset) },
+            neo4rs::Error::IOError { detail: std::io::Error::from(ErrorKind::ConnectionRefused) },
+            neo4rs::Error::IOError { detail: std::io::Error::from(ErrorKind::UnexpectedEof) },
+            neo4rs::Error::ConnectionTimedOut,
+            neo4rs::Error::IncompleteBoltExchange,
+            neo4rs::Error::UnexpectedMessage("RECORD".into()),
+            neo4rs::Error::UnknownMessage("0x7f".into()),
+            neo4rs::Error::ConnectionError,
+            neo4rs::Error::AuthenticationError("bad credentials".into()),
+            neo4rs::Error::InvalidDnsName("nowhere".into()),
+            neo4rs::Error::ConversionError,
+            neo4rs::Error::NoMoreRows,
+            neo4rs::Error::NotSingleResult,
+            neo4rs::Error::RequestIgnoredError,
+            neo4rs::Error::UnknownType("X".into()),
+        ]
+    }
+
+    /// The manager's quick check (`breaks_connection`, which must not take the error) and the classification
+    /// users see name the same errors: a connection the pool keeps is never reported lost, and one reported
+    /// lost is never handed out again.
+    #[test]
+    fn breaks_connection_names_exactly_the_connection_errors_classify_reports_in_use() {
+        for error in samples() {
+            let debug = format!("{error:?}");
+            let breaks = breaks_connection(&error);
+            let classified = classify(error, None, Phase::Use);
+            assert_eq!(breaks, classified.is_connection_error(), "{debug} classified as {classified:?}");
+        }
+    }
+}
