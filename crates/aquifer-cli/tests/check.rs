@@ -107,7 +107,7 @@ fn reads_the_target_from_prefix_variables() {
         let out = aquifer()
             .args(["check", "--json", "--env", "ORDERS"])
             .env("ORDERS_URL", PG)
-            .env("ORDERS_POOL_NAME", "orders")
+            .env("ORDERS_NAME", "orders")
             .output()
             .unwrap();
         let stdout = String::from_utf8(out.stdout).unwrap();
