@@ -429,11 +429,7 @@ impl SqlitePool {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let mut charge = None;
-        let attempt = Once { inner: Some(&*self.inner), role, call, f: Some(f), charge: &mut charge };
-        let result = run_operation(self.inner.pool(role), operation, attempt).await;
-        yield_for(charge).await;
-        result
+        self.run_once(Some(&*self.inner), role, call, operation, f).await
     }
 
     /// Runs `f` once on the blocking pool, through the operation runner.
@@ -448,9 +444,28 @@ impl SqlitePool {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_once(None, role, call, operation, f).await
+    }
+
+    /// [`once`](SqlitePool::once) and [`blocking`](SqlitePool::blocking): `placer` decides where `f` runs
+    /// (`None`: always on the blocking pool, which leaves nothing to yield for).
+    async fn run_once<T, F>(
+        &self,
+        placer: Option<&Inner>,
+        role: Role,
+        call: &'static str,
+        operation: &'static str,
+        f: F,
+    ) -> Result<T, SqliteOperationError>
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let mut charge = None;
-        let attempt = Once { inner: None, role, call, f: Some(f), charge: &mut charge };
-        run_operation(self.inner.pool(role), operation, attempt).await
+        let attempt = Once { inner: placer, role, call, f: Some(f), charge: &mut charge };
+        let result = run_operation(self.inner.pool(role), operation, attempt).await;
+        yield_for(charge).await;
+        result
     }
 
     pub(crate) fn inner(&self) -> &Inner {
