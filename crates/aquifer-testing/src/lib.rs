@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod fake;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod metrics;
 mod private;
 mod proxy;
