@@ -3,28 +3,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, PoolConfig};
 
 const SECRET: &str = "Sekr3t-my-4b2e";
-
-/// Everything tracing writes, at every level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Adds `{x:?}` and `{x}` of a value to the outputs.
 macro_rules! seen {
@@ -47,7 +31,7 @@ async fn no_output_of_the_adapter_contains_the_password() {
     common::dedicated_user(&mut admin, &user).await;
     admin.query_drop(format!("ALTER USER '{user}'@'%' IDENTIFIED BY '{SECRET}'")).await.unwrap();
 
-    let logs = Captured::default();
+    let logs = aquifer_testing::LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer({
@@ -131,7 +115,7 @@ async fn no_output_of_the_adapter_contains_the_password() {
     lazy.close().await;
 
     drop(_guard);
-    out.push(String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned());
+    out.push(logs.text());
     common::drop_user(&mut admin, &user).await;
     assert!(out.join("\n").contains("***"), "redaction markers are present: the scanned paths saw the URL");
     for (i, s) in out.iter().enumerate() {

@@ -4,25 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aquifer_neo4j::{Neo4jConfig, Neo4jManager, PoolConfig, query};
-
-/// Everything tracing writes, at every level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 macro_rules! seen {
     ($out:expr, $x:expr) => {{
@@ -41,7 +25,7 @@ fn env(vars: &[(&str, String)]) -> Result<Neo4jConfig, aquifer_neo4j::ConfigErro
 async fn no_output_of_the_adapter_contains_the_password() {
     common::require_bolt().await;
     const SECRET: &str = common::PASSWORD;
-    let logs = Captured::default();
+    let logs = aquifer_testing::LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer({
@@ -120,7 +104,7 @@ async fn no_output_of_the_adapter_contains_the_password() {
     lazy.close().await;
 
     drop(_guard);
-    out.push(String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned());
+    out.push(logs.text());
     assert!(out.join("\n").contains("***"), "redaction markers are present: the scanned paths saw the password");
     for (i, s) in out.iter().enumerate() {
         assert!(!s.contains(SECRET), "output #{i} holds the password:\n{s}");

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aquifer_postgres::sqlx;
@@ -12,20 +10,6 @@ use aquifer_postgres::{PgConfig, PgPool};
 use common::*;
 
 const SECRET: &str = "Sekr3t-pg-7f1c";
-
-/// Everything tracing writes, at debug level and above, for this test's thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Adds `{x:?}` and `{x}` of a value to the outputs.
 macro_rules! seen {
@@ -44,7 +28,7 @@ fn env(vars: &[(&str, String)]) -> Result<PgConfig, aquifer_postgres::ConfigErro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_output_of_the_adapter_contains_the_password() {
     require_pg().await;
-    let logs = Captured::default();
+    let logs = aquifer_testing::LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer({
@@ -136,7 +120,7 @@ async fn no_output_of_the_adapter_contains_the_password() {
     lazy.close().await;
 
     drop(_guard);
-    out.push(String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned());
+    out.push(logs.text());
     let all = out.join("\n");
     assert!(all.contains("***"), "redaction markers are present, so the scanned paths did see the URL");
     for (i, s) in out.iter().enumerate() {

@@ -3,6 +3,7 @@
 mod fake;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+mod logs;
 mod metrics;
 mod private;
 mod proxy;
@@ -11,6 +12,7 @@ mod server;
 mod victoria;
 
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
+pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
 pub use proxy::ChaosProxy;
