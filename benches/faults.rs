@@ -66,52 +66,34 @@ struct Target {
     close: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
+/// An Aquifer pool of backend `B` behind `port`: a checkout and a short statement per request, or the
+/// adapter's helper when `helper`.
+async fn aquifer_target<B: ChaosBackend>(port: u16, marker: &str, helper: bool) -> Target {
+    let pool = B::pool(port, marker, POOL);
+    chaos_support::fill(&pool, POOL).await;
+    let closer = pool.clone();
+    let request: Request = Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            if helper {
+                return B::helper_short(&pool).await.map_err(drop);
+            }
+            let mut c = pool.get().await.map_err(drop)?;
+            B::short(&mut c).await.map_err(drop)
+        })
+    });
+    Target {
+        request,
+        close: Box::pin(async move {
+            closer.close().await;
+        }),
+    }
+}
+
 async fn target(peer: &str, port: u16, marker: &str) -> Target {
     match peer {
-        "aquifer-pg" | "aquifer-pg-helper" => {
-            let pool = Postgres::pool(port, marker, POOL);
-            chaos_support::fill(&pool, POOL).await;
-            let closer = pool.clone();
-            let helper = peer.ends_with("helper");
-            let request: Request = Arc::new(move || {
-                let pool = pool.clone();
-                Box::pin(async move {
-                    if helper {
-                        return Postgres::helper_short(&pool).await.map_err(drop);
-                    }
-                    let mut c = pool.get().await.map_err(drop)?;
-                    Postgres::short(&mut c).await.map_err(drop)
-                })
-            });
-            Target {
-                request,
-                close: Box::pin(async move {
-                    closer.close().await;
-                }),
-            }
-        }
-        "aquifer-my" | "aquifer-my-helper" => {
-            let pool = MySql::pool(port, marker, POOL);
-            chaos_support::fill(&pool, POOL).await;
-            let closer = pool.clone();
-            let helper = peer.ends_with("helper");
-            let request: Request = Arc::new(move || {
-                let pool = pool.clone();
-                Box::pin(async move {
-                    if helper {
-                        return MySql::helper_short(&pool).await.map_err(drop);
-                    }
-                    let mut c = pool.get().await.map_err(drop)?;
-                    MySql::short(&mut c).await.map_err(drop)
-                })
-            });
-            Target {
-                request,
-                close: Box::pin(async move {
-                    closer.close().await;
-                }),
-            }
-        }
+        "aquifer-pg" | "aquifer-pg-helper" => aquifer_target::<Postgres>(port, marker, peer.ends_with("helper")).await,
+        "aquifer-my" | "aquifer-my-helper" => aquifer_target::<MySql>(port, marker, peer.ends_with("helper")).await,
         "sqlx" => {
             let options =
                 format!("postgres://postgres@127.0.0.1:{port}/test?sslmode=disable&application_name={marker}")
