@@ -14,6 +14,7 @@ use chaos_support::{
     ChaosBackend, Fail, LONG_ROWS, MySql, Neo4j, Postgres, Tally, assert_invariants, assert_server_clean, fill, load,
     marker,
 };
+use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
 /// Pool size and load of the measurements: 8 connections, 32 tasks.
@@ -29,6 +30,28 @@ async fn setup<B: ChaosBackend>(test: &str) -> (ChaosProxy, String, aquifer_core
     let proxy = ChaosProxy::start(B::upstream()).await.expect("the proxy starts");
     let pool = B::pool(proxy.port(), &marker, POOL);
     (proxy, marker, pool)
+}
+
+/// Fills the pool, then runs [`TASKS`] tasks of short requests through it for `length` from now; their
+/// outcomes go to the returned tally.
+async fn start_load<B: ChaosBackend>(
+    pool: &aquifer_core::Pool<B::M>,
+    length: Duration,
+) -> (Arc<Tally>, JoinHandle<()>) {
+    fill(pool, POOL).await;
+    let tally = Arc::new(Tally::default());
+    let end = Instant::now() + length;
+    let run = tokio::spawn({
+        let (pool, tally) = (pool.clone(), tally.clone());
+        async move { load::<B>(&pool, &tally, TASKS, end).await }
+    });
+    (tally, run)
+}
+
+/// Waits (at most [`STEP`]) for the load of [`start_load`] to end, and prints its tally.
+async fn end_load<B: ChaosBackend>(run: JoinHandle<()>, tally: &Tally, note: &str) {
+    timeout(STEP, run).await.expect("the load ends in time").unwrap();
+    eprintln!("{}: {tally} {note}", B::NAME);
 }
 
 /// Asserts that every failure of `tally` is one of `allowed` (typed errors the fault explains).
@@ -47,21 +70,14 @@ fn assert_failures_only(tally: &Tally, allowed: &[&str], what: &str) {
 /// the pool recovers (more requests succeed after the last reset) and ends consistent and clean.
 async fn resets_under_load<B: ChaosBackend>(test: &str) {
     let (proxy, marker, pool) = setup::<B>(test).await;
-    fill(&pool, POOL).await;
-    let tally = Arc::new(Tally::default());
-    let start = Instant::now();
-    let run = tokio::spawn({
-        let (pool, tally) = (pool.clone(), tally.clone());
-        async move { load::<B>(&pool, &tally, TASKS, start + Duration::from_millis(3000)).await }
-    });
+    let (tally, run) = start_load::<B>(&pool, Duration::from_millis(3000)).await;
     sleep(Duration::from_millis(700)).await;
     proxy.reset_all();
     sleep(Duration::from_millis(800)).await;
     proxy.reset_all();
     sleep(Duration::from_millis(200)).await;
     let ok_after_resets = tally.ok();
-    timeout(STEP, run).await.expect("the load ends in time").unwrap();
-    eprintln!("{}: {tally}", B::NAME);
+    end_load::<B>(run, &tally, "").await;
     assert!(tally.ok() > ok_after_resets, "requests succeed after the resets: {tally}");
     assert_failures_only(
         &tally,
@@ -121,20 +137,13 @@ async fn resets_while_idle<B: ChaosBackend>(test: &str) {
 /// the pool serves again at once.
 async fn black_hole_then_heal<B: ChaosBackend>(test: &str) {
     let (proxy, marker, pool) = setup::<B>(test).await;
-    fill(&pool, POOL).await;
-    let tally = Arc::new(Tally::default());
-    let start = Instant::now();
-    let run = tokio::spawn({
-        let (pool, tally) = (pool.clone(), tally.clone());
-        async move { load::<B>(&pool, &tally, TASKS, start + Duration::from_millis(4000)).await }
-    });
+    let (tally, run) = start_load::<B>(&pool, Duration::from_millis(4000)).await;
     sleep(Duration::from_millis(500)).await;
     proxy.black_hole(true);
     sleep(Duration::from_millis(2500)).await;
     let ok_in_hole = tally.ok();
     proxy.heal();
-    timeout(STEP, run).await.expect("the load ends in time").unwrap();
-    eprintln!("{}: {tally}", B::NAME);
+    end_load::<B>(run, &tally, "").await;
     assert!(tally.count("acquire:timeout") > 0, "waiters time out during the partition: {tally}");
     assert!(tally.ok() > ok_in_hole, "requests succeed after the heal: {tally}");
     assert_failures_only(&tally, &["acquire:timeout", "acquire:timeout_connecting", "connection_lost"], "black hole");
@@ -149,13 +158,7 @@ async fn black_hole_then_heal<B: ChaosBackend>(test: &str) {
 /// unavailable), and the pool reconnects by itself.
 async fn refuse_then_accept<B: ChaosBackend>(test: &str) {
     let (proxy, marker, pool) = setup::<B>(test).await;
-    fill(&pool, POOL).await;
-    let tally = Arc::new(Tally::default());
-    let start = Instant::now();
-    let run = tokio::spawn({
-        let (pool, tally) = (pool.clone(), tally.clone());
-        async move { load::<B>(&pool, &tally, TASKS, start + Duration::from_millis(4500)).await }
-    });
+    let (tally, run) = start_load::<B>(&pool, Duration::from_millis(4500)).await;
     sleep(Duration::from_millis(500)).await;
     proxy.refuse(true);
     proxy.reset_all();
@@ -165,8 +168,7 @@ async fn refuse_then_accept<B: ChaosBackend>(test: &str) {
     // The engine promises the first get after the server is back succeeds within ~250 ms; leave it a second.
     sleep(Duration::from_millis(1000)).await;
     let ok_back = tally.ok();
-    timeout(STEP, run).await.expect("the load ends in time").unwrap();
-    eprintln!("{}: {tally}", B::NAME);
+    end_load::<B>(run, &tally, "").await;
     assert!(failed_in_outage > 0, "the outage fails requests: {tally}");
     assert!(tally.ok() > ok_back, "requests succeed once the server accepts again: {tally}");
     assert_failures_only(
@@ -184,21 +186,14 @@ async fn refuse_then_accept<B: ChaosBackend>(test: &str) {
 /// about four round trips of 200 ms behind the other tasks, well inside the 2 s acquire timeout).
 async fn latency_spike<B: ChaosBackend>(test: &str) {
     let (proxy, marker, pool) = setup::<B>(test).await;
-    fill(&pool, POOL).await;
-    let tally = Arc::new(Tally::default());
-    let start = Instant::now();
-    let run = tokio::spawn({
-        let (pool, tally) = (pool.clone(), tally.clone());
-        async move { load::<B>(&pool, &tally, TASKS, start + Duration::from_millis(3000)).await }
-    });
+    let (tally, run) = start_load::<B>(&pool, Duration::from_millis(3000)).await;
     sleep(Duration::from_millis(500)).await;
     let ok_before = tally.ok();
     proxy.latency(Duration::from_millis(100));
     sleep(Duration::from_millis(1500)).await;
     let ok_spike = tally.ok() - ok_before;
     proxy.heal();
-    timeout(STEP, run).await.expect("the load ends in time").unwrap();
-    eprintln!("{}: {tally} ({ok_spike} during the spike)", B::NAME);
+    end_load::<B>(run, &tally, &format!("({ok_spike} during the spike)")).await;
     assert!(ok_spike > 0, "requests still complete during the spike: {tally}");
     assert_eq!(tally.failed(), 0, "latency alone fails nothing: {tally}");
     assert_invariants(&pool).await;

@@ -3,40 +3,31 @@
 //! no dead connection after.
 //!
 //! The test runs a PostgreSQL of its own (aquifer_testing::PrivatePostgres: initdb into a temporary directory, a
-//! free loopback port), so stopping it never disturbs the shared server the other tests use. It is bounded: two
-//! outages (a clean fast shutdown, then a crash) of 2.5 s each, each recovery allowed 30 s, then 3 s of load.
+//! free loopback port), so stopping it never disturbs the shared server the other tests use. The load, the two
+//! outages (a clean fast shutdown, then a crash, 2.5 s each, each recovery allowed 30 s, then 3 s of load) and
+//! their checks are aquifer_testing::restart_under_load, which the MariaDB test runs too; this file checks what
+//! only PostgreSQL shows: its sessions against the pool's count.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aquifer_postgres::sqlx::{self, Connection, PgConnection};
-use aquifer_postgres::{PgConfig, PgOperationError, PgPool, PgPoolError, sqlstate};
-use aquifer_testing::PrivatePostgres;
-use parking_lot::Mutex;
+use aquifer_postgres::{PgConfig, PgOperationError, PgPoolError, sqlstate};
+use aquifer_testing::{CallError, PrivatePostgres, restart_under_load};
 
-const TASKS: i32 = 32;
-const RECOVERY: Duration = Duration::from_secs(30);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One worker call: when it started, how long it took, and how it ended.
-#[derive(Debug)]
-struct Outcome {
-    started: Instant,
-    took: Duration,
-    result: Result<(), String>,
-}
-
-/// `Ok` for the failures an outage may cause, each named by its type; `Err` for anything else.
-fn outage_failure(e: &PgOperationError) -> Result<&'static str, String> {
+/// The failures an outage may cause, each named by its type; anything else is untyped.
+fn classify(e: PgOperationError) -> CallError {
     match e {
-        PgOperationError::Acquire(PgPoolError::Unavailable { .. }) => Ok("unavailable"),
-        PgOperationError::Acquire(PgPoolError::Timeout { .. }) => Ok("timeout"),
-        PgOperationError::Backend(sqlx::Error::Io(_)) => Ok("io"),
+        PgOperationError::Acquire(PgPoolError::Unavailable { .. }) => CallError::Outage("unavailable"),
+        PgOperationError::Acquire(PgPoolError::Timeout { .. }) => CallError::Outage("timeout"),
+        PgOperationError::Backend(sqlx::Error::Io(_)) => CallError::Outage("io"),
         // 57P01 admin_shutdown (fast shutdown ends the session), 57P03 cannot_connect_now (starting up or
         // shutting down).
-        PgOperationError::Backend(db) if matches!(sqlstate(db).as_deref(), Some("57P01" | "57P03")) => Ok("shutdown"),
-        other => Err(format!("{other:?}")),
+        PgOperationError::Backend(db) if matches!(sqlstate(&db).as_deref(), Some("57P01" | "57P03")) => {
+            CallError::Outage("shutdown")
+        }
+        other => CallError::Untyped(format!("{other:?}")),
     }
 }
 
@@ -65,24 +56,6 @@ async fn settled_sessions(url: &str, app: &str, expected: i64) -> i64 {
     }
 }
 
-/// Waits until `pool` answers a query again; returns when the first successful call returned: from then on the
-/// pool has shown it can reach the server. (Calls already waiting at that moment may still time out: they
-/// queued while connects were failing.)
-async fn recovered(pool: &PgPool, server: &PrivatePostgres) -> Instant {
-    let deadline = Instant::now() + RECOVERY;
-    loop {
-        if pool.fetch_one::<(i32,), _>(|| sqlx::query("SELECT 1")).await.is_ok() {
-            return Instant::now();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the pool did not recover within {RECOVERY:?} of the restart; server log: {}",
-            server.log().display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_recovers_from_server_restarts_under_load() {
     let mut server = tokio::task::block_in_place(PrivatePostgres::start).unwrap_or_else(|e| panic!("{e}"));
@@ -96,89 +69,17 @@ async fn the_pool_recovers_from_server_restarts_under_load() {
     let pool = config.connect().await.expect("the private server answers");
     pool.warm_up().await.unwrap();
 
-    // Load: 32 tasks querying in a loop until told to stop (at most 120 s), each call recorded.
-    let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for w in 0..TASKS {
-        let (pool, outcomes, stop) = (pool.clone(), outcomes.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let end = Instant::now() + Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                let started = Instant::now();
-                let result = match pool.fetch_one::<(i32,), _>(|| sqlx::query("SELECT $1::int4").bind(w)).await {
-                    Ok((got,)) if got == w => Ok(()),
-                    Ok((got,)) => Err(format!("wrong answer {got} for {w}")),
-                    Err(e) => outage_failure(&e)
-                        .map_or_else(|unexpected| panic!("untyped failure: {unexpected}"), |k| Err(k.into())),
-                };
-                let failed = result.is_err();
-                outcomes.lock().push(Outcome { started, took: started.elapsed(), result });
-                // Failures come back at once while the server is down; don't spin.
-                tokio::time::sleep(Duration::from_millis(if failed { 20 } else { 1 })).await;
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(outcomes.lock().iter().any(|o| o.result.is_ok()), "the load runs");
-
-    let mut windows = Vec::new();
-    for crash in [false, true] {
-        if crash {
-            server.kill();
-        } else {
-            tokio::task::block_in_place(|| server.stop()).unwrap_or_else(|e| panic!("{e}"));
+    let calls = pool.clone();
+    let report = restart_under_load(&mut server, ACQUIRE_TIMEOUT, move |w| {
+        let pool = calls.clone();
+        async move {
+            pool.fetch_one::<(i32,), _>(|| sqlx::query("SELECT $1::int4").bind(w))
+                .await
+                .map(|(got,)| got)
+                .map_err(classify)
         }
-        // The server is gone from here on. Down for longer than the acquire timeout, so that calls start,
-        // wait and fail inside the outage.
-        let down = Instant::now();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        let e = pool.fetch_one::<(i32,), _>(|| sqlx::query("SELECT 1")).await.expect_err("the server is down");
-        outage_failure(&e).unwrap_or_else(|unexpected| panic!("untyped failure while down: {unexpected}"));
-
-        let up = Instant::now();
-        tokio::task::block_in_place(|| server.restart()).unwrap_or_else(|e| panic!("{e}"));
-        let back = recovered(&pool, &server).await;
-        eprintln!("{}: back {:?} after the restart", if crash { "crash" } else { "fast shutdown" }, back - up);
-        // Load after recovery, before the next outage: longer than the acquire timeout.
-        tokio::time::sleep(ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
-        windows.push((down, up, back, Instant::now()));
-    }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.expect("no worker panicked (every failure was typed)");
-    }
-
-    let outcomes = std::mem::take(&mut *outcomes.lock());
-    for (i, &(down, up, back, end)) in windows.iter().enumerate() {
-        let during: Vec<&Outcome> = outcomes.iter().filter(|o| o.started > down && o.started < up).collect();
-        assert!(!during.is_empty(), "outage {i}: the load ran while the server was down");
-        for o in &during {
-            assert!(o.result.is_err(), "outage {i}: a query succeeded while the server was down: {o:?}");
-            // Bounded by acquire_timeout (2 s) plus a connect attempt: no caller hangs.
-            assert!(o.took < Duration::from_secs(5), "outage {i}: a call took {:?}: {o:?}", o.took);
-        }
-        // Once a call has succeeded after the restart, no call that starts later meets a dead connection from
-        // before the outage or a pool that still believes the server is down. A caller that queued while the
-        // pool refilled may time out (on this shared two-core machine, once in a few runs); none that starts
-        // an acquire timeout after recovery fails. Such a queued caller may also get the circuit's verdict
-        // (`unavailable`) when the refill's connects fail for `fail_fast_after` with nothing live (seen once, on
-        // the loaded CI machine, for MariaDB's clean restart); any other failure, or any failure of a call that
-        // starts after the refill window, fails the test.
-        let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.started >= back && o.started < end).collect();
-        assert!(after.iter().filter(|o| o.result.is_ok()).count() >= TASKS as usize, "outage {i}: the load resumed");
-        let failed: Vec<&&Outcome> = after.iter().filter(|o| o.result.is_err()).collect();
-        let refill = back + ACQUIRE_TIMEOUT;
-        let late: Vec<&&&Outcome> = failed.iter().filter(|o| o.started >= refill).collect();
-        let not_waits: Vec<&&&Outcome> = failed
-            .iter()
-            .filter(|o| !matches!(o.result.as_ref().err().map(String::as_str), Some("timeout" | "unavailable")))
-            .collect();
-        assert!(late.is_empty() && not_waits.is_empty(), "outage {i}: calls failed after recovery: {failed:?}");
-        if !failed.is_empty() {
-            eprintln!("outage {i}: {} call(s) queued during the refill timed out", failed.len());
-        }
-    }
+    })
+    .await;
 
     // No leaked slot, and the pool's count agrees with the server's.
     let state = pool.state();
@@ -191,11 +92,7 @@ async fn the_pool_recovers_from_server_restarts_under_load() {
     );
     let stats = pool.stats();
     assert!(stats.closed_broken + stats.closed_validation_failed > 0, "the dead connections were discarded: {stats:?}");
-    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
-    for o in &outcomes {
-        *kinds.entry(o.result.as_ref().err().map_or("ok", String::as_str)).or_default() += 1;
-    }
-    eprintln!("calls: {} in all, by outcome {kinds:?}; {stats:?}", outcomes.len());
+    eprintln!("calls by outcome {:?}; {stats:?}", report.kinds);
 
     pool.close().await;
     assert_eq!(settled_sessions(&url, &app, 0).await, 0, "close() ends every session");

@@ -7,6 +7,7 @@ mod logs;
 mod metrics;
 mod private;
 mod proxy;
+mod restart;
 mod server;
 #[cfg(feature = "victoria")]
 mod victoria;
@@ -16,6 +17,7 @@ pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
 pub use proxy::ChaosProxy;
+pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
 pub use victoria::{PROMETHEUS_ADDR, Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
