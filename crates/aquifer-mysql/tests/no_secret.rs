@@ -7,17 +7,9 @@ use std::time::Duration;
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlPool, PoolConfig};
+use aquifer_testing::SecretScan;
 
 const SECRET: &str = "Sekr3t-my-4b2e";
-
-/// Adds `{x:?}` and `{x}` of a value to the outputs.
-macro_rules! seen {
-    ($out:expr, $x:expr) => {{
-        let x = &$x;
-        $out.push(format!("{x:?}"));
-        $out.push(format!("{x}"));
-    }};
-}
 
 fn env(vars: &[(&str, String)]) -> Result<MySqlConfig, aquifer_mysql::ConfigError> {
     let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
@@ -31,26 +23,17 @@ async fn no_output_of_the_adapter_contains_the_password() {
     common::dedicated_user(&mut admin, &user).await;
     admin.query_drop(format!("ALTER USER '{user}'@'%' IDENTIFIED BY '{SECRET}'")).await.unwrap();
 
-    let logs = aquifer_testing::LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let mut out: Vec<String> = Vec::new();
+    let mut scan = SecretScan::start(SECRET);
 
     // Configs: Debug (init_sql included) and serde output.
     let good = format!("mysql://{user}:{SECRET}@127.0.0.1:3306/test");
     let mut config = MySqlConfig::from_url(&good);
     config.pool = PoolConfig { name: Some(user.clone()), max_size: 2, ..PoolConfig::default() };
-    out.push(serde_json::to_string(&config).unwrap());
+    scan.push(serde_json::to_string(&config).unwrap());
     config.init_sql.push(format!("SET @key = '{SECRET}'"));
-    out.push(format!("{config:?}"));
+    scan.push(format!("{config:?}"));
     let manager = MySqlManager::new(&config).unwrap();
-    out.push(format!("{manager:?}"));
+    scan.push(format!("{manager:?}"));
 
     // Unparseable URLs: every shape of error.
     let bad = [
@@ -64,8 +47,8 @@ async fn no_output_of_the_adapter_contains_the_password() {
     ];
     for url in &bad {
         match MySqlManager::from_url(url) {
-            Ok(m) => out.push(format!("{m:?}")),
-            Err(e) => seen!(out, e),
+            Ok(m) => scan.push(format!("{m:?}")),
+            Err(e) => scan.seen(&e),
         }
     }
 
@@ -79,24 +62,24 @@ async fn no_output_of_the_adapter_contains_the_password() {
     for vars in &env_cases {
         match env(vars) {
             Ok(c) => match c.connect_lazy() {
-                Ok(pool) => out.push(format!("{pool:?}")),
-                Err(e) => seen!(out, e),
+                Ok(pool) => scan.push(format!("{pool:?}")),
+                Err(e) => scan.seen(&e),
             },
-            Err(e) => seen!(out, e),
+            Err(e) => scan.seen(&e),
         }
     }
     let json = format!(r#"{{"url": "{good}", "bogus": 1}}"#);
-    seen!(out, serde_json::from_str::<MySqlConfig>(&json).unwrap_err());
+    scan.seen(&serde_json::from_str::<MySqlConfig>(&json).unwrap_err());
 
     // A live pool: Debug, stats, health, helper errors, and a killed connection retried (logged at debug).
     let pool: MySqlPool = config.connect().await.unwrap();
-    out.push(format!("{pool:?}"));
-    out.push(format!("{:?}", pool.stats()));
+    scan.push(format!("{pool:?}"));
+    scan.push(format!("{:?}", pool.stats()));
     let health = pool.health().await;
-    out.push(serde_json::to_string(&health).unwrap());
-    out.push(format!("{health:?}"));
-    seen!(out, pool.fetch_one::<i32, _>("SELECT nonsense", ()).await.unwrap_err());
-    seen!(out, pool.fetch_one::<i32, _>("SELECT 1 FROM DUAL WHERE FALSE", ()).await.unwrap_err());
+    scan.push(serde_json::to_string(&health).unwrap());
+    scan.push(format!("{health:?}"));
+    scan.seen(&pool.fetch_one::<i32, _>("SELECT nonsense", ()).await.unwrap_err());
+    scan.seen(&pool.fetch_one::<i32, _>("SELECT 1 FROM DUAL WHERE FALSE", ()).await.unwrap_err());
     common::kill_all_of(&mut admin, &user).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _: i32 = pool.fetch_one("SELECT 1", ()).await.unwrap();
@@ -104,21 +87,15 @@ async fn no_output_of_the_adapter_contains_the_password() {
 
     // A refused password and an unreachable server: start errors, timeouts, health.
     let wrong = format!("mysql://{user}:{SECRET}x@127.0.0.1:3306/test");
-    seen!(out, aquifer_mysql::connect(&wrong).await.unwrap_err());
+    scan.seen(&aquifer_mysql::connect(&wrong).await.unwrap_err());
     let mut c = MySqlConfig::from_url(format!("mysql://{user}:{SECRET}@127.0.0.1:1/test"));
     c.pool.acquire_timeout = Duration::from_millis(300);
-    seen!(out, c.connect().await.unwrap_err());
+    scan.seen(&c.connect().await.unwrap_err());
     let lazy = c.connect_lazy().unwrap();
-    seen!(out, lazy.get().await.unwrap_err());
-    seen!(out, lazy.fetch_one::<i32, _>("SELECT 1", ()).await.unwrap_err());
-    out.push(serde_json::to_string(&lazy.health().await).unwrap());
+    scan.seen(&lazy.get().await.unwrap_err());
+    scan.seen(&lazy.fetch_one::<i32, _>("SELECT 1", ()).await.unwrap_err());
+    scan.push(serde_json::to_string(&lazy.health().await).unwrap());
     lazy.close().await;
 
-    drop(_guard);
-    out.push(logs.text());
-    common::drop_user(&mut admin, &user).await;
-    assert!(out.join("\n").contains("***"), "redaction markers are present: the scanned paths saw the URL");
-    for (i, s) in out.iter().enumerate() {
-        assert!(!s.contains(SECRET), "output #{i} holds the password:\n{s}");
-    }
+    scan.assert_clean();
 }

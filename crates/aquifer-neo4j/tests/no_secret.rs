@@ -7,14 +7,7 @@ mod common;
 use std::time::Duration;
 
 use aquifer_neo4j::{Neo4jConfig, Neo4jManager, PoolConfig, query};
-
-macro_rules! seen {
-    ($out:expr, $x:expr) => {{
-        let x = &$x;
-        $out.push(format!("{x:?}"));
-        $out.push(format!("{x}"));
-    }};
-}
+use aquifer_testing::SecretScan;
 
 fn env(vars: &[(&str, String)]) -> Result<Neo4jConfig, aquifer_neo4j::ConfigError> {
     let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
@@ -25,24 +18,15 @@ fn env(vars: &[(&str, String)]) -> Result<Neo4jConfig, aquifer_neo4j::ConfigErro
 async fn no_output_of_the_adapter_contains_the_password() {
     common::require_bolt().await;
     const SECRET: &str = common::PASSWORD;
-    let logs = aquifer_testing::LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let mut out: Vec<String> = Vec::new();
+    let mut scan = SecretScan::start(SECRET);
 
     let addr = common::addr();
     let mut config = common::config();
     config.pool = PoolConfig { name: Some("aq_neo4j_no_secret".into()), max_size: 2, ..PoolConfig::default() };
-    out.push(format!("{config:?}"));
+    scan.push(format!("{config:?}"));
     let in_uri = Neo4jConfig::from_url(format!("bolt://root:{SECRET}@{addr}"));
-    out.push(format!("{in_uri:?}"));
-    out.push(format!("{:?}", Neo4jManager::new(in_uri.clone()).unwrap()));
+    scan.push(format!("{in_uri:?}"));
+    scan.push(format!("{:?}", Neo4jManager::new(in_uri.clone()).unwrap()));
 
     // Invalid URIs: every shape of error.
     let bad = [
@@ -55,11 +39,11 @@ async fn no_output_of_the_adapter_contains_the_password() {
     ];
     for uri in &bad {
         match Neo4jManager::new(Neo4jConfig::from_url(uri.clone())) {
-            Ok(m) => out.push(format!("{m:?}")),
-            Err(e) => seen!(out, e),
+            Ok(m) => scan.push(format!("{m:?}")),
+            Err(e) => scan.seen(&e),
         }
         if let Err(e) = Neo4jConfig::from_url(uri.clone()).connect_lazy() {
-            seen!(out, e);
+            scan.seen(&e);
         }
     }
     // Environment errors, with the password in its own variable and in the URI.
@@ -74,39 +58,34 @@ async fn no_output_of_the_adapter_contains_the_password() {
     ];
     for vars in &env_cases {
         match env(vars) {
-            Ok(c) => out.push(format!("{c:?}")),
-            Err(e) => seen!(out, e),
+            Ok(c) => scan.push(format!("{c:?}")),
+            Err(e) => scan.seen(&e),
         }
     }
-    seen!(out, serde_json::from_str::<Neo4jConfig>(&format!(r#"{{"password": "{SECRET}", "bogus": 1}}"#)).unwrap_err());
+    scan.seen(&serde_json::from_str::<Neo4jConfig>(&format!(r#"{{"password": "{SECRET}", "bogus": 1}}"#)).unwrap_err());
 
     // A live pool: Debug, stats, health, helper errors.
     let pool = config.connect().await.unwrap();
-    out.push(format!("{pool:?}"));
-    out.push(format!("{:?}", pool.stats()));
+    scan.push(format!("{pool:?}"));
+    scan.push(format!("{:?}", pool.stats()));
     let health = pool.health().await;
-    out.push(serde_json::to_string(&health).unwrap());
-    out.push(format!("{health:?}"));
-    seen!(out, pool.fetch_one(query("RETURN nonsense(")).await.unwrap_err());
-    seen!(out, pool.fetch_one(query("UNWIND [] AS x RETURN x")).await.unwrap_err());
+    scan.push(serde_json::to_string(&health).unwrap());
+    scan.push(format!("{health:?}"));
+    scan.seen(&pool.fetch_one(query("RETURN nonsense(")).await.unwrap_err());
+    scan.seen(&pool.fetch_one(query("UNWIND [] AS x RETURN x")).await.unwrap_err());
     pool.close().await;
 
     // A refused password (for the script's own user: root would be locked out) and an unreachable server.
     let wrong = common::wrong_password_config(&format!("{SECRET}-wrong"));
-    seen!(out, wrong.connect().await.unwrap_err());
+    scan.seen(&wrong.connect().await.unwrap_err());
     let mut gone = config.clone().uri("bolt://127.0.0.1:1");
     gone.pool.acquire_timeout = Duration::from_millis(300);
-    seen!(out, gone.connect().await.unwrap_err());
+    scan.seen(&gone.connect().await.unwrap_err());
     let lazy = gone.connect_lazy().unwrap();
-    seen!(out, lazy.get().await.unwrap_err());
-    seen!(out, lazy.fetch_one(query("RETURN 1")).await.unwrap_err());
-    out.push(serde_json::to_string(&lazy.health().await).unwrap());
+    scan.seen(&lazy.get().await.unwrap_err());
+    scan.seen(&lazy.fetch_one(query("RETURN 1")).await.unwrap_err());
+    scan.push(serde_json::to_string(&lazy.health().await).unwrap());
     lazy.close().await;
 
-    drop(_guard);
-    out.push(logs.text());
-    assert!(out.join("\n").contains("***"), "redaction markers are present: the scanned paths saw the password");
-    for (i, s) in out.iter().enumerate() {
-        assert!(!s.contains(SECRET), "output #{i} holds the password:\n{s}");
-    }
+    scan.assert_clean();
 }

@@ -7,18 +7,10 @@ use std::time::Duration;
 
 use aquifer_postgres::sqlx;
 use aquifer_postgres::{PgConfig, PgPool};
+use aquifer_testing::SecretScan;
 use common::*;
 
 const SECRET: &str = "Sekr3t-pg-7f1c";
-
-/// Adds `{x:?}` and `{x}` of a value to the outputs.
-macro_rules! seen {
-    ($out:expr, $x:expr) => {{
-        let x = &$x;
-        $out.push(format!("{x:?}"));
-        $out.push(format!("{x}"));
-    }};
-}
 
 fn env(vars: &[(&str, String)]) -> Result<PgConfig, aquifer_postgres::ConfigError> {
     let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
@@ -28,27 +20,18 @@ fn env(vars: &[(&str, String)]) -> Result<PgConfig, aquifer_postgres::ConfigErro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_output_of_the_adapter_contains_the_password() {
     require_pg().await;
-    let logs = aquifer_testing::LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let mut out: Vec<String> = Vec::new();
+    let mut scan = SecretScan::start(SECRET);
 
     // Configs: Debug and serde output.
     let good = format!("postgres://postgres:{SECRET}@127.0.0.1:5432/test?sslmode=disable");
     let mut config = PgConfig::from_url(&good);
     config.pool.name = Some(unique("no_secret"));
-    out.push(serde_json::to_string(&config).unwrap());
-    out.push(serde_json::to_string(&config.url).unwrap());
+    scan.push(serde_json::to_string(&config).unwrap());
+    scan.push(serde_json::to_string(&config.url).unwrap());
     // init_sql is serialised as written (it is the application's SQL), but never shown in Debug.
     config.init_sql.push(format!("SET application_name = 'x' /* {SECRET} */"));
-    out.push(format!("{config:?}"));
-    out.push(format!("{:?}", config.manager().unwrap()));
+    scan.push(format!("{config:?}"));
+    scan.push(format!("{:?}", config.manager().unwrap()));
 
     // Unparseable URLs and connection strings: every shape of error.
     let bad = [
@@ -63,10 +46,10 @@ async fn no_output_of_the_adapter_contains_the_password() {
     for url in &bad {
         match PgConfig::from_url(url).connect_lazy() {
             Ok(pool) => {
-                out.push(format!("{pool:?}"));
+                scan.push(format!("{pool:?}"));
                 pool.close().await;
             }
-            Err(e) => seen!(out, e),
+            Err(e) => scan.seen(&e),
         }
     }
 
@@ -79,26 +62,26 @@ async fn no_output_of_the_adapter_contains_the_password() {
     ];
     for vars in &env_cases {
         match env(vars) {
-            Ok(c) => out.push(format!("{c:?}")),
-            Err(e) => seen!(out, e),
+            Ok(c) => scan.push(format!("{c:?}")),
+            Err(e) => scan.seen(&e),
         }
     }
     // A config file with the password, refused for an unknown field.
     let json = format!(r#"{{"url": "{good}", "bogus": 1}}"#);
-    seen!(out, serde_json::from_str::<PgConfig>(&json).unwrap_err());
+    scan.seen(&serde_json::from_str::<PgConfig>(&json).unwrap_err());
 
     // A live pool: its Debug, stats, health report, the helpers' errors and the pool's own logs.
     let pool: PgPool = config.connect().await.unwrap();
-    out.push(format!("{pool:?}"));
-    out.push(format!("{:?}", pool.stats()));
-    out.push(format!("{:?}", pool.state()));
+    scan.push(format!("{pool:?}"));
+    scan.push(format!("{:?}", pool.stats()));
+    scan.push(format!("{:?}", pool.state()));
     let health = pool.health().await;
-    out.push(serde_json::to_string(&health).unwrap());
-    out.push(format!("{health:?}"));
+    scan.push(serde_json::to_string(&health).unwrap());
+    scan.push(format!("{health:?}"));
     let e = pool.fetch_one::<(i32,), _>(|| sqlx::query("SELECT nonsense")).await.unwrap_err();
-    seen!(out, e);
+    scan.seen(&e);
     let e = pool.fetch_one::<(i32,), _>(|| sqlx::query("SELECT 1 WHERE false")).await.unwrap_err();
-    seen!(out, e);
+    scan.seen(&e);
     {
         // A connection killed under the helpers: the retry is logged at debug level.
         let mut admin = admin().await;
@@ -112,18 +95,12 @@ async fn no_output_of_the_adapter_contains_the_password() {
     let refused = format!("postgres://postgres:{SECRET}@127.0.0.1:1/test?sslmode=disable");
     let mut c = PgConfig::from_url(&refused);
     c.pool.acquire_timeout = Duration::from_millis(300);
-    seen!(out, c.connect().await.unwrap_err());
+    scan.seen(&c.connect().await.unwrap_err());
     let lazy = c.connect_lazy().unwrap();
-    seen!(out, lazy.get().await.unwrap_err());
-    seen!(out, lazy.fetch_one::<(i32,), _>(|| sqlx::query("SELECT 1")).await.unwrap_err());
-    out.push(serde_json::to_string(&lazy.health().await).unwrap());
+    scan.seen(&lazy.get().await.unwrap_err());
+    scan.seen(&lazy.fetch_one::<(i32,), _>(|| sqlx::query("SELECT 1")).await.unwrap_err());
+    scan.push(serde_json::to_string(&lazy.health().await).unwrap());
     lazy.close().await;
 
-    drop(_guard);
-    out.push(logs.text());
-    let all = out.join("\n");
-    assert!(all.contains("***"), "redaction markers are present, so the scanned paths did see the URL");
-    for (i, s) in out.iter().enumerate() {
-        assert!(!s.contains(SECRET), "output #{i} holds the password:\n{s}");
-    }
+    scan.assert_clean();
 }

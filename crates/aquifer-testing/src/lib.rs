@@ -8,6 +8,7 @@ mod metrics;
 mod private;
 mod proxy;
 mod restart;
+mod secrets;
 mod server;
 #[cfg(feature = "victoria")]
 mod victoria;
@@ -18,6 +19,7 @@ pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
 pub use proxy::ChaosProxy;
 pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
+pub use secrets::SecretScan;
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
 pub use victoria::{PROMETHEUS_ADDR, Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
