@@ -183,6 +183,29 @@ enum Ready {
     Greeting,
 }
 
+/// Waits (at most `timeout`) until no live process is left in the process group `pgid`, read from /proc:
+/// zombies hold no sockets and do not count.
+fn wait_for_group_exit(pgid: u32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process that is not a zombie belongs to the process group `pgid`.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses, so split after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1);
+        state != Some("Z") && pgrp == Some(pgid.to_string().as_str())
+    })
+}
+
 /// Polls `port` until the server is ready in the sense of `ready`, or `deadline`.
 fn wait_for_port(port: u16, ready: Ready, deadline: Instant) -> bool {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -266,11 +289,16 @@ impl Server {
         let Some(mut child) = self.child.take() else { return Ok(()) };
         signal(child.id(), self.stop_signal)?;
         match wait_bounded(&mut child, STOP_TIMEOUT) {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(_)) => {
+                // Both servers end their other processes before they exit; this only makes sure.
+                wait_for_group_exit(child.id(), Duration::from_secs(5));
+                Ok(())
+            }
             _ => {
                 let _ = signal_group(child.id(), "KILL");
                 let _ = child.kill();
                 let _ = child.wait();
+                wait_for_group_exit(child.id(), Duration::from_secs(5));
                 Err(error(format!(
                     "the private {} did not stop within {STOP_TIMEOUT:?}; killed it: {}",
                     self.what,
@@ -287,6 +315,9 @@ impl Server {
             let _ = signal_group(child.id(), "KILL");
             let _ = child.kill();
             let _ = child.wait();
+            // Reaping the server is not enough: a process it had just forked may not have closed its copy of
+            // the listening socket yet, and the port then still accepts (seen once in CI right after a kill).
+            wait_for_group_exit(child.id(), Duration::from_secs(5));
         }
     }
 
@@ -505,5 +536,22 @@ impl PrivateMariaDb {
 impl Drop for PrivateMariaDb {
     fn drop(&mut self) {
         self.server.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_killed_group_is_gone_once_its_processes_have_exited() {
+        // A group of two: a shell and the sleep it forks, as a server and a backend.
+        let mut child = Command::new("sh").args(["-c", "sleep 30 & wait"]).process_group(0).spawn().unwrap();
+        let pgid = child.id();
+        assert!(group_alive(pgid), "the group runs");
+        signal_group(pgid, "KILL").unwrap();
+        let _ = child.wait();
+        wait_for_group_exit(pgid, Duration::from_secs(5));
+        assert!(!group_alive(pgid), "no live process left in the group");
     }
 }
