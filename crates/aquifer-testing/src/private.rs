@@ -194,6 +194,7 @@ fn wait_for_group_exit(pgid: u32, timeout: Duration) {
 
 /// Whether a process that is not a zombie belongs to the process group `pgid`.
 fn group_alive(pgid: u32) -> bool {
+    let pgid = pgid.to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else { return false };
     entries.flatten().any(|entry| {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
@@ -202,8 +203,18 @@ fn group_alive(pgid: u32) -> bool {
         let mut fields = rest.split_whitespace();
         let state = fields.next();
         let pgrp = fields.nth(1);
-        state != Some("Z") && pgrp == Some(pgid.to_string().as_str())
+        state != Some("Z") && pgrp == Some(pgid.as_str())
     })
+}
+
+/// SIGKILL to the process group of `child` (its leader), then waits until the group is gone.
+fn kill_group(mut child: Child) {
+    let _ = signal_group(child.id(), "KILL");
+    let _ = child.kill();
+    let _ = child.wait();
+    // Reaping the server is not enough: a process it had just forked may not have closed its copy of the
+    // listening socket yet, and the port then still accepts (seen once in CI right after a kill).
+    wait_for_group_exit(child.id(), Duration::from_secs(5));
 }
 
 /// Polls `port` until the server is ready in the sense of `ready`, or `deadline`.
@@ -295,10 +306,7 @@ impl Server {
                 Ok(())
             }
             _ => {
-                let _ = signal_group(child.id(), "KILL");
-                let _ = child.kill();
-                let _ = child.wait();
-                wait_for_group_exit(child.id(), Duration::from_secs(5));
+                kill_group(child);
                 Err(error(format!(
                     "the private {} did not stop within {STOP_TIMEOUT:?}; killed it: {}",
                     self.what,
@@ -311,13 +319,8 @@ impl Server {
     /// SIGKILL to the server's process group (PostgreSQL's backends are processes of their own, which would
     /// otherwise go on serving their sessions): a crash. The kernel closes every session's socket.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = signal_group(child.id(), "KILL");
-            let _ = child.kill();
-            let _ = child.wait();
-            // Reaping the server is not enough: a process it had just forked may not have closed its copy of
-            // the listening socket yet, and the port then still accepts (seen once in CI right after a kill).
-            wait_for_group_exit(child.id(), Duration::from_secs(5));
+        if let Some(child) = self.child.take() {
+            kill_group(child);
         }
     }
 
