@@ -68,7 +68,7 @@ async fn check_one(target: Target, timeout: Duration) -> CheckRow {
             return CheckRow {
                 target: name,
                 status: HealthStatus::Unhealthy,
-                system: None,
+                system: Some(target.system().to_owned()),
                 server: None,
                 server_version: None,
                 latency_ms: None,

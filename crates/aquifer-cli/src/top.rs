@@ -153,12 +153,15 @@ pub async fn run(
     Ok(code)
 }
 
+/// PostgreSQL and MySQL list their sessions; every other backend gets the pool's own check.
 async fn snapshot(target: &Target, pool: &Opened, idle: Duration) -> Result<TopReport, String> {
-    match pool {
-        Opened::Postgres(p) => postgres(target, p, idle).await,
-        Opened::MySql(p) => mysql(target, p, idle).await,
-        Opened::Neo4j(_) | Opened::Sqlite(_) => other(target, pool).await,
+    if let Some(pg) = pool.as_any().downcast_ref::<aquifer_postgres::PgPool>() {
+        return postgres(target, pg, idle).await;
     }
+    if let Some(my) = pool.as_any().downcast_ref::<aquifer_mysql::MySqlPool>() {
+        return mysql(target, my, idle).await;
+    }
+    other(target, pool).await
 }
 
 const PG_GROUPS: &str = "SELECT coalesce(application_name, ''), coalesce(state, ''), count(*), \
@@ -269,7 +272,7 @@ async fn mysql(target: &Target, pool: &aquifer_mysql::MySqlPool, idle: Duration)
     Ok(report)
 }
 
-/// Neo4j (over Bolt) and SQLite expose no session list: show the pool's own check and say so.
+/// Neo4j (over Bolt), SQLite and any other backend expose no session list: show the pool's own check and say so.
 async fn other(target: &Target, pool: &Opened) -> Result<TopReport, String> {
     let health = pool.health().await;
     let mut report = TopReport::new(target, &health.system);
@@ -277,8 +280,8 @@ async fn other(target: &Target, pool: &Opened) -> Result<TopReport, String> {
     if let Some(e) = health.last_error {
         return Err(e);
     }
-    match pool {
-        Opened::Sqlite(p) => {
+    match pool.as_any().downcast_ref::<aquifer_sqlite::SqlitePool>() {
+        Some(p) => {
             let path = p.path().to_owned();
             let (journal, pages, page_size, freelist): (String, i64, i64, i64) = p
                 .read(|c| {
@@ -299,9 +302,10 @@ async fn other(target: &Target, pool: &Opened) -> Result<TopReport, String> {
                 pages * page_size
             ));
         }
-        _ => report.notes.push(
-            "Bolt exposes no session list to a client: this is the pool's own check (validation round trip)".into(),
-        ),
+        None => report.notes.push(format!(
+            "{} exposes no session list to a client: this is the pool's own check (validation round trip)",
+            pool.system()
+        )),
     }
     if let Some(latency) = health.latency {
         report.notes.push(format!("round trip {:.2} ms", latency.as_secs_f64() * 1000.0));

@@ -59,7 +59,7 @@ fn sqlite_and_neo4j_run_too() {
     assert!(r["operations"].as_u64().unwrap() > 0);
     let r = bench_json("bolt://root:aquifer-secret@127.0.0.1:7687/testdb", &[]);
     assert_eq!(r["system"], "neo4j");
-    assert_eq!(r["query"], "RETURN 1");
+    assert_eq!(r["query"], "validation");
     assert!(r["operations"].as_u64().unwrap() > 0);
 }
 

@@ -298,8 +298,25 @@ impl PoolConfig {
         env.optional_duration("POOL_MAX_LIFETIME", &mut c.max_lifetime)?;
         env.optional_duration("POOL_LEAK_THRESHOLD", &mut c.leak_detection_threshold)?;
         env.optional_duration("POOL_HEALTH_INTERVAL", &mut c.health_interval)?;
+        // A pair refused together is blamed on the variable that was set: with only
+        // `POOL_CONNECT_BACKOFF_MAX=1ns`, the unset `_MIN` (at its default) is not what the user wrote.
+        let blamed = c.validate().map_err(|e| match e {
+            ConfigError::Invalid { field: "connect_backoff_min", .. }
+                if env.get("POOL_CONNECT_BACKOFF_MIN").is_none() =>
+            {
+                ConfigError::invalid(
+                    "connect_backoff_max",
+                    humantime::format_duration(c.connect_backoff_max),
+                    format!(
+                        "must not be below connect_backoff_min ({})",
+                        humantime::format_duration(c.connect_backoff_min)
+                    ),
+                )
+            }
+            e => e,
+        });
         // Errors show the variable's text as written ("0ms"), not the parsed value ("0s").
-        c.validate().map_err(|e| env.rename(e, env_suffix))?;
+        blamed.map_err(|e| env.rename(e, env_suffix))?;
         Ok(c)
     }
 }

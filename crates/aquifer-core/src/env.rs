@@ -198,3 +198,182 @@ where
 fn parse_duration(v: &str) -> Result<Duration, String> {
     humantime::parse_duration(v).map_err(|e| format!("expected a duration such as 30s, 500ms or 10m ({e})"))
 }
+
+/// [`Adapter::from_env`](crate::Adapter::from_env): the process environment, with its non-UTF-8 and
+/// unknown-name checks.
+pub(crate) fn read_process_env<C>(
+    prefix: &str,
+    from_lookup: impl FnOnce(&str, &dyn Fn(&str) -> Option<String>) -> Result<C, ConfigError>,
+    is_foreign: fn(&str) -> bool,
+) -> Result<C, ConfigError> {
+    EnvVars::reject_non_unicode(prefix)?;
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect();
+    read_checked(prefix, names, &|name| std::env::var(name).ok(), from_lookup, is_foreign)
+}
+
+/// [`Adapter::from_vars`](crate::Adapter::from_vars): a list of variables, with the unknown-name check.
+pub(crate) fn read_vars<C>(
+    prefix: &str,
+    vars: std::collections::BTreeMap<String, String>,
+    from_lookup: impl FnOnce(&str, &dyn Fn(&str) -> Option<String>) -> Result<C, ConfigError>,
+    is_foreign: fn(&str) -> bool,
+) -> Result<C, ConfigError> {
+    let names = vars.keys().cloned().collect();
+    read_checked(prefix, names, &|name| vars.get(name).cloned(), from_lookup, is_foreign)
+}
+
+/// Runs `from_lookup`, recording every variable it asks for: those are the known names. Then each set
+/// `{prefix}_*` variable that was never asked for is checked against them ([`unknown_variable`]). A
+/// misspelling also explains a missing setting (`LIBRARY_ULR` set, `LIBRARY_URL` missing), so it is reported
+/// instead of the [`ConfigError::Missing`].
+fn read_checked<C>(
+    prefix: &str,
+    names: Vec<String>,
+    get: &dyn Fn(&str) -> Option<String>,
+    from_lookup: impl FnOnce(&str, &dyn Fn(&str) -> Option<String>) -> Result<C, ConfigError>,
+    is_foreign: fn(&str) -> bool,
+) -> Result<C, ConfigError> {
+    let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let lookup = |name: &str| {
+        asked.borrow_mut().insert(name.to_owned());
+        get(name)
+    };
+    let result = from_lookup(prefix, &lookup);
+    let unknown = unknown_variable(prefix, &names, &asked.borrow(), is_foreign);
+    match (result, unknown) {
+        (Ok(config), None) => Ok(config),
+        (Ok(_) | Err(ConfigError::Missing { .. }), Some(unknown)) => Err(unknown),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// How many single-character edits (insert, delete, replace, swap neighbours) make a name a likely typo of
+/// a known one. Two catches `ULR`/`URL` and `MAX_SZIE`/`MAX_SIZE` while leaving other software's variables
+/// that share a prefix (`ORDERS_RO_URL` of a second pool, `POSTGRES_DB` of the Docker image) alone.
+const TYPO_DISTANCE: usize = 2;
+
+/// The first set `{prefix}_*` variable (by name) that `from_lookup` never asked for and that is ours: every
+/// `{prefix}_POOL_*` name (that namespace is the engine's), and any other name a typo away from a known one;
+/// names `is_foreign` claims for other software are skipped. Without a prefix every variable of the process
+/// would qualify, so nothing is checked.
+fn unknown_variable(
+    prefix: &str,
+    names: &[String],
+    asked: &std::collections::BTreeSet<String>,
+    is_foreign: fn(&str) -> bool,
+) -> Option<ConfigError> {
+    if prefix.is_empty() {
+        return None;
+    }
+    let start = format!("{prefix}_");
+    let known: Vec<&str> = asked.iter().filter_map(|n| n.strip_prefix(&start)).collect();
+    let mut names: Vec<&String> = names.iter().collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        let suffix = name.strip_prefix(&start)?;
+        if asked.contains(name) || is_foreign(suffix) {
+            return None;
+        }
+        let pool_namespace = suffix.starts_with("POOL_");
+        // Another pool's name for a setting is a better hint than the nearest spelling.
+        if let Some(k) = peer_name(suffix).filter(|k| known.contains(k)) {
+            return Some(ConfigError::UnknownEnv { var: name.clone(), closest: Some(format!("{start}{k}")) });
+        }
+        let closest = known
+            .iter()
+            .filter(|k| !pool_namespace || k.starts_with("POOL_"))
+            .map(|k| (strsim::osa_distance(suffix, k), *k))
+            .min();
+        match closest {
+            Some((distance, k)) if distance <= TYPO_DISTANCE || pool_namespace => {
+                Some(ConfigError::UnknownEnv { var: name.clone(), closest: Some(format!("{start}{k}")) })
+            }
+            None if pool_namespace => Some(ConfigError::UnknownEnv { var: name.clone(), closest: None }),
+            _ => None,
+        }
+    })
+}
+
+/// The engine's variable for a setting spelt the way another pool names it (sqlx's `max_connections`,
+/// HikariCP's `maximumPoolSize`, deadpool's `timeouts.wait`), which edit distance alone would not find.
+fn peer_name(suffix: &str) -> Option<&'static str> {
+    let setting = suffix.strip_prefix("POOL_").unwrap_or(suffix);
+    Some(match setting {
+        "MAX_CONNECTIONS" | "MAXIMUM_POOL_SIZE" | "MAX_POOL_SIZE" | "SIZE" | "MAX" => "POOL_MAX_SIZE",
+        "MIN_CONNECTIONS" | "MINIMUM_IDLE" | "MIN_SIZE" | "MIN_POOL_SIZE" | "MIN" => "POOL_MIN_IDLE",
+        "CONNECTION_TIMEOUT" | "WAIT_TIMEOUT" | "TIMEOUT" | "CHECKOUT_TIMEOUT" => "POOL_ACQUIRE_TIMEOUT",
+        "CREATE_TIMEOUT" | "CONNECTION_CREATE_TIMEOUT" => "POOL_CONNECT_TIMEOUT",
+        "LEAK_DETECTION_THRESHOLD" | "LEAK_DETECTION" => "POOL_LEAK_THRESHOLD",
+        "MAX_IDLE_TIME" | "IDLE" => "POOL_IDLE_TIMEOUT",
+        "LIFETIME" | "MAX_AGE" => "POOL_MAX_LIFETIME",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(vars: &[(&str, &str)]) -> Result<(), ConfigError> {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        read_vars("LIB", vars, |prefix, lookup| crate::PoolConfig::from_lookup(prefix, lookup).map(drop), |_| false)
+    }
+
+    #[test]
+    fn misspelt_pool_variable_names_the_closest_known_one() {
+        let err = check(&[("LIB_POOL_MAX_CONNECTIONS", "5")]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::UnknownEnv {
+                var: "LIB_POOL_MAX_CONNECTIONS".into(),
+                closest: Some("LIB_POOL_MAX_SIZE".into())
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "unknown environment variable LIB_POOL_MAX_CONNECTIONS: did you mean LIB_POOL_MAX_SIZE?"
+        );
+    }
+
+    #[test]
+    fn typo_outside_the_pool_namespace_is_an_error() {
+        let err = check(&[("LIB_NAEM", "orders")]).unwrap_err();
+        assert_eq!(err, ConfigError::UnknownEnv { var: "LIB_NAEM".into(), closest: Some("LIB_NAME".into()) });
+    }
+
+    #[test]
+    fn other_software_sharing_the_prefix_is_left_alone() {
+        // A second pool's prefix (LIB_RO) and an unrelated setting are far from every known name.
+        check(&[("LIB_RO_URL", "postgres://h/db"), ("LIB_LOG_FORMAT", "json"), ("LIB_POOL_MAX_SIZE", "3")]).unwrap();
+        check(&[("LIBRARY_POOL_MAX_CONNECTIONS", "3")]).unwrap();
+    }
+
+    #[test]
+    fn unknown_value_is_never_shown() {
+        let err = check(&[("LIB_POOL_PASSWORD", "hunter2")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+
+    #[test]
+    fn misspelling_is_reported_instead_of_the_setting_it_left_missing() {
+        let vars = [("LIB_ULR".to_owned(), "x".to_owned())].into_iter().collect();
+        let err = read_vars(
+            "LIB",
+            vars,
+            |prefix, lookup| match lookup(&format!("{prefix}_URL")) {
+                Some(_) => Ok(()),
+                None => Err(ConfigError::Missing { field: "url".into(), reason: "set LIB_URL".into() }),
+            },
+            |_| false,
+        )
+        .unwrap_err();
+        assert_eq!(err, ConfigError::UnknownEnv { var: "LIB_ULR".into(), closest: Some("LIB_URL".into()) });
+    }
+
+    #[test]
+    fn foreign_variables_are_skipped() {
+        let vars = [("LIB_POOL_X".to_owned(), "1".to_owned())].into_iter().collect();
+        read_vars("LIB", vars, |p, l| crate::PoolConfig::from_lookup(p, l).map(drop), |s| s == "POOL_X").unwrap();
+    }
+}

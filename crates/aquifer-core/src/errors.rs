@@ -159,6 +159,15 @@ pub enum ConfigError {
         /// What a valid value looks like.
         reason: String,
     },
+    /// An environment variable of the configuration's prefix is not one it reads: a misspelt setting, which
+    /// would otherwise be silently ignored. Its value is not shown (it may be a secret).
+    #[error("unknown environment variable {var}{}", closest.as_ref().map(|c| format!(": did you mean {c}?")).unwrap_or_default())]
+    UnknownEnv {
+        /// The variable's full name, as set.
+        var: String,
+        /// The known variable closest to it, when one is close.
+        closest: Option<String>,
+    },
 }
 
 impl ConfigError {

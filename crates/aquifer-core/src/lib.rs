@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 // The public surface, one concept each.
+mod adapter;
 mod builder;
 mod clock;
 mod config;
@@ -15,6 +16,7 @@ mod operation;
 mod pool;
 mod pooled;
 mod reexports;
+mod registry;
 mod retry;
 mod start;
 mod stats;
@@ -33,6 +35,7 @@ mod shared;
 mod sync;
 mod waiters;
 
+pub use adapter::{Adapter, connect, connect_env, connect_env_lazy, connect_lazy};
 pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
 pub use clock::Clock;
@@ -45,6 +48,7 @@ pub use manager::{Descriptor, Manager};
 pub use operation::{Attempt, Failure, OperationError, Operations, run_operation};
 pub use pool::Pool;
 pub use pooled::{ConnectionInfo, Pooled};
+pub use registry::{AnyConfig, AnyPool, AnyStartError, Driver, Drivers, NoDriver, Ping, PingError};
 pub use retry::RetryPolicy;
 pub use start::{StartError, warm};
 pub use stats::{State, Stats};

@@ -1,14 +1,20 @@
 //! [`adapter_reexports!`](crate::adapter_reexports): the names every adapter crate exports, generated the same
 //! way in each, so a service never imports `aquifer-core` for the common case.
 
-/// Generates an adapter's public names from its manager type (which implements [`Manager`](crate::Manager)
-/// and [`Operations`](crate::Operations)):
+/// Generates an adapter's public names from its configuration type (which implements
+/// [`Adapter`](crate::Adapter)) and its manager type (which implements [`Manager`](crate::Manager) and
+/// [`Operations`](crate::Operations)):
 ///
+/// - the constructors `connect(url)`, `connect_lazy(url)`, `connect_env()`, `connect_env_lazy()` and the
+///   constant `ENV_PREFIX`, from [`aquifer_core::connect`](crate::connect) and its siblings;
+/// - the configuration's inherent `from_env(prefix)`, `connect()` and `connect_lazy()`, the
+///   [`Adapter`](crate::Adapter) methods of the same names, so a service need not import the trait;
 /// - `pool: XPool`: a newtype over [`Pool<XManager>`](crate::Pool) that dereferences to it (so every pool
 ///   method works on it), is cheap to clone, converts from and into it, and implements
 ///   [`HealthCheck`](crate::HealthCheck). A newtype (not an alias) so the adapter can add its helpers as
 ///   inherent methods and implement foreign traits (sqlx's `Executor`) on it. Leave the `pool` line out when
-///   the adapter's pool is a struct of its own (SQLite's writer + readers).
+///   the adapter's pool is a struct of its own (SQLite's writer + readers), and name that struct with
+///   `pool_type:` instead.
 /// - `pooled: XPooled`: [`Pooled<XManager>`](crate::Pooled), a checked-out connection.
 /// - `pool_error: XPoolError`: [`PoolError`](crate::PoolError) of the manager's connect error (`get()`).
 /// - `start_error: XStartError`: [`StartError`](crate::StartError) of the same (the constructors).
@@ -19,6 +25,7 @@
 ///
 /// ```text
 /// aquifer_core::adapter_reexports! {
+///     config: PgConfig,
 ///     manager: PgManager,
 ///     pool: PgPool,
 ///     pooled: PgPooled,
@@ -30,6 +37,7 @@
 #[macro_export]
 macro_rules! adapter_reexports {
     (
+        config: $config:ty,
         manager: $manager:ty,
         pool: $pool:ident,
         pooled: $pooled:ident,
@@ -38,7 +46,9 @@ macro_rules! adapter_reexports {
         error: $error:ident $(,)?
     ) => {
         $crate::adapter_reexports! {
+            config: $config,
             manager: $manager,
+            pool_type: $pool,
             pooled: $pooled,
             pool_error: $pool_error,
             start_error: $start_error,
@@ -114,14 +124,98 @@ macro_rules! adapter_reexports {
                 self.0.health().await
             }
         }
+
+        #[$crate::async_trait]
+        impl $crate::AnyPool for $pool {
+            fn system(&self) -> &str {
+                $crate::AnyPool::system(&self.0)
+            }
+
+            fn state(&self) -> $crate::State {
+                self.0.state()
+            }
+
+            fn stats(&self) -> $crate::Stats {
+                self.0.stats()
+            }
+
+            async fn ping(&self) -> ::core::result::Result<$crate::Ping, $crate::PingError> {
+                $crate::AnyPool::ping(&self.0).await
+            }
+
+            async fn close(&self) {
+                self.0.close().await;
+            }
+
+            fn as_any(&self) -> &dyn ::core::any::Any {
+                self
+            }
+        }
     };
     (
+        config: $config:ty,
         manager: $manager:ty,
+        pool_type: $pool_ty:ty,
         pooled: $pooled:ident,
         pool_error: $pool_error:ident,
         start_error: $start_error:ident,
         error: $error:ident $(,)?
     ) => {
+        /// The prefix of the environment variables [`connect_env`] and [`connect_env_lazy`] read.
+        pub const ENV_PREFIX: &str = <$config as $crate::Adapter>::ENV_PREFIX;
+
+        #[doc = concat!("A started pool with default settings for `url` ([`", stringify!($config), "::from_url`]).")]
+        ///
+        #[doc = concat!("Cancel safety: as for [`", stringify!($config), "::connect`].")]
+        pub async fn connect(url: &str) -> ::core::result::Result<$pool_ty, $start_error> {
+            $crate::connect::<$config>(url).await
+        }
+
+        /// A lazy pool with default settings for `url`: nothing connects until first use. Must be called
+        /// within a Tokio runtime.
+        pub fn connect_lazy(url: &str) -> ::core::result::Result<$pool_ty, $start_error> {
+            $crate::connect_lazy::<$config>(url)
+        }
+
+        #[doc = concat!("A started pool configured from the [`ENV_PREFIX`]`_*` variables ([`", stringify!($config), "::from_env`]). For another prefix: `", stringify!($config), "::from_env(\"ORDERS\")?.connect().await`.")]
+        ///
+        #[doc = concat!("Cancel safety: as for [`", stringify!($config), "::connect`].")]
+        pub async fn connect_env() -> ::core::result::Result<$pool_ty, $start_error> {
+            $crate::connect_env::<$config>().await
+        }
+
+        #[doc = concat!("A lazy pool configured from the [`ENV_PREFIX`]`_*` variables ([`", stringify!($config), "::from_env`]). Must be called within a Tokio runtime.")]
+        pub fn connect_env_lazy() -> ::core::result::Result<$pool_ty, $start_error> {
+            $crate::connect_env_lazy::<$config>()
+        }
+
+        impl $config {
+            /// Reads the configuration from the `{prefix}_*` variables of the process environment
+            /// ([`Adapter::from_env`](aquifer_core::Adapter::from_env)): the variables are listed on
+            /// `from_lookup`; unset ones keep their defaults; errors name the variable and show its value as
+            /// written (passwords redacted); a variable that is not valid UTF-8, and an unknown
+            /// `{prefix}_POOL_*` variable or one a typo away from a known name, are errors.
+            pub fn from_env(prefix: &str) -> ::core::result::Result<Self, $crate::ConfigError> {
+                <Self as $crate::Adapter>::from_env(prefix)
+            }
+
+            /// Builds the pool and waits until `min_idle` connections (at least one) are open, so a wrong
+            /// URL, password or database fails here rather than on the first request. Must run in a Tokio
+            /// runtime.
+            ///
+            /// Cancel safety: dropping the future drops the pool, which closes it: connects in flight are
+            /// abandoned and connections already open are closed.
+            pub async fn connect(&self) -> ::core::result::Result<$pool_ty, $start_error> {
+                <Self as $crate::Adapter>::connect(self).await
+            }
+
+            /// Builds the pool without connecting: connections open on first use (and `min_idle` in the
+            /// background). Must be called within a Tokio runtime.
+            pub fn connect_lazy(&self) -> ::core::result::Result<$pool_ty, $start_error> {
+                <Self as $crate::Adapter>::connect_lazy(self)
+            }
+        }
+
         #[doc = concat!("A connection checked out of a pool of [`", stringify!($manager), "`]; it dereferences to the driver's connection.")]
         pub type $pooled = $crate::Pooled<$manager>;
 

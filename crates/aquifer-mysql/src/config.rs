@@ -256,21 +256,17 @@ impl MySqlConfig {
         Ok(())
     }
 
-    /// Reads the configuration from the environment, starting from the defaults; the conventional prefix is
-    /// `MYSQL` ([`connect_env`](crate::connect_env) uses it). With prefix `MYSQL`: `MYSQL_URL`, the pool
-    /// settings from `MYSQL_POOL_*` and `MYSQL_NAME` ([`PoolConfig::from_env`]), `MYSQL_TRANSPORT` (`tcp`, `prefer_socket` or `socket:/path`), `MYSQL_SYSTEM` (`mysql`, `mariadb`),
-    /// `MYSQL_TIME_ZONE`, `MYSQL_SQL_MODE`, `MYSQL_WAIT_TIMEOUT` (`600s`, `10m`), `MYSQL_INIT_SQL`
-    /// (statements separated by `;`), `MYSQL_RESET_ON_RETURN` (`true`/`false`), `MYSQL_PROGRAM_NAME`,
-    /// `MYSQL_SSL_MODE` (`disabled`, `required`, `verify_ca`, `verify_identity`), `MYSQL_SSL_CA` (a path),
-    /// `MYSQL_STMT_CACHE_SIZE`, `MYSQL_RETRY_MAX_ATTEMPTS`. Unset or empty variables keep their default.
-    /// Errors name the variable and show its value as written (passwords redacted); a variable whose value is
-    /// not valid UTF-8 is an error, not a default.
-    pub fn from_env(prefix: &str) -> Result<MySqlConfig, ConfigError> {
-        EnvVars::reject_non_unicode(prefix)?;
-        Self::from_lookup(prefix, |name| std::env::var(name).ok())
-    }
-
-    /// Like [`MySqlConfig::from_env`], reading variables through `lookup`.
+    /// Reads the configuration from `{prefix}_*` variables through `lookup` ([`MySqlConfig::from_env`] reads the
+    /// process environment; the conventional prefix is `MYSQL`, which [`connect_env`](crate::connect_env)
+    /// uses): `{prefix}_URL` (required: a missing URL is a [`ConfigError::Missing`] naming it), the pool
+    /// settings from `{prefix}_POOL_*` and `{prefix}_NAME` ([`PoolConfig::from_lookup`]),
+    /// `{prefix}_TRANSPORT` (`tcp`, `prefer_socket` or `socket:/path`), `{prefix}_SYSTEM` (`mysql`,
+    /// `mariadb`), `{prefix}_TIME_ZONE`, `{prefix}_SQL_MODE`, `{prefix}_WAIT_TIMEOUT` (`600s`, `10m`),
+    /// `{prefix}_INIT_SQL` (statements separated by `;`), `{prefix}_RESET_ON_RETURN` (`true`/`false`),
+    /// `{prefix}_PROGRAM_NAME`, `{prefix}_SSL_MODE` (`disabled`, `required`, `verify_ca`, `verify_identity`),
+    /// `{prefix}_SSL_CA` (a path), `{prefix}_STMT_CACHE_SIZE`, `{prefix}_RETRY_MAX_ATTEMPTS`. Unset or empty
+    /// variables keep their default. Errors name the variable and show its value as written (passwords
+    /// redacted).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<MySqlConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
         let mut c = MySqlConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..MySqlConfig::default() };
@@ -319,6 +315,12 @@ impl MySqlConfig {
         })?;
         // Every field validate_connection() checks has the variable of the same name.
         c.validate_connection().map_err(|e| env.rename(e, |field| Some(field.to_ascii_uppercase())))?;
+        if c.url.is_none() {
+            return Err(ConfigError::Missing {
+                field: "url".into(),
+                reason: format!("set {} to mysql://user:password@host:3306/database", env.var("URL")),
+            });
+        }
         Ok(c)
     }
 

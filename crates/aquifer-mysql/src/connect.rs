@@ -1,14 +1,58 @@
-//! Constructors: a started pool (fails at start-up when the server is unreachable or refuses the credentials)
-//! or a lazy one (connects on first use), from a URL, from mysql_async `Opts` or from the environment. Every
-//! one returns a [`MySqlStartError`].
+//! MySQL/MariaDB's side of the [`Adapter`] contract, and the constructors only it has: from mysql_async
+//! `Opts` instead of a URL. The shared constructors (`connect`, `connect_env`, ...) are generated from the
+//! contract in lib.rs.
 
-use aquifer_core::{Pool, PoolBuilder};
+use aquifer_core::{Adapter, ConfigError, Pool, PoolBuilder, PoolConfig, StartError};
 use mysql_async::Opts;
 
 use crate::{MySqlConfig, MySqlManager, MySqlPool, MySqlStartError};
 
-/// The prefix of the environment variables [`connect_env`] and [`connect_env_lazy`] read.
-pub const ENV_PREFIX: &str = "MYSQL";
+impl Adapter for MySqlConfig {
+    type Pool = MySqlPool;
+    type Error = mysql_async::Error;
+
+    const SYSTEM: &'static str = "mysql";
+    const ENV_PREFIX: &'static str = "MYSQL";
+    const URL_SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
+
+    fn from_url(url: &str) -> Self {
+        MySqlConfig::from_url(url)
+    }
+
+    fn from_lookup(prefix: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        MySqlConfig::from_lookup(prefix, lookup)
+    }
+
+    fn pool_config(&self) -> &PoolConfig {
+        &self.pool
+    }
+
+    fn pool_config_mut(&mut self) -> &mut PoolConfig {
+        &mut self.pool
+    }
+
+    fn build(&self) -> Result<MySqlPool, MySqlStartError> {
+        Ok(self.builder()?.build()?.into())
+    }
+
+    async fn start(pool: MySqlPool) -> Result<MySqlPool, StartError<mysql_async::Error>> {
+        pool.start().await
+    }
+
+    fn is_foreign_env(suffix: &str) -> bool {
+        // The official Docker images' variables (MySQL's and MariaDB's), often beside the service's own.
+        matches!(
+            suffix,
+            "ROOT_PASSWORD"
+                | "ROOT_HOST"
+                | "DATABASE"
+                | "USER"
+                | "PASSWORD"
+                | "ALLOW_EMPTY_PASSWORD"
+                | "RANDOM_ROOT_PASSWORD"
+        )
+    }
+}
 
 impl MySqlConfig {
     /// The manager for `url` with these settings.
@@ -21,21 +65,6 @@ impl MySqlConfig {
     /// it.
     pub fn builder(&self) -> Result<PoolBuilder<MySqlManager>, MySqlStartError> {
         Ok(Pool::builder(self.manager()?).config(self.pool.clone()))
-    }
-
-    /// Builds the pool for `url` and waits until `min_idle` connections (at least one) are open, so a wrong
-    /// URL, password or database fails here rather than on the first request. Must run in a Tokio runtime.
-    ///
-    /// Cancel safety: dropping the future drops the pool, which closes it: connects in flight are abandoned
-    /// and connections already open are closed.
-    pub async fn connect(&self) -> Result<MySqlPool, MySqlStartError> {
-        Ok(aquifer_core::warm(self.builder()?.build()?).await?.into())
-    }
-
-    /// Builds the pool for `url` without connecting: connections open on first use (and `min_idle` in the
-    /// background). Must be called within a Tokio runtime.
-    pub fn connect_lazy(&self) -> Result<MySqlPool, MySqlStartError> {
-        Ok(self.builder()?.build()?.into())
     }
 
     /// Like [`connect`](MySqlConfig::connect), connecting with mysql_async `opts` instead of `url` (for what a
@@ -51,30 +80,4 @@ impl MySqlConfig {
     pub fn connect_lazy_with_options(&self, opts: impl Into<Opts>) -> Result<MySqlPool, MySqlStartError> {
         Ok(Pool::builder(MySqlManager::with_opts(opts, self)?).config(self.pool.clone()).build()?.into())
     }
-}
-
-/// A started pool with default settings for `url` (`mysql://user:password@host:3306/database`).
-///
-/// Cancel safety: as for [`MySqlConfig::connect`].
-pub async fn connect(url: &str) -> Result<MySqlPool, MySqlStartError> {
-    MySqlConfig::from_url(url).connect().await
-}
-
-/// A lazy pool with default settings for `url`. Must be called within a Tokio runtime.
-pub fn connect_lazy(url: &str) -> Result<MySqlPool, MySqlStartError> {
-    MySqlConfig::from_url(url).connect_lazy()
-}
-
-/// A started pool configured from the `MYSQL_*` variables ([`MySqlConfig::from_env`]: `MYSQL_URL`,
-/// `MYSQL_POOL_*`, `MYSQL_TRANSPORT`...). For another prefix: `MySqlConfig::from_env("ORDERS")?.connect()`.
-///
-/// Cancel safety: as for [`MySqlConfig::connect`].
-pub async fn connect_env() -> Result<MySqlPool, MySqlStartError> {
-    MySqlConfig::from_env(ENV_PREFIX)?.connect().await
-}
-
-/// A lazy pool configured from the `MYSQL_*` variables ([`MySqlConfig::from_env`]). Must be called within a
-/// Tokio runtime.
-pub fn connect_env_lazy() -> Result<MySqlPool, MySqlStartError> {
-    MySqlConfig::from_env(ENV_PREFIX)?.connect_lazy()
 }

@@ -8,7 +8,6 @@ pub mod helpers;
 mod manager;
 
 pub use config::{DbSystem, MySqlConfig, SslMode, Transport};
-pub use connect::{ENV_PREFIX, connect, connect_env, connect_env_lazy, connect_lazy};
 pub use error::{RowNotFound, error_type, is_row_not_found};
 pub use helpers::{Executed, PacketTooLarge, Tx, TxFuture};
 pub use manager::MySqlManager;
@@ -17,7 +16,11 @@ pub use manager::MySqlManager;
 /// this crate was built with.
 pub use mysql_async;
 
+/// The adapter contract [`MySqlConfig`] implements, for code generic over backends.
+pub use aquifer_core::Adapter;
+
 aquifer_core::adapter_reexports! {
+    config: MySqlConfig,
     manager: MySqlManager,
     pool: MySqlPool,
     pooled: MySqlPooled,

@@ -60,7 +60,7 @@ impl MySqlManager {
     pub fn new(config: &MySqlConfig) -> Result<Self, MySqlStartError> {
         let url = config.url.as_ref().ok_or_else(|| ConfigError::Missing {
             field: "url".into(),
-            reason: "set MySqlConfig.url, or MYSQL_URL in the environment".into(),
+            reason: "set MySqlConfig.url (MySqlConfig::from_url), or use MySqlConfig::connect_with_options".into(),
         })?;
         let url = url.expose();
         let bad = |reason: String| MySqlStartError::Url { system: "mysql", url: redact_url(url), reason };

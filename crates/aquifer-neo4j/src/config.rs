@@ -82,9 +82,23 @@ impl fmt::Debug for Neo4jConfig {
 }
 
 impl Neo4jConfig {
-    /// The defaults with [`uri`](Self::uri) set (credentials from the URI, if it holds them).
+    /// The defaults with [`uri`](Self::uri) set (credentials from the URI, if it holds them). A path names
+    /// the [`database`](Self::database), the way the other backends' URLs name theirs:
+    /// `bolt://host:7687/movies` is `bolt://host:7687` with database `movies`.
     pub fn from_url(uri: impl Into<String>) -> Self {
-        Neo4jConfig { uri: uri.into(), ..Self::default() }
+        let uri = uri.into();
+        let Some((scheme, rest)) = uri.split_once("://") else { return Neo4jConfig { uri, ..Self::default() } };
+        // Only a plain one-segment path is a database name; anything else stays in the URI for validate() to
+        // refuse with the reason.
+        match rest.split_once('/') {
+            Some((authority, database)) if !database.is_empty() && !database.contains(['/', '?', '#']) => Neo4jConfig {
+                uri: format!("{scheme}://{authority}"),
+                database: Some(database.to_owned()),
+                ..Self::default()
+            },
+            Some((authority, "")) => Neo4jConfig { uri: format!("{scheme}://{authority}"), ..Self::default() },
+            _ => Neo4jConfig { uri, ..Self::default() },
+        }
     }
 
     /// A configuration for `uri` with these credentials; everything else at its default.
@@ -140,29 +154,27 @@ impl Neo4jConfig {
         self.resolve().map(|_| ())
     }
 
-    /// Reads the configuration from the environment, starting from the defaults; the conventional prefix is
-    /// `NEO4J` ([`connect_env`](crate::connect_env) uses it). With prefix `NEO4J`: `NEO4J_URI` (or
-    /// `NEO4J_URL`), `NEO4J_USER` (or `NEO4J_USERNAME`), `NEO4J_PASSWORD`, `NEO4J_DATABASE`,
-    /// `NEO4J_FETCH_SIZE`, `NEO4J_READ_TIMEOUT` (`30s`, `500ms`...), `NEO4J_RETRY_MAX_ATTEMPTS`, and the pool
-    /// settings from `NEO4J_POOL_*` and `NEO4J_NAME` ([`PoolConfig::from_env`]). Unset or empty variables keep
-    /// their default. The result is validated; errors name the variable and show its value as written (never
-    /// a password); a variable whose value is not valid UTF-8 is an error, not a default.
-    pub fn from_env(prefix: &str) -> Result<Neo4jConfig, ConfigError> {
-        EnvVars::reject_non_unicode(prefix)?;
-        Self::from_lookup(prefix, |name| std::env::var(name).ok())
-    }
-
-    /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests and other sources).
+    /// Reads the configuration from `{prefix}_*` variables through `lookup` ([`Neo4jConfig::from_env`] reads
+    /// the process environment; the conventional prefix is `NEO4J`, which [`connect_env`](crate::connect_env)
+    /// uses): `{prefix}_URI` (or `{prefix}_URL`; default `bolt://127.0.0.1:7687`), `{prefix}_USER` (or
+    /// `{prefix}_USERNAME`), `{prefix}_PASSWORD`, `{prefix}_DATABASE`, `{prefix}_FETCH_SIZE`,
+    /// `{prefix}_READ_TIMEOUT` (`30s`, `500ms`...), `{prefix}_RETRY_MAX_ATTEMPTS`, and the pool settings from
+    /// `{prefix}_POOL_*` and `{prefix}_NAME` ([`PoolConfig::from_lookup`]). Unset or empty variables keep their
+    /// default. The result is validated; errors name the variable and show its value as written (never a
+    /// password).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Neo4jConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
         let mut c = Neo4jConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..Neo4jConfig::default() };
         // Errors name the variable the URI came from.
-        let mut uri_var = "URI";
-        if let Some(uri) = env.get("URI").or_else(|| env.get("URL").inspect(|_| uri_var = "URL")) {
+        // Both spellings are read even when the first is set, so that neither counts as an unknown variable.
+        let (uri, url) = (env.get("URI"), env.get("URL"));
+        let uri_var = if uri.is_some() || url.is_none() { "URI" } else { "URL" };
+        if let Some(uri) = uri.or(url) {
             c.uri = uri.trim().to_owned();
         }
-        let mut user_var = "USER";
-        if let Some(user) = env.get("USER").or_else(|| env.get("USERNAME").inspect(|_| user_var = "USERNAME")) {
+        let (user, username) = (env.get("USER"), env.get("USERNAME"));
+        let user_var = if user.is_some() || username.is_none() { "USER" } else { "USERNAME" };
+        if let Some(user) = user.or(username) {
             c.user = user;
         }
         // An empty password is a password (and a password in the URI then applies).

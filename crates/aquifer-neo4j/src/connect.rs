@@ -1,13 +1,49 @@
-//! Constructors: a started pool (fails at start-up when the server is unreachable or refuses the credentials)
-//! or a lazy one (connects on first use), from a URI, a [`Neo4jConfig`] or the environment. Every one
-//! returns a [`Neo4jStartError`].
+//! Neo4j's side of the [`Adapter`] contract: its names, building the manager. The constructors (`connect`,
+//! `connect_env`, ...) are generated from the contract in lib.rs.
 
-use aquifer_core::{Pool, PoolBuilder};
+use aquifer_core::{Adapter, ConfigError, Pool, PoolBuilder, PoolConfig, StartError};
 
-use crate::{Neo4jConfig, Neo4jManager, Neo4jPool, Neo4jStartError};
+use crate::{Neo4jConfig, Neo4jError, Neo4jManager, Neo4jPool, Neo4jStartError};
 
-/// The prefix of the environment variables [`connect_env`] and [`connect_env_lazy`] read.
-pub const ENV_PREFIX: &str = "NEO4J";
+impl Adapter for Neo4jConfig {
+    type Pool = Neo4jPool;
+    type Error = Neo4jError;
+
+    const SYSTEM: &'static str = "neo4j";
+    const ENV_PREFIX: &'static str = "NEO4J";
+    const URL_SCHEMES: &'static [&'static str] = &["bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"];
+
+    fn from_url(url: &str) -> Self {
+        Neo4jConfig::from_url(url)
+    }
+
+    fn from_lookup(prefix: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Neo4jConfig::from_lookup(prefix, lookup)
+    }
+
+    fn pool_config(&self) -> &PoolConfig {
+        &self.pool
+    }
+
+    fn pool_config_mut(&mut self) -> &mut PoolConfig {
+        &mut self.pool
+    }
+
+    fn build(&self) -> Result<Neo4jPool, Neo4jStartError> {
+        Ok(self.builder()?.build()?.into())
+    }
+
+    async fn start(pool: Neo4jPool) -> Result<Neo4jPool, StartError<Neo4jError>> {
+        pool.start().await
+    }
+
+    fn is_foreign_env(suffix: &str) -> bool {
+        // The official Docker image reads NEO4J_AUTH, NEO4J_PLUGINS, NEO4J_ACCEPT_LICENSE_AGREEMENT and the
+        // server's settings as NEO4J_server_memory_heap_max__size (lower case after the prefix).
+        matches!(suffix, "AUTH" | "PLUGINS" | "ACCEPT_LICENSE_AGREEMENT" | "EDITION" | "HOME")
+            || suffix.starts_with(|c: char| c.is_ascii_lowercase())
+    }
+}
 
 impl Neo4jConfig {
     /// The manager for these connection settings.
@@ -20,47 +56,4 @@ impl Neo4jConfig {
     pub fn builder(&self) -> Result<PoolBuilder<Neo4jManager>, Neo4jStartError> {
         Ok(Pool::builder(self.manager()?).config(self.pool.clone()))
     }
-
-    /// Builds the pool and opens its first connection (`min_idle`, at least one) before returning, so an
-    /// unreachable server, a wrong password or a missing database fails here, at start-up. Must run in a
-    /// Tokio runtime.
-    ///
-    /// Cancel safety: dropping the future drops the pool, which closes it: connects in flight are abandoned
-    /// and connections already open are closed.
-    pub async fn connect(&self) -> Result<Neo4jPool, Neo4jStartError> {
-        Ok(aquifer_core::warm(self.builder()?.build()?).await?.into())
-    }
-
-    /// Builds the pool without connecting: connections open on first use (and `min_idle` in the
-    /// background). Must be called within a Tokio runtime.
-    pub fn connect_lazy(&self) -> Result<Neo4jPool, Neo4jStartError> {
-        Ok(self.builder()?.build()?.into())
-    }
-}
-
-/// A started pool with default settings for `uri` (`bolt://user:password@host:7687`, credentials
-/// percent-encoded).
-///
-/// Cancel safety: as for [`Neo4jConfig::connect`].
-pub async fn connect(uri: &str) -> Result<Neo4jPool, Neo4jStartError> {
-    Neo4jConfig::from_url(uri).connect().await
-}
-
-/// A lazy pool with default settings for `uri`. Must be called within a Tokio runtime.
-pub fn connect_lazy(uri: &str) -> Result<Neo4jPool, Neo4jStartError> {
-    Neo4jConfig::from_url(uri).connect_lazy()
-}
-
-/// A started pool configured from the `NEO4J_*` variables ([`Neo4jConfig::from_env`]: `NEO4J_URI`,
-/// `NEO4J_USER`, `NEO4J_PASSWORD`, `NEO4J_POOL_*`...). For another prefix:
-/// `Neo4jConfig::from_env("GRAPH")?.connect()`.
-///
-/// Cancel safety: as for [`Neo4jConfig::connect`].
-pub async fn connect_env() -> Result<Neo4jPool, Neo4jStartError> {
-    Neo4jConfig::from_env(ENV_PREFIX)?.connect().await
-}
-
-/// A lazy pool configured from the `NEO4J_*` variables. Must be called within a Tokio runtime.
-pub fn connect_env_lazy() -> Result<Neo4jPool, Neo4jStartError> {
-    Neo4jConfig::from_env(ENV_PREFIX)?.connect_lazy()
 }

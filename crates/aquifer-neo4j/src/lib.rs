@@ -8,13 +8,16 @@ mod manager;
 mod ops;
 
 pub use config::{Neo4jConfig, Password};
-pub use connect::{ENV_PREFIX, connect, connect_env, connect_env_lazy, connect_lazy};
 pub use error::Neo4jError;
 pub use manager::{Neo4jConnection, Neo4jManager};
 pub use neo4rs::{self, BoltType, Graph, Query, Row, Txn, query};
 pub use ops::TxFuture;
 
+/// The adapter contract [`Neo4jConfig`] implements, for code generic over backends.
+pub use aquifer_core::Adapter;
+
 aquifer_core::adapter_reexports! {
+    config: Neo4jConfig,
     manager: Neo4jManager,
     pool: Neo4jPool,
     pooled: Neo4jPooled,

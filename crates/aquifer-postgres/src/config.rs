@@ -112,37 +112,41 @@ impl PgConfig {
         PgConfig { url: Some(DatabaseUrl::new(url)), ..PgConfig::default() }
     }
 
-    /// Reads the configuration from the environment; the conventional prefix is `POSTGRES`
-    /// ([`connect_env`](crate::connect_env) uses it).
+    /// Reads the configuration from `{prefix}_*` variables through `lookup` ([`PgConfig::from_env`] reads the
+    /// process environment; the conventional prefix is `POSTGRES`, which [`connect_env`](crate::connect_env)
+    /// uses).
     ///
-    /// With prefix `POSTGRES`: the URL comes from `POSTGRES_URL`, or `DATABASE_URL` (sqlx's variable) when
-    /// that is unset; the pool settings from the `POSTGRES_POOL_*` variables and `POSTGRES_NAME`
-    /// ([`PoolConfig::from_env`]); the session settings from `POSTGRES_APPLICATION_NAME`,
-    /// `POSTGRES_STATEMENT_TIMEOUT`, `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (durations such as `30s`,
-    /// or `off`), `POSTGRES_INIT_SQL` (one entry), `POSTGRES_PGBOUNCER` (`true`/`false`),
-    /// `POSTGRES_STATEMENT_CACHE_CAPACITY`, `POSTGRES_DRAIN_TIMEOUT` and `POSTGRES_RETRY_MAX_ATTEMPTS`. Unset
-    /// variables keep their default. Errors name the variable and show its value as written (passwords
-    /// redacted); a variable whose value is not valid UTF-8 is an error, not a default.
-    pub fn from_env(prefix: &str) -> Result<PgConfig, ConfigError> {
-        EnvVars::reject_non_unicode(prefix)?;
-        if let Some(value) = std::env::var_os("DATABASE_URL")
-            && value.to_str().is_none()
-        {
-            return Err(ConfigError::Env {
-                var: "DATABASE_URL".into(),
-                value: aquifer_core::redact_url(&value.to_string_lossy()),
-                reason: "is not valid UTF-8".into(),
-            });
-        }
-        Self::from_lookup(prefix, |name| std::env::var(name).ok())
-    }
-
-    /// Like [`PgConfig::from_env`], reading variables through `lookup` (for tests and other sources).
+    /// The URL comes from `{prefix}_URL`. With the prefix `POSTGRES` only, `DATABASE_URL` (sqlx's variable)
+    /// is the fallback when `POSTGRES_URL` is unset, and the pool logs that it used it; no other prefix falls
+    /// back, so `ORDERS_*` never silently connects to `DATABASE_URL`'s database. A missing URL is a
+    /// [`ConfigError::Missing`] naming the variables consulted. The pool settings come from the
+    /// `{prefix}_POOL_*` variables and `{prefix}_NAME` ([`PoolConfig::from_lookup`]); the session settings from
+    /// `{prefix}_APPLICATION_NAME`, `{prefix}_STATEMENT_TIMEOUT`,
+    /// `{prefix}_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (durations such as `30s`, or `off`), `{prefix}_INIT_SQL`
+    /// (one entry), `{prefix}_PGBOUNCER` (`true`/`false`), `{prefix}_STATEMENT_CACHE_CAPACITY`,
+    /// `{prefix}_DRAIN_TIMEOUT` and `{prefix}_RETRY_MAX_ATTEMPTS`. Unset variables keep their default. Errors
+    /// name the variable and show its value as written (passwords redacted).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
         let pool = PoolConfig::from_lookup(prefix, &lookup)?;
-        let url = env.get("URL").or_else(|| EnvVars::new("", &lookup).get("DATABASE_URL"));
-        let mut c = PgConfig { pool, url: url.map(DatabaseUrl::new), ..PgConfig::default() };
+        let url = match env.get("URL") {
+            Some(url) => url,
+            None if prefix == crate::ENV_PREFIX => {
+                let url = EnvVars::new("", &lookup).get("DATABASE_URL").ok_or_else(|| ConfigError::Missing {
+                    field: "url".into(),
+                    reason: "set POSTGRES_URL (or DATABASE_URL) to postgres://user:password@host:port/database".into(),
+                })?;
+                tracing::info!(target: "aquifer::config", "POSTGRES_URL is not set; using DATABASE_URL");
+                url
+            }
+            None => {
+                return Err(ConfigError::Missing {
+                    field: "url".into(),
+                    reason: format!("set {} to postgres://user:password@host:port/database", env.var("URL")),
+                });
+            }
+        };
+        let mut c = PgConfig { pool, url: Some(DatabaseUrl::new(url)), ..PgConfig::default() };
         c.application_name = env.get("APPLICATION_NAME");
         session_timeout(&env, "STATEMENT_TIMEOUT", &mut c.statement_timeout)?;
         session_timeout(&env, "IDLE_IN_TRANSACTION_SESSION_TIMEOUT", &mut c.idle_in_transaction_session_timeout)?;
@@ -248,9 +252,37 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// `vars`, with a URL unless they name one.
     fn env(vars: &[(&str, &str)]) -> Result<PgConfig, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if !map.contains_key("DATABASE_URL") {
+            map.entry("POSTGRES_URL".into()).or_insert_with(|| "postgres://a@x/db".into());
+        }
         PgConfig::from_lookup("POSTGRES", |k| map.get(k).cloned())
+    }
+
+    fn lookup_in(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn only_the_postgres_prefix_falls_back_to_database_url() {
+        let vars = [("DATABASE_URL", "postgres://a@x/other")];
+        let e = PgConfig::from_lookup("LIBRARY", lookup_in(&vars)).unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::Missing {
+                field: "url".into(),
+                reason: "set LIBRARY_URL to postgres://user:password@host:port/database".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_url_names_the_variables_consulted() {
+        let e = PgConfig::from_lookup("POSTGRES", lookup_in(&[])).unwrap_err().to_string();
+        assert!(e.contains("POSTGRES_URL (or DATABASE_URL)"), "{e}");
     }
 
     #[test]

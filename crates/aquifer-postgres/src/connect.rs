@@ -1,21 +1,60 @@
-//! Constructors: a started pool (fails at start-up when the database is unreachable or refuses the
-//! credentials) or a lazy one (connects on first use), from a URL, from [`PgConnectOptions`] or from the
-//! environment. Every one returns a [`PgStartError`].
+//! PostgreSQL's side of the [`Adapter`] contract (its names, the URL check, building the manager), and the
+//! constructors only it has: from [`PgConnectOptions`] instead of a URL. The shared constructors
+//! (`connect`, `connect_env`, ...) are generated from the contract in lib.rs.
 
-use aquifer_core::{ConfigError, Pool, PoolBuilder, redact_url};
+use aquifer_core::{Adapter, ConfigError, Pool, PoolBuilder, PoolConfig, StartError, redact_url};
 use sqlx::postgres::PgConnectOptions;
 
 use crate::{PgConfig, PgManager, PgPool, PgStartError};
 
-/// The prefix of the environment variables [`connect_env`] and [`connect_env_lazy`] read.
-pub const ENV_PREFIX: &str = "POSTGRES";
+impl Adapter for PgConfig {
+    type Pool = PgPool;
+    type Error = sqlx::Error;
+
+    const SYSTEM: &'static str = "postgresql";
+    const ENV_PREFIX: &'static str = "POSTGRES";
+    const URL_SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
+
+    fn from_url(url: &str) -> Self {
+        PgConfig::from_url(url)
+    }
+
+    fn from_lookup(prefix: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        PgConfig::from_lookup(prefix, lookup)
+    }
+
+    fn pool_config(&self) -> &PoolConfig {
+        &self.pool
+    }
+
+    fn pool_config_mut(&mut self) -> &mut PoolConfig {
+        &mut self.pool
+    }
+
+    fn build(&self) -> Result<PgPool, PgStartError> {
+        Ok(self.builder()?.build()?.into())
+    }
+
+    async fn start(pool: PgPool) -> Result<PgPool, StartError<sqlx::Error>> {
+        pool.start().await
+    }
+
+    fn for_inspection(&mut self, application_name: &str) {
+        self.application_name.get_or_insert_with(|| application_name.to_owned());
+    }
+
+    fn is_foreign_env(suffix: &str) -> bool {
+        // The official Docker image's variables, often in the same environment as the service's.
+        matches!(suffix, "PASSWORD" | "USER" | "DB" | "INITDB_ARGS" | "INITDB_WALDIR" | "HOST_AUTH_METHOD")
+    }
+}
 
 impl PgConfig {
     /// The manager for `url` with these settings.
     pub fn manager(&self) -> Result<PgManager, PgStartError> {
         let url = self.url.as_ref().ok_or_else(|| ConfigError::Missing {
             field: "url".into(),
-            reason: "set PgConfig.url, or POSTGRES_URL or DATABASE_URL in the environment".into(),
+            reason: "set PgConfig.url (PgConfig::from_url), or use PgConfig::connect_with_options".into(),
         })?;
         let bad = |reason: String| PgStartError::Url { system: "postgresql", url: redact_url(url.expose()), reason };
         // `postgres:/user:pw@host` (one slash) parses as a URL without a host whose database is the whole
@@ -47,22 +86,6 @@ impl PgConfig {
         Ok(Pool::builder(self.manager()?).config(self.pool.clone()))
     }
 
-    /// Builds the pool for `url` and waits until `min_idle` connections (at least one) are open, so a
-    /// wrong URL, password or database fails here rather than on the first request. Must run in a Tokio
-    /// runtime.
-    ///
-    /// Cancel safety: dropping the future drops the pool, which closes it: connects in flight are
-    /// abandoned and connections already open are closed.
-    pub async fn connect(&self) -> Result<PgPool, PgStartError> {
-        Ok(aquifer_core::warm(self.builder()?.build()?).await?.into())
-    }
-
-    /// Builds the pool for `url` without connecting: connections open on first use (and `min_idle` in
-    /// the background). Must be called within a Tokio runtime.
-    pub fn connect_lazy(&self) -> Result<PgPool, PgStartError> {
-        Ok(self.builder()?.build()?.into())
-    }
-
     /// Like [`connect`](PgConfig::connect), connecting with `options` instead of `url`: for what a URL
     /// cannot carry (a client certificate held in memory, a password from a secret store).
     ///
@@ -76,30 +99,4 @@ impl PgConfig {
     pub fn connect_lazy_with_options(&self, options: PgConnectOptions) -> Result<PgPool, PgStartError> {
         Ok(Pool::builder(PgManager::new(options, self)?).config(self.pool.clone()).build()?.into())
     }
-}
-
-/// A started pool with default settings for `url` (`postgres://user:password@host:port/database?sslmode=...`).
-///
-/// Cancel safety: as for [`PgConfig::connect`].
-pub async fn connect(url: &str) -> Result<PgPool, PgStartError> {
-    PgConfig::from_url(url).connect().await
-}
-
-/// A lazy pool with default settings for `url`. Must be called within a Tokio runtime.
-pub fn connect_lazy(url: &str) -> Result<PgPool, PgStartError> {
-    PgConfig::from_url(url).connect_lazy()
-}
-
-/// A started pool configured from the `POSTGRES_*` variables ([`PgConfig::from_env`]: `POSTGRES_URL` or
-/// `DATABASE_URL`, `POSTGRES_POOL_*`, ...). For another prefix: `PgConfig::from_env("ORDERS")?.connect()`.
-///
-/// Cancel safety: as for [`PgConfig::connect`].
-pub async fn connect_env() -> Result<PgPool, PgStartError> {
-    PgConfig::from_env(ENV_PREFIX)?.connect().await
-}
-
-/// A lazy pool configured from the `POSTGRES_*` variables ([`PgConfig::from_env`]). Must be called within a
-/// Tokio runtime.
-pub fn connect_env_lazy() -> Result<PgPool, PgStartError> {
-    PgConfig::from_env(ENV_PREFIX)?.connect_lazy()
 }

@@ -9,7 +9,6 @@ mod helpers;
 mod manager;
 
 pub use config::PgConfig;
-pub use connect::{ENV_PREFIX, connect, connect_env, connect_env_lazy, connect_lazy};
 pub use error::sqlstate;
 pub use executor::PgTransaction;
 pub use helpers::BoxFuture;
@@ -18,7 +17,11 @@ pub use manager::PgManager;
 /// The sqlx this crate is built on, so a service uses the same version.
 pub use sqlx;
 
+/// The adapter contract [`PgConfig`] implements, for code generic over backends.
+pub use aquifer_core::Adapter;
+
 aquifer_core::adapter_reexports! {
+    config: PgConfig,
     manager: PgManager,
     pool: PgPool,
     pooled: PgPooled,

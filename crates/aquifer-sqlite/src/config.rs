@@ -224,7 +224,8 @@ impl SqliteConfig {
         Ok(())
     }
 
-    /// Reads the configuration from the environment, starting from the defaults.
+    /// Reads the configuration from `{prefix}_*` variables through `lookup` ([`SqliteConfig::from_env`] reads
+    /// the process environment), starting from the defaults.
     ///
     /// With prefix `SQLITE`: `SQLITE_PATH` (or `SQLITE_URL`, with an optional `sqlite://` or `sqlite:` prefix),
     /// `SQLITE_CREATE_IF_MISSING`, `SQLITE_JOURNAL_MODE`, `SQLITE_SYNCHRONOUS`, `SQLITE_BUSY_TIMEOUT`,
@@ -254,17 +255,14 @@ impl SqliteConfig {
     /// let err = SqliteConfig::from_lookup("SQLITE", bad).unwrap_err();
     /// assert!(err.to_string().contains("SQLITE_SYNCHRONOUS"));
     /// ```
-    pub fn from_env(prefix: &str) -> Result<SqliteConfig, ConfigError> {
-        Self::from_lookup(prefix, |name| std::env::var(name).ok())
-    }
-
-    /// Like [`SqliteConfig::from_env`], reading variables through `lookup` (for tests and other sources).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<SqliteConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
         let mut c = SqliteConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..SqliteConfig::default() };
-        if let Some(path) = env.get("PATH") {
+        // Both are read even when PATH is set, so that neither counts as an unknown variable.
+        let (path, url) = (env.get("PATH"), env.get("URL"));
+        if let Some(path) = path {
             c.path = path;
-        } else if let Some(url) = env.get("URL") {
+        } else if let Some(url) = url {
             c.path = strip_scheme(&url);
         }
         env.boolean("CREATE_IF_MISSING", &mut c.create_if_missing)?;

@@ -1,11 +1,12 @@
-//! Constructors: a started pool (fails at start-up when the database cannot be opened) or a lazy one (opens
-//! on first use), from a path or `sqlite:` URL, from a [`SqliteConfig`] or from the environment. Every one
-//! returns a [`SqliteStartError`].
+//! SQLite's side of the [`Adapter`] contract: its names, building the writer and reader pools, opening for
+//! inspection without creating a file, and the type-erased view of its pool. The constructors (`connect`,
+//! `connect_env`, ...) are generated from the contract in lib.rs.
 
-use crate::{SqliteConfig, SqlitePool, SqlitePoolBuilder, SqliteStartError};
+use aquifer_core::{
+    Adapter, AnyPool, ConfigError, HealthCheck, HealthReport, Ping, PingError, PoolConfig, State, Stats,
+};
 
-/// The prefix of the environment variables [`connect_env`] and [`connect_env_lazy`] read.
-pub const ENV_PREFIX: &str = "SQLITE";
+use crate::{ConnectionError, SqliteConfig, SqlitePool, SqlitePoolBuilder, SqliteStartError};
 
 impl SqliteConfig {
     /// A builder with these settings, to add a meter or a leak hook before
@@ -13,52 +14,103 @@ impl SqliteConfig {
     pub fn builder(&self) -> SqlitePoolBuilder {
         SqlitePoolBuilder::from_config(self.clone())
     }
+}
 
-    /// Builds the writer and reader pools and waits until their first connections are open (the writer's
-    /// first: it creates the file and sets the journal mode), so a missing directory, a file that is not a
-    /// database or a read-only location fails here, at once, as [`StartError::Connect`](aquifer_core::StartError::Connect)
-    /// with `is_permanent()` and the [`ConnectionError`](crate::ConnectionError) naming the path inside; a lock
-    /// another process holds past `busy_timeout` fails after the pool's `fail_fast_after`. Starts the
-    /// checkpoint task. Must run in a Tokio runtime.
-    ///
-    /// Cancel safety: dropping the future drops the pools, which closes them: connects in flight are abandoned
-    /// (one already running on the blocking pool finishes there and its connection is closed).
-    pub async fn connect(&self) -> Result<SqlitePool, SqliteStartError> {
-        SqlitePool::build(self.clone(), Default::default())?.start().await
+impl Adapter for SqliteConfig {
+    type Pool = SqlitePool;
+    type Error = ConnectionError;
+
+    const SYSTEM: &'static str = "sqlite";
+    const ENV_PREFIX: &'static str = "SQLITE";
+    const URL_SCHEMES: &'static [&'static str] = &["sqlite", "file"];
+    const ACCEPTS_PATHS: bool = true;
+
+    fn from_url(url: &str) -> Self {
+        SqliteConfig::from_url(url)
     }
 
-    /// Builds the writer and reader pools without opening anything: the writer opens (and creates the file) on
-    /// first use, and the first reader to open opens a writer connection first, so reads of a database nobody
-    /// wrote yet find it created. Must be called within a Tokio runtime.
-    pub fn connect_lazy(&self) -> Result<SqlitePool, SqliteStartError> {
+    fn from_lookup(prefix: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        SqliteConfig::from_lookup(prefix, lookup)
+    }
+
+    fn pool_config(&self) -> &PoolConfig {
+        &self.pool
+    }
+
+    fn pool_config_mut(&mut self) -> &mut PoolConfig {
+        &mut self.pool
+    }
+
+    /// Builds the writer and reader pools without opening anything: the writer opens (and creates the file)
+    /// on first use, and the first reader to open opens a writer connection first, so reads of a database
+    /// nobody wrote yet find it created. Must be called within a Tokio runtime.
+    fn build(&self) -> Result<SqlitePool, SqliteStartError> {
         SqlitePool::build(self.clone(), Default::default())
     }
+
+    /// Waits until the writer's and the readers' first connections are open (the writer's first: it creates
+    /// the file and sets the journal mode), so a missing directory, a file that is not a database or a
+    /// read-only location fails here, at once, as [`StartError::Connect`](aquifer_core::StartError::Connect)
+    /// with `is_permanent()` and the [`ConnectionError`] naming the path inside; a lock another process holds
+    /// past `busy_timeout` fails after the pool's `fail_fast_after`. Starts the checkpoint task.
+    ///
+    /// Cancel safety: dropping the future drops the pools, which closes them: connects in flight are
+    /// abandoned (one already running on the blocking pool finishes there and its connection is closed).
+    async fn start(pool: SqlitePool) -> Result<SqlitePool, SqliteStartError> {
+        pool.start().await
+    }
+
+    fn for_inspection(&mut self, _application_name: &str) {
+        // An operator's check must not create an empty database where a typo points.
+        self.create_if_missing = false;
+    }
 }
 
-/// A started pool with default settings for `path_or_url` (a file path, `:memory:`, a `file:` URI, or
-/// `sqlite://path`; see [`SqliteConfig::from_url`]).
-///
-/// Cancel safety: as for [`SqliteConfig::connect`].
-pub async fn connect(path_or_url: &str) -> Result<SqlitePool, SqliteStartError> {
-    SqliteConfig::from_url(path_or_url).connect().await
+#[aquifer_core::async_trait]
+impl HealthCheck for SqlitePool {
+    fn name(&self) -> &str {
+        let readers = self.readers().name();
+        readers.strip_suffix("/readers").unwrap_or(readers)
+    }
+
+    /// The readers' report with the worse status of the two pools; a writer's error is prefixed `writer: `.
+    async fn health(&self) -> HealthReport {
+        let both = SqlitePool::health(self).await;
+        let mut report = both.readers;
+        if both.writer.status > report.status {
+            report.status = both.writer.status;
+            report.last_error = both.writer.last_error.map(|e| format!("writer: {e}"));
+        }
+        report
+    }
 }
 
-/// A lazy pool with default settings for `path_or_url`. Must be called within a Tokio runtime.
-pub fn connect_lazy(path_or_url: &str) -> Result<SqlitePool, SqliteStartError> {
-    SqliteConfig::from_url(path_or_url).connect_lazy()
-}
+#[aquifer_core::async_trait]
+impl AnyPool for SqlitePool {
+    fn system(&self) -> &str {
+        AnyPool::system(self.readers())
+    }
 
-/// A started pool configured from the `SQLITE_*` variables ([`SqliteConfig::from_env`]: `SQLITE_PATH` or
-/// `SQLITE_URL`, `SQLITE_POOL_*`, `SQLITE_JOURNAL_MODE`...). For another prefix:
-/// `SqliteConfig::from_env("BOOKS")?.connect()`.
-///
-/// Cancel safety: as for [`SqliteConfig::connect`].
-pub async fn connect_env() -> Result<SqlitePool, SqliteStartError> {
-    SqliteConfig::from_env(ENV_PREFIX)?.connect().await
-}
+    /// The readers' state: the pool that serves reads (the writer holds one connection).
+    fn state(&self) -> State {
+        self.readers().state()
+    }
 
-/// A lazy pool configured from the `SQLITE_*` variables ([`SqliteConfig::from_env`]). Must be called within a
-/// Tokio runtime.
-pub fn connect_env_lazy() -> Result<SqlitePool, SqliteStartError> {
-    SqliteConfig::from_env(ENV_PREFIX)?.connect_lazy()
+    /// The readers' counters.
+    fn stats(&self) -> Stats {
+        self.readers().stats()
+    }
+
+    /// A validation query on a reader.
+    async fn ping(&self) -> Result<Ping, PingError> {
+        AnyPool::ping(self.readers()).await
+    }
+
+    async fn close(&self) {
+        SqlitePool::close(self).await;
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
