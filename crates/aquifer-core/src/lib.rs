@@ -16,6 +16,7 @@ mod pool;
 mod pooled;
 mod reexports;
 mod retry;
+mod secret;
 mod start;
 mod stats;
 
@@ -36,7 +37,7 @@ mod waiters;
 pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
 pub use clock::Clock;
-pub use config::{DatabaseUrl, MAX_POOL_SIZE, PoolConfig, Reuse, redact_url};
+pub use config::{MAX_POOL_SIZE, PoolConfig, Reuse};
 pub use env::EnvVars;
 pub use errors::{BuildError, ConfigError, ConnectError, PoolError};
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
@@ -46,5 +47,6 @@ pub use operation::{Attempt, Failure, OperationError, Operations, run_operation}
 pub use pool::Pool;
 pub use pooled::{ConnectionInfo, Pooled};
 pub use retry::RetryPolicy;
+pub use secret::{DatabaseUrl, redact_url};
 pub use start::{StartError, warm};
 pub use stats::{State, Stats};
