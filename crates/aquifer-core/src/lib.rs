@@ -23,6 +23,7 @@ mod stats;
 // The engine, for maintainers: the locked state machine and the async code around it, one concern a file.
 mod acquire;
 mod checkin;
+mod circuit;
 mod close;
 mod connect;
 mod health_check;
