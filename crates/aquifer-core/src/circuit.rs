@@ -166,3 +166,63 @@ impl<E> Circuit<E> {
         (ended_failures, was_open)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AFTER: Duration = Duration::from_secs(2);
+
+    fn error() -> ConnectError<std::io::Error> {
+        ConnectError::TimedOut(Duration::from_secs(1))
+    }
+
+    #[test]
+    fn opens_only_without_live_connections_after_fail_fast_after() {
+        let mut c = Circuit::new();
+        let t0 = tokio::time::Instant::now();
+        assert!(c.on_connect_failed(error(), false, AFTER, t0, 0).is_none(), "too early");
+        assert!(c.on_connect_failed(error(), false, AFTER, t0 + AFTER, 1).is_none(), "a live connection is left");
+        assert!(c.is_failing() && !c.is_open());
+        assert!(c.on_connect_failed(error(), false, AFTER, t0 + AFTER, 0).is_some());
+        assert!(c.is_open() && c.open().is_some());
+        assert_eq!(c.failures(), 3);
+        assert!(c.on_connect_failed(error(), false, AFTER, t0 + AFTER * 2, 0).is_none(), "opens once");
+    }
+
+    #[test]
+    fn a_permanent_failure_opens_at_once_unless_disabled() {
+        let now = tokio::time::Instant::now();
+        let mut c = Circuit::new();
+        assert!(c.on_connect_failed(error(), true, AFTER, now, 1).is_none(), "a live connection is left");
+        assert!(c.on_connect_failed(error(), true, AFTER, now, 0).is_some());
+        let mut disabled = Circuit::new();
+        assert!(disabled.on_connect_failed(error(), true, Duration::ZERO, now, 0).is_none());
+        assert!(disabled.on_connect_failed(error(), false, Duration::ZERO, now + AFTER * 100, 0).is_none());
+        assert!(disabled.cut_off(0) && !disabled.cut_off(1));
+    }
+
+    #[test]
+    fn a_success_ends_the_run_and_closes_the_circuit() {
+        let mut c = Circuit::new();
+        assert_eq!(c.on_connect_succeeded(), (false, false));
+        let t0 = tokio::time::Instant::now();
+        c.on_connect_failed(error(), true, AFTER, t0, 0);
+        assert!(c.keeps_trying(true, false) && !c.keeps_trying(false, true), "only the probe retries");
+        assert_eq!(c.on_connect_succeeded(), (true, true));
+        assert!(!c.is_open() && !c.is_failing() && c.last_error().is_none() && !c.cut_off(0));
+        assert_eq!(c.successes(), 2);
+        // A new run starts its own clock: the failures before the success do not count.
+        assert!(c.on_connect_failed(error(), false, AFTER, t0 + AFTER * 10, 0).is_none());
+        assert!(c.keeps_trying(false, true) && !c.keeps_trying(false, false));
+    }
+
+    #[test]
+    fn backoff_never_exceeds_its_cap_and_waited_retries_stay_within_it() {
+        let (min, max) = (Duration::from_millis(50), Duration::from_millis(300));
+        assert!(backoff(min, max).take(50).all(|d| d <= max));
+        assert_eq!(retry_while_waited(min, Duration::from_secs(5)), RETRY_WHILE_WAITED);
+        assert_eq!(retry_while_waited(min, Duration::from_millis(100)), Duration::from_millis(100));
+        assert_eq!(retry_while_waited(Duration::from_millis(500), Duration::from_secs(5)), Duration::from_millis(500));
+    }
+}
