@@ -281,7 +281,7 @@ impl<M: Manager> Shared<M> {
         let (state, last_error) = {
             let mut g = self.lock();
             g.count_timeout();
-            (g.state(), g.last_error().cloned())
+            (g.state(), g.circuit().last_error().cloned())
         };
         self.metrics.timeout();
         PoolError::Timeout { waited: self.clock.now().duration_since(started), state, last_error }

@@ -1,5 +1,6 @@
-//! Opening connections: one background task per reserved slot, retries with backoff, and the fail-fast
-//! circuit.
+//! Opening connections: one background task per reserved slot, which retries with backoff and, when its
+//! failure opened the fail-fast circuit, is the circuit's probe. When to retry, how long to wait and when the
+//! circuit opens and closes is decided in `circuit.rs`; this file awaits.
 //!
 //! The rules, as docs/architecture.md states them:
 //! - a connect runs in a task of the pool, never in the caller's future, and owns its slot through a
@@ -8,30 +9,20 @@
 //! - an attempt lasts at most `connect_timeout`, or the acquire timeout if that is shorter: a connect never
 //!   outlives the demand that asked for it, so after a network partition heals a fresh attempt is made
 //!   instead of waiting out a stalled one;
-//! - failures are retried with exponential backoff and jitter, capped at `connect_backoff_max` (jitter
-//!   included); the backoff belongs to one run of failures: any successful connect ends the run and every
-//!   task backing off tries again at once; while callers wait or are refused, the next attempt comes within
-//!   [`RETRY_WHILE_WAITED`] of the last one whatever the backoff has grown to;
-//! - the circuit opens only when the pool holds no live connection and connects have failed for
-//!   `fail_fast_after` (at once for a permanent error such as a refused password, or a panicking `connect`);
-//!   the task whose failure opened it becomes the probe, and its first success closes it.
+//! - failures are retried at the delays of [`circuit::backoff`], starting over when any connect succeeds,
+//!   and within [`RETRY_WHILE_WAITED`](circuit::RETRY_WHILE_WAITED) of the last attempt while callers wait
+//!   or are refused; the rules of the run of failures, the circuit and its probe are in `circuit.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
-
+use crate::circuit;
 use crate::errors::ConnectError;
 use crate::hooks::{HookError, Hooks};
 use crate::internals::Conn;
 use crate::manager::Manager;
 use crate::shared::Shared;
-
-/// While callers wait for a connection (or are refused by the open circuit), a failed connect is retried at
-/// least this often, however long the backoff has grown: recovery is then noticed within about this long.
-/// Never more often than `connect_backoff_min`, never less often than `connect_backoff_max`.
-pub(crate) const RETRY_WHILE_WAITED: Duration = Duration::from_millis(200);
 
 /// A reserved connect slot (`size` and `connecting` counted by `Internals::reserve_connects`). Completed by
 /// a successful connect, which turns it into a live connection; dropped any other way, it gives the slot
@@ -60,18 +51,9 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Retry delays of one run of failures: exponential with jitter, never above `connect_backoff_max`.
+    /// Retry delays of one run of failures ([`circuit::backoff`]).
     fn backoff(&self) -> impl Iterator<Item = Duration> + use<M> {
-        let max = self.config.connect_backoff_max;
-        backon::ExponentialBuilder::default()
-            .with_min_delay(self.config.connect_backoff_min)
-            .with_max_delay(max)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build()
-            // backon adds its jitter on top of the capped delay; the cap is a promise to operators.
-            .map(move |d| d.min(max))
+        circuit::backoff(self.config.connect_backoff_min, self.config.connect_backoff_max)
     }
 
     /// The longest an attempt may take: a connect is bounded by the gets it serves.
@@ -79,9 +61,9 @@ impl<M: Manager> Shared<M> {
         self.config.connect_timeout.min(self.config.acquire_timeout)
     }
 
-    /// How soon after an attempt a waited-for retry comes.
+    /// How soon after an attempt a waited-for retry comes ([`circuit::retry_while_waited`]).
     fn retry_while_waited(&self) -> Duration {
-        RETRY_WHILE_WAITED.min(self.config.connect_backoff_max).max(self.config.connect_backoff_min)
+        circuit::retry_while_waited(self.config.connect_backoff_min, self.config.connect_backoff_max)
     }
 
     fn connected(self: &Arc<Self>, mut slot: ConnectSlot<M>, raw: M::Connection, was_probing: bool) {
@@ -176,7 +158,8 @@ enum Resume {
 }
 
 /// Sleeps between two attempts: `delay` after `last_attempt`, cut short when a connect succeeds elsewhere
-/// (then at once) or when callers ask (then [`RETRY_WHILE_WAITED`] after the last attempt).
+/// (then at once) or when callers ask (then [`RETRY_WHILE_WAITED`](circuit::RETRY_WHILE_WAITED) after the
+/// last attempt).
 async fn pause<M: Manager>(
     shared: &Arc<Shared<M>>,
     delay: Duration,
@@ -196,7 +179,7 @@ async fn pause<M: Manager>(
         recovered.as_mut().enable();
         asked.as_mut().enable();
         // A success between the failure and the registration above would be missed otherwise.
-        if shared.lock().successes() != successes {
+        if shared.lock().circuit().successes() != successes {
             return Resume::Recovered;
         }
         tokio::select! {

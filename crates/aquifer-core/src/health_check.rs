@@ -19,9 +19,9 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
         (
             g.state(),
             g.live(),
-            g.circuit_open().map(|(since, _)| since),
+            g.circuit().open().map(|(since, _)| since),
             g.is_closed(),
-            g.last_error().map(|e| e.to_string()),
+            g.circuit().last_error().map(|e| e.to_string()),
             g.server_version().map(str::to_owned),
         )
     };

@@ -1,7 +1,8 @@
 //! The pool's locked state machine. Everything here is synchronous and runs under the pool's mutex; it
 //! decides and hands out tokens (a connection, a waiter key, a number of connect slots to fill), while the
 //! code that awaits lives in `acquire.rs`, `checkin.rs`, `connect.rs`, `housekeeping.rs` and `close.rs`.
-//! Keeping the two apart keeps every lock out of await points.
+//! Keeping the two apart keeps every lock out of await points. The fail-fast circuit and the run of connect
+//! failures are a part of this state with a file of their own, `circuit.rs`.
 //!
 //! Every change of the size, connecting and in-use counts happens in a method of [`Internals`]; its fields are
 //! private. The callers hold the results as guards that undo themselves unless completed: a
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::circuit::Circuit;
 use crate::clock::Stamp;
 use crate::config::Reuse;
 use crate::errors::ConnectError;
@@ -108,20 +110,6 @@ impl CloseReason {
     }
 }
 
-/// The fail-fast circuit and the run of connect failures that may open it.
-struct Circuit<E> {
-    /// Consecutive failed connects since the last success.
-    failures: u32,
-    /// When the current run of failures began (Tokio's clock, so tests can pause it).
-    failing_since: Option<tokio::time::Instant>,
-    last_error: Option<ConnectError<E>>,
-    /// Set while the circuit is open.
-    open_since: Option<Instant>,
-    /// Successful connects so far: a connect task that sees this change while it backs off knows its run of
-    /// failures is over.
-    successes: u64,
-}
-
 /// A checked-out connection, recorded only when leak detection is on.
 pub(crate) struct CheckoutRecord {
     pub(crate) at: Stamp,
@@ -197,7 +185,7 @@ pub(crate) struct Failure {
     pub(crate) failures: u32,
     /// Whether callers are waiting now (retries then come sooner than the backoff).
     pub(crate) demand: bool,
-    /// [`Internals::successes`] at this failure.
+    /// [`Circuit::successes`] at this failure.
     pub(crate) successes: u64,
 }
 
@@ -249,7 +237,7 @@ impl<C, E> Internals<C, E> {
             max_size,
             min_idle,
             closed: false,
-            circuit: Circuit { failures: 0, failing_since: None, last_error: None, open_since: None, successes: 0 },
+            circuit: Circuit::new(),
             checkouts: Slab::new(),
             stats: Stats::default(),
             server_version: None,
@@ -287,22 +275,10 @@ impl<C, E> Internals<C, E> {
         self.size - self.connecting
     }
 
-    /// When the circuit opened and why, while it is open.
-    pub(crate) fn circuit_open(&self) -> Option<(Instant, ConnectError<E>)> {
-        match (self.circuit.open_since, &self.circuit.last_error) {
-            (Some(since), Some(error)) => Some((since, error.clone())),
-            _ => None,
-        }
-    }
-
-    /// The most recent connect failure of the current run of failures (none after a success).
-    pub(crate) fn last_error(&self) -> Option<&ConnectError<E>> {
-        self.circuit.last_error.as_ref()
-    }
-
-    /// Successful connects so far.
-    pub(crate) fn successes(&self) -> u64 {
-        self.circuit.successes
+    /// The fail-fast circuit and the current run of connect failures (changed only by
+    /// [`connect_failed`](Self::connect_failed) and [`connect_succeeded`](Self::connect_succeeded)).
+    pub(crate) fn circuit(&self) -> &Circuit<E> {
+        &self.circuit
     }
 
     pub(crate) fn server_version(&self) -> Option<&str> {
@@ -330,7 +306,7 @@ impl<C, E> Internals<C, E> {
     /// failing fast, so bursts never create connections nobody waits for. Returns how many were reserved;
     /// the caller must fill each with a [`ConnectSlot`](crate::connect::ConnectSlot).
     pub(crate) fn reserve_connects(&mut self) -> usize {
-        if self.closed || self.circuit.open_since.is_some() {
+        if self.closed || self.circuit.is_open() {
             return 0;
         }
         let want = self.waiters.len() + self.min_idle.saturating_sub(self.idle.len());
@@ -382,7 +358,7 @@ impl<C, E> Internals<C, E> {
         if matches!(wait, Wait::Never) {
             return Step::Busy;
         }
-        if let Some((since, error)) = self.circuit_open() {
+        if let Some((since, error)) = self.circuit.open() {
             self.stats.fail_fast += 1;
             return Step::FailFast { since, error };
         }
@@ -395,7 +371,7 @@ impl<C, E> Internals<C, E> {
         let key = self.waiters.push_back(deadline, Some(waker));
         self.stats.waited += 1;
         let connects = self.reserve_connects();
-        let demand = connects == 0 && self.circuit.failures > 0;
+        let demand = connects == 0 && self.circuit.is_failing();
         Step::Wait { key, connects, wake_watcher, demand }
     }
 
@@ -583,12 +559,9 @@ impl<C, E> Internals<C, E> {
     }
 
     /// Records a failed connect of a task that holds a connect slot (`probing`: the task is the open
-    /// circuit's probe).
-    ///
-    /// The circuit opens when the pool holds no live connection (nothing idle, nothing checked out) and
-    /// connects have failed continuously for `fail_fast_after` (zero: never), or at once for a `permanent`
-    /// failure; every waiter is then failed with [`Outcome::Unavailable`], since nothing could serve it. While
-    /// live connections remain, waiters keep waiting for them to come back.
+    /// circuit's probe). The circuit decides whether this opens it ([`Circuit::on_connect_failed`], given the
+    /// pool's live connections) and whether the task tries again ([`Circuit::keeps_trying`]); when it opens,
+    /// every waiter is failed with [`Outcome::Unavailable`], since nothing could serve it.
     pub(crate) fn connect_failed(
         &mut self,
         error: ConnectError<E>,
@@ -598,46 +571,31 @@ impl<C, E> Internals<C, E> {
         probing: bool,
     ) -> Failure {
         self.stats.connect_errors += 1;
-        let c = &mut self.circuit;
-        c.failures = c.failures.saturating_add(1);
-        let since = *c.failing_since.get_or_insert(now);
-        c.last_error = Some(error.clone());
-        let due = permanent || now.saturating_duration_since(since) >= fail_fast_after;
-        let mut opened = false;
+        let live = self.live();
         let mut wakers = Vec::new();
-        if c.open_since.is_none() && !fail_fast_after.is_zero() && due && self.size - self.connecting == 0 {
-            let at = Instant::now();
-            self.circuit.open_since = Some(at);
-            opened = true;
-            wakers = self.waiters.fulfill_all(|| Outcome::Unavailable { since: at, error: error.clone() });
+        let opened = self.circuit.on_connect_failed(error, permanent, fail_fast_after, now, live);
+        if let Some((since, error)) = &opened {
+            wakers = self.waiters.fulfill_all(|| Outcome::Unavailable { since: *since, error: error.clone() });
         }
-        let probing = probing || opened;
-        let retry = !self.closed && (probing || (self.circuit.open_since.is_none() && self.connect_still_needed()));
+        let opened = opened.is_some();
+        let retry = !self.closed && self.circuit.keeps_trying(probing || opened, self.connect_still_needed());
         Failure {
             opened,
             wakers,
             retry,
-            failures: self.circuit.failures,
+            failures: self.circuit.failures(),
             demand: !self.waiters.is_empty(),
-            successes: self.circuit.successes,
+            successes: self.circuit.successes(),
         }
     }
 
-    /// Records a successful connect: its slot now holds a live connection; the circuit closes and the last
-    /// error is forgotten. Returns whether this ended a run of failures (connect tasks backing off should try
-    /// again now) and whether the circuit was open.
+    /// Records a successful connect: its slot now holds a live connection, and the circuit hears of it
+    /// ([`Circuit::on_connect_succeeded`]: it closes and forgets the last error). Returns whether this ended
+    /// a run of failures (connect tasks backing off should try again now) and whether the circuit was open.
     pub(crate) fn connect_succeeded(&mut self) -> (bool, bool) {
         self.connecting -= 1;
         self.stats.created += 1;
-        let c = &mut self.circuit;
-        let ended_failures = c.failures > 0;
-        let was_open = c.open_since.is_some();
-        c.failures = 0;
-        c.failing_since = None;
-        c.last_error = None;
-        c.open_since = None;
-        c.successes += 1;
-        (ended_failures, was_open)
+        self.circuit.on_connect_succeeded()
     }
 
     /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it.

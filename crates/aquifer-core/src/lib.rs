@@ -18,12 +18,14 @@ mod pooled;
 mod reexports;
 mod registry;
 mod retry;
+mod secret;
 mod start;
 mod stats;
 
 // The engine, for maintainers: the locked state machine and the async code around it, one concern a file.
 mod acquire;
 mod checkin;
+mod circuit;
 mod close;
 mod connect;
 mod health_check;
@@ -39,7 +41,7 @@ pub use adapter::{Adapter, connect, connect_env, connect_env_lazy, connect_lazy}
 pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
 pub use clock::Clock;
-pub use config::{DatabaseUrl, MAX_POOL_SIZE, PoolConfig, Reuse, redact_url};
+pub use config::{MAX_POOL_SIZE, PoolConfig, Reuse};
 pub use env::EnvVars;
 pub use errors::{BuildError, ConfigError, ConnectError, PoolError};
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
@@ -50,5 +52,6 @@ pub use pool::Pool;
 pub use pooled::{ConnectionInfo, Pooled};
 pub use registry::{AnyConfig, AnyPool, AnyStartError, Driver, Drivers, NoDriver, Ping, PingError};
 pub use retry::RetryPolicy;
+pub use secret::{DatabaseUrl, redact_url};
 pub use start::{StartError, warm};
 pub use stats::{State, Stats};

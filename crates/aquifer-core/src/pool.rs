@@ -150,7 +150,7 @@ impl<M: Manager> Pool<M> {
                 if g.is_closed() {
                     return Err(PoolError::Closed);
                 }
-                if let Some((since, error)) = g.circuit_open() {
+                if let Some((since, error)) = g.circuit().open() {
                     return Err(PoolError::Unavailable { since, last_error: error });
                 }
                 if g.live() >= g.min_idle() {
@@ -160,7 +160,7 @@ impl<M: Manager> Pool<M> {
                     return Err(PoolError::Timeout {
                         waited: started.elapsed(),
                         state: g.state(),
-                        last_error: g.last_error().cloned(),
+                        last_error: g.circuit().last_error().cloned(),
                     });
                 }
             }

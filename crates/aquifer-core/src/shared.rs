@@ -94,7 +94,7 @@ impl<M: Manager> Shared<M> {
     /// fail.
     pub(crate) fn health_status_now(&self) -> HealthStatus {
         let g = self.lock();
-        if g.is_closed() || g.circuit_open().is_some() || (g.live() == 0 && g.last_error().is_some()) {
+        if g.is_closed() || g.circuit().cut_off(g.live()) {
             return HealthStatus::Unhealthy;
         }
         HealthStatus::from_state(&g.state())
