@@ -73,7 +73,7 @@ impl<'a> EnvVars<'a> {
                 let shown = if name.contains("PASSWORD") {
                     "***".to_owned()
                 } else {
-                    crate::redact_url(&value.to_string_lossy())
+                    crate::secret::redact_url(&value.to_string_lossy())
                 };
                 return Err(ConfigError::Env {
                     var: name.to_owned(),
@@ -181,7 +181,7 @@ impl<'a> EnvVars<'a> {
         let Some(suffix) = suffix_of(field) else { return ConfigError::Invalid { field, value, reason } };
         let suffix = suffix.as_ref();
         let value = match self.get(suffix) {
-            Some(written) if !suffix.ends_with("SQL") => crate::redact_url(&written),
+            Some(written) if !suffix.ends_with("SQL") => crate::secret::redact_url(&written),
             _ => value,
         };
         ConfigError::Env { var: self.var(suffix), value, reason }

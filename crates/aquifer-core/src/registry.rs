@@ -15,7 +15,7 @@ use crate::errors::ConfigError;
 use crate::health::HealthCheck;
 use crate::manager::Manager;
 use crate::pool::Pool;
-use crate::redact_url;
+use crate::secret::redact_url;
 use crate::stats::{State, Stats};
 
 /// A pool of any backend: what a tool needs of a pool whose type it does not know.
