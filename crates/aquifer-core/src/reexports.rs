@@ -139,6 +139,14 @@ macro_rules! adapter_reexports {
                 self.0.stats()
             }
 
+            fn server(&self) -> ::std::string::String {
+                $crate::AnyPool::server(&self.0)
+            }
+
+            fn pool_config(&self) -> &$crate::PoolConfig {
+                self.0.config()
+            }
+
             async fn ping(&self) -> ::core::result::Result<$crate::Ping, $crate::PingError> {
                 $crate::AnyPool::ping(&self.0).await
             }

@@ -102,6 +102,16 @@ impl AnyPool for SqlitePool {
     }
 
     /// A validation query on a reader.
+    /// The readers' server (the database path).
+    fn server(&self) -> String {
+        AnyPool::server(self.readers())
+    }
+
+    /// The readers' settings.
+    fn pool_config(&self) -> &PoolConfig {
+        self.readers().config()
+    }
+
     async fn ping(&self) -> Result<Ping, PingError> {
         AnyPool::ping(self.readers()).await
     }
