@@ -71,6 +71,8 @@ pub struct SqlitePool {
 }
 
 pub(crate) struct Inner {
+    /// The prefix of both engine pools' names.
+    name: String,
     writer: SqliteConnPool,
     readers: SqliteConnPool,
     target: Arc<Target>,
@@ -104,7 +106,7 @@ impl SqlitePool {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let target = Target::new(config);
         let config = &target.config;
-        let (writer_config, reader_config) =
+        let (name, writer_config, reader_config) =
             pool_configs(config, &SqliteManager::with_target(Arc::clone(&target), Role::Writer));
         let mut writer =
             Pool::builder(SqliteManager::with_target(Arc::clone(&target), Role::Writer)).config(writer_config);
@@ -125,7 +127,7 @@ impl SqlitePool {
         // in SQLite's busy handler while the writer commits, which must not happen on a runtime worker.
         let inline = InlineGate::new(&runtime, target.wal());
         let interval = config.checkpoint_interval.filter(|_| !config.is_memory());
-        let inner = Arc::new(Inner { writer, readers, target, inline, task: parking_lot::Mutex::new(None) });
+        let inner = Arc::new(Inner { name, writer, readers, target, inline, task: parking_lot::Mutex::new(None) });
         if let Some(every) = interval {
             *inner.task.lock() = Some(tokio::spawn(checkpoint_task(Arc::downgrade(&inner), every)));
         }
@@ -148,6 +150,13 @@ impl SqlitePool {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// The pool's name, under which [`HealthCheck`](aquifer_core::HealthCheck) lists it: the prefix of its
+    /// engine pools' names, `{name}/writer` and `{name}/readers`. Set with [`SqlitePoolBuilder::name`] (or
+    /// `pool.name`); by default the database path followed by `/main`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The writer pool (size 1), for `get()`, `state()`, `health()` and the rest of the engine's API.
@@ -184,8 +193,8 @@ impl Inner {
     }
 }
 
-/// The writer's and the readers' pool settings: the writer keeps its single connection open.
-fn pool_configs(config: &SqliteConfig, writer: &SqliteManager) -> (PoolConfig, PoolConfig) {
+/// The pool's name and its writer's and readers' pool settings: the writer keeps its single connection open.
+fn pool_configs(config: &SqliteConfig, writer: &SqliteManager) -> (String, PoolConfig, PoolConfig) {
     let base = config.pool.name.clone().unwrap_or_else(|| writer.descriptor().default_pool_name());
     let writer = PoolConfig {
         name: Some(format!("{base}/writer")),
@@ -195,5 +204,5 @@ fn pool_configs(config: &SqliteConfig, writer: &SqliteManager) -> (PoolConfig, P
         ..config.pool.clone()
     };
     let readers = PoolConfig { name: Some(format!("{base}/readers")), ..config.pool.clone() };
-    (writer, readers)
+    (base, writer, readers)
 }
