@@ -222,15 +222,7 @@ impl Opened {
             Opened::Postgres(p) => p.health().await,
             Opened::MySql(p) => p.health().await,
             Opened::Neo4j(p) => p.health().await,
-            Opened::Sqlite(p) => {
-                let both = p.health().await;
-                let mut report = both.readers;
-                if both.writer.status > report.status {
-                    report.status = both.writer.status;
-                    report.last_error = both.writer.last_error.map(|e| format!("writer: {e}"));
-                }
-                report
-            }
+            Opened::Sqlite(p) => aquifer_core::HealthCheck::health(p).await,
         }
     }
 
