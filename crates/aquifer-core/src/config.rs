@@ -273,11 +273,15 @@ impl PoolConfig {
     /// UTF-8 is an error, not a default, and so is an unknown `APP_POOL_*` variable (a misspelt setting), named
     /// with the closest known one.
     pub fn from_env(prefix: &str) -> Result<PoolConfig, ConfigError> {
-        crate::env::read_process_env(prefix, |prefix, lookup| Self::from_lookup(prefix, lookup), |suffix| {
-            // Only the pool's own namespace is checked here: the adapter that reads the rest of `APP_*` (and
-            // knows its names) checks those.
-            !suffix.starts_with("POOL_")
-        })
+        crate::env::read_process_env(
+            prefix,
+            |prefix, lookup| Self::from_lookup(prefix, lookup),
+            |suffix| {
+                // Only the pool's own namespace is checked here: the adapter that reads the rest of `APP_*` (and
+                // knows its names) checks those.
+                !suffix.starts_with("POOL_")
+            },
+        )
     }
 
     /// Like [`PoolConfig::from_env`], reading variables through `lookup` (for tests and other sources).

@@ -2,9 +2,7 @@
 //! inspection without creating a file, and the type-erased view of its pool. The constructors (`connect`,
 //! `connect_env`, ...) are generated from the contract in lib.rs.
 
-use aquifer_core::{
-    Adapter, AnyPool, ConfigError, HealthCheck, HealthReport, Ping, PingError, PoolConfig, State, Stats,
-};
+use aquifer_core::{Adapter, AnyPool, ConfigError, Ping, PingError, PoolConfig, State, Stats};
 
 use crate::{ConnectionError, SqliteConfig, SqlitePool, SqlitePoolBuilder, SqliteStartError};
 
@@ -63,25 +61,6 @@ impl Adapter for SqliteConfig {
     fn for_inspection(&mut self, _application_name: &str) {
         // An operator's check must not create an empty database where a typo points.
         self.create_if_missing = false;
-    }
-}
-
-#[aquifer_core::async_trait]
-impl HealthCheck for SqlitePool {
-    fn name(&self) -> &str {
-        let readers = self.readers().name();
-        readers.strip_suffix("/readers").unwrap_or(readers)
-    }
-
-    /// The readers' report with the worse status of the two pools; a writer's error is prefixed `writer: `.
-    async fn health(&self) -> HealthReport {
-        let both = SqlitePool::health(self).await;
-        let mut report = both.readers;
-        if both.writer.status > report.status {
-            report.status = both.writer.status;
-            report.last_error = both.writer.last_error.map(|e| format!("writer: {e}"));
-        }
-        report
     }
 }
 
