@@ -70,6 +70,10 @@ pub enum Neo4jError {
     /// Any other driver error (a value that does not convert, an unsupported type...).
     #[error(transparent)]
     Driver(neo4rs::Error),
+    /// No password could be had for a new connection (a password file that cannot be read, a credential
+    /// provider that failed with no valid token left).
+    #[error(transparent)]
+    Credentials(#[from] aquifer_core::CredentialError),
     /// [`Neo4jPool::fetch_one`](crate::Neo4jPool::fetch_one) found no row.
     #[error("no rows returned by a query that expected to return at least one row")]
     RowNotFound,
@@ -98,7 +102,7 @@ impl Neo4jError {
             | Neo4jError::ConnectionLost { source }
             | Neo4jError::ConnectionBusy { source } => Some(source),
             Neo4jError::Server(e) | Neo4jError::Driver(e) => Some(e),
-            Neo4jError::Aborted(_) | Neo4jError::RowNotFound => None,
+            Neo4jError::Aborted(_) | Neo4jError::RowNotFound | Neo4jError::Credentials(_) => None,
         }
     }
 
@@ -143,6 +147,7 @@ impl Neo4jError {
                 _ => "server".into(),
             },
             Neo4jError::Aborted(_) => "aborted".into(),
+            Neo4jError::Credentials(_) => "credentials".into(),
             Neo4jError::Driver(_) => "driver".into(),
             Neo4jError::RowNotFound => "row_not_found".into(),
         }
