@@ -9,6 +9,7 @@ mod metrics;
 mod private;
 mod proxy;
 mod restart;
+mod rotation;
 mod secrets;
 mod server;
 #[cfg(feature = "victoria")]
@@ -21,6 +22,9 @@ pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
 pub use proxy::ChaosProxy;
 pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
+pub use rotation::{
+    Order, PasswordFile, ROTATION_EVERY, ROTATION_FOR, ROTATION_TASKS, RotationReport, rotate_under_load,
+};
 pub use secrets::SecretScan;
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
