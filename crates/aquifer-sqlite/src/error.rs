@@ -16,6 +16,9 @@ pub enum ErrorKind {
     /// The file or its directory cannot be opened or created: a missing directory, a permission, a file
     /// system without room.
     CannotOpen,
+    /// The database file does not exist and [`create_if_missing`](crate::SqliteConfig::create_if_missing) is
+    /// off, so it was not created (the `aquifer` CLI always opens databases this way).
+    Missing,
     /// The database, its directory or its file system is read-only.
     ReadOnly,
     /// Another connection or process holds a lock and `busy_timeout` ran out.
@@ -34,6 +37,7 @@ impl ErrorKind {
         match self {
             ErrorKind::NotADatabase => "not_a_database",
             ErrorKind::CannotOpen => "cannot_open",
+            ErrorKind::Missing => "missing",
             ErrorKind::ReadOnly => "read_only",
             ErrorKind::Locked => "locked",
             ErrorKind::Corrupt => "corrupt",
@@ -42,7 +46,8 @@ impl ErrorKind {
         }
     }
 
-    /// The kind of a rusqlite error.
+    /// The kind of a rusqlite error. ([`ErrorKind::Missing`] is never returned here: telling it from
+    /// [`ErrorKind::CannotOpen`] takes the path and the configuration, which the pool has.)
     pub fn of(error: &rusqlite::Error) -> ErrorKind {
         match error.sqlite_error_code() {
             Some(ErrorCode::NotADatabase) => ErrorKind::NotADatabase,
@@ -61,6 +66,10 @@ impl ErrorKind {
             ErrorKind::CannotOpen => {
                 "the file cannot be opened or created: check that its directory exists and that this process may \
                  write there (SQLite creates the -wal and -shm files beside the database)"
+            }
+            ErrorKind::Missing => {
+                "the file does not exist and is not created: create_if_missing is off (the aquifer CLI always turns \
+                 it off, by design, so that a mistyped path never leaves an empty database behind)"
             }
             ErrorKind::ReadOnly => {
                 "the database, its directory or its file system is read-only (a WAL database needs its directory \
