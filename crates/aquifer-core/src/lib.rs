@@ -38,7 +38,7 @@ pub use builder::PoolBuilder;
 pub use clock::Clock;
 pub use config::{DatabaseUrl, MAX_POOL_SIZE, PoolConfig, Reuse, redact_url};
 pub use env::EnvVars;
-pub use errors::{BuildError, ConfigError, ConnectError, PoolError};
+pub use errors::{BuildError, ConfigError, ConnectError, PoolError, source_not_in};
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
 pub use leak::LeakReport;
 pub use manager::{Descriptor, Manager};

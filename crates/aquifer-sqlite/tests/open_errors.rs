@@ -53,6 +53,9 @@ async fn a_missing_file_without_create_if_missing_is_a_typed_error() {
     assert_eq!(kind(&err), ErrorKind::Missing, "{err}");
     assert!(err.is_permanent(), "{err:?}");
     assert_names_path(&err, &path);
+    // Each cause once in a chain walk (docs/architecture.md, "Errors"), and worded as permanent.
+    let rendered = aquifer_testing::assert_each_cause_once(&err);
+    assert!(rendered.contains("database refused the connection (permanent error): cannot open SQLite"), "{rendered}");
     let shown = err.to_string();
     assert!(shown.contains("the file does not exist and is not created: create_if_missing is off"), "{shown}");
     assert!(!shown.contains("directory exists"), "the directory exists: {shown}");
@@ -150,6 +153,7 @@ fn the_sync_pool_reports_the_same_typed_errors() {
     let err = SqliteSyncPool::builder(&path).open_sync().unwrap_err();
     assert_eq!(sync_kind(&err), ErrorKind::NotADatabase, "{err}");
     assert_names_path(&err, &path);
+    aquifer_testing::assert_each_cause_once(&err);
 }
 
 #[tokio::test(flavor = "multi_thread")]

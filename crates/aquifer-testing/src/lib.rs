@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod chain;
 mod fake;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
@@ -13,6 +14,7 @@ mod server;
 #[cfg(feature = "victoria")]
 mod victoria;
 
+pub use chain::{assert_each_cause_once, error_chain, render_chain};
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
