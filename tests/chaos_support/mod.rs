@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 pub const SCRIPT: &str = "bash scripts/dev-services.sh";
 
-/// The acquire timeout of every pool under chaos, as in the measurements.
+/// The acquire timeout of every pool under chaos (and of every peer in benches/faults.rs).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A name unique to this process and test: `aq_chaos_<what>_<pid>`.

@@ -45,7 +45,7 @@ pub use clock::Clock;
 pub use config::{MAX_POOL_SIZE, PoolConfig, Reuse};
 pub use credentials::{Credential, CredentialError, CredentialProvider, Credentials, ProviderError, Secret};
 pub use env::EnvVars;
-pub use errors::{BuildError, ConfigError, ConnectError, PoolError};
+pub use errors::{BuildError, ConfigError, ConnectError, PoolError, source_not_in};
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
 pub use leak::LeakReport;
 pub use manager::{Descriptor, Manager};

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod adapter;
+mod chain;
 mod fake;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
@@ -16,6 +17,7 @@ mod server;
 mod victoria;
 
 pub use adapter::FakeAdapter;
+pub use chain::{assert_each_cause_once, error_chain, render_chain};
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
