@@ -116,7 +116,7 @@ where
                 };
                 n += 1;
                 // One task churns the pool: every few requests its idle connections go, new ones open.
-                if task == 0 && n % 8 == 0 {
+                if task == 0 && n.is_multiple_of(8) {
                     drop_idle();
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
