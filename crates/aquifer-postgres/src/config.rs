@@ -69,6 +69,26 @@ pub struct PgConfig {
     /// Where the password comes from when it is not `url`'s or `password_file`'s: a
     /// [`CredentialProvider`](aquifer_core::CredentialProvider) of the service's own (IAM tokens, Vault), set
     /// in code (`Credentials::provider_fn(..)`). Not serialised. Default: the URL's password.
+    ///
+    /// AWS RDS IAM authentication, with a token generator of the service's own (the AWS SDK's signer, any
+    /// SigV4 code), refreshed two minutes before each 15-minute token expires:
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, SystemTime};
+    /// use aquifer_postgres::{Credential, Credentials, PgConfig};
+    /// # async fn generate_rds_auth_token(host: &str, port: u16, user: &str)
+    /// #     -> Result<String, Box<dyn std::error::Error + Send + Sync>> { Ok(String::new()) }
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let host = "orders.abc.eu-west-1.rds.amazonaws.com";
+    /// let mut config = PgConfig::from_url(format!("postgres://app@{host}:5432/orders?sslmode=verify-full"));
+    /// config.credentials = Credentials::provider_fn("rds-iam", Duration::from_secs(120), move || async move {
+    ///     let token = generate_rds_auth_token(host, 5432, "app").await?;
+    ///     Ok(Credential::expiring(token, SystemTime::now() + Duration::from_secs(15 * 60)))
+    /// });
+    /// let pool = config.connect().await?;
+    /// # Ok(()) }
+    /// ```
     #[serde(skip)]
     pub credentials: Credentials,
     /// Retries of the helpers ([`PgPool::fetch_one`](crate::PgPool::fetch_one),
