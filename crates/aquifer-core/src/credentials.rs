@@ -361,7 +361,9 @@ where
 
 #[derive(Default)]
 struct ProviderState {
-    current: Option<Credential>,
+    /// The credential held, and when it stops being valid on Tokio's clock (its `expires_at` turned into a
+    /// deadline when it was fetched, so the refresh schedule follows Tokio's clock, paused in tests).
+    current: Option<(Credential, Option<tokio::time::Instant>)>,
     last_error: Option<String>,
     refresher: bool,
 }
@@ -380,12 +382,17 @@ const MIN_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
 impl ProviderSource {
-    fn valid(credential: &Credential) -> bool {
-        credential.expires_at.is_none_or(|at| at > SystemTime::now())
+    fn valid(held: &(Credential, Option<tokio::time::Instant>)) -> bool {
+        held.1.is_none_or(|deadline| deadline > tokio::time::Instant::now())
+    }
+
+    fn deadline(credential: &Credential) -> Option<tokio::time::Instant> {
+        let left = credential.expires_at?.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        Some(tokio::time::Instant::now() + left)
     }
 
     async fn current(self: &Arc<Self>) -> Result<Secret, CredentialError> {
-        if let Some(c) = self.state.lock().current.as_ref().filter(|c| Self::valid(c)) {
+        if let Some((c, _)) = self.state.lock().current.as_ref().filter(|c| Self::valid(c)) {
             return Ok(c.secret.clone());
         }
         let secret = self.refresh(false).await?;
@@ -401,7 +408,7 @@ impl ProviderSource {
         let _one = self.fetching.lock().await;
         let changed_meanwhile = self.generation.load(Ordering::Acquire) != before;
         if (!force || changed_meanwhile)
-            && let Some(c) = self.state.lock().current.as_ref().filter(|c| Self::valid(c))
+            && let Some((c, _)) = self.state.lock().current.as_ref().filter(|c| Self::valid(c))
         {
             return Ok(c.secret.clone());
         }
@@ -410,10 +417,11 @@ impl ProviderSource {
             Ok(credential) => {
                 let secret = credential.secret.clone();
                 let mut state = self.state.lock();
-                if state.current.as_ref().is_some_and(|old| old.secret != secret) {
+                if state.current.as_ref().is_some_and(|(old, _)| old.secret != secret) {
                     self.generation.fetch_add(1, Ordering::AcqRel);
                 }
-                state.current = Some(credential);
+                let deadline = Self::deadline(&credential);
+                state.current = Some((credential, deadline));
                 state.last_error = None;
                 drop(state);
                 crate::metrics::credential_refreshed(&name, "success");
@@ -425,7 +433,7 @@ impl ProviderSource {
                 let mut state = self.state.lock();
                 state.last_error = Some(reason.clone());
                 match state.current.as_ref().filter(|c| Self::valid(c)) {
-                    Some(c) => {
+                    Some((c, _)) => {
                         tracing::warn!(target: "aquifer::credentials", provider = %name, error = %reason,
                             "credential refresh failed; keeping the current credential until it expires");
                         Ok(c.secret.clone())
@@ -471,9 +479,9 @@ impl ProviderSource {
     /// How long until the held credential is due for a refresh; `None` when it never expires.
     fn until_refresh(&self) -> Option<Duration> {
         let state = self.state.lock();
-        let expires_at = state.current.as_ref()?.expires_at?;
-        let due = expires_at.checked_sub(self.refresh_ahead).unwrap_or(expires_at);
-        Some(due.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+        let deadline = state.current.as_ref()?.1?;
+        let due = deadline.checked_sub(self.refresh_ahead).unwrap_or(deadline);
+        Some(due.saturating_duration_since(tokio::time::Instant::now()))
     }
 }
 
