@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod adapter;
+mod counting_proxy;
 mod fake;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
@@ -15,6 +16,7 @@ mod server;
 mod victoria;
 
 pub use adapter::FakeAdapter;
+pub use counting_proxy::{CountingProxy, WireProtocol};
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
