@@ -13,23 +13,21 @@
 //! `aquifer-my-helper`, `mysql_async`; default all), `BENCH_FAULTS` (a comma list of `none`, `resets-load`,
 //! `resets-idle`, `black-hole`, `refuse`, `latency`, `cut`; default all). Not run by CI.
 
-#[path = "../tests/chaos_support/mod.rs"]
-mod chaos_support;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aquifer_chaos_backends::{MySql, Postgres};
 use aquifer_mysql::mysql_async::{self, prelude::Queryable};
 use aquifer_postgres::sqlx;
 use aquifer_testing::ChaosProxy;
-use chaos_support::{ChaosBackend, MySql, Postgres};
+use aquifer_testing::chaos::{self, ChaosBackend};
 
 const POOL: usize = 8;
 const TASKS: usize = 32;
-const ACQUIRE: Duration = Duration::from_secs(2);
+const ACQUIRE: Duration = chaos::ACQUIRE_TIMEOUT;
 
 type BoxFut = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 type Request = Arc<dyn Fn() -> BoxFut + Send + Sync>;
@@ -69,8 +67,8 @@ struct Target {
 /// An Aquifer pool of backend `B` behind `port`: a checkout and a short statement per request, or the
 /// adapter's helper when `helper`.
 async fn aquifer_target<B: ChaosBackend>(port: u16, marker: &str, helper: bool) -> Target {
-    let pool = B::pool(port, marker, POOL);
-    chaos_support::fill(&pool, POOL).await;
+    let pool = chaos::pool::<B>(port, marker, POOL);
+    chaos::fill(&pool, POOL).await;
     let closer = pool.clone();
     let request: Request = Arc::new(move || {
         let pool = pool.clone();
@@ -289,8 +287,8 @@ fn main() {
     let faults = list("BENCH_FAULTS");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        Postgres::require().await;
-        MySql::require().await;
+        chaos::require::<Postgres>().await;
+        chaos::require::<MySql>().await;
         println!("pool {POOL}, {TASKS} tasks of SELECT 1, acquire timeout {ACQUIRE:?}, window {window:?}\n");
         println!("| fault | peer | ok | failed | requests/s | server connections left |");
         println!("|---|---|---:|---:|---:|---:|");

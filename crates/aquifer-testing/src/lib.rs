@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod adapter;
+pub mod chaos;
 mod counting_proxy;
 mod fake;
 #[cfg(feature = "fuzz")]
