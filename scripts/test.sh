@@ -11,6 +11,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "deploy files: dashboards against @grafana/schema, provisioning, docker-compose config"
 bash scripts/check-deploy-files.sh
+step "alert rules: promtool checks, unit tests on vmalert-tool and promtool"
+bash scripts/check-alerts.sh
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo doc (broken links and missing docs are errors)"

@@ -12,5 +12,7 @@ fn a_variable_that_is_not_utf8_is_an_error_naming_it_not_a_default() {
     let err = aquifer_postgres::PgConfig::from_env("NONUTF8").unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("NONUTF8_URL") && msg.contains("not valid UTF-8"), "{msg}");
-    assert!(aquifer_postgres::PgConfig::from_env("OTHERPREFIX").is_ok());
+    // Another prefix is not affected: its only complaint is its own missing URL.
+    let other = aquifer_postgres::PgConfig::from_env("OTHERPREFIX").unwrap_err().to_string();
+    assert!(other.contains("OTHERPREFIX_URL") && !other.contains("UTF-8"), "{other}");
 }
