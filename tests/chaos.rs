@@ -14,7 +14,7 @@ use aquifer_testing::chaos::{
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
-/// Pool size and load of the measurements: 8 connections, 32 tasks.
+/// Pool size and load of every chaos test: 8 connections, 32 tasks (four callers per connection).
 const POOL: usize = 8;
 const TASKS: usize = 32;
 /// Bound on any single step that should finish at once when the pool works.

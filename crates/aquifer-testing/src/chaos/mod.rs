@@ -31,7 +31,7 @@ pub use soak::{Sample, SoakConfig, SoakReport, rss_kib, soak};
 /// The command that starts the servers, named when one is not reachable.
 const SCRIPT: &str = "bash scripts/dev-services.sh";
 
-/// The acquire timeout of every pool under chaos.
+/// The acquire timeout of every pool under chaos (and of every peer in benches/faults.rs).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The leak threshold of every pool under chaos: far above any request, so a report means a real leak.
