@@ -2,6 +2,8 @@
 
 mod adapter;
 mod chain;
+pub mod chaos;
+mod counting_proxy;
 mod fake;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
@@ -18,6 +20,7 @@ mod victoria;
 
 pub use adapter::FakeAdapter;
 pub use chain::{assert_each_cause_once, error_chain, render_chain};
+pub use counting_proxy::{CountingProxy, WireProtocol};
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
