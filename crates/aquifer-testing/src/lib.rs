@@ -11,6 +11,8 @@ mod proxy;
 mod restart;
 mod secrets;
 mod server;
+#[cfg(feature = "suite")]
+pub mod suite;
 #[cfg(feature = "victoria")]
 mod victoria;
 
@@ -18,7 +20,9 @@ pub use adapter::FakeAdapter;
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
-pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
+pub use private::{
+    PrivateArcadeDb, PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port,
+};
 pub use proxy::ChaosProxy;
 pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
 pub use secrets::SecretScan;
