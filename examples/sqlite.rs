@@ -172,7 +172,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.checkpoints.truncates
     );
 
-    let health = pool.health().await;
+    let health = pool.health_detail().await;
     println!("\n   Health: {}", health.status);
     table(
         &["pool", "status", "latency", "utilization", "server"],

@@ -6,7 +6,9 @@
 #   - the provisioning files: the datasource uid the dashboards default to is provisioned, and the dashboard
 #     provider reads the directory docker-compose.yml mounts the dashboards at;
 #   - docker-compose.yml with `docker-compose config` (Debian's docker-compose validates without an engine).
-# Whether every panel query runs and returns data is tested by tests/dashboards.rs against VictoriaMetrics.
+# Whether every panel query runs and returns data is tested by tests/dashboards.rs against VictoriaMetrics. The
+# alert rules, and deploy/prometheus.yml with the rule files docker-compose.yml mounts, are checked by
+# scripts/check-alerts.sh (promtool, vmalert-tool).
 # Tools are installed once into $AQUIFER_TOOLS_DIR (default /tmp/aquifer-tools): npm packages, and the Debian
 # package docker-compose.
 set -euo pipefail

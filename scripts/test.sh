@@ -7,10 +7,14 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 command -v cargo-nextest >/dev/null || { step "installing cargo-nextest"; cargo install --locked cargo-nextest; }
 
+step "rust-version against Cargo.lock and the Dockerfile"
+bash scripts/check-rust-version.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "deploy files: dashboards against @grafana/schema, provisioning, docker-compose config"
 bash scripts/check-deploy-files.sh
+step "alert rules: promtool checks, unit tests on vmalert-tool and promtool"
+bash scripts/check-alerts.sh
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo doc (broken links and missing docs are errors)"

@@ -8,6 +8,9 @@
 # here. It is fetched with `apt-get download` from the unstable suite of the machine's own Debian mirror and
 # unpacked with `dpkg -x` (sid_unpack in lib.sh: a private sources list and package cache, the system's apt state
 # untouched). Data in .../data, log in .../server.log, PID in .../server.pid.
+# The same package holds vmalert and vmalert-tool, kept in .../pkg/usr/bin beside the server: the alert rules'
+# unit tests (scripts/check-alerts.sh) run vmalert-tool, and tests/alerts.rs runs vmalert against this server.
+# `--unpack-only` unpacks the package (unless every one of the three is there) and starts nothing.
 # Idempotent: a VictoriaMetrics that already answers is left alone.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -21,14 +24,17 @@ ready() { curl -sf -m 2 "http://127.0.0.1:$port/health" 2>/dev/null | grep -q OK
 
 command -v curl >/dev/null || apt_install curl
 
+binaries=("$bin" "$dir/pkg/usr/bin/vmalert" "$dir/pkg/usr/bin/vmalert-tool")
+unpacked() { for b in "${binaries[@]}"; do [ -x "$b" ] || return 1; done; }
+if ! unpacked; then
+  sid_unpack victoria-metrics "$dir/pkg"
+  unpacked || { log "the victoria-metrics package lacks one of ${binaries[*]}"; exit 1; }
+fi
+[ "${1:-}" = --unpack-only ] && exit 0
+
 if ready; then
   log "VictoriaMetrics already running on 127.0.0.1:$port"
   exit 0
-fi
-
-if [ ! -x "$bin" ]; then
-  sid_unpack victoria-metrics "$dir/pkg"
-  [ -x "$bin" ] || { log "the victoria-metrics package holds no $bin"; exit 1; }
 fi
 
 # A stale process of ours (started but never became ready) is stopped before starting anew.

@@ -24,8 +24,8 @@ use crate::start::StartError;
 /// behaviour suite of `aquifer-testing` against a real server: docs/adapters.md walks through it.
 ///
 /// ```
-/// # use aquifer_core::{Adapter, ConfigError, PoolConfig, StartError};
-/// # use aquifer_testing::{FakeAdapter, FakePool};
+/// # use aquifer_core::Adapter;
+/// # use aquifer_testing::FakeAdapter;
 /// // A configuration from the adapter's own URL form, then its lazy pool: nothing connects yet.
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

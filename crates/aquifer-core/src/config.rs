@@ -270,10 +270,18 @@ impl PoolConfig {
     /// Unset variables keep their default.
     /// Durations are written like `30s`, `500ms` or `10m`; optional ones also accept `off`/`none`/`0`.
     /// The result is validated; errors name the variable and its value. A variable whose value is not valid
-    /// UTF-8 is an error, not a default.
+    /// UTF-8 is an error, not a default, and so is an unknown `APP_POOL_*` variable (a misspelt setting), named
+    /// with the closest known one.
     pub fn from_env(prefix: &str) -> Result<PoolConfig, ConfigError> {
-        EnvVars::reject_non_unicode(prefix)?;
-        Self::from_lookup(prefix, |name| std::env::var(name).ok())
+        crate::env::read_process_env(
+            prefix,
+            |prefix, lookup| Self::from_lookup(prefix, lookup),
+            |suffix| {
+                // Only the pool's own namespace is checked here: the adapter that reads the rest of `APP_*` (and
+                // knows its names) checks those.
+                !suffix.starts_with("POOL_")
+            },
+        )
     }
 
     /// Like [`PoolConfig::from_env`], reading variables through `lookup` (for tests and other sources).

@@ -157,6 +157,11 @@ impl HealthRegistry {
         self.checks.write().push(Arc::new(check));
     }
 
+    /// Adds a check already shared (a pool of any backend opened through [`Drivers`](crate::Drivers)).
+    pub fn register_shared(&self, check: Arc<dyn HealthCheck>) {
+        self.checks.write().push(check);
+    }
+
     /// Removes the pools registered under `name`; returns how many were removed.
     pub fn unregister(&self, name: &str) -> usize {
         let mut checks = self.checks.write();

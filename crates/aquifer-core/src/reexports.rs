@@ -9,6 +9,13 @@
 ///   constant `ENV_PREFIX`, from [`aquifer_core::connect`](crate::connect) and its siblings;
 /// - the configuration's inherent `from_env(prefix)`, `connect()` and `connect_lazy()`, the
 ///   [`Adapter`](crate::Adapter) methods of the same names, so a service need not import the trait;
+/// - with `pool:`, the [`Adapter`](crate::Adapter) impl of the config: the delegations every adapter writes
+///   the same way (`from_url` and `from_lookup` to the config's inherent functions of those names,
+///   `pool_config` to its `pool` field, `build` from its inherent `manager()`, `start` to the pool's), plus
+///   the items of the `adapter: { .. }` block, which hold what is the adapter's own (its constants, and
+///   `for_inspection` or `is_foreign_env` when it overrides them). An adapter whose pool is a struct of its
+///   own implements the trait by hand.
+/// - a compile-time check that the pool, config, manager and errors are `Send + Sync`;
 /// - `pool: XPool`: a newtype over [`Pool<XManager>`](crate::Pool) that dereferences to it (so every pool
 ///   method works on it), is cheap to clone, converts from and into it, and implements
 ///   [`HealthCheck`](crate::HealthCheck). A newtype (not an alias) so the adapter can add its helpers as
@@ -20,7 +27,8 @@
 /// - `start_error: XStartError`: [`StartError`](crate::StartError) of the same (the constructors).
 /// - `error: XError`: [`OperationError`](crate::OperationError) of the helpers.
 ///
-/// It also re-exports the engine types services need most: `ConfigError`, `DatabaseUrl`, `HealthCheck`,
+/// It also re-exports the engine types services need most: `ConfigError`, the credential types
+/// (`Credential`, `CredentialError`, `CredentialProvider`, `Credentials`, `Secret`), `DatabaseUrl`, `HealthCheck`,
 /// `HealthRegistry`, `HealthReport`, `HealthStatus`, `PoolConfig`, `RetryPolicy`, `State` and `Stats`.
 ///
 /// ```text
@@ -32,6 +40,11 @@
 ///     pool_error: PgPoolError,
 ///     start_error: PgStartError,
 ///     error: PgOperationError,
+///     adapter: {
+///         const SYSTEM: &'static str = "postgresql";
+///         const ENV_PREFIX: &'static str = "POSTGRES";
+///         const URL_SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
+///     },
 /// }
 /// ```
 #[macro_export]
@@ -43,8 +56,43 @@ macro_rules! adapter_reexports {
         pooled: $pooled:ident,
         pool_error: $pool_error:ident,
         start_error: $start_error:ident,
-        error: $error:ident $(,)?
+        error: $error:ident,
+        adapter: { $($adapter:tt)* } $(,)?
     ) => {
+        impl $crate::Adapter for $config {
+            type Pool = $pool;
+            type Error = <$manager as $crate::Manager>::Error;
+
+            fn from_url(url: &str) -> Self {
+                <$config>::from_url(url)
+            }
+
+            fn from_lookup(
+                prefix: &str,
+                lookup: &dyn Fn(&str) -> ::core::option::Option<::std::string::String>,
+            ) -> ::core::result::Result<Self, $crate::ConfigError> {
+                <$config>::from_lookup(prefix, lookup)
+            }
+
+            fn pool_config(&self) -> &$crate::PoolConfig {
+                &self.pool
+            }
+
+            fn pool_config_mut(&mut self) -> &mut $crate::PoolConfig {
+                &mut self.pool
+            }
+
+            fn build(&self) -> ::core::result::Result<$pool, $start_error> {
+                ::core::result::Result::Ok($pool($crate::Pool::builder(self.manager()?).config(self.pool.clone()).build()?))
+            }
+
+            async fn start(pool: $pool) -> ::core::result::Result<$pool, $start_error> {
+                pool.start().await
+            }
+
+            $($adapter)*
+        }
+
         $crate::adapter_reexports! {
             config: $config,
             manager: $manager,
@@ -139,6 +187,14 @@ macro_rules! adapter_reexports {
                 self.0.stats()
             }
 
+            fn server(&self) -> ::std::string::String {
+                $crate::AnyPool::server(&self.0)
+            }
+
+            fn pool_config(&self) -> &$crate::PoolConfig {
+                self.0.config()
+            }
+
             async fn ping(&self) -> ::core::result::Result<$crate::Ping, $crate::PingError> {
                 $crate::AnyPool::ping(&self.0).await
             }
@@ -161,6 +217,16 @@ macro_rules! adapter_reexports {
         start_error: $start_error:ident,
         error: $error:ident $(,)?
     ) => {
+        // What a service shares between tasks must be Send + Sync; checked at compile time.
+        const _: () = {
+            const fn assert_send_sync<T: Send + Sync>() {}
+            assert_send_sync::<$pool_ty>();
+            assert_send_sync::<$config>();
+            assert_send_sync::<$manager>();
+            assert_send_sync::<$error>();
+            assert_send_sync::<$start_error>();
+        };
+
         /// The prefix of the environment variables [`connect_env`] and [`connect_env_lazy`] read.
         pub const ENV_PREFIX: &str = <$config as $crate::Adapter>::ENV_PREFIX;
 
@@ -234,8 +300,8 @@ macro_rules! adapter_reexports {
         >;
 
         pub use $crate::{
-            ConfigError, DatabaseUrl, HealthCheck, HealthRegistry, HealthReport, HealthStatus, PoolConfig,
-            RetryPolicy, State, Stats,
+            ConfigError, Credential, CredentialError, CredentialProvider, Credentials, DatabaseUrl, HealthCheck,
+            HealthRegistry, HealthReport, HealthStatus, PoolConfig, RetryPolicy, Secret, State, Stats,
         };
     };
 }

@@ -30,6 +30,10 @@ pub trait AnyPool: HealthCheck + fmt::Debug {
     fn state(&self) -> State;
     /// What the pool has done since it was built.
     fn stats(&self) -> Stats;
+    /// `server.address:server.port/db.namespace` (never credentials).
+    fn server(&self) -> String;
+    /// The engine's settings the pool runs with (sizes, timeouts; no URL).
+    fn pool_config(&self) -> &PoolConfig;
     /// Checks out a connection and runs the backend's validation on it (the driver's ping, `RETURN 1`,
     /// `SELECT 1`): how long the checkout waited and how long the round trip took.
     ///
@@ -54,6 +58,14 @@ impl<M: Manager> AnyPool for Pool<M> {
 
     fn stats(&self) -> Stats {
         Pool::stats(self)
+    }
+
+    fn server(&self) -> String {
+        self.descriptor().default_pool_name()
+    }
+
+    fn pool_config(&self) -> &PoolConfig {
+        self.config()
     }
 
     async fn ping(&self) -> Result<Ping, PingError> {

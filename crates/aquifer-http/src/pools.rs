@@ -3,29 +3,19 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aquifer_core::{
-    HealthCheck, HealthRegistry, HealthReport, Manager, Pool, PoolConfig, RegistryReport, State, Stats,
-};
+use aquifer_core::{AnyPool, HealthCheck, HealthRegistry, HealthReport, PoolConfig, RegistryReport, State, Stats};
 use serde::{Serialize, Serializer};
 
-/// What the routes need of one pool, with the backend erased.
-trait Exposed: HealthCheck {
-    fn snapshot(&self) -> PoolStats;
-}
-
-impl<M: Manager> Exposed for Pool<M> {
-    fn snapshot(&self) -> PoolStats {
-        let state = self.state();
-        let descriptor = self.descriptor();
-        PoolStats {
-            name: self.name().to_owned(),
-            system: descriptor.system.to_string(),
-            server: descriptor.default_pool_name(),
-            utilization: state.utilization(),
-            state,
-            stats: self.stats(),
-            config: self.config().clone(),
-        }
+fn snapshot(pool: &dyn AnyPool) -> PoolStats {
+    let state = pool.state();
+    PoolStats {
+        name: pool.name().to_owned(),
+        system: pool.system().to_owned(),
+        server: pool.server(),
+        utilization: state.utilization(),
+        state,
+        stats: pool.stats(),
+        config: pool.pool_config().clone(),
     }
 }
 
@@ -33,11 +23,11 @@ impl<M: Manager> Exposed for Pool<M> {
 ///
 /// Registering a pool keeps a clone of its handle, so the pool stays open until it is
 /// [unregistered](Pools::unregister) or every clone of this set is dropped. An adapter's pool type (`PgPool`,
-/// `MySqlPool`, `Neo4jPool`) dereferences to the engine's pool: register it as `pools.register(&pg)`.
+/// `MySqlPool`, `Neo4jPool`, `SqlitePool`) is an [`AnyPool`]: register it as `pools.register(&pg)`.
 #[derive(Clone, Default)]
 pub struct Pools {
     health: HealthRegistry,
-    pools: Arc<parking_lot::RwLock<Vec<Arc<dyn Exposed>>>>,
+    pools: Arc<parking_lot::RwLock<Vec<Arc<dyn AnyPool>>>>,
 }
 
 impl std::fmt::Debug for Pools {
@@ -53,10 +43,18 @@ impl Pools {
         Self::default()
     }
 
-    /// Adds `pool` under its name ([`Pool::name`]); the routes list pools in registration order.
-    pub fn register<M: Manager>(&self, pool: &Pool<M>) -> &Self {
-        self.health.register(pool.clone());
-        self.pools.write().push(Arc::new(pool.clone()));
+    /// Adds `pool` under its name; the routes list pools in registration order. Any pool of any backend
+    /// ([`AnyPool`]): the engine's `Pool`, an adapter's `PgPool`, `SqlitePool` (listed as its readers; register
+    /// `writer()` and `readers()` instead to list both).
+    pub fn register<P: AnyPool + Clone + 'static>(&self, pool: &P) -> &Self {
+        self.register_shared(Arc::new(pool.clone()))
+    }
+
+    /// Adds a pool whose backend was chosen at run time (opened through
+    /// [`Drivers`](aquifer_core::Drivers)).
+    pub fn register_shared(&self, pool: Arc<dyn AnyPool>) -> &Self {
+        self.health.register_shared(Arc::clone(&pool) as Arc<dyn HealthCheck>);
+        self.pools.write().push(pool);
         self
     }
 
@@ -93,7 +91,7 @@ impl Pools {
     /// State, counters and configuration of every pool, without touching a connection (what `GET /stats`
     /// serves).
     pub fn stats(&self) -> StatsReport {
-        StatsReport { pools: self.pools.read().iter().map(|p| p.snapshot()).collect(), taken_at: SystemTime::now() }
+        StatsReport { pools: self.pools.read().iter().map(|p| snapshot(&**p)).collect(), taken_at: SystemTime::now() }
     }
 }
 

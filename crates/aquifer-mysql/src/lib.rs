@@ -27,13 +27,17 @@ aquifer_core::adapter_reexports! {
     pool_error: MySqlPoolError,
     start_error: MySqlStartError,
     error: MySqlOperationError,
-}
+    adapter: {
+        const SYSTEM: &'static str = "mysql";
+        const ENV_PREFIX: &'static str = "MYSQL";
+        const URL_SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
 
-// What a service shares between tasks must be Send + Sync; checked at compile time.
-const _: () = {
-    const fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<MySqlPool>();
-    assert_send_sync::<MySqlConfig>();
-    assert_send_sync::<MySqlOperationError>();
-    assert_send_sync::<MySqlStartError>();
-};
+        fn is_foreign_env(suffix: &str) -> bool {
+            // The official Docker images' variables (MySQL's and MariaDB's), often beside the service's own.
+            matches!(
+                suffix,
+                "ROOT_PASSWORD" | "ROOT_HOST" | "DATABASE" | "USER" | "PASSWORD" | "ALLOW_EMPTY_PASSWORD" | "RANDOM_ROOT_PASSWORD"
+            )
+        }
+    },
+}

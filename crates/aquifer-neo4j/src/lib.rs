@@ -24,16 +24,22 @@ aquifer_core::adapter_reexports! {
     pool_error: Neo4jPoolError,
     start_error: Neo4jStartError,
     error: Neo4jOperationError,
+    adapter: {
+        const SYSTEM: &'static str = "neo4j";
+        const ENV_PREFIX: &'static str = "NEO4J";
+        const URL_SCHEMES: &'static [&'static str] = &["bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"];
+
+        fn is_foreign_env(suffix: &str) -> bool {
+            // The official Docker image reads NEO4J_AUTH, NEO4J_PLUGINS, NEO4J_ACCEPT_LICENSE_AGREEMENT and the
+            // server's settings as NEO4J_server_memory_heap_max__size (lower case after the prefix).
+            matches!(suffix, "AUTH" | "PLUGINS" | "ACCEPT_LICENSE_AGREEMENT" | "EDITION" | "HOME")
+                || suffix.starts_with(|c: char| c.is_ascii_lowercase())
+        }
+    },
 }
 
-// What a service shares between tasks must be Send + Sync; checked at compile time.
+// Beyond what the macro checks: the connection a checkout lends.
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<Neo4jPool>();
-    assert_send_sync::<Neo4jManager>();
     assert_send_sync::<Neo4jConnection>();
-    assert_send_sync::<Neo4jConfig>();
-    assert_send_sync::<Neo4jError>();
-    assert_send_sync::<Neo4jStartError>();
-    assert_send_sync::<Neo4jOperationError>();
 };

@@ -1,53 +1,12 @@
-//! PostgreSQL's side of the [`Adapter`] contract (its names, the URL check, building the manager), and the
-//! constructors only it has: from [`PgConnectOptions`] instead of a URL. The shared constructors
-//! (`connect`, `connect_env`, ...) are generated from the contract in lib.rs.
+//! What only PostgreSQL's adapter does: the URL check and building the manager (which the
+//! [`Adapter`](aquifer_core::Adapter) impl generated in lib.rs builds on), and constructors from
+//! [`PgConnectOptions`] instead of a URL. The shared constructors (`connect`, `connect_env`, ...) are
+//! generated from the contract in lib.rs.
 
-use aquifer_core::{Adapter, ConfigError, Pool, PoolBuilder, PoolConfig, StartError, redact_url};
+use aquifer_core::{ConfigError, Pool, PoolBuilder, redact_url};
 use sqlx::postgres::PgConnectOptions;
 
 use crate::{PgConfig, PgManager, PgPool, PgStartError};
-
-impl Adapter for PgConfig {
-    type Pool = PgPool;
-    type Error = sqlx::Error;
-
-    const SYSTEM: &'static str = "postgresql";
-    const ENV_PREFIX: &'static str = "POSTGRES";
-    const URL_SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
-
-    fn from_url(url: &str) -> Self {
-        PgConfig::from_url(url)
-    }
-
-    fn from_lookup(prefix: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        PgConfig::from_lookup(prefix, lookup)
-    }
-
-    fn pool_config(&self) -> &PoolConfig {
-        &self.pool
-    }
-
-    fn pool_config_mut(&mut self) -> &mut PoolConfig {
-        &mut self.pool
-    }
-
-    fn build(&self) -> Result<PgPool, PgStartError> {
-        Ok(self.builder()?.build()?.into())
-    }
-
-    async fn start(pool: PgPool) -> Result<PgPool, StartError<sqlx::Error>> {
-        pool.start().await
-    }
-
-    fn for_inspection(&mut self, application_name: &str) {
-        self.application_name.get_or_insert_with(|| application_name.to_owned());
-    }
-
-    fn is_foreign_env(suffix: &str) -> bool {
-        // The official Docker image's variables, often in the same environment as the service's.
-        matches!(suffix, "PASSWORD" | "USER" | "DB" | "INITDB_ARGS" | "INITDB_WALDIR" | "HOST_AUTH_METHOD")
-    }
-}
 
 impl PgConfig {
     /// The manager for `url` with these settings.

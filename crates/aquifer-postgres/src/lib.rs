@@ -28,13 +28,18 @@ aquifer_core::adapter_reexports! {
     pool_error: PgPoolError,
     start_error: PgStartError,
     error: PgOperationError,
-}
+    adapter: {
+        const SYSTEM: &'static str = "postgresql";
+        const ENV_PREFIX: &'static str = "POSTGRES";
+        const URL_SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
 
-// What a service shares between tasks must be Send + Sync; checked at compile time.
-const _: () = {
-    const fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<PgPool>();
-    assert_send_sync::<PgConfig>();
-    assert_send_sync::<PgOperationError>();
-    assert_send_sync::<PgStartError>();
-};
+        fn for_inspection(&mut self, application_name: &str) {
+            self.application_name.get_or_insert_with(|| application_name.to_owned());
+        }
+
+        fn is_foreign_env(suffix: &str) -> bool {
+            // The official Docker image's variables, often in the same environment as the service's.
+            matches!(suffix, "PASSWORD" | "USER" | "DB" | "INITDB_ARGS" | "INITDB_WALDIR" | "HOST_AUTH_METHOD")
+        }
+    },
+}

@@ -2,9 +2,7 @@
 //! inspection without creating a file, and the type-erased view of its pool. The constructors (`connect`,
 //! `connect_env`, ...) are generated from the contract in lib.rs.
 
-use aquifer_core::{
-    Adapter, AnyPool, ConfigError, HealthCheck, HealthReport, Ping, PingError, PoolConfig, State, Stats,
-};
+use aquifer_core::{Adapter, AnyPool, ConfigError, Ping, PingError, PoolConfig, State, Stats};
 
 use crate::{ConnectionError, SqliteConfig, SqlitePool, SqlitePoolBuilder, SqliteStartError};
 
@@ -67,25 +65,6 @@ impl Adapter for SqliteConfig {
 }
 
 #[aquifer_core::async_trait]
-impl HealthCheck for SqlitePool {
-    fn name(&self) -> &str {
-        let readers = self.readers().name();
-        readers.strip_suffix("/readers").unwrap_or(readers)
-    }
-
-    /// The readers' report with the worse status of the two pools; a writer's error is prefixed `writer: `.
-    async fn health(&self) -> HealthReport {
-        let both = SqlitePool::health(self).await;
-        let mut report = both.readers;
-        if both.writer.status > report.status {
-            report.status = both.writer.status;
-            report.last_error = both.writer.last_error.map(|e| format!("writer: {e}"));
-        }
-        report
-    }
-}
-
-#[aquifer_core::async_trait]
 impl AnyPool for SqlitePool {
     fn system(&self) -> &str {
         AnyPool::system(self.readers())
@@ -102,6 +81,16 @@ impl AnyPool for SqlitePool {
     }
 
     /// A validation query on a reader.
+    /// The readers' server (the database path).
+    fn server(&self) -> String {
+        AnyPool::server(self.readers())
+    }
+
+    /// The readers' settings.
+    fn pool_config(&self) -> &PoolConfig {
+        self.readers().config()
+    }
+
     async fn ping(&self) -> Result<Ping, PingError> {
         AnyPool::ping(self.readers()).await
     }

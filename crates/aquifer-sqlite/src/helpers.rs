@@ -21,7 +21,9 @@ use rusqlite::{Connection, Params, Row, Transaction};
 
 use crate::error::is_busy;
 use crate::manager::{Role, SqliteManager};
-use crate::pool::{Inline, Inner, TRANSACTION, catch, run_blocking, write_inline, write_transaction, yield_for};
+use crate::pool::Inner;
+use crate::pool::run::{TRANSACTION, catch, run_blocking, yield_for};
+use crate::pool::write::{Inline, write_inline, write_transaction};
 use crate::{SqliteOperationError, SqlitePool, SqlitePooled};
 
 /// A type a row converts into: rusqlite's own row conversion (`TryFrom<&Row>`), implemented for tuples of

@@ -35,12 +35,3 @@ aquifer_core::adapter_reexports! {
     start_error: SqliteStartError,
     error: SqliteOperationError,
 }
-
-// What a service shares between tasks must be Send + Sync; checked at compile time.
-const _: () = {
-    const fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<SqlitePool>();
-    assert_send_sync::<SqliteConfig>();
-    assert_send_sync::<SqliteOperationError>();
-    assert_send_sync::<SqliteStartError>();
-};

@@ -10,7 +10,7 @@ use common::temp_db;
 async fn both_pools_report_healthy_with_the_sqlite_version_and_path() {
     let (_dir, path) = temp_db("health");
     let pool = SqlitePool::builder(&path).connect().await.unwrap();
-    let health = pool.health().await;
+    let health = pool.health_detail().await;
     assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
     for report in [&health.writer, &health.readers] {
         assert_eq!(report.system, "sqlite");
