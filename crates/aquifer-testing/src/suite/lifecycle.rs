@@ -2,6 +2,7 @@
 //! metrics, and a start the backend refuses.
 
 use std::collections::BTreeSet;
+
 use aquifer_core::{Adapter, AnyPool, HealthCheck, HealthStatus, StartError};
 use tokio::time::timeout;
 
