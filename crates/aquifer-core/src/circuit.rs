@@ -19,8 +19,8 @@
 //!   next attempt comes within [`retry_while_waited`] of the last one, whatever the backoff has grown to.
 //! - **The circuit opens** only when the pool holds no live connection (nothing idle, nothing checked out,
 //!   nothing being validated or reset) and connects have failed without a break for `fail_fast_after` (zero:
-//!   never), or at once for a permanent failure (a refused password, an unknown database, a panicking
-//!   `connect`). While live connections remain, waiters keep waiting for them to come back.
+//!   never), or at once for a permanent failure (a refused password, an unknown database). A panicking
+//!   `connect` is a bug in the manager, not news about the server: it counts as a transient failure. While live connections remain, waiters keep waiting for them to come back.
 //! - **While it is open**, every waiter is failed, and every `get()` that would have to wait for a connect is
 //!   refused at once, with [`PoolError::Unavailable`](crate::PoolError::Unavailable) carrying when it opened
 //!   and the last connect error; no connect is started; health checks report the pool unhealthy.

@@ -110,8 +110,9 @@ async fn connect_task<M: Manager>(slot: ConnectSlot<M>) {
             Ok(Err(HookError::Panicked(message))) => {
                 shared.hook_panicked("connect", &message);
                 shared.metrics.connect_error("panic".into());
-                // A bug in the manager: retrying at once would only panic again.
-                (ConnectError::Panicked(message), true)
+                // A bug in the manager, which says nothing about the server: retried with backoff like any
+                // transient failure, so the circuit opens only if panics go on for `fail_fast_after`.
+                (ConnectError::Panicked(message), false)
             }
             Err(_) => {
                 shared.metrics.connect_error("timeout".into());

@@ -82,9 +82,9 @@ pub enum ConnectError<E> {
     Backend(Arc<E>),
     /// The connect did not finish within `connect_timeout` (or the acquire timeout, if shorter).
     TimedOut(Duration),
-    /// [`Manager::connect`](crate::Manager::connect) panicked, with this message. The pool caught the panic,
-    /// freed the connect's slot and treats it like a refused password: it fails fast while it has no
-    /// connection, and its probe retries.
+    /// [`Manager::connect`](crate::Manager::connect) panicked, with this message. The pool caught the panic
+    /// and treats it as a transient connect failure: retried with backoff, and failing fast only when connects
+    /// keep failing (panicking) for `fail_fast_after` with no connection left.
     Panicked(Arc<str>),
 }
 
