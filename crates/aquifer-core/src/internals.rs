@@ -175,6 +175,8 @@ pub(crate) enum Abandoned<C> {
 
 /// What a failed connect means ([`Internals::connect_failed`]).
 pub(crate) struct Failure {
+    /// Its attempt began before the latest successful connect: not counted against the server.
+    pub(crate) stale: bool,
     /// This failure opened the circuit (waiters were failed: wake them).
     pub(crate) opened: bool,
     pub(crate) wakers: Vec<Waker>,
@@ -360,6 +362,7 @@ impl<C, E> Internals<C, E> {
         }
         if let Some((since, error)) = self.circuit.open() {
             self.stats.fail_fast += 1;
+            self.circuit.refused();
             return Step::FailFast { since, error };
         }
         // Read under the lock, so deadlines along the queue never decrease (the watcher relies on it).
@@ -558,28 +561,48 @@ impl<C, E> Internals<C, E> {
         leaks
     }
 
-    /// Records a failed connect of a task that holds a connect slot (`probing`: the task is the open
-    /// circuit's probe). The circuit decides whether this opens it ([`Circuit::on_connect_failed`], given the
-    /// pool's live connections) and whether the task tries again ([`Circuit::keeps_trying`]); when it opens,
-    /// every waiter is failed with [`Outcome::Unavailable`], since nothing could serve it.
+    /// Records that a connect task begins an attempt at `now` (its first, a retry, or a hedge).
+    pub(crate) fn attempt_started(&mut self, now: tokio::time::Instant) {
+        self.circuit.attempt_started(now);
+    }
+
+    /// Whether a connect task whose attempt has been pending should start a hedged attempt beside it now
+    /// ([`Circuit::hedge_due`]: a run of failures is on, someone asks, and no attempt began within
+    /// `spacing`); if so, the attempt is recorded as begun. Otherwise when to ask again.
+    pub(crate) fn hedge(&mut self, now: tokio::time::Instant, spacing: Duration) -> Result<(), tokio::time::Instant> {
+        if self.closed {
+            return Err(now + spacing);
+        }
+        self.circuit.hedge_due(now, spacing, !self.waiters.is_empty())?;
+        self.circuit.attempt_started(now);
+        Ok(())
+    }
+
+    /// Records the failure, at `now`, of an attempt begun at `started` by a task that holds a connect slot
+    /// (`probing`: the task is the open circuit's probe). The circuit decides whether the failure counts and
+    /// whether it opens the circuit ([`Circuit::on_connect_failed`], given the pool's live connections), and
+    /// whether the task tries again ([`Circuit::keeps_trying`]); when it opens, every waiter is failed with
+    /// [`Outcome::Unavailable`], since nothing could serve it.
     pub(crate) fn connect_failed(
         &mut self,
         error: ConnectError<E>,
         permanent: bool,
         fail_fast_after: Duration,
+        started: tokio::time::Instant,
         now: tokio::time::Instant,
         probing: bool,
     ) -> Failure {
         self.stats.connect_errors += 1;
         let live = self.live();
         let mut wakers = Vec::new();
-        let opened = self.circuit.on_connect_failed(error, permanent, fail_fast_after, now, live);
-        if let Some((since, error)) = &opened {
+        let judged = self.circuit.on_connect_failed(error, permanent, fail_fast_after, started, now, live);
+        if let Some((since, error)) = &judged.opened {
             wakers = self.waiters.fulfill_all(|| Outcome::Unavailable { since: *since, error: error.clone() });
         }
-        let opened = opened.is_some();
+        let opened = judged.opened.is_some();
         let retry = !self.closed && self.circuit.keeps_trying(probing || opened, self.connect_still_needed());
         Failure {
+            stale: judged.stale,
             opened,
             wakers,
             retry,
@@ -589,13 +612,14 @@ impl<C, E> Internals<C, E> {
         }
     }
 
-    /// Records a successful connect: its slot now holds a live connection, and the circuit hears of it
-    /// ([`Circuit::on_connect_succeeded`]: it closes and forgets the last error). Returns whether this ended
-    /// a run of failures (connect tasks backing off should try again now) and whether the circuit was open.
-    pub(crate) fn connect_succeeded(&mut self) -> (bool, bool) {
+    /// Records a successful connect at `now`: its slot now holds a live connection, and the circuit hears of
+    /// it ([`Circuit::on_connect_succeeded`]: it closes and forgets the last error). Returns whether this
+    /// ended a run of failures (connect tasks backing off should try again now) and whether the circuit was
+    /// open.
+    pub(crate) fn connect_succeeded(&mut self, now: tokio::time::Instant) -> (bool, bool) {
         self.connecting -= 1;
         self.stats.created += 1;
-        self.circuit.on_connect_succeeded()
+        self.circuit.on_connect_succeeded(now)
     }
 
     /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it.
@@ -673,7 +697,7 @@ mod loom_tests {
             assert_eq!(g.reserve_connects(), n);
             g.min_idle = 0;
             for _ in 0..n {
-                g.connect_succeeded();
+                g.connect_succeeded(tokio::time::Instant::now());
             }
         }
         pool
