@@ -27,7 +27,7 @@ use std::time::Duration;
 use crate::circuit;
 use crate::errors::ConnectError;
 use crate::hooks::{HookError, Hooks};
-use crate::internals::Conn;
+use crate::internals::{Begin, Conn};
 use crate::manager::Manager;
 use crate::shared::Shared;
 
@@ -166,7 +166,17 @@ async fn connect_task<M: Manager>(slot: ConnectSlot<M>) {
     let spacing = shared.retry_while_waited();
     loop {
         let first = tokio::time::Instant::now();
-        shared.lock().attempt_started(first);
+        let begin = shared.lock().begin_attempt(first, probing);
+        match begin {
+            Begin::Attempt => {}
+            Begin::Stop => return, // the slot is given back as it drops
+            Begin::WaitResume => {
+                if !shared.wait_resumed().await {
+                    return;
+                }
+                continue;
+            }
+        }
         let mut attempts = Attempts::new();
         attempts.start(&shared, first, false);
         let mut newest = first;

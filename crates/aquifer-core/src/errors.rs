@@ -20,8 +20,13 @@ pub enum PoolError<E: std::error::Error + 'static> {
     ///
     /// `last_error` is the most recent connect failure, if connects were failing: a timeout caused by a
     /// refused password reads "timed out ... last connect error: password authentication failed", not just
-    /// "timed out".
-    #[error("timed out after {waited:?} waiting for a connection ({state}){}", LastError(last_error.as_ref()))]
+    /// "timed out". A timeout of a paused pool ([`Pool::pause`](crate::Pool::pause)) says so: "timed out ...
+    /// waiting for a connection: the pool is paused (...)", and `state.paused` is set.
+    #[error(
+        "timed out after {waited:?} waiting for a connection{} ({state}){}",
+        PausedNote(state.paused),
+        LastError(last_error.as_ref())
+    )]
     Timeout {
         /// How long the caller waited.
         waited: Duration,
@@ -59,6 +64,14 @@ impl<E: std::error::Error + 'static> PoolError<E> {
     /// True for [`PoolError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, PoolError::Timeout { .. })
+    }
+}
+
+struct PausedNote(bool);
+
+impl fmt::Display for PausedNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 { f.write_str(": the pool is paused") } else { Ok(()) }
     }
 }
 

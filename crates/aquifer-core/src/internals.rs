@@ -118,6 +118,15 @@ pub(crate) struct CheckoutRecord {
     pub(crate) reported: bool,
 }
 
+/// Whether a connect task may begin an attempt ([`Internals::begin_attempt`]).
+pub(crate) enum Begin {
+    Attempt,
+    /// The pool is paused and the task is the circuit's probe: wait for `resume`.
+    WaitResume,
+    /// Closed, or paused (a task that is not the probe gives its slot back).
+    Stop,
+}
+
 /// A leak found by [`Internals::find_leaks`].
 pub(crate) struct Leak {
     pub(crate) caller: &'static Location<'static>,
@@ -212,6 +221,9 @@ pub(crate) struct Internals<C, E> {
     max_size: usize,
     min_idle: usize,
     closed: bool,
+    /// Set by `Pool::pause`: nothing is lent (checkouts queue, returned connections go idle) and nothing is
+    /// opened (no connect is reserved, connect tasks stop at their next attempt, the probe waits).
+    paused: bool,
     circuit: Circuit<E>,
     checkouts: Slab<CheckoutRecord>,
     stats: Stats,
@@ -239,6 +251,7 @@ impl<C, E> Internals<C, E> {
             max_size,
             min_idle,
             closed: false,
+            paused: false,
             circuit: Circuit::new(),
             checkouts: Slab::new(),
             stats: Stats::default(),
@@ -257,6 +270,7 @@ impl<C, E> Internals<C, E> {
             waiting: self.waiters.len(),
             max_size: self.max_size,
             min_idle: self.min_idle,
+            paused: self.paused,
         }
     }
 
@@ -304,11 +318,11 @@ impl<C, E> Internals<C, E> {
     }
 
     /// Reserves a slot for each connect to start now: one per waiter not already covered by a connect in
-    /// flight, plus what `min_idle` lacks. Never more than `max_size` allows, and none while closed or
+    /// flight, plus what `min_idle` lacks. Never more than `max_size` allows, and none while closed, paused or
     /// failing fast, so bursts never create connections nobody waits for. Returns how many were reserved;
     /// the caller must fill each with a [`ConnectSlot`](crate::connect::ConnectSlot).
     pub(crate) fn reserve_connects(&mut self) -> usize {
-        if self.closed || self.circuit.is_open() {
+        if self.closed || self.paused || self.circuit.is_open() {
             return 0;
         }
         let want = self.waiters.len() + self.min_idle.saturating_sub(self.idle.len());
@@ -335,9 +349,9 @@ impl<C, E> Internals<C, E> {
         }
     }
 
-    /// Takes an idle connection when nobody is queued ahead (no barging), otherwise queues the caller (or,
-    /// when it would not wait, says the pool is busy). While the circuit is open, a caller that would have to
-    /// wait for a connect is refused at once.
+    /// Takes an idle connection when nobody is queued ahead (no barging) and the pool is not paused, otherwise
+    /// queues the caller (or, when it would not wait, says the pool is busy). While the circuit is open, a
+    /// caller that would have to wait for a connect is refused at once.
     pub(crate) fn checkout(
         &mut self,
         now: Stamp,
@@ -349,6 +363,7 @@ impl<C, E> Internals<C, E> {
             return Step::Closed;
         }
         if self.waiters.is_empty()
+            && !self.paused
             && let Some(conn) = self.take_idle()
         {
             if !conn.fresh(now) {
@@ -410,13 +425,14 @@ impl<C, E> Internals<C, E> {
         self.waiters.poll(key, waker)
     }
 
-    /// Gives a connection to the longest waiter, or to the idle queue; returns the waiter's waker.
-    /// Returns the connection itself when the pool no longer wants it (closed, or shrunk below its size).
+    /// Gives a connection to the longest waiter, or to the idle queue (always while paused); returns the
+    /// waiter's waker. Returns the connection itself when the pool no longer wants it (closed, or shrunk below
+    /// its size).
     pub(crate) fn deliver(&mut self, conn: Box<Conn<C>>) -> Result<Option<Waker>, Box<Conn<C>>> {
         if self.closed || self.size > self.max_size {
             return Err(conn);
         }
-        if self.waiters.is_empty() {
+        if self.waiters.is_empty() || self.paused {
             self.idle.push_back(conn);
             return Ok(None);
         }
@@ -561,16 +577,54 @@ impl<C, E> Internals<C, E> {
         leaks
     }
 
-    /// Records that a connect task begins an attempt at `now` (its first, a retry, or a hedge).
-    pub(crate) fn attempt_started(&mut self, now: tokio::time::Instant) {
+    /// Whether a connect task may begin an attempt (its first or a retry) at `now`; if so it is recorded as
+    /// begun. Nothing is opened while the pool is paused: the circuit's probe waits for `resume`, any other
+    /// task gives its slot back (what waits when the pool resumes gets a connect of its own then).
+    pub(crate) fn begin_attempt(&mut self, now: tokio::time::Instant, probing: bool) -> Begin {
+        if self.closed {
+            return Begin::Stop;
+        }
+        if self.paused {
+            return if probing { Begin::WaitResume } else { Begin::Stop };
+        }
         self.circuit.attempt_started(now);
+        Begin::Attempt
+    }
+
+    /// Pauses the pool; false when it was paused already.
+    pub(crate) fn pause(&mut self) -> bool {
+        !std::mem::replace(&mut self.paused, true)
+    }
+
+    /// Resumes a paused pool: idle connections go to the waiters in their order, and connects are reserved
+    /// for the waiters left and what `min_idle` lacks. Returns the wakers of the served waiters (to wake in
+    /// that order) and the connects reserved; `None` when the pool was not paused.
+    pub(crate) fn resume(&mut self) -> Option<(Vec<Waker>, usize)> {
+        if !std::mem::replace(&mut self.paused, false) {
+            return None;
+        }
+        let mut wakers = Vec::new();
+        while !self.waiters.is_empty()
+            && let Some(conn) = self.take_idle()
+        {
+            match self.waiters.fulfill_front(Outcome::Conn(conn)) {
+                Ok(waker) => wakers.extend(waker),
+                Err(Outcome::Conn(conn)) => self.idle.push_back(conn),
+                Err(_) => unreachable!("fulfill_front gives back what it was given"),
+            }
+        }
+        Some((wakers, self.reserve_connects()))
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// Whether a connect task whose attempt has been pending should start a hedged attempt beside it now
     /// ([`Circuit::hedge_due`]: a run of failures is on, someone asks, and no attempt began within
     /// `spacing`); if so, the attempt is recorded as begun. Otherwise when to ask again.
     pub(crate) fn hedge(&mut self, now: tokio::time::Instant, spacing: Duration) -> Result<(), tokio::time::Instant> {
-        if self.closed {
+        if self.closed || self.paused {
             return Err(now + spacing);
         }
         self.circuit.hedge_due(now, spacing, !self.waiters.is_empty())?;
@@ -622,9 +676,12 @@ impl<C, E> Internals<C, E> {
         self.circuit.on_connect_succeeded(now)
     }
 
-    /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it.
+    /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it, and the
+    /// pool is not paused.
     fn connect_still_needed(&self) -> bool {
-        !self.closed && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
+        !self.closed
+            && !self.paused
+            && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
     }
 
     /// Fails waiters whose watched deadline passed by `now`; returns their wakers and the next deadline.
@@ -656,7 +713,8 @@ impl<C, E> Internals<C, E> {
 }
 
 /// Model checks of the hand-off protocol with loom: every interleaving of the critical sections of a waiter
-/// being queued, a connection being returned, and the waiter giving up, on several threads. Run with
+/// being queued, a connection being returned, the waiter giving up, and a paused pool resuming, on several
+/// threads. Run with
 /// `RUSTFLAGS="--cfg aquifer_loom" cargo test -p aquifer-core --lib loom --release`.
 ///
 /// The models drive the engine's own code: the pool's mutex is the `sync.rs` shim (loom's mutex here), and
@@ -782,6 +840,75 @@ mod loom_tests {
             got.sort_unstable();
             assert_eq!(got, [0, 1]);
             assert_eq!(g.state().idle, 0);
+        });
+    }
+
+    /// A paused pool with one busy connection and a queued waiter: the connection comes back (to the idle
+    /// queue, the pool being paused) while the pool resumes. Whatever the order, the waiter is handed the
+    /// connection and woken exactly by whoever handed it over; nothing stays idle behind a waiting caller.
+    #[test]
+    fn a_connection_returned_while_the_pool_resumes_reaches_the_waiter() {
+        loom::model(|| {
+            let pool = busy_pool(1);
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            assert!(pool.lock().pause());
+            let key = queue(&pool, &flag);
+
+            let returner = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || give_back(&pool, conn(1)))
+            };
+            let resumer = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let (wakers, connects) = pool.lock().resume().expect("the pool was paused");
+                    assert_eq!(connects, 0, "a full pool reserves no connect");
+                    wakers.into_iter().for_each(Waker::wake);
+                })
+            };
+            returner.join().unwrap();
+            resumer.join().unwrap();
+
+            let mut g = pool.lock();
+            assert!(flag.0.load(Ordering::SeqCst), "the waiter was handed the connection but not woken");
+            assert!(matches!(g.poll_wait(key, Waker::noop()), Some(Outcome::Conn(_))), "the waiter got nothing");
+            assert_eq!((g.state().idle, g.state().waiting, g.size()), (0, 0, 1));
+        });
+    }
+
+    /// The same with the waiter giving up meanwhile: the connection ends idle, never held by nobody.
+    #[test]
+    fn a_waiter_giving_up_while_the_pool_resumes_loses_no_connection() {
+        loom::model(|| {
+            let pool = busy_pool(1);
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            assert!(pool.lock().pause());
+            let key = queue(&pool, &flag);
+
+            let returner = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || give_back(&pool, conn(1)))
+            };
+            let resumer = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let (wakers, _) = pool.lock().resume().expect("the pool was paused");
+                    wakers.into_iter().for_each(Waker::wake);
+                })
+            };
+            let canceller = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || match pool.lock().cancel_wait(key) {
+                    Abandoned::Passed(w) => w.into_iter().for_each(Waker::wake),
+                    Abandoned::Unwanted(..) => panic!("an open pool wants its connection"),
+                })
+            };
+            returner.join().unwrap();
+            resumer.join().unwrap();
+            canceller.join().unwrap();
+
+            let g = pool.lock();
+            assert_eq!((g.state().idle, g.state().waiting, g.size()), (1, 0, 1), "{}", g.state());
         });
     }
 

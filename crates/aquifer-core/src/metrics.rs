@@ -65,6 +65,8 @@ pub mod names {
     pub const LEAKS: &str = "aquifer.pool.leaks";
     /// `aquifer.pool.health` (Gauge, `1`: 1 healthy, 0.5 degraded, 0 unhealthy).
     pub const HEALTH: &str = "aquifer.pool.health";
+    /// `aquifer.pool.paused` (Gauge, `1`: 1 while the pool is paused, 0 otherwise).
+    pub const PAUSED: &str = "aquifer.pool.paused";
 }
 
 /// The `db.operation.name` of a statement whose leading keyword is not in the adapter's list.
@@ -454,6 +456,19 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
         "The number of current pending requests for an open connection.",
         |o| o.state.waiting as i64,
     );
+
+    let w = observed.clone();
+    let paused = plain.clone();
+    meter
+        .i64_observable_gauge(names::PAUSED)
+        .with_unit("1")
+        .with_description("Whether the pool is paused (1) or lending (0).")
+        .with_callback(move |o| {
+            if let Some(obs) = w.upgrade().and_then(|p| p.observe()) {
+                o.observe(i64::from(obs.state.paused), &paused);
+            }
+        })
+        .build();
 
     let w = observed;
     let attrs = plain;

@@ -240,6 +240,29 @@ impl<M: Manager> Pool<M> {
         Ok(())
     }
 
+    /// Pauses the pool, as HikariCP's `suspendPool` and PgBouncer's `PAUSE` do, for a planned failover or
+    /// maintenance: while paused it lends nothing and opens nothing. `get()` calls queue and wait up to their
+    /// own acquire timeout (then [`PoolError::Timeout`], whose message says the pool is paused), `try_get`
+    /// returns `Ok(None)`; no connect starts (not for waiters, not for `min_idle`; connect tasks stop at their
+    /// next attempt, and the fail-fast probe waits). Connections in use keep working and come back to the idle
+    /// queue as usual; idle connections are still reaped (`idle_timeout`, `max_lifetime`) and pinged
+    /// (`keepalive_interval`). Health reports the pool degraded, "paused". Idempotent.
+    pub fn pause(&self) {
+        self.shared().pause();
+    }
+
+    /// Resumes a paused pool: idle connections go to the waiting callers in the order they came (each validated
+    /// first if it sat idle past `validation_bypass`), and connects start for the callers still waiting and
+    /// for `min_idle`. Does nothing if the pool is not paused.
+    pub fn resume(&self) {
+        self.shared().resume();
+    }
+
+    /// Whether the pool is paused ([`pause`](Pool::pause)).
+    pub fn is_paused(&self) -> bool {
+        self.shared().lock().is_paused()
+    }
+
     /// Closes the idle connections for which `keep` returns false; returns how many were closed.
     /// `keep` runs under the pool's lock: it must be quick and must not call into the pool.
     pub fn retain(&self, mut keep: impl FnMut(&M::Connection, ConnectionInfo) -> bool) -> usize {

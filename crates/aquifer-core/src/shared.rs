@@ -39,6 +39,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) demand: Notify,
     /// Wakes connect tasks that back off after failures: a connect succeeded, their run of failures is over.
     pub(crate) recovered: Notify,
+    /// Wakes the circuit's probe waiting for a paused pool to resume.
+    pub(crate) resumed: Notify,
     pub(crate) health: parking_lot::Mutex<Option<HealthReport>>,
     pub(crate) on_leak: Option<LeakHook>,
     pub(crate) next_id: AtomicU64,
@@ -71,6 +73,7 @@ impl<M: Manager> Shared<M> {
                 deadlines: Notify::new(),
                 demand: Notify::new(),
                 recovered: Notify::new(),
+                resumed: Notify::new(),
                 health: parking_lot::Mutex::new(None),
                 on_leak,
                 next_id: AtomicU64::new(1),
@@ -91,13 +94,66 @@ impl<M: Manager> Shared<M> {
 
     /// The health verdict from the pool's state alone (no round trip), for the `aquifer.pool.health` gauge
     /// before the first check. Unhealthy while closed, failing fast, or holding no connection while connects
-    /// fail.
+    /// fail; degraded while paused.
     pub(crate) fn health_status_now(&self) -> HealthStatus {
         let g = self.lock();
         if g.is_closed() || g.circuit().cut_off(g.live()) {
             return HealthStatus::Unhealthy;
         }
+        if g.is_paused() {
+            return HealthStatus::Degraded;
+        }
         HealthStatus::from_state(&g.state())
+    }
+
+    /// Pauses the pool (see `Pool::pause`).
+    pub(crate) fn pause(&self) {
+        let (changed, state) = {
+            let mut g = self.lock();
+            (g.pause(), g.state())
+        };
+        if changed {
+            // The last report no longer holds; until the next check the verdict comes from the state.
+            *self.health.lock() = None;
+            tracing::info!(pool = %self.name, %state, "pool paused: it lends and opens no connection until resumed");
+        }
+    }
+
+    /// Resumes a paused pool (see `Pool::resume`): idle connections go to the waiters in their order, connects
+    /// start for the rest and for `min_idle`, and the circuit's probe goes on.
+    pub(crate) fn resume(self: &Arc<Self>) {
+        let Some((wakers, connects)) = self.lock().resume() else { return };
+        let served = wakers.len();
+        for w in wakers {
+            w.wake();
+        }
+        self.spawn_connects(connects);
+        self.resumed.notify_waiters();
+        *self.health.lock() = None;
+        tracing::info!(pool = %self.name, served, connects, "pool resumed");
+    }
+
+    /// Waits until the pool is not paused; false if it closes first.
+    pub(crate) async fn wait_resumed(&self) -> bool {
+        loop {
+            let resumed = self.resumed.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            {
+                let g = self.lock();
+                if g.is_closed() {
+                    return false;
+                }
+                if !g.is_paused() {
+                    return true;
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = self.closing.cancelled() => return false,
+                _ = &mut resumed => {}
+            }
+        }
     }
 }
 

@@ -22,6 +22,8 @@ pub struct State {
     pub max_size: usize,
     /// The pool's current minimum of idle connections.
     pub min_idle: usize,
+    /// Whether the pool is paused ([`Pool::pause`](crate::Pool::pause)): it lends and opens nothing.
+    pub paused: bool,
 }
 
 impl State {
@@ -37,7 +39,11 @@ impl fmt::Display for State {
             f,
             "size {}/{}, {} idle, {} in use, {} connecting, {} waiting",
             self.size, self.max_size, self.idle, self.in_use, self.connecting, self.waiting
-        )
+        )?;
+        if self.paused {
+            f.write_str(", paused")?;
+        }
+        Ok(())
     }
 }
 
