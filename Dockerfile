@@ -1,6 +1,6 @@
 # The app of docker-compose.yml: examples/service.rs, one HTTP service over PostgreSQL, MySQL, Neo4j and SQLite
 # that exports its pools' metrics over OTLP.
-FROM rust:1.94-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --example service \

@@ -13,23 +13,21 @@
 //! `aquifer-my-helper`, `mysql_async`; default all), `BENCH_FAULTS` (a comma list of `none`, `resets-load`,
 //! `resets-idle`, `black-hole`, `refuse`, `latency`, `cut`; default all). Not run by CI.
 
-#[path = "../tests/chaos_support/mod.rs"]
-mod chaos_support;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aquifer_chaos_backends::{MySql, Postgres};
 use aquifer_mysql::mysql_async::{self, prelude::Queryable};
 use aquifer_postgres::sqlx;
 use aquifer_testing::ChaosProxy;
-use chaos_support::{ChaosBackend, MySql, Postgres};
+use aquifer_testing::chaos::{self, ChaosBackend, PoolOf};
 
 const POOL: usize = 8;
 const TASKS: usize = 32;
-const ACQUIRE: Duration = Duration::from_secs(2);
+const ACQUIRE: Duration = chaos::ACQUIRE_TIMEOUT;
 
 type BoxFut = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 type Request = Arc<dyn Fn() -> BoxFut + Send + Sync>;
@@ -66,28 +64,43 @@ struct Target {
     close: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
+impl Target {
+    /// `pool` as a target: each request runs `request` on a clone of it, and `close` closes it.
+    fn new<P, R, C>(pool: P, request: impl Fn(P) -> R + Send + Sync + 'static, close: impl FnOnce(P) -> C) -> Target
+    where
+        P: Clone + Send + Sync + 'static,
+        R: Future<Output = Result<(), ()>> + Send + 'static,
+        C: Future<Output = ()> + Send + 'static,
+    {
+        let close = Box::pin(close(pool.clone()));
+        Target { request: Arc::new(move || Box::pin(request(pool.clone()))), close }
+    }
+}
+
+/// Checks [`POOL`] connections out of a peer's pool at once (`get` is its checkout) and returns them, so the
+/// pool starts full.
+async fn fill<T, E: std::fmt::Debug, F: Future<Output = Result<T, E>>>(peer: &str, mut get: impl FnMut() -> F) {
+    let mut held = Vec::with_capacity(POOL);
+    for _ in 0..POOL {
+        held.push(get().await.unwrap_or_else(|e| panic!("{peer} fills: {e:?}")));
+    }
+}
+
 /// An Aquifer pool of backend `B` behind `port`: a checkout and a short statement per request, or the
 /// adapter's helper when `helper`.
 async fn aquifer_target<B: ChaosBackend>(port: u16, marker: &str, helper: bool) -> Target {
-    let pool = B::pool(port, marker, POOL);
-    chaos_support::fill(&pool, POOL).await;
-    let closer = pool.clone();
-    let request: Request = Arc::new(move || {
-        let pool = pool.clone();
-        Box::pin(async move {
-            if helper {
-                return B::helper_short(&pool).await.map_err(drop);
-            }
-            let mut c = pool.get().await.map_err(drop)?;
-            B::short(&mut c).await.map_err(drop)
-        })
-    });
-    Target {
-        request,
-        close: Box::pin(async move {
-            closer.close().await;
-        }),
-    }
+    let pool = chaos::pool::<B>(port, marker, POOL);
+    chaos::fill(&pool, POOL).await;
+    let request = move |pool: PoolOf<B>| async move {
+        if helper {
+            return B::helper_short(&pool).await.map_err(drop);
+        }
+        let mut c = pool.get().await.map_err(drop)?;
+        B::short(&mut c).await.map_err(drop)
+    };
+    Target::new(pool, request, |pool| async move {
+        pool.close().await;
+    })
 }
 
 async fn target(peer: &str, port: u16, marker: &str) -> Target {
@@ -103,21 +116,14 @@ async fn target(peer: &str, port: u16, marker: &str) -> Target {
                 .max_connections(POOL as u32)
                 .acquire_timeout(ACQUIRE)
                 .connect_lazy_with(options);
-            {
-                let mut held = Vec::new();
-                for _ in 0..POOL {
-                    held.push(pool.acquire().await.expect("sqlx fills"));
-                }
-            }
-            let closer = pool.clone();
-            let request: Request = Arc::new(move || {
-                let pool = pool.clone();
-                Box::pin(async move {
-                    let v: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.map_err(drop)?;
-                    if v == 1 { Ok(()) } else { Err(()) }
-                })
-            });
-            Target { request, close: Box::pin(async move { closer.close().await }) }
+            fill(peer, || pool.acquire()).await;
+            let request = |pool: sqlx::PgPool| async move {
+                let v: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.map_err(drop)?;
+                if v == 1 { Ok(()) } else { Err(()) }
+            };
+            Target::new(pool, request, |pool| async move {
+                pool.close().await;
+            })
         }
         "deadpool" => {
             let mut config = tokio_postgres::Config::new();
@@ -134,22 +140,13 @@ async fn target(peer: &str, port: u16, marker: &str) -> Target {
                 .create_timeout(Some(ACQUIRE))
                 .build()
                 .expect("deadpool");
-            {
-                let mut held = Vec::new();
-                for _ in 0..POOL {
-                    held.push(pool.get().await.expect("deadpool fills"));
-                }
-            }
-            let closer = pool.clone();
-            let request: Request = Arc::new(move || {
-                let pool = pool.clone();
-                Box::pin(async move {
-                    let c = pool.get().await.map_err(drop)?;
-                    let row = c.query_one("SELECT 1", &[]).await.map_err(drop)?;
-                    if row.get::<_, i32>(0) == 1 { Ok(()) } else { Err(()) }
-                })
-            });
-            Target { request, close: Box::pin(async move { closer.close() }) }
+            fill(peer, || pool.get()).await;
+            let request = |pool: deadpool_postgres::Pool| async move {
+                let c = pool.get().await.map_err(drop)?;
+                let row = c.query_one("SELECT 1", &[]).await.map_err(drop)?;
+                if row.get::<_, i32>(0) == 1 { Ok(()) } else { Err(()) }
+            };
+            Target::new(pool, request, |pool| async move { pool.close() })
         }
         "mysql_async" => {
             let opts = mysql_async::OptsBuilder::default()
@@ -163,28 +160,16 @@ async fn target(peer: &str, port: u16, marker: &str) -> Target {
                         .with_constraints(mysql_async::PoolConstraints::new(0, POOL).unwrap()),
                 );
             let pool = mysql_async::Pool::new(opts);
-            {
-                let mut held = Vec::new();
-                for _ in 0..POOL {
-                    held.push(pool.get_conn().await.expect("mysql_async fills"));
-                }
-            }
-            let closer = pool.clone();
-            let request: Request = Arc::new(move || {
-                let pool = pool.clone();
-                Box::pin(async move {
-                    // mysql_async's Pool has no acquire timeout of its own.
-                    let mut c = tokio::time::timeout(ACQUIRE, pool.get_conn()).await.map_err(drop)?.map_err(drop)?;
-                    let v: Option<i32> = c.query_first("SELECT 1").await.map_err(drop)?;
-                    if v == Some(1) { Ok(()) } else { Err(()) }
-                })
-            });
-            Target {
-                request,
-                close: Box::pin(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), closer.disconnect()).await;
-                }),
-            }
+            fill(peer, || pool.get_conn()).await;
+            let request = |pool: mysql_async::Pool| async move {
+                // mysql_async's Pool has no acquire timeout of its own.
+                let mut c = tokio::time::timeout(ACQUIRE, pool.get_conn()).await.map_err(drop)?.map_err(drop)?;
+                let v: Option<i32> = c.query_first("SELECT 1").await.map_err(drop)?;
+                if v == Some(1) { Ok(()) } else { Err(()) }
+            };
+            Target::new(pool, request, |pool| async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), pool.disconnect()).await;
+            })
         }
         other => panic!("BENCH_PEERS: unknown peer {other:?}"),
     }
@@ -289,8 +274,8 @@ fn main() {
     let faults = list("BENCH_FAULTS");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        Postgres::require().await;
-        MySql::require().await;
+        chaos::require::<Postgres>().await;
+        chaos::require::<MySql>().await;
         println!("pool {POOL}, {TASKS} tasks of SELECT 1, acquire timeout {ACQUIRE:?}, window {window:?}\n");
         println!("| fault | peer | ok | failed | requests/s | server connections left |");
         println!("|---|---|---:|---:|---:|---:|");

@@ -18,7 +18,7 @@ use aquifer_batch::{BatchLoader, Loader};
 
 use aquifer_postgres::sqlx::postgres::PgRow;
 use aquifer_postgres::sqlx::{self, FromRow, Row};
-use aquifer_postgres::{DatabaseUrl, PgConfig, PgOperationError, PgPool};
+use aquifer_postgres::{PgConfig, PgOperationError, PgPool};
 use uuid::Uuid;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
@@ -364,10 +364,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel).
     let _otel = aquifer_otel::init()?;
 
-    let mut config = PgConfig::from_env("POSTGRES")?;
-    if config.url.is_none() {
-        config.url = Some(DatabaseUrl::new(DEFAULT_URL));
-    }
+    // The `POSTGRES_*` variables, with the local server as the default URL when neither POSTGRES_URL nor
+    // DATABASE_URL is set (`from_env` alone would report the missing URL).
+    let lookup = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let with_default = |name: &str| {
+        lookup(name)
+            .or_else(|| (name == "POSTGRES_URL" && lookup("DATABASE_URL").is_none()).then(|| DEFAULT_URL.to_owned()))
+    };
+    let mut config = PgConfig::from_lookup("POSTGRES", with_default)?;
     config.pool.name.get_or_insert_with(|| "music-library".into());
     config.pool.min_idle = config.pool.min_idle.max(2);
     config.statement_timeout.get_or_insert(Duration::from_secs(30));

@@ -7,11 +7,8 @@
 //!
 //! The 60-second variant runs in CI as tests/soak.rs. docs/reliability.md records a run.
 
-#[path = "../tests/chaos_support/mod.rs"]
-mod chaos_support;
-
-use chaos_support::soak::{SoakConfig, soak};
-use chaos_support::{MySql, Neo4j, Postgres};
+use aquifer_chaos_backends::{MySql, Neo4j, Postgres};
+use aquifer_testing::chaos::{SoakConfig, soak};
 
 fn minutes() -> Result<u64, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();

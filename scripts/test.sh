@@ -7,6 +7,8 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 command -v cargo-nextest >/dev/null || { step "installing cargo-nextest"; cargo install --locked cargo-nextest; }
 
+step "rust-version against Cargo.lock and the Dockerfile"
+bash scripts/check-rust-version.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "deploy files: dashboards against @grafana/schema, provisioning, docker-compose config"

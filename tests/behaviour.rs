@@ -166,11 +166,13 @@ macro_rules! faults_suite {
 
             #[tokio::test]
             async fn a_refused_start_is_a_typed_permanent_error() {
+                let _scratch = backends::scratch();
                 super::refused_start_is_a_typed_permanent_error::<$backend>(concat!(stringify!($module), "_pw")).await;
             }
 
             #[tokio::test]
             async fn a_dropped_in_flight_query_is_never_handed_out_dirty() {
+                let _scratch = backends::scratch();
                 super::dropped_in_flight_query_is_never_handed_out_dirty::<$backend>(concat!(stringify!($module), "_abandon")).await;
             }
         }
@@ -191,26 +193,31 @@ macro_rules! suite {
 
             #[tokio::test]
             async fn checkout_and_return() {
+                let _scratch = backends::scratch();
                 super::checkout_and_return::<$backend>(concat!(stringify!($module), "_checkout")).await;
             }
 
             #[tokio::test]
             async fn a_dropped_transaction_is_rolled_back() {
+                let _scratch = backends::scratch();
                 super::dropped_transaction_is_rolled_back::<$backend>(concat!(stringify!($module), "_tx")).await;
             }
 
             #[tokio::test]
             async fn the_health_report_has_the_same_fields() {
+                let _scratch = backends::scratch();
                 super::health_report_fields::<$backend>(concat!(stringify!($module), "_health")).await;
             }
 
             #[tokio::test]
             async fn metrics_have_the_same_names_units_and_attributes() {
+                let _scratch = backends::scratch();
                 super::same_metrics::<$backend>(concat!(stringify!($module), "_metrics")).await;
             }
 
             #[tokio::test]
             async fn config_comes_from_the_environment() {
+                let _scratch = backends::scratch();
                 super::config_from_the_environment::<$backend>(concat!(stringify!($module), "_env")).await;
             }
         }

@@ -4,40 +4,25 @@
 //! that the pool's state and stats agree once everything is back, and that the server holds none of the pool's
 //! connections once it is closed. Every test runs a few seconds; docs/reliability.md lists what each proves.
 
-mod chaos_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aquifer_testing::ChaosProxy;
-use chaos_support::{
-    ChaosBackend, Fail, LONG_ROWS, MySql, Neo4j, Postgres, Tally, assert_invariants, assert_server_clean, fill, load,
-    marker,
+use aquifer_chaos_backends::{MySql, Neo4j, Postgres};
+use aquifer_testing::chaos::{
+    ChaosBackend, Fail, LONG_ROWS, PoolOf, Tally, assert_invariants, assert_server_clean, fill, load, setup,
 };
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
-/// Pool size and load of the measurements: 8 connections, 32 tasks.
+/// Pool size and load of every chaos test: 8 connections, 32 tasks (four callers per connection).
 const POOL: usize = 8;
 const TASKS: usize = 32;
 /// Bound on any single step that should finish at once when the pool works.
 const STEP: Duration = Duration::from_secs(20);
 
-async fn setup<B: ChaosBackend>(test: &str) -> (ChaosProxy, String, aquifer_core::Pool<B::M>) {
-    B::require().await;
-    let marker = marker(test);
-    B::prepare(&marker).await;
-    let proxy = ChaosProxy::start(B::upstream()).await.expect("the proxy starts");
-    let pool = B::pool(proxy.port(), &marker, POOL);
-    (proxy, marker, pool)
-}
-
 /// Fills the pool, then runs [`TASKS`] tasks of short requests through it for `length` from now; their
 /// outcomes go to the returned tally.
-async fn start_load<B: ChaosBackend>(
-    pool: &aquifer_core::Pool<B::M>,
-    length: Duration,
-) -> (Arc<Tally>, JoinHandle<()>) {
+async fn start_load<B: ChaosBackend>(pool: &PoolOf<B>, length: Duration) -> (Arc<Tally>, JoinHandle<()>) {
     fill(pool, POOL).await;
     let tally = Arc::new(Tally::default());
     let end = Instant::now() + length;
@@ -69,7 +54,7 @@ fn assert_failures_only(tally: &Tally, allowed: &[&str], what: &str) {
 /// or (while connects are retried) acquire errors, nothing else; a dead connection is never handed out again;
 /// the pool recovers (more requests succeed after the last reset) and ends consistent and clean.
 async fn resets_under_load<B: ChaosBackend>(test: &str) {
-    let (proxy, marker, pool) = setup::<B>(test).await;
+    let (proxy, marker, pool) = setup::<B>(test, POOL).await;
     let (tally, run) = start_load::<B>(&pool, Duration::from_millis(3000)).await;
     sleep(Duration::from_millis(700)).await;
     proxy.reset_all();
@@ -95,7 +80,7 @@ async fn resets_under_load<B: ChaosBackend>(test: &str) {
 /// statement, which never reached the server, is retried on a fresh connection. Requests on raw checkouts
 /// never get a connection already seen dead.
 async fn resets_while_idle<B: ChaosBackend>(test: &str) {
-    let (proxy, marker, pool) = setup::<B>(test).await;
+    let (proxy, marker, pool) = setup::<B>(test, POOL).await;
     fill(&pool, POOL).await;
     assert_eq!(pool.state().idle, POOL);
     proxy.reset_all();
@@ -136,7 +121,7 @@ async fn resets_while_idle<B: ChaosBackend>(test: &str) {
 /// than the 2 s acquire timeout fail with a typed timeout, those stuck on the wire finish after the heal, and
 /// the pool serves again at once.
 async fn black_hole_then_heal<B: ChaosBackend>(test: &str) {
-    let (proxy, marker, pool) = setup::<B>(test).await;
+    let (proxy, marker, pool) = setup::<B>(test, POOL).await;
     let (tally, run) = start_load::<B>(&pool, Duration::from_millis(4000)).await;
     sleep(Duration::from_millis(500)).await;
     proxy.black_hole(true);
@@ -157,7 +142,7 @@ async fn black_hole_then_heal<B: ChaosBackend>(test: &str) {
 /// failures are lost connections or typed acquire errors (timeout with the connect error, fail-fast
 /// unavailable), and the pool reconnects by itself.
 async fn refuse_then_accept<B: ChaosBackend>(test: &str) {
-    let (proxy, marker, pool) = setup::<B>(test).await;
+    let (proxy, marker, pool) = setup::<B>(test, POOL).await;
     let (tally, run) = start_load::<B>(&pool, Duration::from_millis(4500)).await;
     sleep(Duration::from_millis(500)).await;
     proxy.refuse(true);
@@ -185,7 +170,7 @@ async fn refuse_then_accept<B: ChaosBackend>(test: &str) {
 /// 100 ms of latency each way for 1.5 s under load: everything slows, nothing fails (a request waits at most
 /// about four round trips of 200 ms behind the other tasks, well inside the 2 s acquire timeout).
 async fn latency_spike<B: ChaosBackend>(test: &str) {
-    let (proxy, marker, pool) = setup::<B>(test).await;
+    let (proxy, marker, pool) = setup::<B>(test, POOL).await;
     let (tally, run) = start_load::<B>(&pool, Duration::from_millis(3000)).await;
     sleep(Duration::from_millis(500)).await;
     let ok_before = tally.ok();
@@ -204,7 +189,7 @@ async fn latency_spike<B: ChaosBackend>(test: &str) {
 /// connection (the adapter's classification, so its helpers' retry rules apply), and every checkout after it
 /// works; through the helper, the same cut read is retried on a fresh connection and returns every row.
 async fn cut_mid_result<B: ChaosBackend>(test: &str) {
-    let (proxy, marker, pool) = setup::<B>(test).await;
+    let (proxy, marker, pool) = setup::<B>(test, POOL).await;
     // Raw: one connection, cut 5,000 bytes (not a packet boundary) into its result.
     let mut conn = timeout(STEP, pool.get()).await.unwrap().expect("a connection");
     B::short(&mut conn).await.expect("the connection works before the cut");

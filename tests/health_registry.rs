@@ -7,6 +7,7 @@ use backends::VarsFor;
 
 #[tokio::test]
 async fn one_registry_reports_pools_of_all_four_backends() {
+    let _scratch = backends::scratch();
     aquifer_testing::require_server("PostgreSQL", "127.0.0.1:5432", backends::SCRIPT).await;
     aquifer_testing::require_server("MariaDB", "127.0.0.1:3306", backends::SCRIPT).await;
     aquifer_testing::require_server("the Bolt server (ArcadeDB)", "127.0.0.1:7687", backends::SCRIPT).await;

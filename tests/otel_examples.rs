@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aquifer_core::metrics::names;
 use aquifer_testing::{Sample, Victoria, unique_name};
-use common::{Documented, documented_instruments, label, run_example, succeeded};
+use common::{Documented, documented_batch_instruments, documented_instruments, label, run_example, succeeded};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -98,6 +98,31 @@ fn docs_list_exactly_the_instruments_pools_record() {
     .map(str::to_owned)
     .collect();
     assert_eq!(documented, recorded);
+}
+
+#[test]
+fn docs_list_exactly_the_instruments_batch_loaders_record() {
+    use aquifer_batch::metrics::names as batch;
+    let documented: BTreeSet<String> = documented_batch_instruments().into_iter().map(|d| d.otel).collect();
+    let recorded: BTreeSet<String> =
+        [batch::BATCH_SIZE, batch::BATCH_KEYS, batch::OPERATION_DURATION].into_iter().map(str::to_owned).collect();
+    assert_eq!(documented, recorded);
+}
+
+/// Checks that the BatchLoader of the run `service` (built with `.system(system)`) exported `doc`'s
+/// instrument under its documented Prometheus name: loader and system labels, the documented attributes, no
+/// pool name.
+async fn assert_batch_exported(vm: &Victoria, doc: &Documented, service: &str, system: &str) {
+    let name = doc.presence_name();
+    let got = series(vm, &format!("{name}{{service_name=\"{service}\",aquifer_batch_loader!=\"\"}}")).await;
+    assert!(!got.is_empty(), "{name}: no BatchLoader series");
+    for s in &got {
+        assert_eq!(s.label("db_system_name"), Some(system), "{name}: {s:?}");
+        assert_eq!(s.label("db_client_connection_pool_name"), None, "{name}: {s:?}");
+        for a in &doc.attributes {
+            assert!(s.label(&label(a)).is_some(), "{name} lacks the documented attribute {a}: {s:?}");
+        }
+    }
 }
 
 #[test]
@@ -229,6 +254,13 @@ fn postgres_example_exports_server_attributes_and_its_counts() {
         }
         let operations: BTreeSet<&str> = ops.iter().filter_map(|s| s.label("db_operation_name")).collect();
         assert!(operations.contains("SELECT") && operations.contains("INSERT"), "{operations:?}");
+        // The example's BatchLoader (built with `.system("postgresql")`) records aquifer-batch's instruments.
+        for doc in documented_batch_instruments() {
+            assert_batch_exported(&vm, &doc, &service, "postgresql").await;
+        }
+        let outcomes = series(&vm, &format!("aquifer_batch_keys_total{sel}")).await;
+        let outcomes: BTreeSet<&str> = outcomes.iter().filter_map(|s| s.label("outcome")).collect();
+        assert!(outcomes.contains("requested") && outcomes.contains("loaded"), "{outcomes:?}");
     });
 }
 

@@ -4,10 +4,8 @@
 //! pool once closed. The long run is `cargo run --release --example soak -- --minutes 10`
 //! (docs/reliability.md).
 
-mod chaos_support;
-
-use chaos_support::soak::{SoakConfig, soak};
-use chaos_support::{ChaosBackend, MySql, Neo4j, Postgres};
+use aquifer_chaos_backends::{MySql, Neo4j, Postgres};
+use aquifer_testing::chaos::{ChaosBackend, SoakConfig, soak};
 
 async fn soak_60s<B: ChaosBackend>(name: &str) {
     let cfg = SoakConfig::ci();

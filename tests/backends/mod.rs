@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use aquifer_core::{Manager, Pool, Pooled};
@@ -206,9 +207,27 @@ impl Backend for Neo4j {
 
 pub struct Sqlite;
 
-/// The SQLite database of this test process (a file, so every connection of the pool sees it).
+/// The directory of the SQLite test database while some test holds it (see [`scratch`]).
+static SCRATCH: Mutex<Weak<tempfile::TempDir>> = Mutex::new(Weak::new());
+
+/// Keeps the directory of the SQLite test database: a [`tempfile::TempDir`], removed with the database and its
+/// `-wal` and `-shm` files once the last test holding it ends. Every test that may use [`Sqlite`] takes one
+/// first and holds it to the end.
+pub fn scratch() -> Arc<tempfile::TempDir> {
+    let mut dir = SCRATCH.lock().unwrap();
+    if let Some(d) = dir.upgrade() {
+        return d;
+    }
+    let d = Arc::new(tempfile::Builder::new().prefix("aq_cross_").tempdir().expect("a temporary directory"));
+    *dir = Arc::downgrade(&d);
+    d
+}
+
+/// The SQLite database of the running tests (a file, so every connection of the pool sees it), in the
+/// directory of [`scratch`].
 fn sqlite_path() -> String {
-    std::env::temp_dir().join(format!("aq_cross_{}.db", std::process::id())).to_string_lossy().into_owned()
+    let dir = SCRATCH.lock().unwrap().upgrade().expect("hold backends::scratch() for the whole test");
+    dir.path().join("cross.db").to_string_lossy().into_owned()
 }
 
 impl Backend for Sqlite {

@@ -95,13 +95,22 @@ impl Documented {
     }
 }
 
-/// The instrument table of docs/metrics.md: the rows between `<!-- instruments -->` and
+/// The pools' instrument table of docs/metrics.md: the rows between `<!-- instruments -->` and
 /// `<!-- /instruments -->`, columns name | instrument | unit | attributes | Prometheus name | recorded.
 pub fn documented_instruments() -> Vec<Documented> {
+    instrument_table("instruments")
+}
+
+/// aquifer-batch's instrument table of docs/metrics.md (`<!-- batch-instruments -->`), the same columns.
+pub fn documented_batch_instruments() -> Vec<Documented> {
+    instrument_table("batch-instruments")
+}
+
+fn instrument_table(marker: &str) -> Vec<Documented> {
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).expect("docs/metrics.md");
-    let start = doc.find("<!-- instruments -->").expect("instrument table start marker");
-    let end = doc.find("<!-- /instruments -->").expect("instrument table end marker");
+    let start = doc.find(&format!("<!-- {marker} -->")).expect("instrument table start marker");
+    let end = doc.find(&format!("<!-- /{marker} -->")).expect("instrument table end marker");
     let strip = |c: &str| c.trim().trim_matches('`').to_owned();
     doc[start..end]
         .lines()

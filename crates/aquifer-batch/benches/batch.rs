@@ -23,18 +23,15 @@
 //! `BENCH_BACKENDS` (default `postgres,memory,mysql,sqlite,neo4j`; `memory` is part 2's in-memory loader),
 //! `BENCH_RESOLVER_ROUNDS` (default 30). Not run by CI.
 
-#[path = "../tests/common/proxy.rs"]
-mod proxy;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use aquifer_batch::{BatchLoader, BulkError, Loader};
+use aquifer_testing::{CountingProxy, WireProtocol};
 use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
-use proxy::{CountingProxy, Protocol};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::Mutex;
@@ -118,8 +115,8 @@ impl Loader for PgTracks {
 
 impl Pg {
     async fn connect(count: bool) -> Self {
-        let proxy = if count { Some(CountingProxy::start(PG, Protocol::Postgres).await) } else { None };
-        let addr = proxy.as_ref().map_or_else(|| PG.to_owned(), |p| p.addr.to_string());
+        let proxy = if count { Some(CountingProxy::start(PG, WireProtocol::Postgres).await) } else { None };
+        let addr = proxy.as_ref().map_or_else(|| PG.to_owned(), |p| p.addr().to_string());
         let url = format!("postgres://postgres@{addr}/test?sslmode=disable");
         let conn = PgConnection::connect(&url).await.unwrap_or_else(|e| {
             panic!("PostgreSQL is not reachable at {PG} ({e}); start it with `bash scripts/dev-services.sh postgres`")
@@ -450,8 +447,8 @@ impl Loader for NeoTracks {
 
 impl Neo {
     async fn connect(count: bool) -> Self {
-        let proxy = if count { Some(CountingProxy::start(BOLT, Protocol::Bolt).await) } else { None };
-        let addr = proxy.as_ref().map_or_else(|| BOLT.to_owned(), |p| p.addr.to_string());
+        let proxy = if count { Some(CountingProxy::start(BOLT, WireProtocol::Bolt).await) } else { None };
+        let addr = proxy.as_ref().map_or_else(|| BOLT.to_owned(), |p| p.addr().to_string());
         let config = neo4rs::ConfigBuilder::default()
             .uri(format!("bolt://{addr}"))
             .user("root")

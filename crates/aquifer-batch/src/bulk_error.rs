@@ -3,14 +3,13 @@
 use crate::ident::IdentError;
 
 /// The error of a bulk helper: a bad identifier or row shape (found before anything is sent), a row too large
-/// for any statement, or the driver's error.
-#[derive(Debug, thiserror::Error)]
+/// for any statement, or the driver's error. The message includes the driver error's, so `source()` returns
+/// only causes it leaves out ([`aquifer_core::source_not_in`]); [`BulkError::Database`] holds the driver error.
+#[derive(Debug)]
 pub enum BulkError<E> {
     /// A table, column, label or property name that cannot be used.
-    #[error(transparent)]
-    Ident(#[from] IdentError),
+    Ident(IdentError),
     /// The rows do not match the columns: `row` (0-based) has `found` values where `expected` were named.
-    #[error("row {row} has {found} values but {expected} columns were named")]
     RowShape {
         /// The 0-based index of the offending row (or column, for column-wise input).
         row: usize,
@@ -20,9 +19,6 @@ pub enum BulkError<E> {
         expected: usize,
     },
     /// One row alone does not fit in a statement under the server's limit (MySQL's `max_allowed_packet`).
-    #[error(
-        "row {row} needs about {size} bytes in a statement; the server accepts at most {limit} (max_allowed_packet)"
-    )]
     RowTooLarge {
         /// The 0-based index of the row.
         row: usize,
@@ -32,6 +28,38 @@ pub enum BulkError<E> {
         limit: usize,
     },
     /// The driver's error.
-    #[error("database error: {0}")]
-    Database(#[source] E),
+    Database(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for BulkError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BulkError::Ident(e) => std::fmt::Display::fmt(e, f),
+            BulkError::RowShape { row, found, expected } => {
+                write!(f, "row {row} has {found} values but {expected} columns were named")
+            }
+            BulkError::RowTooLarge { row, size, limit } => write!(
+                f,
+                "row {row} needs about {size} bytes in a statement; the server accepts at most {limit} (max_allowed_packet)"
+            ),
+            BulkError::Database(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for BulkError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let cause: &(dyn std::error::Error + 'static) = match self {
+            BulkError::Ident(e) => e,
+            BulkError::Database(e) => e,
+            BulkError::RowShape { .. } | BulkError::RowTooLarge { .. } => return None,
+        };
+        aquifer_core::source_not_in(&self.to_string(), cause)
+    }
+}
+
+impl<E> From<IdentError> for BulkError<E> {
+    fn from(e: IdentError) -> Self {
+        BulkError::Ident(e)
+    }
 }

@@ -69,10 +69,12 @@ impl<E: fmt::Display> fmt::Display for BatchError<E> {
     }
 }
 
+/// The message includes the loader error's, so `source()` returns only causes it leaves out
+/// ([`aquifer_core::source_not_in`]); [`BatchError::load_error`] is the loader's error.
 impl<E: std::error::Error + 'static> std::error::Error for BatchError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            BatchError::Load(e) => Some(&**e),
+            BatchError::Load(e) => aquifer_core::source_not_in(&self.to_string(), &**e),
             _ => None,
         }
     }

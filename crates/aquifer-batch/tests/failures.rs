@@ -22,12 +22,21 @@ async fn failed_batch_reaches_every_waiter_with_the_same_error() {
 }
 
 #[tokio::test]
-async fn load_error_is_the_source_of_the_batch_error() {
+async fn the_batch_error_says_the_load_error_and_holds_it() {
     let loader = BatchLoader::new(Recorder::with_mode(Mode::Fail));
     let err = loader.load(1).await.unwrap_err();
     assert_eq!(err.to_string(), "batch load failed: database unreachable (batch of 1 keys)");
-    let source = std::error::Error::source(&err).expect("source");
-    assert!(source.downcast_ref::<Unreachable>().is_some());
+    let _: &Unreachable = err.load_error().expect("the loader's error");
+    // Its message is in the batch error's, so source() does not repeat it (docs/architecture.md, "Errors").
+    assert!(std::error::Error::source(&err).is_none());
+    aquifer_testing::assert_each_cause_once(&err);
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite", feature = "neo4j"))]
+#[test]
+fn a_bulk_database_error_prints_its_cause_once() {
+    let err = aquifer_batch::BulkError::Database(std::io::Error::other("connection reset by peer"));
+    assert_eq!(aquifer_testing::assert_each_cause_once(&err), "database error: connection reset by peer");
 }
 
 #[tokio::test]

@@ -1,13 +1,11 @@
 //! Neo4j (ArcadeDB's Bolt server): BatchLoader over `IN $keys`, `UNWIND $rows` imports in batches. Statements
 //! are counted by a proxy reading the Bolt protocol (RUN messages), never by the code under test.
 
-mod common;
-
 use std::collections::HashMap;
 
 use aquifer_batch::neo4j;
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
-use common::proxy::{CountingProxy, Protocol};
+use aquifer_testing::{CountingProxy, WireProtocol};
 use futures_util::future::join_all;
 use neo4rs::{BoltType, ConfigBuilder, Graph, query};
 
@@ -16,9 +14,9 @@ const SERVER: &str = "127.0.0.1:7687";
 async fn connect() -> (Graph, CountingProxy) {
     aquifer_testing::require_server("the Bolt server (ArcadeDB)", SERVER, "bash scripts/dev-services.sh arcadedb")
         .await;
-    let proxy = CountingProxy::start(SERVER, Protocol::Bolt).await;
+    let proxy = CountingProxy::start(SERVER, WireProtocol::Bolt).await;
     let config = ConfigBuilder::default()
-        .uri(format!("bolt://{}", proxy.addr))
+        .uri(format!("bolt://{}", proxy.addr()))
         .user("root")
         .password("aquifer-secret")
         .db("testdb")

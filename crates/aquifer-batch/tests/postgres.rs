@@ -1,14 +1,12 @@
 //! PostgreSQL: BatchLoader over `= ANY($1)`, UNNEST inserts, identifiers. Statements are counted by a proxy
 //! reading the wire protocol (Execute and Query messages), never by the code under test.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use aquifer_batch::postgres::{self, Columns};
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
-use common::proxy::{CountingProxy, Protocol};
+use aquifer_testing::{CountingProxy, WireProtocol};
 use futures_util::future::join_all;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -18,8 +16,8 @@ const SERVER: &str = "127.0.0.1:5432";
 
 async fn connect() -> (PgConnection, CountingProxy) {
     aquifer_testing::require_server("PostgreSQL", SERVER, "bash scripts/dev-services.sh postgres").await;
-    let proxy = CountingProxy::start(SERVER, Protocol::Postgres).await;
-    let url = format!("postgres://postgres@{}/test?sslmode=disable", proxy.addr);
+    let proxy = CountingProxy::start(SERVER, WireProtocol::Postgres).await;
+    let url = format!("postgres://postgres@{}/test?sslmode=disable", proxy.addr());
     let conn = PgConnection::connect(&url).await.expect("connect through the counting proxy");
     (conn, proxy)
 }

@@ -244,7 +244,8 @@ pub async fn run(target: &Target, plan: Plan, json: bool) -> Result<u8, String> 
     })
 }
 
-/// The seeds' rule: `ceil(peak requests per second x average query time)`, at least one connection.
+/// Little's law as a sizing rule (docs/operations.md, "Sizing a pool"): `ceil(peak requests per second x
+/// average query time)`, at least one connection.
 pub fn pool_size(peak_rps: f64, avg_query_s: f64) -> u64 {
     ((peak_rps * avg_query_s).ceil() as u64).max(1)
 }

@@ -9,6 +9,7 @@ mod top;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
 use crate::target::{Target, exit_code};
@@ -109,7 +110,10 @@ impl Common {
 const USAGE_ERROR: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failed(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -123,6 +127,17 @@ fn main() -> ExitCode {
             eprintln!("aquifer: {message}");
             ExitCode::from(USAGE_ERROR)
         }
+    }
+}
+
+/// Prints clap's message (help and version on stdout, usage errors on stderr) and picks the exit status: 0 for
+/// `--help` and `--version`, [`USAGE_ERROR`] for any other parse failure (clap's own status, 2, would read as
+/// "unhealthy" to a script that runs `aquifer check`).
+fn parse_failed(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+        _ => ExitCode::from(USAGE_ERROR),
     }
 }
 

@@ -101,6 +101,11 @@ fn missing_sqlite_file_is_unhealthy_and_not_created() {
     assert_eq!(code, 2, "{stdout}");
     assert_eq!(json["targets"][0]["status"], "unhealthy");
     assert!(!db.exists(), "check created {db:?}");
+    // Says what is wrong: the file is missing and not created by design, not a directory or permission problem.
+    let error = json["targets"][0]["last_error"].as_str().unwrap();
+    assert!(error.contains("the file does not exist and is not created"), "{error}");
+    assert!(error.contains("the aquifer CLI always turns it off, by design"), "{error}");
+    assert!(!error.contains("directory exists"), "{error}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::clock::Stamp;
-use crate::errors::PoolError;
+use crate::errors::{ConnectError, PoolError};
 use crate::held::Held;
 use crate::hooks::{HookError, Hooks};
 use crate::internals::{Abandoned, CloseReason, Conn, NO_CHECKOUT, Outcome, Step, Wait};
@@ -204,7 +204,7 @@ impl<M: Manager> Shared<M> {
                 Step::FailFast { since, error } => {
                     // The probe learns that someone asked: it retries sooner than its backoff.
                     self.demand.notify_waiters();
-                    return Err(PoolError::Unavailable { since, last_error: error });
+                    return Err(self.unavailable(since, error));
                 }
                 Step::Busy => return Ok(None),
                 Step::Check(conn) => conn,
@@ -233,7 +233,7 @@ impl<M: Manager> Shared<M> {
                         Taken::Failed(Outcome::TimedOut) => return Err(self.timed_out(start)),
                         Taken::Failed(Outcome::Closed) => return Err(PoolError::Closed),
                         Taken::Failed(Outcome::Unavailable { since, error }) => {
-                            return Err(PoolError::Unavailable { since, last_error: error });
+                            return Err(self.unavailable(since, error));
                         }
                     }
                 }
@@ -275,6 +275,17 @@ impl<M: Manager> Shared<M> {
             self.metrics.wait_time(now.duration_since(start));
             return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
         }
+    }
+
+    /// The error of a caller the failing-fast pool turns away. Call it without the lock: it asks the manager
+    /// whether the error is permanent.
+    pub(crate) fn unavailable(&self, since: std::time::Instant, error: ConnectError<M::Error>) -> PoolError<M::Error> {
+        let permanent = match &error {
+            ConnectError::Backend(e) => Hooks::is_permanent(&self.manager, e),
+            // A panicking connect is a bug in the manager, retried like a transient failure (docs/reliability.md).
+            ConnectError::Panicked(_) | ConnectError::TimedOut(_) => false,
+        };
+        PoolError::Unavailable { since, permanent, last_error: error }
     }
 
     fn timed_out(&self, started: Stamp) -> PoolError<M::Error> {

@@ -2,6 +2,12 @@
 //! [`ConfigError`] or [`BuildError`], acquiring a connection only with a [`PoolError`]; adapter helpers fail
 //! with an [`OperationError`](crate::OperationError), adapter constructors with a
 //! [`StartError`](crate::StartError).
+//!
+//! Every error's `Display` tells the whole story, its causes' messages included, so printing it with `{}` (a
+//! log line, an HTTP body) loses nothing; and so `source()` never returns a cause whose message `Display`
+//! already printed ([`source_not_in`]): a report that walks the chain (anyhow's `{:#}`) prints each cause
+//! once. The typed causes are reached through accessors (`backend_error()`, `pool_error()`, the variants'
+//! fields). docs/architecture.md, "Errors", has the reasoning.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,11 +15,54 @@ use std::time::{Duration, Instant};
 
 use crate::stats::State;
 
+/// The first error of the chain that starts at `cause` (`cause`, then its sources) whose message `said` does not
+/// already contain; `None` when `said` holds them all.
+///
+/// This is what an error whose `Display` prints `cause` returns from [`source`](std::error::Error::source), so
+/// that a report walking the chain prints each message once. Aquifer's errors all do; an adapter's own error
+/// types can too:
+///
+/// ```
+/// use std::fmt;
+///
+/// #[derive(Debug)]
+/// struct Refused(std::io::Error);
+///
+/// impl fmt::Display for Refused {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+///         write!(f, "the server refused us: {}", self.0)
+///     }
+/// }
+///
+/// impl std::error::Error for Refused {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         aquifer_core::source_not_in(&self.to_string(), &self.0)
+///     }
+/// }
+///
+/// let e = Refused(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+/// assert!(std::error::Error::source(&e).is_none(), "Display already says \"connection refused\"");
+/// ```
+pub fn source_not_in<'a>(
+    said: &str,
+    cause: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    let mut next = Some(cause);
+    while let Some(e) = next {
+        if !said.contains(&e.to_string()) {
+            return Some(e);
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// Why a connection could not be acquired from a [`Pool`](crate::Pool).
 ///
-/// The variants say what happened; the underlying driver error, when there is one, is available through
-/// [`std::error::Error::source`] and [`PoolError::backend_error`].
-#[derive(Debug, thiserror::Error)]
+/// The variants say what happened, and the message includes the last connect error's; the underlying driver
+/// error, when there is one, is [`PoolError::backend_error`]. Since the message already shows the connect
+/// error, [`source`](std::error::Error::source) returns only causes it leaves out ([`source_not_in`]).
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum PoolError<E: std::error::Error + 'static> {
     /// No connection became available within the acquire timeout.
@@ -22,33 +71,65 @@ pub enum PoolError<E: std::error::Error + 'static> {
     /// refused password reads "timed out ... last connect error: password authentication failed", not just
     /// "timed out". A timeout of a paused pool ([`Pool::pause`](crate::Pool::pause)) says so: "timed out ...
     /// waiting for a connection: the pool is paused (...)", and `state.paused` is set.
-    #[error(
-        "timed out after {waited:?} waiting for a connection{} ({state}){}",
-        PausedNote(state.paused),
-        LastError(last_error.as_ref())
-    )]
     Timeout {
         /// How long the caller waited.
         waited: Duration,
         /// The pool's state when the wait ended.
         state: State,
         /// The most recent connect failure, when connects were failing.
-        #[source]
         last_error: Option<ConnectError<E>>,
     },
     /// The pool was closed, before or while waiting.
-    #[error("the pool is closed")]
     Closed,
-    /// The server is unreachable: connects kept failing and the pool fails fast instead of making every caller
-    /// wait for the full timeout. A background probe keeps trying and the pool recovers on its own.
-    #[error("database unavailable for {:?}: {last_error}", since.elapsed())]
+    /// The pool fails fast instead of making every caller wait for the full timeout: it holds no live
+    /// connection, and connects kept failing for `fail_fast_after`, or failed once with a permanent error (a
+    /// refused password, an unknown database: [`Manager::is_permanent`](crate::Manager::is_permanent)). A
+    /// background probe keeps trying and the pool recovers on its own.
+    ///
+    /// The message says which: "database unavailable for 2.1s: ..." while the server is unreachable,
+    /// "database refused the connection (permanent error): ..." when retrying cannot help until someone fixes
+    /// the cause.
     Unavailable {
         /// When the pool started failing fast.
         since: Instant,
+        /// The last connect error is permanent, as the adapter classifies it (a panicking connect is not: it is
+        /// retried like a transient failure).
+        permanent: bool,
         /// The connect failure that keeps the pool failing fast.
-        #[source]
         last_error: ConnectError<E>,
     },
+}
+
+impl<E: std::error::Error + 'static> fmt::Display for PoolError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Timeout { waited, state, last_error } => {
+                write!(
+                    f,
+                    "timed out after {waited:?} waiting for a connection{} ({state}){}",
+                    PausedNote(state.paused),
+                    LastError(last_error.as_ref())
+                )
+            }
+            PoolError::Closed => f.write_str("the pool is closed"),
+            PoolError::Unavailable { permanent: true, last_error, .. } => {
+                write!(f, "database refused the connection (permanent error): {last_error}")
+            }
+            PoolError::Unavailable { since, last_error, .. } => {
+                write!(f, "database unavailable for {:?}: {last_error}", since.elapsed())
+            }
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for PoolError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let cause = match self {
+            PoolError::Timeout { last_error: Some(e), .. } | PoolError::Unavailable { last_error: e, .. } => e,
+            PoolError::Timeout { last_error: None, .. } | PoolError::Closed => return None,
+        };
+        source_not_in(&self.to_string(), cause)
+    }
 }
 
 impl<E: std::error::Error + 'static> PoolError<E> {
@@ -64,6 +145,12 @@ impl<E: std::error::Error + 'static> PoolError<E> {
     /// True for [`PoolError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, PoolError::Timeout { .. })
+    }
+
+    /// True for a [`PoolError::Unavailable`] opened by a permanent connect error (a refused password, an
+    /// unknown database), as the adapter classifies it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, PoolError::Unavailable { permanent: true, .. })
     }
 }
 
@@ -131,10 +218,12 @@ impl<E: fmt::Display> fmt::Display for ConnectError<E> {
     }
 }
 
+/// Its message is the driver error's own, so `source()` skips the driver error (reach it with
+/// [`ConnectError::backend`]) and returns only causes the message leaves out ([`source_not_in`]).
 impl<E: std::error::Error + 'static> std::error::Error for ConnectError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ConnectError::Backend(e) => Some(&**e),
+            ConnectError::Backend(e) => source_not_in(&self.to_string(), &**e),
             ConnectError::TimedOut(_) | ConnectError::Panicked(_) => None,
         }
     }

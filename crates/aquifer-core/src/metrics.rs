@@ -151,6 +151,19 @@ pub fn default_meter() -> Meter {
     )
 }
 
+/// Counts one refresh of a [`CredentialProvider`](crate::CredentialProvider) as
+/// `aquifer.credentials.refreshes{provider, outcome}` (`success` or `failure`) on the global meter provider.
+/// Refreshes are rare (minutes apart), so the instrument is looked up per call: a provider installed after the
+/// pool was built still receives them.
+pub(crate) fn credential_refreshed(provider: &str, outcome: &'static str) {
+    default_meter()
+        .u64_counter("aquifer.credentials.refreshes")
+        .with_unit("{refresh}")
+        .with_description("Refreshes of a credential provider's token, by outcome.")
+        .build()
+        .add(1, &[KeyValue::new("provider", provider.to_owned()), KeyValue::new("outcome", outcome)]);
+}
+
 #[cfg(feature = "otel-bound-instruments")]
 mod recorder {
     use opentelemetry::KeyValue;

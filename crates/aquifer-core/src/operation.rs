@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::time::Instant;
 
-use crate::errors::PoolError;
+use crate::errors::{PoolError, source_not_in};
 use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::pooled::Pooled;
@@ -42,15 +42,43 @@ pub trait Operations: Manager {
 /// Why a helper failed: no connection could be had, or the database reported an error.
 ///
 /// `E` is the driver's query error, `C` the manager's connect error (the same type for most adapters).
-#[derive(Debug, thiserror::Error)]
+///
+/// Its message is the inner error's; `source()` returns only causes that message leaves out (see
+/// [`source_not_in`](crate::source_not_in): a driver error that repeats its own cause's text, as sqlx's
+/// database errors do, reports it once); [`backend_error`](OperationError::backend_error) and
+/// [`pool_error`](OperationError::pool_error) reach the inner error.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum OperationError<E: std::error::Error + 'static, C: std::error::Error + 'static = E> {
     /// No connection was acquired (timeout, closed pool, fail-fast); no statement was sent.
-    #[error(transparent)]
-    Acquire(#[from] PoolError<C>),
+    Acquire(PoolError<C>),
     /// The driver reported an error running the operation (after retries, when it was transient).
-    #[error(transparent)]
     Backend(E),
+}
+
+impl<E: std::error::Error + 'static, C: std::error::Error + 'static> std::fmt::Display for OperationError<E, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OperationError::Acquire(e) => std::fmt::Display::fmt(e, f),
+            OperationError::Backend(e) => std::fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static, C: std::error::Error + 'static> std::error::Error for OperationError<E, C> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let inner: &(dyn std::error::Error + 'static) = match self {
+            OperationError::Acquire(e) => e,
+            OperationError::Backend(e) => e,
+        };
+        source_not_in(&self.to_string(), inner)
+    }
+}
+
+impl<E: std::error::Error + 'static, C: std::error::Error + 'static> From<PoolError<C>> for OperationError<E, C> {
+    fn from(e: PoolError<C>) -> Self {
+        OperationError::Acquire(e)
+    }
 }
 
 impl<E: std::error::Error + 'static, C: std::error::Error + 'static> OperationError<E, C> {

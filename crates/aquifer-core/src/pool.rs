@@ -151,7 +151,8 @@ impl<M: Manager> Pool<M> {
                     return Err(PoolError::Closed);
                 }
                 if let Some((since, error)) = g.circuit().open() {
-                    return Err(PoolError::Unavailable { since, last_error: error });
+                    drop(g);
+                    return Err(shared.unavailable(since, error));
                 }
                 if g.live() >= g.min_idle() {
                     return Ok(());

@@ -27,7 +27,8 @@
 /// - `start_error: XStartError`: [`StartError`](crate::StartError) of the same (the constructors).
 /// - `error: XError`: [`OperationError`](crate::OperationError) of the helpers.
 ///
-/// It also re-exports the engine types services need most: `ConfigError`, `DatabaseUrl`, `HealthCheck`,
+/// It also re-exports the engine types services need most: `ConfigError`, the credential types
+/// (`Credential`, `CredentialError`, `CredentialProvider`, `Credentials`, `Secret`), `DatabaseUrl`, `HealthCheck`,
 /// `HealthRegistry`, `HealthReport`, `HealthStatus`, `PoolConfig`, `RetryPolicy`, `State` and `Stats`.
 ///
 /// ```text
@@ -299,8 +300,8 @@ macro_rules! adapter_reexports {
         >;
 
         pub use $crate::{
-            ConfigError, DatabaseUrl, HealthCheck, HealthRegistry, HealthReport, HealthStatus, PoolConfig,
-            RetryPolicy, State, Stats,
+            ConfigError, Credential, CredentialError, CredentialProvider, Credentials, DatabaseUrl, HealthCheck,
+            HealthRegistry, HealthReport, HealthStatus, PoolConfig, RetryPolicy, Secret, State, Stats,
         };
     };
 }

@@ -1,20 +1,23 @@
 //! [`StartError`], the one start-up error every adapter's constructors return, and [`warm`], the step that
 //! turns a built pool into a started one.
 
-use crate::errors::{BuildError, ConfigError, PoolError};
+use std::fmt;
+
+use crate::errors::{BuildError, ConfigError, PoolError, source_not_in};
 use crate::manager::Manager;
 use crate::pool::Pool;
 
 /// Why an adapter could not start a pool (`connect`, `connect_lazy`, `connect_env`, `connect_env_lazy`,
 /// `XConfig::connect`). Never shows a password: URLs are redacted.
-#[derive(Debug, thiserror::Error)]
+///
+/// The message includes the cause's (the pool error, and the driver's error inside it), so `source()` returns
+/// only causes it leaves out (see [`source_not_in`]); [`StartError::backend_error`] reaches the driver error.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError<E: std::error::Error + 'static> {
     /// A setting is missing or invalid; the message names the field or environment variable and the value.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The connection URL could not be parsed.
-    #[error("invalid {system} URL {url}: {reason}")]
     Url {
         /// The backend (`postgresql`, `mysql`, `neo4j`, `sqlite`).
         system: &'static str,
@@ -24,13 +27,9 @@ pub enum StartError<E: std::error::Error + 'static> {
         reason: String,
     },
     /// The pool needs a Tokio runtime for its background tasks.
-    #[error(
-        "aquifer pools must be built inside a Tokio runtime (call connect from async code or within Runtime::enter)"
-    )]
     NoRuntime,
     /// The first connections failed: the server is unreachable or refused the credentials, the database does
     /// not exist, an after-connect step failed...
-    #[error("pool {pool} could not open its first connection: {source}")]
     Connect {
         /// The pool's name.
         pool: String,
@@ -38,9 +37,40 @@ pub enum StartError<E: std::error::Error + 'static> {
         /// [`Manager::is_permanent`] of the last connect error.
         permanent: bool,
         /// The pool's error, with the last connect error inside (boxed: it carries the pool's state).
-        #[source]
         source: Box<PoolError<E>>,
     },
+}
+
+impl<E: std::error::Error + 'static> fmt::Display for StartError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => fmt::Display::fmt(e, f),
+            StartError::Url { system, url, reason } => write!(f, "invalid {system} URL {url}: {reason}"),
+            StartError::NoRuntime => f.write_str(
+                "aquifer pools must be built inside a Tokio runtime (call connect from async code or within \
+                 Runtime::enter)",
+            ),
+            StartError::Connect { pool, source, .. } => {
+                write!(f, "pool {pool} could not open its first connection: {source}")
+            }
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for StartError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(e) => source_not_in(&self.to_string(), e),
+            StartError::Connect { source, .. } => source_not_in(&self.to_string(), &**source),
+            StartError::Url { .. } | StartError::NoRuntime => None,
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> From<ConfigError> for StartError<E> {
+    fn from(e: ConfigError) -> Self {
+        StartError::Config(e)
+    }
 }
 
 impl<E: std::error::Error + 'static> From<BuildError> for StartError<E> {

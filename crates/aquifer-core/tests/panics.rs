@@ -20,7 +20,10 @@ async fn a_panicking_connect_frees_its_slot_and_fails_the_get_with_a_typed_error
         panic!("expected Unavailable with the panic, got {err:?}");
     };
     assert!(message.contains("injected panic in Connect"), "{message}");
-    assert!(err.to_string().contains("panicked"), "{err}");
+    assert!(!err.is_permanent(), "a panicking connect is retried like a transient failure: {err:?}");
+    let shown = aquifer_testing::assert_each_cause_once(&err);
+    assert!(shown.starts_with("database unavailable for "), "{shown}");
+    assert!(shown.contains("the manager's connect panicked"), "{shown}");
     assert!(pool.stats().panics >= 2, "retried with backoff: {:?}", pool.stats());
     assert_eq!(pool.state().in_use, 0, "{}", pool.state());
 }

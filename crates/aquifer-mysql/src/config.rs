@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
+use aquifer_core::{ConfigError, Credentials, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How connections reach the server.
@@ -132,6 +132,15 @@ pub struct MySqlConfig {
     /// Prepared statements cached per connection (mysql_async's LRU cache). Default: `None` (mysql_async's
     /// default, 32).
     pub stmt_cache_size: Option<usize>,
+    /// A file holding the password, re-read before a new connection whenever it changes (a Kubernetes secret,
+    /// a Vault agent's output): the password in the URL is then ignored. See docs/operations.md, "Rotating
+    /// credentials". Default: none.
+    pub password_file: Option<PathBuf>,
+    /// Where the password comes from when it is not the URL's or `password_file`'s: a
+    /// [`CredentialProvider`](aquifer_core::CredentialProvider) of the service's own (IAM tokens, Vault), set
+    /// in code (`Credentials::provider_fn(..)`). Not serialised. Default: the URL's password.
+    #[serde(skip)]
+    pub credentials: Credentials,
     /// Retries of transient failures by the helpers ([`MySqlPool::fetch_one`](crate::MySqlPool::fetch_one)
     /// and friends).
     /// Default: 3 attempts, 10 ms doubling to at most 1 s, with jitter.
@@ -155,6 +164,8 @@ impl std::fmt::Debug for MySqlConfig {
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_ca", &self.ssl_ca)
             .field("stmt_cache_size", &self.stmt_cache_size)
+            .field("password_file", &self.password_file)
+            .field("credentials", &self.credentials)
             .field("retry", &self.retry)
             .finish()
     }
@@ -179,6 +190,8 @@ impl Default for MySqlConfig {
             ssl_mode: None,
             ssl_ca: None,
             stmt_cache_size: None,
+            password_file: None,
+            credentials: Credentials::default(),
             retry: RetryPolicy::default(),
         }
     }
@@ -199,6 +212,7 @@ impl MySqlConfig {
 
     /// Checks the MySQL settings only (what a manager uses).
     pub(crate) fn validate_connection(&self) -> Result<(), ConfigError> {
+        Credentials::from_config(self.password_file.as_deref(), &self.credentials)?;
         for (field, value) in [("time_zone", &self.time_zone), ("sql_mode", &self.sql_mode)] {
             if let Some(v) = value {
                 check_literal(field, v)?;
@@ -264,7 +278,7 @@ impl MySqlConfig {
     /// `mariadb`), `{prefix}_TIME_ZONE`, `{prefix}_SQL_MODE`, `{prefix}_WAIT_TIMEOUT` (`600s`, `10m`),
     /// `{prefix}_INIT_SQL` (statements separated by `;`), `{prefix}_RESET_ON_RETURN` (`true`/`false`),
     /// `{prefix}_PROGRAM_NAME`, `{prefix}_SSL_MODE` (`disabled`, `required`, `verify_ca`, `verify_identity`),
-    /// `{prefix}_SSL_CA` (a path), `{prefix}_STMT_CACHE_SIZE`, `{prefix}_RETRY_MAX_ATTEMPTS`. Unset or empty
+    /// `{prefix}_SSL_CA` (a path), `{prefix}_STMT_CACHE_SIZE`, `{prefix}_PASSWORD_FILE`, `{prefix}_RETRY_MAX_ATTEMPTS`. Unset or empty
     /// variables keep their default. Errors name the variable and show its value as written (passwords
     /// redacted).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<MySqlConfig, ConfigError> {
@@ -309,6 +323,7 @@ impl MySqlConfig {
         })?;
         c.ssl_ca = env.get("SSL_CA").map(|v| PathBuf::from(v.trim()));
         env.optional_number("STMT_CACHE_SIZE", &mut c.stmt_cache_size)?;
+        c.password_file = env.get("PASSWORD_FILE").map(|p| PathBuf::from(p.trim()));
         env.parse("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts, |v| match v.parse() {
             Ok(n) if n >= 1 => Ok(n),
             _ => Err("expected a whole number, at least 1".into()),

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use aquifer_core::{ConfigError, Descriptor, Manager, Operations, RetryPolicy, redact_url};
+use aquifer_core::{ConfigError, Credentials, Descriptor, Manager, Operations, RetryPolicy, Secret, redact_url};
 use mysql_async::consts::StatusFlags;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Error, Opts, OptsBuilder, SslOpts};
@@ -40,6 +40,8 @@ struct Inner {
     transport: Transport,
     session: Vec<String>,
     descriptor: Descriptor,
+    /// Where each new connection's password comes from (the URL's by default).
+    credentials: Credentials,
     /// The server's `max_allowed_packet`, read on the first connect (0 until then); the helpers refuse larger
     /// statements with a clear error instead of letting the server cut the connection.
     max_allowed_packet: AtomicU64,
@@ -171,9 +173,11 @@ impl MySqlManager {
             descriptor = descriptor.namespace(db);
         }
         let session = config.session_statements();
+        let credentials = Credentials::from_config(config.password_file.as_deref(), &config.credentials)?;
         Ok(MySqlManager {
             inner: Arc::new(Inner {
                 shown,
+                credentials,
                 config,
                 opts,
                 transport,
@@ -257,7 +261,15 @@ impl Manager for MySqlManager {
     /// Opens a connection with the chosen transport and TLS, then runs the session statements (time zone,
     /// sql_mode, wait_timeout, init SQL). A failing statement fails the connect.
     async fn connect(&self) -> Result<Conn, Error> {
-        let mut conn = Conn::new(self.inner.opts.clone()).await?;
+        let connect = |secret: Option<Secret>| {
+            let opts = match secret {
+                Some(secret) => Opts::from(OptsBuilder::from_opts(self.inner.opts.clone()).pass(Some(secret.expose()))),
+                None => self.inner.opts.clone(),
+            };
+            Conn::new(opts)
+        };
+        let other = |e: aquifer_core::CredentialError| Error::Other(Box::new(e));
+        let mut conn = self.inner.credentials.connect(connect, is_refused_password, other).await?;
         self.apply_session(&mut conn).await?;
         if let Some(ok) = conn.last_ok_packet() {
             let on = ok.status_flags().contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
@@ -327,9 +339,20 @@ impl Manager for MySqlManager {
 
     /// Refused credentials (1045 access denied, 1044 no access to the database, 1698 plugin refused) and an
     /// unknown database (1049) do not fix themselves between two retries.
+    /// Access denied, an unknown database or user: retrying cannot fix them soon. Except a refused password
+    /// while the password rotates (a file or a provider): the server may be changed a moment before or after
+    /// the file, so the engine retries it with backoff like a transient failure.
     fn is_permanent(&self, error: &Error) -> bool {
+        if is_refused_password(error) && !self.inner.credentials.is_url() {
+            return false;
+        }
         matches!(error, Error::Server(s) if matches!(s.code, 1044 | 1045 | 1049 | 1698))
     }
+}
+
+/// The server refused the user's password (ER_ACCESS_DENIED_ERROR, 1045).
+fn is_refused_password(error: &Error) -> bool {
+    matches!(error, Error::Server(s) if s.code == 1045)
 }
 
 /// The helpers' failures are mysql_async errors, classified by server error number.

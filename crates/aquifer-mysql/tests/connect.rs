@@ -94,6 +94,8 @@ async fn a_lazy_pool_to_nothing_fails_fast_on_get() {
     let err = pool.get().await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert!(err.to_string().contains("refused"), "{err}");
+    let rendered = aquifer_testing::assert_each_cause_once(&err);
+    assert!(rendered.starts_with("database unavailable for "), "a refused TCP connect is an outage: {rendered}");
 }
 
 #[tokio::test]
@@ -101,6 +103,10 @@ async fn an_unknown_database_is_reported_by_name() {
     common::server().await;
     let err = aquifer_mysql::connect("mysql://root@127.0.0.1:3306/aq_my_no_such_db").await.unwrap_err();
     assert!(err.to_string().contains("aq_my_no_such_db"), "{err}");
+    // Each cause once in a chain walk (docs/architecture.md, "Errors"), and worded as permanent.
+    assert!(err.is_permanent(), "{err:?}");
+    let rendered = aquifer_testing::assert_each_cause_once(&err);
+    assert!(rendered.contains("database refused the connection (permanent error): "), "{rendered}");
 }
 
 /// Serializes the tests that set `MYSQL_*` variables (`cargo test` runs tests as threads of one process).

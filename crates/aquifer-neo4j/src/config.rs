@@ -1,9 +1,10 @@
 //! [`Neo4jConfig`]: where and how each pooled Bolt connection connects.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, EnvVars, PoolConfig, RetryPolicy, redact_url};
+use aquifer_core::{ConfigError, Credentials, EnvVars, PoolConfig, RetryPolicy, redact_url};
 use serde::Deserialize;
 
 /// How to build a [`Neo4jPool`](crate::Neo4jPool): the engine's [`PoolConfig`], how each pooled connection
@@ -46,6 +47,15 @@ pub struct Neo4jConfig {
     /// so a query whose first record takes longer than this fails. Default: 30 s (neo4rs's default).
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// A file holding the password, re-read before a new connection whenever it changes (a Kubernetes secret,
+    /// a Vault agent's output): [`password`](Self::password) is then ignored. See docs/operations.md,
+    /// "Rotating credentials". Default: none.
+    pub password_file: Option<PathBuf>,
+    /// Where the password comes from when it is not [`password`](Self::password) or `password_file`: a
+    /// [`CredentialProvider`](aquifer_core::CredentialProvider) of the service's own (tokens, Vault), set in
+    /// code (`Credentials::provider_fn(..)`). Not serialised. Default: the configured password.
+    #[serde(skip)]
+    pub credentials: Credentials,
     /// Retries of the helpers ([`Neo4jPool::transaction`](crate::Neo4jPool::transaction), ...) on transient
     /// failures. Default: [`RetryPolicy::default`] (3 attempts, 10 ms doubling to 1 s, jitter).
     pub retry: RetryPolicy,
@@ -61,6 +71,8 @@ impl Default for Neo4jConfig {
             database: None,
             fetch_size: 200,
             read_timeout: Duration::from_secs(30),
+            password_file: None,
+            credentials: Credentials::default(),
             retry: RetryPolicy::default(),
         }
     }
@@ -76,6 +88,8 @@ impl fmt::Debug for Neo4jConfig {
             .field("database", &self.database)
             .field("fetch_size", &self.fetch_size)
             .field("read_timeout", &self.read_timeout)
+            .field("password_file", &self.password_file)
+            .field("credentials", &self.credentials)
             .field("retry", &self.retry)
             .finish()
     }
@@ -151,6 +165,7 @@ impl Neo4jConfig {
     /// Checks every field; the error names the field and its value (a URI with its password redacted).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.pool.validate()?;
+        Credentials::from_config(self.password_file.as_deref(), &self.credentials)?;
         self.resolve().map(|_| ())
     }
 
@@ -158,7 +173,7 @@ impl Neo4jConfig {
     /// the process environment; the conventional prefix is `NEO4J`, which [`connect_env`](crate::connect_env)
     /// uses): `{prefix}_URI` (or `{prefix}_URL`; default `bolt://127.0.0.1:7687`), `{prefix}_USER` (or
     /// `{prefix}_USERNAME`), `{prefix}_PASSWORD`, `{prefix}_DATABASE`, `{prefix}_FETCH_SIZE`,
-    /// `{prefix}_READ_TIMEOUT` (`30s`, `500ms`...), `{prefix}_RETRY_MAX_ATTEMPTS`, and the pool settings from
+    /// `{prefix}_READ_TIMEOUT` (`30s`, `500ms`...), `{prefix}_PASSWORD_FILE`, `{prefix}_RETRY_MAX_ATTEMPTS`, and the pool settings from
     /// `{prefix}_POOL_*` and `{prefix}_NAME` ([`PoolConfig::from_lookup`]). Unset or empty variables keep their
     /// default. The result is validated; errors name the variable and show its value as written (never a
     /// password).
@@ -185,6 +200,7 @@ impl Neo4jConfig {
             c.database = Some(db);
         }
         env.number("FETCH_SIZE", &mut c.fetch_size)?;
+        c.password_file = env.get("PASSWORD_FILE").map(|p| PathBuf::from(p.trim()));
         env.duration("READ_TIMEOUT", &mut c.read_timeout)?;
         env.number("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts)?;
         // The uri's value in a validation error is already redacted.
@@ -194,6 +210,7 @@ impl Neo4jConfig {
                 "user" => Some(user_var),
                 "database" => Some("DATABASE"),
                 "fetch_size" => Some("FETCH_SIZE"),
+                "password_file" => Some("PASSWORD_FILE"),
                 "read_timeout" => Some("READ_TIMEOUT"),
                 "retry.max_attempts" => Some("RETRY_MAX_ATTEMPTS"),
                 _ => None,

@@ -5,74 +5,100 @@ use std::io::ErrorKind;
 
 use neo4rs::{Neo4jClientErrorKind, Neo4jErrorKind, Neo4jSecurityErrorKind};
 
-/// An error of a pooled Neo4j connection, with the neo4rs error behind it as [`source`](std::error::Error::source).
+/// An error of a pooled Neo4j connection; the neo4rs error behind it is [`Neo4jError::driver_error`].
 ///
 /// neo4rs reports a refused password, a missing database and a dead socket through one flat enum; this one
 /// says which it was, so a service can tell "fix the configuration" from "retry later". No variant carries the
-/// password.
-#[derive(Debug, thiserror::Error)]
+/// password. The message includes the neo4rs error's, so `source()` returns only causes it leaves out
+/// ([`aquifer_core::source_not_in`]).
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Neo4jError {
     /// The server refused the user name or password (Bolt HELLO failed, or `Neo.ClientError.Security.Unauthorized`).
-    #[error("authentication failed for user {}: {source}", Quoted(user.as_deref()))]
     Authentication {
         /// The user that was refused, when known.
         user: Option<String>,
         /// The driver's error.
-        #[source]
         source: neo4rs::Error,
     },
     /// The configured database does not exist on the server (`Neo.ClientError.Database.DatabaseNotFound`).
-    #[error("database {} does not exist on the server: {source}", Quoted(database.as_deref()))]
     UnknownDatabase {
         /// The database that was asked for, when known.
         database: Option<String>,
         /// The driver's error.
-        #[source]
         source: neo4rs::Error,
     },
     /// No Bolt server answered at the address (refused, unreachable, DNS failure, connect timeout).
-    #[error("cannot reach the Bolt server at {address}: {source}")]
     Unreachable {
         /// `host:port`.
         address: String,
         /// The driver's error.
-        #[source]
         source: neo4rs::Error,
     },
     /// An established connection broke or stopped answering within `read_timeout` mid-exchange; the pool
     /// discards it. A transaction that failed this way is retried on a new connection.
-    #[error("lost the connection to the Bolt server: {source}")]
     ConnectionLost {
         /// The driver's error.
-        #[source]
         source: neo4rs::Error,
     },
     /// The connection's only Bolt connection is still held by a stream or transaction that was not dropped
     /// (neo4rs's `Error::ConnectionError` on an established connection). The pool discards the connection.
-    #[error(
-        "the connection is busy: a stream or transaction of this connection still holds its Bolt connection \
-         (drop it before the next query): {source}"
-    )]
     ConnectionBusy {
         /// The driver's error.
-        #[source]
         source: neo4rs::Error,
     },
     /// The server rejected the query or transaction (syntax, constraint, transient conflict...): see
     /// [`Neo4jError::code`].
-    #[error(transparent)]
     Server(neo4rs::Error),
     /// A transaction closure gave up with an error of its own (see [`Neo4jError::abort`]); the transaction
     /// was rolled back.
-    #[error("transaction aborted: {0}")]
-    Aborted(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    Aborted(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Any other driver error (a value that does not convert, an unsupported type...).
-    #[error(transparent)]
     Driver(neo4rs::Error),
+    /// No password could be had for a new connection (a password file that cannot be read, a credential
+    /// provider that failed with no valid token left).
+    Credentials(aquifer_core::CredentialError),
     /// [`Neo4jPool::fetch_one`](crate::Neo4jPool::fetch_one) found no row.
-    #[error("no rows returned by a query that expected to return at least one row")]
     RowNotFound,
+}
+
+impl std::fmt::Display for Neo4jError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Neo4jError::Authentication { user, source } => {
+                write!(f, "authentication failed for user {}: {source}", Quoted(user.as_deref()))
+            }
+            Neo4jError::UnknownDatabase { database, source } => {
+                write!(f, "database {} does not exist on the server: {source}", Quoted(database.as_deref()))
+            }
+            Neo4jError::Unreachable { address, source } => {
+                write!(f, "cannot reach the Bolt server at {address}: {source}")
+            }
+            Neo4jError::ConnectionLost { source } => write!(f, "lost the connection to the Bolt server: {source}"),
+            Neo4jError::ConnectionBusy { source } => write!(
+                f,
+                "the connection is busy: a stream or transaction of this connection still holds its Bolt connection \
+                 (drop it before the next query): {source}"
+            ),
+            Neo4jError::Server(e) | Neo4jError::Driver(e) => std::fmt::Display::fmt(e, f),
+            Neo4jError::Aborted(e) => write!(f, "transaction aborted: {e}"),
+            Neo4jError::Credentials(e) => std::fmt::Display::fmt(e, f),
+            Neo4jError::RowNotFound => {
+                f.write_str("no rows returned by a query that expected to return at least one row")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Neo4jError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let cause: &(dyn std::error::Error + 'static) = match self {
+            Neo4jError::Aborted(e) => &**e,
+            Neo4jError::RowNotFound | Neo4jError::Credentials(_) => return None,
+            _ => self.driver_error()?,
+        };
+        aquifer_core::source_not_in(&self.to_string(), cause)
+    }
 }
 
 impl Neo4jError {
@@ -98,7 +124,7 @@ impl Neo4jError {
             | Neo4jError::ConnectionLost { source }
             | Neo4jError::ConnectionBusy { source } => Some(source),
             Neo4jError::Server(e) | Neo4jError::Driver(e) => Some(e),
-            Neo4jError::Aborted(_) | Neo4jError::RowNotFound => None,
+            Neo4jError::Aborted(_) | Neo4jError::RowNotFound | Neo4jError::Credentials(_) => None,
         }
     }
 
@@ -143,6 +169,7 @@ impl Neo4jError {
                 _ => "server".into(),
             },
             Neo4jError::Aborted(_) => "aborted".into(),
+            Neo4jError::Credentials(_) => "credentials".into(),
             Neo4jError::Driver(_) => "driver".into(),
             Neo4jError::RowNotFound => "row_not_found".into(),
         }

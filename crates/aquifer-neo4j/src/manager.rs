@@ -6,7 +6,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, Descriptor, Manager};
+use aquifer_core::{ConfigError, Credentials, Descriptor, Manager, Secret};
 use neo4rs::{DetachedRowStream, Graph, Query, RunResult, Txn};
 
 use crate::config::Neo4jConfig;
@@ -28,6 +28,10 @@ pub struct Neo4jManager {
     driver: neo4rs::Config,
     ctx: Context,
     descriptor: Descriptor,
+    /// Where each new connection's password comes from (the config's own by default).
+    credentials: Credentials,
+    /// The resolved URI, for a driver config with another password.
+    uri: String,
 }
 
 impl fmt::Debug for Neo4jManager {
@@ -41,25 +45,8 @@ impl Neo4jManager {
     /// its value); `config.pool` is the pool's business, not the manager's.
     pub fn new(config: Neo4jConfig) -> Result<Self, ConfigError> {
         let r = config.resolve()?;
-        let mut builder = neo4rs::ConfigBuilder::default()
-            .uri(r.uri)
-            .user(r.user.clone())
-            .password(r.password)
-            .fetch_size(config.fetch_size)
-            .max_connections(1)
-            .connection_timeout(config.read_timeout)
-            // neo4rs 0.9 wires `max_lifetime` to its pool's wait timeout. With one Bolt connection per Graph,
-            // a query issued while a stream or transaction of the same Graph still holds it would wait for
-            // ever (nothing else will release it); zero makes that an immediate error instead of a hang.
-            .max_lifetime(Some(Duration::ZERO));
-        if let Some(db) = &config.database {
-            builder = builder.db(db.as_str());
-        }
-        let driver = builder.build().map_err(|e| ConfigError::Invalid {
-            field: "uri",
-            value: aquifer_core::redact_url(&config.uri),
-            reason: e.to_string(),
-        })?;
+        let credentials = Credentials::from_config(config.password_file.as_deref(), &config.credentials)?;
+        let driver = driver_config(&config, &r.uri, &r.user, &r.password)?;
         let address =
             if r.host.contains(':') { format!("[{}]:{}", r.host, r.port) } else { format!("{}:{}", r.host, r.port) };
         let mut descriptor = Descriptor::new("neo4j").address(r.host).port(r.port);
@@ -67,7 +54,7 @@ impl Neo4jManager {
             descriptor = descriptor.namespace(db.clone());
         }
         let ctx = Context { user: r.user, database: config.database.clone(), address };
-        Ok(Neo4jManager { config, driver, ctx, descriptor })
+        Ok(Neo4jManager { config, driver, ctx, descriptor, credentials, uri: r.uri })
     }
 
     /// The configuration (its `Debug` redacts the password).
@@ -82,6 +69,36 @@ impl Neo4jManager {
     pub(crate) fn classify(&self, error: neo4rs::Error) -> Neo4jError {
         classify(error, Some(&self.ctx), Phase::Use)
     }
+
+    /// One `Graph` holding one Bolt connection, checked with `RETURN 1`, with `driver`'s settings.
+    async fn open(&self, driver: neo4rs::Config) -> Result<Neo4jConnection, Neo4jError> {
+        let graph = Graph::connect(driver).map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
+        graph.run(PING).await.map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
+        Ok(Neo4jConnection { graph, interrupted: false, broken: AtomicBool::new(false) })
+    }
+}
+
+/// neo4rs's config for one Bolt connection per `Graph`, with `password`.
+fn driver_config(config: &Neo4jConfig, uri: &str, user: &str, password: &str) -> Result<neo4rs::Config, ConfigError> {
+    let mut builder = neo4rs::ConfigBuilder::default()
+        .uri(uri)
+        .user(user)
+        .password(password)
+        .fetch_size(config.fetch_size)
+        .max_connections(1)
+        .connection_timeout(config.read_timeout)
+        // neo4rs 0.9 wires `max_lifetime` to its pool's wait timeout. With one Bolt connection per Graph,
+        // a query issued while a stream or transaction of the same Graph still holds it would wait for
+        // ever (nothing else will release it); zero makes that an immediate error instead of a hang.
+        .max_lifetime(Some(Duration::ZERO));
+    if let Some(db) = &config.database {
+        builder = builder.db(db.as_str());
+    }
+    builder.build().map_err(|e| ConfigError::Invalid {
+        field: "uri",
+        value: aquifer_core::redact_url(&config.uri),
+        reason: e.to_string(),
+    })
 }
 
 #[aquifer_core::async_trait]
@@ -91,9 +108,16 @@ impl Manager for Neo4jManager {
 
     /// Cancel safety: dropping the future drops the half-open `Graph` and its socket.
     async fn connect(&self) -> Result<Neo4jConnection, Neo4jError> {
-        let graph = Graph::connect(self.driver.clone()).map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
-        graph.run(PING).await.map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
-        Ok(Neo4jConnection { graph, interrupted: false, broken: AtomicBool::new(false) })
+        let connect = |secret: Option<Secret>| async move {
+            let driver = match secret {
+                Some(secret) => driver_config(&self.config, &self.uri, &self.ctx.user, secret.expose())
+                    .map_err(|e| Neo4jError::Aborted(Box::new(e)))?,
+                None => self.driver.clone(),
+            };
+            self.open(driver).await
+        };
+        let refused = |e: &Neo4jError| matches!(e, Neo4jError::Authentication { .. });
+        self.credentials.connect(connect, refused, Neo4jError::Credentials).await
     }
 
     /// Cancel safety: a dropped validation leaves at most a `RETURN 1` in flight, which neo4rs drains (or
@@ -153,8 +177,15 @@ impl Manager for Neo4jManager {
     }
 
     /// Refused credentials and an unknown database do not fix themselves between two retries.
+    /// A refused password or an unknown database: retrying cannot fix them soon. Except a refused password
+    /// while the password rotates (a file or a provider): the server may be changed a moment before or after
+    /// the file, so the engine retries it with backoff like a transient failure.
     fn is_permanent(&self, error: &Neo4jError) -> bool {
-        matches!(error, Neo4jError::Authentication { .. } | Neo4jError::UnknownDatabase { .. })
+        match error {
+            Neo4jError::Authentication { .. } => self.credentials.is_url(),
+            Neo4jError::UnknownDatabase { .. } => true,
+            _ => false,
+        }
     }
 
     fn error_type(&self, error: &Neo4jError) -> Cow<'static, str> {

@@ -87,6 +87,9 @@ async fn unreachable_server_is_a_typed_error() {
         Some(Neo4jError::Unreachable { address, .. }) => assert_eq!(address, "127.0.0.1:1"),
         other => panic!("expected an unreachable error, got {other:?} ({e})"),
     }
+    // Each cause once in a chain walk (docs/architecture.md, "Errors"): neo4rs's own error repeats its I/O cause.
+    let rendered = aquifer_testing::assert_each_cause_once(&e);
+    assert!(rendered.contains("cannot reach the Bolt server at 127.0.0.1:1: "), "{rendered}");
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
+use std::path::PathBuf;
+
+use aquifer_core::{ConfigError, Credentials, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How to build a [`PgPool`](crate::PgPool): the engine's [`PoolConfig`], the connection URL, session
@@ -60,6 +62,35 @@ pub struct PgConfig {
     /// before it is closed instead of reused. Default: 1 s.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// A file holding the password, re-read before a new connection whenever it changes (a Kubernetes secret,
+    /// a Vault agent's output): the password in `url` is then ignored. See docs/operations.md, "Rotating
+    /// credentials". Default: none.
+    pub password_file: Option<PathBuf>,
+    /// Where the password comes from when it is not `url`'s or `password_file`'s: a
+    /// [`CredentialProvider`](aquifer_core::CredentialProvider) of the service's own (IAM tokens, Vault), set
+    /// in code (`Credentials::provider_fn(..)`). Not serialised. Default: the URL's password.
+    ///
+    /// AWS RDS IAM authentication, with a token generator of the service's own (the AWS SDK's signer, any
+    /// SigV4 code), refreshed two minutes before each 15-minute token expires:
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, SystemTime};
+    /// use aquifer_postgres::{Credential, Credentials, PgConfig};
+    /// # async fn generate_rds_auth_token(host: &str, port: u16, user: &str)
+    /// #     -> Result<String, Box<dyn std::error::Error + Send + Sync>> { Ok(String::new()) }
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let host = "orders.abc.eu-west-1.rds.amazonaws.com";
+    /// let mut config = PgConfig::from_url(format!("postgres://app@{host}:5432/orders?sslmode=verify-full"));
+    /// config.credentials = Credentials::provider_fn("rds-iam", Duration::from_secs(120), move || async move {
+    ///     let token = generate_rds_auth_token(host, 5432, "app").await?;
+    ///     Ok(Credential::expiring(token, SystemTime::now() + Duration::from_secs(15 * 60)))
+    /// });
+    /// let pool = config.connect().await?;
+    /// # Ok(()) }
+    /// ```
+    #[serde(skip)]
+    pub credentials: Credentials,
     /// Retries of the helpers ([`PgPool::fetch_one`](crate::PgPool::fetch_one),
     /// [`PgPool::transaction`](crate::PgPool::transaction), ...) on transient failures. Default: [`RetryPolicy::default`] (3 attempts, 10 ms doubling to 1 s, jitter).
     pub retry: RetryPolicy,
@@ -80,6 +111,8 @@ impl Default for PgConfig {
             // Long enough for a cancelled short query to finish, short enough that a cancelled long one does
             // not hold a pool slot: reconnecting costs a few milliseconds.
             drain_timeout: Duration::from_secs(1),
+            password_file: None,
+            credentials: Credentials::default(),
             retry: RetryPolicy::default(),
         }
     }
@@ -98,6 +131,8 @@ impl fmt::Debug for PgConfig {
             .field("pgbouncer", &self.pgbouncer)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("drain_timeout", &self.drain_timeout)
+            .field("password_file", &self.password_file)
+            .field("credentials", &self.credentials)
             .field("retry", &self.retry)
             .finish()
     }
@@ -107,6 +142,12 @@ impl fmt::Debug for PgConfig {
 const MAX_SETTING_MS: u128 = i32::MAX as u128;
 
 impl PgConfig {
+    /// Where the manager gets the password of each new connection ([`Credentials::from_config`]); the config
+    /// was validated, so the two fields do not conflict.
+    pub(crate) fn credential_source(&self) -> Credentials {
+        Credentials::from_config(self.password_file.as_deref(), &self.credentials).unwrap_or_default()
+    }
+
     /// The defaults with `url` set.
     pub fn from_url(url: impl Into<String>) -> Self {
         PgConfig { url: Some(DatabaseUrl::new(url)), ..PgConfig::default() }
@@ -124,7 +165,7 @@ impl PgConfig {
     /// `{prefix}_APPLICATION_NAME`, `{prefix}_STATEMENT_TIMEOUT`,
     /// `{prefix}_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (durations such as `30s`, or `off`), `{prefix}_INIT_SQL`
     /// (one entry), `{prefix}_PGBOUNCER` (`true`/`false`), `{prefix}_STATEMENT_CACHE_CAPACITY`,
-    /// `{prefix}_DRAIN_TIMEOUT` and `{prefix}_RETRY_MAX_ATTEMPTS`. Unset variables keep their default. Errors
+    /// `{prefix}_DRAIN_TIMEOUT`, `{prefix}_PASSWORD_FILE` and `{prefix}_RETRY_MAX_ATTEMPTS`. Unset variables keep their default. Errors
     /// name the variable and show its value as written (passwords redacted).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
@@ -156,6 +197,7 @@ impl PgConfig {
         env.boolean("PGBOUNCER", &mut c.pgbouncer)?;
         env.optional_number("STATEMENT_CACHE_CAPACITY", &mut c.statement_cache_capacity)?;
         env.duration("DRAIN_TIMEOUT", &mut c.drain_timeout)?;
+        c.password_file = env.get("PASSWORD_FILE").map(|p| PathBuf::from(p.trim()));
         env.number("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts)?;
         c.validate().map_err(|e| env.rename(e, env_suffix))?;
         Ok(c)
@@ -197,6 +239,7 @@ impl PgConfig {
                 reason: "must be 1 to 63 ASCII characters (PostgreSQL truncates longer names)".to_owned(),
             });
         }
+        Credentials::from_config(self.password_file.as_deref(), &self.credentials)?;
         if self.drain_timeout.is_zero() {
             return Err(invalid("drain_timeout", self.drain_timeout, "must be greater than zero"));
         }
@@ -231,6 +274,7 @@ fn env_suffix(field: &str) -> Option<&'static str> {
         "init_sql" => "INIT_SQL",
         "application_name" => "APPLICATION_NAME",
         "drain_timeout" => "DRAIN_TIMEOUT",
+        "password_file" => "PASSWORD_FILE",
         "retry.max_attempts" => "RETRY_MAX_ATTEMPTS",
         _ => return None,
     })

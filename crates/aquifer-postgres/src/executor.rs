@@ -1,5 +1,8 @@
-//! The sqlx drop-in: [`PgPool`] is an sqlx [`Executor`] like sqlx's own `PgPool`, so code written for sqlx
-//! keeps working (`sqlx::query(..).fetch_all(&pool)`, `pool.begin()`, `pool.acquire()`).
+//! The sqlx drop-in: [`PgPool`] is an sqlx [`Executor`] and [`Acquire`] like sqlx's own `PgPool`, so code
+//! written for sqlx keeps working (`sqlx::query(..).fetch_all(&pool)`, `pool.begin()`, `pool.acquire()`,
+//! `sqlx::migrate!().run(&pool)`, functions generic over `A: Acquire<'c, Database = Postgres>`), and has sqlx's
+//! constructors and counters (`PgPool::connect`, `connect_lazy`, `connect_with`, `connect_lazy_with`, `size()`,
+//! `num_idle()`).
 //!
 //! The orphan rule allows it because [`PgPool`] is a type of this crate (a newtype over the engine's
 //! `Pool<PgManager>`). sqlx's trait has a hidden `describe` method that exists only when sqlx-core's `offline`
@@ -9,17 +12,19 @@
 use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use sqlx::postgres::{PgConnection, PgQueryResult, PgRow, PgStatement, PgTransactionManager, PgTypeInfo, Postgres};
-use sqlx::{Describe, Either, Execute, Executor, SqlStr};
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgQueryResult, PgRow, PgStatement, PgTransactionManager, PgTypeInfo, Postgres,
+};
+use sqlx::{Acquire, Describe, Either, Execute, Executor, SqlStr};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 use sqlx_core::transaction::TransactionManager;
 
-use crate::{PgPool, PgPoolError, PgPooled};
+use crate::{PgConfig, PgPool, PgPoolError, PgPooled, PgStartError};
 
 /// The pool's error as an sqlx error, for code that expects sqlx's: a closed pool is
 /// [`sqlx::Error::PoolClosed`]; a timeout or a fail-fast is an [`sqlx::Error::Io`] (kind `TimedOut` or
-/// `NotConnected`) whose source is the [`PgPoolError`], so the last connect error ("password authentication
-/// failed") stays in the message instead of sqlx's bare "pool timed out".
+/// `NotConnected`) wrapping the [`PgPoolError`] (`get_ref()`), so the last connect error ("password
+/// authentication failed") stays in the message instead of sqlx's bare "pool timed out".
 fn to_sqlx(e: PgPoolError) -> sqlx::Error {
     let kind = match &e {
         PgPoolError::Closed => return sqlx::Error::PoolClosed,
@@ -29,7 +34,51 @@ fn to_sqlx(e: PgPoolError) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(kind, e))
 }
 
+/// sqlx's constructors and counters, for code written against sqlx's `PgPool`. The constructors return a
+/// [`PgStartError`] rather than an `sqlx::Error` (the driver's error is
+/// [`backend_error()`](aquifer_core::StartError::backend_error)): `?` into `anyhow::Error` or
+/// `Box<dyn Error>` works as before; a function returning `sqlx::Result` needs a `map_err` (docs/migrating.md).
 impl PgPool {
+    /// A started pool with default settings for `url` (sqlx's `PgPool::connect`): the same as
+    /// [`aquifer_postgres::connect`](crate::connect). The first connection is open when it returns, so a wrong
+    /// URL, password or database fails here.
+    ///
+    /// Cancel safety: as for [`PgConfig::connect`].
+    pub async fn connect(url: &str) -> Result<PgPool, PgStartError> {
+        PgConfig::from_url(url).connect().await
+    }
+
+    /// A started pool with default settings connecting with `options` (sqlx's `PgPool::connect_with`): for
+    /// what a URL cannot carry. The same as [`PgConfig::connect_with_options`] on `PgConfig::default()`.
+    ///
+    /// Cancel safety: as for [`PgConfig::connect`].
+    pub async fn connect_with(options: PgConnectOptions) -> Result<PgPool, PgStartError> {
+        PgConfig::default().connect_with_options(options).await
+    }
+
+    /// A lazy pool with default settings for `url` (sqlx's `PgPool::connect_lazy`): nothing connects until
+    /// first use. Must be called within a Tokio runtime.
+    pub fn connect_lazy(url: &str) -> Result<PgPool, PgStartError> {
+        PgConfig::from_url(url).connect_lazy()
+    }
+
+    /// A lazy pool with default settings connecting with `options` (sqlx's `PgPool::connect_lazy_with`, which
+    /// returns the pool itself: this one can fail, outside a Tokio runtime or with an invalid setting).
+    pub fn connect_lazy_with(options: PgConnectOptions) -> Result<PgPool, PgStartError> {
+        PgConfig::default().connect_lazy_with_options(options)
+    }
+
+    /// The connections open or being opened, idle ones included (sqlx's `Pool::size`):
+    /// [`State::size`](aquifer_core::State::size).
+    pub fn size(&self) -> u32 {
+        u32::try_from(self.state().size).unwrap_or(u32::MAX)
+    }
+
+    /// The idle connections (sqlx's `Pool::num_idle`): [`State::idle`](aquifer_core::State::idle).
+    pub fn num_idle(&self) -> usize {
+        self.state().idle
+    }
+
     /// Checks a connection out, with sqlx's error type (sqlx's `Pool::acquire`); [`get`](aquifer_core::Pool::get)
     /// gives the pool's own error. The connection dereferences to [`PgConnection`]: run queries on
     /// `&mut *conn`.
@@ -118,6 +167,50 @@ impl Drop for PgTransaction {
 impl std::fmt::Debug for PgTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgTransaction").field("open", &self.conn.is_some()).finish()
+    }
+}
+
+/// The message of [`Acquire::begin`] on `&PgPool`, which cannot work (see the impl).
+const ACQUIRE_BEGIN: &str = "sqlx::Acquire::begin on an aquifer_postgres::PgPool cannot return an \
+    sqlx::Transaction (it can own only a connection of sqlx's own pool): call PgPool::begin() for an \
+    aquifer_postgres::PgTransaction, or acquire() a connection and begin() on it";
+
+/// sqlx's `Acquire` for `&PgPool`, as sqlx implements it for `&Pool<Postgres>`, so code generic over
+/// `A: Acquire<'c, Database = Postgres>` takes an Aquifer pool: `Migrator::run(&pool)` (what
+/// `sqlx::migrate!().run(&pool)` calls), `Migrator::undo`, your own functions.
+///
+/// [`acquire`](Acquire::acquire) checks a connection out ([`PgPool::acquire`]). [`begin`](Acquire::begin)
+/// fails with [`sqlx::Error::Configuration`]: sqlx's `Transaction` holds either a borrowed connection or a
+/// connection of sqlx's own pool, and a connection of this pool is neither, so no `Transaction` that gives it
+/// back can be made. Generic code that needs a transaction acquires first and begins on the connection
+/// (`let mut conn = a.acquire().await?; let tx = conn.begin().await?;`, with `sqlx::Connection` in scope),
+/// which works for every `Acquire`; [`PgPool::begin`] is the pool's own.
+impl<'c> Acquire<'c> for &'_ PgPool {
+    type Database = Postgres;
+    type Connection = PgPooled;
+
+    fn acquire(self) -> BoxFuture<'c, Result<PgPooled, sqlx::Error>> {
+        let pool = self.clone();
+        Box::pin(async move { pool.acquire().await })
+    }
+
+    fn begin(self) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Postgres>, sqlx::Error>> {
+        Box::pin(std::future::ready(Err(sqlx::Error::Configuration(ACQUIRE_BEGIN.into()))))
+    }
+}
+
+/// sqlx's `Acquire` for a transaction of this pool, as sqlx implements it for `&mut Transaction`: `acquire`
+/// lends the transaction's connection, `begin` starts a nested transaction (a `SAVEPOINT`) on it.
+impl<'c> Acquire<'c> for &'c mut PgTransaction {
+    type Database = Postgres;
+    type Connection = &'c mut PgConnection;
+
+    fn acquire(self) -> BoxFuture<'c, Result<&'c mut PgConnection, sqlx::Error>> {
+        Box::pin(std::future::ready(Ok(&mut **self)))
+    }
+
+    fn begin(self) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Postgres>, sqlx::Error>> {
+        sqlx::Transaction::begin(&mut **self, None)
     }
 }
 

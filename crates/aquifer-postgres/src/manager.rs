@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, Descriptor, Manager, Operations, RetryPolicy};
+use aquifer_core::{ConfigError, Credentials, Descriptor, Manager, Operations, RetryPolicy, Secret};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
@@ -38,6 +38,7 @@ pub struct PgManager {
     drain_timeout: Duration,
     retry: RetryPolicy,
     descriptor: Descriptor,
+    credentials: Credentials,
 }
 
 impl fmt::Debug for PgManager {
@@ -49,6 +50,7 @@ impl fmt::Debug for PgManager {
             .field("ssl_mode", &self.options.get_ssl_mode())
             .field("application_name", &self.options.get_application_name())
             .field("pgbouncer", &self.pgbouncer)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +100,7 @@ impl PgManager {
             drain_timeout: config.drain_timeout,
             retry: config.retry,
             descriptor,
+            credentials: config.credential_source(),
         })
     }
 
@@ -192,7 +195,15 @@ impl Manager for PgManager {
     type Error = sqlx::Error;
 
     async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
-        let mut conn = self.options.connect().await?;
+        let connect = |secret: Option<Secret>| {
+            let options = match secret {
+                Some(secret) => self.options.clone().password(secret.expose()),
+                None => self.options.clone(),
+            };
+            async move { options.connect().await }
+        };
+        let mut conn =
+            self.credentials.connect(connect, is_refused_password, |e| sqlx::Error::Configuration(Box::new(e))).await?;
         for sql in &self.init_sql {
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&mut conn).await?;
         }
@@ -253,12 +264,23 @@ impl Manager for PgManager {
 
     /// Refused credentials (class 28: `28P01` wrong password, `28000` no pg_hba entry or role not allowed)
     /// and a missing database (`3D000`) do not fix themselves between two retries.
+    /// A refused password or role, or an unknown database: retrying cannot fix them soon. Except a refused
+    /// password while the password rotates (a file or a provider): the server may be changed a moment before
+    /// or after the file, so the engine retries it with backoff like a transient failure.
     fn is_permanent(&self, error: &sqlx::Error) -> bool {
+        if is_refused_password(error) && !self.credentials.is_url() {
+            return false;
+        }
         match error {
             sqlx::Error::Database(e) => e.code().is_some_and(|c| c.starts_with("28") || c == "3D000"),
             _ => false,
         }
     }
+}
+
+/// The server refused the password (`28P01`, invalid_password).
+fn is_refused_password(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("28P01"))
 }
 
 #[cfg(test)]

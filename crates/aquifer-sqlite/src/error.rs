@@ -16,6 +16,9 @@ pub enum ErrorKind {
     /// The file or its directory cannot be opened or created: a missing directory, a permission, a file
     /// system without room.
     CannotOpen,
+    /// The database file does not exist and [`create_if_missing`](crate::SqliteConfig::create_if_missing) is
+    /// off, so it was not created (the `aquifer` CLI always opens databases this way).
+    Missing,
     /// The database, its directory or its file system is read-only.
     ReadOnly,
     /// Another connection or process holds a lock and `busy_timeout` ran out.
@@ -34,6 +37,7 @@ impl ErrorKind {
         match self {
             ErrorKind::NotADatabase => "not_a_database",
             ErrorKind::CannotOpen => "cannot_open",
+            ErrorKind::Missing => "missing",
             ErrorKind::ReadOnly => "read_only",
             ErrorKind::Locked => "locked",
             ErrorKind::Corrupt => "corrupt",
@@ -42,7 +46,8 @@ impl ErrorKind {
         }
     }
 
-    /// The kind of a rusqlite error.
+    /// The kind of a rusqlite error. ([`ErrorKind::Missing`] is never returned here: telling it from
+    /// [`ErrorKind::CannotOpen`] takes the path and the configuration, which the pool has.)
     pub fn of(error: &rusqlite::Error) -> ErrorKind {
         match error.sqlite_error_code() {
             Some(ErrorCode::NotADatabase) => ErrorKind::NotADatabase,
@@ -61,6 +66,10 @@ impl ErrorKind {
             ErrorKind::CannotOpen => {
                 "the file cannot be opened or created: check that its directory exists and that this process may \
                  write there (SQLite creates the -wal and -shm files beside the database)"
+            }
+            ErrorKind::Missing => {
+                "the file does not exist and is not created: create_if_missing is off (the aquifer CLI always turns \
+                 it off, by design, so that a mistyped path never leaves an empty database behind)"
             }
             ErrorKind::ReadOnly => {
                 "the database, its directory or its file system is read-only (a WAL database needs its directory \
@@ -93,9 +102,10 @@ pub enum Stage {
 }
 
 /// Opening, tuning, validating or resetting a connection failed. The message names the database path and
-/// says what is wrong in plain words; [`ConnectionError::kind`] says it for code.
-#[derive(Debug, thiserror::Error)]
-#[error("{} SQLite database {path:?}: {}{source}", stage_text(*stage), hint(*kind))]
+/// says what is wrong in plain words, then gives SQLite's own message; [`ConnectionError::kind`] says it for
+/// code. Since the message includes the driver's, `source()` returns only causes it leaves out
+/// ([`aquifer_core::source_not_in`]); the driver's error is the `source` field.
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct ConnectionError {
     /// The database path, as configured (URI parameters redacted).
@@ -105,8 +115,19 @@ pub struct ConnectionError {
     /// When.
     pub stage: Stage,
     /// The driver's error.
-    #[source]
     pub source: rusqlite::Error,
+}
+
+impl fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} SQLite database {:?}: {}{}", stage_text(self.stage), self.path, hint(self.kind), self.source)
+    }
+}
+
+impl std::error::Error for ConnectionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        aquifer_core::source_not_in(&self.to_string(), &self.source)
+    }
 }
 
 fn stage_text(stage: Stage) -> &'static str {
@@ -217,23 +238,67 @@ pub fn error_type(error: &rusqlite::Error) -> &'static str {
 
 /// Anything a [`SqliteSyncPool`](crate::SqliteSyncPool) call can return. The sync pool is r2d2's, not the
 /// engine's, so its errors are r2d2's and the driver's rather than the engine's `PoolError` and
-/// `OperationError`.
-#[derive(Debug, thiserror::Error)]
+/// `OperationError`. The message includes the inner error's, so `source()` returns only causes it leaves out
+/// ([`aquifer_core::source_not_in`]).
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum SqliteSyncError {
     /// The database could not be opened when the pool was built (a missing directory, a file that is not a
     /// database, a lock held by another process...). Names the path.
-    #[error(transparent)]
-    Open(#[from] ConnectionError),
+    Open(ConnectionError),
     /// A statement failed (including `SQLITE_BUSY` when another process held a lock beyond `busy_timeout`).
-    #[error(transparent)]
-    Query(#[from] rusqlite::Error),
+    Query(rusqlite::Error),
     /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The r2d2 pool gave no connection within its timeout, or could not open its connections.
-    #[error("r2d2 pool: {0}")]
-    Pool(#[from] r2d2::Error),
+    Pool(r2d2::Error),
+}
+
+impl fmt::Display for SqliteSyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SqliteSyncError::Open(e) => fmt::Display::fmt(e, f),
+            SqliteSyncError::Query(e) => fmt::Display::fmt(e, f),
+            SqliteSyncError::Config(e) => fmt::Display::fmt(e, f),
+            SqliteSyncError::Pool(e) => write!(f, "r2d2 pool: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SqliteSyncError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let inner: &(dyn std::error::Error + 'static) = match self {
+            SqliteSyncError::Open(e) => e,
+            SqliteSyncError::Query(e) => e,
+            SqliteSyncError::Config(e) => e,
+            SqliteSyncError::Pool(e) => e,
+        };
+        aquifer_core::source_not_in(&self.to_string(), inner)
+    }
+}
+
+impl From<ConnectionError> for SqliteSyncError {
+    fn from(e: ConnectionError) -> Self {
+        SqliteSyncError::Open(e)
+    }
+}
+
+impl From<rusqlite::Error> for SqliteSyncError {
+    fn from(e: rusqlite::Error) -> Self {
+        SqliteSyncError::Query(e)
+    }
+}
+
+impl From<ConfigError> for SqliteSyncError {
+    fn from(e: ConfigError) -> Self {
+        SqliteSyncError::Config(e)
+    }
+}
+
+impl From<r2d2::Error> for SqliteSyncError {
+    fn from(e: r2d2::Error) -> Self {
+        SqliteSyncError::Pool(e)
+    }
 }
 
 impl SqliteSyncError {

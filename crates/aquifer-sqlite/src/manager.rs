@@ -14,6 +14,34 @@ use crate::error::{ConnectionError, ErrorKind, Stage};
 /// one exclusive lock per process and the WAL index in heap memory.
 const SINGLE_PROCESS_VFS: &str = "unix-excl";
 
+/// The file system path of a database path or `file:` URI; `None` for a URI this cannot read without
+/// decoding (an authority other than `localhost`, percent escapes).
+fn file_path(path: &str) -> Option<&std::path::Path> {
+    let path = path.trim();
+    let Some(uri) = path.strip_prefix("file:") else { return Some(std::path::Path::new(path)) };
+    let uri = uri.split(['?', '#']).next().unwrap_or_default();
+    let uri = match uri.strip_prefix("//") {
+        Some(rest) => {
+            let (authority, path) = rest.split_at(rest.find('/')?);
+            if !authority.is_empty() && authority != "localhost" {
+                return None;
+            }
+            path
+        }
+        None => uri,
+    };
+    (!uri.is_empty() && !uri.contains('%')).then(|| std::path::Path::new(uri))
+}
+
+/// True when `path` does not exist but its directory does (a missing directory is `CannotOpen`'s own case).
+fn file_missing_from_its_directory(path: &std::path::Path) -> bool {
+    let dir_exists = match path.parent() {
+        None => true,
+        Some(d) => d.as_os_str().is_empty() || d.is_dir(),
+    };
+    dir_exists && !path.exists()
+}
+
 /// What a connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -112,10 +140,25 @@ impl Target {
         } else {
             Connection::open_with_flags(&self.open_path, self.flags(role))
         };
-        let mut conn = opened.map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
+        let mut conn = opened.map_err(|e| self.open_failed(e))?;
         apply_pragmas(&mut conn, &self.config, role)
             .map_err(|e| ConnectionError::opening(&self.open_path, &self.display, e))?;
         Ok(conn)
+    }
+
+    /// The error of a failed open: [`ErrorKind::Missing`] rather than `CannotOpen` when the file does not exist
+    /// and the configuration says not to create it (the other reasons of `SQLITE_CANTOPEN` are a missing
+    /// directory and permissions).
+    fn open_failed(&self, e: rusqlite::Error) -> ConnectionError {
+        let mut error = ConnectionError::opening(&self.open_path, &self.display, e);
+        if error.kind == ErrorKind::CannotOpen
+            && !self.config.create_if_missing
+            && !self.config.is_memory()
+            && file_path(&self.config.path).is_some_and(file_missing_from_its_directory)
+        {
+            error.kind = ErrorKind::Missing;
+        }
+        error
     }
 
     /// Records what only an open writer tells: the database file (for the WAL's size); for an in-memory
@@ -268,10 +311,17 @@ impl Manager for SqliteManager {
     }
 
     /// A file that is not a database, that cannot be opened or created (a missing directory, a permission), a
-    /// read-only or a damaged database: retrying does not fix these soon. A lock held by another process
-    /// (`Locked`) and a full disk are not permanent.
+    /// missing file the pool may not create, a read-only or a damaged database: retrying does not fix these
+    /// soon. A lock held by another process (`Locked`) and a full disk are not permanent.
     fn is_permanent(&self, error: &ConnectionError) -> bool {
-        matches!(error.kind, ErrorKind::NotADatabase | ErrorKind::CannotOpen | ErrorKind::ReadOnly | ErrorKind::Corrupt)
+        matches!(
+            error.kind,
+            ErrorKind::NotADatabase
+                | ErrorKind::CannotOpen
+                | ErrorKind::Missing
+                | ErrorKind::ReadOnly
+                | ErrorKind::Corrupt
+        )
     }
 }
 

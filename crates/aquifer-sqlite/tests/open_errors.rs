@@ -50,9 +50,25 @@ async fn a_missing_directory_is_a_typed_error_naming_the_path() {
 async fn a_missing_file_without_create_if_missing_is_a_typed_error() {
     let (_dir, path) = temp_db("absent");
     let err = SqlitePool::builder(&path).create_if_missing(false).connect().await.unwrap_err();
-    assert_eq!(kind(&err), ErrorKind::CannotOpen, "{err}");
+    assert_eq!(kind(&err), ErrorKind::Missing, "{err}");
+    assert!(err.is_permanent(), "{err:?}");
     assert_names_path(&err, &path);
+    // Each cause once in a chain walk (docs/architecture.md, "Errors"), and worded as permanent.
+    let rendered = aquifer_testing::assert_each_cause_once(&err);
+    assert!(rendered.contains("database refused the connection (permanent error): cannot open SQLite"), "{rendered}");
+    let shown = err.to_string();
+    assert!(shown.contains("the file does not exist and is not created: create_if_missing is off"), "{shown}");
+    assert!(!shown.contains("directory exists"), "the directory exists: {shown}");
     assert!(!path.exists(), "nothing may be created");
+    // The same file named by a `file:` URI.
+    let uri = format!("file:{}?cache=private", path.display());
+    let err = SqlitePool::builder(&uri).create_if_missing(false).connect().await.unwrap_err();
+    assert_eq!(kind(&err), ErrorKind::Missing, "{err}");
+    // A missing directory stays CannotOpen, with its own hint.
+    let deeper = path.with_file_name("no-such-dir").join("absent.db");
+    let err = SqlitePool::builder(&deeper).create_if_missing(false).connect().await.unwrap_err();
+    assert_eq!(kind(&err), ErrorKind::CannotOpen, "{err}");
+    assert!(err.to_string().contains("directory exists"), "{err}");
 }
 
 /// A directory nobody may create files in. Root ignores permission bits, so as root the directory is made
@@ -137,6 +153,7 @@ fn the_sync_pool_reports_the_same_typed_errors() {
     let err = SqliteSyncPool::builder(&path).open_sync().unwrap_err();
     assert_eq!(sync_kind(&err), ErrorKind::NotADatabase, "{err}");
     assert_names_path(&err, &path);
+    aquifer_testing::assert_each_cause_once(&err);
 }
 
 #[tokio::test(flavor = "multi_thread")]

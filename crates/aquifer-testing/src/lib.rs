@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod adapter;
+mod chain;
+pub mod chaos;
+mod counting_proxy;
 mod fake;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
@@ -9,18 +12,24 @@ mod metrics;
 mod private;
 mod proxy;
 mod restart;
+mod rotation;
 mod secrets;
 mod server;
 #[cfg(feature = "victoria")]
 mod victoria;
 
 pub use adapter::FakeAdapter;
+pub use chain::{assert_each_cause_once, error_chain, render_chain};
+pub use counting_proxy::{CountingProxy, WireProtocol};
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
 pub use proxy::ChaosProxy;
 pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
+pub use rotation::{
+    Order, PasswordFile, ROTATION_EVERY, ROTATION_FOR, ROTATION_TASKS, RotationReport, rotate_under_load,
+};
 pub use secrets::SecretScan;
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]

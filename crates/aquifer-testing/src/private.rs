@@ -352,6 +352,18 @@ pub struct PrivatePostgres {
 impl PrivatePostgres {
     /// Creates the cluster and starts the server (both bounded by [`START_TIMEOUT`]).
     pub fn start() -> Result<Self, PrivateServerError> {
+        Self::start_with_hba(None)
+    }
+
+    /// Like [`start`](Self::start), but over TCP only `postgres` is trusted: every other role must give its
+    /// password (`scram-sha-256`), so a test can change a role's password and see the old one refused.
+    pub fn start_with_password_auth() -> Result<Self, PrivateServerError> {
+        Self::start_with_hba(Some(
+            "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        ))
+    }
+
+    fn start_with_hba(hba: Option<&str>) -> Result<Self, PrivateServerError> {
         let owner = run_as("postgres")?;
         let dir = OwnedDir::new("postgres", owner)?;
         let data = dir.path.join("data");
@@ -359,6 +371,9 @@ impl PrivatePostgres {
         let mut initdb = command(Path::new(PG_BIN).join("initdb"), owner);
         initdb.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
         run_bounded(initdb, "initdb", &dir.path.join("initdb.log"), START_TIMEOUT)?;
+        if let Some(hba) = hba {
+            std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| error(format!("writing pg_hba.conf: {e}")))?;
+        }
         // The `test` database exists from the start, as on the shared server: created in single-user mode, so
         // no client program is needed.
         let mut pg = PrivatePostgres {
@@ -375,10 +390,19 @@ impl PrivatePostgres {
             dir,
         };
         pg.restart()?;
-        let mut createdb = command(Path::new(PG_BIN).join("createdb"), None);
-        createdb.args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", "postgres", "test"]);
-        run_bounded(createdb, "createdb test", &pg.dir.path.join("createdb.log"), START_TIMEOUT)?;
-        Ok(pg)
+        // The postmaster listens before it accepts sessions ("the database system is starting up"): under load
+        // that window lasts long enough for createdb to land in it, so it is tried again until the deadline.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let mut createdb = command(Path::new(PG_BIN).join("createdb"), None);
+            createdb.args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", "postgres", "test"]);
+            match run_bounded(createdb, "createdb test", &pg.dir.path.join("createdb.log"), START_TIMEOUT) {
+                Err(e) if e.0.contains("starting up") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                result => return result.map(|()| pg),
+            }
+        }
     }
 
     /// Starts the server again (same port, same data) after [`stop`](Self::stop) or [`kill`](Self::kill);

@@ -86,4 +86,3 @@ pub async fn settle() {
         tokio::task::yield_now().await;
     }
 }
-pub mod proxy;

@@ -1,7 +1,6 @@
 //! A counting TCP proxy on 127.0.0.1: forwards bytes both ways unchanged and counts the statements the
-//! client sends, read from the wire protocol. Statement counts in these tests come from here (or from the
-//! server), never from the code under test.
-#![allow(dead_code)]
+//! client sends, read from the wire protocol. aquifer-batch's tests and benchmark count statements here (or
+//! on the server), never in the code under test.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,23 +8,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Which protocol the proxy reads.
+/// Which protocol a [`CountingProxy`] reads.
 #[derive(Clone, Copy, Debug)]
-pub enum Protocol {
+pub enum WireProtocol {
     /// PostgreSQL frontend messages: counts `Execute` ('E') and simple `Query` ('Q').
     Postgres,
     /// Bolt (Neo4j): counts `RUN` messages.
     Bolt,
 }
 
+/// A TCP proxy on a free port of 127.0.0.1 that passes bytes through unchanged and counts the statements the
+/// client sends. Dropping it stops accepting; connections already open run on until either side closes.
 pub struct CountingProxy {
-    pub addr: std::net::SocketAddr,
+    addr: std::net::SocketAddr,
     statements: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl CountingProxy {
-    pub async fn start(upstream: &str, protocol: Protocol) -> Self {
+    /// Starts a proxy in front of `upstream` (`host:port`) reading `protocol`. Panics when it cannot bind a
+    /// port. The upstream must be up: a refused upstream connection ends the accept loop (with a panic in its
+    /// task), so the test fails at its next connect.
+    pub async fn start(upstream: &str, protocol: WireProtocol) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().unwrap();
         let statements = Arc::new(AtomicUsize::new(0));
@@ -40,6 +44,11 @@ impl CountingProxy {
         CountingProxy { addr, statements, task }
     }
 
+    /// The address clients connect to.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
     /// Statements counted so far on all connections.
     pub fn statements(&self) -> usize {
         self.statements.load(Ordering::SeqCst)
@@ -52,7 +61,7 @@ impl Drop for CountingProxy {
     }
 }
 
-async fn pipe(client: TcpStream, server: TcpStream, protocol: Protocol, counter: Arc<AtomicUsize>) {
+async fn pipe(client: TcpStream, server: TcpStream, protocol: WireProtocol, counter: Arc<AtomicUsize>) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
@@ -76,7 +85,7 @@ async fn pipe(client: TcpStream, server: TcpStream, protocol: Protocol, counter:
 
 /// Incremental reader of the client's byte stream.
 struct Parser {
-    protocol: Protocol,
+    protocol: WireProtocol,
     /// Bytes of a message not yet complete.
     pending: Vec<u8>,
     /// PostgreSQL: still in the untyped startup phase. Bolt: still before the 20-byte handshake's end.
@@ -86,7 +95,7 @@ struct Parser {
 }
 
 impl Parser {
-    fn new(protocol: Protocol) -> Self {
+    fn new(protocol: WireProtocol) -> Self {
         Parser { protocol, pending: Vec::new(), startup: true, message_start: true }
     }
 
@@ -98,8 +107,8 @@ impl Parser {
         loop {
             let rest = &pending[pos..];
             let consumed = match self.protocol {
-                Protocol::Postgres => self.postgres(rest, &mut count),
-                Protocol::Bolt => self.bolt(rest, &mut count),
+                WireProtocol::Postgres => self.postgres(rest, &mut count),
+                WireProtocol::Bolt => self.bolt(rest, &mut count),
             };
             match consumed {
                 Some(n) => pos += n,

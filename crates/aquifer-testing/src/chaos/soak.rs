@@ -6,21 +6,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aquifer_testing::ChaosProxy;
-
-use super::{ChaosBackend, Tally, assert_invariants, assert_server_clean, load_with_think, marker, rss_kib};
+use super::{ChaosBackend, Tally, assert_invariants, assert_server_clean, fill, load_with_think, setup};
 
 /// The shape of a soak run.
 #[derive(Debug, Clone, Copy)]
 pub struct SoakConfig {
+    /// How long the load runs.
     pub duration: Duration,
     /// A fault at the start of each interval, a sample at its end.
     pub interval: Duration,
     /// How long each fault lasts.
     pub fault: Duration,
+    /// Tasks sending requests.
     pub tasks: usize,
     /// Each task's pause after each request.
     pub think: Duration,
+    /// The pool's maximum size.
     pub max_size: usize,
 }
 
@@ -56,29 +57,55 @@ const FAULTS: [&str; 5] = ["reset", "latency 50ms", "black hole", "refuse", "cut
 /// One interval's sample.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// Since the load started.
     pub at: Duration,
+    /// The fault at the start of the interval.
     pub fault: &'static str,
+    /// Resident memory of the process ([`rss_kib`]).
     pub rss_kib: u64,
+    /// The pool's connections.
     pub pool_size: usize,
+    /// The pool's idle connections.
     pub pool_idle: usize,
+    /// The server's connections of the pool ([`ChaosBackend::server_connections`]).
     pub server_connections: usize,
     /// p99 of the requests from 2 s after the heal to the sample, microseconds.
     pub p99_us: u64,
+    /// Requests that succeeded during the interval.
     pub ok: u64,
+    /// Requests that failed during the interval.
     pub failed: u64,
 }
 
 /// What a soak run saw.
 #[derive(Debug)]
 pub struct SoakReport {
+    /// [`ChaosBackend::NAME`].
     pub backend: &'static str,
+    /// One per interval.
     pub samples: Vec<Sample>,
+    /// Requests that succeeded.
     pub ok: u64,
+    /// Requests that failed, by [`Fail`](super::Fail) label.
     pub failed: std::collections::BTreeMap<String, u64>,
+    /// Connections that failed as lost on two checkouts in a row.
     pub dead_reissued: u64,
+    /// Leaks the pool reported.
     pub leaks: u64,
+    /// Panics the pool reported.
     pub panics: u64,
+    /// Connections the pool opened.
     pub created: u64,
+}
+
+/// Resident memory of this process, in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn p99(mut v: Vec<u64>) -> u64 {
@@ -92,12 +119,8 @@ fn p99(mut v: Vec<u64>) -> u64 {
 /// Runs the soak on backend `B` and returns its samples; checks the pool's invariants and that the server holds
 /// none of its connections once closed.
 pub async fn soak<B: ChaosBackend>(name: &str, cfg: SoakConfig) -> SoakReport {
-    B::require().await;
-    let marker = marker(name);
-    B::prepare(&marker).await;
-    let proxy = ChaosProxy::start(B::upstream()).await.expect("the proxy starts");
-    let pool = B::pool(proxy.port(), &marker, cfg.max_size);
-    super::fill(&pool, cfg.max_size).await;
+    let (proxy, marker, pool) = setup::<B>(name, cfg.max_size).await;
+    fill(&pool, cfg.max_size).await;
     let tally = Arc::new(Tally::default());
     let start = Instant::now();
     let end = start + cfg.duration;

@@ -1,0 +1,157 @@
+//! The rotation drill the server adapters' credential tests share: [`ROTATION_TASKS`] tasks run requests
+//! through the pool under test while the password changes every [`ROTATION_EVERY`] for [`ROTATION_FOR`], the
+//! server and the password file changed in the order the test asks ([`Order`]), and the pool's idle
+//! connections are dropped between requests so that new connections keep being opened (with whatever
+//! password is current). The drill counts failed requests and rotations; the test checks what its backend can
+//! see (the old password refused, a fresh connection accepted).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// How many tasks run the load.
+pub const ROTATION_TASKS: usize = 32;
+/// How often the password changes.
+pub const ROTATION_EVERY: Duration = Duration::from_secs(2);
+/// How long the drill rotates.
+pub const ROTATION_FOR: Duration = Duration::from_secs(30);
+
+/// Which side learns the new password first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// `ALTER ROLE`/`ALTER USER` first, then the file: new connections briefly offer the old password.
+    ServerFirst,
+    /// The file first, then the server: new connections briefly offer a password the server does not know
+    /// yet.
+    FileFirst,
+}
+
+/// What the drill saw.
+#[derive(Debug, Default, Clone)]
+pub struct RotationReport {
+    /// Requests that succeeded.
+    pub ok: u64,
+    /// Requests that failed, with the first few errors.
+    pub failed: u64,
+    /// The first errors (at most ten), as displayed.
+    pub errors: Vec<String>,
+    /// Rotations done (the password changed on both sides).
+    pub rotations: u32,
+    /// The password in force at the end.
+    pub last_password: String,
+}
+
+/// A password file rewritten the way Kubernetes and Vault agent do it: the new content is written beside the
+/// file and renamed over it, so a reader sees the old content or the new, never half of one.
+#[derive(Debug)]
+pub struct PasswordFile {
+    path: PathBuf,
+}
+
+impl PasswordFile {
+    /// A file at `path` holding `password` (with a trailing newline, as `echo` writes it).
+    pub fn create(path: impl Into<PathBuf>, password: &str) -> std::io::Result<Self> {
+        let file = PasswordFile { path: path.into() };
+        file.write(password)?;
+        Ok(file)
+    }
+
+    /// The file's path, for `password_file` / `{PREFIX}_PASSWORD_FILE`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the content atomically.
+    pub fn write(&self, password: &str) -> std::io::Result<()> {
+        let next = self.path.with_extension("next");
+        std::fs::write(&next, format!("{password}\n"))?;
+        std::fs::rename(&next, &self.path)
+    }
+}
+
+/// Runs the drill: `request` is one request through the pool (its error displayed), `drop_idle` closes the
+/// pool's idle connections (so the next requests open new ones), `alter` changes the server's password.
+/// Passwords are `{prefix}-1`, `{prefix}-2`, ...; the file and the server start at `{prefix}-0`.
+pub async fn rotate_under_load<Req, ReqFut, Alt, AltFut>(
+    order: Order,
+    prefix: &str,
+    file: &PasswordFile,
+    request: Req,
+    drop_idle: impl Fn() + Send + Sync + 'static,
+    alter: Alt,
+) -> RotationReport
+where
+    Req: Fn() -> ReqFut + Send + Sync + 'static,
+    ReqFut: Future<Output = Result<(), String>> + Send + 'static,
+    Alt: Fn(String) -> AltFut,
+    AltFut: Future<Output = ()>,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let request = Arc::new(request);
+    let drop_idle = Arc::new(drop_idle);
+    let mut tasks = Vec::new();
+    for task in 0..ROTATION_TASKS {
+        let (stop, ok, failed, errors, request) =
+            (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed), Arc::clone(&errors), Arc::clone(&request));
+        let drop_idle = Arc::clone(&drop_idle);
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                match request().await {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        let mut errors = errors.lock();
+                        if errors.len() < 10 {
+                            errors.push(e);
+                        }
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                n += 1;
+                // One task churns the pool: every few requests its idle connections go, new ones open.
+                if task == 0 && n.is_multiple_of(8) {
+                    drop_idle();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    let started = Instant::now();
+    let mut rotations = 0;
+    let mut password = format!("{prefix}-0");
+    while started.elapsed() < ROTATION_FOR {
+        tokio::time::sleep(ROTATION_EVERY).await;
+        rotations += 1;
+        password = format!("{prefix}-{rotations}");
+        match order {
+            Order::ServerFirst => {
+                alter(password.clone()).await;
+                file.write(&password).expect("rewrite the password file");
+            }
+            Order::FileFirst => {
+                file.write(&password).expect("rewrite the password file");
+                alter(password.clone()).await;
+            }
+        }
+    }
+    // A last stretch of load after the last rotation, then stop.
+    tokio::time::sleep(ROTATION_EVERY).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("a load task panicked");
+    }
+    RotationReport {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        errors: errors.lock().clone(),
+        rotations,
+        last_password: password,
+    }
+}
