@@ -199,7 +199,7 @@ impl<M: Manager> PoolBuilder<M> {
 /// How often housekeeping runs: often enough to honour the shortest configured timer within a quarter of it,
 /// at most every 30 s (HikariCP's housekeeper period) and at least every 5 ms.
 fn housekeeping_interval(c: &PoolConfig) -> Duration {
-    [c.idle_timeout, c.max_lifetime, c.leak_detection_threshold]
+    [c.idle_timeout, c.max_lifetime, c.leak_detection_threshold, c.keepalive_interval]
         .into_iter()
         .flatten()
         .map(|d| d / 4)

@@ -75,10 +75,12 @@ impl<M: Manager> Shared<M> {
 
     fn connected(self: &Arc<Self>, mut slot: ConnectSlot<M>, raw: M::Connection, was_probing: bool) {
         let now = self.clock.now();
-        let expires = self.config.max_lifetime.map(|l| now.saturating_add(l.mul_f64(1.0 - fastrand::f64() * 0.05)));
+        let expires =
+            self.config.max_lifetime.map(|l| now.saturating_add(lifetime(l, self.config.max_lifetime_jitter)));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Box::new(Conn::new(raw, id, now, expires, self.config.validation_bypass));
+        let mut conn = Box::new(Conn::new(raw, id, now, expires, self.config.validation_bypass));
         let mut g = self.lock();
+        g.adopt(&mut conn);
         let (ended_failures, _) = g.connect_succeeded(tokio::time::Instant::now());
         slot.armed = false;
         self.deliver(g, conn, true);
@@ -89,6 +91,12 @@ impl<M: Manager> Shared<M> {
             tracing::info!(pool = %self.name, "server answers again; no longer failing fast");
         }
     }
+}
+
+/// One connection's lifetime: `max_lifetime` shortened by a random share of it, up to `jitter` (a fraction,
+/// `PoolConfig::max_lifetime_jitter`), so connections opened together do not expire together.
+fn lifetime(max_lifetime: Duration, jitter: f64) -> Duration {
+    max_lifetime.mul_f64(1.0 - fastrand::f64() * jitter)
 }
 
 /// Hedged attempts a connect task keeps beside its own: beyond this, starting a new one gives up the oldest

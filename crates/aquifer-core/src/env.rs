@@ -306,6 +306,7 @@ fn peer_name(suffix: &str) -> Option<&'static str> {
         "LEAK_DETECTION_THRESHOLD" | "LEAK_DETECTION" => "POOL_LEAK_THRESHOLD",
         "MAX_IDLE_TIME" | "IDLE" => "POOL_IDLE_TIMEOUT",
         "LIFETIME" | "MAX_AGE" => "POOL_MAX_LIFETIME",
+        "KEEPALIVE_TIME" | "KEEPALIVE" | "KEEP_ALIVE" | "KEEPALIVE_PERIOD" => "POOL_KEEPALIVE_INTERVAL",
         _ => return None,
     })
 }

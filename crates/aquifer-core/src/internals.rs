@@ -32,6 +32,12 @@ pub(crate) struct Conn<C> {
     pub(crate) expires: Option<Stamp>,
     /// When it was last returned (or created).
     pub(crate) last_used: Stamp,
+    /// When it was last known alive: returned, created, validated, or answered a keepalive ping. Unlike
+    /// `last_used`, a keepalive ping moves it, so pings never keep a connection from its `idle_timeout`.
+    pub(crate) alive_at: Stamp,
+    /// The pool's retirement generation when it was delivered first ([`Internals::retire`]): a connection of an
+    /// older generation is closed when it comes back.
+    pub(crate) generation: u64,
     /// Until when it may be handed out without validation: `last_used + validation_bypass`, capped by
     /// `expires`. One comparison on the hot path instead of two subtractions.
     pub(crate) fresh_until: Stamp,
@@ -39,7 +45,8 @@ pub(crate) struct Conn<C> {
 
 impl<C> Conn<C> {
     pub(crate) fn new(raw: C, id: u64, now: Stamp, expires: Option<Stamp>, bypass: Duration) -> Self {
-        let mut conn = Conn { raw, id, created: now, expires, last_used: now, fresh_until: now };
+        let mut conn =
+            Conn { raw, id, created: now, expires, last_used: now, alive_at: now, generation: 0, fresh_until: now };
         conn.touch(now, bypass);
         conn
     }
@@ -51,6 +58,13 @@ impl<C> Conn<C> {
     /// Marks it used at `now`.
     pub(crate) fn touch(&mut self, now: Stamp, bypass: Duration) {
         self.last_used = now;
+        self.alive(now, bypass);
+    }
+
+    /// Marks it known alive at `now` (validated) without counting as a use: `idle_timeout` still runs from
+    /// `last_used`.
+    pub(crate) fn alive(&mut self, now: Stamp, bypass: Duration) {
+        self.alive_at = now;
         let until = now.saturating_add(bypass);
         self.fresh_until = match self.expires {
             Some(at) if at < until => at,
@@ -86,16 +100,22 @@ pub(crate) enum CloseReason {
     ValidationFailed,
     Discarded,
     PoolClosed,
+    /// Retired by `Pool::retire`: idle at the time, or lent then and returned since.
+    Retired,
+    /// Found dead by a keepalive ping (`keepalive_interval`).
+    KeepaliveFailed,
 }
 
 impl CloseReason {
-    pub(crate) const ALL: [CloseReason; 6] = [
+    pub(crate) const ALL: [CloseReason; 8] = [
         CloseReason::IdleTimeout,
         CloseReason::MaxLifetime,
         CloseReason::Broken,
         CloseReason::ValidationFailed,
         CloseReason::Discarded,
         CloseReason::PoolClosed,
+        CloseReason::Retired,
+        CloseReason::KeepaliveFailed,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -106,6 +126,8 @@ impl CloseReason {
             CloseReason::ValidationFailed => "validation_failed",
             CloseReason::Discarded => "discarded",
             CloseReason::PoolClosed => "pool_closed",
+            CloseReason::Retired => "retired",
+            CloseReason::KeepaliveFailed => "keepalive_failed",
         }
     }
 }
@@ -224,6 +246,10 @@ pub(crate) struct Internals<C, E> {
     /// Set by `Pool::pause`: nothing is lent (checkouts queue, returned connections go idle) and nothing is
     /// opened (no connect is reserved, connect tasks stop at their next attempt, the probe waits).
     paused: bool,
+    /// Bumped by `Pool::retire`; connections of an older generation are closed as they come back.
+    generation: u64,
+    /// Idle connections out of the idle queue for a keepalive ping: still idle to `state()` and `min_idle`.
+    pinging: usize,
     circuit: Circuit<E>,
     checkouts: Slab<CheckoutRecord>,
     stats: Stats,
@@ -252,6 +278,8 @@ impl<C, E> Internals<C, E> {
             min_idle,
             closed: false,
             paused: false,
+            generation: 0,
+            pinging: 0,
             circuit: Circuit::new(),
             checkouts: Slab::new(),
             stats: Stats::default(),
@@ -264,8 +292,8 @@ impl<C, E> Internals<C, E> {
     pub(crate) fn state(&self) -> State {
         State {
             size: self.size,
-            idle: self.idle.len(),
-            in_use: self.size - self.connecting - self.idle.len(),
+            idle: self.idle.len() + self.pinging,
+            in_use: self.size - self.connecting - self.idle.len() - self.pinging,
             connecting: self.connecting,
             waiting: self.waiters.len(),
             max_size: self.max_size,
@@ -325,7 +353,7 @@ impl<C, E> Internals<C, E> {
         if self.closed || self.paused || self.circuit.is_open() {
             return 0;
         }
-        let want = self.waiters.len() + self.min_idle.saturating_sub(self.idle.len());
+        let want = self.waiters.len() + self.min_idle.saturating_sub(self.idle.len() + self.pinging);
         let mut n = 0;
         while self.connecting < want && self.size < self.max_size {
             self.size += 1;
@@ -426,23 +454,49 @@ impl<C, E> Internals<C, E> {
     }
 
     /// Gives a connection to the longest waiter, or to the idle queue (always while paused); returns the
-    /// waiter's waker. Returns the connection itself when the pool no longer wants it (closed, or shrunk below
-    /// its size).
-    pub(crate) fn deliver(&mut self, conn: Box<Conn<C>>) -> Result<Option<Waker>, Box<Conn<C>>> {
-        if self.closed || self.size > self.max_size {
-            return Err(conn);
+    /// waiter's waker. Returns the connection itself, with the reason to close it, when the pool no longer
+    /// wants it (closed, shrunk below its size, or retired since the connection was delivered first).
+    pub(crate) fn deliver(&mut self, conn: Box<Conn<C>>) -> Result<Option<Waker>, (Box<Conn<C>>, CloseReason)> {
+        if self.closed {
+            return Err((conn, CloseReason::PoolClosed));
+        }
+        if self.size > self.max_size {
+            return Err((conn, CloseReason::Discarded));
+        }
+        if conn.generation != self.generation {
+            return Err((conn, CloseReason::Retired));
         }
         if self.waiters.is_empty() || self.paused {
-            self.idle.push_back(conn);
+            self.push_idle(conn);
             return Ok(None);
         }
         match self.waiters.fulfill_front(Outcome::Conn(conn)) {
             Ok(waker) => Ok(waker),
             Err(Outcome::Conn(conn)) => {
-                self.idle.push_back(conn);
+                self.push_idle(conn);
                 Ok(None)
             }
             Err(_) => unreachable!("fulfill_front gives back what it was given"),
+        }
+    }
+
+    /// Stamps a new connection with the current retirement generation, before its first [`deliver`].
+    ///
+    /// [`deliver`]: Self::deliver
+    pub(crate) fn adopt(&self, conn: &mut Conn<C>) {
+        conn.generation = self.generation;
+    }
+
+    /// Puts a connection on the idle queue, which stays ordered by `last_used` (reaping relies on it): a
+    /// returned connection goes at the back (one comparison), one back from a keepalive ping where its
+    /// `last_used` belongs.
+    #[inline]
+    fn push_idle(&mut self, conn: Box<Conn<C>>) {
+        if self.idle.back().is_none_or(|b| b.last_used <= conn.last_used) {
+            self.idle.push_back(conn);
+        } else {
+            let at = self.idle.partition_point(|c| c.last_used <= conn.last_used);
+            self.idle.insert(at, conn);
         }
     }
 
@@ -452,8 +506,7 @@ impl<C, E> Internals<C, E> {
         match self.waiters.cancel(key) {
             Some(Outcome::Conn(conn)) => match self.deliver(conn) {
                 Ok(waker) => Abandoned::Passed(waker),
-                Err(conn) => {
-                    let reason = if self.closed { CloseReason::PoolClosed } else { CloseReason::Discarded };
+                Err((conn, reason)) => {
                     let connects = self.release(Some(reason));
                     Abandoned::Unwanted(conn, reason, connects)
                 }
@@ -470,7 +523,7 @@ impl<C, E> Internals<C, E> {
             Some(reason) => self.count_closed(reason),
             None => self.stats.detached += 1,
         }
-        if matches!(reason, Some(CloseReason::Broken | CloseReason::ValidationFailed)) {
+        if matches!(reason, Some(CloseReason::Broken | CloseReason::ValidationFailed | CloseReason::KeepaliveFailed)) {
             self.suspect_idle();
         }
         self.reserve_connects()
@@ -496,6 +549,8 @@ impl<C, E> Internals<C, E> {
             CloseReason::ValidationFailed => s.closed_validation_failed += 1,
             CloseReason::Discarded => s.closed_discarded += 1,
             CloseReason::PoolClosed => s.closed_pool_closed += 1,
+            CloseReason::Retired => s.closed_retired += 1,
+            CloseReason::KeepaliveFailed => s.closed_keepalive_failed += 1,
         }
     }
 
@@ -546,6 +601,46 @@ impl<C, E> Internals<C, E> {
             self.count_closed(CloseReason::Discarded);
         }
         (removed, self.reserve_connects())
+    }
+
+    /// Retires every connection (HikariCP's `softEvictConnections`): the idle ones are returned to close now,
+    /// and the generation moves on, so the ones lent, being validated, reset or pinged are closed when they
+    /// come back. Returns the idle connections (already out of the accounting) and the connect slots reserved
+    /// in their place (for waiters and `min_idle`).
+    pub(crate) fn retire(&mut self) -> (Vec<Box<Conn<C>>>, usize) {
+        self.generation += 1;
+        let idle: Vec<_> = self.idle.drain(..).collect();
+        for _ in &idle {
+            self.size -= 1;
+            self.count_closed(CloseReason::Retired);
+        }
+        (idle, self.reserve_connects())
+    }
+
+    /// Takes the idle connections due for a keepalive ping (not known alive for `interval`, not expired) out
+    /// of the idle queue; they stay counted as idle until [`end_keepalive`](Self::end_keepalive).
+    pub(crate) fn take_for_keepalive(&mut self, now: Stamp, interval: Duration) -> Vec<Box<Conn<C>>> {
+        let mut due = Vec::new();
+        if self.closed {
+            return due;
+        }
+        let mut i = 0;
+        while i < self.idle.len() {
+            let c = &self.idle[i];
+            if !c.expired(now) && now.duration_since(c.alive_at) >= interval {
+                due.extend(self.idle.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        self.pinging += due.len();
+        self.stats.keepalives += due.len() as u64;
+        due
+    }
+
+    /// A keepalive ping ended; the caller then delivers the connection (alive) or releases its slot (dead).
+    pub(crate) fn end_keepalive(&mut self) {
+        self.pinging -= 1;
     }
 
     /// Sets the maximum size; closes idle connections beyond it (longest idle first) and returns them with the
@@ -681,7 +776,7 @@ impl<C, E> Internals<C, E> {
     fn connect_still_needed(&self) -> bool {
         !self.closed
             && !self.paused
-            && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
+            && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len() + self.pinging) >= self.connecting
     }
 
     /// Fails waiters whose watched deadline passed by `now`; returns their wakers and the next deadline.
@@ -924,7 +1019,7 @@ mod loom_tests {
             let returner = {
                 let pool = pool.clone();
                 loom::thread::spawn(move || {
-                    let refused = pool.lock().deliver(conn(1)).err();
+                    let refused = pool.lock().deliver(conn(1)).err().map(|(c, _)| c);
                     if refused.is_some() {
                         pool.lock().release(Some(CloseReason::PoolClosed));
                     }

@@ -67,7 +67,16 @@ pub mod names {
     pub const HEALTH: &str = "aquifer.pool.health";
     /// `aquifer.pool.paused` (Gauge, `1`: 1 while the pool is paused, 0 otherwise).
     pub const PAUSED: &str = "aquifer.pool.paused";
+    /// `aquifer.pool.connections.retired` (Counter, `{connection}`, attribute `reason`: why the connection was
+    /// retired; `operator` for [`Pool::retire`](crate::Pool::retire)). Each also counts in
+    /// [`CLOSED`] with `reason="retired"`.
+    pub const RETIRED: &str = "aquifer.pool.connections.retired";
 }
+
+/// The `reason` of `aquifer.pool.connections.retired` for connections retired by
+/// [`Pool::retire`](crate::Pool::retire). (Retiring connections opened with a rotated-out credential is
+/// planned to count under `credential_rotation`.)
+const RETIRED_BY_OPERATOR: &str = "operator";
 
 /// The `db.operation.name` of a statement whose leading keyword is not in the adapter's list.
 pub const OTHER_OPERATION: &str = "_OTHER";
@@ -249,6 +258,8 @@ pub(crate) struct PoolMetrics {
     timeouts: Ctr,
     created: Ctr,
     closed: Vec<Ctr>,
+    /// `aquifer.pool.connections.retired{reason="operator"}`.
+    retired: Ctr,
     leaks: Ctr,
     connect_errors: Counter<u64>,
     operation: Histogram<f64>,
@@ -318,6 +329,11 @@ impl PoolMetrics {
             ),
             created: Ctr::new(counter(names::CREATED, "{connection}", "Connections opened."), &base),
             closed,
+            retired: {
+                let mut attrs = base.to_vec();
+                attrs.push(KeyValue::new("reason", RETIRED_BY_OPERATOR));
+                Ctr::new(counter(names::RETIRED, "{connection}", "Connections retired, by reason."), &attrs)
+            },
             leaks: Ctr::new(
                 counter(names::LEAKS, "{connection}", "Connections held longer than the leak detection threshold."),
                 &base,
@@ -363,6 +379,9 @@ impl PoolMetrics {
     pub(crate) fn closed(&self, reason: CloseReason, n: u64) {
         let i = CloseReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.closed[i].add(n);
+        if reason == CloseReason::Retired {
+            self.retired.add(n);
+        }
     }
 
     pub(crate) fn leak(&self) {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::PoolConfig;
 use crate::health::{HealthReport, HealthStatus};
-use crate::internals::Internals;
+use crate::internals::{CloseReason, Internals};
 use crate::leak::LeakReport;
 use crate::manager::{Descriptor, Manager};
 use crate::metrics::{Observation, Observed, PoolMetrics};
@@ -131,6 +131,24 @@ impl<M: Manager> Shared<M> {
         self.resumed.notify_waiters();
         *self.health.lock() = None;
         tracing::info!(pool = %self.name, served, connects, "pool resumed");
+    }
+
+    /// Retires every connection (see `Pool::retire`); returns how many idle ones were closed now.
+    pub(crate) fn retire(self: &Arc<Self>) -> usize {
+        let (idle, connects, state) = {
+            let mut g = self.lock();
+            if g.is_closed() {
+                return 0;
+            }
+            let (idle, connects) = g.retire();
+            (idle, connects, g.state())
+        };
+        let n = idle.len();
+        drop(idle);
+        self.metrics.closed(CloseReason::Retired, n as u64);
+        self.spawn_connects(connects);
+        tracing::info!(pool = %self.name, closed = n, %state, "pool retired its connections: idle ones closed, lent ones close as they return");
+        n
     }
 
     /// Waits until the pool is not paused; false if it closes first.

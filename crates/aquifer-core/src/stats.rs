@@ -10,7 +10,7 @@ use serde::Serialize;
 pub struct State {
     /// Open connections plus connects in flight; never above `max_size`.
     pub size: usize,
-    /// Connections idle in the pool.
+    /// Connections idle in the pool (those out for a keepalive ping included).
     pub idle: usize,
     /// Connections checked out by callers (or being validated or reset).
     pub in_use: usize,
@@ -75,6 +75,13 @@ pub struct Stats {
     pub closed_discarded: u64,
     /// Connections closed because the pool closed.
     pub closed_pool_closed: u64,
+    /// Connections closed because [`Pool::retire`](crate::Pool::retire) retired them (idle at the time, or
+    /// lent then and returned since).
+    pub closed_retired: u64,
+    /// Connections closed because a keepalive ping (`keepalive_interval`) found them dead.
+    pub closed_keepalive_failed: u64,
+    /// Keepalive pings sent to idle connections (`keepalive_interval`).
+    pub keepalives: u64,
     /// Connections taken out of the pool with `detach()`.
     pub detached: u64,
     /// Failed connect attempts.
