@@ -337,6 +337,18 @@ mod tests {
     }
 
     #[test]
+    fn hikaricp_keepalive_time_names_the_keepalive_interval() {
+        let err = check(&[("LIB_POOL_KEEPALIVE_TIME", "2m")]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::UnknownEnv {
+                var: "LIB_POOL_KEEPALIVE_TIME".into(),
+                closest: Some("LIB_POOL_KEEPALIVE_INTERVAL".into())
+            }
+        );
+    }
+
+    #[test]
     fn typo_outside_the_pool_namespace_is_an_error() {
         let err = check(&[("LIB_NAEM", "orders")]).unwrap_err();
         assert_eq!(err, ConfigError::UnknownEnv { var: "LIB_NAEM".into(), closest: Some("LIB_NAME".into()) });
