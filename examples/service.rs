@@ -36,6 +36,7 @@
 //! last metrics are flushed; the service prints each pool's state after close and exits 0.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aquifer_batch::mysql::MySqlLimits;
 use aquifer_batch::{BatchLoader, Loader};
@@ -129,7 +130,20 @@ async fn main() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("SERVICE_ADDR={addr}: {e}"))?;
     println!("listening on http://{}", listener.local_addr()?);
     println!("pools: {}", pools.names().join(", "));
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    // On SIGTERM, /readyz answers 503 at once; serving goes on for SERVICE_DRAIN_DELAY (default 0 s; 5 s in the
+    // Kubernetes manifests), long enough for the load balancer to stop sending, then stops.
+    let drain_delay = match var("SERVICE_DRAIN_DELAY") {
+        Ok(v) => humantime::parse_duration(&v).map_err(|e| format!("SERVICE_DRAIN_DELAY={v:?}: {e}"))?,
+        Err(_) => Duration::ZERO,
+    };
+    let signal = async move {
+        let signal = aquifer_http::shutdown_signal().await;
+        println!("{signal} received; draining for {drain_delay:?}");
+        signal
+    };
+    axum::serve(listener, router)
+        .with_graceful_shutdown(aquifer_http::drain_on(signal, pools.clone(), drain_delay))
+        .await?;
 
     // In-flight requests are done; the routes' clones of the pools are dropped with the server.
     println!("shutting down");
@@ -161,30 +175,6 @@ async fn main() -> Result<(), BoxError> {
     otel.shutdown()?;
     println!("bye");
     Ok(())
-}
-
-/// Resolves on SIGTERM (what `docker stop` and Kubernetes send) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => println!("ctrl-c received"),
-        () = term => println!("SIGTERM received"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

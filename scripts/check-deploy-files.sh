@@ -5,18 +5,22 @@
 #     `Dashboard`, so unknown fields, wrong types and values outside an enum are errors;
 #   - the provisioning files: the datasource uid the dashboards default to is provisioned, and the dashboard
 #     provider reads the directory docker-compose.yml mounts the dashboards at;
-#   - docker-compose.yml with `docker-compose config` (Debian's docker-compose validates without an engine).
+#   - docker-compose.yml with `docker-compose config` (Debian's docker-compose validates without an engine);
+#   - the Kubernetes manifests in deploy/k8s/ with kubernetes-validate (PyPI; the JSON schemas of the
+#     Kubernetes API, strict: an unknown or misspelt field is an error), against the Kubernetes version it pins.
 # Whether every panel query runs and returns data is tested by tests/dashboards.rs against VictoriaMetrics. The
 # alert rules, and deploy/prometheus.yml with the rule files docker-compose.yml mounts, are checked by
 # scripts/check-alerts.sh (promtool, vmalert-tool).
-# Tools are installed once into $AQUIFER_TOOLS_DIR (default /tmp/aquifer-tools): npm packages, and the Debian
-# package docker-compose.
+# Tools are installed once into $AQUIFER_TOOLS_DIR (default /tmp/aquifer-tools): npm packages, a Python venv
+# with kubernetes-validate, and the Debian package docker-compose.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/services/lib.sh"
 tools=${AQUIFER_TOOLS_DIR:-/tmp/aquifer-tools}
 grafana_schema=13.2.3
 typescript=5.9.3
+kubernetes_validate=1.37.0
+kubernetes_version=1.34.0
 
 # 1. Dashboards against @grafana/schema.
 npm_dir=$tools/grafana-schema-$grafana_schema
@@ -77,4 +81,13 @@ PY
 
 log "checking docker-compose.yml with docker-compose config"
 (cd "$root" && docker-compose -f docker-compose.yml config -q)
+# 4. Kubernetes manifests.
+venv=$tools/kubernetes-validate-$kubernetes_validate
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  log "installing kubernetes-validate==$kubernetes_validate into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$kubernetes_validate"
+fi
+log "checking deploy/k8s/*.yaml against the Kubernetes $kubernetes_version API (strict)"
+"$venv/bin/kubernetes-validate" --strict --no-warn -k "$kubernetes_version" "$root"/deploy/k8s/*.yaml
 log "deploy files valid"

@@ -1,38 +1,44 @@
 //! One `HealthRegistry` holds pools of all four backends and reports them together.
 
-mod backends;
+use aquifer_core::{Adapter, HealthRegistry, HealthStatus};
 
-use aquifer_core::{HealthRegistry, HealthStatus};
-use backends::VarsFor;
+const SCRIPT: &str = "bash scripts/dev-services.sh";
+
+/// A started pool of adapter `A` named `aq_registry_<what>_<pid>`, from `{PREFIX}_*` variables.
+async fn pool<A: Adapter>(what: &str, vars: &[(&str, String)]) -> A::Pool {
+    let prefix = A::ENV_PREFIX;
+    let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (format!("{prefix}_{k}"), v.clone())).collect();
+    vars.push((format!("{prefix}_NAME"), format!("aq_registry_{what}_{}", std::process::id())));
+    vars.push((format!("{prefix}_POOL_MAX_SIZE"), "2".into()));
+    let config = A::from_vars(prefix, vars).unwrap_or_else(|e| panic!("{prefix}: {e}"));
+    config.connect().await.unwrap_or_else(|e| panic!("{prefix} pool: {e}"))
+}
 
 #[tokio::test]
 async fn one_registry_reports_pools_of_all_four_backends() {
-    let _scratch = backends::scratch();
-    aquifer_testing::require_server("PostgreSQL", "127.0.0.1:5432", backends::SCRIPT).await;
-    aquifer_testing::require_server("MariaDB", "127.0.0.1:3306", backends::SCRIPT).await;
-    aquifer_testing::require_server("the Bolt server (ArcadeDB)", "127.0.0.1:7687", backends::SCRIPT).await;
+    aquifer_testing::require_server("PostgreSQL", "127.0.0.1:5432", SCRIPT).await;
+    aquifer_testing::require_server("MariaDB", "127.0.0.1:3306", SCRIPT).await;
+    aquifer_testing::require_server("the Bolt server (ArcadeDB)", "127.0.0.1:7687", SCRIPT).await;
 
-    let pg = aquifer_postgres::PgConfig::from_lookup("POSTGRES", backends::lookup(&backends::Postgres::vars_for("pg")))
-        .unwrap()
-        .connect()
-        .await
-        .expect("PostgreSQL pool");
-    let my = aquifer_mysql::MySqlConfig::from_lookup("MYSQL", backends::lookup(&backends::MySql::vars_for("my")))
-        .unwrap()
-        .connect()
-        .await
-        .expect("MariaDB pool");
-    let neo = aquifer_neo4j::Neo4jConfig::from_lookup("NEO4J", backends::lookup(&backends::Neo4j::vars_for("neo")))
-        .unwrap()
-        .connect()
-        .await
-        .expect("Bolt pool");
-    let sqlite =
-        aquifer_sqlite::SqliteConfig::from_lookup("SQLITE", backends::lookup(&backends::Sqlite::vars_for("lite")))
-            .unwrap()
-            .connect()
-            .await
-            .expect("SQLite pool");
+    let pg_url = std::env::var("POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
+    let pg = pool::<aquifer_postgres::PgConfig>("pg", &[("URL", pg_url)]).await;
+    let my_url = std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let my = pool::<aquifer_mysql::MySqlConfig>("my", &[("URL", my_url)]).await;
+    // root's password and database are set by scripts/services/40-arcadedb.sh.
+    let neo = pool::<aquifer_neo4j::Neo4jConfig>(
+        "neo",
+        &[
+            ("URI", "bolt://127.0.0.1:7687".into()),
+            ("USER", "root".into()),
+            ("PASSWORD", "aquifer-secret".into()),
+            ("DATABASE", "testdb".into()),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db").to_string_lossy().into_owned();
+    let sqlite = pool::<aquifer_sqlite::SqliteConfig>("lite", &[("PATH", path)]).await;
 
     let registry = HealthRegistry::new();
     registry.register(pg.clone());

@@ -168,6 +168,7 @@ async fn the_service_serves_every_backend_and_closes_every_pool_on_sigterm() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", VICTORIA_OTLP_ENDPOINT),
         ("OTEL_METRIC_EXPORT_INTERVAL", common::EXPORT_INTERVAL_MS),
         ("OTEL_SERVICE_NAME", service_name.as_str()),
+        ("SERVICE_DRAIN_DELAY", "2s"),
     ]);
     let base = service.base.clone();
     let client = reqwest::Client::new();
@@ -291,7 +292,24 @@ async fn the_service_serves_every_backend_and_closes_every_pool_on_sigterm() {
 
     // SIGTERM: serving stops, every pool closes, the process exits 0 and PostgreSQL holds none of its sessions.
     assert!(pg_sessions(&app_name, |n| n > 0).await > 0, "the music pool holds sessions while serving");
+    let (status, _) = get(&client, &base, "/readyz", &mut bodies).await;
+    assert_eq!(status, 200, "ready while serving");
     service.signal("TERM");
+    // Readiness turns 503 at once, and the routes keep serving for the drain delay (2 s).
+    let draining = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (status, body) = get(&client, &base, "/readyz", &mut bodies).await;
+        if status == 503 {
+            assert_eq!(body["status"], "draining");
+            break;
+        }
+        assert!(Instant::now() < draining, "/readyz still answers {status} after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, albums) = get(&client, &base, "/albums", &mut bodies).await;
+    assert_eq!(status, 200, "a draining service still serves: {albums}");
+    let (status, _) = get(&client, &base, "/livez", &mut bodies).await;
+    assert_eq!(status, 200, "a draining service is alive");
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = service.child.try_wait().unwrap() {

@@ -7,7 +7,7 @@
 # data in $AQUIFER_SERVICES_DIR/arcadedb/root, log in .../server.log, PID in .../server.pid.
 # Idempotent: a server that already answers is left alone.
 #
-# Tests that stop and restart a server (crates/aquifer-neo4j/tests/restart.rs) start their own instance from
+# Tests that stop and restart a server (the behaviour suite's restart drill, crates/aquifer-neo4j/tests/suite.rs) start their own instance from
 # the same package on other ports, so they never disturb this one.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -3,6 +3,8 @@
 
 mod pools;
 mod routes;
+mod shutdown;
 
 pub use pools::{PoolStats, Pools, StatsReport};
 pub use routes::router;
+pub use shutdown::{Signal, drain_on, shutdown_signal};

@@ -1,6 +1,7 @@
 //! [`Pools`]: the set of pools a service exposes over HTTP, whatever their backends.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use aquifer_core::{AnyPool, HealthCheck, HealthRegistry, HealthReport, PoolConfig, RegistryReport, State, Stats};
@@ -28,12 +29,13 @@ fn snapshot(pool: &dyn AnyPool) -> PoolStats {
 pub struct Pools {
     health: HealthRegistry,
     pools: Arc<parking_lot::RwLock<Vec<Arc<dyn AnyPool>>>>,
+    draining: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Pools {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<String> = self.pools.read().iter().map(|p| p.name().to_owned()).collect();
-        f.debug_struct("Pools").field("pools", &names).finish()
+        f.debug_struct("Pools").field("pools", &names).field("draining", &self.is_draining()).finish()
     }
 }
 
@@ -86,6 +88,33 @@ impl Pools {
     pub async fn health_of(&self, name: &str) -> Option<HealthReport> {
         let pool = self.pools.read().iter().find(|p| p.name() == name).cloned()?;
         Some(pool.health().await)
+    }
+
+    /// Marks the service as draining: from now on `GET /readyz` answers `503`, so a load balancer or
+    /// Kubernetes stops sending new requests, while every other route (and every pool) keeps serving.
+    /// Irreversible; [`drain_on`](crate::drain_on) calls it when the shutdown signal arrives.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether [`start_draining`](Pools::start_draining) was called on this set or a clone of it.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Closes every registered pool, all at once: each closes its idle connections now and waits up to its
+    /// own `close_timeout` for the ones in use. Also [starts draining](Pools::start_draining). The pools stay
+    /// registered, reported as closed.
+    ///
+    /// Cancel safety: dropping the future stops waiting; the pools go on closing in the background.
+    pub async fn close(&self) {
+        self.start_draining();
+        let pools: Vec<Arc<dyn AnyPool>> = self.pools.read().clone();
+        let mut closing = tokio::task::JoinSet::new();
+        for pool in pools {
+            closing.spawn(async move { pool.close().await });
+        }
+        while closing.join_next().await.is_some() {}
     }
 
     /// State, counters and configuration of every pool, without touching a connection (what `GET /stats`

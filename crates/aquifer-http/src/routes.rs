@@ -17,7 +17,13 @@ use crate::Pools;
 ///   unhealthy;
 /// - `GET /health/{pool}`: one pool's report, with the same status codes; `404` for an unknown name (names
 ///   may contain `/`, as the default `host:port/database` does);
-/// - `GET /stats`: state, counters and configuration of every pool, without touching a connection.
+/// - `GET /stats`: state, counters and configuration of every pool, without touching a connection;
+/// - `GET /livez`: `200` while the process serves HTTP at all; it never touches a pool, so a database that is
+///   down never gets the service restarted (a restart would not bring the database back);
+/// - `GET /readyz`: `200`, or `503` once the service [drains](Pools::start_draining) (shutdown has begun).
+///   It does not follow the databases' health either: when a database is down every replica of the service
+///   would turn unready together and the load balancer would answer its own 502/503 instead of the service's
+///   fast, typed error (the pools fail fast). `GET /health` is the probe for the databases.
 ///
 /// Every body is JSON and holds no credentials. Merge it into the service's router, or nest it under a prefix
 /// (`Router::new().nest("/ops", aquifer_http::router(pools))`).
@@ -26,6 +32,8 @@ pub fn router(pools: Pools) -> Router {
         .route("/health", get(health))
         .route("/health/{*pool}", get(health_of))
         .route("/stats", get(stats))
+        .route("/livez", get(live))
+        .route("/readyz", get(ready))
         .with_state(pools)
 }
 
@@ -53,4 +61,16 @@ async fn health_of(State(pools): State<Pools>, Path(name): Path<String>) -> Resp
 
 async fn stats(State(pools): State<Pools>) -> Json<crate::StatsReport> {
     Json(pools.stats())
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "alive" }))
+}
+
+async fn ready(State(pools): State<Pools>) -> Response {
+    if pools.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "draining" }))).into_response()
+    } else {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    }
 }

@@ -182,3 +182,72 @@ async fn stats_shows_state_counters_and_config_without_password() {
     assert!(!body.contains("http-secret") && !body.contains("postgres://"), "{body}");
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livez_is_200_while_the_database_is_down_and_health_is_503() {
+    // Nothing listens on port 1: the pool cannot connect.
+    let down = postgres("down", "postgres://postgres@127.0.0.1:1/test?sslmode=disable", 1);
+    let pools = Pools::new();
+    pools.register(&down);
+    let base = serve(pools).await;
+
+    let (status, _, _) = get(&format!("{base}/health")).await;
+    assert_eq!(status, 503, "the database is down");
+    let (status, body, _) = get(&format!("{base}/livez")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("alive")));
+    let (status, body, _) = get(&format!("{base}/readyz")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")), "readiness does not follow the database");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_503_once_draining_starts_while_the_other_routes_keep_serving() {
+    let pg = postgres("pg", PG, 2);
+    let pools = Pools::new();
+    pools.register(&pg);
+    let base = serve(pools.clone()).await;
+    let (status, _, _) = get(&format!("{base}/readyz")).await;
+    assert_eq!(status, 200);
+
+    pools.start_draining();
+    let (status, body, _) = get(&format!("{base}/readyz")).await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("draining")));
+    let (status, _, body) = get(&format!("{base}/health")).await;
+    assert_eq!(status, 200, "a draining service still serves and its pools are healthy ({SERVERS}): {body}");
+    let (status, _, _) = get(&format!("{base}/livez")).await;
+    assert_eq!(status, 200);
+    pg.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_on_marks_the_pools_draining_at_the_signal_and_resolves_after_the_delay() {
+    let pools = Pools::new();
+    let (send, signal) = tokio::sync::oneshot::channel::<()>();
+    let drained = tokio::spawn(aquifer_http::drain_on(signal, pools.clone(), Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!pools.is_draining(), "nothing drains before the signal");
+
+    send.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(pools.is_draining(), "readiness turns 503 as soon as the signal arrives");
+    tokio::time::sleep(Duration::from_millis(4_900)).await;
+    assert!(!drained.is_finished(), "serving goes on during the drain delay");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(drained.is_finished(), "serving stops after the drain delay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_closes_every_registered_pool_and_starts_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = postgres("pg", PG, 2);
+    let lite = aquifer_sqlite::SqlitePool::builder(dir.path().join("close.db")).name("lite").connect().await.unwrap();
+    let pools = Pools::new();
+    pools.register(&pg).register(lite.writer()).register(lite.readers());
+    let held = pg.get().await.unwrap_or_else(|e| panic!("PostgreSQL: {e} ({SERVERS})"));
+    drop(held);
+
+    pools.close().await;
+    assert!(pools.is_draining());
+    assert!(pg.is_closed(), "the PostgreSQL pool is closed");
+    assert!(lite.writer().is_closed() && lite.readers().is_closed(), "both SQLite pools are closed");
+    assert_eq!(pools.names(), ["pg", "lite/writer", "lite/readers"], "closed pools stay registered");
+}

@@ -332,7 +332,7 @@ impl MySqlConfig {
         c.validate_connection().map_err(|e| env.rename(e, |field| Some(field.to_ascii_uppercase())))?;
         if c.url.is_none() {
             return Err(ConfigError::Missing {
-                field: "url".into(),
+                field: env.var("URL"),
                 reason: format!("set {} to mysql://user:password@host:3306/database", env.var("URL")),
             });
         }

@@ -110,3 +110,17 @@ fn config_deserializes_with_humane_durations() {
     let t: Transport = serde_json::from_str(r#""prefer_socket""#).unwrap();
     assert_eq!(t, Transport::PreferSocket);
 }
+
+/// An empty or malformed URL parameter is refused when the pool is built, naming the parameter.
+#[test]
+fn an_empty_or_malformed_url_parameter_is_refused_by_name() {
+    for (url, param) in [
+        ("mysql://app@db/x?socket=", "socket"),
+        ("mysql://app@db/x?stmt_cache_size=", "stmt_cache_size"),
+        ("mysql://app@db/x?stmt_cache_size=lots", "stmt_cache_size"),
+        ("mysql://app@db/x?require_ssl=perhaps", "require_ssl"),
+    ] {
+        let e = aquifer_mysql::MySqlManager::from_url(url).expect_err(url);
+        assert!(e.to_string().contains(param), "{url}: {e}");
+    }
+}

@@ -174,7 +174,7 @@ impl PgConfig {
             Some(url) => url,
             None if prefix == crate::ENV_PREFIX => {
                 let url = EnvVars::new("", &lookup).get("DATABASE_URL").ok_or_else(|| ConfigError::Missing {
-                    field: "url".into(),
+                    field: env.var("URL"),
                     reason: "set POSTGRES_URL (or DATABASE_URL) to postgres://user:password@host:port/database".into(),
                 })?;
                 tracing::info!(target: "aquifer::config", "POSTGRES_URL is not set; using DATABASE_URL");
@@ -182,7 +182,7 @@ impl PgConfig {
             }
             None => {
                 return Err(ConfigError::Missing {
-                    field: "url".into(),
+                    field: env.var("URL"),
                     reason: format!("set {} to postgres://user:password@host:port/database", env.var("URL")),
                 });
             }

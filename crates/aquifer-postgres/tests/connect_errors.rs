@@ -86,6 +86,20 @@ async fn an_invalid_url_is_a_typed_error_without_the_password() {
     assert!(!format!("{err} {err:?}").contains(SECRET), "{err:?}");
 }
 
+/// An empty or malformed URL parameter is refused when the pool is built, naming the parameter.
+#[test]
+fn an_empty_or_malformed_url_parameter_is_refused_by_name() {
+    for (url, param) in [
+        ("postgres://app@db/x?sslmode=", "sslmode"),
+        ("postgres://app@db/x?sslmode=sometimes", "sslmode"),
+        ("postgres://app@db/x?statement-cache-capacity=lots", "statement-cache-capacity"),
+        ("postgres://app@db/x?application_name=", "application_name"),
+    ] {
+        let e = PgConfig::from_url(url).manager().expect_err(url);
+        assert!(e.to_string().contains(param), "{url}: {e}");
+    }
+}
+
 #[tokio::test]
 async fn nothing_listening_on_the_port_fails_fast() {
     // A port that was free a moment ago: bind, note it, release it.

@@ -22,7 +22,7 @@ use crate::fake::{FakeError, FakeManager};
 /// assert_eq!((pool.config().max_size, config.server().stats().created), (3, 1));
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FakeAdapter {
     /// The engine's settings.
     pub pool: PoolConfig,
@@ -34,6 +34,12 @@ pub struct FakeAdapter {
 impl std::fmt::Debug for FakeAdapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeAdapter").field("pool", &self.pool).field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Default for FakeAdapter {
+    fn default() -> Self {
+        FakeAdapter { pool: PoolConfig::default(), url: None, server: FakeManager::new().with_system("fake") }
     }
 }
 

@@ -73,15 +73,23 @@ struct Server {
     validations: AtomicU64,
     resets: AtomicU64,
     live: Mutex<HashSet<u64>>,
+    killed: Mutex<HashSet<u64>>,
     created: AtomicU64,
     closed: AtomicU64,
     double_closes: AtomicU64,
 }
 
 /// A [`Manager`] over an in-memory fake server. Clones share the server.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FakeManager {
     server: Arc<Server>,
+    system: &'static str,
+}
+
+impl Default for FakeManager {
+    fn default() -> Self {
+        FakeManager { server: Arc::default(), system: "other_sql" }
+    }
 }
 
 /// A fake connection. Set `broken` or `dirty` to make the pool discard or reset it on return.
@@ -107,6 +115,19 @@ impl std::fmt::Debug for FakeConn {
     }
 }
 
+impl FakeConn {
+    /// A statement's round trip: fails, marking the connection broken, when the server is down or killed
+    /// the connection ([`FakeManager::kill_all`]).
+    pub async fn round_trip(&mut self) -> Result<(), FakeError> {
+        tokio::task::yield_now().await;
+        if self.server.down.load(Ordering::SeqCst) || self.server.killed.lock().contains(&self.id) {
+            self.broken = true;
+            return Err(FakeError("server closed the connection".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for FakeConn {
     fn drop(&mut self) {
         if self.server.live.lock().remove(&self.id) {
@@ -126,6 +147,23 @@ impl FakeManager {
     /// Makes connects fail with "connection refused" (`true`) or succeed again (`false`).
     pub fn set_down(&self, down: bool) {
         self.server.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The same server, reporting `system` as its `db.system.name` (default `other_sql`).
+    pub fn with_system(mut self, system: &'static str) -> Self {
+        self.system = system;
+        self
+    }
+
+    /// Ends every open connection on the server side, as an administrator killing every session would: the
+    /// pool is not told, but each connection fails its next [`round_trip`](FakeConn::round_trip) or
+    /// validation.
+    /// Returns how many there were.
+    pub fn kill_all(&self) -> usize {
+        let live = self.server.live.lock().clone();
+        let n = live.len();
+        self.server.killed.lock().extend(live);
+        n
     }
 
     /// Makes connects hang forever (`true`).
@@ -195,6 +233,12 @@ impl FakeManager {
         self.server.live.lock().len()
     }
 
+    /// Connections the server still serves: created, not closed and not killed ([`kill_all`](Self::kill_all)).
+    pub fn sessions(&self) -> usize {
+        let killed = self.server.killed.lock();
+        self.server.live.lock().iter().filter(|id| !killed.contains(id)).count()
+    }
+
     /// Connections dropped more than once (must stay 0).
     pub fn double_closes(&self) -> u64 {
         self.server.double_closes.load(Ordering::SeqCst)
@@ -237,7 +281,8 @@ impl Manager for FakeManager {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        if conn.broken || s.fail_validation.load(Ordering::SeqCst) || s.down.load(Ordering::SeqCst) {
+        let killed = s.killed.lock().contains(&conn.id);
+        if conn.broken || killed || s.fail_validation.load(Ordering::SeqCst) || s.down.load(Ordering::SeqCst) {
             return Err(FakeError("server closed the connection".into()));
         }
         Ok(())
@@ -274,7 +319,7 @@ impl Manager for FakeManager {
     }
 
     fn descriptor(&self) -> Descriptor {
-        Descriptor::new("other_sql").address("fake.local").port(1).namespace("test")
+        Descriptor::new(self.system).address("fake.local").port(1).namespace("test")
     }
 
     fn is_permanent(&self, error: &FakeError) -> bool {

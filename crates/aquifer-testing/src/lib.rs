@@ -15,6 +15,8 @@ mod restart;
 mod rotation;
 mod secrets;
 mod server;
+#[cfg(feature = "suite")]
+pub mod suite;
 #[cfg(feature = "victoria")]
 mod victoria;
 
@@ -24,7 +26,9 @@ pub use counting_proxy::{CountingProxy, WireProtocol};
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
-pub use private::{PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port};
+pub use private::{
+    PrivateArcadeDb, PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port,
+};
 pub use proxy::ChaosProxy;
 pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
 pub use rotation::{

@@ -1,9 +1,9 @@
-//! Database servers of a test's own: a private PostgreSQL or MariaDB instance in a temporary directory, on a
-//! free loopback port, that the test may stop, kill and start again without disturbing the shared servers the
-//! other tests use.
+//! Database servers of a test's own: a private PostgreSQL, MariaDB or ArcadeDB instance in a temporary
+//! directory, on a free loopback port, that the test may stop, kill and start again without disturbing the
+//! shared servers the other tests use.
 //!
-//! Both come from the packages scripts/services/*.sh rely on (PostgreSQL 15 in `/usr/lib/postgresql/15/bin`,
-//! MariaDB's `mariadb-install-db` and `mariadbd`). Run as root, the server runs as the packages' own user
+//! All come from the packages scripts/services/*.sh rely on (PostgreSQL 15 in `/usr/lib/postgresql/15/bin`,
+//! MariaDB's `mariadb-install-db` and `mariadbd`, the ArcadeDB package with its own Java runtime). Run as root, the server runs as the packages' own user
 //! (`postgres`, `mysql`): `initdb` and `postgres` refuse to run as root. Every start and stop is bounded; a
 //! server still running when its handle is dropped is killed by PID and its directory removed.
 
@@ -237,7 +237,7 @@ fn wait_for_port(port: u16, ready: Ready, deadline: Instant) -> bool {
     false
 }
 
-/// The running server process of a [`PrivatePostgres`] or [`PrivateMariaDb`], with the shutdown signal its
+/// The running server process of a [`PrivatePostgres`], [`PrivateMariaDb`] or [`PrivateArcadeDb`], with the shutdown signal its
 /// server treats as "close every session and stop".
 struct Server {
     child: Option<Child>,
@@ -249,6 +249,11 @@ struct Server {
 }
 
 impl Server {
+    /// The server `what`, not started, on a free port; `stop_signal` is its "close every session and stop".
+    fn new(what: &'static str, stop_signal: &'static str, ready: Ready, log: PathBuf) -> Self {
+        Server { child: None, stop_signal, ready, log, port: free_port(), what }
+    }
+
     fn spawn(&mut self, mut cmd: Command) -> Result<(), PrivateServerError> {
         if self.child.is_some() {
             return Err(error(format!("the private {} is already running", self.what)));
@@ -332,6 +337,60 @@ impl Server {
     }
 }
 
+/// What every private server has, on its `server` field: stop, kill, state, port, log, a kill when dropped,
+/// and the restart drill's [`Restartable`](crate::Restartable).
+macro_rules! private_server {
+    ($($server:ident: $stop:literal),+ $(,)?) => {$(
+        impl $server {
+            #[doc = $stop]
+            pub fn stop(&mut self) -> Result<(), PrivateServerError> {
+                self.server.stop()
+            }
+
+            /// Kills every process of the server (SIGKILL to its process group), as a crash would.
+            pub fn kill(&mut self) {
+                self.server.kill();
+            }
+
+            /// Whether the server process is running.
+            pub fn is_running(&mut self) -> bool {
+                self.server.is_running()
+            }
+
+            /// The server's port on 127.0.0.1.
+            pub fn port(&self) -> u16 {
+                self.server.port
+            }
+
+            /// The server's log file.
+            pub fn log(&self) -> &Path {
+                &self.server.log
+            }
+        }
+
+        impl Drop for $server {
+            fn drop(&mut self) {
+                self.server.kill();
+            }
+        }
+
+        impl crate::Restartable for $server {
+            fn stop(&mut self) -> Result<(), PrivateServerError> {
+                $server::stop(self)
+            }
+            fn kill(&mut self) {
+                $server::kill(self)
+            }
+            fn restart(&mut self) -> Result<(), PrivateServerError> {
+                $server::restart(self)
+            }
+            fn log(&self) -> &Path {
+                $server::log(self)
+            }
+        }
+    )+};
+}
+
 /// A PostgreSQL 15 server of a test's own: `initdb` into a temporary directory, then `postgres` on a free port
 /// of 127.0.0.1 with trust authentication and a database `test`.
 ///
@@ -376,19 +435,8 @@ impl PrivatePostgres {
         }
         // The `test` database exists from the start, as on the shared server: created in single-user mode, so
         // no client program is needed.
-        let mut pg = PrivatePostgres {
-            server: Server {
-                child: None,
-                stop_signal: "INT",
-                ready: Ready::Listening,
-                log,
-                port: free_port(),
-                what: "PostgreSQL",
-            },
-            owner,
-            data,
-            dir,
-        };
+        let mut pg =
+            PrivatePostgres { server: Server::new("PostgreSQL", "INT", Ready::Listening, log), owner, data, dir };
         pg.restart()?;
         // The postmaster listens before it accepts sessions ("the database system is starting up"): under load
         // that window lasts long enough for createdb to land in it, so it is tried again until the deadline.
@@ -420,41 +468,9 @@ impl PrivatePostgres {
         self.server.spawn(cmd)
     }
 
-    /// Fast shutdown (SIGINT): every session is terminated, then the server exits; bounded by
-    /// [`STOP_TIMEOUT`], after which it is killed.
-    pub fn stop(&mut self) -> Result<(), PrivateServerError> {
-        self.server.stop()
-    }
-
-    /// Kills every process of the server (SIGKILL to its process group), as a crash would.
-    pub fn kill(&mut self) {
-        self.server.kill();
-    }
-
-    /// Whether the server process is running.
-    pub fn is_running(&mut self) -> bool {
-        self.server.is_running()
-    }
-
-    /// The server's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.server.port
-    }
-
     /// `postgres://postgres@127.0.0.1:PORT/test?sslmode=disable` (trust: any password is accepted).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/test?sslmode=disable", self.port())
-    }
-
-    /// The server's log file.
-    pub fn log(&self) -> &Path {
-        &self.server.log
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        self.server.kill();
     }
 }
 
@@ -487,18 +503,7 @@ impl PrivateMariaDb {
         std::fs::write(&init, "CREATE DATABASE IF NOT EXISTS test;\n")
             .map_err(|e| error(format!("{}: {e}", init.display())))?;
         let log = dir.path.join("server.log");
-        let mut my = PrivateMariaDb {
-            server: Server {
-                child: None,
-                stop_signal: "TERM",
-                ready: Ready::Greeting,
-                log,
-                port: free_port(),
-                what: "MariaDB",
-            },
-            data,
-            dir,
-        };
+        let mut my = PrivateMariaDb { server: Server::new("MariaDB", "TERM", Ready::Greeting, log), data, dir };
         my.restart()?;
         Ok(my)
     }
@@ -528,42 +533,86 @@ impl PrivateMariaDb {
         self.server.spawn(cmd)
     }
 
-    /// Clean shutdown (SIGTERM): every session is closed, then the server exits; bounded by [`STOP_TIMEOUT`],
-    /// after which it is killed.
-    pub fn stop(&mut self) -> Result<(), PrivateServerError> {
-        self.server.stop()
-    }
-
-    /// Kills every process of the server (SIGKILL to its process group), as a crash would.
-    pub fn kill(&mut self) {
-        self.server.kill();
-    }
-
-    /// Whether the server process is running.
-    pub fn is_running(&mut self) -> bool {
-        self.server.is_running()
-    }
-
-    /// The server's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.server.port
-    }
-
     /// `mysql://root@127.0.0.1:PORT/test`.
     pub fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}/test", self.port())
     }
+}
 
-    /// The server's log file.
-    pub fn log(&self) -> &Path {
-        &self.server.log
+/// An ArcadeDB server of a test's own with its Bolt plugin (the package scripts/services/40-arcadedb.sh
+/// installs under `$AQUIFER_SERVICES_DIR`, by default `/tmp/aquifer-services`): its root directory and
+/// database `testdb` in a temporary directory, Bolt and HTTP on free ports of 127.0.0.1.
+///
+/// ```no_run
+/// let mut arcade = aquifer_testing::PrivateArcadeDb::start("aquifer-secret").unwrap();
+/// let uri = arcade.uri(); // bolt://127.0.0.1:PORT, user root, database testdb
+/// arcade.kill(); // connections refused from here on
+/// arcade.restart().unwrap(); // same ports, same data
+/// ```
+pub struct PrivateArcadeDb {
+    server: Server,
+    http: u16,
+    root_password: String,
+    dir: OwnedDir,
+}
+
+impl PrivateArcadeDb {
+    /// Starts the server with `root_password` for its `root` user (bounded by [`START_TIMEOUT`]).
+    pub fn start(root_password: &str) -> Result<Self, PrivateServerError> {
+        let dir = OwnedDir::new("arcadedb", None)?;
+        let log = dir.path.join("server.log");
+        let mut arcade = PrivateArcadeDb {
+            server: Server::new("ArcadeDB", "TERM", Ready::Listening, log),
+            http: free_port(),
+            root_password: root_password.to_owned(),
+            dir,
+        };
+        arcade.restart()?;
+        Ok(arcade)
+    }
+
+    /// Starts the server again (same ports, same data) after [`stop`](Self::stop) or [`kill`](Self::kill);
+    /// returns once its Bolt port accepts connections.
+    pub fn restart(&mut self) -> Result<(), PrivateServerError> {
+        let services = std::env::var("AQUIFER_SERVICES_DIR").unwrap_or_else(|_| "/tmp/aquifer-services".to_owned());
+        let pkg = Path::new(&services).join("arcadedb/pkg/arcadedb_embedded");
+        let java = pkg.join("jre/bin/java");
+        if !java.exists() {
+            return Err(error(format!("ArcadeDB is not installed at {}; install it with `{SCRIPT}`", pkg.display())));
+        }
+        let root = &self.dir.path;
+        let mut cmd = command(java, None);
+        cmd.args(["-Xms64m", "-Xmx384m"])
+            .arg(format!("-Darcadedb.server.rootPath={}", root.display()))
+            .arg(format!("-Darcadedb.server.databaseDirectory={}", root.join("databases").display()))
+            .arg(format!("-Darcadedb.server.rootPassword={}", self.root_password))
+            .arg("-Darcadedb.server.httpIncomingHost=127.0.0.1")
+            .arg(format!("-Darcadedb.server.httpIncomingPort={}", self.http))
+            .arg("-Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin")
+            .arg("-Darcadedb.bolt.host=127.0.0.1")
+            .arg(format!("-Darcadedb.bolt.port={}", self.server.port))
+            .arg("-Darcadedb.server.defaultDatabases=testdb[root]")
+            .arg("-cp")
+            .arg(pkg.join("jars/*"))
+            .arg("com.arcadedb.server.ArcadeDBServer")
+            // ArcadeDB writes ./log/ under its working directory.
+            .current_dir(root);
+        self.server.spawn(cmd)
+    }
+
+    /// `bolt://127.0.0.1:PORT` (user `root`, the password given to [`start`](Self::start), database `testdb`).
+    pub fn uri(&self) -> String {
+        format!("bolt://127.0.0.1:{}", self.port())
     }
 }
 
-impl Drop for PrivateMariaDb {
-    fn drop(&mut self) {
-        self.server.kill();
-    }
+private_server! {
+    PrivatePostgres: "Fast shutdown (SIGINT): every session is terminated, then the server exits; bounded by [`STOP_TIMEOUT`], \
+     after which it is killed.",
+    PrivateMariaDb: "Clean shutdown (SIGTERM): every session is closed, then the server exits; bounded by [`STOP_TIMEOUT`], \
+     after which it is killed.",
+    PrivateArcadeDb: "Clean shutdown (SIGTERM: the JVM's shutdown hook stops the server, closing every session); bounded by \
+     [`STOP_TIMEOUT`], after which it is killed.",
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::{PrivateMariaDb, PrivatePostgres, PrivateServerError};
+use crate::PrivateServerError;
 
 /// How many tasks run the load.
 pub const RESTART_TASKS: i32 = 32;
@@ -23,7 +23,8 @@ pub const RECOVERY: Duration = Duration::from_secs(30);
 /// fail inside it.
 pub const OUTAGE: Duration = Duration::from_millis(2500);
 
-/// A server the drill can take down and bring back: [`PrivatePostgres`] and [`PrivateMariaDb`].
+/// A server the drill can take down and bring back: [`PrivatePostgres`](crate::PrivatePostgres),
+/// [`PrivateMariaDb`](crate::PrivateMariaDb) and [`PrivateArcadeDb`](crate::PrivateArcadeDb).
 pub trait Restartable {
     /// A clean shutdown.
     fn stop(&mut self) -> Result<(), PrivateServerError>;
@@ -35,33 +36,18 @@ pub trait Restartable {
     fn log(&self) -> &Path;
 }
 
-impl Restartable for PrivatePostgres {
+impl<R: Restartable + ?Sized> Restartable for Box<R> {
     fn stop(&mut self) -> Result<(), PrivateServerError> {
-        PrivatePostgres::stop(self)
+        (**self).stop()
     }
     fn kill(&mut self) {
-        PrivatePostgres::kill(self)
+        (**self).kill()
     }
     fn restart(&mut self) -> Result<(), PrivateServerError> {
-        PrivatePostgres::restart(self)
+        (**self).restart()
     }
     fn log(&self) -> &Path {
-        PrivatePostgres::log(self)
-    }
-}
-
-impl Restartable for PrivateMariaDb {
-    fn stop(&mut self) -> Result<(), PrivateServerError> {
-        PrivateMariaDb::stop(self)
-    }
-    fn kill(&mut self) {
-        PrivateMariaDb::kill(self)
-    }
-    fn restart(&mut self) -> Result<(), PrivateServerError> {
-        PrivateMariaDb::restart(self)
-    }
-    fn log(&self) -> &Path {
-        PrivateMariaDb::log(self)
+        (**self).log()
     }
 }
 
@@ -91,14 +77,23 @@ pub struct RestartReport {
 }
 
 /// Runs the drill: load from [`RESTART_TASKS`] tasks, each calling `call(w)` in a loop, which must answer `w`;
-/// then a clean shutdown and a crash of `server`, each [`OUTAGE`] long, each followed by a restart, the wait
-/// for the first successful call (at most [`RECOVERY`]) and `acquire_timeout` + 1 s of load. Panics, naming the
-/// outage and the calls, when a check fails. Needs a multi-thread runtime (the server's commands block).
-pub async fn restart_under_load<S, C, F>(server: &mut S, acquire_timeout: Duration, call: C) -> RestartReport
+/// then a clean shutdown and a crash of `server`, each [`OUTAGE`] long, then `while_down()` (the test's own
+/// checks of a pool whose server is gone; the server stays down until it returns), each followed by a
+/// restart, the wait for the first successful call (at most [`RECOVERY`]) and `acquire_timeout` + 1 s of
+/// load. Panics, naming the outage and the calls, when a check fails. Needs a multi-thread runtime (the
+/// server's commands block).
+pub async fn restart_under_load<S, C, F, D, DF>(
+    server: &mut S,
+    acquire_timeout: Duration,
+    call: C,
+    while_down: D,
+) -> RestartReport
 where
     S: Restartable,
     C: Fn(i32) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<i32, CallError>> + Send,
+    D: Fn() -> DF,
+    DF: Future<Output = ()>,
 {
     let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -141,6 +136,7 @@ where
             Ok(_) => panic!("a call succeeded while the server was down"),
             Err(CallError::Untyped(e)) => panic!("untyped failure while down: {e}"),
         }
+        while_down().await;
 
         let up = Instant::now();
         tokio::task::block_in_place(|| server.restart()).unwrap_or_else(|e| panic!("{e}"));

@@ -1,8 +1,6 @@
 //! What every test of aquifer-neo4j shares: the local ArcadeDB from `bash scripts/dev-services.sh`.
 #![allow(dead_code)]
 
-pub mod arcadedb;
-
 use std::time::Duration;
 
 use aquifer_neo4j::{Neo4jConfig, Neo4jPool, PoolConfig, RetryPolicy, query};
