@@ -133,13 +133,12 @@ async fn main() -> Result<(), BoxError> {
     // On SIGTERM, /readyz answers 503 at once; serving goes on for SERVICE_DRAIN_DELAY (default 0 s; 5 s in the
     // Kubernetes manifests), long enough for the load balancer to stop sending, then stops.
     let drain_delay = match var("SERVICE_DRAIN_DELAY") {
-        Ok(v) => humantime::parse_duration(&v).map_err(|e| format!("SERVICE_DRAIN_DELAY={v:?}: {e}"))?,
-        Err(_) => Duration::ZERO,
+        Some(v) => humantime::parse_duration(&v).map_err(|e| format!("SERVICE_DRAIN_DELAY={v:?}: {e}"))?,
+        None => Duration::ZERO,
     };
     let signal = async move {
         let signal = aquifer_http::shutdown_signal().await;
         println!("{signal} received; draining for {drain_delay:?}");
-        signal
     };
     axum::serve(listener, router)
         .with_graceful_shutdown(aquifer_http::drain_on(signal, pools.clone(), drain_delay))

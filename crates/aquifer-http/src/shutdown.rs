@@ -65,7 +65,7 @@ pub async fn shutdown_signal() -> Signal {
     }
 }
 
-/// Waits for `signal`, marks `pools` as draining (readiness `503`), waits `drain_delay` while every route still
+/// Waits for `signal` (any future, such as [`shutdown_signal`]), marks `pools` as draining (readiness `503`), waits `drain_delay` while every route still
 /// serves, and resolves: pass it to axum's `with_graceful_shutdown`, then [`close`](Pools::close) the pools.
 ///
 /// ```no_run
@@ -85,10 +85,9 @@ pub async fn shutdown_signal() -> Signal {
 /// ```
 ///
 /// Cancel safety: dropping the future before the signal changes nothing; after it, the pools stay draining.
-pub async fn drain_on<S: std::future::Future>(signal: S, pools: Pools, drain_delay: Duration) -> S::Output {
-    let received = signal.await;
+pub async fn drain_on(signal: impl std::future::Future, pools: Pools, drain_delay: Duration) {
+    signal.await;
     pools.start_draining();
     tracing::info!(pools = ?pools.names(), drain_delay = ?drain_delay, "draining: readiness is 503");
     tokio::time::sleep(drain_delay).await;
-    received
 }
