@@ -45,11 +45,8 @@ impl<M: Manager> Shared<M> {
     /// `retire_on_rotation`), report leaks, top up `min_idle`, ping the idle connections due for a keepalive.
     pub(crate) fn housekeep(self: &Arc<Self>, now: Stamp) {
         // Read outside the lock: it may `stat` a password file.
-        let credential = if self.config.retire_on_rotation {
-            Hooks::credential_generation(&self.manager)
-        } else {
-            None
-        };
+        let credential =
+            if self.config.retire_on_rotation { Hooks::credential_generation(&self.manager) } else { None };
         let (reaped, leaks, connects, pings) = {
             let mut g = self.lock();
             if g.is_closed() {

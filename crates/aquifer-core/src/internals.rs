@@ -49,8 +49,17 @@ pub(crate) struct Conn<C> {
 
 impl<C> Conn<C> {
     pub(crate) fn new(raw: C, id: u64, now: Stamp, expires: Option<Stamp>, bypass: Duration) -> Self {
-        let mut conn =
-            Conn { raw, id, created: now, expires, last_used: now, alive_at: now, generation: 0, credential: 0, fresh_until: now };
+        let mut conn = Conn {
+            raw,
+            id,
+            created: now,
+            expires,
+            last_used: now,
+            alive_at: now,
+            generation: 0,
+            credential: 0,
+            fresh_until: now,
+        };
         conn.touch(now, bypass);
         conn
     }
