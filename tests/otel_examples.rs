@@ -220,6 +220,26 @@ fn sqlite_example_values_match_what_it_did() {
     });
 }
 
+/// A program that ends before its first periodic export (the interval here is 10 minutes) exports once, when
+/// its OpenTelemetry guard shuts down, after its pools were dropped (the guard was created first, as the docs
+/// say): that one export still carries every pool's gauges.
+#[test]
+fn a_program_shorter_than_one_export_interval_still_exports_its_pool_gauges() {
+    let service = unique_name("e2e-short-lived");
+    let stdout = succeeded("sqlite", &run_example("sqlite", &service, &[("OTEL_METRIC_EXPORT_INTERVAL", "600000")]));
+    runtime().block_on(async {
+        let vm = Victoria::require().await;
+        for (short, pool) in [("writer", "books/writer"), ("readers", "books/readers")] {
+            let row = sqlite_row(&stdout, short);
+            let sel = format!("{{service_name=\"{service}\",db_client_connection_pool_name=\"{pool}\"}}");
+            assert_value(&vm, &format!("db_client_connection_max{sel}"), row.max).await;
+            assert_value(&vm, &format!("db_client_connection_pending_requests{sel}"), 0.0).await;
+            assert_value(&vm, &format!("sum(db_client_connection_count{sel})"), 0.0).await;
+            assert_value(&vm, &format!("aquifer_pool_connections_created_total{sel}"), row.created).await;
+        }
+    });
+}
+
 /// `field: N` from the postgres example's `stats: Stats { ... }` line.
 fn pg_stat(stdout: &str, field: &str) -> f64 {
     let line = stdout.lines().find(|l| l.starts_with("stats: ")).expect("the example prints its stats");

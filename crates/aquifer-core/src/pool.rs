@@ -134,7 +134,8 @@ impl<M: Manager> Pool<M> {
     /// checking connections out (which would make the pool open more to keep `min_idle` idle).
     ///
     /// Fails with [`PoolError::Unavailable`] as soon as the pool fails fast (the connect error inside), or
-    /// with [`PoolError::Timeout`] (with the last connect error) after `acquire_timeout`.
+    /// with [`PoolError::Timeout`] (with the last connect error) after `acquire_timeout`, counted in
+    /// `Stats::timeouts` and `db.client.connection.timeouts` like a `get()` that timed out.
     ///
     /// Cancel safety: connects already started finish in the background into the pool.
     pub async fn warm_up(&self) -> Result<(), PoolError<M::Error>> {
@@ -146,7 +147,7 @@ impl<M: Manager> Pool<M> {
         let started = tokio::time::Instant::now();
         loop {
             {
-                let g = shared.lock();
+                let mut g = shared.lock();
                 if g.is_closed() {
                     return Err(PoolError::Closed);
                 }
@@ -158,11 +159,16 @@ impl<M: Manager> Pool<M> {
                     return Ok(());
                 }
                 if started.elapsed() >= shared.config.acquire_timeout {
-                    return Err(PoolError::Timeout {
+                    // A start-up that timed out is a caller that timed out: counted like one.
+                    g.count_timeout();
+                    let error = PoolError::Timeout {
                         waited: started.elapsed(),
                         state: g.state(),
                         last_error: g.circuit().last_error().cloned(),
-                    });
+                    };
+                    drop(g);
+                    shared.metrics.timeout();
+                    return Err(error);
                 }
             }
             // Start-up only: polling keeps the engine free of a notification nobody else needs.

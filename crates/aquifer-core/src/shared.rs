@@ -183,12 +183,15 @@ impl<M: Manager> Shared<M> {
 
 impl<M: Manager> Observed for Shared<M> {
     fn observe(&self) -> Option<Observation> {
-        let state = self.lock().state();
+        let (state, closed) = {
+            let g = self.lock();
+            (g.state(), g.is_closed())
+        };
         let health = match &*self.health.lock() {
             Some(report) => report.status,
             None => self.health_status_now(),
         };
-        Some(Observation { state, health: health.as_f64() })
+        Some(Observation { state, health: health.as_f64(), closed })
     }
 
     fn take_zero_waits(&self) -> u64 {
@@ -197,9 +200,21 @@ impl<M: Manager> Observed for Shared<M> {
 }
 
 impl<M: Manager> Drop for Shared<M> {
-    /// Zero waits not collected yet still reach the histogram (the next collection exports them).
+    /// Zero waits not collected yet still reach the histogram, and the gauges' last values are left for the
+    /// next collection (it exports them once): a program that ends right after dropping its pools still
+    /// exports them.
     fn drop(&mut self) {
-        let n = self.lock().take_zero_waits();
+        let (n, mut state) = {
+            let mut g = self.lock();
+            (g.take_zero_waits(), g.state())
+        };
         self.metrics.zero_waits(n);
+        // Whatever the pool still held closes with it.
+        state.size = 0;
+        state.idle = 0;
+        state.in_use = 0;
+        state.connecting = 0;
+        state.waiting = 0;
+        self.metrics.keep_last(Observation { state, health: 0.0, closed: true });
     }
 }
