@@ -104,10 +104,12 @@ pub(crate) enum CloseReason {
     Retired,
     /// Found dead by a keepalive ping (`keepalive_interval`).
     KeepaliveFailed,
+    /// A checkout or return hook, or a session context's apply or clear, failed, panicked or timed out.
+    HookFailed,
 }
 
 impl CloseReason {
-    pub(crate) const ALL: [CloseReason; 8] = [
+    pub(crate) const ALL: [CloseReason; 9] = [
         CloseReason::IdleTimeout,
         CloseReason::MaxLifetime,
         CloseReason::Broken,
@@ -116,6 +118,7 @@ impl CloseReason {
         CloseReason::PoolClosed,
         CloseReason::Retired,
         CloseReason::KeepaliveFailed,
+        CloseReason::HookFailed,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -128,6 +131,7 @@ impl CloseReason {
             CloseReason::PoolClosed => "pool_closed",
             CloseReason::Retired => "retired",
             CloseReason::KeepaliveFailed => "keepalive_failed",
+            CloseReason::HookFailed => "hook_failed",
         }
     }
 }
@@ -551,6 +555,7 @@ impl<C, E> Internals<C, E> {
             CloseReason::PoolClosed => s.closed_pool_closed += 1,
             CloseReason::Retired => s.closed_retired += 1,
             CloseReason::KeepaliveFailed => s.closed_keepalive_failed += 1,
+            CloseReason::HookFailed => s.closed_hook_failed += 1,
         }
     }
 
