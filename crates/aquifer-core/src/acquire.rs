@@ -17,6 +17,7 @@ use crate::hooks::{HookError, Hooks};
 use crate::internals::{Abandoned, CloseReason, Conn, NO_CHECKOUT, Outcome, Step, Wait};
 use crate::manager::Manager;
 use crate::pooled::Pooled;
+use crate::session::{HookFailure, SessionRef, run_step};
 use crate::shared::Shared;
 
 type SlowPath<'a, M> =
@@ -29,12 +30,19 @@ pub(crate) struct Acquire<'a, M: Manager> {
     timeout: Duration,
     leak_caller: Option<&'static Location<'static>>,
     slow: Option<SlowPath<'a, M>>,
+    /// The context to apply (`get_with`); taken when the slow path starts.
+    session: Option<SessionRef<M::Connection>>,
 }
 
 impl<'a, M: Manager> Acquire<'a, M> {
-    pub(crate) fn new(shared: &'a Arc<Shared<M>>, timeout: Duration, caller: &'static Location<'static>) -> Self {
+    pub(crate) fn new(
+        shared: &'a Arc<Shared<M>>,
+        timeout: Duration,
+        caller: &'static Location<'static>,
+        session: Option<SessionRef<M::Connection>>,
+    ) -> Self {
         let leak_caller = shared.config.leak_detection_threshold.map(|_| caller);
-        Acquire { shared, timeout, leak_caller, slow: None }
+        Acquire { shared, timeout, leak_caller, slow: None, session }
     }
 }
 
@@ -48,15 +56,36 @@ impl<M: Manager> Future for Acquire<'_, M> {
             None => {
                 let first =
                     std::task::ready!(this.shared.poll_checkout(cx, Some(this.timeout), true, this.leak_caller));
-                let first = match first {
+                let shared = this.shared;
+                // Without hooks or a context (the common case) this is all a checkout costs beyond the engine.
+                let prepare = shared.conn_hooks.is_some() || this.session.is_some();
+                let next: SlowPath<'_, M> = match first {
                     Step::Ready(conn, checkout, now) => {
-                        return Poll::Ready(Ok(Pooled::new(conn, Arc::clone(this.shared), now, checkout)));
+                        let conn = Pooled::new(conn, Arc::clone(shared), now, checkout);
+                        if !prepare {
+                            return Poll::Ready(Ok(conn));
+                        }
+                        let session = this.session.take();
+                        Box::pin(async move { shared.prepare(conn, session).await.map(Some) })
                     }
-                    other => other,
+                    first => {
+                        // Polled right below, in this same call: the slow path owns the waiter key or connection.
+                        let start = shared.clock.now();
+                        let slow = shared.acquire_slow(first, start, Some(this.timeout), this.leak_caller);
+                        if prepare {
+                            let session = this.session.take();
+                            Box::pin(async move {
+                                match slow.await? {
+                                    Some(conn) => shared.prepare(conn, session).await.map(Some),
+                                    None => Ok(None),
+                                }
+                            })
+                        } else {
+                            Box::pin(slow)
+                        }
+                    }
                 };
-                // Polled right below, in this same call: the slow path owns the waiter key or connection.
-                let start = this.shared.clock.now();
-                this.slow.insert(Box::pin(this.shared.acquire_slow(first, start, Some(this.timeout), this.leak_caller)))
+                this.slow.insert(next)
             }
         };
         slow.as_mut().poll(cx).map(|r| match r {
@@ -172,10 +201,53 @@ impl<M: Manager> Shared<M> {
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
         let leak_caller = self.config.leak_detection_threshold.map(|_| caller);
         let first = std::future::poll_fn(|cx| self.poll_checkout(cx, None, true, leak_caller)).await;
-        if let Step::Ready(conn, checkout, now) = first {
-            return Ok(Some(Pooled::new(conn, Arc::clone(self), now, checkout)));
+        let conn = match first {
+            Step::Ready(conn, checkout, now) => Some(Pooled::new(conn, Arc::clone(self), now, checkout)),
+            first => self.acquire_slow(first, self.clock.now(), None, leak_caller).await?,
+        };
+        match conn {
+            Some(conn) if self.conn_hooks.is_some() => self.prepare(conn, None).await.map(Some),
+            conn => Ok(conn),
         }
-        self.acquire_slow(first, self.clock.now(), None, leak_caller).await
+    }
+
+    /// Readies a checked-out connection for its user: the checkout hooks in their order, then the context.
+    /// Until both are done the connection is closed rather than returned if the future is dropped: it may be
+    /// half-prepared. A failing, panicking or timed-out step closes it and fails the checkout.
+    pub(crate) async fn prepare(
+        self: &Arc<Self>,
+        mut conn: Pooled<M>,
+        session: Option<SessionRef<M::Connection>>,
+    ) -> Result<Pooled<M>, PoolError<M::Error>> {
+        conn.discard_on_drop = true;
+        let timeout = self.config.hook_timeout;
+        if let Some(hooks) = &self.conn_hooks {
+            for hook in &hooks.checkout {
+                if let Err(cause) = run_step(timeout, (hook.f)(&mut conn)).await {
+                    return Err(self.checkout_hook_failed(conn, Arc::clone(&hook.name), cause));
+                }
+            }
+        }
+        if let Some(ctx) = session {
+            if let Err(cause) = run_step(timeout, ctx.apply(&mut conn)).await {
+                let name = Arc::from(ctx.name());
+                return Err(self.checkout_hook_failed(conn, name, cause));
+            }
+            conn.session = Some(ctx);
+        }
+        conn.discard_on_drop = false;
+        Ok(conn)
+    }
+
+    fn checkout_hook_failed(&self, conn: Pooled<M>, hook: Arc<str>, cause: HookFailure) -> PoolError<M::Error> {
+        conn.close(CloseReason::HookFailed);
+        if let HookFailure::Panicked(message) = &cause {
+            self.lock().count_panic();
+            tracing::error!(pool = %self.name, hook = %hook, panic = %message, "a checkout hook panicked; the connection was discarded");
+        } else {
+            tracing::warn!(pool = %self.name, hook = %hook, error = %cause, "a checkout hook failed; the connection was discarded");
+        }
+        PoolError::Hook { hook, cause }
     }
 
     /// Everything but the fast path: waiting, validating, retrying. Must be polled as soon as it is made: it

@@ -10,6 +10,7 @@ use crate::config::{PoolConfig, Reuse};
 use crate::errors::BuildError;
 use crate::leak::LeakReport;
 use crate::manager::Manager;
+use crate::session::{ConnHooks, HookFuture, NamedHook};
 use crate::shared::{LeakHook, Shared};
 
 /// Builds a [`Pool`](crate::Pool); every setter overrides one field of [`PoolConfig`] (see there for defaults).
@@ -47,11 +48,19 @@ pub struct PoolBuilder<M: Manager> {
     meter: Option<Meter>,
     on_leak: Option<LeakHook>,
     clock: Clock,
+    conn_hooks: ConnHooks<M::Connection>,
 }
 
 impl<M: Manager> PoolBuilder<M> {
     pub(crate) fn new(manager: M) -> Self {
-        PoolBuilder { manager, config: PoolConfig::default(), meter: None, on_leak: None, clock: Clock::default() }
+        PoolBuilder {
+            manager,
+            config: PoolConfig::default(),
+            meter: None,
+            on_leak: None,
+            clock: Clock::default(),
+            conn_hooks: ConnHooks::default(),
+        }
     }
 
     /// Replaces the whole configuration.
@@ -189,6 +198,58 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
+    /// Adds a hook that runs on every checkout, after validation and before the connection is lent
+    /// (sqlx's `before_acquire`, pgx's `PrepareConn`). Hooks run in the order they were added; adding one
+    /// never replaces another. Each runs within [`PoolConfig::hook_timeout`], behind `catch_unwind`.
+    ///
+    /// A hook that fails, panics or times out discards the connection (it is never lent) and the checkout
+    /// fails with [`PoolError::Hook`](crate::PoolError::Hook) naming it. A checkout cancelled while its hooks
+    /// run discards the connection too.
+    ///
+    /// ```
+    /// # use aquifer_testing::FakeManager;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use aquifer_core::Pool;
+    ///
+    /// let pool = Pool::builder(FakeManager::new())
+    ///     .on_checkout("count uses", |conn| Box::pin(async move {
+    ///         conn.uses += 1; // a real hook runs `SET statement_timeout = ..`
+    ///         Ok(())
+    ///     }))
+    ///     .build()?;
+    /// assert_eq!(pool.get().await?.uses, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn on_checkout(
+        mut self,
+        name: impl Into<Arc<str>>,
+        hook: impl for<'c> Fn(&'c mut M::Connection) -> HookFuture<'c> + Send + Sync + 'static,
+    ) -> Self {
+        self.conn_hooks.checkout.push(NamedHook::new(name, hook));
+        self
+    }
+
+    /// Adds a hook that runs on every return, after the manager's reset (when one is needed) and after the
+    /// checkout's [`SessionContext`](crate::SessionContext) was cleared, before anyone else can get the
+    /// connection (sqlx's `after_release`, pgx's `AfterRelease`). Hooks run in the background, in the order
+    /// they were added; adding one never replaces another. Each runs within [`PoolConfig::hook_timeout`],
+    /// behind `catch_unwind`; one that fails, panics or times out discards the connection.
+    pub fn on_return(
+        mut self,
+        name: impl Into<Arc<str>>,
+        hook: impl for<'c> Fn(&'c mut M::Connection) -> HookFuture<'c> + Send + Sync + 'static,
+    ) -> Self {
+        self.conn_hooks.on_return.push(NamedHook::new(name, hook));
+        self
+    }
+
+    /// Sets [`PoolConfig::hook_timeout`].
+    pub fn hook_timeout(mut self, d: Duration) -> Self {
+        self.config.hook_timeout = d;
+        self
+    }
+
     /// Validates the configuration and starts the engine: its background tasks and the connects for
     /// `min_idle` (what [`build`](PoolBuilder::build) wraps in a [`Pool`](crate::Pool)).
     pub(crate) fn start(self) -> Result<Arc<Shared<M>>, BuildError> {
@@ -206,7 +267,16 @@ impl<M: Manager> PoolBuilder<M> {
         }
         let meter = self.meter.unwrap_or_else(crate::metrics::default_meter);
         let tick = housekeeping_interval(&self.config);
-        let shared = Shared::new(self.manager, self.config, name, &meter, runtime.clone(), self.clock, self.on_leak);
+        let shared = Shared::new(
+            self.manager,
+            self.config,
+            name,
+            &meter,
+            runtime.clone(),
+            self.clock,
+            self.on_leak,
+            self.conn_hooks,
+        );
         runtime.spawn(Shared::maintain(Arc::downgrade(&shared), tick, shared.closing.clone()));
         runtime.spawn(Arc::clone(&shared).watch_deadlines(shared.closing.clone()));
         let connects = shared.lock().reserve_connects();

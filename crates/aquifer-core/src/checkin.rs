@@ -9,12 +9,19 @@ use crate::held::Held;
 use crate::hooks::{HookError, Hooks};
 use crate::internals::{CheckoutRecord, CloseReason, Conn, Internals};
 use crate::manager::Manager;
+use crate::session::{HookFailure, SessionRef, run_step};
 use crate::shared::Shared;
 use crate::sync::MutexGuard;
 
 impl<M: Manager> Shared<M> {
     /// A connection comes back from its user.
-    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<Conn<M::Connection>>, checkout: usize, checked_out: Stamp) {
+    pub(crate) fn checkin(
+        self: &Arc<Self>,
+        mut conn: Box<Conn<M::Connection>>,
+        checkout: usize,
+        checked_out: Stamp,
+        session: Option<SessionRef<M::Connection>>,
+    ) {
         let now = self.clock.now();
         self.metrics.use_time(now.duration_since(checked_out));
         match Hooks::is_broken(&self.manager, &mut conn.raw) {
@@ -32,14 +39,19 @@ impl<M: Manager> Shared<M> {
             return self.discard(conn, checkout, CloseReason::MaxLifetime);
         }
         conn.touch(now, self.config.validation_bypass);
-        match Hooks::needs_reset(&self.manager, &mut conn.raw) {
-            Ok(false) => self.put_back(conn, checkout),
-            Ok(true) => self.spawn_reset(conn, checkout),
+        let needs_reset = match Hooks::needs_reset(&self.manager, &mut conn.raw) {
+            Ok(needs) => needs,
             Err(message) => {
                 // Whether it is clean is unknown: it must not be handed out again.
                 self.hook_panicked("needs_reset", &message);
-                self.discard(conn, checkout, CloseReason::Broken)
+                return self.discard(conn, checkout, CloseReason::Broken);
             }
+        };
+        let return_hooks = self.conn_hooks.as_ref().is_some_and(|h| !h.on_return.is_empty());
+        if needs_reset || session.is_some() || return_hooks {
+            self.spawn_return(conn, checkout, needs_reset, session);
+        } else {
+            self.put_back(conn, checkout);
         }
     }
 
@@ -140,30 +152,68 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Resets a returned connection in the background, then puts it back; a failed, panicking or dropped
-    /// reset discards it.
-    fn spawn_reset(self: &Arc<Self>, conn: Box<Conn<M::Connection>>, checkout: usize) {
-        self.lock().count_reset();
+    /// Makes a returned connection ready in the background: the manager's reset (when `needs_reset`), then
+    /// the checkout's session context cleared, then the return hooks; then puts it back. A failed, panicking,
+    /// timed-out or dropped step discards it, so nobody gets a connection whose cleanup did not complete.
+    fn spawn_return(
+        self: &Arc<Self>,
+        conn: Box<Conn<M::Connection>>,
+        checkout: usize,
+        needs_reset: bool,
+        session: Option<SessionRef<M::Connection>>,
+    ) {
+        if needs_reset {
+            self.lock().count_reset();
+        }
         let mut held = Held::new(self, conn, checkout, CloseReason::Broken);
         let timeout = self.config.validation_timeout;
         self.runtime.spawn(async move {
             let shared = Arc::clone(held.shared());
-            let reset = tokio::time::timeout(timeout, Hooks::reset(&shared.manager, held.raw())).await;
-            match reset {
-                Ok(Ok(())) => {
-                    let checkout = held.checkout;
-                    let mut conn = held.release();
-                    conn.touch(shared.clock.now(), shared.config.validation_bypass);
-                    shared.put_back(conn, checkout);
-                }
-                Ok(Err(HookError::Failed(e))) => {
-                    tracing::debug!(pool = %shared.name, error = %e, "reset of a returned connection failed; discarding it");
-                }
-                Ok(Err(HookError::Panicked(message))) => shared.hook_panicked("reset", &message),
-                Err(_) => {
-                    tracing::debug!(pool = %shared.name, "reset of a returned connection timed out; discarding it");
+            if needs_reset {
+                let reset = tokio::time::timeout(timeout, Hooks::reset(&shared.manager, held.raw())).await;
+                match reset {
+                    Ok(Ok(())) => {}
+                    Ok(Err(HookError::Failed(e))) => {
+                        tracing::debug!(pool = %shared.name, error = %e, "reset of a returned connection failed; discarding it");
+                        return;
+                    }
+                    Ok(Err(HookError::Panicked(message))) => return shared.hook_panicked("reset", &message),
+                    Err(_) => {
+                        tracing::debug!(pool = %shared.name, "reset of a returned connection timed out; discarding it");
+                        return;
+                    }
                 }
             }
+            let hook_timeout = shared.config.hook_timeout;
+            if let Some(ctx) = session
+                && let Err(cause) = run_step(hook_timeout, ctx.clear(held.raw())).await
+            {
+                shared.return_hook_failed(ctx.name(), &cause);
+                return held.close(CloseReason::HookFailed);
+            }
+            if let Some(hooks) = &shared.conn_hooks {
+                for hook in &hooks.on_return {
+                    if let Err(cause) = run_step(hook_timeout, (hook.f)(held.raw())).await {
+                        shared.return_hook_failed(&hook.name, &cause);
+                        return held.close(CloseReason::HookFailed);
+                    }
+                }
+            }
+            let checkout = held.checkout;
+            let mut conn = held.release();
+            conn.touch(shared.clock.now(), shared.config.validation_bypass);
+            shared.put_back(conn, checkout);
         });
+    }
+
+    /// Logs (and counts, for a panic) a return hook or a context's clear that failed; the caller's `Held`
+    /// then discards the connection.
+    fn return_hook_failed(&self, hook: &str, cause: &HookFailure) {
+        if let HookFailure::Panicked(message) = cause {
+            self.lock().count_panic();
+            tracing::error!(pool = %self.name, hook, panic = %message, "a return hook panicked; the connection was discarded");
+        } else {
+            tracing::warn!(pool = %self.name, hook, error = %cause, "a return hook failed; the connection was discarded");
+        }
     }
 }

@@ -125,6 +125,12 @@ pub struct PoolConfig {
     /// Longest a validation (ping) may take before the connection is discarded. Default: 5 s.
     #[serde(with = "humantime_serde")]
     pub validation_timeout: Duration,
+    /// Longest each checkout or return hook ([`PoolBuilder::on_checkout`](crate::PoolBuilder::on_checkout),
+    /// [`PoolBuilder::on_return`](crate::PoolBuilder::on_return)) and each step of a
+    /// [`SessionContext`](crate::SessionContext) (applying it, clearing it) may take; past it the hook counts as
+    /// failed and the connection is discarded. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub hook_timeout: Duration,
     /// A connection held longer than this is reported once as a possible leak, with the `get()` caller's
     /// file:line. Default: `None` (off, as in HikariCP).
     #[serde(with = "humantime_serde")]
@@ -198,6 +204,8 @@ impl Default for PoolConfig {
             validation_bypass: Duration::from_millis(500),
             // HikariCP validationTimeout.
             validation_timeout: Duration::from_secs(5),
+            // A hook is a round trip or two (SET, RESET); as long as a validation may take.
+            hook_timeout: Duration::from_secs(5),
             leak_detection_threshold: None,
             health_interval: None,
             close_timeout: Duration::from_secs(30),
@@ -236,6 +244,7 @@ impl fmt::Debug for PoolConfig {
             .field("keepalive_interval", &self.keepalive_interval)
             .field("validation_bypass", &self.validation_bypass)
             .field("validation_timeout", &self.validation_timeout)
+            .field("hook_timeout", &self.hook_timeout)
             .field("leak_detection_threshold", &self.leak_detection_threshold)
             .field("health_interval", &self.health_interval)
             .field("close_timeout", &self.close_timeout)
@@ -264,6 +273,7 @@ impl PoolConfig {
             ("acquire_timeout", self.acquire_timeout),
             ("connect_timeout", self.connect_timeout),
             ("validation_timeout", self.validation_timeout),
+            ("hook_timeout", self.hook_timeout),
             ("connect_backoff_min", self.connect_backoff_min),
             ("connect_backoff_max", self.connect_backoff_max),
             ("retire_on_rotation_window", self.retire_on_rotation_window),
@@ -364,6 +374,7 @@ impl PoolConfig {
         env.duration("POOL_CONNECT_TIMEOUT", &mut c.connect_timeout)?;
         env.duration("POOL_VALIDATION_BYPASS", &mut c.validation_bypass)?;
         env.duration("POOL_VALIDATION_TIMEOUT", &mut c.validation_timeout)?;
+        env.duration("POOL_HOOK_TIMEOUT", &mut c.hook_timeout)?;
         env.duration("POOL_CLOSE_TIMEOUT", &mut c.close_timeout)?;
         env.duration("POOL_CONNECT_BACKOFF_MIN", &mut c.connect_backoff_min)?;
         env.duration("POOL_CONNECT_BACKOFF_MAX", &mut c.connect_backoff_max)?;
@@ -429,6 +440,7 @@ fn env_suffix(field: &str) -> Option<&'static str> {
         "acquire_timeout" => "POOL_ACQUIRE_TIMEOUT",
         "connect_timeout" => "POOL_CONNECT_TIMEOUT",
         "validation_timeout" => "POOL_VALIDATION_TIMEOUT",
+        "hook_timeout" => "POOL_HOOK_TIMEOUT",
         "connect_backoff_min" => "POOL_CONNECT_BACKOFF_MIN",
         "connect_backoff_max" => "POOL_CONNECT_BACKOFF_MAX",
         "fail_fast_after" => "POOL_FAIL_FAST_AFTER",

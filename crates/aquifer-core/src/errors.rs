@@ -98,6 +98,15 @@ pub enum PoolError<E: std::error::Error + 'static> {
         /// The connect failure that keeps the pool failing fast.
         last_error: ConnectError<E>,
     },
+    /// A checkout hook ([`PoolBuilder::on_checkout`](crate::PoolBuilder::on_checkout)) or the checkout's
+    /// [`SessionContext`](crate::SessionContext) failed, panicked or timed out. The connection was discarded,
+    /// never lent; the message names the hook.
+    Hook {
+        /// The hook's name, or the context's [`name`](crate::SessionContext::name).
+        hook: Arc<str>,
+        /// What went wrong.
+        cause: crate::session::HookFailure,
+    },
 }
 
 impl<E: std::error::Error + 'static> fmt::Display for PoolError<E> {
@@ -118,6 +127,9 @@ impl<E: std::error::Error + 'static> fmt::Display for PoolError<E> {
             PoolError::Unavailable { since, last_error, .. } => {
                 write!(f, "database unavailable for {:?}: {last_error}", since.elapsed())
             }
+            PoolError::Hook { hook, cause } => {
+                write!(f, "checkout hook {hook:?} failed, the connection was discarded: {cause}")
+            }
         }
     }
 }
@@ -127,6 +139,7 @@ impl<E: std::error::Error + 'static> std::error::Error for PoolError<E> {
         let cause = match self {
             PoolError::Timeout { last_error: Some(e), .. } | PoolError::Unavailable { last_error: e, .. } => e,
             PoolError::Timeout { last_error: None, .. } | PoolError::Closed => return None,
+            PoolError::Hook { cause, .. } => return source_not_in(&self.to_string(), cause),
         };
         source_not_in(&self.to_string(), cause)
     }
@@ -138,7 +151,7 @@ impl<E: std::error::Error + 'static> PoolError<E> {
         match self {
             PoolError::Timeout { last_error, .. } => last_error.as_ref().and_then(ConnectError::backend),
             PoolError::Unavailable { last_error, .. } => last_error.backend(),
-            PoolError::Closed => None,
+            PoolError::Closed | PoolError::Hook { .. } => None,
         }
     }
 

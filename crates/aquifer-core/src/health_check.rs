@@ -85,7 +85,7 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
             report.last_error = Some(message);
             return report;
         }
-        Ok(None) => crate::acquire::Acquire::new(shared, wait, here).await.map(Some),
+        Ok(None) => crate::acquire::Acquire::new(shared, wait, here, None).await.map(Some),
         other => other,
     };
     match acquired {

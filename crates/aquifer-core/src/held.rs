@@ -36,6 +36,12 @@ impl<M: Manager> Held<M> {
         &mut self.conn.as_mut().expect("a Held owns its connection until released").raw
     }
 
+    /// Closes the connection now, counted under `reason`.
+    pub(crate) fn close(mut self, reason: CloseReason) {
+        self.reason = reason;
+        drop(self);
+    }
+
     /// Takes the connection back into the engine's hands.
     pub(crate) fn release(mut self) -> Box<Conn<M::Connection>> {
         self.conn.take().expect("a Held owns its connection until released")

@@ -120,10 +120,12 @@ pub(crate) enum CloseReason {
     /// Opened with a credential rotated out since (`retire_on_rotation`): also `reason="retired"` in
     /// `aquifer.pool.connections.closed`, told apart in `aquifer.pool.connections.retired`.
     CredentialRotation,
+    /// A checkout or return hook, or a session context's apply or clear, failed, panicked or timed out.
+    HookFailed,
 }
 
 impl CloseReason {
-    pub(crate) const ALL: [CloseReason; 9] = [
+    pub(crate) const ALL: [CloseReason; 10] = [
         CloseReason::IdleTimeout,
         CloseReason::MaxLifetime,
         CloseReason::Broken,
@@ -133,6 +135,7 @@ impl CloseReason {
         CloseReason::Retired,
         CloseReason::KeepaliveFailed,
         CloseReason::CredentialRotation,
+        CloseReason::HookFailed,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -145,6 +148,7 @@ impl CloseReason {
             CloseReason::PoolClosed => "pool_closed",
             CloseReason::Retired | CloseReason::CredentialRotation => "retired",
             CloseReason::KeepaliveFailed => "keepalive_failed",
+            CloseReason::HookFailed => "hook_failed",
         }
     }
 
@@ -689,6 +693,7 @@ impl<C, E> Internals<C, E> {
             CloseReason::Retired => s.closed_retired += 1,
             CloseReason::KeepaliveFailed => s.closed_keepalive_failed += 1,
             CloseReason::CredentialRotation => s.closed_rotated += 1,
+            CloseReason::HookFailed => s.closed_hook_failed += 1,
         }
     }
 

@@ -20,6 +20,7 @@ mod reexports;
 mod registry;
 mod retry;
 mod secret;
+mod session;
 mod start;
 mod stats;
 
@@ -50,11 +51,12 @@ pub use errors::{BuildError, ConfigError, ConnectError, PoolError, source_not_in
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
 pub use leak::LeakReport;
 pub use manager::{Descriptor, Manager};
-pub use operation::{Attempt, Failure, OperationError, Operations, run_operation};
+pub use operation::{Attempt, Failure, OperationError, Operations, run_operation, run_operation_with};
 pub use pool::Pool;
 pub use pooled::{ConnectionInfo, Pooled};
 pub use registry::{AnyConfig, AnyPool, AnyStartError, Driver, Drivers, NoDriver, Ping, PingError};
 pub use retry::RetryPolicy;
 pub use secret::{DatabaseUrl, redact_url};
+pub use session::{BoxError, HookFailure, HookFuture, SessionContext};
 pub use start::{StartError, warm};
 pub use stats::{State, Stats};

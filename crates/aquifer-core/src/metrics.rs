@@ -288,7 +288,9 @@ pub(crate) struct PoolMetrics {
     create_time: Hist,
     timeouts: Ctr,
     created: Ctr,
-    closed: Vec<Ctr>,
+    /// By `reason`, one counter per distinct value (two close reasons share `retired`: bound instruments must
+    /// not export two points with the same attributes).
+    closed: Vec<(&'static str, Ctr)>,
     /// `aquifer.pool.connections.retired{reason}`, for `operator` and `credential_rotation`.
     retired: [Ctr; 2],
     leaks: Ctr,
@@ -334,14 +336,14 @@ impl PoolMetrics {
         };
 
         let closed_counter = counter(names::CLOSED, "{connection}", "Connections closed, by reason.");
-        let closed = CloseReason::ALL
-            .iter()
-            .map(|r| {
+        let mut closed: Vec<(&'static str, Ctr)> = Vec::new();
+        for reason in CloseReason::ALL.map(CloseReason::as_str) {
+            if closed.iter().all(|(r, _)| *r != reason) {
                 let mut attrs = base.to_vec();
-                attrs.push(KeyValue::new("reason", r.as_str()));
-                Ctr::new(closed_counter.clone(), &attrs)
-            })
-            .collect();
+                attrs.push(KeyValue::new("reason", reason));
+                closed.push((reason, Ctr::new(closed_counter.clone(), &attrs)));
+            }
+        }
 
         let wait_time = hist(names::WAIT_TIME, "The time it took to obtain an open connection from the pool.");
         let last = Arc::new(parking_lot::Mutex::new(None));
@@ -419,8 +421,9 @@ impl PoolMetrics {
     }
 
     pub(crate) fn closed(&self, reason: CloseReason, n: u64) {
-        let i = CloseReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
-        self.closed[i].add(n);
+        if let Some((_, counter)) = self.closed.iter().find(|(r, _)| *r == reason.as_str()) {
+            counter.add(n);
+        }
         match reason {
             CloseReason::Retired => self.retired[0].add(n),
             CloseReason::CredentialRotation => self.retired[1].add(n),

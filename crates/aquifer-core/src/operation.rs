@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::errors::{PoolError, source_not_in};
@@ -25,6 +26,7 @@ use crate::manager::Manager;
 use crate::pool::Pool;
 use crate::pooled::Pooled;
 use crate::retry::RetryPolicy;
+use crate::session::SessionContext;
 
 /// What the [operation runner](run_operation) needs from an adapter's manager beyond [`Manager`].
 pub trait Operations: Manager {
@@ -156,6 +158,24 @@ pub trait Attempt<M: Operations>: Send {
 pub async fn run_operation<M, A>(
     pool: &Pool<M>,
     operation: &str,
+    attempt: A,
+) -> Result<A::Output, OperationError<M::OperationError, M::Error>>
+where
+    M: Operations,
+    A: Attempt<M>,
+{
+    run_operation_with(pool, None, operation, attempt).await
+}
+
+/// Like [`run_operation`], with every attempt's connection checked out through
+/// [`Pool::get_with`](crate::Pool::get_with) when `session` is given: each attempt runs with the context
+/// applied, and the context is cleared before its connection is reused.
+///
+/// Cancel safety: as for [`run_operation`], and as for [`Pool::get_with`](crate::Pool::get_with).
+pub async fn run_operation_with<M, A>(
+    pool: &Pool<M>,
+    session: Option<&Arc<dyn SessionContext<M::Connection>>>,
+    operation: &str,
     mut attempt: A,
 ) -> Result<A::Output, OperationError<M::OperationError, M::Error>>
 where
@@ -166,7 +186,7 @@ where
     let mut delays = None;
     let mut verify = false;
     loop {
-        let conn = checkout(pool, verify).await?;
+        let conn = checkout(pool, verify, session).await?;
         let started = Instant::now();
         let result = attempt.run(conn).await;
         let elapsed = started.elapsed();
@@ -194,15 +214,25 @@ where
 
 /// Checks out a connection; with `verify`, validates it first and replaces dead ones (at most `max_size`
 /// times, then the last one is used as it is and the attempt reports what it finds).
-async fn checkout<M: Operations>(pool: &Pool<M>, verify: bool) -> Result<Pooled<M>, PoolError<M::Error>> {
-    let mut conn = pool.get().await?;
+async fn checkout<M: Operations>(
+    pool: &Pool<M>,
+    verify: bool,
+    session: Option<&Arc<dyn SessionContext<M::Connection>>>,
+) -> Result<Pooled<M>, PoolError<M::Error>> {
+    let get = || async {
+        match session {
+            Some(ctx) => pool.get_with(Arc::clone(ctx)).await,
+            None => pool.get().await,
+        }
+    };
+    let mut conn = get().await?;
     if verify {
         for _ in 0..pool.state().max_size {
             if pool.manager().validate(&mut conn).await.is_ok() {
                 break;
             }
             conn.discard();
-            conn = pool.get().await?;
+            conn = get().await?;
         }
     }
     Ok(conn)

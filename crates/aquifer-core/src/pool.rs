@@ -113,7 +113,38 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
-        crate::acquire::Acquire::new(self.shared(), timeout, Location::caller())
+        crate::acquire::Acquire::new(self.shared(), timeout, Location::caller(), None)
+    }
+
+    /// Checks out a connection like [`get`](Pool::get), then applies `ctx` to it (after the checkout
+    /// hooks); `ctx` is cleared when the connection comes back, before anyone else can get it.
+    ///
+    /// A context that fails, panics or exceeds `hook_timeout` fails the checkout with
+    /// [`PoolError::Hook`] and the connection is discarded; a clear that fails discards the connection.
+    /// See [`SessionContext`](crate::SessionContext) for the guarantee and its limits.
+    ///
+    /// Cancel safety: as for [`get`](Pool::get); in addition, a future dropped while the context is being
+    /// applied closes the connection (its settings are half-applied), and a connection dropped in any
+    /// state, including by a panic, has its context cleared (or is closed) before it is reused.
+    #[track_caller]
+    pub fn get_with(
+        &self,
+        ctx: Arc<dyn crate::SessionContext<M::Connection>>,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
+        let timeout = self.shared().config.acquire_timeout;
+        crate::acquire::Acquire::new(self.shared(), timeout, Location::caller(), Some(ctx))
+    }
+
+    /// Like [`get_with`](Pool::get_with) with a different timeout for this call.
+    ///
+    /// Cancel safety: as for [`get_with`](Pool::get_with).
+    #[track_caller]
+    pub fn get_timeout_with(
+        &self,
+        timeout: Duration,
+        ctx: Arc<dyn crate::SessionContext<M::Connection>>,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
+        crate::acquire::Acquire::new(self.shared(), timeout, Location::caller(), Some(ctx))
     }
 
     /// Checks out an idle connection if one is free right now (nobody waiting ahead), without waiting for a

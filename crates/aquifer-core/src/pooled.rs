@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::clock::Stamp;
 use crate::internals::{CloseReason, Conn};
 use crate::manager::Manager;
+use crate::session::SessionRef;
 use crate::shared::Shared;
 
 /// A connection checked out of a [`Pool`](crate::Pool). It dereferences to the driver's own connection type,
@@ -23,6 +24,11 @@ pub struct Pooled<M: Manager> {
     shared: Arc<Shared<M>>,
     checked_out: Stamp,
     checkout: usize,
+    /// The context applied to this checkout ([`Pool::get_with`](crate::Pool::get_with)), cleared on return.
+    pub(crate) session: Option<SessionRef<M::Connection>>,
+    /// Dropped now, the connection is closed rather than returned: its checkout hooks or its context are
+    /// half-applied (the checkout was cancelled while they ran).
+    pub(crate) discard_on_drop: bool,
 }
 
 impl<M: Manager> Pooled<M> {
@@ -32,7 +38,7 @@ impl<M: Manager> Pooled<M> {
         checked_out: Stamp,
         checkout: usize,
     ) -> Self {
-        Pooled { conn: Some(conn), shared, checked_out, checkout }
+        Pooled { conn: Some(conn), shared, checked_out, checkout, session: None, discard_on_drop: false }
     }
 
     fn conn(&self) -> &Conn<M::Connection> {
@@ -42,14 +48,20 @@ impl<M: Manager> Pooled<M> {
 
     /// Closes this connection instead of returning it (it is in a state you do not trust). Its slot is freed
     /// and a waiter, if any, gets a new connection.
-    pub fn discard(mut self) {
+    pub fn discard(self) {
+        self.close(CloseReason::Discarded);
+    }
+
+    pub(crate) fn close(mut self, reason: CloseReason) {
         if let Some(conn) = self.conn.take() {
             self.shared.metrics.use_time(self.shared.clock.now().duration_since(self.checked_out));
-            self.shared.discard(conn, self.checkout, CloseReason::Discarded);
+            self.shared.discard(conn, self.checkout, reason);
         }
     }
 
-    /// Takes the connection out of the pool for good: the pool forgets it and frees its slot.
+    /// Takes the connection out of the pool for good: the pool forgets it and frees its slot. A
+    /// [`SessionContext`](crate::SessionContext) applied to this checkout is not cleared: the connection
+    /// leaves with its settings.
     pub fn detach(mut self) -> M::Connection {
         let conn = self.conn.take().expect("a Pooled holds its connection until consumed");
         self.shared.metrics.use_time(self.shared.clock.now().duration_since(self.checked_out));
@@ -104,7 +116,12 @@ impl<M: Manager> AsMut<M::Connection> for Pooled<M> {
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.checkin(conn, self.checkout, self.checked_out);
+            if self.discard_on_drop {
+                self.shared.metrics.use_time(self.shared.clock.now().duration_since(self.checked_out));
+                self.shared.discard(conn, self.checkout, CloseReason::Discarded);
+            } else {
+                self.shared.checkin(conn, self.checkout, self.checked_out, self.session.take());
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::internals::{CloseReason, Internals};
 use crate::leak::LeakReport;
 use crate::manager::{Descriptor, Manager};
 use crate::metrics::{Observation, Observed, PoolMetrics};
+use crate::session::ConnHooks;
 use crate::sync::{Mutex, MutexGuard};
 
 pub(crate) type LeakHook = Arc<dyn Fn(&LeakReport) + Send + Sync>;
@@ -43,10 +44,13 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) resumed: Notify,
     pub(crate) health: parking_lot::Mutex<Option<HealthReport>>,
     pub(crate) on_leak: Option<LeakHook>,
+    /// Checkout and return hooks; `None` when none are registered, so a plain checkout checks one pointer.
+    pub(crate) conn_hooks: Option<Box<ConnHooks<M::Connection>>>,
     pub(crate) next_id: AtomicU64,
 }
 
 impl<M: Manager> Shared<M> {
+    #[allow(clippy::too_many_arguments, reason = "called once, by the builder")]
     pub(crate) fn new(
         manager: M,
         config: PoolConfig,
@@ -55,6 +59,7 @@ impl<M: Manager> Shared<M> {
         runtime: tokio::runtime::Handle,
         clock: Clock,
         on_leak: Option<LeakHook>,
+        conn_hooks: ConnHooks<M::Connection>,
     ) -> Arc<Self> {
         let descriptor = manager.descriptor();
         Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
@@ -82,6 +87,7 @@ impl<M: Manager> Shared<M> {
                 resumed: Notify::new(),
                 health: parking_lot::Mutex::new(None),
                 on_leak,
+                conn_hooks: (!conn_hooks.is_empty()).then(|| Box::new(conn_hooks)),
                 next_id: AtomicU64::new(1),
             }
         })

@@ -83,6 +83,10 @@ pub struct Stats {
     pub closed_rotated: u64,
     /// Connections closed because a keepalive ping (`keepalive_interval`) found them dead.
     pub closed_keepalive_failed: u64,
+    /// Connections closed because a checkout or return hook, or a session context's apply or clear, failed,
+    /// panicked or timed out ([`PoolBuilder::on_checkout`](crate::PoolBuilder::on_checkout),
+    /// [`SessionContext`](crate::SessionContext)).
+    pub closed_hook_failed: u64,
     /// Keepalive pings sent to idle connections (`keepalive_interval`).
     pub keepalives: u64,
     /// Connections taken out of the pool with `detach()`.

@@ -6,11 +6,13 @@ mod connect;
 mod error;
 pub mod helpers;
 mod manager;
+mod session;
 
 pub use config::{DbSystem, MySqlConfig, SslMode, Transport};
 pub use error::{RowNotFound, error_type, is_row_not_found};
 pub use helpers::{Executed, PacketTooLarge, Tx, TxFuture};
 pub use manager::MySqlManager;
+pub use session::MySqlSession;
 
 /// The driver, re-exported so a service can use its API (`Queryable`, `params!`, `Row`...) in the version
 /// this crate was built with.

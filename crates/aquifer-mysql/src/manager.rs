@@ -223,7 +223,7 @@ impl MySqlManager {
         }
     }
 
-    async fn apply_session(&self, conn: &mut Conn) -> Result<(), Error> {
+    pub(crate) async fn apply_session(&self, conn: &mut Conn) -> Result<(), Error> {
         for statement in &self.inner.session {
             conn.query_drop(statement).await?;
         }

@@ -16,7 +16,7 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow, PgStatement, Postgres};
 use sqlx::{Connection, Either, Execute, Executor, FromRow, SqlStr};
 
 use crate::error::{is_rolled_back, is_session_lost};
-use crate::{PgManager, PgOperationError, PgPool, PgPooled};
+use crate::{PgManager, PgOperationError, PgPool, PgPooled, PgSession};
 
 /// A boxed future, as returned by the closure given to [`PgPool::transaction`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -49,7 +49,7 @@ impl PgPool {
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
-        let out = self.run_statement(query, Keep::First).await?;
+        let out = self.run_statement(query, Keep::First, None).await?;
         let row = out.rows.into_iter().next().ok_or(PgOperationError::Backend(sqlx::Error::RowNotFound))?;
         O::from_row(&row).map_err(PgOperationError::Backend)
     }
@@ -63,7 +63,7 @@ impl PgPool {
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
-        let out = self.run_statement(query, Keep::First).await?;
+        let out = self.run_statement(query, Keep::First, None).await?;
         out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgOperationError::Backend)
     }
 
@@ -75,7 +75,7 @@ impl PgPool {
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
-        let out = self.run_statement(query, Keep::All).await?;
+        let out = self.run_statement(query, Keep::All, None).await?;
         out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgOperationError::Backend)
     }
 
@@ -87,7 +87,7 @@ impl PgPool {
     where
         Q: Execute<'q, Postgres>,
     {
-        Ok(self.run_statement(query, Keep::None).await?.rows_affected)
+        Ok(self.run_statement(query, Keep::None, None).await?.rows_affected)
     }
 
     /// Runs `f` inside a transaction on a pooled connection: commits when it returns `Ok`, rolls back when
@@ -117,19 +117,33 @@ impl PgPool {
     /// })).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn transaction<T, F>(&self, mut f: F) -> Result<T, PgOperationError>
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, PgOperationError>
+    where
+        T: Send,
+        F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send,
+    {
+        self.run_transaction(f, None).await
+    }
+
+    pub(crate) async fn run_transaction<T, F>(
+        &self,
+        mut f: F,
+        session: Option<&PgSession>,
+    ) -> Result<T, PgOperationError>
     where
         T: Send,
         F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send,
     {
         let pgbouncer = self.manager().pgbouncer();
-        run_operation(self, TRANSACTION, TransactionAttempt { f: &mut f, pgbouncer, _output: PhantomData }).await
+        let attempt = TransactionAttempt { f: &mut f, pgbouncer, session, _output: PhantomData };
+        run_operation(self, TRANSACTION, attempt).await
     }
 
-    async fn run_statement<'q, Q>(
+    pub(crate) async fn run_statement<'q, Q>(
         &self,
         mut query: impl FnMut() -> Q + Send,
         keep: Keep,
+        session: Option<&PgSession>,
     ) -> Result<Output, PgOperationError>
     where
         Q: Execute<'q, Postgres>,
@@ -139,7 +153,7 @@ impl PgPool {
         let mut build = move || Parts::new(query(), pgbouncer);
         let first = build();
         let operation = operation_name(first.sql.as_str());
-        run_operation(self, operation, StatementAttempt { build, first: Some(first), keep, pgbouncer }).await
+        run_operation(self, operation, StatementAttempt { build, first: Some(first), keep, pgbouncer, session }).await
     }
 }
 
@@ -149,6 +163,8 @@ const TRANSACTION: &str = "TRANSACTION";
 struct TransactionAttempt<'f, T, F> {
     f: &'f mut F,
     pgbouncer: bool,
+    /// Applied as the transaction's first statement.
+    session: Option<&'f PgSession>,
     /// Ties `T` to the attempt, so the attempt's future may hold it.
     _output: PhantomData<fn() -> T>,
 }
@@ -162,6 +178,9 @@ where
 
     async fn run(&mut self, mut conn: PgPooled) -> Result<T, Failure<sqlx::Error>> {
         let mut tx = conn.begin().await.map_err(before_commit)?;
+        if let Some(session) = self.session {
+            session.apply_local(&mut tx).await.map_err(before_commit)?;
+        }
         let value = match (self.f)(&mut tx).await {
             Ok(value) => value,
             Err(e) => {
@@ -179,14 +198,16 @@ where
 }
 
 /// One run of a statement; the first attempt uses the query built to name the operation.
-struct StatementAttempt<B> {
+struct StatementAttempt<'s, B> {
     build: B,
     first: Option<Parts>,
     keep: Keep,
     pgbouncer: bool,
+    /// Applied inside the statement's transaction.
+    session: Option<&'s PgSession>,
 }
 
-impl<B: FnMut() -> Parts + Send> Attempt<PgManager> for StatementAttempt<B> {
+impl<B: FnMut() -> Parts + Send> Attempt<PgManager> for StatementAttempt<'_, B> {
     type Output = Output;
 
     async fn run(&mut self, mut conn: PgPooled) -> Result<Output, Failure<sqlx::Error>> {
@@ -194,7 +215,7 @@ impl<B: FnMut() -> Parts + Send> Attempt<PgManager> for StatementAttempt<B> {
             Some(parts) => parts,
             None => (self.build)(),
         };
-        statement_attempt(&mut conn, parts, self.keep, self.pgbouncer).await
+        statement_attempt(&mut conn, parts, self.keep, self.pgbouncer, self.session).await
     }
 }
 
@@ -213,16 +234,16 @@ fn at_commit(e: sqlx::Error) -> Failure<sqlx::Error> {
 
 /// Which rows to keep.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Keep {
+pub(crate) enum Keep {
     None,
     First,
     All,
 }
 
 #[derive(Default)]
-struct Output {
-    rows: Vec<PgRow>,
-    rows_affected: u64,
+pub(crate) struct Output {
+    pub(crate) rows: Vec<PgRow>,
+    pub(crate) rows_affected: u64,
 }
 
 async fn statement_attempt(
@@ -230,11 +251,13 @@ async fn statement_attempt(
     parts: Parts,
     keep: Keep,
     pgbouncer: bool,
+    session: Option<&PgSession>,
 ) -> Result<Output, Failure<sqlx::Error>> {
     let args = parts.args.as_ref().map_err(|e| Failure::permanent(sqlx::Error::Encode(e.to_string().into())))?;
     // Behind PgBouncer in transaction mode the parse and the execution of a statement with parameters are
     // two exchanges; only a transaction keeps them on the same server connection.
-    if !(pgbouncer && args.is_some()) {
+    // With a session, the settings must share the statement's transaction.
+    if !(pgbouncer && args.is_some()) && session.is_none() {
         let (out, completed) = stream(conn, parts, keep).await;
         return out.map_err(|e| {
             let lost = is_session_lost(&e);
@@ -243,6 +266,9 @@ async fn statement_attempt(
         });
     }
     let mut tx = conn.begin().await.map_err(before_commit)?;
+    if let Some(session) = session {
+        session.apply_local(&mut tx).await.map_err(before_commit)?;
+    }
     let (out, _) = stream(&mut tx, parts, keep).await;
     let out = match out {
         Ok(out) => out,

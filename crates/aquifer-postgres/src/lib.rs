@@ -7,12 +7,14 @@ mod error;
 mod executor;
 mod helpers;
 mod manager;
+mod session;
 
 pub use config::PgConfig;
 pub use error::sqlstate;
 pub use executor::PgTransaction;
 pub use helpers::BoxFuture;
 pub use manager::PgManager;
+pub use session::{PgScoped, PgSession};
 
 /// The sqlx this crate is built on, so a service uses the same version.
 pub use sqlx;

@@ -1,0 +1,327 @@
+//! The tenant guarantee on a real server: a table under a row-level security policy on
+//! `current_setting('app.tenant_id')`, read by a non-superuser role (superusers bypass RLS), 10 tenants and
+//! 32 tasks making interleaved requests through both forms of [`PgSession`] (per transaction, per
+//! checkout), with cancellations at random await points and panics in user code. No request may read a row
+//! of another tenant, and a request without a context must find no tenant and no role left on its
+//! connection. The same runs through PgBouncer in transaction mode (per transaction only).
+//!
+//! `AQUIFER_TENANT_REQUESTS` scales the number of requests (default 10,000, each run).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aquifer_postgres::sqlx::postgres::PgConnection;
+use aquifer_postgres::sqlx::{self, Connection, Row};
+use aquifer_postgres::{PgConfig, PgPool, PgPoolError, PgSession};
+use common::*;
+
+const TENANTS: i32 = 10;
+const ROWS_PER_TENANT: i64 = 5;
+const TASKS: usize = 32;
+
+/// A table with RLS and a role to read it, unique to this test and process; dropped by `cleanup`.
+struct Fixture {
+    table: String,
+    role: String,
+}
+
+impl Fixture {
+    async fn create(tag: &str) -> Self {
+        let f = Fixture {
+            table: format!("aq_tenant_notes_{tag}_{}", std::process::id()),
+            role: format!("aq_tenant_{tag}_{}", std::process::id()),
+        };
+        let mut admin = admin().await;
+        f.drop_objects(&mut admin).await;
+        let (t, r) = (&f.table, &f.role);
+        let sql = format!(
+            "CREATE ROLE {r} NOLOGIN NOSUPERUSER NOBYPASSRLS; \
+             CREATE TABLE {t} (tenant_id int NOT NULL, body text NOT NULL); \
+             INSERT INTO {t} SELECT tenant, 'note ' || n FROM generate_series(1, {TENANTS}) tenant, \
+                 generate_series(1, {ROWS_PER_TENANT}) n; \
+             ALTER TABLE {t} ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY tenant_rows ON {t} USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::int); \
+             GRANT SELECT ON {t} TO {r};"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("create the RLS fixture");
+        f
+    }
+
+    async fn drop_objects(&self, admin: &mut PgConnection) {
+        let (t, r) = (&self.table, &self.role);
+        let sql = format!(
+            "DROP TABLE IF EXISTS {t}; \
+             DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{r}') THEN \
+                 EXECUTE 'DROP OWNED BY {r}'; EXECUTE 'DROP ROLE {r}'; END IF; END $$;"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(admin).await.expect("drop the RLS fixture");
+    }
+
+    async fn cleanup(self) {
+        let mut admin = admin().await;
+        self.drop_objects(&mut admin).await;
+    }
+
+    fn session(&self, tenant: i32) -> PgSession {
+        PgSession::new().role(self.role.clone()).unwrap().set("app.tenant_id", tenant.to_string()).unwrap()
+    }
+
+    fn select(&self) -> String {
+        format!("SELECT tenant_id FROM {}", self.table)
+    }
+}
+
+/// xorshift: reproducible per task, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    requests: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+    panicked: AtomicU64,
+    /// Rows of another tenant a request read: must stay 0.
+    leaked_rows: AtomicU64,
+    /// Requests without a context that found a tenant or role left on their connection: must stay 0.
+    leaked_settings: AtomicU64,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        write!(
+            f,
+            "{} requests: {} completed, {} cancelled, {} panicked; leaked rows {}, leaked settings {}",
+            g(&self.requests),
+            g(&self.completed),
+            g(&self.cancelled),
+            g(&self.panicked),
+            g(&self.leaked_rows),
+            g(&self.leaked_settings)
+        )
+    }
+}
+
+fn requests(default: u64) -> u64 {
+    std::env::var("AQUIFER_TENANT_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Checks the rows a tenant's request read.
+fn check_rows(tally: &Tally, tenant: i32, rows: &[i32]) {
+    let foreign = rows.iter().filter(|t| **t != tenant).count() as u64;
+    tally.leaked_rows.fetch_add(foreign, Ordering::Relaxed);
+    assert_eq!(foreign, 0, "tenant {tenant} read rows of {rows:?}");
+    assert_eq!(rows.len() as i64, ROWS_PER_TENANT, "tenant {tenant} read {rows:?}");
+}
+
+/// A request without a context: no tenant and no role may be left on its connection.
+async fn check_clean(pool: &PgPool, tally: &Tally) {
+    let (tenant, role): (Option<String>, String) = pool
+        .fetch_one(|| sqlx::query("SELECT current_setting('app.tenant_id', true), current_user::text"))
+        .await
+        .expect("a plain request");
+    if tenant.as_deref().is_some_and(|t| !t.is_empty()) || role != "postgres" {
+        tally.leaked_settings.fetch_add(1, Ordering::Relaxed);
+        panic!("a request without a context found tenant {tenant:?}, role {role}");
+    }
+}
+
+/// One request of kind `kind` for `tenant`; `per_checkout` allows the session-level form.
+async fn request(pool: PgPool, fx: Arc<Fixture>, tally: Arc<Tally>, tenant: i32, kind: u64, per_checkout: bool) {
+    let sql = fx.select();
+    match kind {
+        // Per transaction, through the helpers.
+        0 | 1 => {
+            let rows: Vec<(i32,)> = pool
+                .with_session(fx.session(tenant))
+                .fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(sql.clone())))
+                .await
+                .expect("scoped fetch_all");
+            check_rows(&tally, tenant, &rows.into_iter().map(|r| r.0).collect::<Vec<_>>());
+        }
+        // Per transaction, a transaction of several statements.
+        2 => {
+            let rows = pool
+                .with_session(fx.session(tenant))
+                .transaction(|conn| {
+                    let sql = sql.clone();
+                    Box::pin(async move {
+                        let a: Vec<i32> =
+                            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).fetch_all(&mut *conn).await?;
+                        tokio::task::yield_now().await;
+                        let b: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await?;
+                        Ok([a, b])
+                    })
+                })
+                .await
+                .expect("scoped transaction");
+            for rows in rows {
+                check_rows(&tally, tenant, &rows);
+            }
+        }
+        // Per checkout, raw driver access; the caller also changes the tenant behind the context's back,
+        // which the reset on return clears too.
+        3 | 4 if per_checkout => {
+            let mut conn = pool.get_session(&fx.session(tenant)).await.expect("get_session");
+            let rows: Vec<i32> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.expect("raw select");
+            check_rows(&tally, tenant, &rows);
+            if kind == 4 {
+                sqlx::raw_sql("SELECT set_config('app.tenant_id', '999', false)").execute(&mut *conn).await.unwrap();
+            }
+        }
+        // No context.
+        _ => check_clean(&pool, &tally).await,
+    }
+}
+
+async fn run_workload(pool: &PgPool, fx: &Arc<Fixture>, total: u64, per_checkout: bool) -> Arc<Tally> {
+    let tally = Arc::new(Tally::default());
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (pool, fx, tally) = (pool.clone(), Arc::clone(fx), Arc::clone(&tally));
+        let share = total / TASKS as u64 + u64::from((task as u64) < total % TASKS as u64);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (task as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            for _ in 0..share {
+                tally.requests.fetch_add(1, Ordering::Relaxed);
+                let tenant = rng.next(TENANTS as u64) as i32 + 1;
+                let kind = rng.next(6);
+                let req = request(pool.clone(), Arc::clone(&fx), Arc::clone(&tally), tenant, kind, per_checkout);
+                match rng.next(10) {
+                    // Cancelled at whatever await point the deadline finds it: checkout, set, query, commit.
+                    0 | 1 => {
+                        let deadline = Duration::from_micros(rng.next(3_000));
+                        match tokio::time::timeout(deadline, req).await {
+                            Ok(()) => tally.completed.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => tally.cancelled.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                    // User code panics while holding the connection (after its request ran).
+                    2 => {
+                        let panicking = tokio::spawn(async move {
+                            req.await;
+                            panic!("user code panics after its request");
+                        });
+                        assert!(panicking.await.unwrap_err().is_panic());
+                        tally.panicked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        req.await;
+                        tally.completed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("a task failed its checks");
+    }
+    tally
+}
+
+fn assert_no_leak(tally: &Tally, total: u64) {
+    eprintln!("{tally}");
+    assert_eq!(tally.requests.load(Ordering::Relaxed), total);
+    assert_eq!(tally.leaked_rows.load(Ordering::Relaxed), 0, "{tally}");
+    assert_eq!(tally.leaked_settings.load(Ordering::Relaxed), 0, "{tally}");
+    assert!(tally.cancelled.load(Ordering::Relaxed) > 0 && tally.panicked.load(Ordering::Relaxed) > 0, "{tally}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tenant_reads_another_tenants_rows_directly() {
+    let fx = Arc::new(Fixture::create("direct").await);
+    let mut c = config("tenant_direct");
+    c.pool.max_size = 8;
+    let pool = c.connect().await.expect("pool");
+    let total = requests(10_000);
+    let tally = run_workload(&pool, &fx, total, true).await;
+    // After everything settled, every connection is clean.
+    for _ in 0..pool.state().max_size {
+        check_clean(&pool, &tally).await;
+    }
+    assert_no_leak(&tally, total);
+    pool.close().await;
+    Arc::into_inner(fx).expect("no task holds the fixture").cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tenant_reads_another_tenants_rows_through_pgbouncer_in_transaction_mode() {
+    aquifer_testing::require_server("PgBouncer", "127.0.0.1:6432", SCRIPT).await;
+    let fx = Arc::new(Fixture::create("bouncer").await);
+    let mut c = PgConfig::from_url("postgres://postgres@127.0.0.1:6432/test?sslmode=disable");
+    c.pool.name = Some(unique("tenant_bouncer"));
+    // More clients than PgBouncer's 10 server connections: transactions of different tenants interleave on
+    // the same server connections.
+    c.pool.max_size = 24;
+    c.pgbouncer = true;
+    let pool = c.connect().await.expect("pool through PgBouncer");
+    // Session-level settings would stay on a shared server connection: refused without a checkout.
+    let err = pool.get_session(&fx.session(1)).await.unwrap_err();
+    assert!(matches!(err, PgPoolError::Hook { .. }) && err.to_string().contains("PgBouncer"), "{err}");
+    let total = requests(10_000);
+    let tally = run_workload(&pool, &fx, total, false).await;
+    assert_no_leak(&tally, total);
+    pool.close().await;
+    Arc::into_inner(fx).expect("no task holds the fixture").cleanup().await;
+}
+
+/// A connection whose reset on return fails is discarded: the caller left it in a failed transaction opened
+/// with a raw `BEGIN` (which the pool cannot see), so `RESET ALL` fails; or its backend was terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_reset_fails_is_discarded() {
+    let fx = Fixture::create("reset").await;
+    let mut c = config("tenant_reset");
+    c.pool.max_size = 1;
+    let pool = c.connect().await.expect("pool");
+    // 1. An aborted raw transaction: RESET ALL fails with 25P02.
+    let mut conn = pool.get_session(&fx.session(3)).await.unwrap();
+    let first: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await.unwrap();
+    // Two exchanges, each read to its end: the pool sees a clean protocol state and no sqlx transaction.
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
+    let _ = sqlx::query("SELECT 1/0").execute(&mut *conn).await.unwrap_err();
+    // Read the error's ReadyForQuery, so the return finds nothing owed and no reset is needed.
+    Connection::flush(&mut *conn).await.unwrap();
+    drop(conn);
+    assert!(
+        eventually(Duration::from_secs(5), || async { pool.stats().closed_hook_failed == 1 }).await,
+        "{:?}",
+        pool.stats()
+    );
+    let mut next = pool.get().await.unwrap();
+    let row = sqlx::raw_sql("SELECT pg_backend_pid(), current_setting('app.tenant_id', true), current_user::text")
+        .fetch_one(&mut *next)
+        .await
+        .unwrap();
+    let (pid, tenant, user): (i32, Option<String>, String) = (row.get(0), row.get(1), row.get(2));
+    assert_ne!(pid, first, "the connection whose reset failed was reused");
+    assert!(tenant.as_deref().unwrap_or("").is_empty() && user == "postgres", "{tenant:?} {user}");
+    drop(next);
+
+    // 2. The backend is terminated while the connection is lent: the reset cannot run.
+    let mut conn = pool.get_session(&fx.session(4)).await.unwrap();
+    let second: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await.unwrap();
+    let mut admin = admin().await;
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(second).execute(&mut admin).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(conn);
+    let mut next = pool.get().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *next).await.unwrap();
+    assert_ne!(pid, second);
+    drop(next);
+    admin.close().await.ok();
+    pool.close().await;
+    fx.cleanup().await;
+}
