@@ -8,9 +8,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
 
-use aquifer_testing::{Victoria, unique_name};
+use aquifer_postgres::{Credential, Credentials, PgConfig, sqlx};
+use aquifer_testing::{VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
 use common::{run_example, succeeded};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -75,9 +78,10 @@ fn substitute(expr: &str, services: &[&str]) -> String {
 }
 
 /// Runs the sqlite example, the postgres example and the postgres example with a refused password (for connect
-/// errors), each exporting to VictoriaMetrics; returns their service names. The first two also run
-/// aquifer-batch's BatchLoader, so the batch panels have data.
+/// errors), each exporting to VictoriaMetrics, and [`export_controls_data`]; returns their service names. The
+/// first two also run aquifer-batch's BatchLoader, so the batch panels have data.
 fn export_example_data() -> Vec<String> {
+    let controls = export_controls_data();
     let sqlite = unique_name("dash-sqlite");
     succeeded("sqlite", &run_example("sqlite", &sqlite, &[]));
     let postgres = unique_name("dash-postgres");
@@ -85,7 +89,67 @@ fn export_example_data() -> Vec<String> {
     let refused = unique_name("dash-postgres-refused");
     let url = "postgres://aquifer_pw:wrong@127.0.0.1:5432/test?sslmode=disable";
     assert!(!run_example("postgres", &refused, &[("POSTGRES_URL", url)]).status.success());
-    vec![sqlite, postgres, refused]
+    vec![sqlite, postgres, refused, controls]
+}
+
+/// What no example does, done once per test process on a PostgreSQL pool of its own exporting to
+/// VictoriaMetrics: an operator pauses it (`aquifer.pool.paused` 1), resumes it and retires its connections
+/// (`retired{reason="operator"}`); its password comes from a provider whose tokens live 2 s and are refreshed
+/// 1.5 s ahead, one refresh in three failing (`aquifer.credentials.refreshes` by outcome), and with
+/// `retire_on_rotation` the connections of each old token are retired (`retired{reason="credential_rotation"}`).
+/// The local server trusts every password, so each token is accepted. Returns the service name.
+fn export_controls_data() -> String {
+    static SERVICE: OnceLock<String> = OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let service = unique_name("dash-controls");
+            runtime().block_on(async {
+                let otel = aquifer_otel::OtelBuilder::new()
+                    .endpoint(VICTORIA_OTLP_ENDPOINT)
+                    .service_name(service.clone())
+                    .export_interval(Duration::from_millis(100))
+                    .install()
+                    .expect("OTLP to VictoriaMetrics");
+                let issued = std::sync::Arc::new(AtomicU32::new(0));
+                let mut config = PgConfig::from_url("postgres://postgres@127.0.0.1:5432/test?sslmode=disable");
+                config.pool.name = Some("controls".into());
+                config.pool.max_size = 4;
+                config.pool.retire_on_rotation = true;
+                config.pool.retire_on_rotation_window = Duration::from_millis(200);
+                config.credentials =
+                    Credentials::provider_fn("dashboard-test", Duration::from_millis(1500), move || {
+                        let n = issued.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            if n % 3 == 2 {
+                                return Err("injected refresh failure".into());
+                            }
+                            Ok(Credential::expiring(format!("token-{n}"), SystemTime::now() + Duration::from_secs(2)))
+                        }
+                    });
+                let pool = config.connect().await.expect("the controls pool starts");
+                let query = || async {
+                    let (one,): (i32,) = pool.fetch_one(|| sqlx::query("SELECT 1")).await.expect("SELECT 1");
+                    assert_eq!(one, 1);
+                };
+                query().await;
+                pool.pause();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                pool.resume();
+                query().await;
+                pool.retire();
+                let started = tokio::time::Instant::now();
+                while started.elapsed() < Duration::from_secs(3) {
+                    tokio::join!(query(), query());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let stats = pool.stats();
+                assert!(stats.closed_retired > 0 && stats.closed_rotated > 0, "{stats:?}");
+                pool.close().await;
+                otel.shutdown().expect("the final export");
+            });
+            service
+        })
+        .clone()
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -114,6 +114,13 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
+    /// Sets [`PoolConfig::retire_on_rotation`] and [`PoolConfig::retire_on_rotation_window`].
+    pub fn retire_on_rotation(mut self, on: bool, window: Duration) -> Self {
+        self.config.retire_on_rotation = on;
+        self.config.retire_on_rotation_window = window;
+        self
+    }
+
     /// Sets [`PoolConfig::validation_bypass`].
     pub fn validation_bypass(mut self, d: Duration) -> Self {
         self.config.validation_bypass = d;
@@ -210,10 +217,12 @@ impl<M: Manager> PoolBuilder<M> {
 
 /// How often housekeeping runs: often enough to honour the shortest configured timer within a quarter of it,
 /// and to close idle connections expiring over the `max_lifetime` jitter window in about eight steps rather
-/// than one, at most every 30 s (HikariCP's housekeeper period) and at least every 5 ms.
+/// than one (and the idle connections of a rotated-out secret over `retire_on_rotation_window` likewise), at
+/// most every 30 s (HikariCP's housekeeper period) and at least every 5 ms.
 fn housekeeping_interval(c: &PoolConfig) -> Duration {
     let jitter_window = c.max_lifetime.map(|l| l.mul_f64(c.max_lifetime_jitter) / 2).filter(|d| !d.is_zero());
-    [c.idle_timeout, c.max_lifetime, c.leak_detection_threshold, c.keepalive_interval, jitter_window]
+    let rotation_window = c.retire_on_rotation.then(|| c.retire_on_rotation_window / 2);
+    [c.idle_timeout, c.max_lifetime, c.leak_detection_threshold, c.keepalive_interval, jitter_window, rotation_window]
         .into_iter()
         .flatten()
         .map(|d| d / 4)

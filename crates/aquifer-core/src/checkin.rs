@@ -43,11 +43,20 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Hands a clean connection to the longest waiter, or to the idle queue.
+    /// Hands a clean connection to the longest waiter, or to the idle queue; closes it instead when it was
+    /// opened with a credential rotated out since and its turn has come (`retire_on_rotation`).
     pub(crate) fn put_back(self: &Arc<Self>, conn: Box<Conn<M::Connection>>, checkout: usize) {
         let mut g = self.lock();
         let record = g.end_checkout(checkout);
-        self.deliver(g, conn, false);
+        // `last_used` is the instant it came back (set by `checkin` or after its reset).
+        if g.rotated_out(&conn, conn.last_used) {
+            let connects = g.release(Some(CloseReason::CredentialRotation));
+            drop(g);
+            tracing::debug!(pool = %self.name, conn = conn.id, "closing a returned connection opened with a rotated-out credential");
+            self.after_close(conn, CloseReason::CredentialRotation, connects);
+        } else {
+            self.deliver(g, conn, false);
+        }
         if let Some(record) = record {
             self.returned_after_leak(&record);
         }

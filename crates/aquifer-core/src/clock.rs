@@ -86,7 +86,6 @@ pub(crate) struct Stamp(u64);
 
 impl Stamp {
     /// The instant the clock was created.
-    #[cfg(all(test, aquifer_loom))]
     pub(crate) const ZERO: Stamp = Stamp(0);
 
     /// `self - earlier`, or zero when `earlier` is later.

@@ -155,6 +155,21 @@ pub struct PoolConfig {
     /// Which idle connection a checkout takes: the most recently returned (LIFO) or the longest idle (FIFO).
     /// Default: [`Reuse::Lifo`].
     pub reuse: Reuse,
+    /// When the password rotates (a password file rewritten, a provider's new token: the manager's
+    /// [`credential_generation`](crate::Manager::credential_generation) moves on), close the connections
+    /// opened with an older one: each when it is returned or while it is idle, once its turn in
+    /// [`retire_on_rotation_window`](PoolConfig::retire_on_rotation_window) has come, and replace them as
+    /// waiters and `min_idle` need. For a revoked secret that must stop being used, and to prove a rotation
+    /// complete (the server then holds no session opened with the old secret). Counted in
+    /// `aquifer.pool.connections.retired{reason="credential_rotation"}`. Default: `false` (a session keeps
+    /// working after its password changes on PostgreSQL, MySQL/MariaDB and Neo4j, so by default connections
+    /// live out their `max_lifetime`).
+    pub retire_on_rotation: bool,
+    /// How long after a rotation is seen the connections of the old secret are all closed: each has its own
+    /// turn, spread evenly over the window, so the pool reconnects a few at a time, never all at once. More
+    /// than zero. Default: 1 min.
+    #[serde(with = "humantime_serde")]
+    pub retire_on_rotation_window: Duration,
 }
 
 impl Default for PoolConfig {
@@ -193,6 +208,12 @@ impl Default for PoolConfig {
             connect_backoff_max: Duration::from_secs(5),
             // Hot connections stay warm; cold ones age out (HikariCP, bb8, deadpool's default).
             reuse: Reuse::Lifo,
+            // Off: sessions survive a password change on every server Aquifer supports, and retiring them
+            // costs a reconnect each; services that must prove a secret out of use turn it on.
+            retire_on_rotation: false,
+            // Long enough that a pool of dozens reconnects at a few per second (a rotation is no connect
+            // storm), short enough that a rotation is complete within a minute.
+            retire_on_rotation_window: Duration::from_secs(60),
         }
     }
 }
@@ -222,6 +243,8 @@ impl fmt::Debug for PoolConfig {
             .field("connect_backoff_min", &self.connect_backoff_min)
             .field("connect_backoff_max", &self.connect_backoff_max)
             .field("reuse", &self.reuse)
+            .field("retire_on_rotation", &self.retire_on_rotation)
+            .field("retire_on_rotation_window", &self.retire_on_rotation_window)
             .finish()
     }
 }
@@ -243,6 +266,7 @@ impl PoolConfig {
             ("validation_timeout", self.validation_timeout),
             ("connect_backoff_min", self.connect_backoff_min),
             ("connect_backoff_max", self.connect_backoff_max),
+            ("retire_on_rotation_window", self.retire_on_rotation_window),
         ];
         for (field, value) in positive {
             if value.is_zero() {
@@ -306,7 +330,8 @@ impl PoolConfig {
     /// `APP_POOL_MAX_LIFETIME_JITTER` (`0.025` or `2.5%`), `APP_POOL_KEEPALIVE_INTERVAL`,
     /// `APP_POOL_VALIDATION_BYPASS`, `APP_POOL_VALIDATION_TIMEOUT`, `APP_POOL_LEAK_THRESHOLD`,
     /// `APP_POOL_HEALTH_INTERVAL`, `APP_POOL_CLOSE_TIMEOUT`, `APP_POOL_FAIL_FAST_AFTER`,
-    /// `APP_POOL_CONNECT_BACKOFF_MIN`, `APP_POOL_CONNECT_BACKOFF_MAX` and `APP_POOL_REUSE` (`lifo` or `fifo`).
+    /// `APP_POOL_CONNECT_BACKOFF_MIN`, `APP_POOL_CONNECT_BACKOFF_MAX`, `APP_POOL_REUSE` (`lifo` or `fifo`),
+    /// `APP_POOL_RETIRE_ON_ROTATION` (`true`/`false`) and `APP_POOL_RETIRE_ON_ROTATION_WINDOW`.
     /// Unset variables keep their default.
     /// Durations are written like `30s`, `500ms` or `10m`; optional ones also accept `off`/`none`/`0`.
     /// The result is validated; errors name the variable and its value. A variable whose value is not valid
@@ -348,6 +373,8 @@ impl PoolConfig {
         env.optional_duration("POOL_KEEPALIVE_INTERVAL", &mut c.keepalive_interval)?;
         env.optional_duration("POOL_LEAK_THRESHOLD", &mut c.leak_detection_threshold)?;
         env.optional_duration("POOL_HEALTH_INTERVAL", &mut c.health_interval)?;
+        env.boolean("POOL_RETIRE_ON_ROTATION", &mut c.retire_on_rotation)?;
+        env.duration("POOL_RETIRE_ON_ROTATION_WINDOW", &mut c.retire_on_rotation_window)?;
         // A pair refused together is blamed on the variable that was set: with only
         // `POOL_CONNECT_BACKOFF_MAX=1ns`, the unset `_MIN` (at its default) is not what the user wrote.
         let blamed = c.validate().map_err(|e| match e {
@@ -413,6 +440,7 @@ fn env_suffix(field: &str) -> Option<&'static str> {
         "close_timeout" => "POOL_CLOSE_TIMEOUT",
         "leak_detection_threshold" => "POOL_LEAK_THRESHOLD",
         "health_interval" => "POOL_HEALTH_INTERVAL",
+        "retire_on_rotation_window" => "POOL_RETIRE_ON_ROTATION_WINDOW",
         "name" => "NAME",
         _ => return None,
     })

@@ -73,14 +73,17 @@ impl<M: Manager> Shared<M> {
         circuit::retry_while_waited(self.config.connect_backoff_min, self.config.connect_backoff_max)
     }
 
-    fn connected(self: &Arc<Self>, mut slot: ConnectSlot<M>, raw: M::Connection, was_probing: bool) {
+    /// `credential`: the manager's credential generation read before the attempt that opened `raw`.
+    fn connected(self: &Arc<Self>, mut slot: ConnectSlot<M>, raw: M::Connection, credential: u64, was_probing: bool) {
         let now = self.clock.now();
         let expires =
             self.config.max_lifetime.map(|l| now.saturating_add(lifetime(l, self.config.max_lifetime_jitter)));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut conn = Box::new(Conn::new(raw, id, now, expires, self.config.validation_bypass));
+        conn.credential = credential;
         let mut g = self.lock();
         g.adopt(&mut conn);
+        g.observe_credential(credential, now);
         let (ended_failures, _) = g.connect_succeeded(tokio::time::Instant::now());
         slot.armed = false;
         self.deliver(g, conn, true);
@@ -111,6 +114,8 @@ type AttemptOutcome<M> =
 struct Attempt<M: Manager> {
     /// When it began: what its outcome is evidence of (see `circuit.rs`).
     started: tokio::time::Instant,
+    /// The manager's credential generation when it began: the connection it opens holds that one or a newer.
+    credential: u64,
     hedge: bool,
     future: Pin<Box<dyn Future<Output = AttemptOutcome<M>> + Send>>,
 }
@@ -137,21 +142,26 @@ impl<M: Manager> Attempts<M> {
             }
         }
         let limit = shared.attempt_timeout();
+        let credential = if shared.config.retire_on_rotation {
+            Hooks::credential_generation(&shared.manager).unwrap_or(0)
+        } else {
+            0
+        };
         let shared = Arc::clone(shared);
         let future = Box::pin(async move { tokio::time::timeout(limit, Hooks::connect(&shared.manager)).await });
-        self.list.push(Attempt { started, hedge, future });
+        self.list.push(Attempt { started, credential, hedge, future });
     }
 
     fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
-    /// The first attempt to finish: when it began, and how it ended.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(tokio::time::Instant, AttemptOutcome<M>)> {
+    /// The first attempt to finish: when it began, its credential generation, and how it ended.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(tokio::time::Instant, u64, AttemptOutcome<M>)> {
         for i in 0..self.list.len() {
             if let Poll::Ready(outcome) = self.list[i].future.as_mut().poll(cx) {
                 let attempt = self.list.swap_remove(i);
-                return Poll::Ready((attempt.started, outcome));
+                return Poll::Ready((attempt.started, attempt.credential, outcome));
             }
         }
         Poll::Pending
@@ -161,7 +171,7 @@ impl<M: Manager> Attempts<M> {
 /// What a connect task waits for while attempts are in flight.
 enum Event<M: Manager> {
     Closing,
-    Finished(tokio::time::Instant, AttemptOutcome<M>),
+    Finished(tokio::time::Instant, u64, AttemptOutcome<M>),
     HedgeDue,
 }
 
@@ -194,12 +204,12 @@ async fn connect_task<M: Manager>(slot: ConnectSlot<M>) {
             let event = tokio::select! {
                 biased;
                 _ = shared.closing.cancelled() => Event::<M>::Closing,
-                (started, outcome) = std::future::poll_fn(|cx| attempts.poll_next(cx)) => {
-                    Event::Finished(started, outcome)
+                (started, credential, outcome) = std::future::poll_fn(|cx| attempts.poll_next(cx)) => {
+                    Event::Finished(started, credential, outcome)
                 }
                 _ = tokio::time::sleep_until(hedge_at) => Event::HedgeDue,
             };
-            let (started, outcome) = match event {
+            let (started, credential, outcome) = match event {
                 Event::Closing => return,
                 Event::HedgeDue => {
                     let now = tokio::time::Instant::now();
@@ -214,12 +224,12 @@ async fn connect_task<M: Manager>(slot: ConnectSlot<M>) {
                     }
                     continue;
                 }
-                Event::Finished(started, outcome) => (started, outcome),
+                Event::Finished(started, credential, outcome) => (started, credential, outcome),
             };
             let (error, permanent) = match outcome {
                 Ok(Ok(raw)) => {
                     shared.metrics.create_time(started.elapsed());
-                    return shared.connected(slot, raw, probing);
+                    return shared.connected(slot, raw, credential, probing);
                 }
                 Ok(Err(HookError::Failed(e))) => {
                     shared.metrics.connect_error(Hooks::error_type(&shared.manager, &e));

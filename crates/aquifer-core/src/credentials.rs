@@ -297,6 +297,17 @@ impl Credentials {
             Source::Provider(p) => p.generation.load(Ordering::Acquire),
         }
     }
+
+    /// [`generation`](Credentials::generation) after re-reading a password file that changed since it was
+    /// last read (one `stat` of a local file), so that a rotation is seen even while no connection is
+    /// opened. A provider's generation moves with its background refresh; the URL's is always 0. A file that
+    /// cannot be read leaves the generation as it was (the next connect reports the error).
+    pub fn generation_now(&self) -> u64 {
+        if let Source::File(file) = &self.source {
+            let _ = file.read(false);
+        }
+        self.generation()
+    }
 }
 
 /// A file's modification time and length: when either changes, the file is read again.

@@ -80,6 +80,11 @@ impl Hooks {
         std::panic::catch_unwind(AssertUnwindSafe(|| m.is_permanent(error))).unwrap_or(false)
     }
 
+    /// A panic gives `None`: nothing is learnt about the credentials this time.
+    pub(crate) fn credential_generation<M: Manager>(m: &M) -> Option<u64> {
+        std::panic::catch_unwind(AssertUnwindSafe(|| m.credential_generation())).ok()
+    }
+
     /// A panic gives `_OTHER`, the conventions' fallback.
     pub(crate) fn error_type<M: Manager>(m: &M, error: &M::Error) -> std::borrow::Cow<'static, str> {
         std::panic::catch_unwind(AssertUnwindSafe(|| m.error_type(error)))

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Stamp;
+use crate::hooks::Hooks;
+use crate::internals::CloseReason;
 use crate::leak::LeakReport;
 use crate::manager::Manager;
 use crate::shared::Shared;
@@ -39,15 +41,26 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// One round of housekeeping: reap idle connections, report leaks, top up `min_idle`, ping the idle
-    /// connections due for a keepalive.
+    /// One round of housekeeping: reap idle connections (those of a rotated-out credential included, with
+    /// `retire_on_rotation`), report leaks, top up `min_idle`, ping the idle connections due for a keepalive.
     pub(crate) fn housekeep(self: &Arc<Self>, now: Stamp) {
+        // Read outside the lock: it may `stat` a password file.
+        let credential =
+            if self.config.retire_on_rotation { Hooks::credential_generation(&self.manager) } else { None };
         let (reaped, leaks, connects, pings) = {
             let mut g = self.lock();
             if g.is_closed() {
                 return;
             }
-            let reaped = g.reap(now, self.config.idle_timeout);
+            if let Some(generation) = credential
+                && g.observe_credential(generation, now)
+            {
+                tracing::info!(pool = %self.name, generation, window = ?self.config.retire_on_rotation_window,
+                    "credentials rotated: connections opened with the old ones are retired over the window");
+            }
+            let mut reaped = g.reap(now, self.config.idle_timeout);
+            let rotated = g.retire_rotated(now);
+            reaped.extend(rotated.into_iter().map(|c| (c, CloseReason::CredentialRotation)));
             let leaks = match self.config.leak_detection_threshold {
                 Some(t) => g.find_leaks(now, t),
                 None => Vec::new(),

@@ -38,6 +38,10 @@ pub(crate) struct Conn<C> {
     /// The pool's retirement generation when it was delivered first ([`Internals::retire`]): a connection of an
     /// older generation is closed when it comes back.
     pub(crate) generation: u64,
+    /// The manager's credential generation read before the connect that opened it
+    /// ([`Manager::credential_generation`](crate::Manager::credential_generation)): with `retire_on_rotation`,
+    /// a connection of an older one than the pool has seen since is retired ([`Rotation`]).
+    pub(crate) credential: u64,
     /// Until when it may be handed out without validation: `last_used + validation_bypass`, capped by
     /// `expires`. One comparison on the hot path instead of two subtractions.
     pub(crate) fresh_until: Stamp,
@@ -45,8 +49,17 @@ pub(crate) struct Conn<C> {
 
 impl<C> Conn<C> {
     pub(crate) fn new(raw: C, id: u64, now: Stamp, expires: Option<Stamp>, bypass: Duration) -> Self {
-        let mut conn =
-            Conn { raw, id, created: now, expires, last_used: now, alive_at: now, generation: 0, fresh_until: now };
+        let mut conn = Conn {
+            raw,
+            id,
+            created: now,
+            expires,
+            last_used: now,
+            alive_at: now,
+            generation: 0,
+            credential: 0,
+            fresh_until: now,
+        };
         conn.touch(now, bypass);
         conn
     }
@@ -104,10 +117,13 @@ pub(crate) enum CloseReason {
     Retired,
     /// Found dead by a keepalive ping (`keepalive_interval`).
     KeepaliveFailed,
+    /// Opened with a credential rotated out since (`retire_on_rotation`): also `reason="retired"` in
+    /// `aquifer.pool.connections.closed`, told apart in `aquifer.pool.connections.retired`.
+    CredentialRotation,
 }
 
 impl CloseReason {
-    pub(crate) const ALL: [CloseReason; 8] = [
+    pub(crate) const ALL: [CloseReason; 9] = [
         CloseReason::IdleTimeout,
         CloseReason::MaxLifetime,
         CloseReason::Broken,
@@ -116,6 +132,7 @@ impl CloseReason {
         CloseReason::PoolClosed,
         CloseReason::Retired,
         CloseReason::KeepaliveFailed,
+        CloseReason::CredentialRotation,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -126,10 +143,86 @@ impl CloseReason {
             CloseReason::ValidationFailed => "validation_failed",
             CloseReason::Discarded => "discarded",
             CloseReason::PoolClosed => "pool_closed",
-            CloseReason::Retired => "retired",
+            CloseReason::Retired | CloseReason::CredentialRotation => "retired",
             CloseReason::KeepaliveFailed => "keepalive_failed",
         }
     }
+
+    /// The `reason` of `aquifer.pool.connections.retired`, for the two ways a connection is retired.
+    pub(crate) fn retired_reason(self) -> Option<&'static str> {
+        match self {
+            CloseReason::Retired => Some("operator"),
+            CloseReason::CredentialRotation => Some("credential_rotation"),
+            _ => None,
+        }
+    }
+}
+
+/// The rotations of the manager's credentials the pool has seen, for `retire_on_rotation`.
+///
+/// A connection opened with generation `g` became stale when the first generation above `g` was seen; it is
+/// due for retirement a share of the window after that: `stale_since + window * turn(id)`, where `turn` is
+/// the fractional part of `id` times the golden ratio, so the connections of a pool (consecutive ids) take
+/// turns spread evenly over the window, and no two rotations close them together.
+pub(crate) struct Rotation {
+    window: Duration,
+    /// The newest generation seen.
+    current: u64,
+    /// Generations seen within the last window, oldest first, with when each was seen.
+    seen: VecDeque<(u64, Stamp)>,
+    /// Connections of a generation below this became stale more than a window ago: due at once.
+    overdue_below: u64,
+}
+
+impl Rotation {
+    pub(crate) fn new(window: Duration) -> Self {
+        Rotation { window, current: 0, seen: VecDeque::new(), overdue_below: 0 }
+    }
+
+    /// Records the generation the manager reports at `now`; true when it is a new one.
+    fn observe(&mut self, generation: u64, now: Stamp) -> bool {
+        if generation <= self.current {
+            return false;
+        }
+        self.current = generation;
+        self.seen.push_back((generation, now));
+        true
+    }
+
+    /// Forgets rotations seen more than a window before `now`: what they made stale is due by now.
+    fn prune(&mut self, now: Stamp) {
+        while let Some(&(generation, at)) = self.seen.front()
+            && at.saturating_add(self.window) <= now
+        {
+            self.overdue_below = generation;
+            self.seen.pop_front();
+        }
+    }
+
+    /// When a connection of `credential` opened as connection `id` is to be retired; `None` while its
+    /// credential is the newest.
+    pub(crate) fn due_at(&self, credential: u64, id: u64) -> Option<Stamp> {
+        if credential >= self.current {
+            return None;
+        }
+        if credential < self.overdue_below {
+            return Some(Stamp::ZERO);
+        }
+        let stale_since = self.seen.iter().find(|(g, _)| *g > credential).map_or(Stamp::ZERO, |(_, at)| *at);
+        Some(stale_since.saturating_add(self.window.mul_f64(turn(id))))
+    }
+
+    #[inline]
+    fn due(&self, conn_credential: u64, id: u64, now: Stamp) -> bool {
+        conn_credential < self.current && self.due_at(conn_credential, id).is_some_and(|at| at <= now)
+    }
+}
+
+/// A connection's turn within the rotation window, in `[0, 1)`: the fractional part of `id` times the
+/// golden ratio, the low-discrepancy sequence that spreads any run of consecutive ids evenly.
+fn turn(id: u64) -> f64 {
+    const PHI: f64 = 0.618_033_988_749_894_9;
+    ((id % (1 << 40)) as f64 * PHI).fract()
 }
 
 /// A checked-out connection, recorded only when leak detection is on.
@@ -248,6 +341,8 @@ pub(crate) struct Internals<C, E> {
     paused: bool,
     /// Bumped by `Pool::retire`; connections of an older generation are closed as they come back.
     generation: u64,
+    /// With `retire_on_rotation`: the credential rotations seen, which retire connections of older secrets.
+    rotation: Option<Rotation>,
     /// Idle connections out of the idle queue for a keepalive ping: still idle to `state()` and `min_idle`.
     pinging: usize,
     circuit: Circuit<E>,
@@ -279,6 +374,7 @@ impl<C, E> Internals<C, E> {
             closed: false,
             paused: false,
             generation: 0,
+            rotation: None,
             pinging: 0,
             circuit: Circuit::new(),
             checkouts: Slab::new(),
@@ -287,6 +383,47 @@ impl<C, E> Internals<C, E> {
             watcher_armed: false,
             unrecorded_zero_waits: 0,
         }
+    }
+
+    /// Turns `retire_on_rotation` on, spreading retirements over `window`.
+    pub(crate) fn retire_on_rotation(&mut self, window: Duration) {
+        self.rotation = Some(Rotation::new(window));
+    }
+
+    /// Records the manager's credential generation, read at `now`; true when a rotation was seen (with
+    /// `retire_on_rotation` on).
+    pub(crate) fn observe_credential(&mut self, generation: u64, now: Stamp) -> bool {
+        self.rotation.as_mut().is_some_and(|r| r.observe(generation, now))
+    }
+
+    /// Whether a connection back from its user at `now` is to be closed for an old credential.
+    #[inline]
+    pub(crate) fn rotated_out(&self, conn: &Conn<C>, now: Stamp) -> bool {
+        self.rotation.as_ref().is_some_and(|r| r.due(conn.credential, conn.id, now))
+    }
+
+    /// Closes the idle connections of a rotated-out credential whose turn has come by `now` and returns them
+    /// (already out of the accounting; the caller reserves connects for what waiters and `min_idle` need).
+    pub(crate) fn retire_rotated(&mut self, now: Stamp) -> Vec<Box<Conn<C>>> {
+        let Some(rotation) = self.rotation.as_mut() else { return Vec::new() };
+        rotation.prune(now);
+        let mut out = Vec::new();
+        if self.closed || rotation.current == 0 {
+            return out;
+        }
+        let mut i = 0;
+        while i < self.idle.len() {
+            if rotation.due(self.idle[i].credential, self.idle[i].id, now) {
+                out.extend(self.idle.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        for _ in &out {
+            self.size -= 1;
+            self.count_closed(CloseReason::CredentialRotation);
+        }
+        out
     }
 
     pub(crate) fn state(&self) -> State {
@@ -551,6 +688,7 @@ impl<C, E> Internals<C, E> {
             CloseReason::PoolClosed => s.closed_pool_closed += 1,
             CloseReason::Retired => s.closed_retired += 1,
             CloseReason::KeepaliveFailed => s.closed_keepalive_failed += 1,
+            CloseReason::CredentialRotation => s.closed_rotated += 1,
         }
     }
 

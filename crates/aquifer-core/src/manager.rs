@@ -50,6 +50,17 @@ pub trait Manager: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The generation of the credentials the next [`connect`](Manager::connect) will use: a number that
+    /// grows each time the password or token changes ([`Credentials::generation_now`], 0 for a fixed
+    /// password). The engine reads it before each connect attempt and at each housekeeping round, never on
+    /// the checkout or return path, and with `retire_on_rotation` closes the connections opened with an older
+    /// generation. It may `stat` a local file, nothing slower. Default: 0 (the password never rotates).
+    ///
+    /// [`Credentials::generation_now`]: crate::Credentials::generation_now
+    fn credential_generation(&self) -> u64 {
+        0
+    }
+
     /// What this manager connects to, for metric attributes, logs and health reports. Never credentials.
     fn descriptor(&self) -> Descriptor;
 

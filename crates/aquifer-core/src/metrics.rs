@@ -68,15 +68,12 @@ pub mod names {
     /// `aquifer.pool.paused` (Gauge, `1`: 1 while the pool is paused, 0 otherwise).
     pub const PAUSED: &str = "aquifer.pool.paused";
     /// `aquifer.pool.connections.retired` (Counter, `{connection}`, attribute `reason`: why the connection was
-    /// retired; `operator` for [`Pool::retire`](crate::Pool::retire)). Each also counts in
-    /// [`CLOSED`] with `reason="retired"`.
+    /// retired; `operator` for [`Pool::retire`](crate::Pool::retire), `credential_rotation` for a connection
+    /// opened with a rotated-out credential under
+    /// [`retire_on_rotation`](crate::PoolConfig::retire_on_rotation)). Each also counts in [`CLOSED`] with
+    /// `reason="retired"`.
     pub const RETIRED: &str = "aquifer.pool.connections.retired";
 }
-
-/// The `reason` of `aquifer.pool.connections.retired` for connections retired by
-/// [`Pool::retire`](crate::Pool::retire). (Retiring connections opened with a rotated-out credential is
-/// planned to count under `credential_rotation`.)
-const RETIRED_BY_OPERATOR: &str = "operator";
 
 /// The `db.operation.name` of a statement whose leading keyword is not in the adapter's list.
 pub const OTHER_OPERATION: &str = "_OTHER";
@@ -292,8 +289,8 @@ pub(crate) struct PoolMetrics {
     timeouts: Ctr,
     created: Ctr,
     closed: Vec<Ctr>,
-    /// `aquifer.pool.connections.retired{reason="operator"}`.
-    retired: Ctr,
+    /// `aquifer.pool.connections.retired{reason}`, for `operator` and `credential_rotation`.
+    retired: [Ctr; 2],
     leaks: Ctr,
     connect_errors: Counter<u64>,
     operation: Histogram<f64>,
@@ -366,9 +363,12 @@ impl PoolMetrics {
             created: Ctr::new(counter(names::CREATED, "{connection}", "Connections opened."), &base),
             closed,
             retired: {
-                let mut attrs = base.to_vec();
-                attrs.push(KeyValue::new("reason", RETIRED_BY_OPERATOR));
-                Ctr::new(counter(names::RETIRED, "{connection}", "Connections retired, by reason."), &attrs)
+                let retired = counter(names::RETIRED, "{connection}", "Connections retired, by reason.");
+                [CloseReason::Retired, CloseReason::CredentialRotation].map(|r| {
+                    let mut attrs = base.to_vec();
+                    attrs.extend(r.retired_reason().map(|reason| KeyValue::new("reason", reason)));
+                    Ctr::new(retired.clone(), &attrs)
+                })
             },
             leaks: Ctr::new(
                 counter(names::LEAKS, "{connection}", "Connections held longer than the leak detection threshold."),
@@ -421,8 +421,10 @@ impl PoolMetrics {
     pub(crate) fn closed(&self, reason: CloseReason, n: u64) {
         let i = CloseReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.closed[i].add(n);
-        if reason == CloseReason::Retired {
-            self.retired.add(n);
+        match reason {
+            CloseReason::Retired => self.retired[0].add(n),
+            CloseReason::CredentialRotation => self.retired[1].add(n),
+            _ => {}
         }
     }
 

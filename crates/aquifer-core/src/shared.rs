@@ -61,7 +61,13 @@ impl<M: Manager> Shared<M> {
             let observed: std::sync::Weak<dyn Observed> = weak.clone();
             Shared {
                 metrics: PoolMetrics::new(meter, &name, &descriptor, observed),
-                internals: Mutex::new(Internals::new(config.max_size, config.min_idle, config.reuse)),
+                internals: Mutex::new({
+                    let mut internals = Internals::new(config.max_size, config.min_idle, config.reuse);
+                    if config.retire_on_rotation {
+                        internals.retire_on_rotation(config.retire_on_rotation_window);
+                    }
+                    internals
+                }),
                 manager,
                 config,
                 name,

@@ -78,6 +78,9 @@ pub struct Stats {
     /// Connections closed because [`Pool::retire`](crate::Pool::retire) retired them (idle at the time, or
     /// lent then and returned since).
     pub closed_retired: u64,
+    /// Connections closed because they were opened with a credential rotated out since
+    /// ([`PoolConfig::retire_on_rotation`](crate::PoolConfig::retire_on_rotation)).
+    pub closed_rotated: u64,
     /// Connections closed because a keepalive ping (`keepalive_interval`) found them dead.
     pub closed_keepalive_failed: u64,
     /// Keepalive pings sent to idle connections (`keepalive_interval`).

@@ -92,6 +92,19 @@ fn keepalive_interval_can_be_turned_off_and_not_set_to_zero() {
 }
 
 #[test]
+fn retire_on_rotation_is_read_from_the_environment_and_its_window_must_not_be_zero() {
+    let c = from_env(&[("APP_POOL_RETIRE_ON_ROTATION", "true"), ("APP_POOL_RETIRE_ON_ROTATION_WINDOW", "2m")]).unwrap();
+    assert_eq!((c.retire_on_rotation, c.retire_on_rotation_window), (true, Duration::from_secs(120)));
+    let d = PoolConfig::default();
+    assert_eq!((d.retire_on_rotation, d.retire_on_rotation_window), (false, Duration::from_secs(60)));
+    let err = from_env(&[("APP_POOL_RETIRE_ON_ROTATION_WINDOW", "0s")]).unwrap_err();
+    assert!(err.to_string().contains("APP_POOL_RETIRE_ON_ROTATION_WINDOW"), "{err}");
+    let c: PoolConfig =
+        serde_json::from_str(r#"{"retire_on_rotation": true, "retire_on_rotation_window": "30s"}"#).unwrap();
+    assert_eq!((c.retire_on_rotation, c.retire_on_rotation_window), (true, Duration::from_secs(30)));
+}
+
+#[test]
 fn controls_deserialize_from_serde() {
     let c: PoolConfig = serde_json::from_str(r#"{"keepalive_interval": "30s", "max_lifetime_jitter": 0.05}"#).unwrap();
     assert_eq!((c.keepalive_interval, c.max_lifetime_jitter), (Some(Duration::from_secs(30)), 0.05));

@@ -337,6 +337,12 @@ impl Manager for MySqlManager {
         crate::error::error_type(error)
     }
 
+    /// The password file's or provider's generation ([`Credentials::generation_now`]), for
+    /// `retire_on_rotation`.
+    fn credential_generation(&self) -> u64 {
+        self.inner.credentials.generation_now()
+    }
+
     /// Refused credentials (1045 access denied, 1044 no access to the database, 1698 plugin refused) and an
     /// unknown database (1049) do not fix themselves between two retries.
     /// Access denied, an unknown database or user: retrying cannot fix them soon. Except a refused password

@@ -13,7 +13,7 @@ impl Neo4jConfig {
     }
 
     /// A pool builder with these settings, to add a meter or a leak hook before `build()`; the built pool
-    /// converts into a [`Neo4jPool`] (`Neo4jPool::from(pool)`), and [`aquifer_core::warm`] starts it.
+    /// converts into a [`Neo4jPool`](crate::Neo4jPool) (`Neo4jPool::from(pool)`), and [`aquifer_core::warm`] starts it.
     pub fn builder(&self) -> Result<PoolBuilder<Neo4jManager>, Neo4jStartError> {
         Ok(Pool::builder(self.manager()?).config(self.pool.clone()))
     }

@@ -176,6 +176,12 @@ impl Manager for Neo4jManager {
         self.descriptor.clone()
     }
 
+    /// The password file's or provider's generation ([`Credentials::generation_now`]), for
+    /// `retire_on_rotation`.
+    fn credential_generation(&self) -> u64 {
+        self.credentials.generation_now()
+    }
+
     /// Refused credentials and an unknown database do not fix themselves between two retries.
     /// A refused password or an unknown database: retrying cannot fix them soon. Except a refused password
     /// while the password rotates (a file or a provider): the server may be changed a moment before or after

@@ -262,6 +262,12 @@ impl Manager for PgManager {
         crate::error::error_type(error)
     }
 
+    /// The password file's or provider's generation ([`Credentials::generation_now`]), for
+    /// `retire_on_rotation`.
+    fn credential_generation(&self) -> u64 {
+        self.credentials.generation_now()
+    }
+
     /// Refused credentials (class 28: `28P01` wrong password, `28000` no pg_hba entry or role not allowed)
     /// and a missing database (`3D000`) do not fix themselves between two retries.
     /// A refused password or role, or an unknown database: retrying cannot fix them soon. Except a refused

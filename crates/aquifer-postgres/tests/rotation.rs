@@ -1,13 +1,18 @@
 //! Credentials that rotate while the pool serves: a role with a password (a private PostgreSQL with
 //! `scram-sha-256` over TCP, so a wrong password is really refused), a password file, 32 tasks of load, and
 //! the password changed every 2 s for 30 s on the server and in the file, in both orders. No request may
-//! fail; new connections use the new password; the old one is refused at the end.
+//! fail; new connections use the new password; the old one is refused at the end. With `retire_on_rotation`
+//! (a shorter drill, without the idle churn: the retirements are what opens new connections), the sessions
+//! of the old passwords are closed over the window, a few at a time, and none is left at the end.
 
 use std::time::Duration;
 
 use aquifer_postgres::sqlx::{self, Connection, PgConnection};
 use aquifer_postgres::{PgConfig, PgPool};
-use aquifer_testing::{Order, PasswordFile, PrivatePostgres, RotationReport, rotate_under_load};
+use aquifer_testing::{
+    Order, PasswordFile, PrivatePostgres, RETIRE_DRILL_FOR, ROTATION_EVERY, RetirementWatch, RotationReport,
+    rotate_under_load, rotate_under_load_for,
+};
 
 const ROLE: &str = "aq_rotating";
 
@@ -82,4 +87,101 @@ async fn rotation_server_first_fails_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_file_first_fails_no_request() {
     drill(Order::FileFirst).await;
+}
+
+/// The drill with `retire_on_rotation` (window: one rotation period) and no idle churn: no request fails,
+/// the retirements are spread (never half the pool within 100 ms), and once the window after the last
+/// rotation has passed the server holds no session of the role that started before the last `ALTER ROLE`
+/// (every such session was opened with an old password).
+async fn retire_drill(order: Order) {
+    let server = PrivatePostgres::start_with_password_auth().unwrap_or_else(|e| panic!("{e}"));
+    let port = server.port();
+    let admin_url = format!("postgres://postgres@127.0.0.1:{port}/test?sslmode=disable");
+    let mut admin = PgConnection::connect(&admin_url).await.expect("the private server's admin connection");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {ROLE} LOGIN PASSWORD 'pw-0'")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = PasswordFile::create(dir.path().join("password"), "pw-0").unwrap();
+    let mut config =
+        PgConfig::from_url(format!("postgres://{ROLE}:not-the-password@127.0.0.1:{port}/test?sslmode=disable"));
+    config.password_file = Some(file.path().to_owned());
+    config.pool.max_size = 8;
+    config.pool.acquire_timeout = Duration::from_secs(10);
+    config.pool.retire_on_rotation = true;
+    config.pool.retire_on_rotation_window = ROTATION_EVERY;
+    let pool: PgPool = config.connect().await.expect("the pool starts with the file's password");
+
+    let load = pool.clone();
+    let watched = pool.clone();
+    let watch = RetirementWatch::start(move || watched.stats().closed_rotated);
+    let admin = std::sync::Arc::new(tokio::sync::Mutex::new(admin));
+    let last_alter = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+    let (alter_admin, alter_at) = (std::sync::Arc::clone(&admin), std::sync::Arc::clone(&last_alter));
+    let report: RotationReport = rotate_under_load_for(
+        order,
+        RETIRE_DRILL_FOR,
+        "pw",
+        &file,
+        move || {
+            let pool = load.clone();
+            async move {
+                let one: (i32,) = pool.fetch_one(|| sqlx::query("SELECT 1")).await.map_err(|e| e.to_string())?;
+                (one.0 == 1).then_some(()).ok_or_else(|| "wrong answer".to_owned())
+            }
+        },
+        || {},
+        |password| {
+            let (admin, at) = (std::sync::Arc::clone(&alter_admin), std::sync::Arc::clone(&alter_at));
+            async move {
+                let mut admin = admin.lock().await;
+                let sql = format!("ALTER ROLE {ROLE} PASSWORD '{password}'");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *admin).await.unwrap();
+                let (now,): (String,) =
+                    sqlx::query_as("SELECT clock_timestamp()::text").fetch_one(&mut *admin).await.unwrap();
+                *at.lock() = now;
+            }
+        },
+    )
+    .await;
+
+    // Sessions of the role that began before the last ALTER ROLE: opened with an old password.
+    let last_alter = last_alter.lock().clone();
+    let old_sessions = || {
+        let (admin, last_alter) = (std::sync::Arc::clone(&admin), last_alter.clone());
+        async move {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_start < $2::timestamptz",
+            )
+            .bind(ROLE)
+            .bind(last_alter)
+            .fetch_one(&mut *admin.lock().await)
+            .await
+            .unwrap();
+            n
+        }
+    };
+    let deadline = tokio::time::Instant::now() + ROTATION_EVERY * 3;
+    let mut left = old_sessions().await;
+    while left > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = old_sessions().await;
+    }
+    let spread = watch.finish().await;
+    eprintln!("{order:?} with retire_on_rotation: {report:?}; {spread:?}; pool {:?}; {}", pool.stats(), pool.state());
+    assert_eq!(report.failed, 0, "{order:?}: {report:?}");
+    assert!(report.rotations >= 5 && report.ok > 300, "{order:?}: {report:?}");
+    assert_eq!(left, 0, "sessions opened with an old password are left on the server");
+    assert!(spread.total >= u64::from(report.rotations), "connections were retired at each rotation: {spread:?}");
+    assert!(spread.busiest <= 4, "never half the pool at once: {spread:?}");
+    let (user,): (String,) = pool.fetch_one(|| sqlx::query("SELECT current_user::text")).await.unwrap();
+    assert_eq!(user, ROLE);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_with_retire_on_rotation_leaves_no_session_of_an_old_password() {
+    retire_drill(Order::ServerFirst).await;
 }

@@ -77,6 +77,9 @@ struct Server {
     created: AtomicU64,
     closed: AtomicU64,
     double_closes: AtomicU64,
+    credential_generation: AtomicU64,
+    /// The credential generation each live connection was opened with.
+    opened_with: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 /// A [`Manager`] over an in-memory fake server. Clones share the server.
@@ -164,6 +167,20 @@ impl FakeManager {
         let n = live.len();
         self.server.killed.lock().extend(live);
         n
+    }
+
+    /// Rotates the server's password: connections opened from now on hold the new one
+    /// ([`Manager::credential_generation`] moves on); those open keep working, as on a real server. Returns
+    /// the new generation.
+    pub fn rotate_credentials(&self) -> u64 {
+        self.server.credential_generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Live connections opened with a credential generation older than the current one.
+    pub fn sessions_of_old_credentials(&self) -> usize {
+        let current = self.server.credential_generation.load(Ordering::SeqCst);
+        let live = self.server.live.lock();
+        self.server.opened_with.lock().iter().filter(|(id, g)| live.contains(id) && **g < current).count()
     }
 
     /// Makes connects hang forever (`true`).
@@ -269,6 +286,7 @@ impl Manager for FakeManager {
         }
         let id = s.next_id.fetch_add(1, Ordering::SeqCst) + 1;
         s.live.lock().insert(id);
+        s.opened_with.lock().insert(id, s.credential_generation.load(Ordering::SeqCst));
         s.created.fetch_add(1, Ordering::SeqCst);
         Ok(FakeConn { id, broken: false, dirty: false, uses: 0, server: Arc::clone(s) })
     }
@@ -320,6 +338,10 @@ impl Manager for FakeManager {
 
     fn descriptor(&self) -> Descriptor {
         Descriptor::new(self.system).address("fake.local").port(1).namespace("test")
+    }
+
+    fn credential_generation(&self) -> u64 {
+        self.server.credential_generation.load(Ordering::SeqCst)
     }
 
     fn is_permanent(&self, error: &FakeError) -> bool {

@@ -34,7 +34,8 @@ pub use private::{
 pub use proxy::ChaosProxy;
 pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
 pub use rotation::{
-    Order, PasswordFile, ROTATION_EVERY, ROTATION_FOR, ROTATION_TASKS, RotationReport, rotate_under_load,
+    Order, PasswordFile, RETIRE_DRILL_FOR, ROTATION_EVERY, ROTATION_FOR, ROTATION_TASKS, RetirementWatch,
+    RotationReport, SAMPLE_EVERY, Spread, rotate_under_load, rotate_under_load_for,
 };
 pub use secrets::SecretScan;
 pub use server::{require_server, require_server_blocking};

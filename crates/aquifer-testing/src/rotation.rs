@@ -19,6 +19,8 @@ pub const ROTATION_TASKS: usize = 32;
 pub const ROTATION_EVERY: Duration = Duration::from_secs(2);
 /// How long the drill rotates.
 pub const ROTATION_FOR: Duration = Duration::from_secs(30);
+/// How long the shorter drill of `retire_on_rotation` rotates ([`rotate_under_load_for`]).
+pub const RETIRE_DRILL_FOR: Duration = Duration::from_secs(12);
 
 /// Which side learns the new password first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,25 @@ where
     Alt: Fn(String) -> AltFut,
     AltFut: Future<Output = ()>,
 {
+    rotate_under_load_for(order, ROTATION_FOR, prefix, file, request, drop_idle, alter).await
+}
+
+/// [`rotate_under_load`] rotating for `rotate_for` instead of [`ROTATION_FOR`].
+pub async fn rotate_under_load_for<Req, ReqFut, Alt, AltFut>(
+    order: Order,
+    rotate_for: Duration,
+    prefix: &str,
+    file: &PasswordFile,
+    request: Req,
+    drop_idle: impl Fn() + Send + Sync + 'static,
+    alter: Alt,
+) -> RotationReport
+where
+    Req: Fn() -> ReqFut + Send + Sync + 'static,
+    ReqFut: Future<Output = Result<(), String>> + Send + 'static,
+    Alt: Fn(String) -> AltFut,
+    AltFut: Future<Output = ()>,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -126,7 +147,7 @@ where
     let started = Instant::now();
     let mut rotations = 0;
     let mut password = format!("{prefix}-0");
-    while started.elapsed() < ROTATION_FOR {
+    while started.elapsed() < rotate_for {
         tokio::time::sleep(ROTATION_EVERY).await;
         rotations += 1;
         password = format!("{prefix}-{rotations}");
@@ -153,5 +174,58 @@ where
         errors: errors.lock().clone(),
         rotations,
         last_password: password,
+    }
+}
+
+/// Samples a count of retirements (a pool's `Stats::closed_rotated`) every [`SAMPLE_EVERY`] in the background,
+/// to show how they spread: how many happened in the busiest sample, and over how many samples.
+#[derive(Debug)]
+pub struct RetirementWatch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<u64>>,
+}
+
+/// How often a [`RetirementWatch`] samples.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// What a [`RetirementWatch`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    /// Retirements in all.
+    pub total: u64,
+    /// The most within one sample ([`SAMPLE_EVERY`]).
+    pub busiest: u64,
+    /// Samples in which at least one happened.
+    pub samples_with_retirements: usize,
+}
+
+impl RetirementWatch {
+    /// Starts sampling `count`.
+    pub fn start(count: impl Fn() -> u64 + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut increments = Vec::new();
+            let mut last = count();
+            while !stopped.load(Ordering::Relaxed) {
+                tokio::time::sleep(SAMPLE_EVERY).await;
+                let now = count();
+                increments.push(now - last);
+                last = now;
+            }
+            increments
+        });
+        RetirementWatch { stop, task }
+    }
+
+    /// Stops sampling and summarises.
+    pub async fn finish(self) -> Spread {
+        self.stop.store(true, Ordering::Relaxed);
+        let increments = self.task.await.expect("the sampler panicked");
+        Spread {
+            total: increments.iter().sum(),
+            busiest: increments.iter().copied().max().unwrap_or(0),
+            samples_with_retirements: increments.iter().filter(|&&n| n > 0).count(),
+        }
     }
 }

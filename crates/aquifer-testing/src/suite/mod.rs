@@ -12,7 +12,7 @@
 //! The macro expands to one `#[test]` per behaviour, named for it (`a_dropped_transaction_is_rolled_back`,
 //! ...), each on a runtime of its own (multi-thread, two workers). The behaviours, by group:
 //!
-//! - [`env`]: configuration from `{PREFIX}_*` variables, the process environment (a value that is not
+//! - [`env`](mod@env): configuration from `{PREFIX}_*` variables, the process environment (a value that is not
 //!   UTF-8), unknown and misspelt variables, no fallback to another prefix's variables;
 //! - [`parsers`]: property tests of variables, URLs and serde: nothing panics, every error names its input,
 //!   no password shows;
@@ -160,9 +160,9 @@ pub(crate) fn not_checked(test: &Test, what: &str, why: &Unsupported) {
     eprintln!("{}: {what} not checked: {why}", test.name);
 }
 
-/// Generates the behaviour suite for a [`Hooks`](suite::Hooks) implementation: one `#[test]` per
+/// Generates the behaviour suite for a [`Hooks`](crate::suite::Hooks) implementation: one `#[test]` per
 /// behaviour, named for it. Behaviours the backend cannot have are listed after `unsupported`, each with its
-/// reason; they become ignored tests showing that reason (see [the suite's docs](suite)).
+/// reason; they become ignored tests showing that reason (see [the suite's docs](crate::suite)).
 ///
 /// ```ignore
 /// aquifer_testing::behaviour_suite!(PgSuite);
