@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use aquifer_neo4j::{Neo4jError, Neo4jPool, query};
+use common::Nodes;
 
 const LABEL: &str = "AqNeoCancel";
 const BIG: &str = "UNWIND range(1, 200000) AS i RETURN i, 'padding padding padding padding' AS p";
@@ -24,11 +25,6 @@ async fn pool(name: &str) -> Neo4jPool {
     pool
 }
 
-async fn count(pool: &Neo4jPool, run: &str) -> i64 {
-    common::count(pool, query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run RETURN count(n) AS n")).param("run", run))
-        .await
-}
-
 #[tokio::test]
 async fn a_fetch_dropped_mid_stream_is_reset_before_the_next_user_gets_the_connection() {
     let pool = pool("cancel_fetch").await;
@@ -42,57 +38,38 @@ async fn a_fetch_dropped_mid_stream_is_reset_before_the_next_user_gets_the_conne
 #[tokio::test]
 async fn a_write_dropped_in_flight_is_applied_whole_or_not_at_all() {
     let pool = pool("cancel_write").await;
-    let run = common::run_id();
-    let write = pool.execute(
-        query(&format!("UNWIND range(1, 5000) AS i CREATE (:{LABEL} {{run: $run, i: i}})")).param("run", run.as_str()),
-    );
+    let nodes = Nodes::new(LABEL);
+    let write = pool.execute(nodes.query(&format!("UNWIND range(1, 5000) AS i CREATE (:{LABEL} {{run: $run, i: i}})")));
     let _ = tokio::time::timeout(Duration::from_millis(5), write).await;
     assert_eq!(answer(&pool).await, 42);
     // The server may still be applying the abandoned statement: wait until the count settles.
-    let mut n = count(&pool, &run).await;
+    let mut n = nodes.count(&pool).await;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let again = count(&pool, &run).await;
+        let again = nodes.count(&pool).await;
         if again == n {
             break;
         }
         n = again;
     }
     assert!(n == 0 || n == 5000, "a partial write is visible: {n} nodes");
-    common::cleanup(&pool, LABEL, &run).await;
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]
 async fn a_transaction_dropped_before_commit_is_rolled_back_and_its_connection_reused() {
     let pool = pool("cancel_tx").await;
-    let run = common::run_id();
-    let r = run.clone();
-    let tx = pool.transaction(move |txn| {
-        let run = r.clone();
-        Box::pin(async move {
-            txn.run(query(&format!("CREATE (:{LABEL} {{run: $run}})")).param("run", run.as_str())).await?;
-            // Never finishes: the caller gives up on it.
-            std::future::pending::<()>().await;
-            Ok(())
-        })
-    });
+    let nodes = Nodes::new(LABEL);
+    // Never finishes after its write: the caller gives up on it.
+    let tx = common::create_then(&pool, &nodes, |_, _| Box::pin(std::future::pending::<Result<(), _>>()));
     assert!(tokio::time::timeout(Duration::from_millis(500), tx).await.is_err());
     assert_eq!(answer(&pool).await, 42);
-    assert_eq!(count(&pool, &run).await, 0, "the dropped transaction was not committed");
+    assert_eq!(nodes.count(&pool).await, 0, "the dropped transaction was not committed");
     assert_eq!(pool.stats().created, 1, "the same connection served the next user");
     // And it can run a transaction of its own.
-    let r = run.clone();
-    pool.transaction(move |txn| {
-        let run = r.clone();
-        Box::pin(async move {
-            txn.run(query(&format!("CREATE (:{LABEL} {{run: $run}})")).param("run", run.as_str())).await?;
-            Ok(())
-        })
-    })
-    .await
-    .unwrap();
-    assert_eq!(count(&pool, &run).await, 1);
-    common::cleanup(&pool, LABEL, &run).await;
+    common::create_then(&pool, &nodes, |_, _| Box::pin(async { Ok(()) })).await.unwrap();
+    assert_eq!(nodes.count(&pool).await, 1);
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]
@@ -125,16 +102,15 @@ async fn a_graph_query_future_dropped_mid_read_does_not_leak_to_the_next_user() 
 
 #[tokio::test]
 async fn a_graph_transaction_dropped_uncommitted_is_rolled_back() {
-    let pool = common::pool("cancel_graph_tx", 1, None).await;
-    let run = common::run_id();
+    let (pool, nodes) = common::pool_and_nodes("cancel_graph_tx", 1, LABEL).await;
     {
         let conn = pool.get().await.unwrap();
         let mut txn = conn.start_txn().await.unwrap();
-        txn.run(query(&format!("CREATE (:{LABEL} {{run: $run}})")).param("run", run.as_str())).await.unwrap();
+        txn.run(nodes.create("")).await.unwrap();
         // Neither committed nor rolled back.
     }
     assert_eq!(answer(&pool).await, 42);
-    assert_eq!(count(&pool, &run).await, 0);
+    assert_eq!(nodes.count(&pool).await, 0);
 }
 
 #[tokio::test]

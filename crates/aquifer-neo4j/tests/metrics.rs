@@ -3,26 +3,29 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use aquifer_neo4j::{Neo4jManager, Neo4jPool, query};
+use aquifer_neo4j::{Neo4jManager, Neo4jPool};
 use aquifer_testing::MetricsCapture;
-use tokio::sync::Barrier;
+use common::Nodes;
 
 const OP: &str = "db.client.operation.duration";
+const LABEL: &str = "AqNeoMetrics";
+
+/// A pool of `max` connections named `name` whose metrics go to the returned capture.
+async fn metered(name: &str, max: usize) -> (MetricsCapture, Neo4jPool) {
+    let capture = MetricsCapture::new();
+    let pool = common::pool(name, max, Some(&capture)).await;
+    (capture, pool)
+}
 
 #[tokio::test]
 async fn helpers_record_operation_duration_named_by_clause() {
-    let capture = MetricsCapture::new();
-    let pool = common::pool("metrics_ops", 2, Some(&capture)).await;
-    let run = common::run_id();
-    pool.execute(query("CREATE (:AqNeoMetrics {run: $run})").param("run", run.as_str())).await.unwrap();
-    pool.fetch_all(query("MATCH (n:AqNeoMetrics) WHERE n.run = $run RETURN n").param("run", run.as_str()))
-        .await
-        .unwrap();
+    let (capture, pool) = metered("metrics_ops", 2).await;
+    let nodes = Nodes::new(LABEL);
+    pool.execute(nodes.create("")).await.unwrap();
+    pool.fetch_all(nodes.matching("RETURN n")).await.unwrap();
     pool.fetch_all("RETURN 1").await.unwrap();
     pool.transaction(|txn| Box::pin(async move { Ok(txn.run("RETURN 1").await?) })).await.unwrap();
-    common::cleanup(&pool, "AqNeoMetrics", &run).await; // a MATCH ... DETACH DELETE: one more MATCH
+    nodes.cleanup(&pool).await; // a MATCH ... DETACH DELETE: one more MATCH
 
     let m = capture.collect();
     let op = m.get(OP).expect("operation duration exported");
@@ -46,8 +49,7 @@ async fn helpers_record_operation_duration_named_by_clause() {
 
 #[tokio::test]
 async fn a_failed_operation_is_recorded_with_its_error_type() {
-    let capture = MetricsCapture::new();
-    let pool = common::pool("metrics_error", 1, Some(&capture)).await;
+    let (capture, pool) = metered("metrics_error", 1).await;
     pool.execute("THIS IS NOT CYPHER").await.unwrap_err();
     let m = capture.collect();
     let op = m.get(OP).unwrap();
@@ -58,35 +60,11 @@ async fn a_failed_operation_is_recorded_with_its_error_type() {
 
 #[tokio::test]
 async fn each_attempt_of_a_retried_transaction_is_recorded() {
-    let capture = MetricsCapture::new();
-    let pool = common::pool("metrics_retry", 2, Some(&capture)).await;
-    let run = common::run_id();
-    pool.execute(query("CREATE (:AqNeoMetrics {run: $run, c: 0})").param("run", run.as_str())).await.unwrap();
-    let barrier = Arc::new(Barrier::new(2));
-    let mut tasks = Vec::new();
-    for _ in 0..2 {
-        let (pool, run, barrier) = (pool.clone(), run.clone(), barrier.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut first = true;
-            pool.transaction(move |txn| {
-                let (run, barrier) = (run.clone(), barrier.clone());
-                let wait = std::mem::replace(&mut first, false);
-                Box::pin(async move {
-                    txn.run(
-                        query("MATCH (n:AqNeoMetrics) WHERE n.run = $run SET n.c = n.c + 1").param("run", run.as_str()),
-                    )
-                    .await?;
-                    if wait {
-                        barrier.wait().await;
-                    }
-                    Ok(())
-                })
-            })
-            .await
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap().unwrap();
+    let (capture, pool) = metered("metrics_retry", 2).await;
+    let nodes = Nodes::new(LABEL);
+    let (results, _) = common::conflicting_increments(&pool, &nodes).await;
+    for r in results {
+        r.unwrap();
     }
     let m = capture.collect();
     let op = m.get(OP).unwrap();
@@ -99,7 +77,7 @@ async fn each_attempt_of_a_retried_transaction_is_recorded() {
         .sum();
     assert_eq!(ok, 2);
     assert!(failed >= 1, "{tx:?}");
-    common::cleanup(&pool, "AqNeoMetrics", &run).await;
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]

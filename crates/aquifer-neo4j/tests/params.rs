@@ -3,11 +3,13 @@
 mod common;
 
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::time::Duration;
 
 use aquifer_neo4j::neo4rs::{BoltFloat, BoltNull, BoltPoint2D};
 use aquifer_neo4j::{BoltType, Neo4jPool, query};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use common::Nodes;
 use serde::de::DeserializeOwned;
 
 const LABEL: &str = "AqNeoParams";
@@ -18,73 +20,58 @@ async fn echo<T: DeserializeOwned>(pool: &Neo4jPool, v: impl Into<BoltType>) -> 
     rows[0].get::<T>("v").expect("column v converts")
 }
 
-/// Stores `v` as a property of a new node, then reads it back with a separate MATCH.
-async fn stored<T: DeserializeOwned>(pool: &Neo4jPool, run: &str, v: impl Into<BoltType>) -> T {
+/// Stores `v` as a property of a new node of `nodes`, then reads it back with a separate MATCH.
+async fn stored<T: DeserializeOwned>(pool: &Neo4jPool, nodes: &Nodes, v: impl Into<BoltType>) -> T {
     let key = common::run_id();
-    pool.execute(
-        query(&format!("CREATE (:{LABEL} {{run: $run, key: $key, v: $v}})"))
-            .param("run", run)
-            .param("key", key.clone())
-            .param("v", v.into()),
-    )
-    .await
-    .expect("create");
-    let rows = pool
-        .fetch_all(
-            query(&format!("MATCH (n:{LABEL}) WHERE n.run = $run AND n.key = $key RETURN n.v AS v"))
-                .param("run", run)
-                .param("key", key),
-        )
+    pool.execute(nodes.create("key: $key, v: $v").param("key", key.clone()).param("v", v.into()))
         .await
-        .expect("match");
+        .expect("create");
+    let rows =
+        pool.fetch_all(nodes.matching("AND n.key = $key RETURN n.v AS v").param("key", key)).await.expect("match");
     assert_eq!(rows.len(), 1);
     rows[0].get::<T>("v").expect("property v converts")
 }
 
-async fn setup(name: &str) -> (Neo4jPool, String) {
-    (common::pool(name, 2, None).await, common::run_id())
+async fn setup(name: &str) -> (Neo4jPool, Nodes) {
+    common::pool_and_nodes(name, 2, LABEL).await
+}
+
+/// Checks that each of `values` comes back equal both echoed and stored, on a new pool named `name` (returned
+/// for the test's own further checks).
+async fn round_trips<T>(name: &str, values: impl IntoIterator<Item = T>) -> Neo4jPool
+where
+    T: Into<BoltType> + DeserializeOwned + PartialEq + Debug + Clone,
+{
+    let (pool, nodes) = setup(name).await;
+    for v in values {
+        assert_eq!(echo::<T>(&pool, v.clone()).await, v);
+        assert_eq!(stored::<T>(&pool, &nodes, v.clone()).await, v);
+    }
+    nodes.cleanup(&pool).await;
+    pool
 }
 
 #[tokio::test]
 async fn integer_parameters_round_trip() {
-    let (pool, run) = setup("params_int").await;
-    for v in [0i64, -1, 42, i64::MIN, i64::MAX] {
-        assert_eq!(echo::<i64>(&pool, v).await, v);
-        assert_eq!(stored::<i64>(&pool, &run, v).await, v);
-    }
-    common::cleanup(&pool, LABEL, &run).await;
+    round_trips("params_int", [0i64, -1, 42, i64::MIN, i64::MAX]).await;
 }
 
 #[tokio::test]
 async fn float_parameters_round_trip() {
-    let (pool, run) = setup("params_float").await;
-    for v in [0.0f64, 1.5, -2.25, 1e300, f64::MIN_POSITIVE, f64::INFINITY] {
-        assert_eq!(echo::<f64>(&pool, v).await, v);
-        assert_eq!(stored::<f64>(&pool, &run, v).await, v);
-    }
+    let pool = round_trips("params_float", [0.0f64, 1.5, -2.25, 1e300, f64::MIN_POSITIVE, f64::INFINITY]).await;
     assert!(echo::<f64>(&pool, f64::NAN).await.is_nan());
-    common::cleanup(&pool, LABEL, &run).await;
 }
 
 #[tokio::test]
 async fn string_parameters_round_trip() {
-    let (pool, run) = setup("params_string").await;
     let long = "ab".repeat(50_000);
-    for v in ["", "plain", "héllo wörld ✓ 🎵", "quotes ' \" and \\ backslash", "new\nline", long.as_str()] {
-        assert_eq!(echo::<String>(&pool, v).await, v);
-        assert_eq!(stored::<String>(&pool, &run, v).await, v);
-    }
-    common::cleanup(&pool, LABEL, &run).await;
+    let values = ["", "plain", "héllo wörld ✓ 🎵", "quotes ' \" and \\ backslash", "new\nline", long.as_str()];
+    round_trips("params_string", values.map(String::from)).await;
 }
 
 #[tokio::test]
 async fn boolean_parameters_round_trip() {
-    let (pool, run) = setup("params_bool").await;
-    for v in [true, false] {
-        assert_eq!(echo::<bool>(&pool, v).await, v);
-        assert_eq!(stored::<bool>(&pool, &run, v).await, v);
-    }
-    common::cleanup(&pool, LABEL, &run).await;
+    round_trips("params_bool", [true, false]).await;
 }
 
 #[tokio::test]
@@ -99,14 +86,14 @@ async fn null_parameter_is_null() {
 
 #[tokio::test]
 async fn list_parameters_round_trip() {
-    let (pool, run) = setup("params_list").await;
+    let (pool, nodes) = setup("params_list").await;
     assert_eq!(echo::<Vec<i64>>(&pool, vec![1i64, 2, 3]).await, vec![1, 2, 3]);
     assert_eq!(echo::<Vec<String>>(&pool, vec!["a", "b"]).await, vec!["a", "b"]);
     assert_eq!(echo::<Vec<i64>>(&pool, Vec::<i64>::new()).await, Vec::<i64>::new());
-    assert_eq!(stored::<Vec<f64>>(&pool, &run, vec![1.5f64, 2.5]).await, vec![1.5, 2.5]);
+    assert_eq!(stored::<Vec<f64>>(&pool, &nodes, vec![1.5f64, 2.5]).await, vec![1.5, 2.5]);
     let nested = BoltType::from(vec![BoltType::from(vec![1i64, 2]), BoltType::from("x"), BoltType::Null(BoltNull)]);
     assert_eq!(echo::<BoltType>(&pool, nested.clone()).await, nested);
-    common::cleanup(&pool, LABEL, &run).await;
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]
@@ -139,25 +126,21 @@ async fn map_parameters_round_trip() {
 
 #[tokio::test]
 async fn byte_array_parameters_round_trip() {
-    let (pool, run) = setup("params_bytes").await;
-    let bytes: Vec<u8> = (0..=255).collect();
-    assert_eq!(echo::<Vec<u8>>(&pool, bytes.clone()).await, bytes);
-    assert_eq!(stored::<Vec<u8>>(&pool, &run, bytes.clone()).await, bytes);
-    common::cleanup(&pool, LABEL, &run).await;
+    round_trips("params_bytes", [(0..=255).collect::<Vec<u8>>()]).await;
 }
 
 #[tokio::test]
 async fn date_and_local_time_parameters_round_trip() {
-    let (pool, run) = setup("params_dates").await;
+    let (pool, nodes) = setup("params_dates").await;
     let date = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
     assert_eq!(echo::<NaiveDate>(&pool, date).await, date);
-    assert_eq!(stored::<NaiveDate>(&pool, &run, date).await, date);
+    assert_eq!(stored::<NaiveDate>(&pool, &nodes, date).await, date);
     let local: NaiveDateTime = date.and_hms_milli_opt(13, 14, 15, 678).unwrap();
     assert_eq!(echo::<NaiveDateTime>(&pool, local).await, local);
-    assert_eq!(stored::<NaiveDateTime>(&pool, &run, local).await, local);
+    assert_eq!(stored::<NaiveDateTime>(&pool, &nodes, local).await, local);
     let time = NaiveTime::from_hms_opt(1, 2, 3).unwrap();
     assert_eq!(echo::<NaiveTime>(&pool, time).await, time);
-    common::cleanup(&pool, LABEL, &run).await;
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]
@@ -173,24 +156,20 @@ async fn datetime_parameters_round_trip() {
 /// property it reads back as a local datetime holding the UTC wall-clock time (Neo4j keeps the datetime).
 #[tokio::test]
 async fn stored_datetime_keeps_its_instant() {
-    let (pool, run) = setup("params_datetime_stored").await;
+    let (pool, nodes) = setup("params_datetime_stored").await;
     let dt: DateTime<FixedOffset> = DateTime::parse_from_rfc3339("2024-02-29T12:34:56.789+02:00").unwrap();
-    let back = stored::<BoltType>(&pool, &run, dt).await;
+    let back = stored::<BoltType>(&pool, &nodes, dt).await;
     match &back {
         BoltType::DateTime(_) => assert_eq!(DateTime::<FixedOffset>::try_from(back).unwrap(), dt),
         BoltType::LocalDateTime(_) => assert_eq!(NaiveDateTime::try_from(back).unwrap(), dt.naive_utc()),
         other => panic!("unexpected {other:?}"),
     }
-    common::cleanup(&pool, LABEL, &run).await;
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]
 async fn duration_parameters_round_trip() {
-    let (pool, run) = setup("params_duration").await;
-    let d = Duration::from_millis(90_500);
-    assert_eq!(echo::<Duration>(&pool, d).await, d);
-    assert_eq!(stored::<Duration>(&pool, &run, d).await, d);
-    common::cleanup(&pool, LABEL, &run).await;
+    round_trips("params_duration", [Duration::from_millis(90_500)]).await;
 }
 
 #[tokio::test]

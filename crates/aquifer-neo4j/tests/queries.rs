@@ -5,39 +5,34 @@ mod common;
 use aquifer_neo4j::{BoltType, query};
 use std::collections::HashMap;
 
+const LABEL: &str = "AqNeoQ";
+
 #[tokio::test]
 async fn create_then_match_returns_the_created_nodes_and_relationship() {
-    let pool = common::pool("queries_create", 2, None).await;
-    let run = common::run_id();
-    pool.execute(
-        query("CREATE (a:AqNeoQ {run: $run, name: 'Nina Simone'})-[:RECORDED {year: 1965}]->(b:AqNeoQ {run: $run, name: 'Pastel Blues'})")
-            .param("run", run.as_str()),
-    )
+    let (pool, nodes) = common::pool_and_nodes("queries_create", 2, LABEL).await;
+    pool.execute(nodes.query(
+        "CREATE (a:AqNeoQ {run: $run, name: 'Nina Simone'})-[:RECORDED {year: 1965}]->(b:AqNeoQ {run: $run, name: 'Pastel Blues'})",
+    ))
     .await
     .unwrap();
     let rows = pool
-        .fetch_all(
-            query("MATCH (a:AqNeoQ)-[r:RECORDED]->(b:AqNeoQ) WHERE a.run = $run RETURN a.name AS artist, r.year AS year, b.name AS album")
-                .param("run", run.as_str()),
-        )
+        .fetch_all(nodes.query(
+            "MATCH (a:AqNeoQ)-[r:RECORDED]->(b:AqNeoQ) WHERE a.run = $run RETURN a.name AS artist, r.year AS year, b.name AS album",
+        ))
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<String>("artist").unwrap(), "Nina Simone");
     assert_eq!(rows[0].get::<i64>("year").unwrap(), 1965);
     assert_eq!(rows[0].get::<String>("album").unwrap(), "Pastel Blues");
-    common::cleanup(&pool, "AqNeoQ", &run).await;
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]
 async fn match_returns_nodes_with_labels_properties_and_arcadedb_style_ids() {
-    let pool = common::pool("queries_nodes", 2, None).await;
-    let run = common::run_id();
+    let (pool, nodes) = common::pool_and_nodes("queries_nodes", 2, LABEL).await;
     let rows = pool
-        .fetch_all(
-            query("CREATE (n:AqNeoQ {run: $run, name: 'x'}) RETURN n, id(n) AS id, elementId(n) AS eid")
-                .param("run", run.as_str()),
-        )
+        .fetch_all(nodes.query("CREATE (n:AqNeoQ {run: $run, name: 'x'}) RETURN n, id(n) AS id, elementId(n) AS eid"))
         .await
         .unwrap();
     let node: aquifer_neo4j::neo4rs::Node = rows[0].get("n").unwrap();
@@ -49,34 +44,26 @@ async fn match_returns_nodes_with_labels_properties_and_arcadedb_style_ids() {
     // elementId is a string; on ArcadeDB it is the record id, like "#1:0".
     let eid: String = rows[0].get("eid").unwrap();
     assert!(!eid.is_empty());
-    common::cleanup(&pool, "AqNeoQ", &run).await;
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]
 async fn merge_creates_once_and_then_matches() {
-    let pool = common::pool("queries_merge", 2, None).await;
-    let run = common::run_id();
+    let (pool, nodes) = common::pool_and_nodes("queries_merge", 2, LABEL).await;
     let merge = || {
-        query("MERGE (a:AqNeoQ {run: $run, name: 'Miles Davis'}) ON CREATE SET a.created = true ON MATCH SET a.matched = true RETURN a.created AS created, a.matched AS matched")
-            .param("run", run.as_str())
+        nodes.query("MERGE (a:AqNeoQ {run: $run, name: 'Miles Davis'}) ON CREATE SET a.created = true ON MATCH SET a.matched = true RETURN a.created AS created, a.matched AS matched")
     };
     let first = pool.fetch_all(merge()).await.unwrap();
     assert_eq!(first[0].get::<Option<bool>>("matched").unwrap(), None);
     let second = pool.fetch_all(merge()).await.unwrap();
     assert_eq!(second[0].get::<Option<bool>>("matched").unwrap(), Some(true));
-    let n = common::count(
-        &pool,
-        query("MATCH (a:AqNeoQ) WHERE a.run = $run RETURN count(a) AS n").param("run", run.as_str()),
-    )
-    .await;
-    assert_eq!(n, 1);
-    common::cleanup(&pool, "AqNeoQ", &run).await;
+    assert_eq!(nodes.count(&pool).await, 1);
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]
 async fn unwind_imports_batches_of_maps() {
-    let pool = common::pool("queries_unwind", 2, None).await;
-    let run = common::run_id();
+    let (pool, nodes) = common::pool_and_nodes("queries_unwind", 2, LABEL).await;
     let total = 2_000;
     let batch = 500;
     for start in (0..total).step_by(batch) {
@@ -90,24 +77,18 @@ async fn unwind_imports_batches_of_maps() {
             })
             .collect();
         pool.execute(
-            query("UNWIND $rows AS row CREATE (:AqNeoQ {run: $run, i: row.i, title: row.title})")
-                .param("rows", rows)
-                .param("run", run.as_str()),
+            nodes
+                .query("UNWIND $rows AS row CREATE (:AqNeoQ {run: $run, i: row.i, title: row.title})")
+                .param("rows", rows),
         )
         .await
         .unwrap();
     }
-    let rows = pool
-        .fetch_all(
-            query("MATCH (t:AqNeoQ) WHERE t.run = $run RETURN count(t) AS n, sum(t.i) AS s, max(t.i) AS m")
-                .param("run", run.as_str()),
-        )
-        .await
-        .unwrap();
+    let rows = pool.fetch_all(nodes.matching("RETURN count(n) AS n, sum(n.i) AS s, max(n.i) AS m")).await.unwrap();
     assert_eq!(rows[0].get::<i64>("n").unwrap(), total as i64);
     assert_eq!(rows[0].get::<i64>("s").unwrap(), (0..total as i64).sum::<i64>());
     assert_eq!(rows[0].get::<i64>("m").unwrap(), total as i64 - 1);
-    common::cleanup(&pool, "AqNeoQ", &run).await;
+    nodes.cleanup(&pool).await;
 }
 
 #[tokio::test]

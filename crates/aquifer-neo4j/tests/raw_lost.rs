@@ -25,23 +25,26 @@ async fn pool(proxy: &ChaosProxy, name: &str) -> Neo4jPool {
     pool
 }
 
-async fn proxy() -> ChaosProxy {
+/// A chaos proxy in front of the Bolt server and a warm [`pool`] named `name` through it.
+async fn proxied_pool(name: &str) -> (ChaosProxy, Neo4jPool) {
     common::require_bolt().await;
-    ChaosProxy::start(common::addr().parse().unwrap()).await.unwrap()
+    let proxy = ChaosProxy::start(common::addr().parse().unwrap()).await.unwrap();
+    let pool = pool(&proxy, name).await;
+    (proxy, pool)
 }
 
-/// Cuts the pool's Bolt connection and keeps the server refusing, so neo4rs cannot quietly reconnect.
-fn lose_the_connection(proxy: &ChaosProxy) {
+/// Cuts the pool's Bolt connection and keeps the server refusing, so neo4rs cannot quietly reconnect; returns
+/// once the reset has had time to reach the client's socket.
+async fn lose_the_connection(proxy: &ChaosProxy) {
     proxy.refuse(true);
     proxy.reset_all();
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raw_execute_failing_as_lost_marks_the_connection_broken_and_the_pool_discards_it() {
-    let proxy = proxy().await;
-    let pool = pool(&proxy, "raw_lost_execute").await;
-    lose_the_connection(&proxy);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (proxy, pool) = proxied_pool("raw_lost_execute").await;
+    lose_the_connection(&proxy).await;
 
     let conn = pool.get().await.unwrap();
     assert!(!conn.is_broken());
@@ -61,10 +64,8 @@ async fn a_raw_execute_failing_as_lost_marks_the_connection_broken_and_the_pool_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raw_run_and_start_txn_failing_as_lost_mark_the_connection_broken() {
-    let proxy = proxy().await;
-    let pool = pool(&proxy, "raw_lost_run").await;
-    lose_the_connection(&proxy);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (proxy, pool) = proxied_pool("raw_lost_run").await;
+    lose_the_connection(&proxy).await;
     let conn = pool.get().await.unwrap();
     assert!(conn.run(query("RETURN 1")).await.is_err());
     assert!(conn.is_broken(), "run");
@@ -73,8 +74,7 @@ async fn a_raw_run_and_start_txn_failing_as_lost_mark_the_connection_broken() {
     proxy.heal();
     let conn = pool.get().await.unwrap();
     conn.run(query("RETURN 1")).await.unwrap();
-    lose_the_connection(&proxy);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    lose_the_connection(&proxy).await;
     assert!(conn.start_txn().await.is_err());
     assert!(conn.is_broken(), "start_txn");
     drop(conn);
@@ -83,8 +83,7 @@ async fn a_raw_run_and_start_txn_failing_as_lost_mark_the_connection_broken() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raw_query_the_server_rejects_leaves_the_connection_in_the_pool() {
-    let proxy = proxy().await;
-    let pool = pool(&proxy, "raw_lost_rejected").await;
+    let (_proxy, pool) = proxied_pool("raw_lost_rejected").await;
     let conn = pool.get().await.unwrap();
     assert!(conn.run(query("THIS IS NOT CYPHER")).await.is_err());
     assert!(!conn.is_broken(), "a server error says nothing about the connection");
@@ -99,12 +98,10 @@ async fn a_raw_query_the_server_rejects_leaves_the_connection_in_the_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raw_run_on_and_execute_on_failing_as_lost_mark_the_connection_broken() {
-    let proxy = proxy().await;
-    let pool = pool(&proxy, "raw_lost_on").await;
+    let (proxy, pool) = proxied_pool("raw_lost_on").await;
     let conn = pool.get().await.unwrap();
     conn.run_on("testdb", query("RETURN 1")).await.expect("run_on works while the connection is up");
-    lose_the_connection(&proxy);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    lose_the_connection(&proxy).await;
     assert!(conn.run_on("testdb", query("RETURN 1")).await.is_err());
     assert!(conn.is_broken(), "run_on");
     drop(conn);
@@ -112,8 +109,7 @@ async fn a_raw_run_on_and_execute_on_failing_as_lost_mark_the_connection_broken(
     proxy.heal();
     let conn = pool.get().await.unwrap();
     assert!(!conn.is_broken(), "a new connection");
-    lose_the_connection(&proxy);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    lose_the_connection(&proxy).await;
     assert!(conn.execute_on("testdb", query("RETURN 1")).await.is_err());
     assert!(conn.is_broken(), "execute_on");
     drop(conn);

@@ -10,22 +10,16 @@ use aquifer_postgres::{PgConfig, PgPool};
 use common::*;
 
 async fn pool_of_one(test: &str, edit: impl FnOnce(&mut PgConfig)) -> (PgPool, String) {
-    require_pg().await;
-    let mut config = config(test);
-    config.pool.max_size = 1;
-    edit(&mut config);
-    let app = config.pool.name.clone().unwrap();
-    (config.connect().await.expect("pool"), app)
+    connect(test, |config| {
+        config.pool.max_size = 1;
+        edit(config);
+    })
+    .await
 }
 
-async fn table(name: &str) {
-    let mut admin = admin().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+/// A [`fresh_table`] named for `name`, created outside the pool under test.
+async fn table(name: &str) -> String {
+    fresh_table(&mut admin().await, name, "id int PRIMARY KEY").await
 }
 
 async fn rows(name: &str) -> i64 {
@@ -35,8 +29,7 @@ async fn rows(name: &str) -> i64 {
 
 #[tokio::test]
 async fn a_dropped_guard_inside_a_transaction_leaves_no_open_transaction_and_no_row() {
-    let t = format!("aq_pg_dropped_tx_{}", std::process::id());
-    table(&t).await;
+    let t = table("dropped_tx").await;
     let (pool, app) = pool_of_one("dropped_tx", |_| {}).await;
     {
         let mut conn = pool.get().await.unwrap();
@@ -116,8 +109,7 @@ async fn an_abandoned_long_query_is_discarded_after_the_drain_timeout() {
 
 #[tokio::test]
 async fn a_leaked_transaction_is_discarded() {
-    let t = format!("aq_pg_leaked_tx_{}", std::process::id());
-    table(&t).await;
+    let t = table("leaked_tx").await;
     let (pool, _) = pool_of_one("leaked_tx", |_| {}).await;
     {
         let mut conn = pool.get().await.unwrap();
@@ -136,8 +128,7 @@ async fn a_leaked_transaction_is_discarded() {
 
 #[tokio::test]
 async fn a_cancelled_transaction_helper_commits_nothing() {
-    let t = format!("aq_pg_cancelled_helper_{}", std::process::id());
-    table(&t).await;
+    let t = table("cancelled_helper").await;
     let (pool, app) = pool_of_one("cancelled_helper", |_| {}).await;
     let insert = format!("INSERT INTO {t} VALUES (1)");
     let cancelled = tokio::time::timeout(
@@ -162,8 +153,7 @@ async fn a_cancelled_transaction_helper_commits_nothing() {
 
 #[tokio::test]
 async fn a_raw_begin_before_an_abandoned_query_is_rolled_back() {
-    let t = format!("aq_pg_raw_begin_{}", std::process::id());
-    table(&t).await;
+    let t = table("raw_begin").await;
     let (pool, _) = pool_of_one("raw_begin", |_| {}).await;
     let mut conn = pool.get().await.unwrap();
     sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();

@@ -50,11 +50,7 @@ async fn the_right_password_connects() {
     let mut c = PgConfig::from_url("postgres://aquifer_pw:aquifer-secret@127.0.0.1:5432/test?sslmode=disable");
     c.pool.name = Some(unique("right_pw"));
     let pool = c.connect().await.expect("aquifer_pw with its password");
-    let user: String = aquifer_postgres::sqlx::query_scalar("SELECT current_user")
-        .fetch_one(&mut *pool.get().await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(user, "aquifer_pw");
+    assert_eq!(scalar::<String>(&pool, "SELECT current_user").await, "aquifer_pw");
     pool.close().await;
 }
 

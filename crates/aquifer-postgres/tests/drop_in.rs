@@ -10,8 +10,7 @@ use common::*;
 use futures_util::TryStreamExt;
 
 async fn pool(test: &str) -> PgPool {
-    require_pg().await;
-    config(test).connect().await.expect("pool")
+    connect(test, |_| {}).await.0
 }
 
 /// sqlx-style code, generic over any executor: it must accept `&PgPool`.
@@ -22,11 +21,7 @@ async fn count_rows<'e>(executor: impl Executor<'e, Database = Postgres>, table:
 #[tokio::test]
 async fn queries_run_directly_on_the_pool() {
     let pool = pool("dropin_queries").await;
-    let t = format!("aq_pg_dropin_{}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id int)")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let t = fresh_table(&pool, "dropin", "id int").await;
     let done = sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} SELECT generate_series(1, $1)")))
         .bind(5)
         .execute(&pool)
@@ -62,11 +57,7 @@ async fn queries_run_directly_on_the_pool() {
 #[tokio::test]
 async fn begin_commits_rolls_back_and_rolls_back_on_drop() {
     let pool = pool("dropin_begin").await;
-    let t = format!("aq_pg_dropin_tx_{}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id int)")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let t = fresh_table(&pool, "dropin_tx", "id int").await;
     let insert = format!("INSERT INTO {t} VALUES ($1)");
 
     let mut tx = pool.begin().await.unwrap();

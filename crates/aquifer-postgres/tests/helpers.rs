@@ -12,13 +12,17 @@ use aquifer_testing::MetricsCapture;
 use common::*;
 
 async fn pool(test: &str) -> PgPool {
-    require_pg().await;
-    config(test).connect().await.expect("pool")
+    connect(test, |_| {}).await.0
 }
 
-async fn fresh_table(pool: &PgPool, name: &str, columns: &str) {
-    let sql = format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns})");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *pool.get().await.unwrap()).await.unwrap();
+/// A [`fresh_table`] named for `name` with `columns`, holding `rows` (a VALUES list; none when empty).
+async fn table(pool: &PgPool, name: &str, columns: &str, rows: &str) -> String {
+    let t = fresh_table(&mut *pool.get().await.unwrap(), name, columns).await;
+    if !rows.is_empty() {
+        let insert = format!("INSERT INTO {t} VALUES {rows}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(insert)).execute(&mut *pool.get().await.unwrap()).await.unwrap();
+    }
+    t
 }
 
 #[derive(Debug, PartialEq)]
@@ -36,8 +40,7 @@ impl<'r> FromRow<'r, PgRow> for Item {
 #[tokio::test]
 async fn fetch_helpers_map_rows_and_execute_counts_them() {
     let pool = pool("helpers_rows").await;
-    let t = format!("aq_pg_helpers_rows_{}", std::process::id());
-    fresh_table(&pool, &t, "id int PRIMARY KEY, name text NOT NULL").await;
+    let t = table(&pool, "helpers_rows", "id int PRIMARY KEY, name text NOT NULL", "").await;
 
     let insert = format!("INSERT INTO {t} (id, name) VALUES ($1, $2), ($3, $4)");
     let n = pool
@@ -65,8 +68,7 @@ async fn fetch_helpers_map_rows_and_execute_counts_them() {
 #[tokio::test]
 async fn a_transaction_commits_on_ok_and_rolls_back_on_err_without_retrying_it() {
     let pool = pool("helpers_tx").await;
-    let t = format!("aq_pg_helpers_tx_{}", std::process::id());
-    fresh_table(&pool, &t, "id int PRIMARY KEY").await;
+    let t = table(&pool, "helpers_tx", "id int PRIMARY KEY", "").await;
     let insert = format!("INSERT INTO {t} VALUES ($1)");
 
     let ins = insert.clone();
@@ -109,12 +111,7 @@ async fn a_transaction_commits_on_ok_and_rolls_back_on_err_without_retrying_it()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serialization_failures_are_retried_by_running_the_whole_transaction_again() {
     let pool = pool("helpers_serializable").await;
-    let t = format!("aq_pg_helpers_ser_{}", std::process::id());
-    fresh_table(&pool, &t, "id int PRIMARY KEY, on_call bool NOT NULL").await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1, true), (2, true)")))
-        .execute(&mut *pool.get().await.unwrap())
-        .await
-        .unwrap();
+    let t = table(&pool, "helpers_ser", "id int PRIMARY KEY, on_call bool NOT NULL", "(1, true), (2, true)").await;
 
     // Write skew: both doctors see two on call and each takes one off. Under SERIALIZABLE one must fail with
     // 40001; the helper runs its closure again, which then sees one on call and leaves it.
@@ -196,12 +193,7 @@ async fn helpers_record_db_client_operation_duration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlocks_are_retried_by_running_the_whole_transaction_again() {
     let pool = pool("helpers_deadlock").await;
-    let t = format!("aq_pg_helpers_deadlock_{}", std::process::id());
-    fresh_table(&pool, &t, "id int PRIMARY KEY, n int NOT NULL").await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1, 0), (2, 0)")))
-        .execute(&mut *pool.get().await.unwrap())
-        .await
-        .unwrap();
+    let t = table(&pool, "helpers_deadlock", "id int PRIMARY KEY, n int NOT NULL", "(1, 0), (2, 0)").await;
 
     // Two transactions lock the rows in opposite order; PostgreSQL breaks the deadlock (40P01, after
     // deadlock_timeout, 1 s by default) by aborting one, which the helper runs again.

@@ -9,23 +9,14 @@ use common::*;
 
 #[tokio::test]
 async fn application_name_defaults_to_the_pool_name() {
-    require_pg().await;
-    let config = config("app_name");
-    let pool = config.connect().await.unwrap();
-    let name: String = sqlx::query_scalar("SELECT current_setting('application_name')")
-        .fetch_one(&mut *pool.get().await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(name, config.pool.name.unwrap());
+    let (pool, app) = connect("app_name", |_| {}).await;
+    assert_eq!(scalar::<String>(&pool, "SELECT current_setting('application_name')").await, app);
     pool.close().await;
 }
 
 #[tokio::test]
 async fn statement_timeout_is_enforced() {
-    require_pg().await;
-    let mut config = config("stmt_timeout");
-    config.statement_timeout = Some(Duration::from_millis(200));
-    let pool = config.connect().await.unwrap();
+    let (pool, _) = connect("stmt_timeout", |c| c.statement_timeout = Some(Duration::from_millis(200))).await;
     let mut conn = pool.get().await.unwrap();
 
     let started = Instant::now();
@@ -42,25 +33,19 @@ async fn statement_timeout_is_enforced() {
 
 #[tokio::test]
 async fn idle_in_transaction_session_timeout_is_set() {
-    require_pg().await;
-    let mut config = config("idle_in_tx");
-    config.idle_in_transaction_session_timeout = Some(Duration::from_secs(90));
-    let pool = config.connect().await.unwrap();
-    let v: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
-        .fetch_one(&mut *pool.get().await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(v, "90s");
+    let (pool, _) =
+        connect("idle_in_tx", |c| c.idle_in_transaction_session_timeout = Some(Duration::from_secs(90))).await;
+    assert_eq!(scalar::<String>(&pool, "SHOW idle_in_transaction_session_timeout").await, "90s");
     pool.close().await;
 }
 
 #[tokio::test]
 async fn init_sql_runs_on_every_new_connection() {
-    require_pg().await;
-    let mut config = config("init_sql");
-    config.init_sql.push("SET search_path = aq_pg_nowhere, public; SET work_mem = '7MB'".into());
-    config.pool.max_size = 2;
-    let pool = config.connect().await.unwrap();
+    let (pool, _) = connect("init_sql", |c| {
+        c.init_sql.push("SET search_path = aq_pg_nowhere, public; SET work_mem = '7MB'".into());
+        c.pool.max_size = 2;
+    })
+    .await;
     let (mut a, mut b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
     for conn in [&mut a, &mut b] {
         let v: String = sqlx::query_scalar("SHOW work_mem").fetch_one(&mut **conn).await.unwrap();

@@ -36,11 +36,7 @@ fn session_lost(e: &sqlx::Error) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_connections_are_discarded_and_never_handed_out_twice() {
-    require_pg().await;
-    let mut config = config("terminate_raw");
-    config.pool.max_size = 8;
-    let app = config.pool.name.clone().unwrap();
-    let pool = config.connect().await.unwrap();
+    let (pool, app) = connect("terminate_raw", |c| c.pool.max_size = 8).await;
     let seq = Arc::new(AtomicU64::new(0));
     // (sequence, connection id, ok) for every use.
     let uses = Arc::new(Mutex::new(Vec::<(u64, u64, bool)>::new()));
@@ -97,11 +93,7 @@ async fn terminated_connections_are_discarded_and_never_handed_out_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helpers_retry_queries_whose_connection_was_terminated() {
-    require_pg().await;
-    let mut config = config("terminate_helpers");
-    config.pool.max_size = 8;
-    let app = config.pool.name.clone().unwrap();
-    let pool = config.connect().await.unwrap();
+    let (pool, app) = connect("terminate_helpers", |c| c.pool.max_size = 8).await;
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(Mutex::new(Vec::<PgOperationError>::new()));
 
@@ -141,12 +133,8 @@ async fn helpers_retry_queries_whose_connection_was_terminated() {
 
 #[tokio::test]
 async fn a_transaction_whose_connection_is_terminated_is_retried_whole() {
-    let t = format!("aq_pg_tx_retry_{}", std::process::id());
     let mut admin = admin().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id int PRIMARY KEY)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let t = fresh_table(&mut admin, "tx_retry", "id int PRIMARY KEY").await;
     let mut config = config("terminate_tx");
     config.pool.max_size = 1;
     let pool: PgPool = config.connect().await.unwrap();

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use aquifer_postgres::PgConfig;
-use aquifer_postgres::sqlx::postgres::PgConnection;
+use aquifer_postgres::sqlx::postgres::{PgConnection, Postgres};
 use aquifer_postgres::sqlx::{self, Connection};
+use aquifer_postgres::{PgConfig, PgPool};
 
 pub const SCRIPT: &str = "bash scripts/dev-services.sh";
 
@@ -33,6 +33,37 @@ pub fn config(test: &str) -> PgConfig {
     c.pool.name = Some(unique(test));
     c.pool.acquire_timeout = Duration::from_secs(20);
     c
+}
+
+/// A pool on the test server named for `test` (see [`config`]) once `edit` has adjusted its configuration, and
+/// that name, which is also its connections' `application_name`.
+pub async fn connect(test: &str, edit: impl FnOnce(&mut PgConfig)) -> (PgPool, String) {
+    require_pg().await;
+    let mut config = config(test);
+    edit(&mut config);
+    let app = config.pool.name.clone().expect("config names the pool");
+    (config.connect().await.expect("pool"), app)
+}
+
+/// The one value `sql` returns, read on a connection of `pool`.
+pub async fn scalar<T>(pool: &PgPool, sql: &'static str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sql).fetch_one(&mut *pool.get().await.unwrap()).await.unwrap()
+}
+
+/// Creates the table `aq_pg_<name>_<pid>` with `columns` through `executor`, dropping first the one a previous
+/// run may have left; returns its name (unique to this process, so parallel test runs do not share it).
+pub async fn fresh_table<'e>(
+    executor: impl sqlx::Executor<'e, Database = Postgres>,
+    name: &str,
+    columns: &str,
+) -> String {
+    let table = unique(name);
+    let sql = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ({columns})");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(executor).await.expect("fresh table");
+    table
 }
 
 /// A connection of its own (not pooled) for watching and killing the pool's backends.
