@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{builder, eventually};
+use common::{builder, eventually, fake_pool, queued, spawn_get};
 use parking_lot::Mutex;
 
 #[tokio::test(start_paused = true)]
 async fn get_opens_a_connection_and_drop_returns_it() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(4).build().unwrap();
+    let (fake, pool) = fake_pool(4);
     let conn = pool.get().await.unwrap();
     assert_eq!(pool.state().in_use, 1);
     drop(conn);
@@ -36,8 +35,7 @@ async fn pooled_derefs_to_the_driver_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_connections_are_reused_last_in_first_out() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(3).build().unwrap();
+    let (_fake, pool) = fake_pool(3);
     let a = pool.get().await.unwrap();
     let b = pool.get().await.unwrap();
     let c = pool.get().await.unwrap();
@@ -93,8 +91,7 @@ async fn no_more_than_max_size_connections_are_opened() {
 
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_arrival_order() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (_fake, pool) = fake_pool(1);
     let held = pool.get().await.unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -106,7 +103,7 @@ async fn waiters_are_served_in_arrival_order() {
             drop(c);
         }));
         // Let task i queue before task i + 1 starts.
-        eventually(Duration::from_secs(5), "the waiter is queued", || pool.state().waiting == i + 1).await;
+        queued(&pool, i + 1).await;
     }
     drop(held);
     for t in tasks {
@@ -117,31 +114,23 @@ async fn waiters_are_served_in_arrival_order() {
 
 #[tokio::test(start_paused = true)]
 async fn a_later_get_does_not_barge_ahead_of_a_waiter() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (_fake, pool) = fake_pool(1);
     let held = pool.get().await.unwrap();
     let id = held.id;
-    let waiter = {
-        let pool = pool.clone();
-        tokio::spawn(async move { pool.get().await.unwrap().id })
-    };
-    eventually(Duration::from_secs(5), "the waiter is queued", || pool.state().waiting == 1).await;
+    let waiter = spawn_get(&pool);
+    queued(&pool, 1).await;
     // The connection is handed straight to the waiter on drop, so a get() right after finds nothing idle.
     drop(held);
     assert!(pool.try_get().await.unwrap().is_none(), "try_get must not take the waiter's connection");
-    assert_eq!(waiter.await.unwrap(), id);
+    assert_eq!(waiter.await.unwrap().unwrap(), id);
 }
 
 #[tokio::test(start_paused = true)]
 async fn returned_connection_is_handed_to_the_waiter_not_a_new_one() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let held = pool.get().await.unwrap();
-    let waiter = {
-        let pool = pool.clone();
-        tokio::spawn(async move { pool.get().await.map(|c| c.id) })
-    };
-    eventually(Duration::from_secs(5), "the waiter is queued", || pool.state().waiting == 1).await;
+    let waiter = spawn_get(&pool);
+    queued(&pool, 1).await;
     let id = held.id;
     drop(held);
     assert_eq!(waiter.await.unwrap().unwrap(), id);
@@ -150,8 +139,7 @@ async fn returned_connection_is_handed_to_the_waiter_not_a_new_one() {
 
 #[tokio::test(start_paused = true)]
 async fn timeout_reports_how_long_it_waited_and_the_pool_state() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (_fake, pool) = fake_pool(1);
     let _held = pool.get().await.unwrap();
     let err = pool.get_timeout(Duration::from_millis(50)).await.unwrap_err();
     match &err {
@@ -169,8 +157,7 @@ async fn timeout_reports_how_long_it_waited_and_the_pool_state() {
 
 #[tokio::test(start_paused = true)]
 async fn try_get_returns_none_instead_of_waiting() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (_fake, pool) = fake_pool(1);
     assert!(pool.try_get().await.unwrap().is_none(), "nothing idle yet, and try_get does not connect");
     drop(pool.get().await.unwrap());
     let c = pool.try_get().await.unwrap().expect("an idle connection");
@@ -194,8 +181,7 @@ async fn pool_handles_are_send_sync_and_clone() {
 
 #[tokio::test(start_paused = true)]
 async fn stats_count_acquisitions_and_waits() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).build().unwrap();
+    let (_fake, pool) = fake_pool(2);
     for _ in 0..5 {
         drop(pool.get().await.unwrap());
     }

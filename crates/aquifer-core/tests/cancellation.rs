@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{assert_quiescent, builder, eventually};
-
-const WAIT: Duration = Duration::from_secs(5);
+use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, queued, spawn_get};
 
 /// Polls a future once (registering it) and hands it back.
 fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
@@ -23,8 +21,7 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
 
 #[tokio::test(start_paused = true)]
 async fn get_dropped_while_queued_leaves_the_queue() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let held = pool.get().await.unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(10), pool.get()).await.is_err());
     assert_eq!(pool.state().waiting, 0);
@@ -73,17 +70,13 @@ async fn get_dropped_while_validating_closes_the_connection_and_frees_the_slot()
 
 #[tokio::test(start_paused = true)]
 async fn connection_handed_to_a_dropped_waiter_goes_to_the_next_waiter() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (_fake, pool) = fake_pool(1);
     let held = pool.get().await.unwrap();
     let id = held.id;
     let mut first = Box::pin(pool.get());
     assert!(poll_once(&mut first).is_pending());
-    let second = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
-    eventually(WAIT, "both waiters are queued", || pool.state().waiting == 2).await;
+    let second = spawn_get(&pool);
+    queued(&pool, 2).await;
     drop(held); // handed to `first`, which is never polled again
     drop(first); // ... so it must pass the connection on
     let got = tokio::time::timeout(WAIT, second).await.expect("the second waiter was woken").unwrap().unwrap();

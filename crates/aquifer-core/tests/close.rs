@@ -8,9 +8,7 @@ use tokio::time::Instant;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{builder, eventually};
-
-const WAIT: Duration = Duration::from_secs(5);
+use common::{WAIT, builder, eventually, queued};
 
 #[tokio::test(start_paused = true)]
 async fn close_wakes_every_waiter_with_closed() {
@@ -23,7 +21,7 @@ async fn close_wakes_every_waiter_with_closed() {
             tokio::spawn(async move { pool.get().await.map(|_| ()) })
         })
         .collect();
-    eventually(WAIT, "all waiters are queued", || pool.state().waiting == 10).await;
+    queued(&pool, 10).await;
     let closing = tokio::spawn({
         let pool = pool.clone();
         async move { pool.close().await }

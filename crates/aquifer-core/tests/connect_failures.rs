@@ -9,14 +9,10 @@ use std::time::Duration;
 
 use aquifer_core::{ConnectError, Pool, PoolError};
 use aquifer_testing::{FakeManager, assert_each_cause_once};
-use common::{builder, eventually};
+use common::{builder, eventually, ms, spawn_get};
 use tokio::time::Instant;
 
 const NEVER: Duration = Duration::ZERO;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 #[tokio::test(start_paused = true)]
 async fn timeout_reports_last_connect_error() {
@@ -58,10 +54,7 @@ async fn connect_is_retried_with_backoff_until_it_succeeds() {
     let fake = FakeManager::new();
     fake.set_down(true);
     let pool = builder(&fake).fail_fast_after(NEVER).build().unwrap();
-    let get = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
+    let get = spawn_get(&pool);
     eventually(Duration::from_secs(5), "a few connects failed", || fake.stats().attempts >= 3).await;
     fake.set_down(false);
     assert!(get.await.unwrap().is_ok());
@@ -87,10 +80,7 @@ async fn a_transient_connect_failure_is_retried_inside_the_get_and_never_surface
     fake.set_down(true);
     // The default fail_fast_after (2 s) is far longer than this blip.
     let pool = builder(&fake).build().unwrap();
-    let get = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
+    let get = spawn_get(&pool);
     eventually(Duration::from_secs(5), "several connects failed", || fake.stats().attempts >= 4).await;
     fake.set_down(false);
     assert!(get.await.unwrap().is_ok(), "a blip of a few failed connects reached the caller");
@@ -173,10 +163,7 @@ async fn the_circuit_stays_closed_while_a_connection_is_checked_out() {
         builder(&fake).max_size(2).fail_fast_after(ms(100)).acquire_timeout(Duration::from_secs(30)).build().unwrap();
     let held = pool.get().await.unwrap();
     fake.set_down(true);
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
+    let waiter = spawn_get(&pool);
     // Connects fail for ten times fail_fast_after; the checked-out connection can still serve the waiter.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(fake.stats().attempts >= 3);

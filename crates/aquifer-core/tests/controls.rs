@@ -8,31 +8,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aquifer_core::{HealthStatus, Pool, PoolError, Pooled};
+use aquifer_core::{HealthStatus, Pool, PoolError};
 use aquifer_testing::{FakeManager, Kind, MetricsCapture};
-use common::{assert_quiescent, builder, eventually};
+use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, hold, ms, spawn_get};
 use parking_lot::Mutex;
 use tokio::time::Instant;
-
-const WAIT: Duration = Duration::from_secs(5);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-async fn hold(pool: &Pool<FakeManager>, n: usize) -> Vec<Pooled<FakeManager>> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
-        held.push(pool.get().await.unwrap());
-    }
-    held
-}
-
-/// Spawns a get (the pool's acquire timeout) that resolves to the connection's id.
-fn spawn_get(pool: &Pool<FakeManager>) -> tokio::task::JoinHandle<Result<u64, PoolError<aquifer_testing::FakeError>>> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.get().await.map(|c| c.id) })
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_paused_pool_lends_nothing_and_its_waiters_time_out_saying_it_is_paused() {
@@ -80,8 +60,7 @@ async fn a_paused_pool_opens_nothing_not_for_waiters_nor_for_min_idle() {
 
 #[tokio::test(start_paused = true)]
 async fn connections_in_use_keep_working_while_paused_and_return_to_idle_not_to_waiters() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let mut conn = pool.get().await.unwrap();
     pool.pause();
     let waiter = spawn_get(&pool);
@@ -126,8 +105,7 @@ async fn resume_serves_the_waiters_in_the_order_they_came() {
 
 #[tokio::test(start_paused = true)]
 async fn resume_opens_connects_for_the_waiters_of_an_empty_pool() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(3).build().unwrap();
+    let (fake, pool) = fake_pool(3);
     pool.pause();
     let waiters: Vec<_> = (0..3).map(|_| spawn_get(&pool)).collect();
     tokio::time::sleep(ms(100)).await;
@@ -142,8 +120,7 @@ async fn resume_opens_connects_for_the_waiters_of_an_empty_pool() {
 
 #[tokio::test(start_paused = true)]
 async fn a_get_dropped_while_the_pool_is_paused_leaves_nothing_behind() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let held = pool.get().await.unwrap();
     pool.pause();
     let mut dropped = Box::pin(pool.get());
@@ -232,8 +209,7 @@ async fn a_paused_pool_reports_degraded_paused_and_the_paused_gauge_is_one() {
 
 #[tokio::test(start_paused = true)]
 async fn retire_closes_idle_connections_at_once() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(3).build().unwrap();
+    let (fake, pool) = fake_pool(3);
     drop(hold(&pool, 3).await);
     assert_eq!(pool.retire(), 3);
     let state = pool.state();
@@ -244,8 +220,7 @@ async fn retire_closes_idle_connections_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn retire_closes_lent_connections_when_they_come_back_not_before() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).build().unwrap();
+    let (fake, pool) = fake_pool(2);
     let mut lent = hold(&pool, 2).await;
     assert_eq!(pool.retire(), 0, "nothing idle");
     assert_eq!(fake.live(), 2, "connections in use are not interrupted");
@@ -261,8 +236,7 @@ async fn retire_closes_lent_connections_when_they_come_back_not_before() {
 
 #[tokio::test(start_paused = true)]
 async fn a_retired_connection_coming_back_goes_to_no_waiter_and_the_waiter_gets_a_new_one() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let lent = pool.get().await.unwrap();
     let old = lent.id;
     let waiter = spawn_get(&pool);
@@ -397,8 +371,7 @@ async fn keepalive_validates_idle_connections_on_its_period() {
 
 #[tokio::test(start_paused = true)]
 async fn keepalive_is_off_by_default() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).build().unwrap();
+    let (fake, pool) = fake_pool(2);
     drop(hold(&pool, 2).await);
     let before = fake.stats().validations;
     tokio::time::sleep(Duration::from_secs(300)).await;
@@ -491,8 +464,7 @@ async fn a_ping_answered_after_the_pool_closed_closes_its_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn any_pool_pauses_resumes_retires_and_resizes() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).build().unwrap();
+    let (_fake, pool) = fake_pool(2);
     drop(hold(&pool, 2).await);
     let any: &dyn aquifer_core::AnyPool = &pool;
     any.pause();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aquifer_core::{HealthRegistry, HealthStatus};
 use aquifer_testing::FakeManager;
-use common::{builder, eventually};
+use common::{builder, eventually, fake_pool, hold};
 
 #[tokio::test(start_paused = true)]
 async fn healthy_pool_reports_latency_version_and_state() {
@@ -38,15 +38,8 @@ async fn health_report_serializes_to_json() {
 
 #[tokio::test(start_paused = true)]
 async fn pool_above_80_percent_utilization_is_degraded() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(5).build().unwrap();
-    let held: Vec<_> = {
-        let mut v = Vec::new();
-        for _ in 0..5 {
-            v.push(pool.get().await.unwrap());
-        }
-        v
-    };
+    let (_fake, pool) = fake_pool(5);
+    let held = hold(&pool, 5).await;
     let report = pool.health().await;
     assert_eq!(report.status, HealthStatus::Degraded, "{report:?}");
     assert_eq!(report.utilization, 1.0);

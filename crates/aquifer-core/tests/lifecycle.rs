@@ -6,9 +6,7 @@ mod common;
 use std::time::Duration;
 
 use aquifer_testing::FakeManager;
-use common::{assert_quiescent, builder, eventually};
-
-const WAIT: Duration = Duration::from_secs(5);
+use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, hold, queued, spawn_get};
 
 #[tokio::test(start_paused = true)]
 async fn connection_used_within_the_bypass_window_is_not_validated() {
@@ -37,10 +35,7 @@ async fn connection_failing_validation_is_replaced_transparently() {
     let first = pool.get().await.unwrap().id;
     tokio::time::sleep(Duration::from_millis(30)).await;
     fake.set_fail_validation(true);
-    let conn = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
+    let conn = spawn_get(&pool);
     eventually(WAIT, "the stale connection was validated", || fake.stats().validations >= 1).await;
     fake.set_fail_validation(false);
     let second = conn.await.unwrap().unwrap();
@@ -50,8 +45,7 @@ async fn connection_failing_validation_is_replaced_transparently() {
 
 #[tokio::test(start_paused = true)]
 async fn broken_connection_is_discarded_on_return_and_its_slot_freed() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (_fake, pool) = fake_pool(1);
     let mut conn = pool.get().await.unwrap();
     let id = conn.id;
     conn.broken = true;
@@ -65,29 +59,25 @@ async fn broken_connection_is_discarded_on_return_and_its_slot_freed() {
 async fn a_connection_found_broken_makes_every_idle_one_validate_before_its_next_checkout() {
     let fake = FakeManager::new();
     let pool = builder(&fake).max_size(4).validation_bypass(Duration::from_secs(60)).build().unwrap();
-    let mut held = futures_join(&pool, 4).await;
+    let mut held = hold(&pool, 4).await;
     let mut dead = held.pop().unwrap();
     drop(held);
     // Three idle connections, all used just now: inside the bypass window, checkout would trust them.
     dead.broken = true;
     drop(dead);
-    drop(futures_join(&pool, 3).await);
+    drop(hold(&pool, 3).await);
     assert_eq!(fake.stats().validations, 3, "each idle connection is validated once after the death");
     // Validated and returned since: trusted again.
-    drop(futures_join(&pool, 3).await);
+    drop(hold(&pool, 3).await);
     assert_eq!(fake.stats().validations, 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn broken_connection_on_return_wakes_a_waiter_with_a_new_connection() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (_fake, pool) = fake_pool(1);
     let mut held = pool.get().await.unwrap();
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
-    eventually(WAIT, "the waiter is queued", || pool.state().waiting == 1).await;
+    let waiter = spawn_get(&pool);
+    queued(&pool, 1).await;
     let id = held.id;
     held.broken = true;
     drop(held);
@@ -139,8 +129,7 @@ async fn discard_closes_the_connection_instead_of_returning_it() {
 
 #[tokio::test(start_paused = true)]
 async fn detach_hands_over_the_connection_and_frees_the_slot() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let conn = pool.get().await.unwrap();
     let raw = conn.detach();
     assert_eq!(pool.state().size, 0);
@@ -167,7 +156,7 @@ async fn idle_timeout_closes_idle_connections() {
 async fn idle_timeout_never_closes_connections_below_min_idle() {
     let fake = FakeManager::new();
     let pool = builder(&fake).min_idle(2).idle_timeout(Some(Duration::from_millis(30))).build().unwrap();
-    let held: Vec<_> = futures_join(&pool, 4).await;
+    let held: Vec<_> = hold(&pool, 4).await;
     // While all four are busy the pool tops idle up to min_idle (as HikariCP does), so more than four exist.
     eventually(WAIT, "min_idle was topped up", || pool.state().idle == 2).await;
     drop(held);
@@ -264,7 +253,7 @@ async fn max_lifetime_has_jitter_below_the_configured_value() {
     let fake = FakeManager::new();
     let lifetime = Duration::from_millis(400);
     let pool = builder(&fake).max_size(20).max_lifetime(Some(lifetime)).idle_timeout(None).build().unwrap();
-    let conns = futures_join(&pool, 20).await;
+    let conns = hold(&pool, 20).await;
     let opened = tokio::time::Instant::now();
     drop(conns);
     // 5 % jitter: all expire within [380 ms, 400 ms] of creation, and not all at the same instant.
@@ -284,9 +273,8 @@ async fn resize_refuses_a_size_beyond_the_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn resize_down_closes_idle_connections_beyond_the_new_size() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(4).build().unwrap();
-    drop(futures_join(&pool, 4).await);
+    let (fake, pool) = fake_pool(4);
+    drop(hold(&pool, 4).await);
     pool.resize(2).unwrap();
     let state = pool.state();
     assert_eq!((state.size, state.max_size), (2, 2));
@@ -295,9 +283,8 @@ async fn resize_down_closes_idle_connections_beyond_the_new_size() {
 
 #[tokio::test(start_paused = true)]
 async fn resize_down_closes_busy_connections_as_they_return() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(3).build().unwrap();
-    let held = futures_join(&pool, 3).await;
+    let (fake, pool) = fake_pool(3);
+    let held = hold(&pool, 3).await;
     pool.resize(1).unwrap();
     drop(held);
     assert_eq!(pool.state().size, 1);
@@ -306,14 +293,10 @@ async fn resize_down_closes_busy_connections_as_they_return() {
 
 #[tokio::test(start_paused = true)]
 async fn resize_up_lets_waiters_connect() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (_fake, pool) = fake_pool(1);
     let _held = pool.get().await.unwrap();
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
-    eventually(WAIT, "the waiter is queued", || pool.state().waiting == 1).await;
+    let waiter = spawn_get(&pool);
+    queued(&pool, 1).await;
     pool.resize(2).unwrap();
     assert!(tokio::time::timeout(WAIT, waiter).await.expect("waiter served").unwrap().is_ok());
 }
@@ -333,7 +316,7 @@ async fn resize_rejects_zero_and_sizes_below_min_idle() {
 async fn retain_closes_the_idle_connections_the_predicate_rejects() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();
-    drop(futures_join(&pool, 4).await);
+    drop(hold(&pool, 4).await);
     let removed = pool.retain(|conn, info| {
         assert_eq!(conn.id, info.id);
         conn.id % 2 == 0
@@ -353,13 +336,4 @@ async fn connection_info_reports_id_and_age() {
     assert_eq!(info.id, 1);
     assert!(info.age >= info.checked_out_for);
     assert_eq!(conn.pool_name(), "fake.local:1/test");
-}
-
-/// Checks out `n` connections at once.
-async fn futures_join(pool: &aquifer_core::Pool<FakeManager>, n: usize) -> Vec<aquifer_core::Pooled<FakeManager>> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
-        held.push(pool.get().await.unwrap());
-    }
-    held
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::{ConnectError, PoolError};
 use aquifer_testing::{FakeHook, FakeManager};
-use common::{assert_quiescent, builder, eventually};
+use common::{assert_quiescent, builder, eventually, fake_pool, spawn_get};
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_connect_frees_its_slot_and_fails_the_get_with_a_typed_error() {
@@ -35,10 +35,7 @@ async fn a_connect_panic_does_not_open_the_circuit() {
     let fake = FakeManager::new();
     fake.set_panic(FakeHook::Connect, true);
     let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_secs(30)).build().unwrap();
-    let get = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
+    let get = spawn_get(&pool);
     eventually(Duration::from_secs(1), "connect panicked", || fake.stats().attempts >= 1).await;
     assert_eq!(pool.stats().fail_fast, 0, "a single panic opened the circuit");
     fake.set_panic(FakeHook::Connect, false);
@@ -48,10 +45,7 @@ async fn a_connect_panic_does_not_open_the_circuit() {
     // And again after another burst of panics shorter than fail_fast_after, with the pool empty.
     pool.retain(|_, _| false);
     fake.set_panic(FakeHook::Connect, true);
-    let get = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
+    let get = spawn_get(&pool);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     fake.set_panic(FakeHook::Connect, false);
     get.await.unwrap().expect("the next get after the panics succeeds");
@@ -95,8 +89,7 @@ async fn a_panicking_validate_discards_the_connection_and_the_get_goes_on() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_is_broken_closes_the_connection_and_frees_its_slot() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let conn = pool.get().await.unwrap();
     fake.set_panic(FakeHook::IsBroken, true);
     drop(conn);
@@ -110,8 +103,7 @@ async fn a_panicking_is_broken_closes_the_connection_and_frees_its_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_needs_reset_closes_the_connection_and_frees_its_slot() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let conn = pool.get().await.unwrap();
     fake.set_panic(FakeHook::NeedsReset, true);
     drop(conn);
@@ -124,8 +116,7 @@ async fn a_panicking_needs_reset_closes_the_connection_and_frees_its_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_reset_closes_the_connection_and_frees_its_slot() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let mut conn = pool.get().await.unwrap();
     conn.dirty = true;
     fake.set_panic(FakeHook::Reset, true);

@@ -8,23 +8,15 @@ mod common;
 
 use std::time::Duration;
 
-use aquifer_core::{Pool, PoolBuilder, Pooled};
+use aquifer_core::PoolBuilder;
 use aquifer_testing::{FakeManager, MetricsCapture};
-use common::{assert_quiescent, builder, eventually};
+use common::{assert_quiescent, builder, eventually, hold};
 
 const WINDOW: Duration = Duration::from_secs(8);
 
 /// A pool retiring old-secret connections over [`WINDOW`] (housekeeping then runs every second).
 fn rotating(fake: &FakeManager) -> PoolBuilder<FakeManager> {
     builder(fake).retire_on_rotation(true, WINDOW)
-}
-
-async fn hold(pool: &Pool<FakeManager>, n: usize) -> Vec<Pooled<FakeManager>> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
-        held.push(pool.get().await.unwrap());
-    }
-    held
 }
 
 /// Past the window and the housekeeping round that sees the rotation (one tick) and the one after it.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aquifer_core::{BoxError, HookFailure, PoolError, SessionContext};
 use aquifer_testing::{FakeConn, FakeManager};
-use common::{assert_quiescent, builder, eventually};
+use common::{assert_quiescent, builder, eventually, fake_pool};
 use parking_lot::Mutex;
 use proptest::prelude::*;
 
@@ -255,8 +255,7 @@ async fn a_context_whose_clear_fails_discards_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn the_context_is_cleared_after_a_panic_in_user_code_and_after_a_reset() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     // A panic while holding the connection: it is dropped during unwinding, the context is still cleared.
     let task = tokio::spawn({
         let pool = pool.clone();
@@ -289,8 +288,7 @@ async fn the_context_is_cleared_after_a_panic_in_user_code_and_after_a_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn a_checkout_cancelled_between_set_and_the_end_of_apply_closes_the_connection() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool(1);
     let ctx = Arc::new(Tenant { id: 8, apply: Fault::None, clear: Fault::None, slow_apply: true });
     assert!(tokio::time::timeout(Duration::from_millis(1), pool.get_with(ctx)).await.is_err());
     let next = pool.get().await.unwrap();

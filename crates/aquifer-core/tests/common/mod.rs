@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use aquifer_core::{Clock, Pool, PoolBuilder};
-use aquifer_testing::FakeManager;
+use aquifer_core::{Clock, Pool, PoolBuilder, PoolError, Pooled};
+use aquifer_testing::{FakeError, FakeManager};
+use tokio::task::JoinHandle;
 
 /// Polls `cond` every 5 ms until it holds; fails the test after `within`.
 pub async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -39,4 +40,38 @@ pub fn assert_quiescent(pool: &Pool<FakeManager>, fake: &FakeManager) {
     assert_eq!(state.size, fake.live(), "pool size = live connections: {state}");
     assert_eq!(state.idle, state.size, "every live connection is idle: {state}");
     assert!(state.size <= state.max_size, "size <= max: {state}");
+}
+
+/// How long a test waits for the pool to reach a state before it fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A fresh fake server and a pool of at most `max_size` connections over it, built by [`builder`].
+pub fn fake_pool(max_size: usize) -> (FakeManager, Pool<FakeManager>) {
+    let fake = FakeManager::new();
+    let pool = builder(&fake).max_size(max_size).build().unwrap();
+    (fake, pool)
+}
+
+/// Checks out `n` connections, one after the other.
+pub async fn hold(pool: &Pool<FakeManager>, n: usize) -> Vec<Pooled<FakeManager>> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(pool.get().await.unwrap());
+    }
+    held
+}
+
+/// Spawns a get (the pool's acquire timeout) that resolves to the connection's id.
+pub fn spawn_get(pool: &Pool<FakeManager>) -> JoinHandle<Result<u64, PoolError<FakeError>>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.get().await.map(|c| c.id) })
+}
+
+/// Waits until `n` callers are queued for a connection.
+pub async fn queued(pool: &Pool<FakeManager>, n: usize) {
+    eventually(WAIT, &format!("{n} callers are queued"), || pool.state().waiting == n).await;
 }
