@@ -382,12 +382,13 @@ fn black_hole_load(
     })
 }
 
-/// A network black hole (connects hang: their packets are lost) of 5 s with callers throughout, the pool
-/// empty: attempts time out after 2 s (the acquire timeout), and those begun during the outage keep timing out
-/// after it heals. None of them may open the circuit once the server answers again (it used to, refusing
-/// callers for a second), and the first success comes within 250 ms of the heal.
-#[tokio::test(start_paused = true)]
-async fn the_circuit_does_not_open_after_a_black_hole_heals_on_attempts_begun_during_it() {
+/// Runs [`black_hole_load`] until `start + load_for` against a pool of 4 (2 s acquire and fail-fast
+/// timeouts) whose server is a black hole for the first `outage`; returns the pool, when the load started,
+/// when the server healed and how each caller was served.
+async fn black_hole(
+    outage: Duration,
+    load_for: Duration,
+) -> (Pool<FakeManager>, Instant, Instant, Vec<(Instant, Instant, Served)>) {
     let fake = FakeManager::new();
     let pool = builder(&fake)
         .max_size(4)
@@ -399,11 +400,20 @@ async fn the_circuit_does_not_open_after_a_black_hole_heals_on_attempts_begun_du
         .unwrap();
     fake.set_hang(true);
     let start = Instant::now();
-    let load = black_hole_load(&pool, start + Duration::from_secs(8));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let load = black_hole_load(&pool, start + load_for);
+    tokio::time::sleep(outage).await;
     fake.set_hang(false);
     let heal = Instant::now();
-    let callers = load.await.unwrap();
+    (pool, start, heal, load.await.unwrap())
+}
+
+/// A network black hole (connects hang: their packets are lost) of 5 s with callers throughout, the pool
+/// empty: attempts time out after 2 s (the acquire timeout), and those begun during the outage keep timing out
+/// after it heals. None of them may open the circuit once the server answers again (it used to, refusing
+/// callers for a second), and the first success comes within 250 ms of the heal.
+#[tokio::test(start_paused = true)]
+async fn the_circuit_does_not_open_after_a_black_hole_heals_on_attempts_begun_during_it() {
+    let (pool, _start, heal, callers) = black_hole(Duration::from_secs(5), Duration::from_secs(8)).await;
     let refused_after_heal = callers.iter().filter(|(_, end, s)| *s == Served::Unavailable && *end >= heal).count();
     assert_eq!(refused_after_heal, 0, "callers refused after the heal: {}", tally(&callers, heal));
     let first_ok = callers.iter().filter(|(_, _, s)| *s == Served::Ok).map(|(_, end, _)| *end).min().unwrap();
@@ -423,22 +433,7 @@ async fn the_circuit_does_not_open_after_a_black_hole_heals_on_attempts_begun_du
 /// hedged attempts reach the server within 250 ms although the probe's own attempt is stalled.
 #[tokio::test(start_paused = true)]
 async fn a_black_hole_that_lasts_opens_the_circuit_and_its_heal_is_noticed_within_250ms() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake)
-        .max_size(4)
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_timeout(Duration::from_secs(10))
-        .fail_fast_after(Duration::from_secs(2))
-        .connect_backoff(ms(50), Duration::from_secs(5))
-        .build()
-        .unwrap();
-    fake.set_hang(true);
-    let start = Instant::now();
-    let load = black_hole_load(&pool, start + Duration::from_secs(14));
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    fake.set_hang(false);
-    let heal = Instant::now();
-    let callers = load.await.unwrap();
+    let (_pool, start, heal, callers) = black_hole(Duration::from_secs(12), Duration::from_secs(14)).await;
     let refused: Vec<Instant> =
         callers.iter().filter(|(_, _, s)| *s == Served::Unavailable).map(|(_, end, _)| *end).collect();
     let opened = *refused.iter().min().expect("the circuit opened during a 12 s black hole");

@@ -35,18 +35,23 @@ async fn leak_report_names_the_file_and_line_of_the_get_call() {
     drop(conn);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_leak_is_reported_only_once() {
-    let fake = FakeManager::new();
+/// A pool that reports connections held past `threshold` as leaks, and the count of its reports.
+fn leak_counting_pool(threshold: Duration) -> (aquifer_core::Pool<FakeManager>, Arc<Mutex<u32>>) {
     let count = Arc::new(Mutex::new(0));
-    let pool = builder(&fake)
-        .leak_detection_threshold(Some(Duration::from_millis(10)))
+    let pool = builder(&FakeManager::new())
+        .leak_detection_threshold(Some(threshold))
         .on_leak({
             let count = count.clone();
             move |_| *count.lock() += 1
         })
         .build()
         .unwrap();
+    (pool, count)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leak_is_reported_only_once() {
+    let (pool, count) = leak_counting_pool(Duration::from_millis(10));
     let conn = pool.get().await.unwrap();
     eventually(Duration::from_secs(5), "the leak was reported", || *count.lock() == 1).await;
     tokio::time::sleep(Duration::from_millis(60)).await;
@@ -56,16 +61,7 @@ async fn a_leak_is_reported_only_once() {
 
 #[tokio::test(start_paused = true)]
 async fn connections_returned_in_time_are_not_reported() {
-    let fake = FakeManager::new();
-    let count = Arc::new(Mutex::new(0));
-    let pool = builder(&fake)
-        .leak_detection_threshold(Some(Duration::from_millis(100)))
-        .on_leak({
-            let count = count.clone();
-            move |_| *count.lock() += 1
-        })
-        .build()
-        .unwrap();
+    let (pool, count) = leak_counting_pool(Duration::from_millis(100));
     for _ in 0..20 {
         drop(pool.get().await.unwrap());
     }

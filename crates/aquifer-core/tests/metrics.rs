@@ -226,8 +226,13 @@ fn wait_time_point(exporter: &opentelemetry_sdk::metrics::InMemoryMetricExporter
     Some((p.count(), p.bucket_counts().collect(), p.sum(), p.min(), p.max()))
 }
 
-#[tokio::test(start_paused = true)]
-async fn zero_waits_of_checkouts_served_at_once_are_in_every_collection() {
+/// A pool named `orders` whose connects take 3 ms, exporting to an in-memory exporter when the provider is
+/// flushed (a periodic reader, as in production, rather than the capture's manual one).
+fn wait_time_pool() -> (
+    opentelemetry_sdk::metrics::InMemoryMetricExporter,
+    opentelemetry_sdk::metrics::SdkMeterProvider,
+    aquifer_core::Pool<FakeManager>,
+) {
     use opentelemetry::metrics::MeterProvider;
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     let exporter = InMemoryMetricExporter::default();
@@ -235,6 +240,12 @@ async fn zero_waits_of_checkouts_served_at_once_are_in_every_collection() {
     let fake = FakeManager::new();
     fake.set_connect_delay(Duration::from_millis(3));
     let pool = builder(&fake).name("orders").meter(provider.meter("aquifer")).build().unwrap();
+    (exporter, provider, pool)
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_waits_of_checkouts_served_at_once_are_in_every_collection() {
+    let (exporter, provider, pool) = wait_time_pool();
     // The first get waits 3 ms for the connect; the next ones find it idle.
     for _ in 0..4 {
         drop(pool.get().await.unwrap());
@@ -260,13 +271,7 @@ async fn zero_waits_of_checkouts_served_at_once_are_in_every_collection() {
 
 #[tokio::test(start_paused = true)]
 async fn zero_waits_not_yet_collected_still_reach_the_histogram_when_the_pool_is_dropped() {
-    use opentelemetry::metrics::MeterProvider;
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-    let exporter = InMemoryMetricExporter::default();
-    let provider = SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
-    let fake = FakeManager::new();
-    fake.set_connect_delay(Duration::from_millis(3));
-    let pool = builder(&fake).name("orders").meter(provider.meter("aquifer")).build().unwrap();
+    let (exporter, provider, pool) = wait_time_pool();
     for _ in 0..6 {
         drop(pool.get().await.unwrap());
     }

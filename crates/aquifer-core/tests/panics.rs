@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use aquifer_core::{ConnectError, PoolError};
+use aquifer_core::{ConnectError, Pool, PoolError};
 use aquifer_testing::{FakeHook, FakeManager};
 use common::{assert_quiescent, builder, eventually, fake_pool, spawn_get};
 
@@ -87,6 +87,14 @@ async fn a_panicking_validate_discards_the_connection_and_the_get_goes_on() {
     assert_quiescent(&pool, &fake);
 }
 
+/// Once `hook` stops panicking, the slot its one panic freed serves a new connection.
+async fn the_freed_slot_serves_once_it_stops_panicking(pool: &Pool<FakeManager>, fake: &FakeManager, hook: FakeHook) {
+    fake.set_panic(hook, false);
+    drop(pool.get_timeout(Duration::from_millis(100)).await.expect("the slot was freed"));
+    assert_eq!(pool.stats().panics, 1);
+    assert_quiescent(pool, fake);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panicking_is_broken_closes_the_connection_and_frees_its_slot() {
     let (fake, pool) = fake_pool(1);
@@ -94,11 +102,8 @@ async fn a_panicking_is_broken_closes_the_connection_and_frees_its_slot() {
     fake.set_panic(FakeHook::IsBroken, true);
     drop(conn);
     assert_eq!(pool.state().size, 0, "{}", pool.state());
-    fake.set_panic(FakeHook::IsBroken, false);
-    drop(pool.get_timeout(Duration::from_millis(100)).await.expect("the slot was freed"));
-    assert_eq!(pool.stats().panics, 1);
+    the_freed_slot_serves_once_it_stops_panicking(&pool, &fake, FakeHook::IsBroken).await;
     assert_eq!(pool.stats().closed_broken, 1);
-    assert_quiescent(&pool, &fake);
 }
 
 #[tokio::test(start_paused = true)]
@@ -108,10 +113,7 @@ async fn a_panicking_needs_reset_closes_the_connection_and_frees_its_slot() {
     fake.set_panic(FakeHook::NeedsReset, true);
     drop(conn);
     assert_eq!(pool.state().size, 0, "{}", pool.state());
-    fake.set_panic(FakeHook::NeedsReset, false);
-    drop(pool.get_timeout(Duration::from_millis(100)).await.expect("the slot was freed"));
-    assert_eq!(pool.stats().panics, 1);
-    assert_quiescent(&pool, &fake);
+    the_freed_slot_serves_once_it_stops_panicking(&pool, &fake, FakeHook::NeedsReset).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -122,10 +124,7 @@ async fn a_panicking_reset_closes_the_connection_and_frees_its_slot() {
     fake.set_panic(FakeHook::Reset, true);
     drop(conn);
     eventually(Duration::from_secs(1), "the reset task ended", || pool.state().size == 0).await;
-    fake.set_panic(FakeHook::Reset, false);
-    drop(pool.get_timeout(Duration::from_millis(100)).await.expect("the slot was freed"));
-    assert_eq!(pool.stats().panics, 1);
-    assert_quiescent(&pool, &fake);
+    the_freed_slot_serves_once_it_stops_panicking(&pool, &fake, FakeHook::Reset).await;
 }
 
 #[tokio::test(start_paused = true)]
