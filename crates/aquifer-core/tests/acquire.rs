@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{builder, eventually, fake_pool, queued, spawn_get};
+use common::{builder, eventually, fake_pool, fake_pool_with, queued, spawn_get};
 use parking_lot::Mutex;
 
 #[tokio::test(start_paused = true)]
@@ -23,8 +23,7 @@ async fn get_opens_a_connection_and_drop_returns_it() {
 
 #[tokio::test(start_paused = true)]
 async fn pooled_derefs_to_the_driver_connection() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b);
     let mut conn = pool.get().await.unwrap();
     conn.uses += 1;
     let id = conn.id;
@@ -53,8 +52,7 @@ async fn idle_connections_are_reused_last_in_first_out() {
 
 #[tokio::test(start_paused = true)]
 async fn fifo_reuse_hands_out_the_longest_idle_connection_first() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(3).reuse(aquifer_core::Reuse::Fifo).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.max_size(3).reuse(aquifer_core::Reuse::Fifo));
     let a = pool.get().await.unwrap();
     let b = pool.get().await.unwrap();
     let c = pool.get().await.unwrap();
@@ -171,8 +169,7 @@ async fn pool_handles_are_send_sync_and_clone() {
     fn assert_send<T: Send + 'static>() {}
     assert_send_sync::<aquifer_core::Pool<FakeManager>>();
     assert_send::<aquifer_core::Pooled<FakeManager>>();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b);
     fn assert_send_future<F: std::future::Future + Send>(_: &F) {}
     let fut = pool.get();
     assert_send_future(&fut);
@@ -200,8 +197,7 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
 
 #[tokio::test(start_paused = true)]
 async fn acquire_timeout_fails_every_queued_waiter_in_time() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_millis(50)).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.max_size(1).acquire_timeout(Duration::from_millis(50)));
     let _held = pool.get().await.unwrap();
     let started = tokio::time::Instant::now();
     let waiters: Vec<_> = (0..5)
@@ -222,8 +218,7 @@ async fn acquire_timeout_fails_every_queued_waiter_in_time() {
 
 #[tokio::test(start_paused = true)]
 async fn a_shorter_custom_timeout_behind_default_waiters_still_fires_first() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_secs(30)).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.max_size(1).acquire_timeout(Duration::from_secs(30)));
     let _held = pool.get().await.unwrap();
     let slow = tokio::spawn({
         let pool = pool.clone();
@@ -240,8 +235,7 @@ async fn a_shorter_custom_timeout_behind_default_waiters_still_fires_first() {
 
 #[tokio::test(start_paused = true)]
 async fn waiters_still_time_out_after_the_queue_drained_and_refilled() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_millis(40)).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.max_size(1).acquire_timeout(Duration::from_millis(40)));
     for _ in 0..3 {
         let held = pool.get().await.unwrap();
         assert!(pool.get().await.unwrap_err().is_timeout());

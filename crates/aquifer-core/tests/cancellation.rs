@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, queued, spawn_get};
+use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, queued, spawn_get};
 
 /// Polls a future once (registering it) and hands it back.
 fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
@@ -55,8 +55,7 @@ async fn get_dropped_while_its_connect_hangs_releases_the_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn get_dropped_while_validating_closes_the_connection_and_frees_the_slot() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).validation_bypass(Duration::from_millis(1)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1).validation_bypass(Duration::from_millis(1)));
     drop(pool.get().await.unwrap());
     tokio::time::sleep(Duration::from_millis(5)).await;
     fake.set_validate_delay(Duration::from_millis(200));

@@ -8,12 +8,11 @@ use tokio::time::Instant;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{WAIT, builder, eventually, queued};
+use common::{WAIT, builder, eventually, fake_pool_with, queued};
 
 #[tokio::test(start_paused = true)]
 async fn close_wakes_every_waiter_with_closed() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_secs(30)).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.max_size(1).acquire_timeout(Duration::from_secs(30)));
     let held = pool.get().await.unwrap();
     let waiters: Vec<_> = (0..10)
         .map(|_| {
@@ -36,8 +35,7 @@ async fn close_wakes_every_waiter_with_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn get_after_close_fails_with_closed() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b);
     pool.close().await;
     assert!(matches!(pool.get().await, Err(PoolError::Closed)));
     assert!(matches!(pool.try_get().await, Err(PoolError::Closed)));
@@ -46,8 +44,7 @@ async fn get_after_close_fails_with_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn close_closes_idle_connections_at_once() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
     drop((a, b));
     assert_eq!(pool.close().await, 0);
@@ -57,8 +54,7 @@ async fn close_closes_idle_connections_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn close_waits_for_busy_connections_and_closes_each_as_it_returns() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     let busy = pool.get().await.unwrap();
     let returner = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -73,8 +69,7 @@ async fn close_waits_for_busy_connections_and_closes_each_as_it_returns() {
 
 #[tokio::test(start_paused = true)]
 async fn close_gives_up_at_close_timeout_and_reports_what_is_still_open() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).close_timeout(Duration::from_millis(30)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.close_timeout(Duration::from_millis(30)));
     let busy = pool.get().await.unwrap();
     assert_eq!(pool.close().await, 1);
     drop(busy);
@@ -97,8 +92,7 @@ async fn close_stops_connects_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_last_handle_closes_the_pool() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     let clone = pool.clone();
     drop(pool.get().await.unwrap());
     drop(pool);
@@ -109,8 +103,7 @@ async fn dropping_the_last_handle_closes_the_pool() {
 
 #[tokio::test(start_paused = true)]
 async fn connection_outliving_its_pool_is_closed_on_drop() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     let conn = pool.get().await.unwrap();
     drop(pool);
     assert_eq!(fake.live(), 1);

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aquifer_core::{HealthStatus, Pool, PoolError};
-use aquifer_testing::{FakeManager, Kind, MetricsCapture};
-use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, hold, ms, spawn_get};
+use aquifer_testing::{FakeManager, Kind};
+use common::{
+    WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, metered_pool, ms, spawn_get,
+};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]
 async fn a_paused_pool_lends_nothing_and_its_waiters_time_out_saying_it_is_paused() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).acquire_timeout(Duration::from_secs(2)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(2).acquire_timeout(Duration::from_secs(2)));
     drop(hold(&pool, 2).await);
     assert!(!pool.is_paused());
     pool.pause();
@@ -39,8 +40,7 @@ async fn a_paused_pool_lends_nothing_and_its_waiters_time_out_saying_it_is_pause
 
 #[tokio::test(start_paused = true)]
 async fn a_paused_pool_opens_nothing_not_for_waiters_nor_for_min_idle() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(4).min_idle(2).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
     eventually(WAIT, "min_idle is filled", || pool.state().idle == 2).await;
     pool.pause();
     let attempts = fake.stats().attempts;
@@ -77,8 +77,7 @@ async fn connections_in_use_keep_working_while_paused_and_return_to_idle_not_to_
 
 #[tokio::test(start_paused = true)]
 async fn resume_serves_the_waiters_in_the_order_they_came() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).acquire_timeout(Duration::from_secs(30)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(2).acquire_timeout(Duration::from_secs(30)));
     drop(hold(&pool, 2).await);
     pool.pause();
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -179,9 +178,7 @@ async fn the_probe_of_an_open_circuit_waits_while_the_pool_is_paused() {
 
 #[tokio::test(start_paused = true)]
 async fn a_paused_pool_reports_degraded_paused_and_the_paused_gauge_is_one() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b);
     drop(pool.get().await.unwrap());
     assert_eq!(pool.health().await.status, HealthStatus::Healthy);
     pool.pause();
@@ -265,8 +262,7 @@ async fn a_connection_being_reset_when_the_pool_retires_is_closed_once_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn retire_refills_min_idle_with_new_connections() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(4).min_idle(2).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
     eventually(WAIT, "min_idle is filled", || pool.state().idle == 2).await;
     pool.retire();
     eventually(WAIT, "min_idle is filled again", || pool.state().idle == 2).await;
@@ -276,8 +272,7 @@ async fn retire_refills_min_idle_with_new_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn retiring_a_paused_pool_opens_nothing_until_it_resumes() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(4).min_idle(2).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
     eventually(WAIT, "min_idle is filled", || pool.state().idle == 2).await;
     pool.pause();
     assert_eq!(pool.retire(), 2);
@@ -290,9 +285,7 @@ async fn retiring_a_paused_pool_opens_nothing_until_it_resumes() {
 
 #[tokio::test(start_paused = true)]
 async fn retirements_count_in_closed_by_reason_and_in_retired_by_reason() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(3).meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.max_size(3));
     let mut held = hold(&pool, 3).await;
     let lent = held.pop().unwrap();
     drop(held);

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use aquifer_core::{HealthRegistry, HealthStatus};
 use aquifer_testing::FakeManager;
-use common::{builder, eventually, fake_pool, hold};
+use common::{builder, eventually, fake_pool, fake_pool_with, hold};
 
 #[tokio::test(start_paused = true)]
 async fn healthy_pool_reports_latency_version_and_state() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").max_size(4).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.name("orders").max_size(4));
     let report = pool.health().await;
     assert_eq!(report.status, HealthStatus::Healthy);
     assert_eq!(report.pool, "orders");
@@ -26,8 +25,7 @@ async fn healthy_pool_reports_latency_version_and_state() {
 
 #[tokio::test(start_paused = true)]
 async fn health_report_serializes_to_json() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b);
     let json = serde_json::to_value(pool.health().await).unwrap();
     assert_eq!(json["status"], "healthy");
     assert!(json["latency_ms"].is_f64(), "{json}");
@@ -48,8 +46,7 @@ async fn pool_above_80_percent_utilization_is_degraded() {
 
 #[tokio::test(start_paused = true)]
 async fn failing_validation_makes_the_pool_unhealthy() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     drop(pool.get().await.unwrap());
     fake.set_fail_validation(true);
     let report = pool.health().await;
@@ -69,16 +66,14 @@ async fn unreachable_server_makes_the_pool_unhealthy_with_the_connect_error() {
 
 #[tokio::test(start_paused = true)]
 async fn closed_pool_is_unhealthy() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b);
     pool.close().await;
     assert_eq!(pool.health().await.status, HealthStatus::Unhealthy);
 }
 
 #[tokio::test(start_paused = true)]
 async fn health_interval_refreshes_the_report_in_the_background() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).health_interval(Some(Duration::from_millis(20))).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.health_interval(Some(Duration::from_millis(20))));
     eventually(Duration::from_secs(5), "a background report exists", || pool.last_health().is_some()).await;
     fake.set_fail_validation(true);
     eventually(Duration::from_secs(5), "the report turned unhealthy", || {

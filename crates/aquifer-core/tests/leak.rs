@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::LeakReport;
 use aquifer_testing::FakeManager;
-use common::{builder, eventually};
+use common::{builder, eventually, fake_pool_with};
 use parking_lot::Mutex;
 
 #[tokio::test(start_paused = true)]
@@ -74,8 +74,7 @@ async fn connections_returned_in_time_are_not_reported() {
 async fn leak_is_logged_through_tracing_with_the_caller() {
     let (logs, _guard) = capture_logs();
 
-    let fake = FakeManager::new();
-    let pool = builder(&fake).leak_detection_threshold(Some(Duration::from_millis(10))).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.leak_detection_threshold(Some(Duration::from_millis(10))));
     let line = line!() + 1;
     let conn = pool.get().await.unwrap();
     let needle = format!("{}:{line}", file!());

@@ -6,12 +6,11 @@ mod common;
 use std::time::Duration;
 
 use aquifer_testing::FakeManager;
-use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, hold, queued, spawn_get};
+use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, queued, spawn_get};
 
 #[tokio::test(start_paused = true)]
 async fn connection_used_within_the_bypass_window_is_not_validated() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).validation_bypass(Duration::from_secs(60)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.validation_bypass(Duration::from_secs(60)));
     for _ in 0..10 {
         drop(pool.get().await.unwrap());
     }
@@ -20,8 +19,7 @@ async fn connection_used_within_the_bypass_window_is_not_validated() {
 
 #[tokio::test(start_paused = true)]
 async fn connection_idle_past_the_bypass_window_is_validated_on_checkout() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).validation_bypass(Duration::from_millis(20)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.validation_bypass(Duration::from_millis(20)));
     drop(pool.get().await.unwrap());
     tokio::time::sleep(Duration::from_millis(40)).await;
     drop(pool.get().await.unwrap());
@@ -30,8 +28,7 @@ async fn connection_idle_past_the_bypass_window_is_validated_on_checkout() {
 
 #[tokio::test(start_paused = true)]
 async fn connection_failing_validation_is_replaced_transparently() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).validation_bypass(Duration::from_millis(10)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.validation_bypass(Duration::from_millis(10)));
     let first = pool.get().await.unwrap().id;
     tokio::time::sleep(Duration::from_millis(30)).await;
     fake.set_fail_validation(true);
@@ -57,8 +54,7 @@ async fn broken_connection_is_discarded_on_return_and_its_slot_freed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_found_broken_makes_every_idle_one_validate_before_its_next_checkout() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(4).validation_bypass(Duration::from_secs(60)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(4).validation_bypass(Duration::from_secs(60)));
     let mut held = hold(&pool, 4).await;
     let mut dead = held.pop().unwrap();
     drop(held);
@@ -117,8 +113,7 @@ async fn connection_whose_reset_fails_is_discarded() {
 
 #[tokio::test(start_paused = true)]
 async fn discard_closes_the_connection_instead_of_returning_it() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     let conn = pool.get().await.unwrap();
     conn.discard();
     let state = pool.state();
@@ -141,8 +136,7 @@ async fn detach_hands_over_the_connection_and_frees_the_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_timeout_closes_idle_connections() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).idle_timeout(Some(Duration::from_millis(50))).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.idle_timeout(Some(Duration::from_millis(50))));
     let a = pool.get().await.unwrap();
     let b = pool.get().await.unwrap();
     drop((a, b));
@@ -154,8 +148,7 @@ async fn idle_timeout_closes_idle_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_timeout_never_closes_connections_below_min_idle() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).min_idle(2).idle_timeout(Some(Duration::from_millis(30))).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.min_idle(2).idle_timeout(Some(Duration::from_millis(30))));
     let held: Vec<_> = hold(&pool, 4).await;
     // While all four are busy the pool tops idle up to min_idle (as HikariCP does), so more than four exist.
     eventually(WAIT, "min_idle was topped up", || pool.state().idle == 2).await;
@@ -170,8 +163,7 @@ async fn idle_timeout_never_closes_connections_below_min_idle() {
 
 #[tokio::test(start_paused = true)]
 async fn min_idle_connections_are_opened_at_start_and_replaced_when_closed() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).min_idle(3).max_size(5).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.min_idle(3).max_size(5));
     eventually(WAIT, "min_idle connections were opened", || pool.state().idle == 3).await;
     let conn = pool.get().await.unwrap();
     conn.discard();
@@ -202,8 +194,7 @@ async fn a_warm_up_that_times_out_is_counted_as_a_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn warm_up_without_min_idle_opens_one_connection() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     pool.warm_up().await.unwrap();
     assert_eq!((pool.state().idle, fake.stats().created), (1, 1));
 }
@@ -230,8 +221,7 @@ async fn warm_up_reports_a_refused_connect() {
 
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_closes_idle_connections() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_lifetime(Some(Duration::from_millis(40))).idle_timeout(None).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.max_lifetime(Some(Duration::from_millis(40))).idle_timeout(None));
     drop(pool.get().await.unwrap());
     eventually(WAIT, "the expired connection was closed", || pool.state().size == 0).await;
     assert_eq!(pool.stats().closed_max_lifetime, 1);
@@ -239,8 +229,7 @@ async fn max_lifetime_closes_idle_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_is_enforced_when_a_busy_connection_returns() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_lifetime(Some(Duration::from_millis(40))).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.max_lifetime(Some(Duration::from_millis(40))));
     let conn = pool.get().await.unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
     drop(conn);
@@ -264,8 +253,7 @@ async fn max_lifetime_has_jitter_below_the_configured_value() {
 
 #[tokio::test(start_paused = true)]
 async fn resize_refuses_a_size_beyond_the_bound() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b);
     let err = pool.resize(aquifer_core::MAX_POOL_SIZE + 1).unwrap_err();
     assert!(err.to_string().contains("max_size"), "{err}");
     assert_eq!(pool.state().max_size, 10);
@@ -303,8 +291,7 @@ async fn resize_up_lets_waiters_connect() {
 
 #[tokio::test(start_paused = true)]
 async fn resize_rejects_zero_and_sizes_below_min_idle() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).min_idle(2).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b.min_idle(2));
     let err = pool.resize(0).unwrap_err();
     assert!(err.to_string().contains("max_size = 0"), "{err}");
     let err = pool.resize(1).unwrap_err();
@@ -314,8 +301,7 @@ async fn resize_rejects_zero_and_sizes_below_min_idle() {
 
 #[tokio::test(start_paused = true)]
 async fn retain_closes_the_idle_connections_the_predicate_rejects() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     drop(hold(&pool, 4).await);
     let removed = pool.retain(|conn, info| {
         assert_eq!(conn.id, info.id);
@@ -329,8 +315,7 @@ async fn retain_closes_the_idle_connections_the_predicate_rejects() {
 
 #[tokio::test(start_paused = true)]
 async fn connection_info_reports_id_and_age() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (_fake, pool) = fake_pool_with(|b| b);
     let conn = pool.get().await.unwrap();
     let info = conn.info();
     assert_eq!(info.id, 1);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::metrics::DURATION_BUCKETS;
 use aquifer_testing::{Captured, FakeManager, Kind, MetricsCapture};
-use common::{builder, eventually};
+use common::{builder, eventually, metered_pool};
 
 fn metric<'a>(c: &'a Captured, name: &str, unit: &str, kind: Kind) -> &'a aquifer_testing::CapturedMetric {
     let m = c.get(name).unwrap_or_else(|| panic!("{name} was not exported; got {:?}", c.metrics.keys()));
@@ -22,9 +22,7 @@ fn metric<'a>(c: &'a Captured, name: &str, unit: &str, kind: Kind) -> &'a aquife
 
 #[tokio::test(start_paused = true)]
 async fn connection_counts_are_observed_by_state() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").max_size(4).min_idle(1).meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.name("orders").max_size(4).min_idle(1));
     let held = [pool.get().await.unwrap(), pool.get().await.unwrap(), pool.get().await.unwrap()];
     eventually(Duration::from_secs(5), "min_idle was topped up", || pool.state().idle == 1).await;
 
@@ -45,9 +43,7 @@ async fn connection_counts_are_observed_by_state() {
 
 #[tokio::test(start_paused = true)]
 async fn pending_requests_count_the_waiters() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").max_size(1).meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.name("orders").max_size(1));
     let held = pool.get().await.unwrap();
     let waiters: Vec<_> = (0..2)
         .map(|_| {
@@ -92,9 +88,7 @@ async fn timings_are_histograms_in_seconds_with_fine_buckets() {
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_are_counted() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").max_size(1).meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.name("orders").max_size(1));
     let _held = pool.get().await.unwrap();
     for _ in 0..3 {
         assert!(pool.get_timeout(Duration::from_millis(5)).await.is_err());
@@ -105,9 +99,7 @@ async fn timeouts_are_counted() {
 
 #[tokio::test(start_paused = true)]
 async fn created_and_closed_connections_are_counted_with_the_close_reason() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.name("orders"));
     let mut a = pool.get().await.unwrap();
     let b = pool.get().await.unwrap();
     let c2 = pool.get().await.unwrap();
@@ -173,9 +165,7 @@ async fn leaks_are_counted() {
 
 #[tokio::test(start_paused = true)]
 async fn health_gauge_is_one_when_healthy() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.name("orders"));
     drop(pool.get().await.unwrap());
     let c = capture.collect();
     assert_eq!(metric(&c, "aquifer.pool.health", "1", Kind::Gauge).total(), 1.0);
@@ -183,9 +173,7 @@ async fn health_gauge_is_one_when_healthy() {
 
 #[tokio::test(start_paused = true)]
 async fn operation_duration_carries_the_operation_and_server_attributes() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.name("orders"));
     pool.record_operation("SELECT", Duration::from_millis(3), None);
     pool.record_operation("INSERT", Duration::from_millis(1), Some("23505"));
     let c = capture.collect();
@@ -201,9 +189,7 @@ async fn operation_duration_carries_the_operation_and_server_attributes() {
 
 #[tokio::test(start_paused = true)]
 async fn default_pool_name_is_address_port_and_namespace() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b);
     drop(pool.get().await.unwrap());
     let c = capture.collect();
     let count = c.get("db.client.connection.count").unwrap();
@@ -286,9 +272,7 @@ async fn zero_waits_not_yet_collected_still_reach_the_histogram_when_the_pool_is
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_pool_reports_its_last_gauges_at_the_next_collection_and_then_nothing() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").max_size(4).min_idle(1).meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.name("orders").max_size(4).min_idle(1));
     drop(pool.get().await.unwrap());
     drop(pool);
     // The background tasks see the pool closed and end; with them goes the last reference.
@@ -312,9 +296,7 @@ async fn a_dropped_pool_reports_its_last_gauges_at_the_next_collection_and_then_
 
 #[tokio::test(start_paused = true)]
 async fn a_closed_pool_exports_its_counts_but_no_health() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").max_size(3).meter(capture.meter()).build().unwrap();
+    let (_fake, capture, pool) = metered_pool(|b| b.name("orders").max_size(3));
     drop(pool.get().await.unwrap());
     let c = capture.collect();
     assert_eq!(metric(&c, "aquifer.pool.health", "1", Kind::Gauge).total(), 1.0, "healthy while open");

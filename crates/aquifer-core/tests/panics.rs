@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::{ConnectError, Pool, PoolError};
 use aquifer_testing::{FakeHook, FakeManager};
-use common::{assert_quiescent, builder, eventually, fake_pool, spawn_get};
+use common::{assert_quiescent, builder, eventually, fake_pool, fake_pool_with, spawn_get};
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_connect_frees_its_slot_and_fails_the_get_with_a_typed_error() {
@@ -74,8 +74,7 @@ fn assert_quiescent_after_close(fake: &FakeManager) {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_validate_discards_the_connection_and_the_get_goes_on() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(1).validation_bypass(Duration::from_millis(1)).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1).validation_bypass(Duration::from_millis(1)));
     let first = pool.get().await.unwrap().id;
     tokio::time::sleep(Duration::from_millis(10)).await;
     fake.set_panic(FakeHook::Validate, true);
@@ -129,8 +128,7 @@ async fn a_panicking_reset_closes_the_connection_and_frees_its_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_server_version_leaves_a_passing_health_check_healthy() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b);
     fake.set_panic(FakeHook::ServerVersion, true);
     let report = pool.health().await;
     assert_eq!(report.status, aquifer_core::HealthStatus::Healthy, "{report:?}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolBuilder;
 use aquifer_testing::{FakeManager, MetricsCapture};
-use common::{assert_quiescent, builder, eventually, hold};
+use common::{assert_quiescent, builder, eventually, fake_pool_with, hold};
 
 const WINDOW: Duration = Duration::from_secs(8);
 
@@ -117,8 +117,7 @@ async fn no_retirement_without_rotation() {
 
 #[tokio::test(start_paused = true)]
 async fn no_retirement_when_retire_on_rotation_is_off() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake).max_size(2).idle_timeout(None).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(2).idle_timeout(None));
     assert!(!pool.config().retire_on_rotation, "off by default");
     let lent = hold(&pool, 2).await;
     fake.rotate_credentials();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aquifer_core::{BoxError, HookFailure, PoolError, SessionContext};
 use aquifer_testing::{FakeConn, FakeManager};
-use common::{assert_quiescent, builder, eventually, fake_pool};
+use common::{assert_quiescent, builder, eventually, fake_pool, fake_pool_with};
 use parking_lot::Mutex;
 use proptest::prelude::*;
 
@@ -222,8 +222,7 @@ async fn a_context_is_applied_for_one_checkout_and_cleared_before_the_next() {
 #[tokio::test(start_paused = true)]
 async fn a_context_that_fails_to_apply_fails_the_checkout_and_discards_the_connection() {
     for fault in [Fault::Fail, Fault::Panic, Fault::Hang] {
-        let fake = FakeManager::new();
-        let pool = builder(&fake).max_size(1).hook_timeout(Duration::from_millis(50)).build().unwrap();
+        let (fake, pool) = fake_pool_with(|b| b.max_size(1).hook_timeout(Duration::from_millis(50)));
         let ctx = Arc::new(Tenant { id: 3, apply: fault, clear: Fault::None, slow_apply: false });
         let err = pool.get_with(ctx).await.unwrap_err();
         assert!(matches!(&err, PoolError::Hook { hook, .. } if &**hook == "tenant"), "{err:?}");
@@ -238,8 +237,7 @@ async fn a_context_that_fails_to_apply_fails_the_checkout_and_discards_the_conne
 #[tokio::test(start_paused = true)]
 async fn a_context_whose_clear_fails_discards_the_connection() {
     for fault in [Fault::Fail, Fault::Panic, Fault::Hang] {
-        let fake = FakeManager::new();
-        let pool = builder(&fake).max_size(1).hook_timeout(Duration::from_millis(50)).build().unwrap();
+        let (fake, pool) = fake_pool_with(|b| b.max_size(1).hook_timeout(Duration::from_millis(50)));
         let ctx = Arc::new(Tenant { id: 5, apply: Fault::None, clear: fault, slow_apply: false });
         let conn = pool.get_with(ctx).await.unwrap();
         let first = conn.id;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aquifer_core::{Clock, Pool, PoolBuilder, PoolError, Pooled};
-use aquifer_testing::{FakeError, FakeManager};
+use aquifer_testing::{FakeError, FakeManager, MetricsCapture};
 use tokio::task::JoinHandle;
 
 /// Polls `cond` every 5 ms until it holds; fails the test after `within`.
@@ -74,4 +74,22 @@ pub fn spawn_get(pool: &Pool<FakeManager>) -> JoinHandle<Result<u64, PoolError<F
 /// Waits until `n` callers are queued for a connection.
 pub async fn queued(pool: &Pool<FakeManager>, n: usize) {
     eventually(WAIT, &format!("{n} callers are queued"), || pool.state().waiting == n).await;
+}
+
+/// A fresh fake server and a pool over it, built by [`builder`] as `configure` adjusts it.
+pub fn fake_pool_with(
+    configure: impl FnOnce(PoolBuilder<FakeManager>) -> PoolBuilder<FakeManager>,
+) -> (FakeManager, Pool<FakeManager>) {
+    let fake = FakeManager::new();
+    let pool = configure(builder(&fake)).build().unwrap();
+    (fake, pool)
+}
+
+/// [`fake_pool_with`], the pool reporting its metrics to a fresh capture.
+pub fn metered_pool(
+    configure: impl FnOnce(PoolBuilder<FakeManager>) -> PoolBuilder<FakeManager>,
+) -> (FakeManager, MetricsCapture, Pool<FakeManager>) {
+    let capture = MetricsCapture::new();
+    let (fake, pool) = fake_pool_with(|b| configure(b.meter(capture.meter())));
+    (fake, capture, pool)
 }
