@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{builder, eventually, fake_pool, fake_pool_with, queued, spawn_get};
+use common::{eventually, fake_pool, fake_pool_with, queued, spawn_get};
 use parking_lot::Mutex;
 
 #[tokio::test(start_paused = true)]
@@ -69,9 +69,8 @@ async fn fifo_reuse_hands_out_the_longest_idle_connection_first() {
 
 #[tokio::test(start_paused = true)]
 async fn no_more_than_max_size_connections_are_opened() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(3));
     fake.set_connect_delay(Duration::from_millis(5));
-    let pool = builder(&fake).max_size(3).build().unwrap();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let pool = pool.clone();

@@ -32,9 +32,8 @@ async fn get_dropped_while_queued_leaves_the_queue() {
 
 #[tokio::test(start_paused = true)]
 async fn get_dropped_while_its_connect_is_in_flight_lets_the_connect_finish_into_the_pool() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b);
     fake.set_connect_delay(Duration::from_millis(50));
-    let pool = builder(&fake).build().unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(5), pool.get()).await.is_err());
     eventually(WAIT, "the connect finished into the pool", || pool.state().idle == 1).await;
     assert_quiescent(&pool, &fake);
@@ -43,9 +42,8 @@ async fn get_dropped_while_its_connect_is_in_flight_lets_the_connect_finish_into
 
 #[tokio::test(start_paused = true)]
 async fn get_dropped_while_its_connect_hangs_releases_the_slot() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1).connect_timeout(Duration::from_millis(30)));
     fake.set_hang(true);
-    let pool = builder(&fake).max_size(1).connect_timeout(Duration::from_millis(30)).build().unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(5), pool.get()).await.is_err());
     // Nobody needs the connect any more once it times out, so its slot is freed rather than retried forever.
     eventually(WAIT, "the slot was released", || pool.state().size == 0).await;
@@ -111,9 +109,8 @@ fn eventually_blocking(mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(start_paused = true)]
 async fn dirty_connection_is_never_handed_out_while_its_reset_runs() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_reset_delay(Duration::from_millis(30));
-    let pool = builder(&fake).max_size(1).build().unwrap();
     let mut conn = pool.get().await.unwrap();
     conn.dirty = true;
     drop(conn);
@@ -139,15 +136,13 @@ async fn storm(controls: bool) {
     const TASKS: usize = 48;
     const ROUNDS: usize = 250;
     const MAX: usize = 6;
-    let fake = FakeManager::new();
-    let pool = builder(&fake)
-        .max_size(MAX)
-        .min_idle(1)
-        .validation_bypass(Duration::from_micros(300))
-        .connect_timeout(Duration::from_millis(20))
-        .fail_fast_after(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let (fake, pool) = fake_pool_with(|b| {
+        b.max_size(MAX)
+            .min_idle(1)
+            .validation_bypass(Duration::from_micros(300))
+            .connect_timeout(Duration::from_millis(20))
+            .fail_fast_after(Duration::from_millis(200))
+    });
 
     let dropped = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

@@ -7,8 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use aquifer_core::PoolError;
-use aquifer_testing::FakeManager;
-use common::{WAIT, builder, eventually, fake_pool_with, queued};
+use common::{WAIT, eventually, fake_pool_with, queued};
 
 #[tokio::test(start_paused = true)]
 async fn close_wakes_every_waiter_with_closed() {
@@ -78,9 +77,8 @@ async fn close_gives_up_at_close_timeout_and_reports_what_is_still_open() {
 
 #[tokio::test(start_paused = true)]
 async fn close_stops_connects_in_flight() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.connect_timeout(Duration::from_secs(60)));
     fake.set_hang(true);
-    let pool = builder(&fake).connect_timeout(Duration::from_secs(60)).build().unwrap();
     let get = tokio::spawn({
         let pool = pool.clone();
         async move { pool.get().await.map(|_| ()) }

@@ -9,16 +9,15 @@ use std::time::Duration;
 
 use aquifer_core::{ConnectError, Pool, PoolError};
 use aquifer_testing::{FakeManager, assert_each_cause_once};
-use common::{builder, eventually, ms, spawn_get};
+use common::{builder, eventually, fake_pool_with, ms, spawn_get};
 use tokio::time::Instant;
 
 const NEVER: Duration = Duration::ZERO;
 
 #[tokio::test(start_paused = true)]
 async fn timeout_reports_last_connect_error() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(NEVER));
     fake.set_connect_error(Some("no pg_hba.conf entry for host \"10.0.0.7\""));
-    let pool = builder(&fake).fail_fast_after(NEVER).build().unwrap();
     let err = pool.get_timeout(ms(200)).await.unwrap_err();
     let PoolError::Timeout { last_error: Some(ConnectError::Backend(e)), .. } = &err else {
         panic!("expected a timeout with the last connect error, got {err:?}");
@@ -51,9 +50,8 @@ async fn a_permanent_connect_error_fails_fast_at_the_first_attempt() {
 
 #[tokio::test(start_paused = true)]
 async fn connect_is_retried_with_backoff_until_it_succeeds() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(NEVER));
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(NEVER).build().unwrap();
     let get = spawn_get(&pool);
     eventually(Duration::from_secs(5), "a few connects failed", || fake.stats().attempts >= 3).await;
     fake.set_down(false);
@@ -63,9 +61,8 @@ async fn connect_is_retried_with_backoff_until_it_succeeds() {
 
 #[tokio::test(start_paused = true)]
 async fn hanging_connect_is_cut_by_connect_timeout_and_reported() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.connect_timeout(ms(30)).fail_fast_after(NEVER));
     fake.set_hang(true);
-    let pool = builder(&fake).connect_timeout(ms(30)).fail_fast_after(NEVER).build().unwrap();
     let err = pool.get_timeout(ms(300)).await.unwrap_err();
     assert!(
         matches!(&err, PoolError::Timeout { last_error: Some(ConnectError::TimedOut(d)), .. } if *d == ms(30)),
@@ -89,13 +86,9 @@ async fn a_transient_connect_failure_is_retried_inside_the_get_and_never_surface
 
 #[tokio::test(start_paused = true)]
 async fn the_circuit_opens_after_fail_fast_after_of_failures_without_a_live_connection() {
-    let fake = FakeManager::new();
+    let (fake, pool) =
+        fake_pool_with(|b| b.acquire_timeout(Duration::from_secs(30)).fail_fast_after(Duration::from_secs(1)));
     fake.set_down(true);
-    let pool = builder(&fake)
-        .acquire_timeout(Duration::from_secs(30))
-        .fail_fast_after(Duration::from_secs(1))
-        .build()
-        .unwrap();
     let started = Instant::now();
     let err = pool.get().await.unwrap_err();
     let waited = started.elapsed();
@@ -110,9 +103,8 @@ async fn the_circuit_opens_after_fail_fast_after_of_failures_without_a_live_conn
 
 #[tokio::test(start_paused = true)]
 async fn without_the_circuit_a_get_against_a_dead_server_retries_until_its_timeout() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(NEVER));
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(NEVER).build().unwrap();
     let started = Instant::now();
     let err = pool.get_timeout(Duration::from_secs(3)).await.unwrap_err();
     assert!(started.elapsed() >= Duration::from_secs(3));
@@ -122,9 +114,8 @@ async fn without_the_circuit_a_get_against_a_dead_server_retries_until_its_timeo
 
 #[tokio::test(start_paused = true)]
 async fn while_failing_fast_new_gets_fail_at_once_without_connecting() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(ms(100)).connect_backoff(ms(5), Duration::from_secs(5)));
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(ms(100)).connect_backoff(ms(5), Duration::from_secs(5)).build().unwrap();
     assert!(matches!(pool.get().await, Err(PoolError::Unavailable { .. })));
     let attempts = fake.stats().attempts;
     for _ in 0..100 {
@@ -176,9 +167,8 @@ async fn the_circuit_stays_closed_while_a_connection_is_checked_out() {
 
 #[tokio::test(start_paused = true)]
 async fn gets_succeed_again_once_the_server_is_back() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(ms(100)));
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(ms(100)).build().unwrap();
     assert!(matches!(pool.get().await, Err(PoolError::Unavailable { .. })));
     fake.set_down(false);
     // The background probe reconnects on its own; no caller has to trigger it.
@@ -190,9 +180,8 @@ async fn gets_succeed_again_once_the_server_is_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_successful_connect_clears_the_last_error() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1).fail_fast_after(NEVER));
     fake.set_down(true);
-    let pool = builder(&fake).max_size(1).fail_fast_after(NEVER).build().unwrap();
     let get = tokio::spawn({
         let pool = pool.clone();
         async move { pool.get().await }
@@ -219,14 +208,9 @@ fn served_at(
 
 #[tokio::test(start_paused = true)]
 async fn a_success_ends_the_backoff_so_a_new_get_sees_an_attempt_within_the_minimum_backoff() {
-    let fake = FakeManager::new();
+    let (fake, pool) =
+        fake_pool_with(|b| b.max_size(2).fail_fast_after(NEVER).connect_backoff(ms(50), Duration::from_secs(10)));
     fake.set_down(true);
-    let pool = builder(&fake)
-        .max_size(2)
-        .fail_fast_after(NEVER)
-        .connect_backoff(ms(50), Duration::from_secs(10))
-        .build()
-        .unwrap();
     let first = tokio::spawn({
         let pool = pool.clone();
         async move {
@@ -251,14 +235,9 @@ async fn a_success_ends_the_backoff_so_a_new_get_sees_an_attempt_within_the_mini
 
 #[tokio::test(start_paused = true)]
 async fn while_a_caller_waits_failed_connects_are_retried_at_least_every_200ms() {
-    let fake = FakeManager::new();
+    let (fake, pool) =
+        fake_pool_with(|b| b.max_size(1).fail_fast_after(NEVER).connect_backoff(ms(50), Duration::from_secs(10)));
     fake.set_down(true);
-    let pool = builder(&fake)
-        .max_size(1)
-        .fail_fast_after(NEVER)
-        .connect_backoff(ms(50), Duration::from_secs(10))
-        .build()
-        .unwrap();
     let get = served_at(&pool);
     tokio::time::sleep(Duration::from_secs(20)).await;
     let attempts = fake.stats().attempts;
@@ -271,9 +250,8 @@ async fn while_a_caller_waits_failed_connects_are_retried_at_least_every_200ms()
 
 #[tokio::test(start_paused = true)]
 async fn the_probe_never_sleeps_past_connect_backoff_max() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(ms(100)).connect_backoff(ms(50), Duration::from_secs(1)));
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(ms(100)).connect_backoff(ms(50), Duration::from_secs(1)).build().unwrap();
     assert!(matches!(pool.get().await, Err(PoolError::Unavailable { .. })));
     // Nobody asks any more: the probe paces itself by its backoff alone, capped at 1 s jitter included.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -285,9 +263,8 @@ async fn the_probe_never_sleeps_past_connect_backoff_max() {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_long_outage_the_first_get_succeeds_within_250ms_of_the_server_answering() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(ms(500)));
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(ms(500)).build().unwrap();
     // Forty seconds of outage with callers being refused every 50 ms: the probe's backoff reaches its 5 s cap.
     let outage_end = Instant::now() + Duration::from_secs(40);
     while Instant::now() < outage_end {
@@ -308,15 +285,13 @@ async fn after_a_long_outage_the_first_get_succeeds_within_250ms_of_the_server_a
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_connect_is_abandoned_at_the_acquire_timeout_and_a_fresh_one_made() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| {
+        b.max_size(1)
+            .fail_fast_after(NEVER)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(1))
+    });
     fake.set_hang(true);
-    let pool = builder(&fake)
-        .max_size(1)
-        .fail_fast_after(NEVER)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
     // A black hole: the connect hangs, the caller gives up after its acquire timeout.
     assert!(matches!(pool.get().await, Err(PoolError::Timeout { .. })));
     // The partition heals. The stalled attempt must not hold the only slot for the rest of connect_timeout.
@@ -389,15 +364,13 @@ async fn black_hole(
     outage: Duration,
     load_for: Duration,
 ) -> (Pool<FakeManager>, Instant, Instant, Vec<(Instant, Instant, Served)>) {
-    let fake = FakeManager::new();
-    let pool = builder(&fake)
-        .max_size(4)
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_timeout(Duration::from_secs(10))
-        .fail_fast_after(Duration::from_secs(2))
-        .connect_backoff(ms(50), Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let (fake, pool) = fake_pool_with(|b| {
+        b.max_size(4)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(10))
+            .fail_fast_after(Duration::from_secs(2))
+            .connect_backoff(ms(50), Duration::from_secs(5))
+    });
     fake.set_hang(true);
     let start = Instant::now();
     let load = black_hole_load(&pool, start + load_for);

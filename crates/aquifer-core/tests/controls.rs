@@ -134,9 +134,8 @@ async fn a_get_dropped_while_the_pool_is_paused_leaves_nothing_behind() {
 
 #[tokio::test(start_paused = true)]
 async fn connects_under_way_when_the_pool_pauses_finish_into_the_idle_queue_and_retry_no_more() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(2));
     fake.set_connect_delay(ms(100));
-    let pool = builder(&fake).max_size(2).build().unwrap();
     let waiter = spawn_get(&pool);
     tokio::time::sleep(ms(10)).await;
     pool.pause();
@@ -160,9 +159,8 @@ async fn connects_under_way_when_the_pool_pauses_finish_into_the_idle_queue_and_
 
 #[tokio::test(start_paused = true)]
 async fn the_probe_of_an_open_circuit_waits_while_the_pool_is_paused() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(2).fail_fast_after(ms(100)));
     fake.set_down(true);
-    let pool = builder(&fake).max_size(2).fail_fast_after(ms(100)).build().unwrap();
     assert!(matches!(pool.get().await, Err(PoolError::Unavailable { .. })));
     pool.pause();
     tokio::time::sleep(ms(100)).await;
@@ -247,9 +245,8 @@ async fn a_retired_connection_coming_back_goes_to_no_waiter_and_the_waiter_gets_
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_being_reset_when_the_pool_retires_is_closed_once_reset() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_reset_delay(ms(100));
-    let pool = builder(&fake).max_size(1).build().unwrap();
     let mut conn = pool.get().await.unwrap();
     conn.dirty = true;
     drop(conn);
@@ -304,14 +301,9 @@ async fn retirements_count_in_closed_by_reason_and_in_retired_by_reason() {
 
 /// Opens `n` connections at once and returns when each of them was closed by `max_lifetime`, from then.
 async fn expiries(jitter: f64, n: usize) -> Vec<Duration> {
-    let fake = FakeManager::new();
-    let pool = builder(&fake)
-        .max_size(n)
-        .max_lifetime(Some(Duration::from_secs(100)))
-        .max_lifetime_jitter(jitter)
-        .idle_timeout(None)
-        .build()
-        .unwrap();
+    let (_fake, pool) = fake_pool_with(|b| {
+        b.max_size(n).max_lifetime(Some(Duration::from_secs(100))).max_lifetime_jitter(jitter).idle_timeout(None)
+    });
     drop(hold(&pool, n).await);
     let start = Instant::now();
     let mut closed_at = Vec::new();
@@ -390,13 +382,9 @@ async fn keepalive_closes_dead_idle_connections_before_a_caller_is_handed_one() 
 
 #[tokio::test(start_paused = true)]
 async fn a_keepalive_ping_that_gets_no_answer_is_cut_at_validation_timeout() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake)
-        .max_size(1)
-        .keepalive_interval(Some(Duration::from_secs(10)))
-        .validation_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let (fake, pool) = fake_pool_with(|b| {
+        b.max_size(1).keepalive_interval(Some(Duration::from_secs(10))).validation_timeout(Duration::from_secs(2))
+    });
     drop(pool.get().await.unwrap());
     fake.set_validate_delay(Duration::from_secs(3600)); // a black hole
     tokio::time::sleep(Duration::from_millis(11_000)).await;
@@ -425,13 +413,9 @@ async fn a_connection_out_for_a_ping_is_not_replaced_for_min_idle() {
 
 #[tokio::test(start_paused = true)]
 async fn keepalive_pings_do_not_keep_connections_from_idle_timeout() {
-    let fake = FakeManager::new();
-    let pool = builder(&fake)
-        .max_size(1)
-        .keepalive_interval(Some(Duration::from_secs(10)))
-        .idle_timeout(Some(Duration::from_secs(60)))
-        .build()
-        .unwrap();
+    let (_fake, pool) = fake_pool_with(|b| {
+        b.max_size(1).keepalive_interval(Some(Duration::from_secs(10))).idle_timeout(Some(Duration::from_secs(60)))
+    });
     drop(pool.get().await.unwrap());
     tokio::time::sleep(Duration::from_secs(80)).await;
     assert!(pool.stats().keepalives >= 4, "{:?}", pool.stats());

@@ -56,9 +56,8 @@ async fn failing_validation_makes_the_pool_unhealthy() {
 
 #[tokio::test(start_paused = true)]
 async fn unreachable_server_makes_the_pool_unhealthy_with_the_connect_error() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(Duration::from_millis(100)));
     fake.set_down(true);
-    let pool = builder(&fake).fail_fast_after(Duration::from_millis(100)).build().unwrap();
     let report = pool.health().await;
     assert_eq!(report.status, HealthStatus::Unhealthy);
     assert!(report.last_error.unwrap().contains("connection refused"));
@@ -137,9 +136,8 @@ async fn a_pool_that_cannot_reach_its_server_is_unhealthy_and_says_why() {
 
 #[tokio::test(start_paused = true)]
 async fn an_exhausted_pool_says_what_holds_its_connections() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(2).acquire_timeout(Duration::from_secs(30)));
     fake.set_connect_delay(Duration::from_secs(10));
-    let pool = builder(&fake).max_size(2).acquire_timeout(Duration::from_secs(30)).build().unwrap();
     drop(pool.get_timeout(Duration::from_secs(20)).await.unwrap());
     let held = pool.get().await.unwrap();
     // One connection in use, one slow connect in flight for a waiter.

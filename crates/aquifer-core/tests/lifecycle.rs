@@ -83,9 +83,8 @@ async fn broken_connection_on_return_wakes_a_waiter_with_a_new_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn connection_returned_dirty_is_reset_before_the_next_user() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_reset_delay(Duration::from_millis(20));
-    let pool = builder(&fake).max_size(1).build().unwrap();
     let mut conn = pool.get().await.unwrap();
     conn.dirty = true;
     drop(conn);
@@ -97,9 +96,8 @@ async fn connection_returned_dirty_is_reset_before_the_next_user() {
 
 #[tokio::test(start_paused = true)]
 async fn connection_whose_reset_fails_is_discarded() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_fail_reset(true);
-    let pool = builder(&fake).max_size(1).build().unwrap();
     let mut conn = pool.get().await.unwrap();
     let id = conn.id;
     conn.dirty = true;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::metrics::DURATION_BUCKETS;
 use aquifer_testing::{Captured, FakeManager, Kind, MetricsCapture};
-use common::{builder, eventually, metered_pool};
+use common::{eventually, fake_pool_with, metered_pool};
 
 fn metric<'a>(c: &'a Captured, name: &str, unit: &str, kind: Kind) -> &'a aquifer_testing::CapturedMetric {
     let m = c.get(name).unwrap_or_else(|| panic!("{name} was not exported; got {:?}", c.metrics.keys()));
@@ -65,9 +65,8 @@ async fn pending_requests_count_the_waiters() {
 #[tokio::test(start_paused = true)]
 async fn timings_are_histograms_in_seconds_with_fine_buckets() {
     let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.name("orders").meter(capture.meter()));
     fake.set_connect_delay(Duration::from_millis(5));
-    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
     for _ in 0..5 {
         let conn = pool.get().await.unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -119,14 +118,9 @@ async fn created_and_closed_connections_are_counted_with_the_close_reason() {
 #[tokio::test(start_paused = true)]
 async fn connect_errors_are_counted_by_error_type() {
     let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
+    let (fake, pool) =
+        fake_pool_with(|b| b.name("orders").fail_fast_after(Duration::from_millis(100)).meter(capture.meter()));
     fake.set_down(true);
-    let pool = builder(&fake)
-        .name("orders")
-        .fail_fast_after(Duration::from_millis(100))
-        .meter(capture.meter())
-        .build()
-        .unwrap();
     assert!(pool.get().await.is_err());
     let c = capture.collect();
     let errors = metric(&c, "aquifer.pool.connect.errors", "{error}", Kind::Counter);
@@ -137,9 +131,8 @@ async fn connect_errors_are_counted_by_error_type() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_connect_is_counted_as_a_connect_error_of_type_panic() {
     let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.name("orders").meter(capture.meter()));
     fake.set_panic(aquifer_testing::FakeHook::Connect, true);
-    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
     assert!(pool.get().await.is_err());
     let c = capture.collect();
     let errors = metric(&c, "aquifer.pool.connect.errors", "{error}", Kind::Counter);
@@ -148,14 +141,8 @@ async fn a_panicking_connect_is_counted_as_a_connect_error_of_type_panic() {
 
 #[tokio::test(start_paused = true)]
 async fn leaks_are_counted() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake)
-        .name("orders")
-        .leak_detection_threshold(Some(Duration::from_millis(10)))
-        .meter(capture.meter())
-        .build()
-        .unwrap();
+    let (_fake, capture, pool) =
+        metered_pool(|b| b.name("orders").leak_detection_threshold(Some(Duration::from_millis(10))));
     let conn = pool.get().await.unwrap();
     eventually(Duration::from_secs(5), "the leak was reported", || pool.stats().leaks == 1).await;
     let c = capture.collect();
@@ -223,9 +210,8 @@ fn wait_time_pool() -> (
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     let exporter = InMemoryMetricExporter::default();
     let provider = SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.name("orders").meter(provider.meter("aquifer")));
     fake.set_connect_delay(Duration::from_millis(3));
-    let pool = builder(&fake).name("orders").meter(provider.meter("aquifer")).build().unwrap();
     (exporter, provider, pool)
 }
 

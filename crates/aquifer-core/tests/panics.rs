@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use aquifer_core::{ConnectError, Pool, PoolError};
 use aquifer_testing::{FakeHook, FakeManager};
-use common::{assert_quiescent, builder, eventually, fake_pool, fake_pool_with, spawn_get};
+use common::{assert_quiescent, eventually, fake_pool, fake_pool_with, spawn_get};
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_connect_frees_its_slot_and_fails_the_get_with_a_typed_error() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_panic(FakeHook::Connect, true);
-    let pool = builder(&fake).max_size(1).build().unwrap();
     // It keeps panicking: the get fails once fail_fast_after (2 s) of panics has passed with no connection.
     let err = pool.get().await.unwrap_err();
     let PoolError::Unavailable { last_error: ConnectError::Panicked(message), .. } = &err else {
@@ -32,9 +31,8 @@ async fn a_panicking_connect_frees_its_slot_and_fails_the_get_with_a_typed_error
 /// failure, so a caller never sees it when the next attempt works, and the circuit stays closed.
 #[tokio::test(start_paused = true)]
 async fn a_connect_panic_does_not_open_the_circuit() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1).acquire_timeout(Duration::from_secs(30)));
     fake.set_panic(FakeHook::Connect, true);
-    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_secs(30)).build().unwrap();
     let get = spawn_get(&pool);
     eventually(Duration::from_secs(1), "connect panicked", || fake.stats().attempts >= 1).await;
     assert_eq!(pool.stats().fail_fast, 0, "a single panic opened the circuit");
@@ -55,9 +53,8 @@ async fn a_connect_panic_does_not_open_the_circuit() {
 
 #[tokio::test(start_paused = true)]
 async fn the_pool_serves_again_once_connect_stops_panicking() {
-    let fake = FakeManager::new();
+    let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_panic(FakeHook::Connect, true);
-    let pool = builder(&fake).max_size(1).build().unwrap();
     assert!(pool.get().await.is_err());
     fake.set_panic(FakeHook::Connect, false);
     eventually(Duration::from_secs(10), "the probe connected", || pool.state().idle == 1).await;

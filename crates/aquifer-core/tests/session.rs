@@ -84,16 +84,14 @@ impl SessionContext<FakeConn> for Tenant {
 
 #[tokio::test(start_paused = true)]
 async fn hooks_compose_in_registration_order_and_none_replaces_another() {
-    let fake = FakeManager::new();
     let log = Log::default();
-    let pool = builder(&fake)
-        .max_size(1)
-        .on_checkout("first", logging(&log, "checkout 1"))
-        .on_checkout("second", logging(&log, "checkout 2"))
-        .on_return("third", logging(&log, "return 1"))
-        .on_return("fourth", logging(&log, "return 2"))
-        .build()
-        .unwrap();
+    let (fake, pool) = fake_pool_with(|b| {
+        b.max_size(1)
+            .on_checkout("first", logging(&log, "checkout 1"))
+            .on_checkout("second", logging(&log, "checkout 2"))
+            .on_return("third", logging(&log, "return 1"))
+            .on_return("fourth", logging(&log, "return 2"))
+    });
     let conn = pool.get().await.unwrap();
     assert_eq!(*log.lock(), ["checkout 1", "checkout 2"]);
     drop(conn);
@@ -153,13 +151,11 @@ async fn a_failing_panicking_or_hanging_checkout_hook_discards_the_connection_an
 #[tokio::test(start_paused = true)]
 async fn a_failing_panicking_or_hanging_return_hook_discards_the_connection() {
     for fault in [Fault::Fail, Fault::Panic, Fault::Hang] {
-        let fake = FakeManager::new();
-        let pool = builder(&fake)
-            .max_size(1)
-            .hook_timeout(Duration::from_millis(100))
-            .on_return("discard temp tables", move |_conn| Box::pin(step(fault)))
-            .build()
-            .unwrap();
+        let (fake, pool) = fake_pool_with(|b| {
+            b.max_size(1)
+                .hook_timeout(Duration::from_millis(100))
+                .on_return("discard temp tables", move |_conn| Box::pin(step(fault)))
+        });
         let first = pool.get().await.unwrap().id;
         eventually(Duration::from_secs(2), "the connection was discarded", || pool.stats().closed_hook_failed == 1)
             .await;
@@ -197,14 +193,10 @@ async fn a_checkout_cancelled_while_a_hook_runs_closes_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn a_context_is_applied_for_one_checkout_and_cleared_before_the_next() {
-    let fake = FakeManager::new();
     let log = Log::default();
-    let pool = builder(&fake)
-        .max_size(1)
-        .on_checkout("hook", logging(&log, "checkout"))
-        .on_return("hook", logging(&log, "return"))
-        .build()
-        .unwrap();
+    let (fake, pool) = fake_pool_with(|b| {
+        b.max_size(1).on_checkout("hook", logging(&log, "checkout")).on_return("hook", logging(&log, "return"))
+    });
     let conn = pool.get_with(Tenant::new(7)).await.unwrap();
     assert_eq!(conn.uses, 7);
     drop(conn);
