@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{eventually, fake_pool, fake_pool_with, queued, spawn_get};
+use common::{eventually, fake_pool, fake_pool_with, queued, spawn_get, spawn_gets};
 use parking_lot::Mutex;
 
 #[tokio::test(start_paused = true)]
@@ -199,12 +199,7 @@ async fn acquire_timeout_fails_every_queued_waiter_in_time() {
     let (_fake, pool) = fake_pool_with(|b| b.max_size(1).acquire_timeout(Duration::from_millis(50)));
     let _held = pool.get().await.unwrap();
     let started = tokio::time::Instant::now();
-    let waiters: Vec<_> = (0..5)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.get().await.map(|_| ()) })
-        })
-        .collect();
+    let waiters = spawn_gets(&pool, 5);
     for w in waiters {
         let res = tokio::time::timeout(Duration::from_secs(5), w).await.expect("the waiter timed out").unwrap();
         let Err(PoolError::Timeout { waited, .. }) = res else { panic!("expected a timeout, got {res:?}") };

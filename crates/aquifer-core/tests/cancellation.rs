@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, queued, spawn_get};
+use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, queued, return_dirty, spawn_get};
 
 /// Polls a future once (registering it) and hands it back.
 fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
@@ -111,9 +111,7 @@ fn eventually_blocking(mut cond: impl FnMut() -> bool) {
 async fn dirty_connection_is_never_handed_out_while_its_reset_runs() {
     let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_reset_delay(Duration::from_millis(30));
-    let mut conn = pool.get().await.unwrap();
-    conn.dirty = true;
-    drop(conn);
+    return_dirty(&pool).await;
     assert!(pool.try_get().await.unwrap().is_none(), "the connection is still being reset");
     let conn = pool.get().await.unwrap();
     assert!(!conn.dirty);

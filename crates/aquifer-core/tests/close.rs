@@ -7,18 +7,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use aquifer_core::PoolError;
-use common::{WAIT, eventually, fake_pool_with, queued};
+use common::{WAIT, eventually, fake_pool_with, queued, spawn_gets};
 
 #[tokio::test(start_paused = true)]
 async fn close_wakes_every_waiter_with_closed() {
     let (_fake, pool) = fake_pool_with(|b| b.max_size(1).acquire_timeout(Duration::from_secs(30)));
     let held = pool.get().await.unwrap();
-    let waiters: Vec<_> = (0..10)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.get().await.map(|_| ()) })
-        })
-        .collect();
+    let waiters = spawn_gets(&pool, 10);
     queued(&pool, 10).await;
     let closing = tokio::spawn({
         let pool = pool.clone();

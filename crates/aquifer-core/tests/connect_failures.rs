@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aquifer_core::{ConnectError, Pool, PoolError};
 use aquifer_testing::{FakeManager, assert_each_cause_once};
-use common::{builder, eventually, fake_pool_with, ms, spawn_get};
+use common::{builder, eventually, fake_pool_with, ms, spawn_get, spawn_gets};
 use tokio::time::Instant;
 
 const NEVER: Duration = Duration::ZERO;
@@ -134,12 +134,7 @@ async fn every_queued_waiter_fails_fast_when_the_circuit_opens() {
     fake.set_down(true);
     let pool =
         builder(&fake).max_size(2).fail_fast_after(ms(200)).acquire_timeout(Duration::from_secs(30)).build().unwrap();
-    let waiters: Vec<_> = (0..20)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.get().await.map(|_| ()) })
-        })
-        .collect();
+    let waiters = spawn_gets(&pool, 20);
     for w in waiters {
         let res = tokio::time::timeout(Duration::from_secs(5), w).await.expect("waiter woken").unwrap();
         assert!(matches!(res, Err(PoolError::Unavailable { .. })), "{res:?}");

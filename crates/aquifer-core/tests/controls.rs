@@ -11,7 +11,8 @@ use std::time::Duration;
 use aquifer_core::{HealthStatus, Pool, PoolError};
 use aquifer_testing::{FakeManager, Kind};
 use common::{
-    WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, metered_pool, ms, spawn_get,
+    WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, metered_pool, min_idle_filled, ms,
+    return_dirty, spawn_get,
 };
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -41,7 +42,7 @@ async fn a_paused_pool_lends_nothing_and_its_waiters_time_out_saying_it_is_pause
 #[tokio::test(start_paused = true)]
 async fn a_paused_pool_opens_nothing_not_for_waiters_nor_for_min_idle() {
     let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
-    eventually(WAIT, "min_idle is filled", || pool.state().idle == 2).await;
+    min_idle_filled(&pool, 2).await;
     pool.pause();
     let attempts = fake.stats().attempts;
     // Idle connections closed while paused are not replaced ...
@@ -247,9 +248,7 @@ async fn a_retired_connection_coming_back_goes_to_no_waiter_and_the_waiter_gets_
 async fn a_connection_being_reset_when_the_pool_retires_is_closed_once_reset() {
     let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_reset_delay(ms(100));
-    let mut conn = pool.get().await.unwrap();
-    conn.dirty = true;
-    drop(conn);
+    return_dirty(&pool).await;
     tokio::time::sleep(ms(10)).await;
     pool.retire();
     tokio::time::sleep(ms(200)).await;
@@ -260,7 +259,7 @@ async fn a_connection_being_reset_when_the_pool_retires_is_closed_once_reset() {
 #[tokio::test(start_paused = true)]
 async fn retire_refills_min_idle_with_new_connections() {
     let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
-    eventually(WAIT, "min_idle is filled", || pool.state().idle == 2).await;
+    min_idle_filled(&pool, 2).await;
     pool.retire();
     eventually(WAIT, "min_idle is filled again", || pool.state().idle == 2).await;
     assert_eq!(fake.stats().created, 4);
@@ -270,7 +269,7 @@ async fn retire_refills_min_idle_with_new_connections() {
 #[tokio::test(start_paused = true)]
 async fn retiring_a_paused_pool_opens_nothing_until_it_resumes() {
     let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
-    eventually(WAIT, "min_idle is filled", || pool.state().idle == 2).await;
+    min_idle_filled(&pool, 2).await;
     pool.pause();
     assert_eq!(pool.retire(), 2);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -334,14 +333,13 @@ async fn without_jitter_connections_opened_together_expire_together() {
 // ---------------------------------------------------------------------------------------------------------
 // keepalive_interval
 
-fn keepalive_pool(fake: &FakeManager, every: Duration) -> Pool<FakeManager> {
-    builder(fake).max_size(2).keepalive_interval(Some(every)).idle_timeout(None).max_lifetime(None).build().unwrap()
+fn keepalive_pool(every: Duration) -> (FakeManager, Pool<FakeManager>) {
+    fake_pool_with(|b| b.max_size(2).keepalive_interval(Some(every)).idle_timeout(None).max_lifetime(None))
 }
 
 #[tokio::test(start_paused = true)]
 async fn keepalive_validates_idle_connections_on_its_period() {
-    let fake = FakeManager::new();
-    let pool = keepalive_pool(&fake, Duration::from_secs(60));
+    let (fake, pool) = keepalive_pool(Duration::from_secs(60));
     drop(hold(&pool, 2).await);
     let before = fake.stats().validations;
     tokio::time::sleep(Duration::from_secs(59)).await;
@@ -365,8 +363,7 @@ async fn keepalive_is_off_by_default() {
 
 #[tokio::test(start_paused = true)]
 async fn keepalive_closes_dead_idle_connections_before_a_caller_is_handed_one() {
-    let fake = FakeManager::new();
-    let pool = keepalive_pool(&fake, Duration::from_secs(10));
+    let (fake, pool) = keepalive_pool(Duration::from_secs(10));
     drop(hold(&pool, 2).await);
     fake.set_fail_validation(true); // the network dropped them while idle
     tokio::time::sleep(Duration::from_secs(13)).await;
@@ -404,7 +401,7 @@ async fn a_connection_out_for_a_ping_is_not_replaced_for_min_idle() {
     fake.set_validate_delay(Duration::from_secs(1));
     let pool =
         builder(&fake).max_size(4).min_idle(2).keepalive_interval(Some(Duration::from_secs(10))).build().unwrap();
-    eventually(WAIT, "min_idle is filled", || pool.state().idle == 2).await;
+    min_idle_filled(&pool, 2).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(pool.stats().keepalives >= 2, "{:?}", pool.stats());
     assert_eq!(fake.stats().created, 2, "pings made the pool open connections for min_idle");
@@ -424,9 +421,8 @@ async fn keepalive_pings_do_not_keep_connections_from_idle_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_ping_answered_after_the_pool_closed_closes_its_connection() {
-    let fake = FakeManager::new();
+    let (fake, pool) = keepalive_pool(Duration::from_secs(10));
     fake.set_validate_delay(Duration::from_secs(1));
-    let pool = keepalive_pool(&fake, Duration::from_secs(10));
     drop(pool.get().await.unwrap());
     tokio::time::sleep(Duration::from_millis(12_600)).await;
     assert_eq!(pool.stats().keepalives, 1);

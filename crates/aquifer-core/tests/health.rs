@@ -44,23 +44,26 @@ async fn pool_above_80_percent_utilization_is_degraded() {
     drop(held);
 }
 
+/// Checks that the pool's health check finds it unhealthy, its last error saying `why`.
+async fn assert_unhealthy_because(pool: &aquifer_core::Pool<FakeManager>, why: &str) {
+    let report = pool.health().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert!(report.last_error.unwrap().contains(why));
+}
+
 #[tokio::test(start_paused = true)]
 async fn failing_validation_makes_the_pool_unhealthy() {
     let (fake, pool) = fake_pool_with(|b| b);
     drop(pool.get().await.unwrap());
     fake.set_fail_validation(true);
-    let report = pool.health().await;
-    assert_eq!(report.status, HealthStatus::Unhealthy);
-    assert!(report.last_error.unwrap().contains("server closed the connection"));
+    assert_unhealthy_because(&pool, "server closed the connection").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn unreachable_server_makes_the_pool_unhealthy_with_the_connect_error() {
     let (fake, pool) = fake_pool_with(|b| b.fail_fast_after(Duration::from_millis(100)));
     fake.set_down(true);
-    let report = pool.health().await;
-    assert_eq!(report.status, HealthStatus::Unhealthy);
-    assert!(report.last_error.unwrap().contains("connection refused"));
+    assert_unhealthy_because(&pool, "connection refused").await;
 }
 
 #[tokio::test(start_paused = true)]

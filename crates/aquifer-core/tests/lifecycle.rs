@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use aquifer_testing::FakeManager;
-use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, queued, spawn_get};
+use common::{
+    WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, queued, return_dirty, spawn_get,
+};
 
 #[tokio::test(start_paused = true)]
 async fn connection_used_within_the_bypass_window_is_not_validated() {
@@ -85,9 +87,7 @@ async fn broken_connection_on_return_wakes_a_waiter_with_a_new_connection() {
 async fn connection_returned_dirty_is_reset_before_the_next_user() {
     let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_reset_delay(Duration::from_millis(20));
-    let mut conn = pool.get().await.unwrap();
-    conn.dirty = true;
-    drop(conn);
+    return_dirty(&pool).await;
     let conn = pool.get().await.unwrap();
     assert!(!conn.dirty, "a dirty connection was handed out before its reset");
     assert_eq!(fake.stats().resets, 1);
@@ -98,10 +98,7 @@ async fn connection_returned_dirty_is_reset_before_the_next_user() {
 async fn connection_whose_reset_fails_is_discarded() {
     let (fake, pool) = fake_pool_with(|b| b.max_size(1));
     fake.set_fail_reset(true);
-    let mut conn = pool.get().await.unwrap();
-    let id = conn.id;
-    conn.dirty = true;
-    drop(conn);
+    let id = return_dirty(&pool).await;
     let conn = pool.get().await.unwrap();
     assert_ne!(conn.id, id);
     assert!(!conn.dirty);

@@ -83,44 +83,42 @@ async fn a_panicking_validate_discards_the_connection_and_the_get_goes_on() {
     assert_quiescent(&pool, &fake);
 }
 
-/// Once `hook` stops panicking, the slot its one panic freed serves a new connection.
-async fn the_freed_slot_serves_once_it_stops_panicking(pool: &Pool<FakeManager>, fake: &FakeManager, hook: FakeHook) {
+/// A pool of one whose connection comes back while `hook` panics (returned dirty for [`FakeHook::Reset`], so
+/// that the reset runs): checks that the connection is closed and its slot freed, and that the slot serves a
+/// new connection once the hook stops panicking, the one panic counted.
+async fn a_panic_on_return_frees_the_slot(hook: FakeHook) -> Pool<FakeManager> {
+    let (fake, pool) = fake_pool(1);
+    let mut conn = pool.get().await.unwrap();
+    conn.dirty = hook == FakeHook::Reset;
+    fake.set_panic(hook, true);
+    drop(conn);
+    if hook == FakeHook::Reset {
+        // The reset runs in a task of its own.
+        eventually(Duration::from_secs(1), "the reset task ended", || pool.state().size == 0).await;
+    } else {
+        assert_eq!(pool.state().size, 0, "{}", pool.state());
+    }
     fake.set_panic(hook, false);
     drop(pool.get_timeout(Duration::from_millis(100)).await.expect("the slot was freed"));
     assert_eq!(pool.stats().panics, 1);
-    assert_quiescent(pool, fake);
+    assert_quiescent(&pool, &fake);
+    pool
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_is_broken_closes_the_connection_and_frees_its_slot() {
-    let (fake, pool) = fake_pool(1);
-    let conn = pool.get().await.unwrap();
-    fake.set_panic(FakeHook::IsBroken, true);
-    drop(conn);
-    assert_eq!(pool.state().size, 0, "{}", pool.state());
-    the_freed_slot_serves_once_it_stops_panicking(&pool, &fake, FakeHook::IsBroken).await;
+    let pool = a_panic_on_return_frees_the_slot(FakeHook::IsBroken).await;
     assert_eq!(pool.stats().closed_broken, 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_needs_reset_closes_the_connection_and_frees_its_slot() {
-    let (fake, pool) = fake_pool(1);
-    let conn = pool.get().await.unwrap();
-    fake.set_panic(FakeHook::NeedsReset, true);
-    drop(conn);
-    assert_eq!(pool.state().size, 0, "{}", pool.state());
-    the_freed_slot_serves_once_it_stops_panicking(&pool, &fake, FakeHook::NeedsReset).await;
+    a_panic_on_return_frees_the_slot(FakeHook::NeedsReset).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_reset_closes_the_connection_and_frees_its_slot() {
-    let (fake, pool) = fake_pool(1);
-    let mut conn = pool.get().await.unwrap();
-    conn.dirty = true;
-    fake.set_panic(FakeHook::Reset, true);
-    drop(conn);
-    eventually(Duration::from_secs(1), "the reset task ended", || pool.state().size == 0).await;
-    the_freed_slot_serves_once_it_stops_panicking(&pool, &fake, FakeHook::Reset).await;
+    a_panic_on_return_frees_the_slot(FakeHook::Reset).await;
 }
 
 #[tokio::test(start_paused = true)]

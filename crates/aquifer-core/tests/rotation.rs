@@ -9,14 +9,14 @@ mod common;
 use std::time::Duration;
 
 use aquifer_core::PoolBuilder;
-use aquifer_testing::{FakeManager, MetricsCapture};
-use common::{assert_quiescent, builder, eventually, fake_pool_with, hold};
+use aquifer_testing::FakeManager;
+use common::{assert_quiescent, fake_pool_with, hold, metered_pool, min_idle_filled};
 
 const WINDOW: Duration = Duration::from_secs(8);
 
 /// A pool retiring old-secret connections over [`WINDOW`] (housekeeping then runs every second).
-fn rotating(fake: &FakeManager) -> PoolBuilder<FakeManager> {
-    builder(fake).retire_on_rotation(true, WINDOW)
+fn rotating(builder: PoolBuilder<FakeManager>) -> PoolBuilder<FakeManager> {
+    builder.retire_on_rotation(true, WINDOW)
 }
 
 /// Past the window and the housekeeping round that sees the rotation (one tick) and the one after it.
@@ -26,8 +26,7 @@ async fn past_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn connections_of_an_old_secret_are_retired_on_return() {
-    let fake = FakeManager::new();
-    let pool = rotating(&fake).max_size(2).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| rotating(b).max_size(2));
     let lent = hold(&pool, 2).await;
     fake.rotate_credentials();
     past_the_window().await;
@@ -42,8 +41,7 @@ async fn connections_of_an_old_secret_are_retired_on_return() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_connections_of_an_old_secret_are_retired_while_idle() {
-    let fake = FakeManager::new();
-    let pool = rotating(&fake).max_size(3).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| rotating(b).max_size(3));
     drop(hold(&pool, 3).await);
     fake.rotate_credentials();
     past_the_window().await;
@@ -53,8 +51,7 @@ async fn idle_connections_of_an_old_secret_are_retired_while_idle() {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_returned_before_its_turn_goes_back_to_the_pool() {
-    let fake = FakeManager::new();
-    let pool = rotating(&fake).max_size(1).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| rotating(b).max_size(1));
     let lent = pool.get().await.unwrap();
     let id = lent.id;
     fake.rotate_credentials();
@@ -66,8 +63,7 @@ async fn a_connection_returned_before_its_turn_goes_back_to_the_pool() {
 
 #[tokio::test(start_paused = true)]
 async fn retirements_are_spread_over_the_window() {
-    let fake = FakeManager::new();
-    let pool = rotating(&fake).max_size(8).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| rotating(b).max_size(8));
     drop(hold(&pool, 8).await);
     fake.rotate_credentials();
     // Housekeeping runs every second (WINDOW / 8): count what each round closes.
@@ -88,8 +84,7 @@ async fn retirements_are_spread_over_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn a_second_rotation_does_not_postpone_the_first_ones_retirements() {
-    let fake = FakeManager::new();
-    let pool = rotating(&fake).max_size(4).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| rotating(b).max_size(4));
     let lent = hold(&pool, 4).await;
     fake.rotate_credentials();
     tokio::time::sleep(WINDOW / 2).await;
@@ -102,8 +97,7 @@ async fn a_second_rotation_does_not_postpone_the_first_ones_retirements() {
 
 #[tokio::test(start_paused = true)]
 async fn no_retirement_without_rotation() {
-    let fake = FakeManager::new();
-    let pool = rotating(&fake).max_size(3).idle_timeout(None).build().unwrap();
+    let (fake, pool) = fake_pool_with(|b| rotating(b).max_size(3).idle_timeout(None));
     let lent = hold(&pool, 3).await;
     let ids: Vec<u64> = lent.iter().map(|c| c.id).collect();
     drop(lent);
@@ -129,9 +123,8 @@ async fn no_retirement_when_retire_on_rotation_is_off() {
 
 #[tokio::test(start_paused = true)]
 async fn min_idle_is_refilled_with_connections_of_the_new_secret_which_stay() {
-    let fake = FakeManager::new();
-    let pool = rotating(&fake).max_size(4).min_idle(2).build().unwrap();
-    eventually(Duration::from_secs(5), "min_idle is filled", || pool.state().idle == 2).await;
+    let (fake, pool) = fake_pool_with(|b| rotating(b).max_size(4).min_idle(2));
+    min_idle_filled(&pool, 2).await;
     fake.rotate_credentials();
     past_the_window().await;
     assert_eq!((pool.stats().closed_rotated, pool.state().idle), (2, 2), "{}", pool.state());
@@ -143,9 +136,7 @@ async fn min_idle_is_refilled_with_connections_of_the_new_secret_which_stay() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rotation_retirement_counts_as_retired_for_credential_rotation() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = rotating(&fake).max_size(2).meter(capture.meter()).build().unwrap();
+    let (fake, capture, pool) = metered_pool(|b| rotating(b).max_size(2));
     drop(hold(&pool, 2).await);
     fake.rotate_credentials();
     past_the_window().await;

@@ -93,3 +93,23 @@ pub fn metered_pool(
     let (fake, pool) = fake_pool_with(|b| configure(b.meter(capture.meter())));
     (fake, capture, pool)
 }
+
+/// [`spawn_get`] `n` times, in order.
+pub fn spawn_gets(pool: &Pool<FakeManager>, n: usize) -> Vec<JoinHandle<Result<u64, PoolError<FakeError>>>> {
+    (0..n).map(|_| spawn_get(pool)).collect()
+}
+
+/// Waits until the pool has opened its `min_idle` connections (`n` of them, all idle).
+pub async fn min_idle_filled(pool: &Pool<FakeManager>, n: usize) {
+    eventually(WAIT, "min_idle is filled", || pool.state().idle == n).await;
+}
+
+/// Checks a connection out and returns it dirty, so that the pool resets it before lending it again; returns
+/// its id.
+pub async fn return_dirty(pool: &Pool<FakeManager>) -> u64 {
+    let mut conn = pool.get().await.unwrap();
+    conn.dirty = true;
+    let id = conn.id;
+    drop(conn);
+    id
+}
