@@ -17,29 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aquifer_core::{Descriptor, Manager, Pool};
+use aquifer_core::Pool;
+use aquifer_testing::NoopManager;
 
 const POOL: usize = 16;
 const TASKS: [usize; 4] = [1, 16, 64, 256];
 
 // ---- no-op managers, one per pool crate -------------------------------------------------------------------
-
-struct Noop;
-
-#[aquifer_core::async_trait]
-impl Manager for Noop {
-    type Connection = u64;
-    type Error = std::io::Error;
-    async fn connect(&self) -> Result<u64, std::io::Error> {
-        Ok(0)
-    }
-    async fn validate(&self, _: &mut u64) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn descriptor(&self) -> Descriptor {
-        Descriptor::new("other_sql").address("bench")
-    }
-}
 
 struct DeadpoolNoop;
 
@@ -248,7 +232,7 @@ fn measure(rt: &tokio::runtime::Runtime, peer: Peer, tasks: usize, run: Duration
                 }
                 Peer::Aquifer | Peer::AquiferSdk => {
                     let capture = (peer == Peer::AquiferSdk).then(aquifer_testing::MetricsCapture::new);
-                    let mut builder = Pool::builder(Noop).max_size(POOL).min_idle(POOL);
+                    let mut builder = Pool::builder(NoopManager::new("bench")).max_size(POOL).min_idle(POOL);
                     if let Some(c) = &capture {
                         builder = builder.meter(c.meter());
                     }
@@ -299,6 +283,17 @@ async fn futures_fill(pool: &deadpool::managed::Pool<DeadpoolNoop>) -> Vec<deadp
         v.push(pool.get().await.unwrap());
     }
     v
+}
+
+/// Prints `ns` (per peer, per task count: the repetitions' ns per cycle) as a table of medians under `title`.
+fn print_ns_table(title: &str, ns: &[Vec<Vec<f64>>]) {
+    println!("\n{title}:\n");
+    println!("| pool | 1 task | 16 | 64 | 256 |");
+    println!("|---|---|---|---|---|");
+    for (pi, peer) in Peer::ALL.iter().enumerate() {
+        let cells: Vec<String> = ns[pi].iter().map(|v| format!("{:.0}", median(v.clone()))).collect();
+        println!("| {} | {} |", peer.label(), cells.join(" | "));
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -352,20 +347,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    println!("\nget + drop, ns per cycle (median of {reps}), pool {POOL}:\n");
-    println!("| pool | 1 task | 16 | 64 | 256 |");
-    println!("|---|---|---|---|---|");
-    for (pi, peer) in Peer::ALL.iter().enumerate() {
-        let cells: Vec<String> = cycles[pi].iter().map(|v| format!("{:.0}", median(v.clone()))).collect();
-        println!("| {} | {} |", peer.label(), cells.join(" | "));
-    }
-    println!("\nget + yield + drop (the connection is held across a yield), ns per cycle (median of {reps}):\n");
-    println!("| pool | 1 task | 16 | 64 | 256 |");
-    println!("|---|---|---|---|---|");
-    for (pi, peer) in Peer::ALL.iter().enumerate() {
-        let cells: Vec<String> = held[pi].iter().map(|v| format!("{:.0}", median(v.clone()))).collect();
-        println!("| {} | {} |", peer.label(), cells.join(" | "));
-    }
+    print_ns_table(&format!("get + drop, ns per cycle (median of {reps}), pool {POOL}"), &cycles);
+    print_ns_table(
+        &format!("get + yield + drop (the connection is held across a yield), ns per cycle (median of {reps})"),
+        &held,
+    );
     println!("\nget + yield + drop: wait for get(), p50 / p99 / max in µs (median of {reps}):\n");
     println!("| pool | 16 tasks | 64 | 256 |");
     println!("|---|---|---|---|");

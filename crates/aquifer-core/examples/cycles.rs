@@ -17,31 +17,17 @@
 //! what is recorded at collection time. The loop's own on-CPU time per cycle is printed to stderr: timing
 //! without what other processes on the machine take.
 
-use aquifer_core::{Descriptor, Manager, Pool};
-
-struct Noop;
-
-#[aquifer_core::async_trait]
-impl Manager for Noop {
-    type Connection = u64;
-    type Error = std::io::Error;
-    async fn connect(&self) -> Result<u64, std::io::Error> {
-        Ok(0)
-    }
-    async fn validate(&self, _: &mut u64) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn descriptor(&self) -> Descriptor {
-        Descriptor::new("other_sql").address("cycles")
-    }
-}
+use aquifer_core::Pool;
+use aquifer_testing::NoopManager;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(40_000);
     let capture = (std::env::args().nth(2).as_deref() == Some("sdk")).then(aquifer_testing::MetricsCapture::new);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let mut builder = Pool::builder(Noop).max_size(16).validation_bypass(std::time::Duration::from_secs(3600));
+        let mut builder = Pool::builder(NoopManager::new("cycles"))
+            .max_size(16)
+            .validation_bypass(std::time::Duration::from_secs(3600));
         if let Some(c) = &capture {
             builder = builder.meter(c.meter());
         }

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aquifer_core::{Descriptor, Manager, Pool};
+use aquifer_core::Pool;
 use aquifer_otel::OtelBuilder;
 use aquifer_postgres::{PgConfig, PgPool, sqlx};
+use aquifer_testing::NoopManager;
 use opentelemetry::metrics::Meter;
 
 const POOL: usize = 16;
@@ -116,25 +117,8 @@ async fn select1(pool: &PgPool, tasks: usize, run: Duration) -> f64 {
 
 // ---- engine, uncontended ---------------------------------------------------------------------------------
 
-struct Noop;
-
-#[aquifer_core::async_trait]
-impl Manager for Noop {
-    type Connection = u64;
-    type Error = std::io::Error;
-    async fn connect(&self) -> Result<u64, std::io::Error> {
-        Ok(0)
-    }
-    async fn validate(&self, _: &mut u64) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn descriptor(&self) -> Descriptor {
-        Descriptor::new("other_sql").address("bench")
-    }
-}
-
-async fn engine_pool(meter: Option<Meter>) -> Pool<Noop> {
-    let mut builder = Pool::builder(Noop).max_size(POOL).min_idle(POOL);
+async fn engine_pool(meter: Option<Meter>) -> Pool<NoopManager> {
+    let mut builder = Pool::builder(NoopManager::new("bench")).max_size(POOL).min_idle(POOL);
     if let Some(m) = meter {
         builder = builder.meter(m);
     }
@@ -146,7 +130,7 @@ async fn engine_pool(meter: Option<Meter>) -> Pool<Noop> {
 }
 
 /// ns per get + drop by one task for `run`.
-async fn get_drop(pool: &Pool<Noop>, run: Duration) -> f64 {
+async fn get_drop(pool: &Pool<NoopManager>, run: Duration) -> f64 {
     for _ in 0..10_000 {
         drop(pool.get().await.expect("get"));
     }

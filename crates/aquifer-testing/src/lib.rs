@@ -9,6 +9,7 @@ mod fake;
 pub mod fuzz;
 mod logs;
 mod metrics;
+mod noop;
 mod operation;
 mod private;
 mod proxy;
@@ -27,6 +28,7 @@ pub use counting_proxy::{CountingProxy, WireProtocol};
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
+pub use noop::NoopManager;
 pub use operation::check_operation_names;
 pub use private::{
     PrivateArcadeDb, PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port,
