@@ -18,9 +18,19 @@ use aquifer_testing::{
 };
 use common::*;
 
-async fn drill(order: Order) {
+/// What a drill runs against: the admin connection, a user of the drill's own with password `pw-0`, a
+/// password file holding it, and a pool of 8 connecting as the user with the file's password.
+struct Setup {
+    admin: Conn,
+    user: String,
+    _dir: tempfile::TempDir,
+    file: PasswordFile,
+    pool: MySqlPool,
+}
+
+async fn setup(user_prefix: &str, retire_on_rotation: bool) -> Setup {
     let mut admin = admin().await;
-    let user = unique("aq_my_rot");
+    let user = unique(user_prefix);
     dedicated_user(&mut admin, &user).await;
     admin.query_drop(format!("ALTER USER '{user}'@'%' IDENTIFIED BY 'pw-0'")).await.unwrap();
 
@@ -31,8 +41,31 @@ async fn drill(order: Order) {
     config.password_file = Some(file.path().to_owned());
     config.pool.max_size = 8;
     config.pool.acquire_timeout = Duration::from_secs(10);
+    if retire_on_rotation {
+        config.pool.retire_on_rotation = true;
+        config.pool.retire_on_rotation_window = ROTATION_EVERY;
+    }
     let pool: MySqlPool = config.connect().await.expect("the pool starts with the file's password");
+    Setup { admin, user, _dir: dir, file, pool }
+}
 
+/// One request of the load.
+async fn select_one(pool: MySqlPool) -> Result<(), String> {
+    let one: i64 = pool.fetch_one("SELECT 1", ()).await.map_err(|e| e.to_string())?;
+    (one == 1).then_some(()).ok_or_else(|| "wrong answer".to_owned())
+}
+
+/// Checks that a fresh connection is `user`'s (with the password in force), closes the pool and drops the
+/// user.
+async fn connects_as_the_user_then_drop_it(pool: MySqlPool, admin: Arc<tokio::sync::Mutex<Conn>>, user: &str) {
+    let me: String = pool.fetch_one("SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)", ()).await.unwrap();
+    assert_eq!(me, user);
+    pool.close().await;
+    drop_user(&mut *Arc::into_inner(admin).expect("the drill is over").lock().await, user).await;
+}
+
+async fn drill(order: Order) {
+    let Setup { admin, user, _dir, file, pool } = setup("aq_my_rot", false).await;
     let (load, churn) = (pool.clone(), pool.clone());
     let admin = Arc::new(tokio::sync::Mutex::new(admin));
     let alter_user = user.clone();
@@ -40,13 +73,7 @@ async fn drill(order: Order) {
         order,
         "pw",
         &file,
-        move || {
-            let pool = load.clone();
-            async move {
-                let one: i64 = pool.fetch_one("SELECT 1", ()).await.map_err(|e| e.to_string())?;
-                (one == 1).then_some(()).ok_or_else(|| "wrong answer".to_owned())
-            }
-        },
+        move || select_one(load.clone()),
         move || {
             churn.retain(|_, _| false);
         },
@@ -59,22 +86,14 @@ async fn drill(order: Order) {
         },
     )
     .await;
-
-    eprintln!("{order:?}: {report:?}; pool {:?}", pool.stats());
-    assert_eq!(report.failed, 0, "{order:?}: {report:?}");
-    assert!(report.rotations >= 14 && report.ok > 1000, "{order:?}: {report:?}");
-    let created = pool.stats().created;
-    assert!(created > u64::from(report.rotations), "new connections were opened throughout: {created} ({report:?})");
+    report.assert_full_drill_passed(order, &pool.stats());
 
     // A fresh connection uses the password in force; the old one is refused by the server.
     pool.retain(|_, _| false);
-    let me: String = pool.fetch_one("SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)", ()).await.unwrap();
-    assert_eq!(me, user);
     let old = Opts::from_url(&format!("mysql://{user}:pw-0@{HOST}:{PORT}/test")).unwrap();
     let refused = Conn::new(old).await.expect_err("the first password no longer works");
     assert!(refused.to_string().contains("Access denied"), "{refused}");
-    pool.close().await;
-    drop_user(&mut *Arc::into_inner(admin).expect("the drill is over").lock().await, &user).await;
+    connects_as_the_user_then_drop_it(pool, admin, &user).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -94,21 +113,7 @@ async fn rotation_file_first_fails_no_request() {
 /// right after the `ALTER USER` (the file still holding the old password) splits the sessions exactly: below
 /// it, opened with an old password.
 async fn retire_drill(order: Order) {
-    let mut admin = admin().await;
-    let user = unique("aq_my_ret");
-    dedicated_user(&mut admin, &user).await;
-    admin.query_drop(format!("ALTER USER '{user}'@'%' IDENTIFIED BY 'pw-0'")).await.unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let file = PasswordFile::create(dir.path().join("password"), "pw-0").unwrap();
-    let mut config = MySqlConfig::from_url(format!("mysql://{user}:not-the-password@{HOST}:{PORT}/test"));
-    config.password_file = Some(file.path().to_owned());
-    config.pool.max_size = 8;
-    config.pool.acquire_timeout = Duration::from_secs(10);
-    config.pool.retire_on_rotation = true;
-    config.pool.retire_on_rotation_window = ROTATION_EVERY;
-    let pool: MySqlPool = config.connect().await.expect("the pool starts with the file's password");
-
+    let Setup { admin, user, _dir, file, pool } = setup("aq_my_ret", true).await;
     let load = pool.clone();
     let watched = pool.clone();
     let watch = RetirementWatch::start(move || watched.stats().closed_rotated);
@@ -120,13 +125,7 @@ async fn retire_drill(order: Order) {
         RETIRE_DRILL_FOR,
         "pw",
         &file,
-        move || {
-            let pool = load.clone();
-            async move {
-                let one: i64 = pool.fetch_one("SELECT 1", ()).await.map_err(|e| e.to_string())?;
-                (one == 1).then_some(()).ok_or_else(|| "wrong answer".to_owned())
-            }
-        },
+        move || select_one(load.clone()),
         || {},
         move |password| {
             let (admin, user, first) = (Arc::clone(&alter_admin), alter_user.clone(), Arc::clone(&alter_first));
@@ -155,15 +154,9 @@ async fn retire_drill(order: Order) {
     }
     let spread = watch.finish().await;
     eprintln!("{order:?} with retire_on_rotation: {report:?}; {spread:?}; pool {:?}; {}", pool.stats(), pool.state());
-    assert_eq!(report.failed, 0, "{order:?}: {report:?}");
-    assert!(report.rotations >= 5 && report.ok > 300, "{order:?}: {report:?}");
+    report.assert_retire_drill_passed(order, &spread);
     assert_eq!(left, 0, "sessions opened with an old password are left on the server");
-    assert!(spread.total >= u64::from(report.rotations), "connections were retired at each rotation: {spread:?}");
-    assert!(spread.busiest <= 4, "never half the pool at once: {spread:?}");
-    let me: String = pool.fetch_one("SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)", ()).await.unwrap();
-    assert_eq!(me, user);
-    pool.close().await;
-    drop_user(&mut *Arc::into_inner(admin).expect("the drill is over").lock().await, &user).await;
+    connects_as_the_user_then_drop_it(pool, admin, &user).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -16,7 +16,18 @@ use aquifer_testing::{
 
 const ROLE: &str = "aq_rotating";
 
-async fn drill(order: Order) {
+/// What a drill runs against: a private server with password auth and its admin connection, the role with
+/// password `pw-0`, a password file holding it, and a pool of 8 connecting as the role with the file's
+/// password.
+struct Setup {
+    server: PrivatePostgres,
+    admin: PgConnection,
+    _dir: tempfile::TempDir,
+    file: PasswordFile,
+    pool: PgPool,
+}
+
+async fn setup(retire_on_rotation: bool) -> Setup {
     let server = PrivatePostgres::start_with_password_auth().unwrap_or_else(|e| panic!("{e}"));
     let port = server.port();
     let admin_url = format!("postgres://postgres@127.0.0.1:{port}/test?sslmode=disable");
@@ -34,21 +45,35 @@ async fn drill(order: Order) {
     config.password_file = Some(file.path().to_owned());
     config.pool.max_size = 8;
     config.pool.acquire_timeout = Duration::from_secs(10);
+    if retire_on_rotation {
+        config.pool.retire_on_rotation = true;
+        config.pool.retire_on_rotation_window = ROTATION_EVERY;
+    }
     let pool: PgPool = config.connect().await.expect("the pool starts with the file's password");
+    Setup { server, admin, _dir: dir, file, pool }
+}
 
+/// One request of the load.
+async fn select_one(pool: PgPool) -> Result<(), String> {
+    let one: (i32,) = pool.fetch_one(|| sqlx::query("SELECT 1")).await.map_err(|e| e.to_string())?;
+    (one.0 == 1).then_some(()).ok_or_else(|| "wrong answer".to_owned())
+}
+
+/// Checks that a fresh connection is the role's (with the password in force).
+async fn assert_connects_as_the_role(pool: &PgPool) {
+    let (user,): (String,) = pool.fetch_one(|| sqlx::query("SELECT current_user::text")).await.unwrap();
+    assert_eq!(user, ROLE);
+}
+
+async fn drill(order: Order) {
+    let Setup { server, admin, _dir, file, pool } = setup(false).await;
     let (load, churn) = (pool.clone(), pool.clone());
     let admin = std::sync::Arc::new(tokio::sync::Mutex::new(admin));
     let report: RotationReport = rotate_under_load(
         order,
         "pw",
         &file,
-        move || {
-            let pool = load.clone();
-            async move {
-                let one: (i32,) = pool.fetch_one(|| sqlx::query("SELECT 1")).await.map_err(|e| e.to_string())?;
-                (one.0 == 1).then_some(()).ok_or_else(|| "wrong answer".to_owned())
-            }
-        },
+        move || select_one(load.clone()),
         move || {
             churn.retain(|_, _| false);
         },
@@ -61,19 +86,13 @@ async fn drill(order: Order) {
         },
     )
     .await;
-
-    eprintln!("{order:?}: {report:?}; pool {:?}", pool.stats());
-    assert_eq!(report.failed, 0, "{order:?}: {report:?}");
-    assert!(report.rotations >= 14 && report.ok > 1000, "{order:?}: {report:?}");
-    let created = pool.stats().created;
-    assert!(created > u64::from(report.rotations), "new connections were opened throughout: {created} ({report:?})");
+    report.assert_full_drill_passed(order, &pool.stats());
 
     // A fresh connection uses the password in force; the old one is refused by the server.
     let closed = pool.retain(|_, _| false);
     eprintln!("closed {closed}; {}", pool.state());
-    let (user,): (String,) = pool.fetch_one(|| sqlx::query("SELECT current_user::text")).await.unwrap();
-    assert_eq!(user, ROLE);
-    let old = format!("postgres://{ROLE}:pw-0@127.0.0.1:{port}/test?sslmode=disable");
+    assert_connects_as_the_role(&pool).await;
+    let old = format!("postgres://{ROLE}:pw-0@127.0.0.1:{}/test?sslmode=disable", server.port());
     let refused = PgConnection::connect(&old).await.expect_err("the first password no longer works");
     assert!(refused.to_string().contains("password authentication failed"), "{refused}");
     pool.close().await;
@@ -94,26 +113,7 @@ async fn rotation_file_first_fails_no_request() {
 /// rotation has passed the server holds no session of the role that started before the last `ALTER ROLE`
 /// (every such session was opened with an old password).
 async fn retire_drill(order: Order) {
-    let server = PrivatePostgres::start_with_password_auth().unwrap_or_else(|e| panic!("{e}"));
-    let port = server.port();
-    let admin_url = format!("postgres://postgres@127.0.0.1:{port}/test?sslmode=disable");
-    let mut admin = PgConnection::connect(&admin_url).await.expect("the private server's admin connection");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {ROLE} LOGIN PASSWORD 'pw-0'")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let file = PasswordFile::create(dir.path().join("password"), "pw-0").unwrap();
-    let mut config =
-        PgConfig::from_url(format!("postgres://{ROLE}:not-the-password@127.0.0.1:{port}/test?sslmode=disable"));
-    config.password_file = Some(file.path().to_owned());
-    config.pool.max_size = 8;
-    config.pool.acquire_timeout = Duration::from_secs(10);
-    config.pool.retire_on_rotation = true;
-    config.pool.retire_on_rotation_window = ROTATION_EVERY;
-    let pool: PgPool = config.connect().await.expect("the pool starts with the file's password");
-
+    let Setup { server: _server, admin, _dir, file, pool } = setup(true).await;
     let load = pool.clone();
     let watched = pool.clone();
     let watch = RetirementWatch::start(move || watched.stats().closed_rotated);
@@ -125,13 +125,7 @@ async fn retire_drill(order: Order) {
         RETIRE_DRILL_FOR,
         "pw",
         &file,
-        move || {
-            let pool = load.clone();
-            async move {
-                let one: (i32,) = pool.fetch_one(|| sqlx::query("SELECT 1")).await.map_err(|e| e.to_string())?;
-                (one.0 == 1).then_some(()).ok_or_else(|| "wrong answer".to_owned())
-            }
-        },
+        move || select_one(load.clone()),
         || {},
         |password| {
             let (admin, at) = (std::sync::Arc::clone(&alter_admin), std::sync::Arc::clone(&alter_at));
@@ -171,13 +165,9 @@ async fn retire_drill(order: Order) {
     }
     let spread = watch.finish().await;
     eprintln!("{order:?} with retire_on_rotation: {report:?}; {spread:?}; pool {:?}; {}", pool.stats(), pool.state());
-    assert_eq!(report.failed, 0, "{order:?}: {report:?}");
-    assert!(report.rotations >= 5 && report.ok > 300, "{order:?}: {report:?}");
+    report.assert_retire_drill_passed(order, &spread);
     assert_eq!(left, 0, "sessions opened with an old password are left on the server");
-    assert!(spread.total >= u64::from(report.rotations), "connections were retired at each rotation: {spread:?}");
-    assert!(spread.busiest <= 4, "never half the pool at once: {spread:?}");
-    let (user,): (String,) = pool.fetch_one(|| sqlx::query("SELECT current_user::text")).await.unwrap();
-    assert_eq!(user, ROLE);
+    assert_connects_as_the_role(&pool).await;
     pool.close().await;
 }
 

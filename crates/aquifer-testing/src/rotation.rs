@@ -47,6 +47,29 @@ pub struct RotationReport {
     pub last_password: String,
 }
 
+impl RotationReport {
+    /// Checks the outcome of a full drill ([`rotate_under_load`]) in `order` against a pool whose counters are
+    /// `stats`: no request failed, every rotation was done under load, and the pool opened new connections
+    /// throughout (more than one a rotation).
+    pub fn assert_full_drill_passed(&self, order: Order, stats: &aquifer_core::Stats) {
+        eprintln!("{order:?}: {self:?}; pool {stats:?}");
+        assert_eq!(self.failed, 0, "{order:?}: {self:?}");
+        assert!(self.rotations >= 14 && self.ok > 1000, "{order:?}: {self:?}");
+        let created = stats.created;
+        assert!(created > u64::from(self.rotations), "new connections were opened throughout: {created} ({self:?})");
+    }
+
+    /// Checks the outcome of the shorter drill of `retire_on_rotation` ([`rotate_under_load_for`] for
+    /// [`RETIRE_DRILL_FOR`]) in `order`, its retirements sampled as `spread`: no request failed, connections were
+    /// retired at each rotation, and never half the pool (of 8) within one sample.
+    pub fn assert_retire_drill_passed(&self, order: Order, spread: &Spread) {
+        assert_eq!(self.failed, 0, "{order:?}: {self:?}");
+        assert!(self.rotations >= 5 && self.ok > 300, "{order:?}: {self:?}");
+        assert!(spread.total >= u64::from(self.rotations), "connections were retired at each rotation: {spread:?}");
+        assert!(spread.busiest <= 4, "never half the pool at once: {spread:?}");
+    }
+}
+
 /// A password file rewritten the way Kubernetes and Vault agent do it: the new content is written beside the
 /// file and renamed over it, so a reader sees the old content or the new, never half of one.
 #[derive(Debug)]
