@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{eventually, fake_pool, fake_pool_with, queued, spawn_get, spawn_gets};
+use common::{eventually, fake_pool, fake_pool_with, pool_of_one_lent, queued, spawn_get, spawn_gets};
 use parking_lot::Mutex;
 
 #[tokio::test(start_paused = true)]
@@ -88,8 +88,7 @@ async fn no_more_than_max_size_connections_are_opened() {
 
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_arrival_order() {
-    let (_fake, pool) = fake_pool(1);
-    let held = pool.get().await.unwrap();
+    let (_fake, pool, held) = pool_of_one_lent().await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for i in 0..10 {
@@ -111,8 +110,7 @@ async fn waiters_are_served_in_arrival_order() {
 
 #[tokio::test(start_paused = true)]
 async fn a_later_get_does_not_barge_ahead_of_a_waiter() {
-    let (_fake, pool) = fake_pool(1);
-    let held = pool.get().await.unwrap();
+    let (_fake, pool, held) = pool_of_one_lent().await;
     let id = held.id;
     let waiter = spawn_get(&pool);
     queued(&pool, 1).await;
@@ -124,8 +122,7 @@ async fn a_later_get_does_not_barge_ahead_of_a_waiter() {
 
 #[tokio::test(start_paused = true)]
 async fn returned_connection_is_handed_to_the_waiter_not_a_new_one() {
-    let (fake, pool) = fake_pool(1);
-    let held = pool.get().await.unwrap();
+    let (fake, pool, held) = pool_of_one_lent().await;
     let waiter = spawn_get(&pool);
     queued(&pool, 1).await;
     let id = held.id;
@@ -136,8 +133,7 @@ async fn returned_connection_is_handed_to_the_waiter_not_a_new_one() {
 
 #[tokio::test(start_paused = true)]
 async fn timeout_reports_how_long_it_waited_and_the_pool_state() {
-    let (_fake, pool) = fake_pool(1);
-    let _held = pool.get().await.unwrap();
+    let (_fake, pool, _held) = pool_of_one_lent().await;
     let err = pool.get_timeout(Duration::from_millis(50)).await.unwrap_err();
     match &err {
         PoolError::Timeout { waited, state, last_error } => {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, queued, return_dirty, spawn_get};
+use common::{
+    WAIT, assert_quiescent, builder, eventually, fake_pool_with, pool_of_one_lent, queued, return_dirty, spawn_get,
+};
 
 /// Polls a future once (registering it) and hands it back.
 fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
@@ -21,8 +23,7 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
 
 #[tokio::test(start_paused = true)]
 async fn get_dropped_while_queued_leaves_the_queue() {
-    let (fake, pool) = fake_pool(1);
-    let held = pool.get().await.unwrap();
+    let (fake, pool, held) = pool_of_one_lent().await;
     assert!(tokio::time::timeout(Duration::from_millis(10), pool.get()).await.is_err());
     assert_eq!(pool.state().waiting, 0);
     drop(held);
@@ -67,8 +68,7 @@ async fn get_dropped_while_validating_closes_the_connection_and_frees_the_slot()
 
 #[tokio::test(start_paused = true)]
 async fn connection_handed_to_a_dropped_waiter_goes_to_the_next_waiter() {
-    let (_fake, pool) = fake_pool(1);
-    let held = pool.get().await.unwrap();
+    let (_fake, pool, held) = pool_of_one_lent().await;
     let id = held.id;
     let mut first = Box::pin(pool.get());
     assert!(poll_once(&mut first).is_pending());

@@ -11,8 +11,8 @@ use std::time::Duration;
 use aquifer_core::{HealthStatus, Pool, PoolError};
 use aquifer_testing::{FakeManager, Kind};
 use common::{
-    WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, metered_pool, min_idle_filled, ms,
-    return_dirty, spawn_get,
+    WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, metered_pool, min_idle_filled,
+    min_idle_pool, ms, pool_of_one_lent, return_dirty, spawn_get,
 };
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -41,8 +41,7 @@ async fn a_paused_pool_lends_nothing_and_its_waiters_time_out_saying_it_is_pause
 
 #[tokio::test(start_paused = true)]
 async fn a_paused_pool_opens_nothing_not_for_waiters_nor_for_min_idle() {
-    let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
-    min_idle_filled(&pool, 2).await;
+    let (fake, pool) = min_idle_pool().await;
     pool.pause();
     let attempts = fake.stats().attempts;
     // Idle connections closed while paused are not replaced ...
@@ -120,8 +119,7 @@ async fn resume_opens_connects_for_the_waiters_of_an_empty_pool() {
 
 #[tokio::test(start_paused = true)]
 async fn a_get_dropped_while_the_pool_is_paused_leaves_nothing_behind() {
-    let (fake, pool) = fake_pool(1);
-    let held = pool.get().await.unwrap();
+    let (fake, pool, held) = pool_of_one_lent().await;
     pool.pause();
     let mut dropped = Box::pin(pool.get());
     assert!(tokio::time::timeout(ms(10), &mut dropped).await.is_err());
@@ -258,8 +256,7 @@ async fn a_connection_being_reset_when_the_pool_retires_is_closed_once_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn retire_refills_min_idle_with_new_connections() {
-    let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
-    min_idle_filled(&pool, 2).await;
+    let (fake, pool) = min_idle_pool().await;
     pool.retire();
     eventually(WAIT, "min_idle is filled again", || pool.state().idle == 2).await;
     assert_eq!(fake.stats().created, 4);
@@ -268,8 +265,7 @@ async fn retire_refills_min_idle_with_new_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn retiring_a_paused_pool_opens_nothing_until_it_resumes() {
-    let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
-    min_idle_filled(&pool, 2).await;
+    let (fake, pool) = min_idle_pool().await;
     pool.pause();
     assert_eq!(pool.retire(), 2);
     tokio::time::sleep(Duration::from_secs(1)).await;

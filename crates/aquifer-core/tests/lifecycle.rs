@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use aquifer_testing::FakeManager;
 use common::{
-    WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, queued, return_dirty, spawn_get,
+    WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, pool_of_one_lent, queued,
+    return_dirty, spawn_get,
 };
 
 #[tokio::test(start_paused = true)]
@@ -276,8 +277,7 @@ async fn resize_down_closes_busy_connections_as_they_return() {
 
 #[tokio::test(start_paused = true)]
 async fn resize_up_lets_waiters_connect() {
-    let (_fake, pool) = fake_pool(1);
-    let _held = pool.get().await.unwrap();
+    let (_fake, pool, _held) = pool_of_one_lent().await;
     let waiter = spawn_get(&pool);
     queued(&pool, 1).await;
     pool.resize(2).unwrap();

@@ -113,3 +113,18 @@ pub async fn return_dirty(pool: &Pool<FakeManager>) -> u64 {
     drop(conn);
     id
 }
+
+/// A fresh fake server, a pool of one connection over it, and that connection, checked out: the next get
+/// waits.
+pub async fn pool_of_one_lent() -> (FakeManager, Pool<FakeManager>, Pooled<FakeManager>) {
+    let (fake, pool) = fake_pool(1);
+    let held = pool.get().await.unwrap();
+    (fake, pool, held)
+}
+
+/// A pool of at most 4 keeping 2 idle connections, once it has opened them.
+pub async fn min_idle_pool() -> (FakeManager, Pool<FakeManager>) {
+    let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
+    min_idle_filled(&pool, 2).await;
+    (fake, pool)
+}
