@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aquifer_core::PoolConfig;
+use aquifer_core::{AnyPool, PoolConfig};
 use aquifer_http::{Pools, router};
 use aquifer_testing::PrivateMariaDb;
 use serde_json::Value;
@@ -36,6 +36,13 @@ async fn serve(pools: Pools) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(pools)).await.unwrap() });
     format!("http://{addr}")
+}
+
+/// [`serve`] with `pool` the one pool registered.
+async fn serve_one<P: AnyPool + Clone + 'static>(pool: &P) -> String {
+    let pools = Pools::new();
+    pools.register(pool);
+    serve(pools).await
 }
 
 async fn get(url: &str) -> (u16, Value, String) {
@@ -125,9 +132,7 @@ async fn health_is_503_while_one_backends_server_is_stopped_and_200_after_restar
 async fn health_is_200_and_degraded_when_a_pool_is_exhausted() {
     let pg = postgres("busy", PG, 1);
     let held = pg.get().await.unwrap_or_else(|e| panic!("{SERVERS}: {e}"));
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let base = serve_one(&pg).await;
 
     let (status, json, body) = get(&format!("{base}/health")).await;
     assert_eq!(status, 200, "{body}");
@@ -142,9 +147,7 @@ async fn one_pool_by_name_even_with_slashes_and_404_for_unknown() {
     let mut config = aquifer_postgres::PgConfig::from_url(PG);
     config.pool.acquire_timeout = Duration::from_secs(2);
     let pg = config.connect_lazy().unwrap();
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let base = serve_one(&pg).await;
 
     let (status, json, body) = get(&format!("{base}/health/127.0.0.1:5432/test")).await;
     assert_eq!(status, 200, "{SERVERS}: {body}");
@@ -161,9 +164,7 @@ async fn stats_shows_state_counters_and_config_without_password() {
         drop(pg.get().await.unwrap_or_else(|e| panic!("{SERVERS}: {e}")));
     }
     let held = pg.get().await.unwrap();
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let base = serve_one(&pg).await;
 
     let (status, json, body) = get(&format!("{base}/stats")).await;
     assert_eq!(status, 200);
@@ -187,9 +188,7 @@ async fn stats_shows_state_counters_and_config_without_password() {
 async fn livez_is_200_while_the_database_is_down_and_health_is_503() {
     // Nothing listens on port 1: the pool cannot connect.
     let down = postgres("down", "postgres://postgres@127.0.0.1:1/test?sslmode=disable", 1);
-    let pools = Pools::new();
-    pools.register(&down);
-    let base = serve(pools).await;
+    let base = serve_one(&down).await;
 
     let (status, _, _) = get(&format!("{base}/health")).await;
     assert_eq!(status, 503, "the database is down");

@@ -18,6 +18,21 @@ async fn pool(url: &str, max_size: usize) -> MySqlPool {
     MySqlConfig { pool, ..MySqlConfig::from_url(url) }.connect().await.unwrap()
 }
 
+/// The admin connection, a fresh table (dropped by the test) and a pool of one connection.
+async fn table_and_pool_of_one(prefix: &str) -> (aquifer_mysql::mysql_async::Conn, String, MySqlPool) {
+    let mut admin = common::admin().await;
+    let t = table(&mut admin, prefix).await;
+    (admin, t, pool(common::URL, 1).await)
+}
+
+/// Checks that `conn`'s session is in no transaction and sees no row in `t`: what it had written uncommitted
+/// was rolled back (the same session would see its own uncommitted row).
+async fn assert_no_transaction_and_no_row(conn: &mut aquifer_mysql::mysql_async::Conn, t: &str, why: &str) {
+    let (in_tx, rows): (i64, i64) =
+        conn.query_first(format!("SELECT @@in_transaction, COUNT(*) FROM {t}")).await.unwrap().unwrap();
+    assert_eq!((in_tx, rows), (0, 0), "{why}");
+}
+
 async fn table(admin: &mut aquifer_mysql::mysql_async::Conn, prefix: &str) -> String {
     let name = common::unique(prefix);
     admin
@@ -149,9 +164,7 @@ async fn a_future_dropped_while_reading_rows_never_poisons_the_next_user() {
 
 #[tokio::test]
 async fn a_guard_returned_inside_a_transaction_is_rolled_back_before_reuse() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin, "aq_my_tx").await;
-    let pool = pool(common::URL, 1).await;
+    let (mut admin, t, pool) = table_and_pool_of_one("aq_my_tx").await;
     let id = {
         let mut conn = pool.get().await.unwrap();
         conn.query_drop("START TRANSACTION").await.unwrap();
@@ -160,9 +173,7 @@ async fn a_guard_returned_inside_a_transaction_is_rolled_back_before_reuse() {
     };
     let mut conn = pool.get().await.unwrap();
     assert_eq!(conn.id(), id, "rolled back and reused, not discarded");
-    let (in_tx, rows): (i64, i64) =
-        conn.query_first(format!("SELECT @@in_transaction, COUNT(*) FROM {t}")).await.unwrap().unwrap();
-    assert_eq!((in_tx, rows), (0, 0), "the same session would see its own uncommitted row");
+    assert_no_transaction_and_no_row(&mut conn, &t, "the same session would see its own uncommitted row").await;
     assert_eq!(pool.stats().resets, 1);
     drop(conn);
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
@@ -170,9 +181,7 @@ async fn a_guard_returned_inside_a_transaction_is_rolled_back_before_reuse() {
 
 #[tokio::test]
 async fn a_dropped_mysql_async_transaction_is_rolled_back_before_reuse() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin, "aq_my_tx").await;
-    let pool = pool(common::URL, 1).await;
+    let (mut admin, t, pool) = table_and_pool_of_one("aq_my_tx").await;
     {
         let mut conn = pool.get().await.unwrap();
         let mut tx = conn.start_transaction(Default::default()).await.unwrap();
@@ -180,9 +189,7 @@ async fn a_dropped_mysql_async_transaction_is_rolled_back_before_reuse() {
         // Neither commit nor rollback: the Transaction and the guard are dropped.
     }
     let mut conn = pool.get().await.unwrap();
-    let (in_tx, rows): (i64, i64) =
-        conn.query_first(format!("SELECT @@in_transaction, COUNT(*) FROM {t}")).await.unwrap().unwrap();
-    assert_eq!((in_tx, rows), (0, 0));
+    assert_no_transaction_and_no_row(&mut conn, &t, "no transaction left open, its row rolled back").await;
     // And the next transaction on it works (mysql_async's own bookkeeping is clean too).
     let tx = conn.start_transaction(Default::default()).await.unwrap();
     tx.commit().await.unwrap();
@@ -192,9 +199,7 @@ async fn a_dropped_mysql_async_transaction_is_rolled_back_before_reuse() {
 
 #[tokio::test]
 async fn a_connection_returned_after_an_error_inside_a_transaction_is_rolled_back() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin, "aq_my_tx").await;
-    let pool = pool(common::URL, 1).await;
+    let (mut admin, t, pool) = table_and_pool_of_one("aq_my_tx").await;
     {
         let mut conn = pool.get().await.unwrap();
         conn.query_drop("BEGIN").await.unwrap();
@@ -203,18 +208,14 @@ async fn a_connection_returned_after_an_error_inside_a_transaction_is_rolled_bac
         conn.query_drop(format!("INSERT INTO {t} VALUES (1, 'duplicate')")).await.unwrap_err();
     }
     let mut conn = pool.get().await.unwrap();
-    let (in_tx, rows): (i64, i64) =
-        conn.query_first(format!("SELECT @@in_transaction, COUNT(*) FROM {t}")).await.unwrap().unwrap();
-    assert_eq!((in_tx, rows), (0, 0));
+    assert_no_transaction_and_no_row(&mut conn, &t, "no transaction left open, its row rolled back").await;
     drop(conn);
     admin.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_transaction_helper_dropped_mid_statement_leaves_nothing_behind() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin, "aq_my_tx").await;
-    let pool = pool(common::URL, 1).await;
+    let (mut admin, t, pool) = table_and_pool_of_one("aq_my_tx").await;
     let server_id = Arc::new(AtomicU32::new(0));
     let work = {
         let (t, server_id) = (t.clone(), Arc::clone(&server_id));
@@ -259,9 +260,7 @@ async fn a_transaction_helper_dropped_mid_statement_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn a_connection_returned_with_autocommit_off_is_put_back_in_autocommit_mode() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin, "aq_my_ac").await;
-    let pool = pool(common::URL, 1).await;
+    let (mut admin, t, pool) = table_and_pool_of_one("aq_my_ac").await;
     let id = {
         let mut conn = pool.get().await.unwrap();
         conn.query_drop("SET autocommit = 0").await.unwrap();

@@ -16,6 +16,11 @@ fn certs() -> PathBuf {
     PathBuf::from(base).join("mariadb-tls/certs")
 }
 
+/// A config that verifies the server's certificate (`mode`) against the CA in `ca_file` of [`certs`].
+fn verifying(mode: SslMode, ca_file: &str) -> MySqlConfig {
+    MySqlConfig { ssl_mode: Some(mode), ssl_ca: Some(certs().join(ca_file)), ..MySqlConfig::default() }
+}
+
 async fn tls_server() {
     aquifer_testing::require_server("the TLS MariaDB", "127.0.0.1:3307", common::SCRIPT).await;
     assert!(certs().join("ca.pem").exists(), "no CA at {}; run `{}`", certs().display(), common::SCRIPT);
@@ -40,11 +45,7 @@ async fn cipher(pool: &MySqlPool) -> String {
 #[tokio::test]
 async fn verify_identity_with_the_servers_ca_encrypts_the_connection() {
     tls_server().await;
-    let config = MySqlConfig {
-        ssl_mode: Some(SslMode::VerifyIdentity),
-        ssl_ca: Some(certs().join("ca.pem")),
-        ..MySqlConfig::default()
-    };
+    let config = verifying(SslMode::VerifyIdentity, "ca.pem");
     let pool = connect(TLS_URL, config).await.unwrap();
     assert!(!cipher(&pool).await.is_empty(), "the session is encrypted");
 }
@@ -68,11 +69,7 @@ async fn tls_can_be_asked_for_in_the_url() {
 #[tokio::test]
 async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_tls_error() {
     tls_server().await;
-    let config = MySqlConfig {
-        ssl_mode: Some(SslMode::VerifyCa),
-        ssl_ca: Some(certs().join("other-ca.pem")),
-        ..MySqlConfig::default()
-    };
+    let config = verifying(SslMode::VerifyCa, "other-ca.pem");
     let started = Instant::now();
     let err = connect(TLS_URL, config).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());

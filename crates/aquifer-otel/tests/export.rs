@@ -37,22 +37,24 @@ fn set_up_and_dropped_outside_any_runtime_exports() {
     assert_eq!(rt.block_on(exported_total(&service)), 3.0);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn set_up_and_dropped_inside_a_current_thread_runtime_exports() {
-    let service = unique_name("otel-current-thread");
-    let guard = builder(&service).build().expect("build inside a current-thread runtime");
+/// Sets the pipeline up inside the test's runtime for a service named after `name`, records, drops the guard,
+/// and checks that what was recorded reached the receiver.
+async fn set_up_record_and_drop_then_find_the_export(name: &str) {
+    let service = unique_name(name);
+    let guard = builder(&service).build().expect("build inside the runtime");
     record(&guard);
     drop(guard);
     assert_eq!(exported_total(&service).await, 3.0);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn set_up_and_dropped_inside_a_current_thread_runtime_exports() {
+    set_up_record_and_drop_then_find_the_export("otel-current-thread").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_up_and_dropped_inside_a_multi_thread_runtime_exports() {
-    let service = unique_name("otel-multi-thread");
-    let guard = builder(&service).build().expect("build inside a multi-thread runtime");
-    record(&guard);
-    drop(guard);
-    assert_eq!(exported_total(&service).await, 3.0);
+    set_up_record_and_drop_then_find_the_export("otel-multi-thread").await;
 }
 
 #[tokio::test(flavor = "current_thread")]

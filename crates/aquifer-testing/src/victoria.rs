@@ -42,26 +42,21 @@ impl Victoria {
     /// The client, after checking that VictoriaMetrics answers (the test fails naming scripts/dev-services.sh
     /// otherwise).
     pub async fn require() -> Self {
-        crate::require_server(
-            "VictoriaMetrics (the OTLP receiver)",
-            VICTORIA_ADDR,
-            "bash scripts/dev-services.sh victoria",
-        )
-        .await;
-        Victoria { client: reqwest::Client::new(), base: format!("http://{VICTORIA_ADDR}"), flushes: true }
+        Self::answering("VictoriaMetrics (the OTLP receiver)", VICTORIA_ADDR, "victoria", true).await
     }
 
     /// A client of the Prometheus that scrapes VictoriaMetrics' `/federate` every second, after checking that it
     /// answers (the test fails naming scripts/dev-services.sh otherwise): the same queries, evaluated by
     /// Prometheus's own PromQL engine. A series reaches it a second or two after VictoriaMetrics has it.
     pub async fn prometheus() -> Self {
-        crate::require_server(
-            "Prometheus (scraping VictoriaMetrics' /federate)",
-            PROMETHEUS_ADDR,
-            "bash scripts/dev-services.sh prometheus",
-        )
-        .await;
-        Victoria { client: reqwest::Client::new(), base: format!("http://{PROMETHEUS_ADDR}"), flushes: false }
+        Self::answering("Prometheus (scraping VictoriaMetrics' /federate)", PROMETHEUS_ADDR, "prometheus", false).await
+    }
+
+    /// A client of the server `what` at `addr`, after checking that it answers (else the test fails naming
+    /// `scripts/dev-services.sh {service}`); `flushes`: whether the server has a flush endpoint.
+    async fn answering(what: &str, addr: &str, service: &str, flushes: bool) -> Self {
+        crate::require_server(what, addr, &format!("bash scripts/dev-services.sh {service}")).await;
+        Victoria { client: reqwest::Client::new(), base: format!("http://{addr}"), flushes }
     }
 
     /// Runs a PromQL instant query. `Err` carries VictoriaMetrics' message when the query does not parse or

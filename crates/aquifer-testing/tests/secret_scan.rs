@@ -2,10 +2,16 @@
 
 use aquifer_testing::SecretScan;
 
-#[test]
-fn redacted_outputs_and_logs_pass() {
+/// A scan for the password `hunter2` that has seen it redacted in a URL.
+fn scan_of_a_redacted_url() -> SecretScan {
     let mut scan = SecretScan::start("hunter2");
     scan.seen("postgres://app:***@db/test");
+    scan
+}
+
+#[test]
+fn redacted_outputs_and_logs_pass() {
+    let scan = scan_of_a_redacted_url();
     tracing::trace!(url = "postgres://app:***@db/test", "connecting");
     scan.assert_clean();
 }
@@ -13,8 +19,7 @@ fn redacted_outputs_and_logs_pass() {
 #[test]
 #[should_panic(expected = "output #2 holds the password")]
 fn a_password_in_an_output_fails() {
-    let mut scan = SecretScan::start("hunter2");
-    scan.seen("postgres://app:***@db/test");
+    let mut scan = scan_of_a_redacted_url();
     scan.push("password=hunter2");
     scan.assert_clean();
 }
@@ -22,8 +27,7 @@ fn a_password_in_an_output_fails() {
 #[test]
 #[should_panic(expected = "holds the password")]
 fn a_password_in_a_trace_line_fails() {
-    let mut scan = SecretScan::start("hunter2");
-    scan.seen("postgres://app:***@db/test");
+    let scan = scan_of_a_redacted_url();
     tracing::trace!(password = "hunter2", "connecting");
     scan.assert_clean();
 }

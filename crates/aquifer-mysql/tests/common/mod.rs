@@ -121,15 +121,6 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, cond: F) -> bo
 pub const INNODB_TRX_POLL: Duration = Duration::from_millis(250);
 
 /// Waits up to `limit` for `cond` to hold, polling every `every`.
-pub async fn eventually_every<F: AsyncFnMut() -> bool>(limit: Duration, every: Duration, mut cond: F) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(every).await;
-    }
+pub async fn eventually_every<F: AsyncFnMut() -> bool>(limit: Duration, every: Duration, cond: F) -> bool {
+    aquifer_testing::poll_until(limit, every, cond).await
 }

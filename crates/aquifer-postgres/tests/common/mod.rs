@@ -106,36 +106,14 @@ pub async fn terminate(admin: &mut PgConnection, app: &str) -> i64 {
 }
 
 /// Polls `check` every 20 ms until it holds or `within` passes; returns whether it held.
-pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+pub async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, check: F) -> bool {
+    aquifer_testing::poll_until(within, Duration::from_millis(20), check).await
 }
 
 /// Waits up to `within` until no backend of `app` is inside a transaction; returns whether that happened.
 pub async fn no_open_transaction(app: &str, within: Duration) -> bool {
     let mut admin = admin().await;
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if backends_in_transaction(&mut admin, app).await == 0 {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(within, async || backends_in_transaction(&mut admin, app).await == 0).await
 }
 
 /// Whether `conn` is inside a transaction block. A simple-protocol query runs as one message, so outside a
