@@ -85,14 +85,7 @@ async fn dropped_helper_futures_never_poison_concurrent_users() {
         tokio::spawn(async move {
             let mut admin = common::admin().await;
             while stop.load(Ordering::Relaxed) == 0 {
-                let ids: Vec<u64> = admin
-                    .exec(
-                        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND INFO LIKE 'SELECT SLEEP%'",
-                        (&user,),
-                    )
-                    .await
-                    .unwrap();
-                for id in ids {
+                for id in common::connections_running(&mut admin, &user, "SELECT SLEEP").await {
                     let _ = admin.query_drop(format!("KILL CONNECTION {id}")).await;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

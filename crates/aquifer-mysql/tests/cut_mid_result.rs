@@ -24,14 +24,7 @@ fn kill_mid_result(user: String) -> tokio::task::JoinHandle<bool> {
         let mut admin = common::admin().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while tokio::time::Instant::now() < deadline {
-            let running: Option<u64> = admin
-                .exec_first(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND INFO LIKE 'SELECT seq%'",
-                    (&user,),
-                )
-                .await
-                .unwrap();
-            if let Some(id) = running {
+            if let Some(&id) = common::connections_running(&mut admin, &user, "SELECT seq").await.first() {
                 // Let the result start flowing, so the cut lands inside a packet stream.
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 admin.query_drop(format!("KILL CONNECTION {id}")).await.unwrap();

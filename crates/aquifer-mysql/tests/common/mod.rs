@@ -95,6 +95,17 @@ pub async fn connections_of(admin: &mut Conn, user: &str) -> Vec<u64> {
     admin.exec("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?", (user,)).await.unwrap()
 }
 
+/// The ids of `user`'s connections running a statement that begins with `statement`.
+pub async fn connections_running(admin: &mut Conn, user: &str, statement: &str) -> Vec<u64> {
+    admin
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND INFO LIKE CONCAT(?, '%')",
+            (user, statement),
+        )
+        .await
+        .unwrap()
+}
+
 /// Kills every connection of `user` (and only those); returns how many.
 pub async fn kill_all_of(admin: &mut Conn, user: &str) -> usize {
     let ids = connections_of(admin, user).await;
