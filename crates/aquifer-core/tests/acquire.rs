@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use aquifer_core::PoolError;
 use aquifer_testing::FakeManager;
-use common::{eventually, fake_pool, fake_pool_with, pool_of_one_lent, queued, spawn_get, spawn_gets};
+use common::{
+    eventually, fake_pool, fake_pool_with, pool_of_one_lent, queued, spawn_get, spawn_gets, spawn_recorded_get,
+};
 use parking_lot::Mutex;
 
 #[tokio::test(start_paused = true)]
@@ -92,12 +94,7 @@ async fn waiters_are_served_in_arrival_order() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for i in 0..10 {
-        let (p, order) = (pool.clone(), order.clone());
-        tasks.push(tokio::spawn(async move {
-            let c = p.get().await.unwrap();
-            order.lock().push(i);
-            drop(c);
-        }));
+        tasks.push(spawn_recorded_get(&pool, &order, i, None));
         // Let task i queue before task i + 1 starts.
         queued(&pool, i + 1).await;
     }

@@ -12,7 +12,7 @@ use aquifer_core::{HealthStatus, Pool, PoolError};
 use aquifer_testing::{FakeManager, Kind};
 use common::{
     WAIT, assert_quiescent, builder, eventually, fake_pool, fake_pool_with, hold, metered_pool, min_idle_filled,
-    min_idle_pool, ms, pool_of_one_lent, return_dirty, spawn_get,
+    min_idle_pool, ms, pool_of_one_lent, return_dirty, spawn_get, spawn_recorded_get,
 };
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -83,13 +83,7 @@ async fn resume_serves_the_waiters_in_the_order_they_came() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut waiters = Vec::new();
     for i in 0..6 {
-        let (pool, order) = (pool.clone(), order.clone());
-        waiters.push(tokio::spawn(async move {
-            let conn = pool.get().await.unwrap();
-            order.lock().push(i);
-            tokio::time::sleep(ms(1)).await;
-            drop(conn);
-        }));
+        waiters.push(spawn_recorded_get(&pool, &order, i, Some(ms(1))));
         tokio::time::sleep(ms(1)).await;
     }
     assert_eq!(pool.state().waiting, 6);

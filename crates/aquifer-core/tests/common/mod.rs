@@ -1,10 +1,12 @@
 //! Helpers shared by the engine's tests.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aquifer_core::{Clock, Pool, PoolBuilder, PoolError, Pooled};
 use aquifer_testing::{FakeError, FakeManager, MetricsCapture};
+use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 /// Polls `cond` every 5 ms until it holds; fails the test after `within`.
@@ -127,4 +129,23 @@ pub async fn min_idle_pool() -> (FakeManager, Pool<FakeManager>) {
     let (fake, pool) = fake_pool_with(|b| b.max_size(4).min_idle(2));
     min_idle_filled(&pool, 2).await;
     (fake, pool)
+}
+
+/// Spawns a get that, once served, records `i` in `served` (so that a test sees the order callers were served
+/// in), then keeps the connection for `keep`, if given, before returning it.
+pub fn spawn_recorded_get(
+    pool: &Pool<FakeManager>,
+    served: &Arc<Mutex<Vec<usize>>>,
+    i: usize,
+    keep: Option<Duration>,
+) -> JoinHandle<()> {
+    let (pool, served) = (pool.clone(), Arc::clone(served));
+    tokio::spawn(async move {
+        let conn = pool.get().await.unwrap();
+        served.lock().push(i);
+        if let Some(keep) = keep {
+            tokio::time::sleep(keep).await;
+        }
+        drop(conn);
+    })
 }
