@@ -10,11 +10,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::{MySqlConfig, MySqlPool, MySqlSession};
+use aquifer_testing::TenantTally as Tally;
 
 const TENANTS: u64 = 10;
 const ROWS_PER_TENANT: usize = 5;
@@ -60,26 +61,6 @@ fn session(tenant: u64) -> MySqlSession {
     MySqlSession::new().user_var("tenant_id", tenant.to_string()).unwrap()
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-#[derive(Default)]
-struct Tally {
-    requests: AtomicU64,
-    cancelled: AtomicU64,
-    panicked: AtomicU64,
-    leaked_rows: AtomicU64,
-    leaked_settings: AtomicU64,
-}
-
 async fn request(pool: MySqlPool, view: Arc<str>, tally: Arc<Tally>, tenant: u64, kind: u64) {
     if kind < 3 {
         let mut conn = pool.get_session(&session(tenant)).await.expect("get_session");
@@ -113,45 +94,19 @@ async fn no_tenant_reads_another_tenants_rows_through_a_view_on_a_session_variab
         let (pool, view, tally) = (pool.clone(), Arc::clone(&view), Arc::clone(&tally));
         let share = total / TASKS + u64::from(task < total % TASKS);
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (task + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let mut rng = aquifer_testing::TaskRng::for_task(task);
             for _ in 0..share {
                 tally.requests.fetch_add(1, Ordering::Relaxed);
                 let (tenant, kind) = (rng.next(TENANTS) + 1, rng.next(5));
                 let req = request(pool.clone(), Arc::clone(&view), Arc::clone(&tally), tenant, kind);
-                match rng.next(10) {
-                    0 | 1 => {
-                        let deadline = Duration::from_micros(rng.next(3_000));
-                        if tokio::time::timeout(deadline, req).await.is_err() {
-                            tally.cancelled.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    2 => {
-                        let panicking = tokio::spawn(async move {
-                            req.await;
-                            panic!("user code panics after its request");
-                        });
-                        assert!(panicking.await.unwrap_err().is_panic());
-                        tally.panicked.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => req.await,
-                }
+                tally.count(aquifer_testing::run_with_random_fate(&mut rng, req).await);
             }
         }));
     }
     for t in tasks {
         t.await.expect("a task failed its checks");
     }
-    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    eprintln!(
-        "{} requests, {} cancelled, {} panicked; leaked rows {}, leaked settings {}",
-        g(&tally.requests),
-        g(&tally.cancelled),
-        g(&tally.panicked),
-        g(&tally.leaked_rows),
-        g(&tally.leaked_settings)
-    );
-    assert_eq!((g(&tally.requests), g(&tally.leaked_rows), g(&tally.leaked_settings)), (total, 0, 0));
-    assert!(g(&tally.cancelled) > 0 && g(&tally.panicked) > 0);
+    tally.assert_no_leak(total);
     pool.close().await;
     drop_fixture(&table, &view).await;
 }

@@ -10,12 +10,13 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aquifer_postgres::sqlx::postgres::PgConnection;
 use aquifer_postgres::sqlx::{self, Connection, Row};
 use aquifer_postgres::{PgConfig, PgPool, PgPoolError, PgSession};
+use aquifer_testing::TenantTally as Tally;
 use common::*;
 
 const TENANTS: i32 = 10;
@@ -71,46 +72,6 @@ impl Fixture {
 
     fn select(&self) -> String {
         format!("SELECT tenant_id FROM {}", self.table)
-    }
-}
-
-/// xorshift: reproducible per task, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-#[derive(Default)]
-struct Tally {
-    requests: AtomicU64,
-    completed: AtomicU64,
-    cancelled: AtomicU64,
-    panicked: AtomicU64,
-    /// Rows of another tenant a request read: must stay 0.
-    leaked_rows: AtomicU64,
-    /// Requests without a context that found a tenant or role left on their connection: must stay 0.
-    leaked_settings: AtomicU64,
-}
-
-impl std::fmt::Display for Tally {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        write!(
-            f,
-            "{} requests: {} completed, {} cancelled, {} panicked; leaked rows {}, leaked settings {}",
-            g(&self.requests),
-            g(&self.completed),
-            g(&self.cancelled),
-            g(&self.panicked),
-            g(&self.leaked_rows),
-            g(&self.leaked_settings)
-        )
     }
 }
 
@@ -194,35 +155,15 @@ async fn run_workload(pool: &PgPool, fx: &Arc<Fixture>, total: u64, per_checkout
         let (pool, fx, tally) = (pool.clone(), Arc::clone(fx), Arc::clone(&tally));
         let share = total / TASKS as u64 + u64::from((task as u64) < total % TASKS as u64);
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (task as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let mut rng = aquifer_testing::TaskRng::for_task(task as u64);
             for _ in 0..share {
                 tally.requests.fetch_add(1, Ordering::Relaxed);
                 let tenant = rng.next(TENANTS as u64) as i32 + 1;
                 let kind = rng.next(6);
                 let req = request(pool.clone(), Arc::clone(&fx), Arc::clone(&tally), tenant, kind, per_checkout);
-                match rng.next(10) {
-                    // Cancelled at whatever await point the deadline finds it: checkout, set, query, commit.
-                    0 | 1 => {
-                        let deadline = Duration::from_micros(rng.next(3_000));
-                        match tokio::time::timeout(deadline, req).await {
-                            Ok(()) => tally.completed.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => tally.cancelled.fetch_add(1, Ordering::Relaxed),
-                        };
-                    }
-                    // User code panics while holding the connection (after its request ran).
-                    2 => {
-                        let panicking = tokio::spawn(async move {
-                            req.await;
-                            panic!("user code panics after its request");
-                        });
-                        assert!(panicking.await.unwrap_err().is_panic());
-                        tally.panicked.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        req.await;
-                        tally.completed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                // Cancelled at whatever await point the deadline finds it (checkout, set, query, commit), or user
+                // code panicking while it holds the connection, or run to its end.
+                tally.count(aquifer_testing::run_with_random_fate(&mut rng, req).await);
             }
         }));
     }
@@ -230,14 +171,6 @@ async fn run_workload(pool: &PgPool, fx: &Arc<Fixture>, total: u64, per_checkout
         t.await.expect("a task failed its checks");
     }
     tally
-}
-
-fn assert_no_leak(tally: &Tally, total: u64) {
-    eprintln!("{tally}");
-    assert_eq!(tally.requests.load(Ordering::Relaxed), total);
-    assert_eq!(tally.leaked_rows.load(Ordering::Relaxed), 0, "{tally}");
-    assert_eq!(tally.leaked_settings.load(Ordering::Relaxed), 0, "{tally}");
-    assert!(tally.cancelled.load(Ordering::Relaxed) > 0 && tally.panicked.load(Ordering::Relaxed) > 0, "{tally}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +185,7 @@ async fn no_tenant_reads_another_tenants_rows_directly() {
     for _ in 0..pool.state().max_size {
         check_clean(&pool, &tally).await;
     }
-    assert_no_leak(&tally, total);
+    tally.assert_no_leak(total);
     pool.close().await;
     Arc::into_inner(fx).expect("no task holds the fixture").cleanup().await;
 }
@@ -273,7 +206,7 @@ async fn no_tenant_reads_another_tenants_rows_through_pgbouncer_in_transaction_m
     assert!(matches!(err, PgPoolError::Hook { .. }) && err.to_string().contains("PgBouncer"), "{err}");
     let total = requests(10_000);
     let tally = run_workload(&pool, &fx, total, false).await;
-    assert_no_leak(&tally, total);
+    tally.assert_no_leak(total);
     pool.close().await;
     Arc::into_inner(fx).expect("no task holds the fixture").cleanup().await;
 }

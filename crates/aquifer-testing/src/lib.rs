@@ -15,6 +15,7 @@ mod poll;
 mod private;
 mod proxy;
 mod restart;
+mod rng;
 mod rotation;
 mod secrets;
 mod server;
@@ -37,6 +38,7 @@ pub use private::{
 };
 pub use proxy::ChaosProxy;
 pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
+pub use rng::{Fate, TaskRng, TenantTally, run_with_random_fate};
 pub use rotation::{
     Order, PasswordFile, RETIRE_DRILL_FOR, ROTATION_EVERY, ROTATION_FOR, ROTATION_TASKS, RetirementWatch,
     RotationReport, SAMPLE_EVERY, Spread, rotate_under_load, rotate_under_load_for,
