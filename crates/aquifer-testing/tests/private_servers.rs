@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aquifer_testing::{PrivateMariaDb, PrivatePostgres};
+use aquifer_testing::{PrivateMariaDb, PrivatePostgres, Restartable};
 
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1)).is_ok()
@@ -15,6 +15,23 @@ fn data_dir(log: &std::path::Path) -> PathBuf {
     log.parent().expect("the log is in the server's directory").to_owned()
 }
 
+/// Checks that `server` (on `port`) refuses connections once stopped and comes back on the same port.
+fn assert_stops_and_restarts<S: Restartable>(server: &mut S, port: u16, is_running: fn(&mut S) -> bool) {
+    server.stop().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!is_running(server) && !accepts(port), "a stopped server refuses connections");
+    server.restart().unwrap_or_else(|e| panic!("{e}"));
+    assert!(accepts(port), "back on the same port");
+}
+
+/// Drops `server` (on `port`) and checks that its process and its directory are gone.
+fn assert_removed_on_drop(server: impl Restartable, port: u16) {
+    let dir = data_dir(server.log());
+    assert!(dir.exists());
+    drop(server);
+    assert!(!accepts(port), "dropping kills the server");
+    assert!(!dir.exists(), "dropping removes {}", dir.display());
+}
+
 #[test]
 fn private_postgres_stops_restarts_and_is_removed_on_drop() {
     let mut pg = PrivatePostgres::start().unwrap_or_else(|e| panic!("{e}"));
@@ -22,18 +39,11 @@ fn private_postgres_stops_restarts_and_is_removed_on_drop() {
     assert_ne!(port, 5432, "not the shared server's port");
     assert!(accepts(port) && pg.is_running());
     assert_eq!(pg.url(), format!("postgres://postgres@127.0.0.1:{port}/test?sslmode=disable"));
-    pg.stop().unwrap_or_else(|e| panic!("{e}"));
-    assert!(!pg.is_running() && !accepts(port), "a stopped server refuses connections");
-    pg.restart().unwrap_or_else(|e| panic!("{e}"));
-    assert!(accepts(port), "back on the same port");
+    assert_stops_and_restarts(&mut pg, port, PrivatePostgres::is_running);
     pg.kill();
     assert!(!accepts(port), "a killed server refuses connections");
     pg.restart().unwrap_or_else(|e| panic!("{e}"));
-    let dir = data_dir(pg.log());
-    assert!(dir.exists());
-    drop(pg);
-    assert!(!accepts(port), "dropping kills the server");
-    assert!(!dir.exists(), "dropping removes {}", dir.display());
+    assert_removed_on_drop(pg, port);
 }
 
 #[test]
@@ -43,12 +53,6 @@ fn private_mariadb_stops_restarts_and_is_removed_on_drop() {
     assert_ne!(port, 3306, "not the shared server's port");
     assert!(accepts(port) && my.is_running());
     assert_eq!(my.url(), format!("mysql://root@127.0.0.1:{port}/test"));
-    my.stop().unwrap_or_else(|e| panic!("{e}"));
-    assert!(!my.is_running() && !accepts(port), "a stopped server refuses connections");
-    my.restart().unwrap_or_else(|e| panic!("{e}"));
-    assert!(accepts(port), "back on the same port");
-    let dir = data_dir(my.log());
-    drop(my);
-    assert!(!accepts(port), "dropping kills the server");
-    assert!(!dir.exists(), "dropping removes {}", dir.display());
+    assert_stops_and_restarts(&mut my, port, PrivateMariaDb::is_running);
+    assert_removed_on_drop(my, port);
 }
