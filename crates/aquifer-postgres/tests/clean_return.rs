@@ -22,6 +22,18 @@ async fn table(name: &str) -> String {
     fresh_table(&mut admin().await, name, "id int PRIMARY KEY").await
 }
 
+/// A fresh table named after `test`, and a pool of one connection for `test` ([`pool_of_one`]).
+async fn table_and_pool_of_one(test: &str) -> (String, PgPool, String) {
+    let t = table(test).await;
+    let (pool, app) = pool_of_one(test, |_| {}).await;
+    (t, pool, app)
+}
+
+/// Inserts row 1 into `t` (inside a transaction when `conn` is one).
+async fn insert_one(conn: &mut sqlx::PgConnection, t: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1)"))).execute(conn).await.unwrap();
+}
+
 async fn rows(name: &str) -> i64 {
     let mut admin = admin().await;
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {name}"))).fetch_one(&mut admin).await.unwrap()
@@ -29,12 +41,11 @@ async fn rows(name: &str) -> i64 {
 
 #[tokio::test]
 async fn a_dropped_guard_inside_a_transaction_leaves_no_open_transaction_and_no_row() {
-    let t = table("dropped_tx").await;
-    let (pool, app) = pool_of_one("dropped_tx", |_| {}).await;
+    let (t, pool, app) = table_and_pool_of_one("dropped_tx").await;
     {
         let mut conn = pool.get().await.unwrap();
         let mut tx = conn.begin().await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1)"))).execute(&mut *tx).await.unwrap();
+        insert_one(&mut tx, &t).await;
         // tx and conn dropped here, uncommitted (an early return or a panic in real code).
     }
     assert!(no_open_transaction(&app, Duration::from_secs(5)).await, "the pool left a transaction open");
@@ -109,12 +120,11 @@ async fn an_abandoned_long_query_is_discarded_after_the_drain_timeout() {
 
 #[tokio::test]
 async fn a_leaked_transaction_is_discarded() {
-    let t = table("leaked_tx").await;
-    let (pool, _) = pool_of_one("leaked_tx", |_| {}).await;
+    let (t, pool, _) = table_and_pool_of_one("leaked_tx").await;
     {
         let mut conn = pool.get().await.unwrap();
         let mut tx = conn.begin().await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1)"))).execute(&mut *tx).await.unwrap();
+        insert_one(&mut tx, &t).await;
         std::mem::forget(tx);
     }
     let mut conn = pool.get().await.unwrap();
@@ -128,8 +138,7 @@ async fn a_leaked_transaction_is_discarded() {
 
 #[tokio::test]
 async fn a_cancelled_transaction_helper_commits_nothing() {
-    let t = table("cancelled_helper").await;
-    let (pool, app) = pool_of_one("cancelled_helper", |_| {}).await;
+    let (t, pool, app) = table_and_pool_of_one("cancelled_helper").await;
     let insert = format!("INSERT INTO {t} VALUES (1)");
     let cancelled = tokio::time::timeout(
         Duration::from_millis(200),
@@ -153,11 +162,10 @@ async fn a_cancelled_transaction_helper_commits_nothing() {
 
 #[tokio::test]
 async fn a_raw_begin_before_an_abandoned_query_is_rolled_back() {
-    let t = table("raw_begin").await;
-    let (pool, _) = pool_of_one("raw_begin", |_| {}).await;
+    let (t, pool, _) = table_and_pool_of_one("raw_begin").await;
     let mut conn = pool.get().await.unwrap();
     sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1)"))).execute(&mut *conn).await.unwrap();
+    insert_one(&mut conn, &t).await;
     let _ =
         tokio::time::timeout(Duration::from_millis(50), sqlx::query("SELECT pg_sleep(0.3)").execute(&mut *conn)).await;
     drop(conn);
