@@ -83,8 +83,8 @@ fn export_example_data() -> Vec<String> {
     let postgres = unique_name("dash-postgres");
     succeeded("postgres", &run_example("postgres", &postgres, &[("POSTGRES_POOL_LEAK_THRESHOLD", "2ms")]));
     let refused = unique_name("dash-postgres-refused");
-    let url = "postgres://aquifer_pw:wrong@127.0.0.1:5432/test?sslmode=disable";
-    assert!(!run_example("postgres", &refused, &[("POSTGRES_URL", url)]).status.success());
+    let url = aquifer_testing::servers::postgres_url_as("aquifer_pw:wrong");
+    assert!(!run_example("postgres", &refused, &[("POSTGRES_URL", &url)]).status.success());
     vec![sqlite, postgres, refused]
 }
 

@@ -92,6 +92,11 @@ pub fn mariadb_url_as(userinfo: &str) -> String {
     format!("mysql://{userinfo}@{}/test", mariadb_addr())
 }
 
+/// MariaDB's unix socket, `<services dir>/mariadb/run/mysqld.sock`.
+pub fn mariadb_socket() -> PathBuf {
+    services_dir().join("mariadb/run/mysqld.sock")
+}
+
 /// The TLS MariaDB's `127.0.0.1:PORT`.
 pub fn mariadb_tls_addr() -> String {
     MARIADB_TLS.addr()
@@ -147,9 +152,10 @@ pub fn services_dir() -> PathBuf {
     if is_root() {
         return "/var/lib/aquifer/services".into();
     }
-    let state = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local").join("state")
-    });
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local").join("state"));
     state.join("aquifer").join("services")
 }
 

@@ -58,9 +58,15 @@ fn the_urls_carry_the_ports() {
     // The variables are unset in CI; when set, the URLs follow them.
     let pg = servers::POSTGRES.get();
     assert_eq!(servers::postgres_url(), format!("postgres://postgres@127.0.0.1:{pg}/test?sslmode=disable"));
-    assert_eq!(servers::mariadb_url_as("aquifer_pw:x"), format!("mysql://aquifer_pw:x@{}/test", servers::mariadb_addr()));
+    assert_eq!(
+        servers::mariadb_url_as("aquifer_pw:x"),
+        format!("mysql://aquifer_pw:x@{}/test", servers::mariadb_addr())
+    );
     assert_eq!(servers::bolt_uri(), format!("bolt://127.0.0.1:{}", servers::BOLT.get()));
-    assert_eq!(servers::victoria_otlp_endpoint(), format!("http://127.0.0.1:{}/opentelemetry", servers::VICTORIA.get()));
+    assert_eq!(
+        servers::victoria_otlp_endpoint(),
+        format!("http://127.0.0.1:{}/opentelemetry", servers::VICTORIA.get())
+    );
     let unset = Port { var: "AQUIFER_TEST_UNSET_PORT_VARIABLE", default: 1 };
     assert_eq!(unset.get(), 1);
 }
