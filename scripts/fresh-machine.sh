@@ -12,6 +12,7 @@
 #   bash scripts/fresh-machine.sh --tests 'ARGS'  # the services, then `cargo nextest run ARGS` instead of
 #                                                 # scripts/test.sh (a subset, e.g. '-p aquifer-postgres')
 #   bash scripts/fresh-machine.sh --keep          # keep the root for another run (it is reused when present)
+#   AQUIFER_PG_PORT=25432 ... bash scripts/fresh-machine.sh   # other ports, when the host's servers take the defaults
 #
 # Besides the toolchain the root holds only what rustup itself requires of a machine (a C linker and libc's
 # headers: gcc, libc6-dev; ca-certificates for crates.io): no database, no Python, no curl, no Node.js. The
@@ -125,8 +126,13 @@ if command -v cargo-nextest >/dev/null; then
 fi
 mount_in "$repo" /src
 
+# The ports (scripts/services/ports.env) pass into the root: the root shares the host's network, so a host
+# whose own dev-services run on the default ports runs the proof on others (AQUIFER_PG_PORT=25432 ...).
+ports=()
+while IFS= read -r var; do ports+=("$var=${!var}"); done < <(compgen -v | grep -E '^AQUIFER_[A-Z_]+_PORT$' || true)
+
 in_root() {
-  chroot "$root" /usr/bin/env -i HOME=/root USER=root LANG=C.UTF-8 TERM=dumb \
+  chroot "$root" /usr/bin/env -i "${ports[@]}" HOME=/root USER=root LANG=C.UTF-8 TERM=dumb \
     PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     RUSTUP_HOME=/root/.rustup CARGO_HOME=/root/.cargo RUSTUP_TOOLCHAIN="$toolchain" \
     CARGO_TARGET_DIR=/build/target CARGO_TERM_COLOR=never CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-$(nproc)}" \
