@@ -282,8 +282,8 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn unavailable(&self, since: std::time::Instant, error: ConnectError<M::Error>) -> PoolError<M::Error> {
         let permanent = match &error {
             ConnectError::Backend(e) => Hooks::is_permanent(&self.manager, e),
-            ConnectError::Panicked(_) => true,
-            ConnectError::TimedOut(_) => false,
+            // A panicking connect is a bug in the manager, retried like a transient failure (docs/reliability.md).
+            ConnectError::Panicked(_) | ConnectError::TimedOut(_) => false,
         };
         PoolError::Unavailable { since, permanent, last_error: error }
     }

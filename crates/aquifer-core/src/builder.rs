@@ -102,6 +102,18 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
+    /// Sets [`PoolConfig::max_lifetime_jitter`] (a fraction from 0 to 0.5).
+    pub fn max_lifetime_jitter(mut self, fraction: f64) -> Self {
+        self.config.max_lifetime_jitter = fraction;
+        self
+    }
+
+    /// Sets [`PoolConfig::keepalive_interval`] (`None`: no keepalive pings).
+    pub fn keepalive_interval(mut self, d: Option<Duration>) -> Self {
+        self.config.keepalive_interval = d;
+        self
+    }
+
     /// Sets [`PoolConfig::validation_bypass`].
     pub fn validation_bypass(mut self, d: Duration) -> Self {
         self.config.validation_bypass = d;
@@ -197,9 +209,11 @@ impl<M: Manager> PoolBuilder<M> {
 }
 
 /// How often housekeeping runs: often enough to honour the shortest configured timer within a quarter of it,
-/// at most every 30 s (HikariCP's housekeeper period) and at least every 5 ms.
+/// and to close idle connections expiring over the `max_lifetime` jitter window in about eight steps rather
+/// than one, at most every 30 s (HikariCP's housekeeper period) and at least every 5 ms.
 fn housekeeping_interval(c: &PoolConfig) -> Duration {
-    [c.idle_timeout, c.max_lifetime, c.leak_detection_threshold]
+    let jitter_window = c.max_lifetime.map(|l| l.mul_f64(c.max_lifetime_jitter) / 2).filter(|d| !d.is_zero());
+    [c.idle_timeout, c.max_lifetime, c.leak_detection_threshold, c.keepalive_interval, jitter_window]
         .into_iter()
         .flatten()
         .map(|d| d / 4)

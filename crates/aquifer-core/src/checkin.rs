@@ -54,7 +54,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Under `g`: hands `conn` to the longest waiter or the idle queue, or closes it when the pool no longer
-    /// wants it (closed, or shrunk below its size). With `top_up`, also starts connects that `min_idle` or
+    /// wants it (closed, shrunk below its size, or retired). With `top_up`, also starts connects that `min_idle` or
     /// waiters still need (after a new connection; a plain return changes neither).
     pub(crate) fn deliver(
         self: &Arc<Self>,
@@ -71,8 +71,7 @@ impl<M: Manager> Shared<M> {
                 }
                 self.spawn_connects(connects);
             }
-            Err(conn) => {
-                let reason = if g.is_closed() { CloseReason::PoolClosed } else { CloseReason::Discarded };
+            Err((conn, reason)) => {
                 let connects = g.release(Some(reason));
                 drop(g);
                 self.after_close(conn, reason, connects);

@@ -19,6 +19,10 @@ const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// `u64::MAX` is a configuration error instead of an out-of-memory abort.
 pub const MAX_POOL_SIZE: usize = 10_000;
 
+/// The largest `max_lifetime_jitter`: beyond half, `max_lifetime` would no longer say how long connections
+/// live.
+const MAX_LIFETIME_JITTER: f64 = 0.5;
+
 /// Which idle connection a checkout takes.
 ///
 /// ```
@@ -76,7 +80,7 @@ impl std::str::FromStr for Reuse {
 /// assert!(config.validate().is_ok());
 /// assert_eq!(config.acquire_timeout, Duration::from_secs(30));
 /// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
     /// The pool's name in metrics (`db.client.connection.pool.name`), logs and health reports.
@@ -96,10 +100,25 @@ pub struct PoolConfig {
     /// Idle connections older than this are closed (down to `min_idle`). Default: 10 min; `None` keeps them.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
-    /// Connections older than this are closed when idle or when returned, minus up to 5 % random jitter so a
-    /// pool's connections do not all expire together. Default: 30 min; `None` keeps them forever.
+    /// Connections older than this are closed when idle or when returned, each a little earlier by a random
+    /// share of it up to [`max_lifetime_jitter`](PoolConfig::max_lifetime_jitter), so a pool's connections
+    /// do not all expire together. Default: 30 min; `None` keeps them forever.
     #[serde(with = "humantime_serde")]
     pub max_lifetime: Option<Duration>,
+    /// The largest share of `max_lifetime` by which a connection's lifetime is shortened at random: with
+    /// 30 min and `0.025`, each connection lives between 29 min 15 s and 30 min, so connections opened
+    /// together (a pool built at once, a burst) reconnect spread over 45 s instead of all at once. A fraction
+    /// from 0 (no jitter) to 0.5. Environment: `0.025` or `2.5%`. Default: 0.025 (HikariCP's 2.5 %).
+    pub max_lifetime_jitter: f64,
+    /// When set, idle connections not known alive for this long are validated in the background (the
+    /// manager's `validate`: a ping or `SELECT 1`), within a quarter of it, so a connection a NAT, firewall
+    /// or load balancer dropped while idle is found and replaced before a caller is handed it, and the pings
+    /// keep such idle cut-offs from firing at all. Set it below the network's idle cut-off (less a quarter).
+    /// A ping does not count as use: `idle_timeout` still closes the connection. HikariCP's `keepaliveTime`.
+    /// Default: `None` (off: checkout validation after `validation_bypass` already catches dead connections,
+    /// at the cost of a round trip on that checkout).
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Option<Duration>,
     /// A connection used within this window is handed out without a validation round trip. Default: 500 ms.
     #[serde(with = "humantime_serde")]
     pub validation_bypass: Duration,
@@ -154,6 +173,12 @@ impl Default for PoolConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             // HikariCP maxLifetime: below typical server/proxy/NAT idle cut-offs.
             max_lifetime: Some(Duration::from_secs(1800)),
+            // HikariCP's variance: enough to spread a pool's reconnects, too little to shorten lifetimes much.
+            max_lifetime_jitter: 0.025,
+            // Off, as in HikariCP before 5.1: pings cost every idle connection a round trip per period, and
+            // checkout validation already catches a dead connection; networks that cut idle connections
+            // turn it on (docs/operations.md).
+            keepalive_interval: None,
             // HikariCP aliveBypassWindowMs: a ping per checkout halves throughput; recent use proves liveness.
             validation_bypass: Duration::from_millis(500),
             // HikariCP validationTimeout.
@@ -172,6 +197,10 @@ impl Default for PoolConfig {
     }
 }
 
+/// `max_lifetime_jitter` is the one float: a configuration holding NaN is refused by
+/// [`validate`](PoolConfig::validate), so equality is an equivalence on every configuration a pool runs with.
+impl Eq for PoolConfig {}
+
 impl fmt::Debug for PoolConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolConfig")
@@ -182,6 +211,8 @@ impl fmt::Debug for PoolConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
+            .field("max_lifetime_jitter", &self.max_lifetime_jitter)
+            .field("keepalive_interval", &self.keepalive_interval)
             .field("validation_bypass", &self.validation_bypass)
             .field("validation_timeout", &self.validation_timeout)
             .field("leak_detection_threshold", &self.leak_detection_threshold)
@@ -223,6 +254,7 @@ impl PoolConfig {
             ("max_lifetime", self.max_lifetime),
             ("leak_detection_threshold", self.leak_detection_threshold),
             ("health_interval", self.health_interval),
+            ("keepalive_interval", self.keepalive_interval),
         ];
         for (field, value) in optional {
             if value.is_some_and(|d| d.is_zero()) {
@@ -252,6 +284,13 @@ impl PoolConfig {
                 ),
             ));
         }
+        if !(0.0..=MAX_LIFETIME_JITTER).contains(&self.max_lifetime_jitter) {
+            return Err(ConfigError::invalid(
+                "max_lifetime_jitter",
+                self.max_lifetime_jitter,
+                "must be a fraction from 0 (no jitter) to 0.5",
+            ));
+        }
         if let Some(name) = &self.name
             && name.trim().is_empty()
         {
@@ -264,6 +303,7 @@ impl PoolConfig {
     ///
     /// With prefix `APP` it reads `APP_NAME`, `APP_POOL_MAX_SIZE`, `APP_POOL_MIN_IDLE`,
     /// `APP_POOL_ACQUIRE_TIMEOUT`, `APP_POOL_CONNECT_TIMEOUT`, `APP_POOL_IDLE_TIMEOUT`, `APP_POOL_MAX_LIFETIME`,
+    /// `APP_POOL_MAX_LIFETIME_JITTER` (`0.025` or `2.5%`), `APP_POOL_KEEPALIVE_INTERVAL`,
     /// `APP_POOL_VALIDATION_BYPASS`, `APP_POOL_VALIDATION_TIMEOUT`, `APP_POOL_LEAK_THRESHOLD`,
     /// `APP_POOL_HEALTH_INTERVAL`, `APP_POOL_CLOSE_TIMEOUT`, `APP_POOL_FAIL_FAST_AFTER`,
     /// `APP_POOL_CONNECT_BACKOFF_MIN`, `APP_POOL_CONNECT_BACKOFF_MAX` and `APP_POOL_REUSE` (`lifo` or `fifo`).
@@ -304,6 +344,8 @@ impl PoolConfig {
         env.duration("POOL_CONNECT_BACKOFF_MAX", &mut c.connect_backoff_max)?;
         env.optional_duration("POOL_IDLE_TIMEOUT", &mut c.idle_timeout)?;
         env.optional_duration("POOL_MAX_LIFETIME", &mut c.max_lifetime)?;
+        env.parse("POOL_MAX_LIFETIME_JITTER", &mut c.max_lifetime_jitter, parse_fraction)?;
+        env.optional_duration("POOL_KEEPALIVE_INTERVAL", &mut c.keepalive_interval)?;
         env.optional_duration("POOL_LEAK_THRESHOLD", &mut c.leak_detection_threshold)?;
         env.optional_duration("POOL_HEALTH_INTERVAL", &mut c.health_interval)?;
         // A pair refused together is blamed on the variable that was set: with only
@@ -340,6 +382,18 @@ pub(crate) fn check_max_size(max_size: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A fraction written as `0.025` or as a percentage, `2.5%`.
+fn parse_fraction(v: &str) -> Result<f64, String> {
+    let (number, scale) = match v.strip_suffix('%') {
+        Some(percent) => (percent.trim(), 100.0),
+        None => (v, 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(n / scale),
+        _ => Err("expected a fraction such as 0.025 or a percentage such as 2.5%".to_owned()),
+    }
+}
+
 /// The variable suffix of each field [`PoolConfig::validate`] can refuse.
 fn env_suffix(field: &str) -> Option<&'static str> {
     Some(match field {
@@ -353,6 +407,8 @@ fn env_suffix(field: &str) -> Option<&'static str> {
         "fail_fast_after" => "POOL_FAIL_FAST_AFTER",
         "idle_timeout" => "POOL_IDLE_TIMEOUT",
         "max_lifetime" => "POOL_MAX_LIFETIME",
+        "max_lifetime_jitter" => "POOL_MAX_LIFETIME_JITTER",
+        "keepalive_interval" => "POOL_KEEPALIVE_INTERVAL",
         "validation_bypass" => "POOL_VALIDATION_BYPASS",
         "close_timeout" => "POOL_CLOSE_TIMEOUT",
         "leak_detection_threshold" => "POOL_LEAK_THRESHOLD",

@@ -7,20 +7,27 @@
 //!   [`ConnectSlot`] that frees the slot if the task ends any way but with a connection (failure, close,
 //!   panic, runtime shutdown);
 //! - an attempt lasts at most `connect_timeout`, or the acquire timeout if that is shorter: a connect never
-//!   outlives the demand that asked for it, so after a network partition heals a fresh attempt is made
-//!   instead of waiting out a stalled one;
+//!   outlives the demand that asked for it;
+//! - while a run of failures is on and callers wait, a task whose attempt has been pending for
+//!   [`RETRY_WHILE_WAITED`](circuit::RETRY_WHILE_WAITED) starts a hedged attempt beside it (spaced pool-wide,
+//!   at most [`MAX_HEDGES`] per task, the oldest hedge given up for a new one), so that after a network
+//!   partition heals a fresh attempt reaches the server while the stalled ones wait out their timeout; the
+//!   first attempt of the task to succeed wins and the others are dropped;
 //! - failures are retried at the delays of [`circuit::backoff`], starting over when any connect succeeds,
 //!   and within [`RETRY_WHILE_WAITED`](circuit::RETRY_WHILE_WAITED) of the last attempt while callers wait
 //!   or are refused; the rules of the run of failures, the circuit and its probe are in `circuit.rs`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::circuit;
 use crate::errors::ConnectError;
 use crate::hooks::{HookError, Hooks};
-use crate::internals::Conn;
+use crate::internals::{Begin, Conn};
 use crate::manager::Manager;
 use crate::shared::Shared;
 
@@ -68,11 +75,13 @@ impl<M: Manager> Shared<M> {
 
     fn connected(self: &Arc<Self>, mut slot: ConnectSlot<M>, raw: M::Connection, was_probing: bool) {
         let now = self.clock.now();
-        let expires = self.config.max_lifetime.map(|l| now.saturating_add(l.mul_f64(1.0 - fastrand::f64() * 0.05)));
+        let expires =
+            self.config.max_lifetime.map(|l| now.saturating_add(lifetime(l, self.config.max_lifetime_jitter)));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Box::new(Conn::new(raw, id, now, expires, self.config.validation_bypass));
+        let mut conn = Box::new(Conn::new(raw, id, now, expires, self.config.validation_bypass));
         let mut g = self.lock();
-        let (ended_failures, _) = g.connect_succeeded();
+        g.adopt(&mut conn);
+        let (ended_failures, _) = g.connect_succeeded(tokio::time::Instant::now());
         slot.armed = false;
         self.deliver(g, conn, true);
         if ended_failures {
@@ -84,64 +93,185 @@ impl<M: Manager> Shared<M> {
     }
 }
 
+/// One connection's lifetime: `max_lifetime` shortened by a random share of it, up to `jitter` (a fraction,
+/// `PoolConfig::max_lifetime_jitter`), so connections opened together do not expire together.
+fn lifetime(max_lifetime: Duration, jitter: f64) -> Duration {
+    max_lifetime.mul_f64(1.0 - fastrand::f64() * jitter)
+}
+
+/// Hedged attempts a connect task keeps beside its own: beyond this, starting a new one gives up the oldest
+/// hedge (which has had `MAX_HEDGES - 1` spacings to answer). The task's own attempt always runs to its
+/// timeout, so a server that is merely slow to accept still gets connected.
+pub(crate) const MAX_HEDGES: usize = 3;
+
+type AttemptOutcome<M> =
+    Result<Result<<M as Manager>::Connection, HookError<<M as Manager>::Error>>, tokio::time::error::Elapsed>;
+
+/// One connect attempt in flight.
+struct Attempt<M: Manager> {
+    /// When it began: what its outcome is evidence of (see `circuit.rs`).
+    started: tokio::time::Instant,
+    hedge: bool,
+    future: Pin<Box<dyn Future<Output = AttemptOutcome<M>> + Send>>,
+}
+
+/// The attempts of one connect task in flight: its own and its hedges. Few (at most `1 + MAX_HEDGES`), so
+/// each wake-up polls them all.
+struct Attempts<M: Manager> {
+    list: Vec<Attempt<M>>,
+}
+
+impl<M: Manager> Attempts<M> {
+    fn new() -> Self {
+        Attempts { list: Vec::with_capacity(1) }
+    }
+
+    /// Starts an attempt that began at `started`, bounded by the attempt timeout; a hedge beyond
+    /// [`MAX_HEDGES`] replaces the oldest hedge.
+    fn start(&mut self, shared: &Arc<Shared<M>>, started: tokio::time::Instant, hedge: bool) {
+        if hedge && self.list.iter().filter(|a| a.hedge).count() >= MAX_HEDGES {
+            let oldest = self.list.iter().enumerate().filter(|(_, a)| a.hedge).min_by_key(|(_, a)| a.started);
+            if let Some((i, _)) = oldest {
+                // Dropped mid-way, like an attempt that timed out: nothing to report.
+                self.list.swap_remove(i);
+            }
+        }
+        let limit = shared.attempt_timeout();
+        let shared = Arc::clone(shared);
+        let future = Box::pin(async move { tokio::time::timeout(limit, Hooks::connect(&shared.manager)).await });
+        self.list.push(Attempt { started, hedge, future });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The first attempt to finish: when it began, and how it ended.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(tokio::time::Instant, AttemptOutcome<M>)> {
+        for i in 0..self.list.len() {
+            if let Poll::Ready(outcome) = self.list[i].future.as_mut().poll(cx) {
+                let attempt = self.list.swap_remove(i);
+                return Poll::Ready((attempt.started, outcome));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// What a connect task waits for while attempts are in flight.
+enum Event<M: Manager> {
+    Closing,
+    Finished(tokio::time::Instant, AttemptOutcome<M>),
+    HedgeDue,
+}
+
 /// Opens one connection for `slot`, retrying with backoff while someone still needs it (or while it is the
-/// circuit's probe).
+/// circuit's probe), and hedging attempts that stall while connects fail.
 async fn connect_task<M: Manager>(slot: ConnectSlot<M>) {
     let shared = Arc::clone(&slot.shared);
     let mut delays = shared.backoff();
     let mut probing = false;
+    let spacing = shared.retry_while_waited();
     loop {
-        let started = tokio::time::Instant::now();
-        let attempt = tokio::select! {
-            biased;
-            _ = shared.closing.cancelled() => return,
-            r = tokio::time::timeout(shared.attempt_timeout(), Hooks::connect(&shared.manager)) => r,
-        };
-        let (error, permanent) = match attempt {
-            Ok(Ok(raw)) => {
-                shared.metrics.create_time(started.elapsed());
-                return shared.connected(slot, raw, probing);
+        let first = tokio::time::Instant::now();
+        let begin = shared.lock().begin_attempt(first, probing);
+        match begin {
+            Begin::Attempt => {}
+            Begin::Stop => return, // the slot is given back as it drops
+            Begin::WaitResume => {
+                if !shared.wait_resumed().await {
+                    return;
+                }
+                continue;
             }
-            Ok(Err(HookError::Failed(e))) => {
-                shared.metrics.connect_error(Hooks::error_type(&shared.manager, &e));
-                let permanent = Hooks::is_permanent(&shared.manager, &e);
-                (ConnectError::Backend(Arc::new(e)), permanent)
-            }
-            Ok(Err(HookError::Panicked(message))) => {
-                shared.hook_panicked("connect", &message);
-                shared.metrics.connect_error("panic".into());
-                // A bug in the manager: retrying at once would only panic again.
-                (ConnectError::Panicked(message), true)
-            }
-            Err(_) => {
-                shared.metrics.connect_error("timeout".into());
-                (ConnectError::TimedOut(shared.attempt_timeout()), false)
-            }
-        };
-        let failure = shared.lock().connect_failed(
-            error.clone(),
-            permanent,
-            shared.config.fail_fast_after,
-            tokio::time::Instant::now(),
-            probing,
-        );
-        for w in failure.wakers {
-            w.wake();
         }
-        if failure.opened {
-            probing = true;
-            tracing::error!(
-                pool = %shared.name, error = %error, failures = failure.failures,
-                "connects keep failing and no connection is left; failing fast until the server answers again"
+        let mut attempts = Attempts::new();
+        attempts.start(&shared, first, false);
+        let mut newest = first;
+        let mut hedge_at = first + spacing;
+        // Until an attempt succeeds (the task ends) or every attempt has failed (then the last failure decides).
+        let failure = loop {
+            let event = tokio::select! {
+                biased;
+                _ = shared.closing.cancelled() => Event::<M>::Closing,
+                (started, outcome) = std::future::poll_fn(|cx| attempts.poll_next(cx)) => {
+                    Event::Finished(started, outcome)
+                }
+                _ = tokio::time::sleep_until(hedge_at) => Event::HedgeDue,
+            };
+            let (started, outcome) = match event {
+                Event::Closing => return,
+                Event::HedgeDue => {
+                    let now = tokio::time::Instant::now();
+                    let due = shared.lock().hedge(now, spacing);
+                    match due {
+                        Ok(()) => {
+                            attempts.start(&shared, now, true);
+                            newest = now;
+                            hedge_at = now + spacing;
+                        }
+                        Err(at) => hedge_at = at.max(now + Duration::from_millis(1)),
+                    }
+                    continue;
+                }
+                Event::Finished(started, outcome) => (started, outcome),
+            };
+            let (error, permanent) = match outcome {
+                Ok(Ok(raw)) => {
+                    shared.metrics.create_time(started.elapsed());
+                    return shared.connected(slot, raw, probing);
+                }
+                Ok(Err(HookError::Failed(e))) => {
+                    shared.metrics.connect_error(Hooks::error_type(&shared.manager, &e));
+                    let permanent = Hooks::is_permanent(&shared.manager, &e);
+                    (ConnectError::Backend(Arc::new(e)), permanent)
+                }
+                Ok(Err(HookError::Panicked(message))) => {
+                    shared.hook_panicked("connect", &message);
+                    shared.metrics.connect_error("panic".into());
+                    // A bug in the manager, which says nothing about the server: retried with backoff like any
+                    // transient failure, so the circuit opens only if panics go on for `fail_fast_after`.
+                    (ConnectError::Panicked(message), false)
+                }
+                Err(_) => {
+                    shared.metrics.connect_error("timeout".into());
+                    (ConnectError::TimedOut(shared.attempt_timeout()), false)
+                }
+            };
+            let failure = shared.lock().connect_failed(
+                error.clone(),
+                permanent,
+                shared.config.fail_fast_after,
+                started,
+                tokio::time::Instant::now(),
+                probing,
             );
-        } else if !probing {
-            tracing::warn!(pool = %shared.name, error = %error, failures = failure.failures, "connect failed");
-        }
+            for w in &failure.wakers {
+                w.wake_by_ref();
+            }
+            if failure.opened {
+                probing = true;
+                tracing::error!(
+                    pool = %shared.name, error = %error, failures = failure.failures,
+                    "connects keep failing and no connection is left; failing fast until the server answers again"
+                );
+            } else if failure.stale {
+                tracing::debug!(
+                    pool = %shared.name, error = %error,
+                    "a connect attempt begun before the latest successful connect failed; not counted"
+                );
+            } else if !probing {
+                tracing::warn!(pool = %shared.name, error = %error, failures = failure.failures, "connect failed");
+            }
+            if attempts.is_empty() {
+                break failure;
+            }
+        };
         if !failure.retry {
             return; // the slot is given back as it drops
         }
         let delay = delays.next().unwrap_or(shared.config.connect_backoff_max);
-        match pause(&shared, delay, started, failure.demand, failure.successes).await {
+        match pause(&shared, delay, newest, failure.demand, failure.successes).await {
             Resume::Closing => return,
             Resume::Backoff => {}
             Resume::Recovered => delays = shared.backoff(),

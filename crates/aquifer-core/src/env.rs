@@ -306,6 +306,7 @@ fn peer_name(suffix: &str) -> Option<&'static str> {
         "LEAK_DETECTION_THRESHOLD" | "LEAK_DETECTION" => "POOL_LEAK_THRESHOLD",
         "MAX_IDLE_TIME" | "IDLE" => "POOL_IDLE_TIMEOUT",
         "LIFETIME" | "MAX_AGE" => "POOL_MAX_LIFETIME",
+        "KEEPALIVE_TIME" | "KEEPALIVE" | "KEEP_ALIVE" | "KEEPALIVE_PERIOD" => "POOL_KEEPALIVE_INTERVAL",
         _ => return None,
     })
 }
@@ -332,6 +333,18 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown environment variable LIB_POOL_MAX_CONNECTIONS: did you mean LIB_POOL_MAX_SIZE?"
+        );
+    }
+
+    #[test]
+    fn hikaricp_keepalive_time_names_the_keepalive_interval() {
+        let err = check(&[("LIB_POOL_KEEPALIVE_TIME", "2m")]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::UnknownEnv {
+                var: "LIB_POOL_KEEPALIVE_TIME".into(),
+                closest: Some("LIB_POOL_KEEPALIVE_INTERVAL".into())
+            }
         );
     }
 

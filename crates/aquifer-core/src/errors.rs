@@ -69,7 +69,8 @@ pub enum PoolError<E: std::error::Error + 'static> {
     ///
     /// `last_error` is the most recent connect failure, if connects were failing: a timeout caused by a
     /// refused password reads "timed out ... last connect error: password authentication failed", not just
-    /// "timed out".
+    /// "timed out". A timeout of a paused pool ([`Pool::pause`](crate::Pool::pause)) says so: "timed out ...
+    /// waiting for a connection: the pool is paused (...)", and `state.paused` is set.
     Timeout {
         /// How long the caller waited.
         waited: Duration,
@@ -91,8 +92,8 @@ pub enum PoolError<E: std::error::Error + 'static> {
     Unavailable {
         /// When the pool started failing fast.
         since: Instant,
-        /// The last connect error is permanent, as the adapter classifies it (a panicking connect counts as
-        /// permanent too: it is a bug in the manager).
+        /// The last connect error is permanent, as the adapter classifies it (a panicking connect is not: it is
+        /// retried like a transient failure).
         permanent: bool,
         /// The connect failure that keeps the pool failing fast.
         last_error: ConnectError<E>,
@@ -105,14 +106,12 @@ impl<E: std::error::Error + 'static> fmt::Display for PoolError<E> {
             PoolError::Timeout { waited, state, last_error } => {
                 write!(
                     f,
-                    "timed out after {waited:?} waiting for a connection ({state}){}",
+                    "timed out after {waited:?} waiting for a connection{} ({state}){}",
+                    PausedNote(state.paused),
                     LastError(last_error.as_ref())
                 )
             }
             PoolError::Closed => f.write_str("the pool is closed"),
-            PoolError::Unavailable { permanent: true, last_error: last_error @ ConnectError::Panicked(_), .. } => {
-                write!(f, "no connection can be opened (permanent error): {last_error}")
-            }
             PoolError::Unavailable { permanent: true, last_error, .. } => {
                 write!(f, "database refused the connection (permanent error): {last_error}")
             }
@@ -155,6 +154,14 @@ impl<E: std::error::Error + 'static> PoolError<E> {
     }
 }
 
+struct PausedNote(bool);
+
+impl fmt::Display for PausedNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 { f.write_str(": the pool is paused") } else { Ok(()) }
+    }
+}
+
 struct LastError<'a, E>(Option<&'a ConnectError<E>>);
 
 impl<E: fmt::Display> fmt::Display for LastError<'_, E> {
@@ -175,9 +182,9 @@ pub enum ConnectError<E> {
     Backend(Arc<E>),
     /// The connect did not finish within `connect_timeout` (or the acquire timeout, if shorter).
     TimedOut(Duration),
-    /// [`Manager::connect`](crate::Manager::connect) panicked, with this message. The pool caught the panic,
-    /// freed the connect's slot and treats it like a refused password: it fails fast while it has no
-    /// connection, and its probe retries.
+    /// [`Manager::connect`](crate::Manager::connect) panicked, with this message. The pool caught the panic
+    /// and treats it as a transient connect failure: retried with backoff, and failing fast only when connects
+    /// keep failing (panicking) for `fail_fast_after` with no connection left.
     Panicked(Arc<str>),
 }
 

@@ -10,8 +10,8 @@ use crate::manager::Manager;
 use crate::shared::Shared;
 
 /// Runs a health check. Without a round trip: a closed pool, an open circuit, or a pool holding no connection
-/// while its connects fail is unhealthy; a pool whose every slot is taken is degraded, with a message that
-/// says what takes them. Otherwise a pooled connection is validated (always, ignoring the bypass window) and
+/// while its connects fail is unhealthy; a paused pool is degraded ("paused: ..."); a pool whose every slot is
+/// taken is degraded, with a message that says what takes them. Otherwise a pooled connection is validated (always, ignoring the bypass window) and
 /// timed.
 pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
     let (state, live, open, closed, last_error, version) = {
@@ -56,6 +56,13 @@ pub(crate) async fn check<M: Manager>(shared: &Arc<Shared<M>>) -> HealthReport {
     {
         report.status = HealthStatus::Unhealthy;
         report.last_error = Some(format!("no connection to the server; connects are failing: {error}"));
+        return report;
+    }
+    // A paused pool lends nothing, the check included: degraded (on purpose, and recoverable), saying why.
+    if state.paused {
+        report.status = HealthStatus::Degraded;
+        report.last_error =
+            Some(format!("paused: the pool lends and opens no connection until resumed ({} waiting)", state.waiting));
         return report;
     }
     // An exhausted pool is degraded, and a health endpoint must not queue behind the work it reports on.

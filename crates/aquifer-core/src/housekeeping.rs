@@ -1,5 +1,5 @@
 //! The pool's background tasks: the deadline watcher (acquire timeouts of queued callers) and housekeeping
-//! (idle reaping, leak reports, `min_idle` top-up, health refresh).
+//! (idle reaping, leak reports, `min_idle` top-up, keepalive pings, health refresh).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +39,10 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// One round of housekeeping: reap idle connections, report leaks, top up `min_idle`.
+    /// One round of housekeeping: reap idle connections, report leaks, top up `min_idle`, ping the idle
+    /// connections due for a keepalive.
     pub(crate) fn housekeep(self: &Arc<Self>, now: Stamp) {
-        let (reaped, leaks, connects) = {
+        let (reaped, leaks, connects, pings) = {
             let mut g = self.lock();
             if g.is_closed() {
                 return;
@@ -51,8 +52,13 @@ impl<M: Manager> Shared<M> {
                 Some(t) => g.find_leaks(now, t),
                 None => Vec::new(),
             };
-            (reaped, leaks, g.reserve_connects())
+            let pings = match self.config.keepalive_interval {
+                Some(every) => g.take_for_keepalive(now, every),
+                None => Vec::new(),
+            };
+            (reaped, leaks, g.reserve_connects(), pings)
         };
+        self.keepalive(pings);
         for (conn, reason) in reaped {
             tracing::debug!(pool = %self.name, conn = conn.id, reason = reason.as_str(), "closing idle connection");
             drop(conn);

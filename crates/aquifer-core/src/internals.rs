@@ -32,6 +32,12 @@ pub(crate) struct Conn<C> {
     pub(crate) expires: Option<Stamp>,
     /// When it was last returned (or created).
     pub(crate) last_used: Stamp,
+    /// When it was last known alive: returned, created, validated, or answered a keepalive ping. Unlike
+    /// `last_used`, a keepalive ping moves it, so pings never keep a connection from its `idle_timeout`.
+    pub(crate) alive_at: Stamp,
+    /// The pool's retirement generation when it was delivered first ([`Internals::retire`]): a connection of an
+    /// older generation is closed when it comes back.
+    pub(crate) generation: u64,
     /// Until when it may be handed out without validation: `last_used + validation_bypass`, capped by
     /// `expires`. One comparison on the hot path instead of two subtractions.
     pub(crate) fresh_until: Stamp,
@@ -39,7 +45,8 @@ pub(crate) struct Conn<C> {
 
 impl<C> Conn<C> {
     pub(crate) fn new(raw: C, id: u64, now: Stamp, expires: Option<Stamp>, bypass: Duration) -> Self {
-        let mut conn = Conn { raw, id, created: now, expires, last_used: now, fresh_until: now };
+        let mut conn =
+            Conn { raw, id, created: now, expires, last_used: now, alive_at: now, generation: 0, fresh_until: now };
         conn.touch(now, bypass);
         conn
     }
@@ -51,6 +58,13 @@ impl<C> Conn<C> {
     /// Marks it used at `now`.
     pub(crate) fn touch(&mut self, now: Stamp, bypass: Duration) {
         self.last_used = now;
+        self.alive(now, bypass);
+    }
+
+    /// Marks it known alive at `now` (validated) without counting as a use: `idle_timeout` still runs from
+    /// `last_used`.
+    pub(crate) fn alive(&mut self, now: Stamp, bypass: Duration) {
+        self.alive_at = now;
         let until = now.saturating_add(bypass);
         self.fresh_until = match self.expires {
             Some(at) if at < until => at,
@@ -86,16 +100,22 @@ pub(crate) enum CloseReason {
     ValidationFailed,
     Discarded,
     PoolClosed,
+    /// Retired by `Pool::retire`: idle at the time, or lent then and returned since.
+    Retired,
+    /// Found dead by a keepalive ping (`keepalive_interval`).
+    KeepaliveFailed,
 }
 
 impl CloseReason {
-    pub(crate) const ALL: [CloseReason; 6] = [
+    pub(crate) const ALL: [CloseReason; 8] = [
         CloseReason::IdleTimeout,
         CloseReason::MaxLifetime,
         CloseReason::Broken,
         CloseReason::ValidationFailed,
         CloseReason::Discarded,
         CloseReason::PoolClosed,
+        CloseReason::Retired,
+        CloseReason::KeepaliveFailed,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -106,6 +126,8 @@ impl CloseReason {
             CloseReason::ValidationFailed => "validation_failed",
             CloseReason::Discarded => "discarded",
             CloseReason::PoolClosed => "pool_closed",
+            CloseReason::Retired => "retired",
+            CloseReason::KeepaliveFailed => "keepalive_failed",
         }
     }
 }
@@ -116,6 +138,15 @@ pub(crate) struct CheckoutRecord {
     pub(crate) caller: &'static Location<'static>,
     pub(crate) conn_id: u64,
     pub(crate) reported: bool,
+}
+
+/// Whether a connect task may begin an attempt ([`Internals::begin_attempt`]).
+pub(crate) enum Begin {
+    Attempt,
+    /// The pool is paused and the task is the circuit's probe: wait for `resume`.
+    WaitResume,
+    /// Closed, or paused (a task that is not the probe gives its slot back).
+    Stop,
 }
 
 /// A leak found by [`Internals::find_leaks`].
@@ -175,6 +206,8 @@ pub(crate) enum Abandoned<C> {
 
 /// What a failed connect means ([`Internals::connect_failed`]).
 pub(crate) struct Failure {
+    /// Its attempt began before the latest successful connect: not counted against the server.
+    pub(crate) stale: bool,
     /// This failure opened the circuit (waiters were failed: wake them).
     pub(crate) opened: bool,
     pub(crate) wakers: Vec<Waker>,
@@ -210,6 +243,13 @@ pub(crate) struct Internals<C, E> {
     max_size: usize,
     min_idle: usize,
     closed: bool,
+    /// Set by `Pool::pause`: nothing is lent (checkouts queue, returned connections go idle) and nothing is
+    /// opened (no connect is reserved, connect tasks stop at their next attempt, the probe waits).
+    paused: bool,
+    /// Bumped by `Pool::retire`; connections of an older generation are closed as they come back.
+    generation: u64,
+    /// Idle connections out of the idle queue for a keepalive ping: still idle to `state()` and `min_idle`.
+    pinging: usize,
     circuit: Circuit<E>,
     checkouts: Slab<CheckoutRecord>,
     stats: Stats,
@@ -237,6 +277,9 @@ impl<C, E> Internals<C, E> {
             max_size,
             min_idle,
             closed: false,
+            paused: false,
+            generation: 0,
+            pinging: 0,
             circuit: Circuit::new(),
             checkouts: Slab::new(),
             stats: Stats::default(),
@@ -249,12 +292,13 @@ impl<C, E> Internals<C, E> {
     pub(crate) fn state(&self) -> State {
         State {
             size: self.size,
-            idle: self.idle.len(),
-            in_use: self.size - self.connecting - self.idle.len(),
+            idle: self.idle.len() + self.pinging,
+            in_use: self.size - self.connecting - self.idle.len() - self.pinging,
             connecting: self.connecting,
             waiting: self.waiters.len(),
             max_size: self.max_size,
             min_idle: self.min_idle,
+            paused: self.paused,
         }
     }
 
@@ -302,14 +346,14 @@ impl<C, E> Internals<C, E> {
     }
 
     /// Reserves a slot for each connect to start now: one per waiter not already covered by a connect in
-    /// flight, plus what `min_idle` lacks. Never more than `max_size` allows, and none while closed or
+    /// flight, plus what `min_idle` lacks. Never more than `max_size` allows, and none while closed, paused or
     /// failing fast, so bursts never create connections nobody waits for. Returns how many were reserved;
     /// the caller must fill each with a [`ConnectSlot`](crate::connect::ConnectSlot).
     pub(crate) fn reserve_connects(&mut self) -> usize {
-        if self.closed || self.circuit.is_open() {
+        if self.closed || self.paused || self.circuit.is_open() {
             return 0;
         }
-        let want = self.waiters.len() + self.min_idle.saturating_sub(self.idle.len());
+        let want = self.waiters.len() + self.min_idle.saturating_sub(self.idle.len() + self.pinging);
         let mut n = 0;
         while self.connecting < want && self.size < self.max_size {
             self.size += 1;
@@ -333,9 +377,9 @@ impl<C, E> Internals<C, E> {
         }
     }
 
-    /// Takes an idle connection when nobody is queued ahead (no barging), otherwise queues the caller (or,
-    /// when it would not wait, says the pool is busy). While the circuit is open, a caller that would have to
-    /// wait for a connect is refused at once.
+    /// Takes an idle connection when nobody is queued ahead (no barging) and the pool is not paused, otherwise
+    /// queues the caller (or, when it would not wait, says the pool is busy). While the circuit is open, a
+    /// caller that would have to wait for a connect is refused at once.
     pub(crate) fn checkout(
         &mut self,
         now: Stamp,
@@ -347,6 +391,7 @@ impl<C, E> Internals<C, E> {
             return Step::Closed;
         }
         if self.waiters.is_empty()
+            && !self.paused
             && let Some(conn) = self.take_idle()
         {
             if !conn.fresh(now) {
@@ -360,6 +405,7 @@ impl<C, E> Internals<C, E> {
         }
         if let Some((since, error)) = self.circuit.open() {
             self.stats.fail_fast += 1;
+            self.circuit.refused();
             return Step::FailFast { since, error };
         }
         // Read under the lock, so deadlines along the queue never decrease (the watcher relies on it).
@@ -407,23 +453,50 @@ impl<C, E> Internals<C, E> {
         self.waiters.poll(key, waker)
     }
 
-    /// Gives a connection to the longest waiter, or to the idle queue; returns the waiter's waker.
-    /// Returns the connection itself when the pool no longer wants it (closed, or shrunk below its size).
-    pub(crate) fn deliver(&mut self, conn: Box<Conn<C>>) -> Result<Option<Waker>, Box<Conn<C>>> {
-        if self.closed || self.size > self.max_size {
-            return Err(conn);
+    /// Gives a connection to the longest waiter, or to the idle queue (always while paused); returns the
+    /// waiter's waker. Returns the connection itself, with the reason to close it, when the pool no longer
+    /// wants it (closed, shrunk below its size, or retired since the connection was delivered first).
+    pub(crate) fn deliver(&mut self, conn: Box<Conn<C>>) -> Result<Option<Waker>, (Box<Conn<C>>, CloseReason)> {
+        if self.closed {
+            return Err((conn, CloseReason::PoolClosed));
         }
-        if self.waiters.is_empty() {
-            self.idle.push_back(conn);
+        if self.size > self.max_size {
+            return Err((conn, CloseReason::Discarded));
+        }
+        if conn.generation != self.generation {
+            return Err((conn, CloseReason::Retired));
+        }
+        if self.waiters.is_empty() || self.paused {
+            self.push_idle(conn);
             return Ok(None);
         }
         match self.waiters.fulfill_front(Outcome::Conn(conn)) {
             Ok(waker) => Ok(waker),
             Err(Outcome::Conn(conn)) => {
-                self.idle.push_back(conn);
+                self.push_idle(conn);
                 Ok(None)
             }
             Err(_) => unreachable!("fulfill_front gives back what it was given"),
+        }
+    }
+
+    /// Stamps a new connection with the current retirement generation, before its first [`deliver`].
+    ///
+    /// [`deliver`]: Self::deliver
+    pub(crate) fn adopt(&self, conn: &mut Conn<C>) {
+        conn.generation = self.generation;
+    }
+
+    /// Puts a connection on the idle queue, which stays ordered by `last_used` (reaping relies on it): a
+    /// returned connection goes at the back (one comparison), one back from a keepalive ping where its
+    /// `last_used` belongs.
+    #[inline]
+    fn push_idle(&mut self, conn: Box<Conn<C>>) {
+        if self.idle.back().is_none_or(|b| b.last_used <= conn.last_used) {
+            self.idle.push_back(conn);
+        } else {
+            let at = self.idle.partition_point(|c| c.last_used <= conn.last_used);
+            self.idle.insert(at, conn);
         }
     }
 
@@ -433,8 +506,7 @@ impl<C, E> Internals<C, E> {
         match self.waiters.cancel(key) {
             Some(Outcome::Conn(conn)) => match self.deliver(conn) {
                 Ok(waker) => Abandoned::Passed(waker),
-                Err(conn) => {
-                    let reason = if self.closed { CloseReason::PoolClosed } else { CloseReason::Discarded };
+                Err((conn, reason)) => {
                     let connects = self.release(Some(reason));
                     Abandoned::Unwanted(conn, reason, connects)
                 }
@@ -451,7 +523,7 @@ impl<C, E> Internals<C, E> {
             Some(reason) => self.count_closed(reason),
             None => self.stats.detached += 1,
         }
-        if matches!(reason, Some(CloseReason::Broken | CloseReason::ValidationFailed)) {
+        if matches!(reason, Some(CloseReason::Broken | CloseReason::ValidationFailed | CloseReason::KeepaliveFailed)) {
             self.suspect_idle();
         }
         self.reserve_connects()
@@ -477,6 +549,8 @@ impl<C, E> Internals<C, E> {
             CloseReason::ValidationFailed => s.closed_validation_failed += 1,
             CloseReason::Discarded => s.closed_discarded += 1,
             CloseReason::PoolClosed => s.closed_pool_closed += 1,
+            CloseReason::Retired => s.closed_retired += 1,
+            CloseReason::KeepaliveFailed => s.closed_keepalive_failed += 1,
         }
     }
 
@@ -529,6 +603,46 @@ impl<C, E> Internals<C, E> {
         (removed, self.reserve_connects())
     }
 
+    /// Retires every connection (HikariCP's `softEvictConnections`): the idle ones are returned to close now,
+    /// and the generation moves on, so the ones lent, being validated, reset or pinged are closed when they
+    /// come back. Returns the idle connections (already out of the accounting) and the connect slots reserved
+    /// in their place (for waiters and `min_idle`).
+    pub(crate) fn retire(&mut self) -> (Vec<Box<Conn<C>>>, usize) {
+        self.generation += 1;
+        let idle: Vec<_> = self.idle.drain(..).collect();
+        for _ in &idle {
+            self.size -= 1;
+            self.count_closed(CloseReason::Retired);
+        }
+        (idle, self.reserve_connects())
+    }
+
+    /// Takes the idle connections due for a keepalive ping (not known alive for `interval`, not expired) out
+    /// of the idle queue; they stay counted as idle until [`end_keepalive`](Self::end_keepalive).
+    pub(crate) fn take_for_keepalive(&mut self, now: Stamp, interval: Duration) -> Vec<Box<Conn<C>>> {
+        let mut due = Vec::new();
+        if self.closed {
+            return due;
+        }
+        let mut i = 0;
+        while i < self.idle.len() {
+            let c = &self.idle[i];
+            if !c.expired(now) && now.duration_since(c.alive_at) >= interval {
+                due.extend(self.idle.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        self.pinging += due.len();
+        self.stats.keepalives += due.len() as u64;
+        due
+    }
+
+    /// A keepalive ping ended; the caller then delivers the connection (alive) or releases its slot (dead).
+    pub(crate) fn end_keepalive(&mut self) {
+        self.pinging -= 1;
+    }
+
     /// Sets the maximum size; closes idle connections beyond it (longest idle first) and returns them with the
     /// connect slots reserved for waiters the new size lets in.
     pub(crate) fn resize(&mut self, max_size: usize) -> (Vec<Box<Conn<C>>>, usize) {
@@ -558,28 +672,86 @@ impl<C, E> Internals<C, E> {
         leaks
     }
 
-    /// Records a failed connect of a task that holds a connect slot (`probing`: the task is the open
-    /// circuit's probe). The circuit decides whether this opens it ([`Circuit::on_connect_failed`], given the
-    /// pool's live connections) and whether the task tries again ([`Circuit::keeps_trying`]); when it opens,
-    /// every waiter is failed with [`Outcome::Unavailable`], since nothing could serve it.
+    /// Whether a connect task may begin an attempt (its first or a retry) at `now`; if so it is recorded as
+    /// begun. Nothing is opened while the pool is paused: the circuit's probe waits for `resume`, any other
+    /// task gives its slot back (what waits when the pool resumes gets a connect of its own then).
+    pub(crate) fn begin_attempt(&mut self, now: tokio::time::Instant, probing: bool) -> Begin {
+        if self.closed {
+            return Begin::Stop;
+        }
+        if self.paused {
+            return if probing { Begin::WaitResume } else { Begin::Stop };
+        }
+        self.circuit.attempt_started(now);
+        Begin::Attempt
+    }
+
+    /// Pauses the pool; false when it was paused already.
+    pub(crate) fn pause(&mut self) -> bool {
+        !std::mem::replace(&mut self.paused, true)
+    }
+
+    /// Resumes a paused pool: idle connections go to the waiters in their order, and connects are reserved
+    /// for the waiters left and what `min_idle` lacks. Returns the wakers of the served waiters (to wake in
+    /// that order) and the connects reserved; `None` when the pool was not paused.
+    pub(crate) fn resume(&mut self) -> Option<(Vec<Waker>, usize)> {
+        if !std::mem::replace(&mut self.paused, false) {
+            return None;
+        }
+        let mut wakers = Vec::new();
+        while !self.waiters.is_empty()
+            && let Some(conn) = self.take_idle()
+        {
+            match self.waiters.fulfill_front(Outcome::Conn(conn)) {
+                Ok(waker) => wakers.extend(waker),
+                Err(Outcome::Conn(conn)) => self.idle.push_back(conn),
+                Err(_) => unreachable!("fulfill_front gives back what it was given"),
+            }
+        }
+        Some((wakers, self.reserve_connects()))
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Whether a connect task whose attempt has been pending should start a hedged attempt beside it now
+    /// ([`Circuit::hedge_due`]: a run of failures is on, someone asks, and no attempt began within
+    /// `spacing`); if so, the attempt is recorded as begun. Otherwise when to ask again.
+    pub(crate) fn hedge(&mut self, now: tokio::time::Instant, spacing: Duration) -> Result<(), tokio::time::Instant> {
+        if self.closed || self.paused {
+            return Err(now + spacing);
+        }
+        self.circuit.hedge_due(now, spacing, !self.waiters.is_empty())?;
+        self.circuit.attempt_started(now);
+        Ok(())
+    }
+
+    /// Records the failure, at `now`, of an attempt begun at `started` by a task that holds a connect slot
+    /// (`probing`: the task is the open circuit's probe). The circuit decides whether the failure counts and
+    /// whether it opens the circuit ([`Circuit::on_connect_failed`], given the pool's live connections), and
+    /// whether the task tries again ([`Circuit::keeps_trying`]); when it opens, every waiter is failed with
+    /// [`Outcome::Unavailable`], since nothing could serve it.
     pub(crate) fn connect_failed(
         &mut self,
         error: ConnectError<E>,
         permanent: bool,
         fail_fast_after: Duration,
+        started: tokio::time::Instant,
         now: tokio::time::Instant,
         probing: bool,
     ) -> Failure {
         self.stats.connect_errors += 1;
         let live = self.live();
         let mut wakers = Vec::new();
-        let opened = self.circuit.on_connect_failed(error, permanent, fail_fast_after, now, live);
-        if let Some((since, error)) = &opened {
+        let judged = self.circuit.on_connect_failed(error, permanent, fail_fast_after, started, now, live);
+        if let Some((since, error)) = &judged.opened {
             wakers = self.waiters.fulfill_all(|| Outcome::Unavailable { since: *since, error: error.clone() });
         }
-        let opened = opened.is_some();
+        let opened = judged.opened.is_some();
         let retry = !self.closed && self.circuit.keeps_trying(probing || opened, self.connect_still_needed());
         Failure {
+            stale: judged.stale,
             opened,
             wakers,
             retry,
@@ -589,18 +761,22 @@ impl<C, E> Internals<C, E> {
         }
     }
 
-    /// Records a successful connect: its slot now holds a live connection, and the circuit hears of it
-    /// ([`Circuit::on_connect_succeeded`]: it closes and forgets the last error). Returns whether this ended
-    /// a run of failures (connect tasks backing off should try again now) and whether the circuit was open.
-    pub(crate) fn connect_succeeded(&mut self) -> (bool, bool) {
+    /// Records a successful connect at `now`: its slot now holds a live connection, and the circuit hears of
+    /// it ([`Circuit::on_connect_succeeded`]: it closes and forgets the last error). Returns whether this
+    /// ended a run of failures (connect tasks backing off should try again now) and whether the circuit was
+    /// open.
+    pub(crate) fn connect_succeeded(&mut self, now: tokio::time::Instant) -> (bool, bool) {
         self.connecting -= 1;
         self.stats.created += 1;
-        self.circuit.on_connect_succeeded()
+        self.circuit.on_connect_succeeded(now)
     }
 
-    /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it.
+    /// Whether a connect that just failed should try again: while waiters or `min_idle` still need it, and the
+    /// pool is not paused.
     fn connect_still_needed(&self) -> bool {
-        !self.closed && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len()) >= self.connecting
+        !self.closed
+            && !self.paused
+            && self.waiters.len() + self.min_idle.saturating_sub(self.idle.len() + self.pinging) >= self.connecting
     }
 
     /// Fails waiters whose watched deadline passed by `now`; returns their wakers and the next deadline.
@@ -632,7 +808,8 @@ impl<C, E> Internals<C, E> {
 }
 
 /// Model checks of the hand-off protocol with loom: every interleaving of the critical sections of a waiter
-/// being queued, a connection being returned, and the waiter giving up, on several threads. Run with
+/// being queued, a connection being returned, the waiter giving up, and a paused pool resuming, on several
+/// threads. Run with
 /// `RUSTFLAGS="--cfg aquifer_loom" cargo test -p aquifer-core --lib loom --release`.
 ///
 /// The models drive the engine's own code: the pool's mutex is the `sync.rs` shim (loom's mutex here), and
@@ -673,7 +850,7 @@ mod loom_tests {
             assert_eq!(g.reserve_connects(), n);
             g.min_idle = 0;
             for _ in 0..n {
-                g.connect_succeeded();
+                g.connect_succeeded(tokio::time::Instant::now());
             }
         }
         pool
@@ -761,6 +938,75 @@ mod loom_tests {
         });
     }
 
+    /// A paused pool with one busy connection and a queued waiter: the connection comes back (to the idle
+    /// queue, the pool being paused) while the pool resumes. Whatever the order, the waiter is handed the
+    /// connection and woken exactly by whoever handed it over; nothing stays idle behind a waiting caller.
+    #[test]
+    fn a_connection_returned_while_the_pool_resumes_reaches_the_waiter() {
+        loom::model(|| {
+            let pool = busy_pool(1);
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            assert!(pool.lock().pause());
+            let key = queue(&pool, &flag);
+
+            let returner = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || give_back(&pool, conn(1)))
+            };
+            let resumer = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let (wakers, connects) = pool.lock().resume().expect("the pool was paused");
+                    assert_eq!(connects, 0, "a full pool reserves no connect");
+                    wakers.into_iter().for_each(Waker::wake);
+                })
+            };
+            returner.join().unwrap();
+            resumer.join().unwrap();
+
+            let mut g = pool.lock();
+            assert!(flag.0.load(Ordering::SeqCst), "the waiter was handed the connection but not woken");
+            assert!(matches!(g.poll_wait(key, Waker::noop()), Some(Outcome::Conn(_))), "the waiter got nothing");
+            assert_eq!((g.state().idle, g.state().waiting, g.size()), (0, 0, 1));
+        });
+    }
+
+    /// The same with the waiter giving up meanwhile: the connection ends idle, never held by nobody.
+    #[test]
+    fn a_waiter_giving_up_while_the_pool_resumes_loses_no_connection() {
+        loom::model(|| {
+            let pool = busy_pool(1);
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            assert!(pool.lock().pause());
+            let key = queue(&pool, &flag);
+
+            let returner = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || give_back(&pool, conn(1)))
+            };
+            let resumer = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || {
+                    let (wakers, _) = pool.lock().resume().expect("the pool was paused");
+                    wakers.into_iter().for_each(Waker::wake);
+                })
+            };
+            let canceller = {
+                let pool = pool.clone();
+                loom::thread::spawn(move || match pool.lock().cancel_wait(key) {
+                    Abandoned::Passed(w) => w.into_iter().for_each(Waker::wake),
+                    Abandoned::Unwanted(..) => panic!("an open pool wants its connection"),
+                })
+            };
+            returner.join().unwrap();
+            resumer.join().unwrap();
+            canceller.join().unwrap();
+
+            let g = pool.lock();
+            assert_eq!((g.state().idle, g.state().waiting, g.size()), (1, 0, 1), "{}", g.state());
+        });
+    }
+
     /// A waiter gives up while the pool closes and its connection comes back: the connection is either
     /// refused by the closed pool (and its slot freed) or passed on, never kept by nobody.
     #[test]
@@ -773,7 +1019,7 @@ mod loom_tests {
             let returner = {
                 let pool = pool.clone();
                 loom::thread::spawn(move || {
-                    let refused = pool.lock().deliver(conn(1)).err();
+                    let refused = pool.lock().deliver(conn(1)).err().map(|(c, _)| c);
                     if refused.is_some() {
                         pool.lock().release(Some(CloseReason::PoolClosed));
                     }

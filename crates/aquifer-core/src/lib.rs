@@ -34,6 +34,7 @@ mod held;
 mod hooks;
 mod housekeeping;
 mod internals;
+mod keepalive;
 mod shared;
 mod sync;
 mod waiters;

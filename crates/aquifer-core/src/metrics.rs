@@ -65,7 +65,18 @@ pub mod names {
     pub const LEAKS: &str = "aquifer.pool.leaks";
     /// `aquifer.pool.health` (Gauge, `1`: 1 healthy, 0.5 degraded, 0 unhealthy).
     pub const HEALTH: &str = "aquifer.pool.health";
+    /// `aquifer.pool.paused` (Gauge, `1`: 1 while the pool is paused, 0 otherwise).
+    pub const PAUSED: &str = "aquifer.pool.paused";
+    /// `aquifer.pool.connections.retired` (Counter, `{connection}`, attribute `reason`: why the connection was
+    /// retired; `operator` for [`Pool::retire`](crate::Pool::retire)). Each also counts in
+    /// [`CLOSED`] with `reason="retired"`.
+    pub const RETIRED: &str = "aquifer.pool.connections.retired";
 }
+
+/// The `reason` of `aquifer.pool.connections.retired` for connections retired by
+/// [`Pool::retire`](crate::Pool::retire). (Retiring connections opened with a rotated-out credential is
+/// planned to count under `credential_rotation`.)
+const RETIRED_BY_OPERATOR: &str = "operator";
 
 /// The `db.operation.name` of a statement whose leading keyword is not in the adapter's list.
 pub const OTHER_OPERATION: &str = "_OTHER";
@@ -234,19 +245,55 @@ pub(crate) trait Observed: Send + Sync + 'static {
 }
 
 /// One reading of a pool for the observable instruments.
+#[derive(Clone, Copy)]
 pub(crate) struct Observation {
     pub(crate) state: crate::stats::State,
     pub(crate) health: f64,
+    /// A closed pool exports no health: closing is the program's decision, not a fault to alert on.
+    pub(crate) closed: bool,
+}
+
+/// What an observable instrument's callback reads: the live pool, and once it is gone, its last reading,
+/// exactly once.
+///
+/// A short-lived program that creates its OpenTelemetry guard first (as it should, so the pools record into
+/// it) drops its pools before the guard's final export. Reading the pool alone, that export would carry no
+/// pool gauges at all: the program's only export, or its last, would lack the counts. So the pool leaves its
+/// last reading behind when it is dropped ([`PoolMetrics::keep_last`]), and each callback reports it at the
+/// next collection, then nothing more (a pool dropped long ago must not be exported forever: services that
+/// create pools on demand would accumulate series).
+struct Reader {
+    pool: Weak<dyn Observed>,
+    last: Arc<parking_lot::Mutex<Option<Observation>>>,
+    reported_last: std::sync::atomic::AtomicBool,
+}
+
+impl Reader {
+    fn new(pool: &Weak<dyn Observed>, last: &Arc<parking_lot::Mutex<Option<Observation>>>) -> Self {
+        Reader { pool: pool.clone(), last: Arc::clone(last), reported_last: false.into() }
+    }
+
+    fn read(&self) -> Option<Observation> {
+        if let Some(pool) = self.pool.upgrade() {
+            return pool.observe();
+        }
+        let last = (*self.last.lock())?;
+        (!self.reported_last.swap(true, std::sync::atomic::Ordering::AcqRel)).then_some(last)
+    }
 }
 
 /// The per-operation instruments of one pool, with their attributes bound once.
 pub(crate) struct PoolMetrics {
+    /// The pool's last reading, left for the callbacks when it is dropped.
+    last: Arc<parking_lot::Mutex<Option<Observation>>>,
     wait_time: Hist,
     use_time: Hist,
     create_time: Hist,
     timeouts: Ctr,
     created: Ctr,
     closed: Vec<Ctr>,
+    /// `aquifer.pool.connections.retired{reason="operator"}`.
+    retired: Ctr,
     leaks: Ctr,
     connect_errors: Counter<u64>,
     operation: Histogram<f64>,
@@ -300,9 +347,11 @@ impl PoolMetrics {
             .collect();
 
         let wait_time = hist(names::WAIT_TIME, "The time it took to obtain an open connection from the pool.");
-        register_observers(meter, &base, observed, wait_time.clone());
+        let last = Arc::new(parking_lot::Mutex::new(None));
+        register_observers(meter, &base, &observed, &last, wait_time.clone());
 
         PoolMetrics {
+            last,
             wait_time,
             use_time: hist(names::USE_TIME, "The time between borrowing a connection and returning it to the pool."),
             create_time: hist(names::CREATE_TIME, "The time it took to create a new connection."),
@@ -316,6 +365,11 @@ impl PoolMetrics {
             ),
             created: Ctr::new(counter(names::CREATED, "{connection}", "Connections opened."), &base),
             closed,
+            retired: {
+                let mut attrs = base.to_vec();
+                attrs.push(KeyValue::new("reason", RETIRED_BY_OPERATOR));
+                Ctr::new(counter(names::RETIRED, "{connection}", "Connections retired, by reason."), &attrs)
+            },
             leaks: Ctr::new(
                 counter(names::LEAKS, "{connection}", "Connections held longer than the leak detection threshold."),
                 &base,
@@ -344,6 +398,12 @@ impl PoolMetrics {
         record_zero_waits(&self.wait_time, n);
     }
 
+    /// Leaves the pool's last reading for the next collection (see [`Reader`]); called when the pool is
+    /// dropped.
+    pub(crate) fn keep_last(&self, last: Observation) {
+        *self.last.lock() = Some(last);
+    }
+
     #[inline]
     pub(crate) fn use_time(&self, d: Duration) {
         self.use_time.record(d.as_secs_f64());
@@ -361,6 +421,9 @@ impl PoolMetrics {
     pub(crate) fn closed(&self, reason: CloseReason, n: u64) {
         let i = CloseReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.closed[i].add(n);
+        if reason == CloseReason::Retired {
+            self.retired.add(n);
+        }
     }
 
     pub(crate) fn leak(&self) {
@@ -412,9 +475,15 @@ fn record_zero_waits(wait_time: &Hist, n: u64) {
     }
 }
 
-/// Registers the callbacks of the observable instruments. They hold the pool weakly: a dropped pool observes
-/// nothing.
-fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Observed>, wait_time: Hist) {
+/// Registers the callbacks of the observable instruments. They hold the pool weakly: a dropped pool reports its
+/// last reading once (see [`Reader`]), then nothing.
+fn register_observers(
+    meter: &Meter,
+    base: &[KeyValue],
+    observed: &Weak<dyn Observed>,
+    last: &Arc<parking_lot::Mutex<Option<Observation>>>,
+    wait_time: Hist,
+) {
     let with = |extra: Option<KeyValue>| -> Vec<KeyValue> {
         let mut v = base.to_vec();
         v.extend(extra);
@@ -424,16 +493,17 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
     let used = with(Some(KeyValue::new(CONNECTION_STATE, "used")));
     let plain = with(None);
 
-    let w = observed.clone();
+    let reader = Reader::new(observed, last);
     meter
         .i64_observable_up_down_counter(names::CONNECTION_COUNT)
         .with_unit("{connection}")
         .with_description("The number of connections that are currently in state described by the state attribute.")
         .with_callback(move |o| {
-            let Some(pool) = w.upgrade() else { return };
-            // Callbacks run before the SDK reads the histograms: the zero waits land in this collection.
-            record_zero_waits(&wait_time, pool.take_zero_waits());
-            if let Some(obs) = pool.observe() {
+            if let Some(pool) = reader.pool.upgrade() {
+                // Callbacks run before the SDK reads the histograms: the zero waits land in this collection.
+                record_zero_waits(&wait_time, pool.take_zero_waits());
+            }
+            if let Some(obs) = reader.read() {
                 o.observe(obs.state.idle as i64, &idle);
                 o.observe(obs.state.in_use as i64, &used);
             }
@@ -441,14 +511,14 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
         .build();
 
     let gauge = |name: &'static str, unit: &'static str, description: &'static str, read: fn(&Observation) -> i64| {
-        let w = observed.clone();
+        let reader = Reader::new(observed, last);
         let attrs = plain.clone();
         meter
             .i64_observable_up_down_counter(name)
             .with_unit(unit)
             .with_description(description)
             .with_callback(move |o| {
-                if let Some(obs) = w.upgrade().and_then(|p| p.observe()) {
+                if let Some(obs) = reader.read() {
                     o.observe(read(&obs), &attrs);
                 }
             })
@@ -468,14 +538,27 @@ fn register_observers(meter: &Meter, base: &[KeyValue], observed: Weak<dyn Obser
         |o| o.state.waiting as i64,
     );
 
-    let w = observed;
+    let reader = Reader::new(observed, last);
+    let paused = plain.clone();
+    meter
+        .i64_observable_gauge(names::PAUSED)
+        .with_unit("1")
+        .with_description("Whether the pool is paused (1) or lending (0).")
+        .with_callback(move |o| {
+            if let Some(obs) = reader.read() {
+                o.observe(i64::from(obs.state.paused), &paused);
+            }
+        })
+        .build();
+
+    let reader = Reader::new(observed, last);
     let attrs = plain;
     meter
         .f64_observable_gauge(names::HEALTH)
         .with_unit("1")
         .with_description("Pool health: 1 healthy, 0.5 degraded, 0 unhealthy.")
         .with_callback(move |o| {
-            if let Some(obs) = w.upgrade().and_then(|p| p.observe()) {
+            if let Some(obs) = reader.read().filter(|obs| !obs.closed) {
                 o.observe(obs.health, &attrs);
             }
         })

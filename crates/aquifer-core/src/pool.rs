@@ -134,7 +134,8 @@ impl<M: Manager> Pool<M> {
     /// checking connections out (which would make the pool open more to keep `min_idle` idle).
     ///
     /// Fails with [`PoolError::Unavailable`] as soon as the pool fails fast (the connect error inside), or
-    /// with [`PoolError::Timeout`] (with the last connect error) after `acquire_timeout`.
+    /// with [`PoolError::Timeout`] (with the last connect error) after `acquire_timeout`, counted in
+    /// `Stats::timeouts` and `db.client.connection.timeouts` like a `get()` that timed out.
     ///
     /// Cancel safety: connects already started finish in the background into the pool.
     pub async fn warm_up(&self) -> Result<(), PoolError<M::Error>> {
@@ -146,7 +147,7 @@ impl<M: Manager> Pool<M> {
         let started = tokio::time::Instant::now();
         loop {
             {
-                let g = shared.lock();
+                let mut g = shared.lock();
                 if g.is_closed() {
                     return Err(PoolError::Closed);
                 }
@@ -158,11 +159,16 @@ impl<M: Manager> Pool<M> {
                     return Ok(());
                 }
                 if started.elapsed() >= shared.config.acquire_timeout {
-                    return Err(PoolError::Timeout {
+                    // A start-up that timed out is a caller that timed out: counted like one.
+                    g.count_timeout();
+                    let error = PoolError::Timeout {
                         waited: started.elapsed(),
                         state: g.state(),
                         last_error: g.circuit().last_error().cloned(),
-                    });
+                    };
+                    drop(g);
+                    shared.metrics.timeout();
+                    return Err(error);
                 }
             }
             // Start-up only: polling keeps the engine free of a notification nobody else needs.
@@ -239,6 +245,99 @@ impl<M: Manager> Pool<M> {
         drop(closed);
         shared.spawn_connects(connects);
         Ok(())
+    }
+
+    /// Pauses the pool, as HikariCP's `suspendPool` and PgBouncer's `PAUSE` do, for a planned failover or
+    /// maintenance: while paused it lends nothing and opens nothing. `get()` calls queue and wait up to their
+    /// own acquire timeout (then [`PoolError::Timeout`], whose message says the pool is paused), `try_get`
+    /// returns `Ok(None)`; no connect starts (not for waiters, not for `min_idle`; connect tasks stop at their
+    /// next attempt, and the fail-fast probe waits). Connections in use keep working and come back to the idle
+    /// queue as usual; idle connections are still reaped (`idle_timeout`, `max_lifetime`) and pinged
+    /// (`keepalive_interval`). Health reports the pool degraded, "paused", and the `aquifer.pool.paused`
+    /// gauge is 1. Idempotent.
+    ///
+    /// ```
+    /// # use aquifer_testing::FakeManager;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use aquifer_core::{Pool, PoolError};
+    ///
+    /// let pool = Pool::builder(FakeManager::new()).build().unwrap();
+    /// let in_use = pool.get().await.unwrap();
+    ///
+    /// // A planned switchover: hold new work, let what runs finish.
+    /// pool.pause();
+    /// assert!(pool.try_get().await.unwrap().is_none(), "a paused pool lends nothing");
+    /// let waiter = tokio::spawn({
+    ///     let pool = pool.clone();
+    ///     async move { pool.get_timeout(Duration::from_secs(5)).await.map(|c| c.id) }
+    /// });
+    /// drop(in_use); // connections in use keep working and come back as usual
+    ///
+    /// // The new primary is up.
+    /// pool.retire();
+    /// pool.resume();
+    /// waiter.await.unwrap().expect("the waiter is served after resume, within its own timeout");
+    ///
+    /// // A caller whose own timeout passes while paused is told why.
+    /// pool.pause();
+    /// let err = pool.get_timeout(Duration::from_millis(10)).await.unwrap_err();
+    /// assert!(matches!(err, PoolError::Timeout { .. }) && err.to_string().contains("paused"), "{err}");
+    /// # }
+    /// ```
+    pub fn pause(&self) {
+        self.shared().pause();
+    }
+
+    /// Resumes a paused pool: idle connections go to the waiting callers in the order they came (each validated
+    /// first if it sat idle past `validation_bypass`), and connects start for the callers still waiting and
+    /// for `min_idle`. Does nothing if the pool is not paused.
+    pub fn resume(&self) {
+        self.shared().resume();
+    }
+
+    /// Retires every connection the pool holds, gracefully (HikariCP's `softEvictConnections`), after a
+    /// failover, a DNS change or a server-side setting that only new sessions pick up: idle connections are
+    /// closed now, and connections lent (or being validated, reset or pinged) are closed when they come back
+    /// instead of being reused; callers using them are not interrupted. New connections are opened as callers
+    /// and `min_idle` need them (not while [paused](Pool::pause)). A connect already under way when `retire`
+    /// is called delivers a connection that counts as new. Returns how many idle connections were closed now.
+    ///
+    /// Each retired connection counts once in `aquifer.pool.connections.closed{reason="retired"}` and in
+    /// `aquifer.pool.connections.retired{reason="operator"}`, and in [`Stats::closed_retired`].
+    ///
+    /// ```
+    /// # use aquifer_testing::FakeManager;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use aquifer_core::Pool;
+    ///
+    /// let pool = Pool::builder(FakeManager::new()).build().unwrap();
+    /// let idle = pool.get().await.unwrap();
+    /// let lent = pool.get().await.unwrap();
+    /// let (idle_id, lent_id) = (idle.id, lent.id);
+    /// drop(idle);
+    ///
+    /// // The primary moved: drop every session to the old one without failing a caller.
+    /// assert_eq!(pool.retire(), 1, "the idle connection is closed at once");
+    /// assert_eq!(lent.id, lent_id, "the lent one keeps working ...");
+    /// drop(lent); // ... and is closed as it comes back
+    /// assert_eq!(pool.stats().closed_retired, 2);
+    ///
+    /// let fresh = pool.get().await.unwrap();
+    /// assert!(fresh.id != idle_id && fresh.id != lent_id, "a new connection");
+    /// # }
+    /// ```
+    ///
+    /// [`Stats::closed_retired`]: crate::Stats::closed_retired
+    pub fn retire(&self) -> usize {
+        self.shared().retire()
+    }
+
+    /// Whether the pool is paused ([`pause`](Pool::pause)).
+    pub fn is_paused(&self) -> bool {
+        self.shared().lock().is_paused()
     }
 
     /// Closes the idle connections for which `keep` returns false; returns how many were closed.

@@ -203,6 +203,26 @@ macro_rules! adapter_reexports {
                 self.0.close().await;
             }
 
+            fn pause(&self) {
+                self.0.pause();
+            }
+
+            fn resume(&self) {
+                self.0.resume();
+            }
+
+            fn is_paused(&self) -> bool {
+                self.0.is_paused()
+            }
+
+            fn retire(&self) -> usize {
+                self.0.retire()
+            }
+
+            fn resize(&self, max_size: usize) -> ::core::result::Result<(), $crate::ConfigError> {
+                self.0.resize(max_size)
+            }
+
             fn as_any(&self) -> &dyn ::core::any::Any {
                 self
             }

@@ -42,6 +42,19 @@ pub trait AnyPool: HealthCheck + fmt::Debug {
     async fn ping(&self) -> Result<Ping, PingError>;
     /// Closes the pool ([`Pool::close`]).
     async fn close(&self);
+    /// Pauses the pool ([`Pool::pause`]): it lends and opens nothing until [`resume`](AnyPool::resume);
+    /// callers wait up to their own acquire timeout. For a backend of several pools, all of them.
+    fn pause(&self);
+    /// Resumes a paused pool ([`Pool::resume`]).
+    fn resume(&self);
+    /// Whether the pool is paused.
+    fn is_paused(&self) -> bool;
+    /// Retires every connection ([`Pool::retire`]): idle ones closed now, lent ones as they come back.
+    /// Returns how many were closed now.
+    fn retire(&self) -> usize;
+    /// Changes the maximum size ([`Pool::resize`]; for a backend of several pools, the one that serves
+    /// reads). The error names `max_size` and says why it was refused.
+    fn resize(&self, max_size: usize) -> Result<(), ConfigError>;
     /// The concrete pool, to downcast.
     fn as_any(&self) -> &dyn Any;
 }
@@ -81,6 +94,26 @@ impl<M: Manager> AnyPool for Pool<M> {
 
     async fn close(&self) {
         Pool::close(self).await;
+    }
+
+    fn pause(&self) {
+        Pool::pause(self);
+    }
+
+    fn resume(&self) {
+        Pool::resume(self);
+    }
+
+    fn is_paused(&self) -> bool {
+        Pool::is_paused(self)
+    }
+
+    fn retire(&self) -> usize {
+        Pool::retire(self)
+    }
+
+    fn resize(&self, max_size: usize) -> Result<(), ConfigError> {
+        Pool::resize(self, max_size)
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::PoolConfig;
 use crate::health::{HealthReport, HealthStatus};
-use crate::internals::Internals;
+use crate::internals::{CloseReason, Internals};
 use crate::leak::LeakReport;
 use crate::manager::{Descriptor, Manager};
 use crate::metrics::{Observation, Observed, PoolMetrics};
@@ -39,6 +39,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) demand: Notify,
     /// Wakes connect tasks that back off after failures: a connect succeeded, their run of failures is over.
     pub(crate) recovered: Notify,
+    /// Wakes the circuit's probe waiting for a paused pool to resume.
+    pub(crate) resumed: Notify,
     pub(crate) health: parking_lot::Mutex<Option<HealthReport>>,
     pub(crate) on_leak: Option<LeakHook>,
     pub(crate) next_id: AtomicU64,
@@ -71,6 +73,7 @@ impl<M: Manager> Shared<M> {
                 deadlines: Notify::new(),
                 demand: Notify::new(),
                 recovered: Notify::new(),
+                resumed: Notify::new(),
                 health: parking_lot::Mutex::new(None),
                 on_leak,
                 next_id: AtomicU64::new(1),
@@ -91,24 +94,98 @@ impl<M: Manager> Shared<M> {
 
     /// The health verdict from the pool's state alone (no round trip), for the `aquifer.pool.health` gauge
     /// before the first check. Unhealthy while closed, failing fast, or holding no connection while connects
-    /// fail.
+    /// fail; degraded while paused.
     pub(crate) fn health_status_now(&self) -> HealthStatus {
         let g = self.lock();
         if g.is_closed() || g.circuit().cut_off(g.live()) {
             return HealthStatus::Unhealthy;
         }
+        if g.is_paused() {
+            return HealthStatus::Degraded;
+        }
         HealthStatus::from_state(&g.state())
+    }
+
+    /// Pauses the pool (see `Pool::pause`).
+    pub(crate) fn pause(&self) {
+        let (changed, state) = {
+            let mut g = self.lock();
+            (g.pause(), g.state())
+        };
+        if changed {
+            // The last report no longer holds; until the next check the verdict comes from the state.
+            *self.health.lock() = None;
+            tracing::info!(pool = %self.name, %state, "pool paused: it lends and opens no connection until resumed");
+        }
+    }
+
+    /// Resumes a paused pool (see `Pool::resume`): idle connections go to the waiters in their order, connects
+    /// start for the rest and for `min_idle`, and the circuit's probe goes on.
+    pub(crate) fn resume(self: &Arc<Self>) {
+        let Some((wakers, connects)) = self.lock().resume() else { return };
+        let served = wakers.len();
+        for w in wakers {
+            w.wake();
+        }
+        self.spawn_connects(connects);
+        self.resumed.notify_waiters();
+        *self.health.lock() = None;
+        tracing::info!(pool = %self.name, served, connects, "pool resumed");
+    }
+
+    /// Retires every connection (see `Pool::retire`); returns how many idle ones were closed now.
+    pub(crate) fn retire(self: &Arc<Self>) -> usize {
+        let (idle, connects, state) = {
+            let mut g = self.lock();
+            if g.is_closed() {
+                return 0;
+            }
+            let (idle, connects) = g.retire();
+            (idle, connects, g.state())
+        };
+        let n = idle.len();
+        drop(idle);
+        self.metrics.closed(CloseReason::Retired, n as u64);
+        self.spawn_connects(connects);
+        tracing::info!(pool = %self.name, closed = n, %state, "pool retired its connections: idle ones closed, lent ones close as they return");
+        n
+    }
+
+    /// Waits until the pool is not paused; false if it closes first.
+    pub(crate) async fn wait_resumed(&self) -> bool {
+        loop {
+            let resumed = self.resumed.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            {
+                let g = self.lock();
+                if g.is_closed() {
+                    return false;
+                }
+                if !g.is_paused() {
+                    return true;
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = self.closing.cancelled() => return false,
+                _ = &mut resumed => {}
+            }
+        }
     }
 }
 
 impl<M: Manager> Observed for Shared<M> {
     fn observe(&self) -> Option<Observation> {
-        let state = self.lock().state();
+        let (state, closed) = {
+            let g = self.lock();
+            (g.state(), g.is_closed())
+        };
         let health = match &*self.health.lock() {
             Some(report) => report.status,
             None => self.health_status_now(),
         };
-        Some(Observation { state, health: health.as_f64() })
+        Some(Observation { state, health: health.as_f64(), closed })
     }
 
     fn take_zero_waits(&self) -> u64 {
@@ -117,9 +194,21 @@ impl<M: Manager> Observed for Shared<M> {
 }
 
 impl<M: Manager> Drop for Shared<M> {
-    /// Zero waits not collected yet still reach the histogram (the next collection exports them).
+    /// Zero waits not collected yet still reach the histogram, and the gauges' last values are left for the
+    /// next collection (it exports them once): a program that ends right after dropping its pools still
+    /// exports them.
     fn drop(&mut self) {
-        let n = self.lock().take_zero_waits();
+        let (n, mut state) = {
+            let mut g = self.lock();
+            (g.take_zero_waits(), g.state())
+        };
         self.metrics.zero_waits(n);
+        // Whatever the pool still held closes with it.
+        state.size = 0;
+        state.idle = 0;
+        state.in_use = 0;
+        state.connecting = 0;
+        state.waiting = 0;
+        self.metrics.keep_last(Observation { state, health: 0.0, closed: true });
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 pub struct State {
     /// Open connections plus connects in flight; never above `max_size`.
     pub size: usize,
-    /// Connections idle in the pool.
+    /// Connections idle in the pool (those out for a keepalive ping included).
     pub idle: usize,
     /// Connections checked out by callers (or being validated or reset).
     pub in_use: usize,
@@ -22,6 +22,8 @@ pub struct State {
     pub max_size: usize,
     /// The pool's current minimum of idle connections.
     pub min_idle: usize,
+    /// Whether the pool is paused ([`Pool::pause`](crate::Pool::pause)): it lends and opens nothing.
+    pub paused: bool,
 }
 
 impl State {
@@ -37,7 +39,11 @@ impl fmt::Display for State {
             f,
             "size {}/{}, {} idle, {} in use, {} connecting, {} waiting",
             self.size, self.max_size, self.idle, self.in_use, self.connecting, self.waiting
-        )
+        )?;
+        if self.paused {
+            f.write_str(", paused")?;
+        }
+        Ok(())
     }
 }
 
@@ -69,6 +75,13 @@ pub struct Stats {
     pub closed_discarded: u64,
     /// Connections closed because the pool closed.
     pub closed_pool_closed: u64,
+    /// Connections closed because [`Pool::retire`](crate::Pool::retire) retired them (idle at the time, or
+    /// lent then and returned since).
+    pub closed_retired: u64,
+    /// Connections closed because a keepalive ping (`keepalive_interval`) found them dead.
+    pub closed_keepalive_failed: u64,
+    /// Keepalive pings sent to idle connections (`keepalive_interval`).
+    pub keepalives: u64,
     /// Connections taken out of the pool with `detach()`.
     pub detached: u64,
     /// Failed connect attempts.

@@ -134,6 +134,16 @@ async fn dirty_connection_is_never_handed_out_while_its_reset_runs() {
 /// connections are dropped, discarded, broken, dirtied and detached at random and the fake server flaps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_cancellation_storm_keeps_every_invariant() {
+    storm(false).await;
+}
+
+/// The same storm while an operator pauses and resumes the pool at random.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_cancellation_storm_with_pause_and_resume_keeps_every_invariant() {
+    storm(true).await;
+}
+
+async fn storm(controls: bool) {
     const TASKS: usize = 48;
     const ROUNDS: usize = 250;
     const MAX: usize = 6;
@@ -150,10 +160,12 @@ async fn random_cancellation_storm_keeps_every_invariant() {
     let dropped = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let chaos = tokio::spawn({
-        let (fake, stop) = (fake.clone(), stop.clone());
+        let (fake, stop, pool) = (fake.clone(), stop.clone(), pool.clone());
         async move {
             while !stop.load(Ordering::Relaxed) {
-                match fastrand::u8(0..6) {
+                match fastrand::u8(0..if controls { 8 } else { 6 }) {
+                    6 => pool.pause(),
+                    7 => pool.resume(),
                     0 => fake.set_connect_delay(Duration::from_micros(fastrand::u64(0..2_000))),
                     1 => fake.set_fail_validation(fastrand::bool()),
                     2 => fake.set_validate_delay(Duration::from_micros(fastrand::u64(0..1_000))),
@@ -218,6 +230,7 @@ async fn random_cancellation_storm_keeps_every_invariant() {
     }
     stop.store(true, Ordering::Relaxed);
     chaos.await.unwrap();
+    pool.resume();
     fake.set_down(false);
     fake.set_fail_validation(false);
     fake.set_fail_reset(false);

@@ -21,6 +21,8 @@ fn defaults_follow_hikaricp() {
     assert_eq!(c.max_lifetime, Some(Duration::from_secs(1800)));
     assert_eq!(c.validation_bypass, Duration::from_millis(500));
     assert_eq!(c.leak_detection_threshold, None);
+    assert_eq!(c.max_lifetime_jitter, 0.025, "HikariCP's 2.5 % variance");
+    assert_eq!(c.keepalive_interval, None, "keepalive is off by default");
     assert!(c.validate().is_ok());
 }
 
@@ -43,6 +45,8 @@ fn every_env_variable_is_read() {
         ("APP_POOL_CONNECT_BACKOFF_MIN", "20ms"),
         ("APP_POOL_CONNECT_BACKOFF_MAX", "2s"),
         ("APP_POOL_REUSE", "FIFO"),
+        ("APP_POOL_MAX_LIFETIME_JITTER", "0.1"),
+        ("APP_POOL_KEEPALIVE_INTERVAL", "2m"),
     ])
     .unwrap();
     assert_eq!(c.name.as_deref(), Some("orders"));
@@ -59,6 +63,38 @@ fn every_env_variable_is_read() {
     assert_eq!(c.close_timeout, Duration::from_secs(3));
     assert_eq!(c.connect_backoff_min, Duration::from_millis(20));
     assert_eq!(c.connect_backoff_max, Duration::from_secs(2));
+    assert_eq!(c.max_lifetime_jitter, 0.1);
+    assert_eq!(c.keepalive_interval, Some(Duration::from_secs(120)));
+}
+
+#[test]
+fn max_lifetime_jitter_reads_as_a_fraction_or_a_percentage() {
+    for (written, fraction) in [("0.025", 0.025), ("2.5%", 0.025), ("10 %", 0.1), ("0", 0.0), ("50%", 0.5)] {
+        let c = from_env(&[("APP_POOL_MAX_LIFETIME_JITTER", written)]).unwrap();
+        assert!((c.max_lifetime_jitter - fraction).abs() < 1e-12, "{written}: {}", c.max_lifetime_jitter);
+    }
+}
+
+#[test]
+fn a_max_lifetime_jitter_outside_zero_to_one_half_names_the_field() {
+    for jitter in [-0.1, 0.51, 1.0, f64::NAN, f64::INFINITY] {
+        let err = PoolConfig { max_lifetime_jitter: jitter, ..PoolConfig::default() }.validate().unwrap_err();
+        assert!(err.to_string().starts_with("invalid configuration: max_lifetime_jitter = "), "{jitter}: {err}");
+    }
+}
+
+#[test]
+fn keepalive_interval_can_be_turned_off_and_not_set_to_zero() {
+    let c = from_env(&[("APP_POOL_KEEPALIVE_INTERVAL", "off")]).unwrap();
+    assert_eq!(c.keepalive_interval, None);
+    let err = PoolConfig { keepalive_interval: Some(Duration::ZERO), ..PoolConfig::default() }.validate().unwrap_err();
+    assert!(err.to_string().contains("keepalive_interval"), "{err}");
+}
+
+#[test]
+fn controls_deserialize_from_serde() {
+    let c: PoolConfig = serde_json::from_str(r#"{"keepalive_interval": "30s", "max_lifetime_jitter": 0.05}"#).unwrap();
+    assert_eq!((c.keepalive_interval, c.max_lifetime_jitter), (Some(Duration::from_secs(30)), 0.05));
 }
 
 #[test]
@@ -109,6 +145,12 @@ fn every_invalid_env_value_is_rejected_naming_the_variable_and_value() {
         ("APP_POOL_FAIL_FAST_AFTER", "20years"),
         ("APP_POOL_CONNECT_BACKOFF_MIN", "10s"),
         ("APP_POOL_CONNECT_BACKOFF_MAX", "nope"),
+        ("APP_POOL_KEEPALIVE_INTERVAL", "sometimes"),
+        ("APP_POOL_KEEPALIVE_INTERVAL", "20years"),
+        ("APP_POOL_MAX_LIFETIME_JITTER", "a bit"),
+        ("APP_POOL_MAX_LIFETIME_JITTER", "60%"),
+        ("APP_POOL_MAX_LIFETIME_JITTER", "-0.1"),
+        ("APP_POOL_MAX_LIFETIME_JITTER", "NaN"),
     ];
     for (var, value) in cases {
         let err = from_env(&[(var, value)]).expect_err(&format!("{var}={value} accepted"));

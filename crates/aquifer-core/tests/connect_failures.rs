@@ -340,3 +340,130 @@ async fn a_stalled_connect_is_abandoned_at_the_acquire_timeout_and_a_fresh_one_m
     let waited = started.elapsed();
     assert!(waited <= Duration::from_secs(1), "served {waited:?} after the partition healed (connect_timeout is 10 s)");
 }
+
+/// What became of one caller of [`black_hole_load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Ok,
+    TimedOut,
+    Unavailable,
+}
+
+/// Counts of outcomes of callers that ended before and after `heal`, for assertion messages.
+fn tally(callers: &[(Instant, Instant, Served)], heal: Instant) -> String {
+    let count =
+        |after: bool, s: Served| callers.iter().filter(|(_, end, x)| (*end >= heal) == after && *x == s).count();
+    format!(
+        "before the heal: {} ok, {} timed out, {} refused; after: {} ok, {} timed out, {} refused",
+        count(false, Served::Ok),
+        count(false, Served::TimedOut),
+        count(false, Served::Unavailable),
+        count(true, Served::Ok),
+        count(true, Served::TimedOut),
+        count(true, Served::Unavailable)
+    )
+}
+
+/// Callers arriving every 50 ms from now until `until`, each a `get()` with the pool's acquire timeout; each
+/// yields (when it arrived, when it ended, how).
+fn black_hole_load(
+    pool: &Pool<FakeManager>,
+    until: Instant,
+) -> tokio::task::JoinHandle<Vec<(Instant, Instant, Served)>> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let mut callers = Vec::new();
+        while Instant::now() < until {
+            let pool = pool.clone();
+            callers.push(tokio::spawn(async move {
+                let arrived = Instant::now();
+                let served = match pool.get().await {
+                    Ok(_) => Served::Ok,
+                    Err(PoolError::Timeout { .. }) => Served::TimedOut,
+                    Err(PoolError::Unavailable { .. }) => Served::Unavailable,
+                    Err(e) => panic!("unexpected {e:?}"),
+                };
+                (arrived, Instant::now(), served)
+            }));
+            tokio::time::sleep(ms(50)).await;
+        }
+        let mut out = Vec::new();
+        for c in callers {
+            out.push(c.await.unwrap());
+        }
+        out
+    })
+}
+
+/// A network black hole (connects hang: their packets are lost) of 5 s with callers throughout, the pool
+/// empty: attempts time out after 2 s (the acquire timeout), and those begun during the outage keep timing out
+/// after it heals. None of them may open the circuit once the server answers again (it used to, refusing
+/// callers for a second), and the first success comes within 250 ms of the heal.
+#[tokio::test(start_paused = true)]
+async fn the_circuit_does_not_open_after_a_black_hole_heals_on_attempts_begun_during_it() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake)
+        .max_size(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(10))
+        .fail_fast_after(Duration::from_secs(2))
+        .connect_backoff(ms(50), Duration::from_secs(5))
+        .build()
+        .unwrap();
+    fake.set_hang(true);
+    let start = Instant::now();
+    let load = black_hole_load(&pool, start + Duration::from_secs(8));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    fake.set_hang(false);
+    let heal = Instant::now();
+    let callers = load.await.unwrap();
+    let refused_after_heal = callers.iter().filter(|(_, end, s)| *s == Served::Unavailable && *end >= heal).count();
+    assert_eq!(refused_after_heal, 0, "callers refused after the heal: {}", tally(&callers, heal));
+    let first_ok = callers.iter().filter(|(_, _, s)| *s == Served::Ok).map(|(_, end, _)| *end).min().unwrap();
+    assert!(
+        first_ok - heal <= ms(250),
+        "the first success came {:?} after the heal; {}",
+        first_ok - heal,
+        tally(&callers, heal)
+    );
+    let failed_after = callers.iter().filter(|(arrived, _, s)| *arrived >= heal && *s != Served::Ok).count();
+    assert_eq!(failed_after, 0, "a caller arriving after the heal failed: {}", tally(&callers, heal));
+    assert_eq!(pool.stats().fail_fast, 0, "{:?}", pool.stats());
+}
+
+/// A black hole that lasts still opens the circuit (callers fail fast instead of waiting out their timeout),
+/// one attempt timeout after `fail_fast_after` has passed since the first failure was seen; once it heals,
+/// hedged attempts reach the server within 250 ms although the probe's own attempt is stalled.
+#[tokio::test(start_paused = true)]
+async fn a_black_hole_that_lasts_opens_the_circuit_and_its_heal_is_noticed_within_250ms() {
+    let fake = FakeManager::new();
+    let pool = builder(&fake)
+        .max_size(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(10))
+        .fail_fast_after(Duration::from_secs(2))
+        .connect_backoff(ms(50), Duration::from_secs(5))
+        .build()
+        .unwrap();
+    fake.set_hang(true);
+    let start = Instant::now();
+    let load = black_hole_load(&pool, start + Duration::from_secs(14));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    fake.set_hang(false);
+    let heal = Instant::now();
+    let callers = load.await.unwrap();
+    let refused: Vec<Instant> =
+        callers.iter().filter(|(_, _, s)| *s == Served::Unavailable).map(|(_, end, _)| *end).collect();
+    let opened = *refused.iter().min().expect("the circuit opened during a 12 s black hole");
+    // First failure seen at 2 s; attempts begun from 4 s on time out from 6 s on.
+    assert!(opened - start >= Duration::from_secs(6), "opened {:?} into the outage", opened - start);
+    assert!(opened - start <= ms(6300), "opened {:?} into the outage", opened - start);
+    let first_ok = callers.iter().filter(|(_, _, s)| *s == Served::Ok).map(|(_, end, _)| *end).min().unwrap();
+    assert!(
+        first_ok >= heal && first_ok - heal <= ms(250),
+        "the first success came {:?} after the heal",
+        first_ok - heal
+    );
+    let last_refused = refused.iter().max().unwrap();
+    assert!(*last_refused <= first_ok, "a caller was refused after the first success");
+}

@@ -202,6 +202,16 @@ async fn warm_up_opens_min_idle_connections_before_returning() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_warm_up_that_times_out_is_counted_as_a_timeout() {
+    let fake = FakeManager::new();
+    fake.set_connect_delay(Duration::from_secs(10));
+    let pool = builder(&fake).min_idle(2).acquire_timeout(Duration::from_millis(50)).build().unwrap();
+    let err = pool.warm_up().await.expect_err("the connects take longer than the acquire timeout");
+    assert!(matches!(err, aquifer_core::PoolError::Timeout { .. }), "{err}");
+    assert_eq!(pool.stats().timeouts, 1, "{:?}", pool.stats());
+}
+
+#[tokio::test(start_paused = true)]
 async fn warm_up_without_min_idle_opens_one_connection() {
     let fake = FakeManager::new();
     let pool = builder(&fake).build().unwrap();

@@ -210,20 +210,6 @@ async fn default_pool_name_is_address_port_and_namespace() {
     assert_eq!(count.points[0].attr("db.client.connection.pool.name"), Some("fake.local:1/test"));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_dropped_pool_stops_reporting() {
-    let capture = MetricsCapture::new();
-    let fake = FakeManager::new();
-    let pool = builder(&fake).name("orders").meter(capture.meter()).build().unwrap();
-    drop(pool.get().await.unwrap());
-    assert!(capture.collect().get("db.client.connection.count").is_some_and(|m| !m.points.is_empty()));
-    drop(pool);
-    // Give the background task a moment to let go of the pool.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let c = capture.collect();
-    assert!(c.get("db.client.connection.count").is_none_or(|m| m.points.is_empty()), "{c:?}");
-}
-
 /// A histogram data point as the SDK exports it: (count, bucket counts, sum, min, max).
 type HistogramPoint = (u64, Vec<u64>, f64, Option<f64>, Option<f64>);
 
@@ -291,4 +277,49 @@ async fn zero_waits_not_yet_collected_still_reach_the_histogram_when_the_pool_is
     provider.force_flush().unwrap();
     let (count, buckets, ..) = wait_time_point(&exporter).expect("wait_time exported");
     assert_eq!((count, buckets[0]), (6, 5), "five zero waits and the wait for the first connect");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_pool_reports_its_last_gauges_at_the_next_collection_and_then_nothing() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").max_size(4).min_idle(1).meter(capture.meter()).build().unwrap();
+    drop(pool.get().await.unwrap());
+    drop(pool);
+    // The background tasks see the pool closed and end; with them goes the last reference.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // As in a short-lived program: the pool is gone before the exporter's last collection.
+    let c = capture.collect();
+    let count = metric(&c, "db.client.connection.count", "{connection}", Kind::UpDownCounter);
+    assert_eq!(count.total(), 0.0, "a dropped pool holds no connection: {count:?}");
+    assert_eq!(metric(&c, "db.client.connection.max", "{connection}", Kind::UpDownCounter).total(), 4.0);
+    assert_eq!(metric(&c, "db.client.connection.idle.min", "{connection}", Kind::UpDownCounter).total(), 1.0);
+    assert_eq!(metric(&c, "db.client.connection.pending_requests", "{request}", Kind::UpDownCounter).total(), 0.0);
+    assert_eq!(metric(&c, "aquifer.pool.paused", "1", Kind::Gauge).total(), 0.0);
+    assert!(c.get("aquifer.pool.health").is_none_or(|m| m.points.is_empty()), "a closed pool exports no health");
+
+    let c = capture.collect();
+    for name in ["db.client.connection.count", "db.client.connection.max", "aquifer.pool.paused"] {
+        assert!(c.get(name).is_none_or(|m| m.points.is_empty()), "{name} is exported once after the drop: {c:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_pool_exports_its_counts_but_no_health() {
+    let capture = MetricsCapture::new();
+    let fake = FakeManager::new();
+    let pool = builder(&fake).name("orders").max_size(3).meter(capture.meter()).build().unwrap();
+    drop(pool.get().await.unwrap());
+    let c = capture.collect();
+    assert_eq!(metric(&c, "aquifer.pool.health", "1", Kind::Gauge).total(), 1.0, "healthy while open");
+
+    pool.close().await;
+    let c = capture.collect();
+    assert_eq!(metric(&c, "db.client.connection.max", "{connection}", Kind::UpDownCounter).total(), 3.0);
+    assert_eq!(metric(&c, "db.client.connection.count", "{connection}", Kind::UpDownCounter).total(), 0.0);
+    assert!(
+        c.get("aquifer.pool.health").is_none_or(|m| m.points.is_empty()),
+        "closing is not a fault to alert on: no health point for a closed pool"
+    );
 }

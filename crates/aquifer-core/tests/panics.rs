@@ -14,19 +14,49 @@ async fn a_panicking_connect_frees_its_slot_and_fails_the_get_with_a_typed_error
     let fake = FakeManager::new();
     fake.set_panic(FakeHook::Connect, true);
     let pool = builder(&fake).max_size(1).build().unwrap();
+    // It keeps panicking: the get fails once fail_fast_after (2 s) of panics has passed with no connection.
     let err = pool.get().await.unwrap_err();
     let PoolError::Unavailable { last_error: ConnectError::Panicked(message), .. } = &err else {
         panic!("expected Unavailable with the panic, got {err:?}");
     };
     assert!(message.contains("injected panic in Connect"), "{message}");
-    assert!(err.is_permanent(), "a panicking connect is a bug, not an outage: {err:?}");
+    assert!(!err.is_permanent(), "a panicking connect is retried like a transient failure: {err:?}");
     let shown = aquifer_testing::assert_each_cause_once(&err);
-    assert!(
-        shown.starts_with("no connection can be opened (permanent error): the manager's connect panicked"),
-        "{shown}"
-    );
-    assert!(pool.stats().panics >= 1);
+    assert!(shown.starts_with("database unavailable for "), "{shown}");
+    assert!(shown.contains("the manager's connect panicked"), "{shown}");
+    assert!(pool.stats().panics >= 2, "retried with backoff: {:?}", pool.stats());
     assert_eq!(pool.state().in_use, 0, "{}", pool.state());
+}
+
+/// A panic in `connect` is a bug in the manager, not news about the server: it is retried like a transient
+/// failure, so a caller never sees it when the next attempt works, and the circuit stays closed.
+#[tokio::test(start_paused = true)]
+async fn a_connect_panic_does_not_open_the_circuit() {
+    let fake = FakeManager::new();
+    fake.set_panic(FakeHook::Connect, true);
+    let pool = builder(&fake).max_size(1).acquire_timeout(Duration::from_secs(30)).build().unwrap();
+    let get = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|c| c.id) }
+    });
+    eventually(Duration::from_secs(1), "connect panicked", || fake.stats().attempts >= 1).await;
+    assert_eq!(pool.stats().fail_fast, 0, "a single panic opened the circuit");
+    fake.set_panic(FakeHook::Connect, false);
+    get.await.unwrap().expect("the get after a panic succeeds once the manager is healthy");
+    let stats = pool.stats();
+    assert_eq!((stats.fail_fast, stats.panics), (0, 1), "{stats:?}");
+    // And again after another burst of panics shorter than fail_fast_after, with the pool empty.
+    pool.retain(|_, _| false);
+    fake.set_panic(FakeHook::Connect, true);
+    let get = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|c| c.id) }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fake.set_panic(FakeHook::Connect, false);
+    get.await.unwrap().expect("the next get after the panics succeeds");
+    assert_eq!(pool.stats().fail_fast, 0, "{:?}", pool.stats());
+    assert!(pool.stats().panics >= 3, "{:?}", pool.stats());
 }
 
 #[tokio::test(start_paused = true)]

@@ -81,12 +81,17 @@ impl Pools {
         self.health.check().await
     }
 
+    /// The pool registered under `name` (the first, if several share it).
+    pub(crate) fn find(&self, name: &str) -> Option<Arc<dyn AnyPool>> {
+        self.pools.read().iter().find(|p| p.name() == name).cloned()
+    }
+
     /// Checks the pool registered under `name` (the first, if several share it); `None` when there is none.
     ///
     /// Cancel safety: dropping the future abandons the check; a connection it had checked out returns to its
     /// pool.
     pub async fn health_of(&self, name: &str) -> Option<HealthReport> {
-        let pool = self.pools.read().iter().find(|p| p.name() == name).cloned()?;
+        let pool = self.find(name)?;
         Some(pool.health().await)
     }
 

@@ -99,6 +99,33 @@ impl AnyPool for SqlitePool {
         SqlitePool::close(self).await;
     }
 
+    /// Pauses the writer and the readers.
+    fn pause(&self) {
+        self.writer().pause();
+        self.readers().pause();
+    }
+
+    /// Resumes the writer and the readers.
+    fn resume(&self) {
+        self.writer().resume();
+        self.readers().resume();
+    }
+
+    /// Whether the readers are paused (`pause` and `resume` act on both pools).
+    fn is_paused(&self) -> bool {
+        self.readers().is_paused()
+    }
+
+    /// Retires the writer's and the readers' connections; returns how many idle ones were closed now.
+    fn retire(&self) -> usize {
+        self.writer().retire() + self.readers().retire()
+    }
+
+    /// Resizes the readers (the writer is one connection by design).
+    fn resize(&self, max_size: usize) -> Result<(), ConfigError> {
+        self.readers().resize(max_size)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

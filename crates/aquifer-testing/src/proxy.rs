@@ -38,6 +38,9 @@ struct Faults {
     cut: Option<(u64, usize)>,
     /// The proxy is gone: every link and the accept loop end.
     shutdown: bool,
+    /// A link with no byte either way for this long is forgotten, as a NAT or load balancer forgets an idle
+    /// flow: from then on it silently drops every byte (no FIN, no RST), for good.
+    idle_drop: Option<Duration>,
 }
 
 struct Shared {
@@ -46,6 +49,7 @@ struct Shared {
     accepted: AtomicU64,
     live: AtomicUsize,
     cuts: AtomicU64,
+    idle_drops: AtomicU64,
     next_cut: AtomicU64,
     links: Mutex<HashMap<u64, JoinHandle<()>>>,
 }
@@ -69,6 +73,7 @@ impl ChaosProxy {
             accepted: AtomicU64::new(0),
             live: AtomicUsize::new(0),
             cuts: AtomicU64::new(0),
+            idle_drops: AtomicU64::new(0),
             next_cut: AtomicU64::new(1),
             links: Mutex::new(HashMap::new()),
         });
@@ -113,6 +118,19 @@ impl ChaosProxy {
     pub fn cut_after(&self, bytes: usize) {
         let id = self.shared.next_cut.fetch_add(1, Ordering::Relaxed);
         self.shared.faults.send_modify(|f| f.cut = Some((id, bytes)));
+    }
+
+    /// Forgets links idle (no byte either way) for `after`, as a NAT gateway, firewall or cloud load
+    /// balancer does with idle flows: a forgotten link silently drops every byte from then on, in both
+    /// directions, and is never closed (the client finds out only by a timeout). `None` ends it for links not
+    /// yet forgotten. Applies to open links and new ones.
+    pub fn drop_idle_after(&self, after: Option<Duration>) {
+        self.shared.faults.send_modify(|f| f.idle_drop = after);
+    }
+
+    /// Links forgotten by [`drop_idle_after`](ChaosProxy::drop_idle_after) so far.
+    pub fn idle_drops(&self) -> u64 {
+        self.shared.idle_drops.load(Ordering::Relaxed)
     }
 
     /// Ends every fault: no black hole, no latency, no armed cut, accepting.
@@ -242,10 +260,23 @@ async fn link(mut client: TcpStream, shared: &Shared) {
     let mut budget: Option<usize> = None;
     let mut up_buf = vec![0_u8; 16 * 1024];
     let mut down_buf = vec![0_u8; 16 * 1024];
+    // When the link last passed a byte, and whether an idle drop made it forget the flow.
+    let mut last_active = tokio::time::Instant::now();
+    let mut forgotten = false;
     let end = loop {
+        let idle_drop = faults.borrow().idle_drop.filter(|_| !forgotten);
+        let idle_deadline = idle_drop.map(|d| last_active + d);
         tokio::select! {
+            () = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
+                forgotten = true;
+                shared.idle_drops.fetch_add(1, Ordering::Relaxed);
+            }
             n = client.read(&mut up_buf) => {
                 let n = match n { Ok(0) | Err(_) => break End::Closed, Ok(n) => n };
+                if forgotten {
+                    continue;
+                }
+                last_active = tokio::time::Instant::now();
                 if let Err(end) = gate(&mut faults, epoch).await {
                     break end;
                 }
@@ -255,6 +286,10 @@ async fn link(mut client: TcpStream, shared: &Shared) {
             }
             n = upstream.read(&mut down_buf) => {
                 let n = match n { Ok(0) | Err(_) => break End::Closed, Ok(n) => n };
+                if forgotten {
+                    continue;
+                }
+                last_active = tokio::time::Instant::now();
                 if let Err(end) = gate(&mut faults, epoch).await {
                     break end;
                 }

@@ -145,3 +145,23 @@ async fn cut_after_passes_exactly_the_budget_then_closes() {
     let mut buf = vec![0_u8; 100_000];
     timeout(BOUND, fresh.read_exact(&mut buf)).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn drop_idle_after_forgets_idle_links_silently_and_spares_active_ones() {
+    let proxy = ChaosProxy::start(echo_server().await).await.unwrap();
+    proxy.drop_idle_after(Some(Duration::from_millis(200)));
+    let mut idle = TcpStream::connect(proxy.addr()).await.unwrap();
+    let mut busy = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(round_trip(&mut idle).await.unwrap(), b"ping");
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(round_trip(&mut busy).await.unwrap(), b"ping", "a link in use is never forgotten");
+    }
+    assert_eq!(proxy.idle_drops(), 1);
+    // The forgotten link stays open but nothing comes back: no RST, no FIN, only silence.
+    let silent = timeout(Duration::from_millis(300), round_trip(&mut idle)).await;
+    assert!(silent.is_err(), "a forgotten link answered: {silent:?}");
+    assert_eq!(proxy.live(), 2);
+    proxy.drop_idle_after(None);
+    assert!(timeout(Duration::from_millis(300), round_trip(&mut idle)).await.is_err(), "forgotten for good");
+}

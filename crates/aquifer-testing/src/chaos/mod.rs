@@ -109,6 +109,17 @@ pub async fn require<B: ChaosBackend>() {
 /// name on where the server shows it), with the [`ACQUIRE_TIMEOUT`] of every pool under chaos. Panics when
 /// the adapter rejects the variables, or outside a Tokio runtime.
 pub fn pool<B: ChaosBackend>(port: u16, marker: &str, max_size: usize) -> PoolOf<B> {
+    pool_with::<B>(port, marker, max_size, Vec::new())
+}
+
+/// [`pool`] with more variables, by suffix (`("POOL_KEEPALIVE_INTERVAL", "500ms".into())`); they override
+/// the common ones.
+pub fn pool_with<B: ChaosBackend>(
+    port: u16,
+    marker: &str,
+    max_size: usize,
+    extra: Vec<(&'static str, String)>,
+) -> PoolOf<B> {
     let prefix = B::Config::ENV_PREFIX;
     let common = [
         ("NAME", marker.to_owned()),
@@ -116,7 +127,11 @@ pub fn pool<B: ChaosBackend>(port: u16, marker: &str, max_size: usize) -> PoolOf
         ("POOL_ACQUIRE_TIMEOUT", format!("{}ms", ACQUIRE_TIMEOUT.as_millis())),
         ("POOL_LEAK_THRESHOLD", format!("{}ms", LEAK_THRESHOLD.as_millis())),
     ];
-    let vars = B::vars(port, marker).into_iter().chain(common).map(|(suffix, v)| (format!("{prefix}_{suffix}"), v));
+    let vars = B::vars(port, marker)
+        .into_iter()
+        .chain(common)
+        .chain(extra)
+        .map(|(suffix, v)| (format!("{prefix}_{suffix}"), v));
     let config = B::Config::from_vars(prefix, vars).unwrap_or_else(|e| panic!("{}: {e}", B::NAME));
     config.build().unwrap_or_else(|e| panic!("{}: a pool builds in a runtime: {e}", B::NAME))
 }
