@@ -15,7 +15,8 @@
 #   AQUIFER_PG_PORT=25432 ... bash scripts/fresh-machine.sh   # other ports, when the host's servers take the defaults
 #
 # Besides the toolchain the root holds only what rustup itself requires of a machine (a C linker and libc's
-# headers: gcc, libc6-dev; ca-certificates for crates.io): no database, no Python, no curl, no Node.js. The
+# headers: gcc, libc6-dev; ca-certificates for crates.io): no database, no Python, no curl, no Node.js. It
+# takes the host's network settings (resolver, added certificate authorities, apt's Acquire:: options). The
 # chroot builds into its own target directory inside the root; the repository is mounted read-write (cargo
 # writes nothing else there). On exit, whatever the outcome, the servers the run started are stopped
 # (`dev-services.sh stop` inside the root), any process still running inside the root is killed by PID, and
@@ -111,7 +112,17 @@ if [ ! -x "$root/usr/bin/gcc" ]; then
     "deb $mirror bookworm main" "deb $mirror bookworm-updates main"
   log "root built in $(($(date +%s) - start)) s ($(du -sh --one-file-system "$root" | cut -f1))"
 fi
+# The host's network, not the project's needs: its resolver, the certificate authorities it adds to Debian's
+# (an egress proxy's, say), and apt's Acquire:: settings (a proxy; Check-Valid-Until for a snapshot mirror).
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null 2>&1 || log "update-ca-certificates failed in the root"
+fi
+for f in /etc/apt/apt.conf.d/*; do
+  if grep -qE '^[[:space:]]*Acquire::' "$f" 2>/dev/null; then cp "$f" "$root/etc/apt/apt.conf.d/"; fi
+done
 
 # 2. What the chroot needs of the kernel, and the toolchain and repository.
 mkdir -p "$root/proc" "$root/sys" "$root/dev"
