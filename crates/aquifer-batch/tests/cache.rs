@@ -3,12 +3,11 @@
 mod common;
 
 use aquifer_batch::BatchLoader;
-use common::{Mode, Recorder};
+use common::{Mode, Recorder, assert_recovers_from, request_loader, spawn_load};
 
 #[tokio::test]
 async fn cached_key_is_not_fetched_again() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     assert_eq!(loader.load(1).await.unwrap(), Some(10));
     assert_eq!(loader.load(1).await.unwrap(), Some(10));
     assert_eq!(loader.load_many([1, 2]).await.unwrap(), vec![Some(10), Some(20)]);
@@ -17,8 +16,7 @@ async fn cached_key_is_not_fetched_again() {
 
 #[tokio::test]
 async fn missing_key_is_cached_as_none() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     assert_eq!(loader.load(7).await.unwrap(), None);
     assert_eq!(loader.load(7).await.unwrap(), None);
     assert_eq!(rec.calls().len(), 1);
@@ -26,8 +24,7 @@ async fn missing_key_is_cached_as_none() {
 
 #[tokio::test]
 async fn primed_value_is_answered_without_a_fetch() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     assert!(loader.prime(5, 555));
     assert_eq!(loader.load(5).await.unwrap(), Some(555));
     assert!(rec.calls().is_empty());
@@ -43,8 +40,7 @@ async fn prime_keeps_a_cached_value() {
 
 #[tokio::test]
 async fn cleared_key_is_fetched_again() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     loader.load(1).await.unwrap();
     loader.load(2).await.unwrap();
     assert!(loader.clear(&1));
@@ -56,8 +52,7 @@ async fn cleared_key_is_fetched_again() {
 
 #[tokio::test]
 async fn clear_all_empties_the_cache() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     loader.load_many([1, 2]).await.unwrap();
     loader.clear_all();
     loader.load_many([1, 2]).await.unwrap();
@@ -66,11 +61,7 @@ async fn clear_all_empties_the_cache() {
 
 #[tokio::test]
 async fn failed_keys_are_not_cached() {
-    let rec = Recorder::with_mode(Mode::Fail);
-    let loader = BatchLoader::new(rec.clone());
-    assert!(loader.load(1).await.is_err());
-    *rec.mode.lock() = Mode::Ok;
-    assert_eq!(loader.load(1).await.unwrap(), Some(10));
+    let rec = assert_recovers_from(Mode::Fail).await;
     assert_eq!(rec.calls().len(), 2);
 }
 
@@ -95,10 +86,7 @@ async fn loaders_do_not_share_a_cache() {
 async fn prime_leaves_a_key_being_fetched_to_its_batch() {
     let (rec, gate) = common::Recorder::gated();
     let loader = BatchLoader::new(rec.clone());
-    let first = tokio::spawn({
-        let loader = loader.clone();
-        async move { loader.load(5).await }
-    });
+    let first = spawn_load(&loader, 5);
     common::settle().await;
     assert!(!loader.prime(5, 555), "key 5 is in flight");
     assert!(!loader.clear(&5), "a key in flight is not a cached value");

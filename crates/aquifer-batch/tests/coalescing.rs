@@ -5,14 +5,13 @@ mod common;
 use std::time::Duration;
 
 use aquifer_batch::BatchLoader;
-use common::{Recorder, settle};
+use common::{Recorder, request_loader, settle, shared_loader, spawn_load, spawn_load_many};
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
 #[tokio::test]
 async fn concurrent_loads_coalesce_into_one_batch() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     let (a, b, c) = tokio::join!(loader.load(1), loader.load(2), loader.load(3));
     assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (Some(10), Some(20), Some(30)));
     assert_eq!(rec.sorted_calls(), vec![vec![1, 2, 3]]);
@@ -20,8 +19,7 @@ async fn concurrent_loads_coalesce_into_one_batch() {
 
 #[tokio::test]
 async fn loads_from_spawned_tasks_coalesce_into_one_batch() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     let tasks: Vec<_> = (1..=200u64)
         .map(|k| {
             let loader = loader.clone();
@@ -54,10 +52,7 @@ async fn delay_collects_keys_arriving_within_it() {
     let rec = Recorder::new();
     let loader = BatchLoader::builder(rec.clone()).delay(Duration::from_millis(10)).build();
     let start = Instant::now();
-    let early = tokio::spawn({
-        let loader = loader.clone();
-        async move { loader.load(1).await }
-    });
+    let early = spawn_load(&loader, 1);
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(loader.load(2).await.unwrap(), Some(20));
     assert_eq!(start.elapsed(), Duration::from_millis(10));
@@ -105,8 +100,7 @@ async fn zero_max_batch_size_means_no_limit() {
 
 #[tokio::test]
 async fn load_many_fetches_a_repeated_key_once() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     assert_eq!(loader.load_many([1, 1, 2, 1]).await.unwrap(), vec![Some(10), Some(10), Some(20), Some(10)]);
     assert_eq!(rec.calls(), vec![vec![1, 2]]);
 }
@@ -115,16 +109,10 @@ async fn load_many_fetches_a_repeated_key_once() {
 async fn key_in_flight_is_not_fetched_again() {
     let (rec, gate) = Recorder::gated();
     let loader = BatchLoader::shared(rec.clone());
-    let first = tokio::spawn({
-        let loader = loader.clone();
-        async move { loader.load(1).await }
-    });
+    let first = spawn_load(&loader, 1);
     settle().await;
     assert_eq!(rec.calls(), vec![vec![1]], "first batch in flight");
-    let second = tokio::spawn({
-        let loader = loader.clone();
-        async move { loader.load_many([1, 2]).await }
-    });
+    let second = spawn_load_many(&loader, [1, 2]);
     settle().await;
     gate.add_permits(2);
     assert_eq!(first.await.unwrap().unwrap(), Some(10));
@@ -134,8 +122,7 @@ async fn key_in_flight_is_not_fetched_again() {
 
 #[tokio::test]
 async fn shared_loader_fetches_again_once_the_batch_is_done() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::shared(rec.clone());
+    let (rec, loader) = shared_loader();
     loader.load(1).await.unwrap();
     loader.load(1).await.unwrap();
     assert_eq!(rec.calls(), vec![vec![1], vec![1]]);

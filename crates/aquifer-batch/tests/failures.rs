@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aquifer_batch::{BatchError, BatchLoader};
-use common::{Mode, Recorder, Unreachable, settle};
+use common::{Mode, Recorder, Unreachable, assert_recovers_from, request_loader, settle, spawn_load, spawn_load_many};
 use futures_util::FutureExt;
 
 #[tokio::test]
@@ -53,25 +53,15 @@ async fn panicking_loader_fails_every_waiter_with_its_message() {
 
 #[tokio::test]
 async fn loader_keeps_serving_after_a_panic() {
-    let rec = Recorder::with_mode(Mode::Panic);
-    let loader = BatchLoader::new(rec.clone());
-    assert!(loader.load(1).await.is_err());
-    *rec.mode.lock() = Mode::Ok;
-    assert_eq!(loader.load(1).await.unwrap(), Some(10));
+    assert_recovers_from(Mode::Panic).await;
 }
 
 #[tokio::test]
 async fn dropped_waiter_does_not_cancel_the_batch_of_the_others() {
     let (rec, gate) = Recorder::gated();
     let loader = BatchLoader::new(rec.clone());
-    let leaving = tokio::spawn({
-        let loader = loader.clone();
-        async move { loader.load(1).await }
-    });
-    let staying = tokio::spawn({
-        let loader = loader.clone();
-        async move { loader.load_many([1, 2]).await }
-    });
+    let leaving = spawn_load(&loader, 1);
+    let staying = spawn_load_many(&loader, [1, 2]);
     settle().await;
     leaving.abort();
     assert!(leaving.await.unwrap_err().is_cancelled());
@@ -82,8 +72,7 @@ async fn dropped_waiter_does_not_cancel_the_batch_of_the_others() {
 
 #[tokio::test(start_paused = true)]
 async fn batch_completes_when_its_only_waiter_left_before_dispatch() {
-    let rec = Recorder::new();
-    let loader = BatchLoader::new(rec.clone());
+    let (rec, loader) = request_loader();
     // timeout polls the load once (enqueueing the key), then gives up.
     assert!(tokio::time::timeout(Duration::ZERO, loader.load(1)).await.is_err());
     settle().await;

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use aquifer_batch::mysql::{self, MySqlLimits};
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
-use futures_util::future::join_all;
+use common::{ChildrenOf, resolve_in_one_request};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Value};
 use tokio::sync::Mutex;
@@ -56,27 +55,17 @@ async fn music(conn: &mut Conn) {
     .expect("music tables");
 }
 
-struct TracksByAlbum {
-    conn: Arc<Mutex<Conn>>,
+/// Tracks by album, one chunked `IN` list per batch.
+fn tracks_by_album(
+    conn: &Arc<Mutex<Conn>>,
     limits: MySqlLimits,
-}
-
-impl Loader for TracksByAlbum {
-    type Key = i32;
-    type Value = Vec<String>;
-    type Error = BulkError<mysql_async::Error>;
-
-    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
-        let mut conn = self.conn.lock().await;
-        let rows =
-            mysql::fetch_by_keys(&mut conn, &self.limits, "tracks", &["album_id", "title"], "album_id", albums).await?;
-        let mut by_album: HashMap<i32, Vec<String>> = HashMap::new();
-        for row in rows {
-            let (album, title): (i32, String) = mysql_async::from_row(row);
-            by_album.entry(album).or_default().push(title);
-        }
-        Ok(by_album)
-    }
+) -> BatchLoader<impl Loader<Key = i32, Value = Vec<String>>> {
+    BatchLoader::new(ChildrenOf::new(conn, move |conn, albums: Vec<i32>| async move {
+        let mut conn = conn.lock().await;
+        let columns = ["album_id", "title"];
+        let rows = mysql::fetch_by_keys(&mut conn, &limits, "tracks", &columns, "album_id", &albums).await?;
+        Ok::<_, BulkError<mysql_async::Error>>(rows.into_iter().map(mysql_async::from_row).collect())
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,15 +76,8 @@ async fn thousand_parents_children_load_in_two_statements() {
     let before = status(&mut conn, "Questions").await;
     let albums: Vec<i32> = conn.query("SELECT id FROM albums ORDER BY id").await.unwrap();
     let conn = Arc::new(Mutex::new(conn));
-    let loader = BatchLoader::new(TracksByAlbum { conn: Arc::clone(&conn), limits });
-    let request = tokio::spawn({
-        let (albums, loader) = (albums.clone(), loader.clone());
-        async move {
-            let loader = &loader;
-            join_all(albums.into_iter().map(|album| async move { (album, loader.load(album).await) })).await
-        }
-    });
-    let resolved = request.await.unwrap();
+    let loader = tracks_by_album(&conn, limits);
+    let resolved = resolve_in_one_request(&loader, &albums).await;
     assert_eq!(resolved.len(), 1000);
     for (album, tracks) in resolved {
         assert_eq!(tracks.unwrap().map_or(0, |t| t.len()), (album % 4) as usize, "album {album}");
@@ -104,36 +86,32 @@ async fn thousand_parents_children_load_in_two_statements() {
     assert_eq!(statements_since(&mut conn, before).await, 2, "one statement for the parents, one for the children");
 }
 
-#[tokio::test]
-async fn in_list_of_65535_keys_is_one_statement() {
+/// Fetches keys `1..=keys` from a table holding `rows` (a MariaDB `seq_*` table name): the statements executed and
+/// the rows found.
+async fn fetch_from_seq(rows: &str, keys: i32) -> (u64, usize) {
     let mut conn = connect().await;
     let limits = MySqlLimits::read(&mut conn).await.unwrap();
-    conn.query_drop(
-        "CREATE TEMPORARY TABLE items (id INT PRIMARY KEY); INSERT INTO items SELECT seq FROM seq_1_to_1000",
-    )
+    conn.query_drop(format!(
+        "CREATE TEMPORARY TABLE items (id INT PRIMARY KEY); INSERT INTO items SELECT seq FROM {rows}"
+    ))
     .await
     .unwrap();
-    let keys: Vec<i32> = (1..=65_535).collect();
+    let keys: Vec<i32> = (1..=keys).collect();
     let before = status(&mut conn, "Com_stmt_execute").await;
-    let rows = mysql::fetch_by_keys(&mut conn, &limits, "items", &["id"], "id", &keys).await.unwrap();
-    assert_eq!(status(&mut conn, "Com_stmt_execute").await - before, 1);
-    assert_eq!(rows.len(), 1000);
+    let found = mysql::fetch_by_keys(&mut conn, &limits, "items", &["id"], "id", &keys).await.unwrap();
+    (status(&mut conn, "Com_stmt_execute").await - before, found.len())
+}
+
+#[tokio::test]
+async fn in_list_of_65535_keys_is_one_statement() {
+    assert_eq!(fetch_from_seq("seq_1_to_1000", 65_535).await, (1, 1000));
 }
 
 #[tokio::test]
 async fn in_list_of_65536_keys_takes_two_statements() {
-    let mut conn = connect().await;
-    let limits = MySqlLimits::read(&mut conn).await.unwrap();
-    conn.query_drop(
-        "CREATE TEMPORARY TABLE items (id INT PRIMARY KEY); INSERT INTO items SELECT seq FROM seq_65000_to_66000",
-    )
-    .await
-    .unwrap();
-    let keys: Vec<i32> = (1..=65_536).collect();
-    let before = status(&mut conn, "Com_stmt_execute").await;
-    let rows = mysql::fetch_by_keys(&mut conn, &limits, "items", &["id"], "id", &keys).await.unwrap();
-    assert_eq!(status(&mut conn, "Com_stmt_execute").await - before, 2);
-    assert_eq!(rows.len(), 537, "65,000..=65,536 found, across the chunk boundary");
+    let (statements, found) = fetch_from_seq("seq_65000_to_66000", 65_536).await;
+    assert_eq!(statements, 2);
+    assert_eq!(found, 537, "65,000..=65,536 found, across the chunk boundary");
 }
 
 #[tokio::test]

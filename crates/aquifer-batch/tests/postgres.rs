@@ -1,13 +1,14 @@
 //! PostgreSQL: BatchLoader over `= ANY($1)`, UNNEST inserts, identifiers. Statements are counted by a proxy
 //! reading the wire protocol (Execute and Query messages), never by the code under test.
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::Arc;
 
 use aquifer_batch::postgres::{self, Columns};
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
 use aquifer_testing::{CountingProxy, WireProtocol};
-use futures_util::future::join_all;
+use common::{ChildrenOf, resolve_in_one_request};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::Mutex;
@@ -43,22 +44,13 @@ async fn music(conn: &mut PgConnection) {
     .await;
 }
 
-struct TracksByAlbum(Arc<Mutex<PgConnection>>);
-
-impl Loader for TracksByAlbum {
-    type Key = i32;
-    type Value = Vec<String>;
-    type Error = BulkError<sqlx::Error>;
-
-    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
-        let mut conn = self.0.lock().await;
-        let rows = postgres::fetch_by_keys(&mut conn, "tracks", &["album_id", "title"], "album_id", albums).await?;
-        let mut by_album: HashMap<i32, Vec<String>> = HashMap::new();
-        for row in rows {
-            by_album.entry(row.get(0)).or_default().push(row.get(1));
-        }
-        Ok(by_album)
-    }
+/// Tracks by album, one `= ANY($1)` statement per batch.
+fn tracks_by_album(conn: &Arc<Mutex<PgConnection>>) -> BatchLoader<impl Loader<Key = i32, Value = Vec<String>>> {
+    BatchLoader::new(ChildrenOf::new(conn, |conn, albums: Vec<i32>| async move {
+        let mut conn = conn.lock().await;
+        let rows = postgres::fetch_by_keys(&mut conn, "tracks", &["album_id", "title"], "album_id", &albums).await?;
+        Ok::<_, BulkError<sqlx::Error>>(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +58,7 @@ async fn thousand_parents_children_load_in_two_statements() {
     let (mut conn, proxy) = connect().await;
     music(&mut conn).await;
     let conn = Arc::new(Mutex::new(conn));
-    let loader = BatchLoader::new(TracksByAlbum(Arc::clone(&conn)));
+    let loader = tracks_by_album(&conn);
 
     let before = proxy.statements();
     let albums: Vec<i32> = {
@@ -74,14 +66,7 @@ async fn thousand_parents_children_load_in_two_statements() {
         sqlx::query_scalar("SELECT id FROM albums ORDER BY id").fetch_all(&mut *c).await.unwrap()
     };
     // The album list's resolvers run concurrently in a request's task, as a GraphQL server resolves a list.
-    let request = tokio::spawn({
-        let (albums, loader) = (albums.clone(), loader.clone());
-        async move {
-            let loader = &loader;
-            join_all(albums.into_iter().map(|album| async move { (album, loader.load(album).await) })).await
-        }
-    });
-    let resolved = request.await.unwrap();
+    let resolved = resolve_in_one_request(&loader, &albums).await;
     let mut with_tracks = 0;
     for (album, tracks) in resolved {
         let tracks = tracks.unwrap();
@@ -134,29 +119,35 @@ async fn insert_puts_rows_beyond_the_bind_limit_in_one_statement() {
     assert_eq!((count, sum), (n, (0..n).map(|i| i % 5).sum::<i64>()));
 }
 
+/// Ids `0..n`, `n` being one row more than one statement takes.
+fn ids_beyond_one_statement() -> (i32, Columns) {
+    let n = postgres::ROWS_PER_STATEMENT as i32 + 1;
+    (n, Columns::new().column("id", (0..n).collect::<Vec<i32>>()))
+}
+
+async fn count_ticks(conn: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM ticks").fetch_one(conn).await.unwrap()
+}
+
 #[tokio::test]
 async fn insert_above_rows_per_statement_splits_inside_one_transaction() {
     let (mut conn, proxy) = connect().await;
     exec(&mut conn, "CREATE TEMP TABLE ticks (id int PRIMARY KEY)").await;
-    let n = postgres::ROWS_PER_STATEMENT as i32 + 1;
-    let rows = Columns::new().column("id", (0..n).collect::<Vec<i32>>());
+    let (n, rows) = ids_beyond_one_statement();
     let before = proxy.statements();
     assert_eq!(postgres::insert(&mut conn, "ticks", &rows).await.unwrap(), n as u64);
     assert_eq!(proxy.statements() - before, 4, "BEGIN, two INSERTs, COMMIT");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ticks").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(count, i64::from(n));
+    assert_eq!(count_ticks(&mut conn).await, i64::from(n));
 }
 
 #[tokio::test]
 async fn failing_later_chunk_rolls_back_the_earlier_ones() {
     let (mut conn, _proxy) = connect().await;
     exec(&mut conn, "CREATE TEMP TABLE ticks (id int PRIMARY KEY CHECK (id <> 100000))").await;
-    let n = postgres::ROWS_PER_STATEMENT as i32 + 1;
-    let rows = Columns::new().column("id", (0..n).collect::<Vec<i32>>());
+    let (_, rows) = ids_beyond_one_statement();
     let err = postgres::insert(&mut conn, "ticks", &rows).await.unwrap_err();
     assert!(matches!(err, BulkError::Database(_)), "{err}");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ticks").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(count_ticks(&mut conn).await, 0);
 }
 
 #[tokio::test]

@@ -45,31 +45,27 @@ fn kill_mid_result(user: String) -> tokio::task::JoinHandle<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_cut_mid_result_is_a_lost_connection() {
-    let mut admin = common::admin().await;
-    let user = common::unique("aq_my_cut");
-    let url = common::dedicated_user(&mut admin, &user).await;
-    let pool = pool_for(&user, &url, RetryPolicy::never()).await;
-    let killer = kill_mid_result(user.clone());
+    let user = common::Dedicated::new("aq_my_cut").await;
+    let pool = pool_for(&user.name, &user.url, RetryPolicy::never()).await;
+    let killer = kill_mid_result(user.name.clone());
     let sql = format!("SELECT seq FROM seq_1_to_{ROWS}");
     let err = pool.fetch_all::<u64, _>(&sql, ()).await.expect_err("the connection was killed mid-result");
     assert!(killer.await.unwrap(), "the killer saw the query");
     let backend = err.backend_error().expect("a driver error, not a pool error");
     assert_eq!(aquifer_mysql::error_type(backend), "connection_lost", "{backend:?}");
     pool.close().await;
-    common::drop_user(&mut admin, &user).await;
+    user.drop_user().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_cut_mid_result_is_retried_by_the_helpers() {
-    let mut admin = common::admin().await;
-    let user = common::unique("aq_my_cut_retry");
-    let url = common::dedicated_user(&mut admin, &user).await;
-    let pool = pool_for(&user, &url, RetryPolicy::default()).await;
-    let killer = kill_mid_result(user.clone());
+    let user = common::Dedicated::new("aq_my_cut_retry").await;
+    let pool = pool_for(&user.name, &user.url, RetryPolicy::default()).await;
+    let killer = kill_mid_result(user.name.clone());
     let rows = pool.fetch_all::<u64, _>(&format!("SELECT seq FROM seq_1_to_{ROWS}"), ()).await.unwrap();
     assert!(killer.await.unwrap(), "the killer saw the query");
     assert_eq!(rows.len() as u64, ROWS);
     assert!(pool.stats().closed_broken >= 1, "the killed connection was discarded: {:?}", pool.stats());
     pool.close().await;
-    common::drop_user(&mut admin, &user).await;
+    user.drop_user().await;
 }

@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(
             e,
             ConfigError::Missing {
-                field: "url".into(),
+                field: "LIBRARY_URL".into(),
                 reason: "set LIBRARY_URL to postgres://user:password@host:port/database".into()
             }
         );

@@ -277,28 +277,22 @@ impl std::error::Error for SqliteSyncError {
     }
 }
 
-impl From<ConnectionError> for SqliteSyncError {
-    fn from(e: ConnectionError) -> Self {
-        SqliteSyncError::Open(e)
-    }
+/// `?` turns each cause into its variant of [`SqliteSyncError`].
+macro_rules! sync_error_from {
+    ($($cause:ty => $variant:ident),+ $(,)?) => {$(
+        impl From<$cause> for SqliteSyncError {
+            fn from(e: $cause) -> Self {
+                SqliteSyncError::$variant(e)
+            }
+        }
+    )+};
 }
 
-impl From<rusqlite::Error> for SqliteSyncError {
-    fn from(e: rusqlite::Error) -> Self {
-        SqliteSyncError::Query(e)
-    }
-}
-
-impl From<ConfigError> for SqliteSyncError {
-    fn from(e: ConfigError) -> Self {
-        SqliteSyncError::Config(e)
-    }
-}
-
-impl From<r2d2::Error> for SqliteSyncError {
-    fn from(e: r2d2::Error) -> Self {
-        SqliteSyncError::Pool(e)
-    }
+sync_error_from! {
+    ConnectionError => Open,
+    rusqlite::Error => Query,
+    ConfigError => Config,
+    r2d2::Error => Pool,
 }
 
 impl SqliteSyncError {

@@ -78,6 +78,17 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// A pool's `Debug` (the async and the sync pool show the same): the path, the writer's and the readers' state.
+    pub(crate) fn debug_pool(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        pool: &str,
+        writer: &dyn std::fmt::Debug,
+        readers: &dyn std::fmt::Debug,
+    ) -> std::fmt::Result {
+        f.debug_struct(pool).field("path", &self.display).field("writer", writer).field("readers", readers).finish()
+    }
+
     pub(crate) fn new(config: SqliteConfig) -> Arc<Target> {
         let path = config.path.trim();
         // `:memory:` would give every connection its own database. The memdb VFS shares one database between

@@ -91,11 +91,8 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for SqlitePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlitePool")
-            .field("path", &self.inner.target.display)
-            .field("writer", &self.inner.writer.state())
-            .field("readers", &self.inner.readers.state())
-            .finish()
+        let inner = &self.inner;
+        inner.target.debug_pool(f, "SqlitePool", &inner.writer.state(), &inner.readers.state())
     }
 }
 

@@ -58,30 +58,29 @@ impl SyncMetrics {
         let counter = |name: &'static str, unit: &'static str, description: &'static str| {
             meter.u64_counter(name).with_unit(unit).with_description(description).build()
         };
+        use aquifer_core::metrics::names;
+        // The async pools' wording (semantic conventions), so a dashboard cannot tell the two pools apart.
+        let [wait_time, use_time, create_time] = [
+            (names::WAIT_TIME, "The time it took to obtain an open connection from the pool."),
+            (names::USE_TIME, "The time between borrowing a connection and returning it to the pool."),
+            (names::CREATE_TIME, "The time it took to create a new connection."),
+        ]
+        .map(|(name, description)| hist(name, description));
+        let timed_out =
+            "The number of connection timeouts that have occurred trying to obtain a connection from the pool.";
+        let [timeouts, created, connect_errors] = [
+            (names::TIMEOUTS, "{timeout}", timed_out),
+            (names::CREATED, "{connection}", "Connections opened."),
+            (names::CONNECT_ERRORS, "{error}", "Failed connect attempts, by error type."),
+        ]
+        .map(|(name, unit, description)| counter(name, unit, description));
         Arc::new(SyncMetrics {
-            wait_time: hist(
-                aquifer_core::metrics::names::WAIT_TIME,
-                "The time it took to obtain an open connection from the pool.",
-            ),
-            use_time: hist(
-                aquifer_core::metrics::names::USE_TIME,
-                "The time between borrowing a connection and returning it to the pool.",
-            ),
-            create_time: hist(
-                aquifer_core::metrics::names::CREATE_TIME,
-                "The time it took to create a new connection.",
-            ),
-            timeouts: counter(
-                aquifer_core::metrics::names::TIMEOUTS,
-                "{timeout}",
-                "The number of connection timeouts that have occurred trying to obtain a connection from the pool.",
-            ),
-            created: counter(aquifer_core::metrics::names::CREATED, "{connection}", "Connections opened."),
-            connect_errors: counter(
-                aquifer_core::metrics::names::CONNECT_ERRORS,
-                "{error}",
-                "Failed connect attempts, by error type.",
-            ),
+            wait_time,
+            use_time,
+            create_time,
+            timeouts,
+            created,
+            connect_errors,
             attrs: Arc::from(vec![
                 KeyValue::new(POOL_NAME, pool_name.to_owned()),
                 KeyValue::new(DB_SYSTEM_NAME, "sqlite"),
@@ -242,11 +241,8 @@ impl Drop for SyncInner {
 
 impl fmt::Debug for SqliteSyncPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteSyncPool")
-            .field("path", &self.inner.target.display)
-            .field("writer", &self.inner.writer.state())
-            .field("readers", &self.inner.readers.state())
-            .finish()
+        let inner = &self.inner;
+        inner.target.debug_pool(f, "SqliteSyncPool", &inner.writer.state(), &inner.readers.state())
     }
 }
 

@@ -42,24 +42,26 @@ async fn health_check_reports_the_worse_of_writer_and_readers() {
     drop(held);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn health_check_names_the_writer_in_last_error_when_the_writer_is_the_worse() {
-    let (_dir, path) = temp_db("writer_closed");
+/// The health report's `last_error` once `close` closed a part of the pool, which makes the report unhealthy.
+async fn last_error_once_closed(name: &str, close: impl AsyncFnOnce(&SqlitePool) -> usize) -> Option<String> {
+    let (_dir, path) = temp_db(name);
     let pool = SqlitePool::builder(&path).connect().await.unwrap();
-    pool.writer().close().await;
+    close(&pool).await;
     let report = HealthCheck::health(&pool).await;
     assert_eq!(report.status, HealthStatus::Unhealthy, "{report:?}");
-    assert_eq!(report.last_error.as_deref(), Some("writer: the pool is closed"));
+    report.last_error
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_check_names_the_writer_in_last_error_when_the_writer_is_the_worse() {
+    let last_error = last_error_once_closed("writer_closed", async |pool| pool.writer().close().await).await;
+    assert_eq!(last_error.as_deref(), Some("writer: the pool is closed"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_check_keeps_the_readers_last_error_when_the_readers_are_the_worse() {
-    let (_dir, path) = temp_db("readers_closed");
-    let pool = SqlitePool::builder(&path).connect().await.unwrap();
-    pool.readers().close().await;
-    let report = HealthCheck::health(&pool).await;
-    assert_eq!(report.status, HealthStatus::Unhealthy, "{report:?}");
-    assert_eq!(report.last_error.as_deref(), Some("the pool is closed"));
+    let last_error = last_error_once_closed("readers_closed", async |pool| pool.readers().close().await).await;
+    assert_eq!(last_error.as_deref(), Some("the pool is closed"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,12 +76,18 @@ async fn inherent_health_is_the_health_check_report() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_registry_lists_an_sqlite_pool_once_under_its_name() {
-    let (_dir, path) = temp_db("registry");
+/// A pool named `lite`, registered in a new registry.
+async fn registered(name: &str) -> (tempfile::TempDir, SqlitePool, HealthRegistry) {
+    let (dir, path) = temp_db(name);
     let pool = SqlitePool::builder(&path).name("lite").connect().await.unwrap();
     let registry = HealthRegistry::new();
     registry.register(pool.clone());
+    (dir, pool, registry)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_lists_an_sqlite_pool_once_under_its_name() {
+    let (_dir, _pool, registry) = registered("registry").await;
     let report = registry.check().await;
     assert_eq!(report.status, HealthStatus::Healthy, "{report:?}");
     let names: Vec<&str> = report.pools.iter().map(|p| p.pool.as_str()).collect();
@@ -89,10 +97,7 @@ async fn a_registry_lists_an_sqlite_pool_once_under_its_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registry_is_unhealthy_when_the_sqlite_writer_is() {
-    let (_dir, path) = temp_db("registry_writer");
-    let pool = SqlitePool::builder(&path).name("lite").connect().await.unwrap();
-    let registry = HealthRegistry::new();
-    registry.register(pool.clone());
+    let (_dir, pool, registry) = registered("registry_writer").await;
     pool.writer().close().await;
     let report = registry.check().await;
     assert_eq!(report.status, HealthStatus::Unhealthy, "{report:?}");

@@ -23,16 +23,21 @@ fn assert_names_path(e: &impl std::fmt::Display, path: &std::path::Path) {
     assert!(shown.contains(&*path.to_string_lossy()), "error should name {}: {shown}", path.display());
 }
 
+/// A failed start of `kind` that retrying cannot fix, naming `path` and saying `says`.
+fn assert_permanent(err: &SqliteStartError, kind_: ErrorKind, path: &std::path::Path, says: &str) {
+    assert_eq!(kind(err), kind_, "{err}");
+    assert!(err.is_permanent(), "{err:?}");
+    assert_names_path(err, path);
+    assert!(err.to_string().contains(says), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_that_is_not_a_database_is_a_typed_error_naming_the_path() {
     let (_dir, path) = temp_db("not_a_db");
     std::fs::write(&path, b"this is a text file, not an SQLite database, and it is long enough to have a header.")
         .unwrap();
     let err = SqlitePool::builder(&path).connect().await.unwrap_err();
-    assert_eq!(kind(&err), ErrorKind::NotADatabase, "{err}");
-    assert!(err.is_permanent(), "{err:?}");
-    assert_names_path(&err, &path);
-    assert!(err.to_string().contains("not an SQLite database"), "{err}");
+    assert_permanent(&err, ErrorKind::NotADatabase, &path, "not an SQLite database");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,24 +45,19 @@ async fn a_missing_directory_is_a_typed_error_naming_the_path() {
     let (dir, _) = temp_db("unused");
     let path = dir.path().join("no/such/dir/books.db");
     let err = SqlitePool::builder(&path).connect().await.unwrap_err();
-    assert_eq!(kind(&err), ErrorKind::CannotOpen, "{err}");
-    assert!(err.is_permanent(), "{err:?}");
-    assert_names_path(&err, &path);
-    assert!(err.to_string().contains("directory exists"), "{err}");
+    assert_permanent(&err, ErrorKind::CannotOpen, &path, "directory exists");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_file_without_create_if_missing_is_a_typed_error() {
     let (_dir, path) = temp_db("absent");
     let err = SqlitePool::builder(&path).create_if_missing(false).connect().await.unwrap_err();
-    assert_eq!(kind(&err), ErrorKind::Missing, "{err}");
-    assert!(err.is_permanent(), "{err:?}");
-    assert_names_path(&err, &path);
+    let off = "the file does not exist and is not created: create_if_missing is off";
+    assert_permanent(&err, ErrorKind::Missing, &path, off);
     // Each cause once in a chain walk (docs/architecture.md, "Errors"), and worded as permanent.
     let rendered = aquifer_testing::assert_each_cause_once(&err);
     assert!(rendered.contains("database refused the connection (permanent error): cannot open SQLite"), "{rendered}");
     let shown = err.to_string();
-    assert!(shown.contains("the file does not exist and is not created: create_if_missing is off"), "{shown}");
     assert!(!shown.contains("directory exists"), "the directory exists: {shown}");
     assert!(!path.exists(), "nothing may be created");
     // The same file named by a `file:` URI.
@@ -105,13 +105,18 @@ impl Drop for ReadOnlyDir {
     }
 }
 
+/// Opening `path` once `dir` is read-only fails as CannotOpen or ReadOnly, naming the path.
+async fn assert_refused_in_read_only(dir: &std::path::Path, path: &std::path::Path) {
+    let _ro = ReadOnlyDir::new(dir);
+    let err = SqlitePool::builder(path).connect().await.unwrap_err();
+    assert!(matches!(kind(&err), ErrorKind::CannotOpen | ErrorKind::ReadOnly), "{err}");
+    assert_names_path(&err, path);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_database_in_a_read_only_directory_is_a_typed_error_naming_the_path() {
     let (dir, path) = temp_db("ro_new");
-    let _ro = ReadOnlyDir::new(dir.path());
-    let err = SqlitePool::builder(&path).connect().await.unwrap_err();
-    assert!(matches!(kind(&err), ErrorKind::CannotOpen | ErrorKind::ReadOnly), "{err}");
-    assert_names_path(&err, &path);
+    assert_refused_in_read_only(dir.path(), &path).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,10 +124,7 @@ async fn an_existing_database_in_a_read_only_directory_is_a_typed_error_naming_t
     let (dir, path) = temp_db("ro_existing");
     // A rollback-journal database: switching it to WAL needs the -wal and -shm files beside it.
     Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
-    let _ro = ReadOnlyDir::new(dir.path());
-    let err = SqlitePool::builder(&path).connect().await.unwrap_err();
-    assert!(matches!(kind(&err), ErrorKind::CannotOpen | ErrorKind::ReadOnly), "{err}");
-    assert_names_path(&err, &path);
+    assert_refused_in_read_only(dir.path(), &path).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

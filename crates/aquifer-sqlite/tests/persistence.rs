@@ -14,16 +14,22 @@ const SCHEMA: &str = "
         title TEXT NOT NULL
     );";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn data_persists_across_close_and_reopen() {
-    let (_dir, path) = temp_db("persist");
+/// A new database with the schema and one author, written through the async pool.
+async fn with_author(name: &str, author: &'static str) -> (tempfile::TempDir, std::path::PathBuf, SqlitePool) {
+    let (dir, path) = temp_db(name);
     let pool = SqlitePool::builder(&path).connect().await.unwrap();
-    pool.write(|tx| {
+    pool.write(move |tx| {
         tx.execute_batch(SCHEMA)?;
-        tx.execute("INSERT INTO aq_sl_authors (name) VALUES ('Le Guin')", [])
+        tx.execute("INSERT INTO aq_sl_authors (name) VALUES (?1)", [author])
     })
     .await
     .unwrap();
+    (dir, path, pool)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_persists_across_close_and_reopen() {
+    let (_dir, path, pool) = with_author("persist", "Le Guin").await;
     assert_eq!(pool.close().await, 0);
     drop(pool);
 
@@ -35,14 +41,7 @@ async fn data_persists_across_close_and_reopen() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn data_written_by_the_async_pool_is_read_by_the_sync_pool() {
-    let (_dir, path) = temp_db("persist_sync");
-    let pool = SqlitePool::builder(&path).connect().await.unwrap();
-    pool.write(|tx| {
-        tx.execute_batch(SCHEMA)?;
-        tx.execute("INSERT INTO aq_sl_authors (name) VALUES ('Jemisin')", [])
-    })
-    .await
-    .unwrap();
+    let (_dir, path, pool) = with_author("persist_sync", "Jemisin").await;
     pool.close().await;
     let path2 = path.clone();
     let name = tokio::task::spawn_blocking(move || {

@@ -3,11 +3,15 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use aquifer_batch::Loader;
+use aquifer_batch::{BatchError, BatchLoader, Loader};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 #[error("database unreachable (batch of {0} keys)")]
@@ -78,6 +82,96 @@ impl Loader for Recorder {
             Mode::Panic => panic!("loader bug on {} keys", keys.len()),
         }
     }
+}
+
+/// A request-scoped loader (cache on) over a fresh recorder, and the recorder to inspect its batches.
+pub fn request_loader() -> (Recorder, BatchLoader<Recorder>) {
+    let rec = Recorder::new();
+    (rec.clone(), BatchLoader::new(rec))
+}
+
+/// A shared loader (no cache) over a fresh recorder, and the recorder to inspect its batches.
+pub fn shared_loader() -> (Recorder, BatchLoader<Recorder>) {
+    let rec = Recorder::new();
+    (rec.clone(), BatchLoader::shared(rec))
+}
+
+type Answer<T> = Result<T, BatchError<Unreachable>>;
+
+/// Loads `key` from a task of its own, as a concurrently running resolver would.
+pub fn spawn_load(loader: &BatchLoader<Recorder>, key: u64) -> JoinHandle<Answer<Option<u64>>> {
+    let loader = loader.clone();
+    tokio::spawn(async move { loader.load(key).await })
+}
+
+/// Loads `keys` from a task of its own, as a concurrently running resolver would.
+pub fn spawn_load_many(loader: &BatchLoader<Recorder>, keys: [u64; 2]) -> JoinHandle<Answer<Vec<Option<u64>>>> {
+    let loader = loader.clone();
+    tokio::spawn(async move { loader.load_many(keys).await })
+}
+
+/// A loader whose first batch ends in `mode` (failed or panicked) answers key 1 again once the database is back:
+/// nothing of the bad batch sticks. Returns the recorder to count the fetches.
+pub async fn assert_recovers_from(mode: Mode) -> Recorder {
+    let rec = Recorder::with_mode(mode);
+    let loader = BatchLoader::new(rec.clone());
+    assert!(loader.load(1).await.is_err());
+    *rec.mode.lock() = Mode::Ok;
+    assert_eq!(loader.load(1).await.unwrap(), Some(10));
+    rec
+}
+
+/// A loader of each parent's children (the albums' track titles of the database tests): `fetch` runs one batch's
+/// query on the shared connection and returns `(parent, child)` rows, which this groups by parent.
+pub struct ChildrenOf<C, K, F> {
+    conn: Arc<C>,
+    fetch: F,
+    _parent: PhantomData<fn() -> K>,
+}
+
+impl<C, K, F, Fut> ChildrenOf<C, K, F>
+where
+    F: Fn(Arc<C>, Vec<K>) -> Fut,
+{
+    pub fn new(conn: &Arc<C>, fetch: F) -> Self {
+        ChildrenOf { conn: Arc::clone(conn), fetch, _parent: PhantomData }
+    }
+}
+
+impl<C, K, E, F, Fut> Loader for ChildrenOf<C, K, F>
+where
+    C: Send + Sync + 'static,
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    F: Fn(Arc<C>, Vec<K>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<(K, String)>, E>> + Send,
+{
+    type Key = K;
+    type Value = Vec<String>;
+    type Error = E;
+
+    async fn load(&self, parents: &[K]) -> Result<HashMap<K, Vec<String>>, E> {
+        let mut children: HashMap<K, Vec<String>> = HashMap::new();
+        for (parent, child) in (self.fetch)(Arc::clone(&self.conn), parents.to_vec()).await? {
+            children.entry(parent).or_default().push(child);
+        }
+        Ok(children)
+    }
+}
+
+/// Loads every album from one request's task, its resolvers running concurrently as a GraphQL server resolves
+/// a list field; each album comes back with its answer.
+pub async fn resolve_in_one_request<L: Loader<Key = i32>>(
+    loader: &BatchLoader<L>,
+    albums: &[i32],
+) -> Vec<(i32, Result<Option<L::Value>, BatchError<L::Error>>)> {
+    let (albums, loader) = (albums.to_vec(), loader.clone());
+    let request = tokio::spawn(async move {
+        let loader = &loader;
+        futures_util::future::join_all(albums.into_iter().map(|album| async move { (album, loader.load(album).await) }))
+            .await
+    });
+    request.await.unwrap()
 }
 
 /// Lets every ready task run until the runtime is idle (current-thread runtime).

@@ -55,6 +55,28 @@ pub async fn dedicated_user(admin: &mut Conn, name: &str) -> String {
     format!("mysql://{name}:{name}@{HOST}:{}/test", port())
 }
 
+/// A user of the test's own ([`dedicated_user`]), and the admin connection that made it.
+pub struct Dedicated {
+    pub admin: Conn,
+    pub name: String,
+    pub url: String,
+}
+
+impl Dedicated {
+    /// A fresh user named `prefix_<pid>_<n>`.
+    pub async fn new(prefix: &str) -> Dedicated {
+        let mut admin = admin().await;
+        let name = unique(prefix);
+        let url = dedicated_user(&mut admin, &name).await;
+        Dedicated { admin, name, url }
+    }
+
+    /// Drops the user and kills whatever connections it still has.
+    pub async fn drop_user(mut self) {
+        drop_user(&mut self.admin, &self.name).await;
+    }
+}
+
 /// Drops the `aq_my_*_<pid>_<n>` users of test processes that are gone (a failed test skips its clean-up).
 async fn drop_leftover_users(admin: &mut Conn) {
     let users: Vec<String> = admin.query("SELECT User FROM mysql.user WHERE User LIKE 'aq\\_my\\_%'").await.unwrap();

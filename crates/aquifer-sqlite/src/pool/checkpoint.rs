@@ -6,7 +6,7 @@
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use super::run::run_blocking;
+use super::run::{Place, run_blocking};
 use super::{Inner, SqlitePool};
 use crate::SqliteOperationError;
 use crate::checkpoint::{CheckpointMode, CheckpointResult, checkpoint};
@@ -18,7 +18,7 @@ impl SqlitePool {
     ///
     /// Cancel safety: as for [`write`](SqlitePool::write): once started, the checkpoint runs to its end.
     pub async fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointResult, SqliteOperationError> {
-        self.blocking(Role::Writer, "checkpoint", "PRAGMA", move |c| checkpoint(c, mode)).await
+        self.once(Place::Blocking, Role::Writer, "checkpoint", "PRAGMA", move |c| checkpoint(c, mode)).await
     }
 }
 

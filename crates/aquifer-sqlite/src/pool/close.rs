@@ -2,6 +2,7 @@
 //! the pools close, and an `async` close can wait for connections still in use, which a drop cannot.
 
 use super::SqlitePool;
+use super::run::Place;
 use crate::manager::Role;
 
 impl SqlitePool {
@@ -17,7 +18,8 @@ impl SqlitePool {
             task.abort();
         }
         if self.config().optimize_on_close && !self.inner.writer.is_closed() {
-            let optimize = self.blocking(Role::Writer, "close", "PRAGMA", |c| c.execute_batch("PRAGMA optimize"));
+            let optimize =
+                self.once(Place::Blocking, Role::Writer, "close", "PRAGMA", |c| c.execute_batch("PRAGMA optimize"));
             if let Err(error) = optimize.await {
                 tracing::warn!(path = %self.path(), %error, "PRAGMA optimize on close failed");
             }

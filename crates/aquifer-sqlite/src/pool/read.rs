@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 
 use super::SqlitePool;
-use super::run::{OTHER, TRANSACTION};
+use super::run::{OTHER, Place, TRANSACTION};
 use crate::SqliteOperationError;
 use crate::manager::Role;
 
@@ -36,7 +36,7 @@ impl SqlitePool {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.once(Role::Reader, "read", TRANSACTION, move |c| read_transaction(c, f)).await
+        self.once(Place::AsPlaced, Role::Reader, "read", TRANSACTION, move |c| read_transaction(c, f)).await
     }
 
     /// Runs `f` with a reader connection itself (`query_only`, autocommit), on Tokio's blocking pool. A
@@ -49,7 +49,7 @@ impl SqlitePool {
         F: FnOnce(&mut Connection) -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.blocking(Role::Reader, "interact_read", OTHER, move |c| Ok(f(c))).await
+        self.once(Place::Blocking, Role::Reader, "interact_read", OTHER, move |c| Ok(f(c))).await
     }
 }
 

@@ -67,10 +67,20 @@ where
     }
 }
 
+/// Where [`SqlitePool::once`] may run its closure.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Place {
+    /// Where [`Inner::place`] says: inline on the calling worker when its gate allows, else the blocking pool.
+    AsPlaced,
+    /// Always on the blocking pool, which leaves nothing to yield for.
+    Blocking,
+}
+
 impl SqlitePool {
-    /// Runs `f` once, through the operation runner, where [`Inner::place`] says.
+    /// Runs `f` once, through the operation runner, where `place` says.
     pub(crate) async fn once<T, F>(
         &self,
+        place: Place,
         role: Role,
         call: &'static str,
         operation: &'static str,
@@ -80,38 +90,10 @@ impl SqlitePool {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.run_once(Some(&*self.inner), role, call, operation, f).await
-    }
-
-    /// Runs `f` once on the blocking pool, through the operation runner.
-    pub(super) async fn blocking<T, F>(
-        &self,
-        role: Role,
-        call: &'static str,
-        operation: &'static str,
-        f: F,
-    ) -> Result<T, SqliteOperationError>
-    where
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.run_once(None, role, call, operation, f).await
-    }
-
-    /// [`once`](SqlitePool::once) and [`blocking`](SqlitePool::blocking): `placer` decides where `f` runs
-    /// (`None`: always on the blocking pool, which leaves nothing to yield for).
-    async fn run_once<T, F>(
-        &self,
-        placer: Option<&Inner>,
-        role: Role,
-        call: &'static str,
-        operation: &'static str,
-        f: F,
-    ) -> Result<T, SqliteOperationError>
-    where
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
+        let placer = match place {
+            Place::AsPlaced => Some(&*self.inner),
+            Place::Blocking => None,
+        };
         let mut charge = None;
         let attempt = Once { inner: placer, role, call, f: Some(f), charge: &mut charge };
         let result = run_operation(self.inner.pool(role), operation, attempt).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aquifer_core::{Attempt, Failure, run_operation};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::run::{OTHER, TRANSACTION, catch, run_blocking, yield_for};
+use super::run::{OTHER, Place, TRANSACTION, catch, run_blocking, yield_for};
 use super::{Inner, SqlitePool};
 use crate::manager::{Role, SqliteManager};
 use crate::{SqliteOperationError, SqlitePooled};
@@ -58,7 +58,7 @@ impl SqlitePool {
         F: FnOnce(&mut Connection) -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.blocking(Role::Writer, "interact", OTHER, move |c| Ok(f(c))).await
+        self.once(Place::Blocking, Role::Writer, "interact", OTHER, move |c| Ok(f(c))).await
     }
 }
 
