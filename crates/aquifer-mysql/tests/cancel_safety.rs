@@ -38,7 +38,7 @@ async fn echo_is_correct(pool: &MySqlPool, token: u64) -> u32 {
 #[tokio::test]
 async fn a_dropped_select_sleep_never_poisons_the_next_user() {
     let mut admin = common::admin().await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     for i in 0..40u64 {
         let id = {
             let mut conn = pool.get().await.unwrap();
@@ -115,7 +115,7 @@ async fn dropped_helper_futures_never_poison_concurrent_users() {
 #[tokio::test]
 async fn a_result_set_dropped_mid_stream_is_drained_before_the_next_command() {
     common::server().await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     let id = {
         let mut conn = pool.get().await.unwrap();
         let mut rows = conn.query_iter("SELECT seq FROM seq_1_to_100000").await.unwrap();
@@ -130,7 +130,7 @@ async fn a_result_set_dropped_mid_stream_is_drained_before_the_next_command() {
 #[tokio::test]
 async fn a_future_dropped_while_reading_rows_never_poisons_the_next_user() {
     let mut admin = common::admin().await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     for i in 0..20u64 {
         let id = {
             let mut conn = pool.get().await.unwrap();
@@ -151,7 +151,7 @@ async fn a_future_dropped_while_reading_rows_never_poisons_the_next_user() {
 async fn a_guard_returned_inside_a_transaction_is_rolled_back_before_reuse() {
     let mut admin = common::admin().await;
     let t = table(&mut admin, "aq_my_tx").await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     let id = {
         let mut conn = pool.get().await.unwrap();
         conn.query_drop("START TRANSACTION").await.unwrap();
@@ -172,7 +172,7 @@ async fn a_guard_returned_inside_a_transaction_is_rolled_back_before_reuse() {
 async fn a_dropped_mysql_async_transaction_is_rolled_back_before_reuse() {
     let mut admin = common::admin().await;
     let t = table(&mut admin, "aq_my_tx").await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     {
         let mut conn = pool.get().await.unwrap();
         let mut tx = conn.start_transaction(Default::default()).await.unwrap();
@@ -194,7 +194,7 @@ async fn a_dropped_mysql_async_transaction_is_rolled_back_before_reuse() {
 async fn a_connection_returned_after_an_error_inside_a_transaction_is_rolled_back() {
     let mut admin = common::admin().await;
     let t = table(&mut admin, "aq_my_tx").await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     {
         let mut conn = pool.get().await.unwrap();
         conn.query_drop("BEGIN").await.unwrap();
@@ -214,7 +214,7 @@ async fn a_connection_returned_after_an_error_inside_a_transaction_is_rolled_bac
 async fn a_transaction_helper_dropped_mid_statement_leaves_nothing_behind() {
     let mut admin = common::admin().await;
     let t = table(&mut admin, "aq_my_tx").await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     let server_id = Arc::new(AtomicU32::new(0));
     let work = {
         let (t, server_id) = (t.clone(), Arc::clone(&server_id));
@@ -261,7 +261,7 @@ async fn a_transaction_helper_dropped_mid_statement_leaves_nothing_behind() {
 async fn a_connection_returned_with_autocommit_off_is_put_back_in_autocommit_mode() {
     let mut admin = common::admin().await;
     let t = table(&mut admin, "aq_my_ac").await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     let id = {
         let mut conn = pool.get().await.unwrap();
         conn.query_drop("SET autocommit = 0").await.unwrap();

@@ -27,7 +27,7 @@ async fn drill(order: Order) {
     let dir = tempfile::tempdir().unwrap();
     let file = PasswordFile::create(dir.path().join("password"), "pw-0").unwrap();
     // The URL's own password is wrong on purpose: the file's must win.
-    let mut config = MySqlConfig::from_url(format!("mysql://{user}:not-the-password@{HOST}:{PORT}/test"));
+    let mut config = MySqlConfig::from_url(format!("mysql://{user}:not-the-password@{HOST}:{}/test", port()));
     config.password_file = Some(file.path().to_owned());
     config.pool.max_size = 8;
     config.pool.acquire_timeout = Duration::from_secs(10);
@@ -70,7 +70,7 @@ async fn drill(order: Order) {
     pool.retain(|_, _| false);
     let me: String = pool.fetch_one("SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)", ()).await.unwrap();
     assert_eq!(me, user);
-    let old = Opts::from_url(&format!("mysql://{user}:pw-0@{HOST}:{PORT}/test")).unwrap();
+    let old = Opts::from_url(&format!("mysql://{user}:pw-0@{HOST}:{}/test", port())).unwrap();
     let refused = Conn::new(old).await.expect_err("the first password no longer works");
     assert!(refused.to_string().contains("Access denied"), "{refused}");
     pool.close().await;
@@ -101,7 +101,7 @@ async fn retire_drill(order: Order) {
 
     let dir = tempfile::tempdir().unwrap();
     let file = PasswordFile::create(dir.path().join("password"), "pw-0").unwrap();
-    let mut config = MySqlConfig::from_url(format!("mysql://{user}:not-the-password@{HOST}:{PORT}/test"));
+    let mut config = MySqlConfig::from_url(format!("mysql://{user}:not-the-password@{HOST}:{}/test", port()));
     config.password_file = Some(file.path().to_owned());
     config.pool.max_size = 8;
     config.pool.acquire_timeout = Duration::from_secs(10);
@@ -133,7 +133,7 @@ async fn retire_drill(order: Order) {
             async move {
                 let sql = format!("ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'");
                 admin.lock().await.query_drop(sql).await.unwrap();
-                let mut probe = Conn::new(Opts::from_url(URL).unwrap()).await.unwrap();
+                let mut probe = Conn::new(Opts::from_url(&url()).unwrap()).await.unwrap();
                 let id: u64 = probe.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
                 first.store(id, std::sync::atomic::Ordering::SeqCst);
                 probe.disconnect().await.unwrap();

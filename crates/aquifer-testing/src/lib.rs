@@ -16,6 +16,7 @@ mod restart;
 mod rotation;
 mod secrets;
 mod server;
+pub mod servers;
 #[cfg(feature = "suite")]
 pub mod suite;
 #[cfg(feature = "victoria")]
@@ -40,4 +41,4 @@ pub use rotation::{
 pub use secrets::SecretScan;
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
-pub use victoria::{PROMETHEUS_ADDR, Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
+pub use victoria::{Sample, Victoria, unique_name};

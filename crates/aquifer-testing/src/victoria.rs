@@ -1,16 +1,10 @@
-//! [`Victoria`]: the VictoriaMetrics that scripts/dev-services.sh runs as the OTLP receiver, queried through its
+//! [`Victoria`]: the VictoriaMetrics that scripts/dev-services.sh runs ([`crate::servers::VICTORIA`]) as the OTLP receiver, queried through its
 //! Prometheus API, and the Prometheus that scrapes it (the same API, Prometheus's own PromQL engine).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Where scripts/services/50-victoriametrics.sh listens.
-pub const VICTORIA_ADDR: &str = "127.0.0.1:8428";
-/// The base OTLP endpoint for `OTEL_EXPORTER_OTLP_ENDPOINT` (the exporter appends `/v1/metrics`).
-pub const VICTORIA_OTLP_ENDPOINT: &str = "http://127.0.0.1:8428/opentelemetry";
-
-/// Where scripts/services/55-prometheus.sh listens: a Prometheus that scrapes this VictoriaMetrics' `/federate`.
-pub const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
+use crate::servers::{prometheus_addr, victoria_addr};
 
 /// One series of a PromQL instant query: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,11 +38,11 @@ impl Victoria {
     pub async fn require() -> Self {
         crate::require_server(
             "VictoriaMetrics (the OTLP receiver)",
-            VICTORIA_ADDR,
+            &victoria_addr(),
             "bash scripts/dev-services.sh victoria",
         )
         .await;
-        Victoria { client: reqwest::Client::new(), base: format!("http://{VICTORIA_ADDR}"), flushes: true }
+        Victoria { client: reqwest::Client::new(), base: format!("http://{}", victoria_addr()), flushes: true }
     }
 
     /// A client of the Prometheus that scrapes VictoriaMetrics' `/federate` every second, after checking that it
@@ -57,11 +51,11 @@ impl Victoria {
     pub async fn prometheus() -> Self {
         crate::require_server(
             "Prometheus (scraping VictoriaMetrics' /federate)",
-            PROMETHEUS_ADDR,
+            &prometheus_addr(),
             "bash scripts/dev-services.sh prometheus",
         )
         .await;
-        Victoria { client: reqwest::Client::new(), base: format!("http://{PROMETHEUS_ADDR}"), flushes: false }
+        Victoria { client: reqwest::Client::new(), base: format!("http://{}", prometheus_addr()), flushes: false }
     }
 
     /// Runs a PromQL instant query. `Err` carries VictoriaMetrics' message when the query does not parse or
