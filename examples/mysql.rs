@@ -4,8 +4,11 @@
 //! concurrent use of a small pool, 200 users' saved words loaded N+1 against aquifer-batch's BatchLoader, and
 //! the pool's health report and statistics.
 //!
-//!     bash scripts/dev-services.sh        # MariaDB on 127.0.0.1:3306
-//!     cargo run --example mysql           # or MYSQL_URL=mysql://user:pass@host:3306/db cargo run --example mysql
+//!     cargo run --example mysql           # default mysql://root@127.0.0.1:3306/test, or MYSQL_URL=mysql://user:pass@host:3306/db
+//!
+//! Against the project's MariaDB (127.0.0.1:13306, docs/development.md):
+//!
+//!     bash scripts/dev-services.sh mariadb && eval "$(bash scripts/dev-services.sh env)" && cargo run --example mysql
 //!
 //! Tables (created if missing, in the URL's database): vocab_users, vocab_saved_words, vocab_reviews.
 

@@ -4,11 +4,12 @@
 //! against aquifer-batch's BatchLoader, runs concurrent readers through the pool, and prints health and stats.
 //!
 //! ```text
-//! bash scripts/dev-services.sh arcadedb     # a local Bolt server (ArcadeDB)
+//! bash scripts/dev-services.sh arcadedb     # a local Bolt server (ArcadeDB, 127.0.0.1:17687)
+//! eval "$(bash scripts/dev-services.sh env)"  # NEO4J_URI for it (docs/development.md)
 //! cargo run --example neo4j
 //! ```
 //!
-//! Defaults point at that server (bolt://127.0.0.1:7687, root / aquifer-secret, database testdb, pool of 8);
+//! Defaults: bolt://127.0.0.1:7687 (Bolt's standard port), root / aquifer-secret (the ArcadeDB's), database testdb, pool of 8);
 //! every `NEO4J_*` variable overrides them: NEO4J_URI, NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE,
 //! NEO4J_POOL_MAX_SIZE, ... The example deletes its own nodes (labels `AqMusic*`) before and after.
 

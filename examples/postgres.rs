@@ -7,7 +7,8 @@
 //!     cargo run --example postgres
 //!
 //! Connects to `POSTGRES_URL` (or `DATABASE_URL`), default `postgres://postgres@127.0.0.1:5432/test?sslmode=disable`
-//! (start it with `bash scripts/dev-services.sh`); pool settings come from `POSTGRES_POOL_*`. The example owns
+//! (the standard port; for the project's own server, 127.0.0.1:15432, run
+//! `bash scripts/dev-services.sh postgres && eval "$(bash scripts/dev-services.sh env)"` first, docs/development.md); pool settings come from `POSTGRES_POOL_*`. The example owns
 //! the schema `aquifer_example` and empties its table on every run. Needs the pg_trgm extension in the
 //! database (`CREATE EXTENSION pg_trgm`, done by scripts/services/10-postgres.sh).
 

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! bash scripts/dev-services.sh        # PostgreSQL, MariaDB, ArcadeDB (Bolt) on 127.0.0.1
+//! eval "$(bash scripts/dev-services.sh env)"   # their URLs; the defaults are the standard ports
 //! cargo run --example service         # then: curl 127.0.0.1:8080/albums?limit=2, /health, /stats
 //! ```
 //!

@@ -20,7 +20,7 @@ tools=${AQUIFER_TOOLS_DIR:-/tmp/aquifer-tools}
 alerts=$root/grafana/alerts
 
 bash "$root/scripts/services/50-victoriametrics.sh" --unpack-only
-vmalert_tool=${AQUIFER_SERVICES_DIR:-/tmp/aquifer-services}/victoriametrics/pkg/usr/bin/vmalert-tool
+vmalert_tool=$AQUIFER_SERVICES_DIR/victoriametrics/pkg/usr/bin/vmalert-tool
 promtool=$tools/promtool/usr/bin/promtool
 if [ ! -x "$promtool" ]; then
   sid_unpack promtool "$tools/promtool"

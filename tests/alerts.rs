@@ -27,12 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aquifer_postgres::{PgConfig, PgPool};
-use aquifer_testing::{ChaosProxy, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, free_port, unique_name};
+use aquifer_testing::servers::{self, postgres_addr, victoria_addr, victoria_otlp_endpoint};
+use aquifer_testing::{ChaosProxy, Victoria, free_port, unique_name};
 
 /// The shipped rules.
 const RULES: &str = include_str!("../grafana/alerts/aquifer.rules.yml");
-/// The test PostgreSQL (scripts/services/10-postgres.sh).
-const POSTGRES: &str = "127.0.0.1:5432";
 /// The pools' export interval: 15 s on the compressed clock.
 const EXPORT_INTERVAL: Duration = Duration::from_millis(250);
 /// How long after its `for` (from the start of the fault) an alert may take to fire: the first export, the
@@ -91,8 +90,7 @@ fn compressed_rules() -> String {
 
 /// The vmalert binary of the VictoriaMetrics package unpacked by scripts/services/50-victoriametrics.sh.
 fn vmalert_bin() -> PathBuf {
-    let services = std::env::var("AQUIFER_SERVICES_DIR").unwrap_or_else(|_| "/tmp/aquifer-services".to_owned());
-    let bin = PathBuf::from(services).join("victoriametrics/pkg/usr/bin/vmalert");
+    let bin = servers::services_dir().join("victoriametrics/pkg/usr/bin/vmalert");
     assert!(
         bin.exists(),
         "{} is missing; `bash scripts/dev-services.sh victoria` unpacks it with VictoriaMetrics",
@@ -127,7 +125,7 @@ impl VmAlert {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new(vmalert_bin())
             .arg(format!("-rule={}", rules.display()))
-            .arg(format!("-datasource.url=http://{VICTORIA_ADDR}"))
+            .arg(format!("-datasource.url=http://{}", victoria_addr()))
             .arg(format!("-httpListenAddr={addr}"))
             .arg("-evaluationInterval=1s")
             // The default 30 s matches VictoriaMetrics' default -search.latencyOffset; the test one runs with 0.
@@ -308,7 +306,7 @@ fn assert_fired_in_time(watch: &Watch, expect: &[&str], what: &str) {
 /// An OTLP exporter to VictoriaMetrics under a unique `service.name`, exporting every EXPORT_INTERVAL.
 fn otel(service: &str) -> aquifer_otel::OtelGuard {
     aquifer_otel::OtelBuilder::new()
-        .endpoint(VICTORIA_OTLP_ENDPOINT)
+        .endpoint(victoria_otlp_endpoint())
         .service_name(service)
         .export_interval(EXPORT_INTERVAL)
         .build()
@@ -324,7 +322,7 @@ fn pool(name: &str, addr: &str, guard: &aquifer_otel::OtelGuard, set: impl FnOnc
 }
 
 async fn require_servers() -> Victoria {
-    aquifer_testing::require_server("PostgreSQL", POSTGRES, "bash scripts/dev-services.sh postgres").await;
+    aquifer_testing::require_server("PostgreSQL", &postgres_addr(), "bash scripts/dev-services.sh postgres").await;
     Victoria::require().await
 }
 
@@ -349,7 +347,7 @@ async fn a_saturated_pool_fires_the_saturation_and_timeout_alerts_and_they_resol
     let vmalert = VmAlert::start().await;
     let name = unique_name("alerts-saturated");
     let guard = otel(&name);
-    let pool = pool(&name, POSTGRES, &guard, |c| {
+    let pool = pool(&name, &postgres_addr(), &guard, |c| {
         c.pool.max_size = 2;
         c.pool.acquire_timeout = Duration::from_millis(300);
     });
@@ -410,7 +408,7 @@ async fn a_refused_server_fires_the_unavailable_and_connect_error_alerts_and_the
     let name = unique_name("alerts-refused");
     let guard = otel(&name);
     // The fault: the pool's port refuses connections (the proxy's listening socket is closed).
-    let proxy = ChaosProxy::start(POSTGRES.parse().unwrap()).await.expect("proxy");
+    let proxy = ChaosProxy::start(postgres_addr().parse().unwrap()).await.expect("proxy");
     proxy.refuse(true);
     let refusing = Instant::now();
     while tokio::net::TcpStream::connect(proxy.addr()).await.is_ok() {
@@ -472,7 +470,7 @@ async fn a_healthy_pool_fires_nothing() {
     let vmalert = VmAlert::start().await;
     let name = unique_name("alerts-healthy");
     let guard = otel(&name);
-    let pool = pool(&name, POSTGRES, &guard, |c| c.pool.max_size = 4);
+    let pool = pool(&name, &postgres_addr(), &guard, |c| c.pool.max_size = 4);
 
     // Two callers, each running a query every 50 ms: at most half the pool in use, nobody waits.
     let stop = Arc::new(AtomicBool::new(false));

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aquifer_postgres::{Credential, Credentials, PgConfig, sqlx};
-use aquifer_testing::{VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
+use aquifer_testing::{Victoria, unique_name};
 use common::{run_example, succeeded};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -87,8 +87,8 @@ fn export_example_data() -> Vec<String> {
     let postgres = unique_name("dash-postgres");
     succeeded("postgres", &run_example("postgres", &postgres, &[("POSTGRES_POOL_LEAK_THRESHOLD", "2ms")]));
     let refused = unique_name("dash-postgres-refused");
-    let url = "postgres://aquifer_pw:wrong@127.0.0.1:5432/test?sslmode=disable";
-    assert!(!run_example("postgres", &refused, &[("POSTGRES_URL", url)]).status.success());
+    let url = aquifer_testing::servers::postgres_url_as("aquifer_pw:wrong");
+    assert!(!run_example("postgres", &refused, &[("POSTGRES_URL", &url)]).status.success());
     vec![sqlite, postgres, refused, controls]
 }
 
@@ -105,13 +105,13 @@ fn export_controls_data() -> String {
             let service = unique_name("dash-controls");
             runtime().block_on(async {
                 let otel = aquifer_otel::OtelBuilder::new()
-                    .endpoint(VICTORIA_OTLP_ENDPOINT)
+                    .endpoint(aquifer_testing::servers::victoria_otlp_endpoint())
                     .service_name(service.clone())
                     .export_interval(Duration::from_millis(100))
                     .install()
                     .expect("OTLP to VictoriaMetrics");
                 let issued = std::sync::Arc::new(AtomicU32::new(0));
-                let mut config = PgConfig::from_url("postgres://postgres@127.0.0.1:5432/test?sslmode=disable");
+                let mut config = PgConfig::from_url(aquifer_testing::servers::postgres_url());
                 config.pool.name = Some("controls".into());
                 config.pool.max_size = 4;
                 config.pool.retire_on_rotation = true;

@@ -1,6 +1,7 @@
 //! One `HealthRegistry` holds pools of all four backends and reports them together.
 
 use aquifer_core::{Adapter, HealthRegistry, HealthStatus};
+use aquifer_testing::servers;
 
 const SCRIPT: &str = "bash scripts/dev-services.sh";
 
@@ -16,20 +17,19 @@ async fn pool<A: Adapter>(what: &str, vars: &[(&str, String)]) -> A::Pool {
 
 #[tokio::test]
 async fn one_registry_reports_pools_of_all_four_backends() {
-    aquifer_testing::require_server("PostgreSQL", "127.0.0.1:5432", SCRIPT).await;
-    aquifer_testing::require_server("MariaDB", "127.0.0.1:3306", SCRIPT).await;
-    aquifer_testing::require_server("the Bolt server (ArcadeDB)", "127.0.0.1:7687", SCRIPT).await;
+    aquifer_testing::require_server("PostgreSQL", &servers::postgres_addr(), SCRIPT).await;
+    aquifer_testing::require_server("MariaDB", &servers::mariadb_addr(), SCRIPT).await;
+    aquifer_testing::require_server("the Bolt server (ArcadeDB)", &servers::bolt_addr(), SCRIPT).await;
 
-    let pg_url = std::env::var("POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
+    let pg_url = std::env::var("POSTGRES_URL").unwrap_or_else(|_| servers::postgres_url());
     let pg = pool::<aquifer_postgres::PgConfig>("pg", &[("URL", pg_url)]).await;
-    let my_url = std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let my_url = std::env::var("MYSQL_URL").unwrap_or_else(|_| servers::mariadb_url());
     let my = pool::<aquifer_mysql::MySqlConfig>("my", &[("URL", my_url)]).await;
     // root's password and database are set by scripts/services/40-arcadedb.sh.
     let neo = pool::<aquifer_neo4j::Neo4jConfig>(
         "neo",
         &[
-            ("URI", "bolt://127.0.0.1:7687".into()),
+            ("URI", servers::bolt_uri()),
             ("USER", "root".into()),
             ("PASSWORD", "aquifer-secret".into()),
             ("DATABASE", "testdb".into()),

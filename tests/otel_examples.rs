@@ -276,7 +276,11 @@ fn postgres_example_exports_server_attributes_and_its_counts() {
         assert!(!ops.is_empty(), "no operation recorded by the pool's helpers");
         for s in &ops {
             assert_eq!(s.label("server_address"), Some("127.0.0.1"), "{s:?}");
-            assert_eq!(s.label("server_port"), Some("5432"), "{s:?}");
+            assert_eq!(
+                s.label("server_port"),
+                Some(aquifer_testing::servers::POSTGRES.get().to_string().as_str()),
+                "{s:?}"
+            );
             assert_eq!(s.label("db_namespace"), Some("test"), "{s:?}");
         }
         let operations: BTreeSet<&str> = ops.iter().filter_map(|s| s.label("db_operation_name")).collect();
@@ -295,8 +299,8 @@ fn postgres_example_exports_server_attributes_and_its_counts() {
 fn a_refused_password_exports_connect_errors_by_sqlstate() {
     let service = unique_name("e2e-postgres-password");
     // aquifer_pw is the scram-sha-256 role of scripts/services/10-postgres.sh; its password is not "wrong".
-    let url = "postgres://aquifer_pw:wrong@127.0.0.1:5432/test?sslmode=disable";
-    let out = run_example("postgres", &service, &[("POSTGRES_URL", url)]);
+    let url = aquifer_testing::servers::postgres_url_as("aquifer_pw:wrong");
+    let out = run_example("postgres", &service, &[("POSTGRES_URL", &url)]);
     assert!(!out.status.success(), "the example must fail to start with a wrong password");
     assert!(String::from_utf8_lossy(&out.stderr).contains("password authentication failed"));
     runtime().block_on(async {

@@ -12,7 +12,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use aquifer_postgres::sqlx::{self, Connection, PgConnection};
-use aquifer_testing::{VICTORIA_OTLP_ENDPOINT, Victoria, require_server, unique_name};
+use aquifer_testing::servers;
+use aquifer_testing::{Victoria, require_server, unique_name};
 use serde_json::Value;
 
 const SCRIPT: &str = "bash scripts/dev-services.sh";
@@ -36,6 +37,10 @@ impl Service {
             cmd.env_remove(var);
         }
         cmd.env("SERVICE_ADDR", "127.0.0.1:0").env("RUST_LOG", "warn");
+        // The project's servers (scripts/dev-services.sh), unless `env` says otherwise.
+        for (k, v) in common::server_env() {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -122,7 +127,7 @@ fn strs(v: &Value, field: &str) -> Vec<String> {
 /// Sessions on the shared PostgreSQL whose application_name is `app`, once their count satisfies `done` (at most
 /// 5 s: a backend exits a moment after its client closes the socket); the last count.
 async fn pg_sessions(app: &str, done: impl Fn(i64) -> bool) -> i64 {
-    let mut admin = PgConnection::connect("postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+    let mut admin = PgConnection::connect(&servers::postgres_url())
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL: {e}; start it with `{SCRIPT}`"));
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -141,10 +146,12 @@ async fn pg_sessions(app: &str, done: impl Fn(i64) -> bool) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_serves_every_backend_and_closes_every_pool_on_sigterm() {
-    for (what, addr) in
-        [("PostgreSQL", "127.0.0.1:5432"), ("MariaDB", "127.0.0.1:3306"), ("the Bolt server", "127.0.0.1:7687")]
-    {
-        require_server(what, addr, SCRIPT).await;
+    for (what, addr) in [
+        ("PostgreSQL", servers::postgres_addr()),
+        ("MariaDB", servers::mariadb_addr()),
+        ("the Bolt server", servers::bolt_addr()),
+    ] {
+        require_server(what, &addr, SCRIPT).await;
     }
     let vm = Victoria::require().await;
     let dir = tempfile::tempdir().unwrap();
@@ -152,8 +159,8 @@ async fn the_service_serves_every_backend_and_closes_every_pool_on_sigterm() {
     let app_name = unique_name("aq_service");
     let service_name = unique_name("aquifer-service");
     let word = format!("Tau{}", std::process::id());
-    let pg_url = format!("postgres://postgres:{PG_SECRET}@127.0.0.1:5432/test?sslmode=disable");
-    let my_url = format!("mysql://aquifer_pw:{SERVER_SECRET}@127.0.0.1:3306/test");
+    let pg_url = servers::postgres_url_as(&format!("postgres:{PG_SECRET}"));
+    let my_url = servers::mariadb_url_as(&format!("aquifer_pw:{SERVER_SECRET}"));
 
     // The service seeds fixed tables: runs of it (parallel test processes) take turns.
     let lock_path = std::env::temp_dir().join("aquifer-example-service.lock");
@@ -165,7 +172,7 @@ async fn the_service_serves_every_backend_and_closes_every_pool_on_sigterm() {
         ("POSTGRES_APPLICATION_NAME", app_name.as_str()),
         ("MYSQL_URL", my_url.as_str()),
         ("SQLITE_PATH", db.to_str().unwrap()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", VICTORIA_OTLP_ENDPOINT),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &servers::victoria_otlp_endpoint()),
         ("OTEL_METRIC_EXPORT_INTERVAL", common::EXPORT_INTERVAL_MS),
         ("OTEL_SERVICE_NAME", service_name.as_str()),
         ("SERVICE_DRAIN_DELAY", "2s"),
@@ -263,7 +270,10 @@ async fn the_service_serves_every_backend_and_closes_every_pool_on_sigterm() {
     assert_eq!((status, health["status"].as_str()), (200, Some("healthy")), "{health}");
     assert_eq!(strs(&health["pools"], "pool"), ["music", "vocab", "graph", "books/writer", "books/readers"]);
     assert_eq!(strs(&health["pools"], "system"), ["postgresql", "mysql", "neo4j", "sqlite", "sqlite"]);
-    assert_eq!(strs(&health["pools"], "server")[..2], ["127.0.0.1:5432/test", "127.0.0.1:3306/test"]);
+    assert_eq!(
+        strs(&health["pools"], "server")[..2],
+        [format!("{}/test", servers::postgres_addr()), format!("{}/test", servers::mariadb_addr())]
+    );
     let (status, one) = get(&client, &base, "/health/books/readers", &mut bodies).await;
     assert_eq!((status, one["pool"].as_str(), one["status"].as_str()), (200, Some("books/readers"), Some("healthy")));
     let (status, stats) = get(&client, &base, "/stats", &mut bodies).await;
@@ -337,7 +347,7 @@ async fn the_service_serves_every_backend_and_closes_every_pool_on_sigterm() {
     }
 
     // The word this run saved goes again (the other rows are the example's fixed data).
-    let vocab = aquifer_mysql::connect("mysql://root@127.0.0.1:3306/test").await.unwrap();
+    let vocab = aquifer_mysql::connect(&servers::mariadb_url()).await.unwrap();
     vocab.execute("DELETE FROM svc_words WHERE learner_id = 1 AND word = ?", (word.as_str(),)).await.unwrap();
     vocab.close().await;
     drop(lock);
@@ -348,7 +358,7 @@ fn a_wrong_password_stops_the_service_at_start_with_the_cause_and_no_password() 
     // `aquifer_pw` is the scram-authenticated role scripts/dev-services.sh creates.
     let out = Command::new(common::example_path("service"))
         .env("SERVICE_ADDR", "127.0.0.1:0")
-        .env("POSTGRES_URL", "postgres://aquifer_pw:not-the-password-3@127.0.0.1:5432/test?sslmode=disable")
+        .env("POSTGRES_URL", servers::postgres_url_as("aquifer_pw:not-the-password-3"))
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .output()
         .unwrap();

@@ -1,38 +1,27 @@
 #!/usr/bin/env bash
-# PgBouncer (Debian package) in transaction-pooling mode on 127.0.0.1:6432, forwarding database `test` to the
-# local PostgreSQL (127.0.0.1:5432, trust) as user postgres. Runs as user postgres (PgBouncer refuses root),
-# in the background, with its files in $AQUIFER_SERVICES_DIR/pgbouncer. Idempotent: a PgBouncer that already
-# answers for `test` is left alone.
+# PgBouncer (Debian package, installed if missing, its packaged service not started) in transaction-pooling
+# mode on 127.0.0.1:$AQUIFER_PGBOUNCER_PORT, forwarding database `test` to the project's PostgreSQL
+# (127.0.0.1:$AQUIFER_PG_PORT, trust) as user postgres. Runs as user postgres when started by root (PgBouncer
+# refuses root), in the background, with its files in $AQUIFER_SERVICES_DIR/pgbouncer (log pgbouncer.log, PID
+# server.pid). Idempotent: our PgBouncer that answers for `test` is left alone.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-dir=${AQUIFER_SERVICES_DIR:-/tmp/aquifer-services}/pgbouncer
-answers() { psql -h 127.0.0.1 -p 6432 -U postgres -d test -qAt -c "select 1" >/dev/null 2>&1; }
-
-if answers; then
-  log "PgBouncer ready on 127.0.0.1:6432"
-  exit 0
-fi
-if port_open 127.0.0.1 6432; then
-  log "something else listens on 127.0.0.1:6432 and does not serve database test; stop it first"
-  exit 1
-fi
+dir=$AQUIFER_SERVICES_DIR/pgbouncer
+port=$AQUIFER_PGBOUNCER_PORT
+user=postgres
+[ "$(id -u)" = 0 ] || user=$(id -un)
+answers() { psql -X -h 127.0.0.1 -p "$port" -U postgres -d test -qAt -c "select 1" >/dev/null 2>&1; }
 
 apt_install pgbouncer
-# Where the package's own service could start on install (it is denied in containers), it would hold the
-# port with its default configuration and no database `test`: stop it in favour of this one.
-if port_open 127.0.0.1 6432 && ! answers && [ -x /etc/init.d/pgbouncer ]; then
-  log "stopping the pgbouncer package's default service"
-  /etc/init.d/pgbouncer stop >/dev/null 2>&1 || true
-fi
 mkdir -p "$dir"
-cat >"$dir/pgbouncer.ini" <<INI
+cat >"$dir/pgbouncer.ini.new" <<INI
 [databases]
-test = host=127.0.0.1 port=5432 dbname=test user=postgres
+test = host=127.0.0.1 port=$AQUIFER_PG_PORT dbname=test user=postgres
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = 6432
+listen_port = $port
 unix_socket_dir =
 pool_mode = transaction
 ; Fewer server connections than clients, so clients really share server connections between transactions.
@@ -43,15 +32,30 @@ auth_type = trust
 auth_file = $dir/userlist.txt
 admin_users = postgres
 logfile = $dir/pgbouncer.log
-pidfile = $dir/pgbouncer.pid
+pidfile = $dir/server.pid
 INI
+# A changed configuration (another port) restarts ours.
+if pid=$(pid_of "$dir") && { ! cmp -s "$dir/pgbouncer.ini.new" "$dir/pgbouncer.ini" || ! answers; }; then
+  stop_pid "$dir"
+fi
+mv "$dir/pgbouncer.ini.new" "$dir/pgbouncer.ini"
 printf '"postgres" ""\n' >"$dir/userlist.txt"
-chown -R postgres "$dir"
+own "$dir" "$user"
 
-log "starting PgBouncer (transaction pooling) on 127.0.0.1:6432"
-runuser -u postgres -- pgbouncer -d "$dir/pgbouncer.ini"
+if pid_of "$dir" >/dev/null && answers; then
+  log "PgBouncer ready on 127.0.0.1:$port"
+  exit 0
+fi
+if port_open 127.0.0.1 "$port"; then
+  log "port $port is taken by something that is not our PgBouncer; set AQUIFER_PGBOUNCER_PORT (scripts/services/ports.env)"
+  exit 1
+fi
+
+log "starting PgBouncer (transaction pooling) on 127.0.0.1:$port"
+# -d: it daemonizes and writes server.pid itself.
+as_user "$user" pgbouncer -d "$dir/pgbouncer.ini"
 for _ in $(seq 1 50); do
-  answers && { log "PgBouncer ready on 127.0.0.1:6432"; exit 0; }
+  answers && { log "PgBouncer ready on 127.0.0.1:$port (pid $(cat "$dir/server.pid"))"; exit 0; }
   sleep 0.2
 done
 log "PgBouncer did not answer within 10 s; see $dir/pgbouncer.log"

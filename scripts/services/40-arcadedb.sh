@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ArcadeDB (a Bolt server, "Neo4j/5.26.0 compatible") for aquifer-neo4j's tests and example.
-#   Bolt on 127.0.0.1:7687, HTTP on 127.0.0.1:2480, user root, password `aquifer-secret`, database `testdb`.
+#   Bolt on 127.0.0.1:$AQUIFER_BOLT_PORT, HTTP on 127.0.0.1:$AQUIFER_ARCADEDB_HTTP_PORT, user root, password `aquifer-secret`, database `testdb`.
 # Also a user `aq_neo4j_pw` (password `aquifer-secret`) for wrong-password tests: ArcadeDB locks a user out for
 # 30 s after 5 failed logins, so those tests must never use root.
 # Installed from PyPI (arcadedb-embedded bundles its own JRE and jars) into $AQUIFER_SERVICES_DIR/arcadedb/pkg,
@@ -13,10 +13,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 version=26.10.2.post1
-dir=${AQUIFER_SERVICES_DIR:-/tmp/aquifer-services}/arcadedb
+dir=$AQUIFER_SERVICES_DIR/arcadedb
 password=aquifer-secret
-bolt_port=7687
-http_port=2480
+bolt_port=$AQUIFER_BOLT_PORT
+http_port=$AQUIFER_ARCADEDB_HTTP_PORT
 pkg=$dir/pkg/arcadedb_embedded
 mkdir -p "$dir"
 
@@ -33,13 +33,14 @@ ensure_user() {
 
 ready() { curl -sf -m 2 -u "root:$password" "http://127.0.0.1:$http_port/api/v1/ready" >/dev/null 2>&1; }
 
-if ready && port_open 127.0.0.1 "$bolt_port"; then
+if pid_of "$dir" >/dev/null && ready && port_open 127.0.0.1 "$bolt_port"; then
   ensure_user aq_neo4j_pw
   log "ArcadeDB already running on 127.0.0.1:$bolt_port"
   exit 0
 fi
 
 command -v curl >/dev/null || apt_install curl
+python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 
 if [ ! -x "$pkg/jre/bin/java" ] || [ "$(cat "$dir/pkg/.version" 2>/dev/null)" != "$version" ]; then
   log "installing arcadedb-embedded $version from PyPI into $dir/pkg"
@@ -48,26 +49,20 @@ if [ ! -x "$pkg/jre/bin/java" ] || [ "$(cat "$dir/pkg/.version" 2>/dev/null)" !=
   echo "$version" >"$dir/pkg/.version"
 fi
 
-# A stale process of ours (started but never became ready) is stopped before starting anew.
-if [ -f "$dir/server.pid" ]; then
-  old=$(cat "$dir/server.pid")
-  if kill -0 "$old" 2>/dev/null && grep -q ArcadeDBServer "/proc/$old/cmdline" 2>/dev/null; then
-    log "waiting for the ArcadeDB already started (pid $old)"
-    for _ in $(seq 1 300); do ready && break; kill -0 "$old" 2>/dev/null || break; sleep 0.2; done
-    if ready; then
-      ensure_user aq_neo4j_pw
-      log "ArcadeDB ready on 127.0.0.1:$bolt_port"
-      exit 0
-    fi
-    log "stopping unresponsive ArcadeDB (pid $old)"
-    kill "$old" 2>/dev/null || true
-    sleep 2
+# A process of ours that is not ready (still starting, or started with other ports): waited for, or stopped.
+if old=$(pid_of "$dir"); then
+  log "waiting for the ArcadeDB already started (pid $old)"
+  for _ in $(seq 1 300); do ready && port_open 127.0.0.1 "$bolt_port" && break; kill -0 "$old" 2>/dev/null || break; sleep 0.2; done
+  if ready && port_open 127.0.0.1 "$bolt_port"; then
+    ensure_user aq_neo4j_pw
+    log "ArcadeDB ready on 127.0.0.1:$bolt_port"
+    exit 0
   fi
-  rm -f "$dir/server.pid"
+  stop_pid "$dir"
 fi
 
 if port_open 127.0.0.1 "$bolt_port" || port_open 127.0.0.1 "$http_port"; then
-  log "port $bolt_port or $http_port is taken by something that is not a ready ArcadeDB; not starting"
+  log "port $bolt_port or $http_port is taken by something that is not our ArcadeDB; set AQUIFER_BOLT_PORT or AQUIFER_ARCADEDB_HTTP_PORT (scripts/services/ports.env)"
   exit 1
 fi
 
@@ -87,7 +82,7 @@ setsid "$pkg/jre/bin/java" -Xms256m -Xmx1g \
 echo $! >"$dir/server.pid"
 
 for _ in $(seq 1 300); do # 60 s
-  if ready && port_open 127.0.0.1 "$bolt_port"; then
+  if pid_of "$dir" >/dev/null && ready && port_open 127.0.0.1 "$bolt_port"; then
     ensure_user aq_neo4j_pw
     log "ArcadeDB ready on 127.0.0.1:$bolt_port (pid $(cat "$dir/server.pid"))"
     exit 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # VictoriaMetrics, the OTLP receiver of aquifer-otel's end-to-end and dashboard tests: it ingests OTLP
-# (HTTP/protobuf) at http://127.0.0.1:8428/opentelemetry/v1/metrics and answers PromQL at /api/v1/query.
+# (HTTP/protobuf) at http://127.0.0.1:$AQUIFER_VICTORIA_PORT/opentelemetry/v1/metrics and answers PromQL at /api/v1/query.
 # `-opentelemetry.usePrometheusNaming` stores metrics under the names Prometheus 3 gives the same OTLP data
 # (db_client_connection_wait_time_seconds_bucket, db_client_connection_timeouts_total).
 #
@@ -15,8 +15,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-dir=${AQUIFER_SERVICES_DIR:-/tmp/aquifer-services}/victoriametrics
-port=8428
+dir=$AQUIFER_SERVICES_DIR/victoriametrics
+port=$AQUIFER_VICTORIA_PORT
 bin=$dir/pkg/usr/bin/victoria-metrics
 mkdir -p "$dir"
 
@@ -32,25 +32,19 @@ if ! unpacked; then
 fi
 [ "${1:-}" = --unpack-only ] && exit 0
 
-if ready; then
+if pid_of "$dir" >/dev/null && ready; then
   log "VictoriaMetrics already running on 127.0.0.1:$port"
   exit 0
 fi
 
-# A stale process of ours (started but never became ready) is stopped before starting anew.
-if [ -f "$dir/server.pid" ]; then
-  old=$(cat "$dir/server.pid")
-  if kill -0 "$old" 2>/dev/null && grep -q victoria-metrics "/proc/$old/cmdline" 2>/dev/null; then
-    for _ in $(seq 1 50); do ready && { log "VictoriaMetrics ready on 127.0.0.1:$port"; exit 0; }; sleep 0.2; done
-    log "stopping unresponsive VictoriaMetrics (pid $old)"
-    kill "$old" 2>/dev/null || true
-    sleep 1
-  fi
-  rm -f "$dir/server.pid"
+# A process of ours that is not ready (still starting, or started on another port): waited for, or stopped.
+if old=$(pid_of "$dir"); then
+  for _ in $(seq 1 50); do ready && { log "VictoriaMetrics ready on 127.0.0.1:$port"; exit 0; }; sleep 0.2; done
+  stop_pid "$dir"
 fi
 
 if port_open 127.0.0.1 "$port"; then
-  log "port $port is taken by something that is not a ready VictoriaMetrics; not starting"
+  log "port $port is taken by something that is not our VictoriaMetrics; set AQUIFER_VICTORIA_PORT (scripts/services/ports.env)"
   exit 1
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prometheus 3, for checking the dashboards' PromQL with Prometheus's own engine: it scrapes VictoriaMetrics'
 # /federate (every aquifer series: db_client_*, aquifer_*) every second and answers the same queries at
-# http://127.0.0.1:9090/api/v1/query (tests/dashboards.rs runs every panel query against both).
+# http://127.0.0.1:$AQUIFER_PROMETHEUS_PORT/api/v1/query (tests/dashboards.rs runs every panel query against both).
 # Needs VictoriaMetrics (50-victoriametrics.sh) to have data, not to start.
 #
 # Debian 12 ships Prometheus 2.42; the unstable suite's `prometheus` is 3.x and runs here. Fetched like
@@ -10,20 +10,15 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-dir=${AQUIFER_SERVICES_DIR:-/tmp/aquifer-services}/prometheus
-port=9090
-victoria=127.0.0.1:8428
+dir=$AQUIFER_SERVICES_DIR/prometheus
+port=$AQUIFER_PROMETHEUS_PORT
+victoria=127.0.0.1:$AQUIFER_VICTORIA_PORT
 bin=$dir/pkg/usr/bin/prometheus
 mkdir -p "$dir"
 
 ready() { curl -sf -m 2 "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; }
 
 command -v curl >/dev/null || apt_install curl
-
-if ready; then
-  log "Prometheus already running on 127.0.0.1:$port"
-  exit 0
-fi
 
 if [ ! -x "$bin" ]; then
   sid_unpack prometheus "$dir/pkg"
@@ -47,19 +42,17 @@ scrape_configs:
       - targets: ['$victoria']
 YAML
 
-if [ -f "$dir/server.pid" ]; then
-  old=$(cat "$dir/server.pid")
-  if kill -0 "$old" 2>/dev/null && grep -q prometheus "/proc/$old/cmdline" 2>/dev/null; then
+# Ours, ready and scraping the VictoriaMetrics of this configuration: left alone. Not ready (still starting):
+# waited for. Scraping another one (the ports changed): restarted.
+if pid_of "$dir" >/dev/null; then
+  if cmp -s "$dir/prometheus.yml" "$dir/prometheus.yml.running"; then
     for _ in $(seq 1 50); do ready && { log "Prometheus ready on 127.0.0.1:$port"; exit 0; }; sleep 0.2; done
-    log "stopping unresponsive Prometheus (pid $old)"
-    kill "$old" 2>/dev/null || true
-    sleep 1
   fi
-  rm -f "$dir/server.pid"
+  stop_pid "$dir"
 fi
 
 if port_open 127.0.0.1 "$port"; then
-  log "port $port is taken by something that is not a ready Prometheus; not starting"
+  log "port $port is taken by something that is not our Prometheus; set AQUIFER_PROMETHEUS_PORT (scripts/services/ports.env)"
   exit 1
 fi
 
@@ -69,6 +62,7 @@ setsid "$bin" --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data
   --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$port" --log.level=warn \
   >"$dir/server.log" 2>&1 </dev/null &
 echo $! >"$dir/server.pid"
+cp "$dir/prometheus.yml" "$dir/prometheus.yml.running"
 
 for _ in $(seq 1 100); do # 20 s
   if ready; then

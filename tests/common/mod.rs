@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use aquifer_testing::VICTORIA_OTLP_ENDPOINT;
+use aquifer_testing::servers;
 
 /// Export interval of the examples under test: short enough that the pools' observable counts are exported
 /// while the pools are alive (the sqlite example runs for ~0.3 s), not only by the final flush after close.
@@ -26,7 +26,17 @@ pub fn example_path(name: &str) -> PathBuf {
     path
 }
 
-/// Runs example `name` exporting to VictoriaMetrics under `service.name` = `service`, with `env` on top.
+/// The examples' variables for the project's servers (scripts/dev-services.sh, `aquifer_testing::servers`): the
+/// examples' own defaults are the servers' standard ports.
+pub fn server_env() -> [(&'static str, String); 3] {
+    [
+        ("POSTGRES_URL", servers::postgres_url()),
+        ("MYSQL_URL", servers::mariadb_url()),
+        ("NEO4J_URI", servers::bolt_uri()),
+    ]
+}
+
+/// Runs example `name` against the project's servers, exporting to VictoriaMetrics under `service.name` = `service`, with `env` on top.
 pub fn run_example(name: &str, service: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(example_path(name));
     for var in [
@@ -37,7 +47,8 @@ pub fn run_example(name: &str, service: &str, env: &[(&str, &str)]) -> Output {
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", VICTORIA_OTLP_ENDPOINT)
+    cmd.envs(server_env());
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", servers::victoria_otlp_endpoint())
         .env("OTEL_METRIC_EXPORT_INTERVAL", EXPORT_INTERVAL_MS)
         .env("OTEL_SERVICE_NAME", service)
         .env("RUST_LOG", "error");

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use aquifer_batch::{BatchLoader, BulkError, Loader};
+use aquifer_testing::servers;
 use aquifer_testing::{CountingProxy, WireProtocol};
 use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
@@ -36,7 +37,6 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::Mutex;
 
-const PG: &str = "127.0.0.1:5432";
 const ALBUMS: i32 = 10_000;
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
@@ -115,11 +115,18 @@ impl Loader for PgTracks {
 
 impl Pg {
     async fn connect(count: bool) -> Self {
-        let proxy = if count { Some(CountingProxy::start(PG, WireProtocol::Postgres).await) } else { None };
-        let addr = proxy.as_ref().map_or_else(|| PG.to_owned(), |p| p.addr().to_string());
+        let proxy = if count {
+            Some(CountingProxy::start(&servers::postgres_addr(), WireProtocol::Postgres).await)
+        } else {
+            None
+        };
+        let addr = proxy.as_ref().map_or_else(servers::postgres_addr, |p| p.addr().to_string());
         let url = format!("postgres://postgres@{addr}/test?sslmode=disable");
         let conn = PgConnection::connect(&url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is not reachable at {PG} ({e}); start it with `bash scripts/dev-services.sh postgres`")
+            panic!(
+                "PostgreSQL is not reachable at {} ({e}); start it with `bash scripts/dev-services.sh postgres`",
+                servers::postgres_addr()
+            )
         });
         Pg { conn: Arc::new(Mutex::new(conn)), proxy }
     }
@@ -234,13 +241,14 @@ impl My {
     async fn connect() -> Self {
         let opts = mysql_async::OptsBuilder::default()
             .ip_or_hostname("127.0.0.1")
-            .tcp_port(3306)
+            .tcp_port(servers::MARIADB.get())
             .user(Some("root"))
             .db_name(Some("test"))
             .prefer_socket(false);
         let mut conn = mysql_async::Conn::new(opts).await.unwrap_or_else(|e| {
             panic!(
-                "MariaDB is not reachable at 127.0.0.1:3306 ({e}); start it with `bash scripts/dev-services.sh mariadb`"
+                "MariaDB is not reachable at {} ({e}); start it with `bash scripts/dev-services.sh mariadb`",
+                servers::mariadb_addr()
             )
         });
         let limits = aquifer_batch::mysql::MySqlLimits::read(&mut conn).await.unwrap();
@@ -418,8 +426,6 @@ impl Scenario for Lite {
 
 // Neo4j (a Bolt server: ArcadeDB here)
 
-const BOLT: &str = "127.0.0.1:7687";
-
 struct Neo {
     graph: neo4rs::Graph,
     proxy: Option<CountingProxy>,
@@ -447,8 +453,9 @@ impl Loader for NeoTracks {
 
 impl Neo {
     async fn connect(count: bool) -> Self {
-        let proxy = if count { Some(CountingProxy::start(BOLT, WireProtocol::Bolt).await) } else { None };
-        let addr = proxy.as_ref().map_or_else(|| BOLT.to_owned(), |p| p.addr().to_string());
+        let proxy =
+            if count { Some(CountingProxy::start(&servers::bolt_addr(), WireProtocol::Bolt).await) } else { None };
+        let addr = proxy.as_ref().map_or_else(servers::bolt_addr, |p| p.addr().to_string());
         let config = neo4rs::ConfigBuilder::default()
             .uri(format!("bolt://{addr}"))
             .user("root")
@@ -460,7 +467,8 @@ impl Neo {
         let graph = neo4rs::Graph::connect(config).unwrap();
         if let Err(e) = graph.run(neo4rs::query("RETURN 1")).await {
             panic!(
-                "the Bolt server is not reachable at {BOLT} ({e}); start it with `bash scripts/dev-services.sh arcadedb`"
+                "the Bolt server is not reachable at {} ({e}); start it with `bash scripts/dev-services.sh arcadedb`",
+                servers::bolt_addr()
             )
         }
         Neo { graph, proxy }

@@ -13,13 +13,16 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Value};
 use tokio::sync::Mutex;
 
-const SERVER: &str = "127.0.0.1:3306";
-
 async fn connect() -> Conn {
-    aquifer_testing::require_server("MariaDB", SERVER, "bash scripts/dev-services.sh mariadb").await;
+    aquifer_testing::require_server(
+        "MariaDB",
+        &aquifer_testing::servers::mariadb_addr(),
+        "bash scripts/dev-services.sh mariadb",
+    )
+    .await;
     let opts = OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
-        .tcp_port(3306)
+        .tcp_port(aquifer_testing::servers::MARIADB.get())
         .user(Some("root"))
         .db_name(Some("test"))
         .prefer_socket(false);

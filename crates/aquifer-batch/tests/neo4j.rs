@@ -9,12 +9,14 @@ use aquifer_testing::{CountingProxy, WireProtocol};
 use futures_util::future::join_all;
 use neo4rs::{BoltType, ConfigBuilder, Graph, query};
 
-const SERVER: &str = "127.0.0.1:7687";
-
 async fn connect() -> (Graph, CountingProxy) {
-    aquifer_testing::require_server("the Bolt server (ArcadeDB)", SERVER, "bash scripts/dev-services.sh arcadedb")
-        .await;
-    let proxy = CountingProxy::start(SERVER, WireProtocol::Bolt).await;
+    aquifer_testing::require_server(
+        "the Bolt server (ArcadeDB)",
+        &aquifer_testing::servers::bolt_addr(),
+        "bash scripts/dev-services.sh arcadedb",
+    )
+    .await;
+    let proxy = CountingProxy::start(&aquifer_testing::servers::bolt_addr(), WireProtocol::Bolt).await;
     let config = ConfigBuilder::default()
         .uri(format!("bolt://{}", proxy.addr()))
         .user("root")

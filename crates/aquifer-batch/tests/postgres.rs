@@ -13,11 +13,14 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::Mutex;
 
-const SERVER: &str = "127.0.0.1:5432";
-
 async fn connect() -> (PgConnection, CountingProxy) {
-    aquifer_testing::require_server("PostgreSQL", SERVER, "bash scripts/dev-services.sh postgres").await;
-    let proxy = CountingProxy::start(SERVER, WireProtocol::Postgres).await;
+    aquifer_testing::require_server(
+        "PostgreSQL",
+        &aquifer_testing::servers::postgres_addr(),
+        "bash scripts/dev-services.sh postgres",
+    )
+    .await;
+    let proxy = CountingProxy::start(&aquifer_testing::servers::postgres_addr(), WireProtocol::Postgres).await;
     let url = format!("postgres://postgres@{}/test?sslmode=disable", proxy.addr());
     let conn = PgConnection::connect(&url).await.expect("connect through the counting proxy");
     (conn, proxy)

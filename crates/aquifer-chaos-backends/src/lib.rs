@@ -6,11 +6,12 @@ use aquifer_neo4j::{Neo4jConfig, Neo4jError, Neo4jManager, Neo4jPool, Neo4jPoole
 use aquifer_postgres::{PgConfig, PgManager, PgPool, PgPooled, sqlx};
 use aquifer_testing::ChaosProxy;
 use aquifer_testing::chaos::{ChaosBackend, Fail, LONG_ROWS};
+use aquifer_testing::servers::{self, Port};
 
 // ---------------------------------------------------------------------------------------------------------
 // PostgreSQL (sqlx): sessions are told apart by `application_name` in `pg_stat_activity`.
 
-/// PostgreSQL on 127.0.0.1:5432, database `test`, user `postgres`.
+/// The project's PostgreSQL ([`servers::POSTGRES`]), database `test`, user `postgres`.
 pub struct Postgres;
 
 const PG_LONG_SQL: &str = "SELECT i, repeat('x', 40) FROM generate_series(1, $1::int8) AS i";
@@ -40,7 +41,7 @@ impl ChaosBackend for Postgres {
     type Config = PgConfig;
     type M = PgManager;
     const NAME: &'static str = "PostgreSQL";
-    const UPSTREAM: &'static str = "127.0.0.1:5432";
+    const UPSTREAM: Port = servers::POSTGRES;
 
     fn vars(port: u16, marker: &str) -> Vec<(&'static str, String)> {
         vec![
@@ -80,9 +81,8 @@ impl ChaosBackend for Postgres {
 
     async fn server_connections(marker: &str, _proxy: &ChaosProxy) -> usize {
         use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-            .await
-            .expect("a direct connection to PostgreSQL");
+        let mut c =
+            sqlx::PgConnection::connect(&servers::postgres_url()).await.expect("a direct connection to PostgreSQL");
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
             .bind(marker)
             .fetch_one(&mut c)
@@ -97,7 +97,7 @@ impl ChaosBackend for Postgres {
 // MariaDB (mysql_async): each pool connects as a user named after its marker, so
 // `information_schema.processlist` tells its sessions apart.
 
-/// MariaDB on 127.0.0.1:3306, database `test`, a user per pool.
+/// The project's MariaDB ([`servers::MARIADB`]), database `test`, a user per pool.
 pub struct MySql;
 
 /// MariaDB's sequence engine makes the rows.
@@ -111,7 +111,7 @@ fn my_fail(e: &mysql_async::Error) -> Fail {
 }
 
 async fn mysql_root() -> mysql_async::Conn {
-    mysql_async::Conn::from_url("mysql://root@127.0.0.1:3306/test?prefer_socket=false")
+    mysql_async::Conn::from_url(format!("{}?prefer_socket=false", servers::mariadb_url()))
         .await
         .expect("a direct connection to MariaDB")
 }
@@ -120,7 +120,7 @@ impl ChaosBackend for MySql {
     type Config = MySqlConfig;
     type M = MySqlManager;
     const NAME: &'static str = "MariaDB";
-    const UPSTREAM: &'static str = "127.0.0.1:3306";
+    const UPSTREAM: Port = servers::MARIADB;
 
     fn vars(port: u16, marker: &str) -> Vec<(&'static str, String)> {
         vec![("URL", format!("mysql://{marker}@127.0.0.1:{port}/test")), ("TRANSPORT", "tcp".into())]
@@ -172,7 +172,7 @@ impl ChaosBackend for MySql {
 // Bolt against ArcadeDB (neo4rs). ArcadeDB lists no sessions, so the proxy's open upstream connections stand in
 // for the server's count.
 
-/// ArcadeDB's Bolt server on 127.0.0.1:7687, database `testdb`.
+/// ArcadeDB's Bolt server ([`servers::BOLT`]), database `testdb`.
 pub struct Neo4j;
 
 const LONG_CYPHER: &str = "UNWIND range(1, $n) AS i RETURN i, 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' AS s";
@@ -193,7 +193,7 @@ impl ChaosBackend for Neo4j {
     type Config = Neo4jConfig;
     type M = Neo4jManager;
     const NAME: &'static str = "Bolt (ArcadeDB)";
-    const UPSTREAM: &'static str = "127.0.0.1:7687";
+    const UPSTREAM: Port = servers::BOLT;
 
     fn vars(port: u16, _marker: &str) -> Vec<(&'static str, String)> {
         vec![

@@ -1,5 +1,6 @@
 //! `aquifer bench` against the real servers (start them with `scripts/dev-services.sh`).
 
+use aquifer_testing::servers;
 use assert_cmd::Command;
 use serde_json::Value;
 
@@ -19,7 +20,7 @@ fn bench_json(url: &str, extra: &[&str]) -> Value {
 
 #[test]
 fn postgres_run_reports_throughput_percentiles_and_waits() {
-    let r = bench_json("postgres://postgres:bench-secret@127.0.0.1:5432/test?sslmode=disable", &[]);
+    let r = bench_json(&servers::postgres_url_as("postgres:bench-secret"), &[]);
     assert_eq!(r["system"], "postgresql");
     assert_eq!(r["concurrency"], 8);
     assert_eq!(r["pool_size"], 2);
@@ -40,7 +41,7 @@ fn postgres_run_reports_throughput_percentiles_and_waits() {
 
 #[test]
 fn sizing_applies_the_formula_to_the_given_peak() {
-    let r = bench_json("mysql://root@127.0.0.1:3306/test", &["--peak-rps", "5000"]);
+    let r = bench_json(&servers::mariadb_url(), &["--peak-rps", "5000"]);
     assert_eq!(r["system"], "mysql");
     let avg_query_ms = r["sizing"]["avg_query_ms"].as_f64().unwrap();
     assert_eq!(r["sizing"]["peak_rps"], 5000.0);
@@ -57,7 +58,7 @@ fn sqlite_and_neo4j_run_too() {
     let r = bench_json(db.to_str().unwrap(), &[]);
     assert_eq!(r["system"], "sqlite");
     assert!(r["operations"].as_u64().unwrap() > 0);
-    let r = bench_json("bolt://root:aquifer-secret@127.0.0.1:7687/testdb", &[]);
+    let r = bench_json(&format!("bolt://root:aquifer-secret@{}/testdb", servers::bolt_addr()), &[]);
     assert_eq!(r["system"], "neo4j");
     assert_eq!(r["query"], "validation");
     assert!(r["operations"].as_u64().unwrap() > 0);
@@ -77,11 +78,11 @@ fn unreachable_server_fails_before_the_run_with_its_cause() {
 
 #[test]
 fn pgbouncer_transaction_mode_runs_without_errors() {
-    // PgBouncer (127.0.0.1:6432, pool_mode = transaction) from scripts/dev-services.sh, read from the env.
+    // PgBouncer (pool_mode = transaction) from scripts/dev-services.sh, read from the env.
     let out = Command::cargo_bin("aquifer")
         .unwrap()
         .args(["bench", "--json", "--env", "BOUNCED", "--concurrency", "8", "--pool", "4", "--duration", "1s"])
-        .env("BOUNCED_URL", "postgres://postgres@127.0.0.1:6432/test")
+        .env("BOUNCED_URL", format!("postgres://postgres@{}/test", servers::pgbouncer_addr()))
         .env("BOUNCED_PGBOUNCER", "true")
         .output()
         .unwrap();

@@ -4,9 +4,19 @@ use aquifer_testing::{PrivateMariaDb, PrivatePostgres};
 use assert_cmd::Command;
 use serde_json::Value;
 
-const PG: &str = "postgres://postgres:pg-secret-1@127.0.0.1:5432/test?sslmode=disable";
-const MYSQL: &str = "mysql://root@127.0.0.1:3306/test";
-const NEO4J: &str = "bolt://root:aquifer-secret@127.0.0.1:7687/testdb";
+use aquifer_testing::servers;
+
+fn pg() -> String {
+    servers::postgres_url_as("postgres:pg-secret-1")
+}
+
+fn mysql() -> String {
+    servers::mariadb_url()
+}
+
+fn neo4j() -> String {
+    format!("bolt://root:aquifer-secret@{}/testdb", servers::bolt_addr())
+}
 const SERVERS: &str = "are the servers up? run scripts/dev-services.sh";
 
 fn aquifer() -> Command {
@@ -49,14 +59,14 @@ fn stopped_server_exits_2_and_names_the_cause() {
 
 #[test]
 fn json_reports_postgres_field_by_field() {
-    let (code, json, stdout) = check_json(&[PG]);
+    let (code, json, stdout) = check_json(&[&pg()]);
     assert_eq!(code, 0, "{SERVERS}: {stdout}");
     assert_eq!(json["status"], "healthy");
     let row = &json["targets"][0];
-    assert_eq!(row["target"], "postgres://postgres:***@127.0.0.1:5432/test?sslmode=disable");
+    assert_eq!(row["target"], servers::postgres_url_as("postgres:***"));
     assert_eq!(row["status"], "healthy");
     assert_eq!(row["system"], "postgresql");
-    assert_eq!(row["server"], "127.0.0.1:5432/test");
+    assert_eq!(row["server"], format!("{}/test", servers::postgres_addr()));
     assert!(row["server_version"].as_str().unwrap().starts_with("15"), "{stdout}");
     assert!(row["latency_ms"].as_f64().unwrap() > 0.0, "{stdout}");
     assert_eq!(row["state"]["max_size"], 1);
@@ -74,7 +84,7 @@ fn json_reports_every_backend_and_the_worst_status() {
     // Down is what counts, not how: a kill is the quickest way there.
     stopped.kill();
     let closed = format!("mysql://root:my-secret-2@127.0.0.1:{}/test", stopped.port());
-    let (code, json, stdout) = check_json(&[PG, MYSQL, NEO4J, db.to_str().unwrap(), &closed]);
+    let (code, json, stdout) = check_json(&[&pg(), &mysql(), &neo4j(), db.to_str().unwrap(), &closed]);
     assert_eq!(code, 2, "{stdout}");
     assert_eq!(json["status"], "unhealthy");
     let systems: Vec<&str> =
@@ -113,7 +123,7 @@ fn reads_the_target_from_prefix_variables() {
     let (code, json, stdout) = {
         let out = aquifer()
             .args(["check", "--json", "--env", "ORDERS"])
-            .env("ORDERS_URL", PG)
+            .env("ORDERS_URL", pg())
             .env("ORDERS_NAME", "orders")
             .output()
             .unwrap();
@@ -129,7 +139,7 @@ fn reads_the_target_from_prefix_variables() {
 #[test]
 fn wrong_password_is_unhealthy_and_never_echoed() {
     // `aquifer_pw` is the scram-authenticated role scripts/dev-services.sh creates.
-    let url = "postgres://aquifer_pw:not-the-password-9@127.0.0.1:5432/test?sslmode=disable";
+    let url = &servers::postgres_url_as("aquifer_pw:not-the-password-9");
     let out = aquifer().args(["check", "--timeout", "2s", url]).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();

@@ -5,8 +5,13 @@ use assert_cmd::Command;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
-const MYSQL: &str = "mysql://root@127.0.0.1:3306/test";
+fn pg() -> String {
+    aquifer_testing::servers::postgres_url()
+}
+
+fn mysql() -> String {
+    aquifer_testing::servers::mariadb_url()
+}
 const SERVERS: &str = "are the servers up? run scripts/dev-services.sh";
 
 fn top_json(url: &str) -> Value {
@@ -21,7 +26,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn pg_session(application: &str) -> sqlx::PgConnection {
-    let options: sqlx::postgres::PgConnectOptions = PG.parse().unwrap();
+    let options: sqlx::postgres::PgConnectOptions = pg().parse().unwrap();
     sqlx::PgConnection::connect_with(&options.application_name(application))
         .await
         .unwrap_or_else(|e| panic!("{SERVERS}: {e}"))
@@ -33,7 +38,7 @@ fn postgres_sessions_are_grouped_by_application_name() {
         let application = format!("top-test-{}", std::process::id());
         let _a = pg_session(&application).await;
         let _b = pg_session(&application).await;
-        let report = top_json(PG);
+        let report = top_json(&pg());
         let groups = report["groups"].as_array().unwrap();
         let ours = groups.iter().find(|g| g["application"] == application.as_str()).expect("our group is listed");
         assert_eq!(ours["state"], "idle");
@@ -51,7 +56,7 @@ fn postgres_idle_in_transaction_is_a_leak_suspect() {
         let application = format!("top-leak-{}", std::process::id());
         let mut conn = pg_session(&application).await;
         conn.execute("BEGIN").await.unwrap();
-        let report = top_json(PG);
+        let report = top_json(&pg());
         let suspects = report["suspects"].as_array().unwrap();
         let ours = suspects.iter().find(|s| s["application"] == application.as_str()).expect("flagged");
         assert_eq!(ours["state"], "idle in transaction");
@@ -63,7 +68,7 @@ fn postgres_idle_in_transaction_is_a_leak_suspect() {
 #[test]
 fn mysql_sleeping_transaction_is_a_leak_suspect() {
     runtime().block_on(async {
-        let mut conn = mysql_async::Conn::from_url(MYSQL).await.unwrap_or_else(|e| panic!("{SERVERS}: {e}"));
+        let mut conn = mysql_async::Conn::from_url(mysql()).await.unwrap_or_else(|e| panic!("{SERVERS}: {e}"));
         let id: u64 = conn.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.unwrap();
         // The open transaction is read from information_schema.INNODB_TRX, a cache InnoDB refreshes only when it
@@ -71,7 +76,7 @@ fn mysql_sleeping_transaction_is_a_leak_suspect() {
         let mut found = None;
         let mut report = Value::Null;
         for _ in 0..8 {
-            report = top_json(MYSQL);
+            report = top_json(&mysql());
             found = report["suspects"].as_array().unwrap().iter().find(|s| s["id"] == id).cloned();
             if found.is_some() {
                 break;

@@ -51,48 +51,56 @@ impl<M: Manager> Future for Acquire<'_, M> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let slow = match &mut this.slow {
-            Some(slow) => slow,
-            None => {
-                let first =
-                    std::task::ready!(this.shared.poll_checkout(cx, Some(this.timeout), true, this.leak_caller));
-                let shared = this.shared;
-                // Without hooks or a context (the common case) this is all a checkout costs beyond the engine.
-                let prepare = shared.conn_hooks.is_some() || this.session.is_some();
-                let next: SlowPath<'_, M> = match first {
-                    Step::Ready(conn, checkout, now) => {
-                        let conn = Pooled::new(conn, Arc::clone(shared), now, checkout);
-                        if !prepare {
-                            return Poll::Ready(Ok(conn));
-                        }
-                        let session = this.session.take();
-                        Box::pin(async move { shared.prepare(conn, session).await.map(Some) })
-                    }
-                    first => {
-                        // Polled right below, in this same call: the slow path owns the waiter key or connection.
-                        let start = shared.clock.now();
-                        let slow = shared.acquire_slow(first, start, Some(this.timeout), this.leak_caller);
-                        if prepare {
-                            let session = this.session.take();
-                            Box::pin(async move {
-                                match slow.await? {
-                                    Some(conn) => shared.prepare(conn, session).await.map(Some),
-                                    None => Ok(None),
-                                }
-                            })
-                        } else {
-                            Box::pin(slow)
-                        }
-                    }
-                };
-                this.slow.insert(next)
+        if this.slow.is_none() {
+            let first = std::task::ready!(this.shared.poll_checkout(cx, Some(this.timeout), true, this.leak_caller));
+            // Without hooks or a context (the common case) this is all a checkout costs beyond the engine.
+            let prepare = this.shared.conn_hooks.is_some() || this.session.is_some();
+            match first {
+                Step::Ready(conn, checkout, now) if !prepare => {
+                    return Poll::Ready(Ok(Pooled::new(conn, Arc::clone(this.shared), now, checkout)));
+                }
+                first => this.start_slow(first, prepare),
             }
-        };
+        }
+        let slow = this.slow.as_mut().expect("set above when the first attempt did not finish the checkout");
         slow.as_mut().poll(cx).map(|r| match r {
             Ok(Some(conn)) => Ok(conn),
             Ok(None) => unreachable!("an acquire that may wait never reports a busy pool"),
             Err(e) => Err(e),
         })
+    }
+}
+
+impl<'a, M: Manager> Acquire<'a, M> {
+    /// Everything after a first attempt that did not end the checkout: the hooks or context to apply, the
+    /// slow path. Out of line, so that `poll`'s fast path saves and restores fewer registers.
+    #[inline(never)]
+    fn start_slow(&mut self, first: Step<M::Connection, M::Error>, prepare: bool) {
+        let shared = self.shared;
+        let next: SlowPath<'a, M> = match first {
+            Step::Ready(conn, checkout, now) => {
+                let conn = Pooled::new(conn, Arc::clone(shared), now, checkout);
+                let session = self.session.take();
+                Box::pin(async move { shared.prepare(conn, session).await.map(Some) })
+            }
+            first => {
+                // Polled right after, in the same `poll`: the slow path owns the waiter key or connection.
+                let start = shared.clock.now();
+                let slow = shared.acquire_slow(first, start, Some(self.timeout), self.leak_caller);
+                if prepare {
+                    let session = self.session.take();
+                    Box::pin(async move {
+                        match slow.await? {
+                            Some(conn) => shared.prepare(conn, session).await.map(Some),
+                            None => Ok(None),
+                        }
+                    })
+                } else {
+                    Box::pin(slow)
+                }
+            }
+        };
+        self.slow = Some(next);
     }
 }
 
@@ -219,7 +227,7 @@ impl<M: Manager> Shared<M> {
         mut conn: Pooled<M>,
         session: Option<SessionRef<M::Connection>>,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
-        conn.discard_on_drop = true;
+        conn.conn_mut().discard_on_drop = true;
         let timeout = self.config.hook_timeout;
         if let Some(hooks) = &self.conn_hooks {
             for hook in &hooks.checkout {
@@ -233,9 +241,9 @@ impl<M: Manager> Shared<M> {
                 let name = Arc::from(ctx.name());
                 return Err(self.checkout_hook_failed(conn, name, cause));
             }
-            conn.session = Some(ctx);
+            conn.conn_mut().session = Some(ctx);
         }
-        conn.discard_on_drop = false;
+        conn.conn_mut().discard_on_drop = false;
         Ok(conn)
     }
 

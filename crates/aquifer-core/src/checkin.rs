@@ -15,13 +15,8 @@ use crate::sync::MutexGuard;
 
 impl<M: Manager> Shared<M> {
     /// A connection comes back from its user.
-    pub(crate) fn checkin(
-        self: &Arc<Self>,
-        mut conn: Box<Conn<M::Connection>>,
-        checkout: usize,
-        checked_out: Stamp,
-        session: Option<SessionRef<M::Connection>>,
-    ) {
+    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<Conn<M::Connection>>, checkout: usize, checked_out: Stamp) {
+        let session = conn.session.take();
         let now = self.clock.now();
         self.metrics.use_time(now.duration_since(checked_out));
         match Hooks::is_broken(&self.manager, &mut conn.raw) {
@@ -47,8 +42,7 @@ impl<M: Manager> Shared<M> {
                 return self.discard(conn, checkout, CloseReason::Broken);
             }
         };
-        let return_hooks = self.conn_hooks.as_ref().is_some_and(|h| !h.on_return.is_empty());
-        if needs_reset || session.is_some() || return_hooks {
+        if needs_reset || session.is_some() || self.has_return_hooks {
             self.spawn_return(conn, checkout, needs_reset, session);
         } else {
             self.put_back(conn, checkout);
@@ -57,6 +51,10 @@ impl<M: Manager> Shared<M> {
 
     /// Hands a clean connection to the longest waiter, or to the idle queue; closes it instead when it was
     /// opened with a credential rotated out since and its turn has come (`retire_on_rotation`).
+    ///
+    /// Inlined, as is `deliver`: every return goes `checkin` → `put_back` → `deliver`, and each call frame
+    /// costs the return path more instructions (register saves and restores) than the checks it makes.
+    #[inline]
     pub(crate) fn put_back(self: &Arc<Self>, conn: Box<Conn<M::Connection>>, checkout: usize) {
         let mut g = self.lock();
         let record = g.end_checkout(checkout);
@@ -77,6 +75,7 @@ impl<M: Manager> Shared<M> {
     /// Under `g`: hands `conn` to the longest waiter or the idle queue, or closes it when the pool no longer
     /// wants it (closed, shrunk below its size, or retired). With `top_up`, also starts connects that `min_idle` or
     /// waiters still need (after a new connection; a plain return changes neither).
+    #[inline(always)]
     pub(crate) fn deliver(
         self: &Arc<Self>,
         mut g: MutexGuard<'_, Internals<M::Connection, M::Error>>,

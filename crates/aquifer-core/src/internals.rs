@@ -20,6 +20,7 @@ use crate::circuit::Circuit;
 use crate::clock::Stamp;
 use crate::config::Reuse;
 use crate::errors::ConnectError;
+use crate::session::SessionRef;
 use crate::stats::{State, Stats};
 use crate::waiters::Waiters;
 
@@ -45,6 +46,13 @@ pub(crate) struct Conn<C> {
     /// Until when it may be handed out without validation: `last_used + validation_bypass`, capped by
     /// `expires`. One comparison on the hot path instead of two subtractions.
     pub(crate) fresh_until: Stamp,
+    /// The context applied to the current checkout ([`Pool::get_with`](crate::Pool::get_with)), taken on
+    /// return. Kept in the boxed connection rather than in the `Pooled` guard, which every checkout and return
+    /// moves: the guard stays four words.
+    pub(crate) session: Option<SessionRef<C>>,
+    /// Set while the checkout hooks or the context are being applied: a `Pooled` dropped then closes the
+    /// connection rather than returning it (it may be half-prepared). Here for the same reason as `session`.
+    pub(crate) discard_on_drop: bool,
 }
 
 impl<C> Conn<C> {
@@ -59,6 +67,8 @@ impl<C> Conn<C> {
             generation: 0,
             credential: 0,
             fresh_until: now,
+            session: None,
+            discard_on_drop: false,
         };
         conn.touch(now, bypass);
         conn

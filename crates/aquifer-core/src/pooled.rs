@@ -8,7 +8,6 @@ use std::time::Duration;
 use crate::clock::Stamp;
 use crate::internals::{CloseReason, Conn};
 use crate::manager::Manager;
-use crate::session::SessionRef;
 use crate::shared::Shared;
 
 /// A connection checked out of a [`Pool`](crate::Pool). It dereferences to the driver's own connection type,
@@ -24,11 +23,8 @@ pub struct Pooled<M: Manager> {
     shared: Arc<Shared<M>>,
     checked_out: Stamp,
     checkout: usize,
-    /// The context applied to this checkout ([`Pool::get_with`](crate::Pool::get_with)), cleared on return.
-    pub(crate) session: Option<SessionRef<M::Connection>>,
-    /// Dropped now, the connection is closed rather than returned: its checkout hooks or its context are
-    /// half-applied (the checkout was cancelled while they ran).
-    pub(crate) discard_on_drop: bool,
+    // The checkout's context and the discard-on-drop flag live in `Conn` (`session`, `discard_on_drop`):
+    // this guard is moved on every checkout and return, and four words move cheaper than seven.
 }
 
 impl<M: Manager> Pooled<M> {
@@ -38,12 +34,17 @@ impl<M: Manager> Pooled<M> {
         checked_out: Stamp,
         checkout: usize,
     ) -> Self {
-        Pooled { conn: Some(conn), shared, checked_out, checkout, session: None, discard_on_drop: false }
+        Pooled { conn: Some(conn), shared, checked_out, checkout }
     }
 
     fn conn(&self) -> &Conn<M::Connection> {
         // Only `discard`/`detach`/`drop` take the connection, and they consume the guard.
         self.conn.as_ref().expect("a Pooled holds its connection until consumed")
+    }
+
+    /// The connection's bookkeeping, for `prepare` (its context and discard-on-drop flag).
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn<M::Connection> {
+        self.conn.as_mut().expect("a Pooled holds its connection until consumed")
     }
 
     /// Closes this connection instead of returning it (it is in a state you do not trust). Its slot is freed
@@ -97,7 +98,7 @@ impl<M: Manager> Deref for Pooled<M> {
 
 impl<M: Manager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
-        &mut self.conn.as_mut().expect("a Pooled holds its connection until consumed").raw
+        &mut self.conn_mut().raw
     }
 }
 
@@ -116,11 +117,11 @@ impl<M: Manager> AsMut<M::Connection> for Pooled<M> {
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if self.discard_on_drop {
+            if conn.discard_on_drop {
                 self.shared.metrics.use_time(self.shared.clock.now().duration_since(self.checked_out));
                 self.shared.discard(conn, self.checkout, CloseReason::Discarded);
             } else {
-                self.shared.checkin(conn, self.checkout, self.checked_out, self.session.take());
+                self.shared.checkin(conn, self.checkout, self.checked_out);
             }
         }
     }

@@ -46,6 +46,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) on_leak: Option<LeakHook>,
     /// Checkout and return hooks; `None` when none are registered, so a plain checkout checks one pointer.
     pub(crate) conn_hooks: Option<Box<ConnHooks<M::Connection>>>,
+    /// Whether any return hook is registered: read by every return, so one flag instead of a pointer chase.
+    pub(crate) has_return_hooks: bool,
     pub(crate) next_id: AtomicU64,
 }
 
@@ -87,6 +89,7 @@ impl<M: Manager> Shared<M> {
                 resumed: Notify::new(),
                 health: parking_lot::Mutex::new(None),
                 on_leak,
+                has_return_hooks: !conn_hooks.on_return.is_empty(),
                 conn_hooks: (!conn_hooks.is_empty()).then(|| Box::new(conn_hooks)),
                 next_id: AtomicU64::new(1),
             }

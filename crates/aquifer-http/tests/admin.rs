@@ -8,12 +8,12 @@ use aquifer_http::{AdminToken, AdminTokenError, Pools, admin_router, router};
 use aquifer_testing::LogBuffer;
 use serde_json::Value;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
+use aquifer_testing::servers;
 const TOKEN: &str = "4f1c0b7e9a2d48c3b5e6f70812a9c3d4";
 const SERVERS: &str = "is PostgreSQL up? run scripts/dev-services.sh";
 
 fn pool(name: &str) -> aquifer_postgres::PgPool {
-    let mut config = aquifer_postgres::PgConfig::from_url(PG);
+    let mut config = aquifer_postgres::PgConfig::from_url(servers::postgres_url());
     config.pool = PoolConfig {
         name: Some(name.to_owned()),
         max_size: 4,
@@ -165,20 +165,21 @@ async fn size_changes_max_size_and_a_refused_size_is_400_naming_max_size() {
 
 #[tokio::test]
 async fn an_unknown_pool_or_action_is_404_and_names_with_slashes_work() {
-    let pg = pool("127.0.0.1:5432/test");
+    let default_name = format!("{}/test", servers::postgres_addr());
+    let pg = pool(&default_name);
     let pools = Pools::new();
     pools.register(&pg);
     let base = serve(pools).await;
 
     let (status, body) = send(post(&base, "/pools/nope/pause", Some(TOKEN))).await;
     assert_eq!(status, 404, "{body}");
-    assert_eq!(body["pools"][0], "127.0.0.1:5432/test");
-    let (status, body) = send(post(&base, "/pools/127.0.0.1:5432/test/explode", Some(TOKEN))).await;
+    assert_eq!(body["pools"][0], default_name);
+    let (status, body) = send(post(&base, &format!("/pools/{default_name}/explode"), Some(TOKEN))).await;
     assert_eq!(status, 404, "{body}");
     assert!(!pg.is_paused());
 
-    let (status, body) = send(post(&base, "/pools/127.0.0.1:5432/test/pause", Some(TOKEN))).await;
-    assert_eq!((status, &body["pool"]), (200, &"127.0.0.1:5432/test".into()), "{body}");
+    let (status, body) = send(post(&base, &format!("/pools/{default_name}/pause"), Some(TOKEN))).await;
+    assert_eq!((status, &body["pool"]), (200, &default_name.as_str().into()), "{body}");
     assert!(pg.is_paused());
 }
 

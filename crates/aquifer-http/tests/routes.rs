@@ -8,9 +8,11 @@ use aquifer_http::{Pools, router};
 use aquifer_testing::PrivateMariaDb;
 use serde_json::Value;
 
-const PG: &str = "postgres://postgres:http-secret-1@127.0.0.1:5432/test?sslmode=disable";
-const MYSQL: &str = "mysql://root@127.0.0.1:3306/test";
-const NEO4J: &str = "bolt://127.0.0.1:7687";
+use aquifer_testing::servers;
+
+fn pg() -> String {
+    servers::postgres_url_as("postgres:http-secret-1")
+}
 const SERVERS: &str = "are the servers up? run scripts/dev-services.sh";
 
 fn quick(name: &str, max_size: usize) -> PoolConfig {
@@ -56,11 +58,11 @@ async fn get(url: &str) -> (u16, Value, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_200_when_all_four_backends_are_healthy() {
     let dir = tempfile::tempdir().unwrap();
-    let pg = postgres("pg", PG, 2);
-    let mut my = aquifer_mysql::MySqlConfig::from_url(MYSQL);
+    let pg = postgres("pg", &pg(), 2);
+    let mut my = aquifer_mysql::MySqlConfig::from_url(servers::mariadb_url());
     my.pool = quick("mysql", 2);
     let my = my.connect_lazy().unwrap();
-    let mut neo = aquifer_neo4j::Neo4jConfig::new(NEO4J, "root", "aquifer-secret").database("testdb");
+    let mut neo = aquifer_neo4j::Neo4jConfig::new(servers::bolt_uri(), "root", "aquifer-secret").database("testdb");
     neo.pool = quick("neo4j", 2);
     let neo = neo.connect_lazy().unwrap();
     let lite = aquifer_sqlite::SqlitePool::builder(dir.path().join("http.db")).name("lite").connect().await.unwrap();
@@ -83,7 +85,7 @@ async fn health_is_200_when_all_four_backends_are_healthy() {
 async fn health_is_503_while_one_backends_server_is_stopped_and_200_after_restart() {
     // The second backend is a MariaDB of this test's own, so stopping it disturbs no other test.
     let mut server = tokio::task::block_in_place(PrivateMariaDb::start).unwrap_or_else(|e| panic!("{e}"));
-    let up = postgres("up", PG, 2);
+    let up = postgres("up", &pg(), 2);
     let mut my = aquifer_mysql::MySqlConfig::from_url(format!("mysql://root@127.0.0.1:{}/test", server.port()));
     my.pool = quick("down", 2);
     let my = my.connect().await.unwrap_or_else(|e| panic!("the private MariaDB answers: {e}"));
@@ -130,7 +132,7 @@ async fn health_is_503_while_one_backends_server_is_stopped_and_200_after_restar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_200_and_degraded_when_a_pool_is_exhausted() {
-    let pg = postgres("busy", PG, 1);
+    let pg = postgres("busy", &pg(), 1);
     let held = pg.get().await.unwrap_or_else(|e| panic!("{SERVERS}: {e}"));
     let base = serve_one(&pg).await;
 
@@ -144,22 +146,22 @@ async fn health_is_200_and_degraded_when_a_pool_is_exhausted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pool_by_name_even_with_slashes_and_404_for_unknown() {
     // The default name is `host:port/database`.
-    let mut config = aquifer_postgres::PgConfig::from_url(PG);
+    let mut config = aquifer_postgres::PgConfig::from_url(pg());
     config.pool.acquire_timeout = Duration::from_secs(2);
     let pg = config.connect_lazy().unwrap();
     let base = serve_one(&pg).await;
 
-    let (status, json, body) = get(&format!("{base}/health/127.0.0.1:5432/test")).await;
+    let (status, json, body) = get(&format!("{base}/health/{}/test", servers::postgres_addr())).await;
     assert_eq!(status, 200, "{SERVERS}: {body}");
-    assert_eq!(json["pool"], "127.0.0.1:5432/test");
+    assert_eq!(json["pool"], format!("{}/test", servers::postgres_addr()));
     let (status, json, _) = get(&format!("{base}/health/nope")).await;
     assert_eq!(status, 404);
-    assert_eq!(json["pools"][0], "127.0.0.1:5432/test");
+    assert_eq!(json["pools"][0], format!("{}/test", servers::postgres_addr()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_shows_state_counters_and_config_without_password() {
-    let pg = postgres("orders", PG, 3);
+    let pg = postgres("orders", &pg(), 3);
     for _ in 0..3 {
         drop(pg.get().await.unwrap_or_else(|e| panic!("{SERVERS}: {e}")));
     }
@@ -171,7 +173,7 @@ async fn stats_shows_state_counters_and_config_without_password() {
     let p = &json["pools"][0];
     assert_eq!(p["name"], "orders");
     assert_eq!(p["system"], "postgresql");
-    assert_eq!(p["server"], "127.0.0.1:5432/test");
+    assert_eq!(p["server"], format!("{}/test", servers::postgres_addr()));
     assert_eq!(p["state"]["in_use"], 1);
     assert_eq!(p["state"]["max_size"], 3);
     assert!((p["utilization"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
@@ -200,7 +202,7 @@ async fn livez_is_200_while_the_database_is_down_and_health_is_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_turns_503_once_draining_starts_while_the_other_routes_keep_serving() {
-    let pg = postgres("pg", PG, 2);
+    let pg = postgres("pg", &pg(), 2);
     let pools = Pools::new();
     pools.register(&pg);
     let base = serve(pools.clone()).await;
@@ -237,7 +239,7 @@ async fn drain_on_marks_the_pools_draining_at_the_signal_and_resolves_after_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_closes_every_registered_pool_and_starts_draining() {
     let dir = tempfile::tempdir().unwrap();
-    let pg = postgres("pg", PG, 2);
+    let pg = postgres("pg", &pg(), 2);
     let lite = aquifer_sqlite::SqlitePool::builder(dir.path().join("close.db")).name("lite").connect().await.unwrap();
     let pools = Pools::new();
     pools.register(&pg).register(lite.writer()).register(lite.readers());

@@ -2,7 +2,7 @@
 //!
 //! Two queries: `SELECT 1` (text protocol) and a primary-key lookup (`SELECT ... WHERE id = ?`, a prepared
 //! statement from each connection's cache). 16 / 64 / 256 concurrent tasks on a 2-worker Tokio runtime, 16
-//! connections, all over TCP to 127.0.0.1:3306. Peers, each measured on a fresh, pre-filled, warmed pool, in one
+//! connections, all over TCP to the project's MariaDB. Peers, each measured on a fresh, pre-filled, warmed pool, in one
 //! run, interleaved, medians over the repetitions:
 //!
 //! - `aquifer get+query`: `pool.get()` then the driver's own `query_first` / `exec_first` on the guard;
@@ -18,7 +18,7 @@
 //!
 //!     cargo bench -p aquifer-mysql --bench mysql
 //!
-//! Environment: MYSQL_URL (default mysql://root@127.0.0.1:3306/test), BENCH_SECS (seconds per measurement,
+//! Environment: MYSQL_URL (default the MariaDB of scripts/dev-services.sh, `aquifer_testing::servers::mariadb_url`), BENCH_SECS (seconds per measurement,
 //! default 1.5), BENCH_REPS (default 3); for profiling one case: BENCH_PEERS (comma-separated substrings of
 //! the peer labels, e.g. `aquifer`), BENCH_TASKS (e.g. `16`), BENCH_QUERIES (`select1`, `pk`).
 
@@ -279,7 +279,7 @@ async fn setup(url: &str) {
 }
 
 fn main() {
-    let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| aquifer_testing::servers::mariadb_url());
     let secs: f64 = std::env::var("BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(1.5);
     let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -27,7 +27,7 @@ enum Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_black_hole_heals_no_caller_is_refused_and_the_first_success_comes_within_250ms() {
     common::server().await;
-    let proxy = ChaosProxy::start(format!("{}:{}", common::HOST, common::PORT).parse().unwrap()).await.unwrap();
+    let proxy = ChaosProxy::start(format!("{}:{}", common::HOST, common::port()).parse().unwrap()).await.unwrap();
     let config = PoolConfig {
         name: Some(common::unique("aq_my_black_hole")),
         max_size: 8,

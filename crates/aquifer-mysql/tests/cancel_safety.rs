@@ -22,7 +22,7 @@ async fn pool(url: &str, max_size: usize) -> MySqlPool {
 async fn table_and_pool_of_one(prefix: &str) -> (aquifer_mysql::mysql_async::Conn, String, MySqlPool) {
     let mut admin = common::admin().await;
     let t = table(&mut admin, prefix).await;
-    (admin, t, pool(common::URL, 1).await)
+    (admin, t, pool(&common::url(), 1).await)
 }
 
 /// Checks that `conn`'s session is in no transaction and sees no row in `t`: what it had written uncommitted
@@ -53,7 +53,7 @@ async fn echo_is_correct(pool: &MySqlPool, token: u64) -> u32 {
 #[tokio::test]
 async fn a_dropped_select_sleep_never_poisons_the_next_user() {
     let mut admin = common::admin().await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     for i in 0..40u64 {
         let id = {
             let mut conn = pool.get().await.unwrap();
@@ -123,7 +123,7 @@ async fn dropped_helper_futures_never_poison_concurrent_users() {
 #[tokio::test]
 async fn a_result_set_dropped_mid_stream_is_drained_before_the_next_command() {
     common::server().await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     let id = {
         let mut conn = pool.get().await.unwrap();
         let mut rows = conn.query_iter("SELECT seq FROM seq_1_to_100000").await.unwrap();
@@ -138,7 +138,7 @@ async fn a_result_set_dropped_mid_stream_is_drained_before_the_next_command() {
 #[tokio::test]
 async fn a_future_dropped_while_reading_rows_never_poisons_the_next_user() {
     let mut admin = common::admin().await;
-    let pool = pool(common::URL, 1).await;
+    let pool = pool(&common::url(), 1).await;
     for i in 0..20u64 {
         let id = {
             let mut conn = pool.get().await.unwrap();

@@ -10,7 +10,7 @@ use aquifer_mysql::{MySqlConfig, MySqlManager, MySqlStartError, PoolConfig};
 #[tokio::test]
 async fn connect_opens_a_connection_at_start_up() {
     common::server().await;
-    let pool = aquifer_mysql::connect(common::URL).await.unwrap();
+    let pool = aquifer_mysql::connect(&common::url()).await.unwrap();
     assert_eq!(pool.state().size, 1, "the first connection is open before connect returns");
     let mut conn = pool.get().await.unwrap();
     let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
@@ -20,7 +20,7 @@ async fn connect_opens_a_connection_at_start_up() {
 #[tokio::test]
 async fn connect_lazy_opens_nothing_until_the_first_get() {
     common::server().await;
-    let pool = aquifer_mysql::connect_lazy(common::URL).unwrap();
+    let pool = aquifer_mysql::connect_lazy(&common::url()).unwrap();
     assert_eq!(pool.state().size, 0);
     let mut conn = pool.get().await.unwrap();
     conn.ping().await.unwrap();
@@ -31,7 +31,7 @@ async fn connect_lazy_opens_nothing_until_the_first_get() {
 async fn connect_with_warms_up_min_idle_connections() {
     common::server().await;
     let config = PoolConfig { min_idle: 3, max_size: 4, ..PoolConfig::default() };
-    let pool = MySqlConfig { pool: config, ..MySqlConfig::from_url(common::URL) }.connect().await.unwrap();
+    let pool = MySqlConfig { pool: config, ..MySqlConfig::from_url(common::url()) }.connect().await.unwrap();
     assert_eq!(pool.state().idle, 3, "{}", pool.state());
 }
 
@@ -39,7 +39,9 @@ async fn connect_with_warms_up_min_idle_connections() {
 async fn wrong_password_is_an_authentication_error_within_a_second() {
     common::server().await;
     let started = Instant::now();
-    let err = aquifer_mysql::connect("mysql://aquifer_pw:not-the-password@127.0.0.1:3306/test").await.unwrap_err();
+    let err = aquifer_mysql::connect(&aquifer_testing::servers::mariadb_url_as("aquifer_pw:not-the-password"))
+        .await
+        .unwrap_err();
     let elapsed = started.elapsed();
     let Some(aquifer_mysql::mysql_async::Error::Server(server)) = err.backend_error() else {
         panic!("expected the server's refusal, got {err:?}");
@@ -52,7 +54,8 @@ async fn wrong_password_is_an_authentication_error_within_a_second() {
 #[tokio::test]
 async fn a_refused_password_is_tried_once_then_the_pool_fails_fast() {
     common::server().await;
-    let pool = aquifer_mysql::connect_lazy("mysql://aquifer_pw:not-the-password@127.0.0.1:3306/test").unwrap();
+    let pool =
+        aquifer_mysql::connect_lazy(&aquifer_testing::servers::mariadb_url_as("aquifer_pw:not-the-password")).unwrap();
     let err = pool.get().await.unwrap_err();
     assert!(matches!(err, aquifer_mysql::MySqlPoolError::Unavailable { .. }), "{err:?}");
     assert_eq!(pool.stats().connect_errors, 1, "1045 is permanent: no retry before failing fast");
@@ -62,7 +65,8 @@ async fn a_refused_password_is_tried_once_then_the_pool_fails_fast() {
 #[tokio::test]
 async fn the_right_password_is_accepted() {
     common::server().await;
-    let pool = aquifer_mysql::connect("mysql://aquifer_pw:aquifer-secret@127.0.0.1:3306/test").await.unwrap();
+    let pool =
+        aquifer_mysql::connect(&aquifer_testing::servers::mariadb_url_as("aquifer_pw:aquifer-secret")).await.unwrap();
     let user: Option<String> = pool.get().await.unwrap().query_first("SELECT CURRENT_USER()").await.unwrap();
     assert!(user.unwrap().starts_with("aquifer_pw@"));
 }
@@ -101,7 +105,10 @@ async fn a_lazy_pool_to_nothing_fails_fast_on_get() {
 #[tokio::test]
 async fn an_unknown_database_is_reported_by_name() {
     common::server().await;
-    let err = aquifer_mysql::connect("mysql://root@127.0.0.1:3306/aq_my_no_such_db").await.unwrap_err();
+    let err =
+        aquifer_mysql::connect(&format!("mysql://root@{}/aq_my_no_such_db", aquifer_testing::servers::mariadb_addr()))
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("aq_my_no_such_db"), "{err}");
     // Each cause once in a chain walk (docs/architecture.md, "Errors"), and worded as permanent.
     assert!(err.is_permanent(), "{err:?}");
@@ -117,7 +124,7 @@ async fn the_environment_constructor_reads_mysql_url_and_pool_settings() {
     common::server().await;
     let _env = ENV.lock().await;
     unsafe {
-        std::env::set_var("MYSQL_URL", common::URL);
+        std::env::set_var("MYSQL_URL", common::url());
         std::env::set_var("MYSQL_POOL_MAX_SIZE", "3");
         std::env::set_var("MYSQL_POOL_MIN_IDLE", "2");
         std::env::set_var("MYSQL_NAME", "aq_my_env_pool");
@@ -145,7 +152,7 @@ async fn the_environment_constructor_reads_mysql_url_and_pool_settings() {
 async fn a_bad_pool_setting_in_the_environment_names_the_variable() {
     let _env = ENV.lock().await;
     unsafe {
-        std::env::set_var("MYSQL_URL", common::URL);
+        std::env::set_var("MYSQL_URL", common::url());
         std::env::set_var("MYSQL_POOL_MAX_SIZE", "lots");
     }
     let err = aquifer_mysql::connect_env_lazy().unwrap_err();
@@ -188,7 +195,7 @@ async fn a_pool_from_mysql_async_opts_connects_over_tcp() {
     common::server().await;
     let opts = aquifer_mysql::mysql_async::OptsBuilder::default()
         .ip_or_hostname(common::HOST)
-        .tcp_port(common::PORT)
+        .tcp_port(common::port())
         .user(Some("root"))
         .db_name(Some("test"));
     let pool = MySqlConfig::default().connect_with_options(opts).await.unwrap();

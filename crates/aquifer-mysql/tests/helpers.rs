@@ -12,7 +12,7 @@ use aquifer_mysql::{MySqlConfig, MySqlOperationError, MySqlPool, PoolConfig};
 
 async fn pool_with(config: MySqlConfig, pool: PoolConfig) -> MySqlPool {
     common::server().await;
-    MySqlConfig { pool, url: MySqlConfig::from_url(common::URL).url, ..config }.connect().await.unwrap()
+    MySqlConfig { pool, url: MySqlConfig::from_url(common::url()).url, ..config }.connect().await.unwrap()
 }
 
 async fn pool() -> MySqlPool {

@@ -10,7 +10,7 @@ use aquifer_testing::{Captured, MetricsCapture};
 
 async fn pool(capture: &MetricsCapture, name: &str) -> MySqlPool {
     common::server().await;
-    let manager = MySqlManager::from_url("mariadb://root@127.0.0.1:3306/test").unwrap();
+    let manager = MySqlManager::from_url(&common::url().replacen("mysql:", "mariadb:", 1)).unwrap();
     let pool = MySqlPool::from(
         aquifer_core::Pool::builder(manager).name(name).max_size(2).meter(capture.meter()).build().unwrap(),
     );
@@ -42,7 +42,7 @@ async fn helpers_record_operation_duration_with_the_operation_and_error_type() {
     assert_eq!(p.attr("db.system.name"), Some("mariadb"));
     assert_eq!(p.attr("db.client.connection.pool.name"), Some("aq_my_metrics"));
     assert_eq!(p.attr("server.address"), Some("127.0.0.1"));
-    assert_eq!(p.attr("server.port"), Some("3306"));
+    assert_eq!(p.attr("server.port"), Some(common::port().to_string().as_str()));
     assert_eq!(p.attr("db.namespace"), Some("test"));
 
     let slept = operations(&m, "DO", None);
@@ -60,7 +60,7 @@ async fn each_retried_attempt_is_recorded_with_its_error() {
     let capture = MetricsCapture::new();
     let pool = {
         common::server().await;
-        let manager = MySqlManager::from_url(common::URL).unwrap();
+        let manager = MySqlManager::from_url(&common::url()).unwrap();
         MySqlPool::from(
             aquifer_core::Pool::builder(manager)
                 .name("aq_my_metrics_retry")

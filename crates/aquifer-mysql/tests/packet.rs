@@ -10,7 +10,7 @@ use aquifer_mysql::{MySqlConfig, MySqlPool, PacketTooLarge, PoolConfig};
 async fn pool() -> MySqlPool {
     common::server().await;
     let config = PoolConfig { max_size: 2, ..PoolConfig::default() };
-    MySqlConfig { pool: config, ..MySqlConfig::from_url(common::URL) }.connect().await.unwrap()
+    MySqlConfig { pool: config, ..MySqlConfig::from_url(common::url()) }.connect().await.unwrap()
 }
 
 #[tokio::test]

@@ -46,7 +46,7 @@ fn an_invalid_url_error_hides_the_password() {
 #[tokio::test]
 async fn a_refused_password_hides_it_in_errors_pool_debug_and_health() {
     common::server().await;
-    let url = format!("mysql://aquifer_pw:{SECRET}@127.0.0.1:3306/test");
+    let url = aquifer_testing::servers::mariadb_url_as(&format!("aquifer_pw:{SECRET}"));
     let manager = MySqlManager::from_url(&url).unwrap();
     let config = PoolConfig { acquire_timeout: Duration::from_secs(5), ..PoolConfig::default() };
     let pool = MySqlPool::from_manager(manager, config).unwrap();

@@ -37,7 +37,7 @@ async fn setup(user_prefix: &str, retire_on_rotation: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let file = PasswordFile::create(dir.path().join("password"), "pw-0").unwrap();
     // The URL's own password is wrong on purpose: the file's must win.
-    let mut config = MySqlConfig::from_url(format!("mysql://{user}:not-the-password@{HOST}:{PORT}/test"));
+    let mut config = MySqlConfig::from_url(format!("mysql://{user}:not-the-password@{HOST}:{}/test", port()));
     config.password_file = Some(file.path().to_owned());
     config.pool.max_size = 8;
     config.pool.acquire_timeout = Duration::from_secs(10);
@@ -90,7 +90,7 @@ async fn drill(order: Order) {
 
     // A fresh connection uses the password in force; the old one is refused by the server.
     pool.retain(|_, _| false);
-    let old = Opts::from_url(&format!("mysql://{user}:pw-0@{HOST}:{PORT}/test")).unwrap();
+    let old = Opts::from_url(&format!("mysql://{user}:pw-0@{HOST}:{}/test", port())).unwrap();
     let refused = Conn::new(old).await.expect_err("the first password no longer works");
     assert!(refused.to_string().contains("Access denied"), "{refused}");
     connects_as_the_user_then_drop_it(pool, admin, &user).await;
@@ -132,7 +132,7 @@ async fn retire_drill(order: Order) {
             async move {
                 let sql = format!("ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'");
                 admin.lock().await.query_drop(sql).await.unwrap();
-                let mut probe = Conn::new(Opts::from_url(URL).unwrap()).await.unwrap();
+                let mut probe = Conn::new(Opts::from_url(&url()).unwrap()).await.unwrap();
                 let id: u64 = probe.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
                 first.store(id, std::sync::atomic::Ordering::SeqCst);
                 probe.disconnect().await.unwrap();

@@ -11,7 +11,7 @@ async fn pool_with(config: MySqlConfig, max_size: usize) -> MySqlPool {
     common::server().await;
     MySqlConfig {
         pool: PoolConfig { max_size, ..PoolConfig::default() },
-        url: MySqlConfig::from_url(common::URL).url,
+        url: MySqlConfig::from_url(common::url()).url,
         ..config
     }
     .connect()
@@ -53,7 +53,7 @@ async fn session_settings_and_init_sql_are_applied_to_every_connection_in_order(
 async fn a_failing_init_statement_fails_the_connect_with_the_server_error() {
     common::server().await;
     let config = MySqlConfig { init_sql: vec!["SELECT * FROM aq_my_no_such_table".into()], ..MySqlConfig::default() };
-    let err = MySqlConfig { pool: PoolConfig::default(), url: MySqlConfig::from_url(common::URL).url, ..config }
+    let err = MySqlConfig { pool: PoolConfig::default(), url: MySqlConfig::from_url(common::url()).url, ..config }
         .connect()
         .await
         .unwrap_err();
@@ -65,7 +65,7 @@ async fn a_failing_init_statement_fails_the_connect_with_the_server_error() {
 async fn an_unknown_time_zone_fails_the_connect_naming_it() {
     common::server().await;
     let config = MySqlConfig { time_zone: Some("Mars/Olympus_Mons".into()), ..MySqlConfig::default() };
-    let err = MySqlConfig { pool: PoolConfig::default(), url: MySqlConfig::from_url(common::URL).url, ..config }
+    let err = MySqlConfig { pool: PoolConfig::default(), url: MySqlConfig::from_url(common::url()).url, ..config }
         .connect()
         .await
         .unwrap_err();

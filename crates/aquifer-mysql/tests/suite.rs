@@ -39,7 +39,7 @@ async fn user(name: &str, password: &str) -> String {
     }
     common::dedicated_user(&mut admin, name).await;
     admin.query_drop(format!("ALTER USER '{name}'@'%' IDENTIFIED BY '{password}'")).await.unwrap();
-    format!("mysql://{name}:{password}@{}:{}/test", common::HOST, common::PORT)
+    format!("mysql://{name}:{password}@{}:{}/test", common::HOST, common::port())
 }
 
 struct MySqlSuite;
@@ -53,7 +53,7 @@ impl Hooks for MySqlSuite {
     }
 
     fn server_vars(prefix: &str) -> Vec<(String, String)> {
-        vec![(format!("{prefix}_URL"), common::URL.to_owned())]
+        vec![(format!("{prefix}_URL"), common::url())]
     }
 
     async fn config(name: &str) -> MySqlConfig {
@@ -62,7 +62,7 @@ impl Hooks for MySqlSuite {
 
     fn refused() -> MySqlConfig {
         // User aquifer_pw (password `aquifer-secret`) is made by scripts/services/20-mariadb.sh.
-        MySqlConfig::from_url("mysql://aquifer_pw:not-the-password@127.0.0.1:3306/test")
+        MySqlConfig::from_url(aquifer_testing::servers::mariadb_url_as("aquifer_pw:not-the-password"))
     }
 
     /// A user of its own whose password is the secret.

@@ -51,7 +51,7 @@ async fn drop_fixture(table: &str, view: &str) {
 
 async fn pool(name: &str, max_size: usize) -> MySqlPool {
     common::server().await;
-    let mut c = MySqlConfig::from_url(common::URL);
+    let mut c = MySqlConfig::from_url(common::url());
     c.pool.name = Some(common::unique(name));
     c.pool.max_size = max_size;
     c.connect().await.expect("pool")

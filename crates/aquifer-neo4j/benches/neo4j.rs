@@ -141,7 +141,7 @@ fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().or_else(|| {
         let v = match name {
-            "NEO4J_URI" => "bolt://127.0.0.1:7687",
+            "NEO4J_URI" => return Some(aquifer_testing::servers::bolt_uri()),
             "NEO4J_USER" => "root",
             "NEO4J_PASSWORD" => "aquifer-secret",
             "NEO4J_DATABASE" => "testdb",

@@ -18,7 +18,15 @@ use common::*;
 fn server_command(command: &str) {
     let body = serde_json::json!({ "command": command }).to_string();
     let out = Command::new("curl")
-        .args(["-sf", "-u", &format!("root:{PASSWORD}"), "-X", "POST", "http://127.0.0.1:2480/api/v1/server", "-d"])
+        .args([
+            "-sf",
+            "-u",
+            &format!("root:{PASSWORD}"),
+            "-X",
+            "POST",
+            &format!("{}/api/v1/server", aquifer_testing::servers::arcadedb_http_url()),
+            "-d",
+        ])
         .arg(&body)
         .output()
         .expect("curl runs");
@@ -27,7 +35,15 @@ fn server_command(command: &str) {
 
 fn set_user(user: &str, password: &str) {
     let _ = Command::new("curl")
-        .args(["-s", "-u", &format!("root:{PASSWORD}"), "-X", "POST", "http://127.0.0.1:2480/api/v1/server", "-d"])
+        .args([
+            "-s",
+            "-u",
+            &format!("root:{PASSWORD}"),
+            "-X",
+            "POST",
+            &format!("{}/api/v1/server", aquifer_testing::servers::arcadedb_http_url()),
+            "-d",
+        ])
         .arg(serde_json::json!({ "command": format!("drop user {user}") }).to_string())
         .output();
     let spec = serde_json::json!({ "name": user, "password": password, "databases": { "testdb": "admin" } });
@@ -58,7 +74,15 @@ async fn a_rotated_password_file_is_used_by_new_connections() {
     drop(fresh);
     pool.close().await;
     let _ = Command::new("curl")
-        .args(["-s", "-u", &format!("root:{PASSWORD}"), "-X", "POST", "http://127.0.0.1:2480/api/v1/server", "-d"])
+        .args([
+            "-s",
+            "-u",
+            &format!("root:{PASSWORD}"),
+            "-X",
+            "POST",
+            &format!("{}/api/v1/server", aquifer_testing::servers::arcadedb_http_url()),
+            "-d",
+        ])
         .arg(serde_json::json!({ "command": format!("drop user {user}") }).to_string())
         .output();
 }

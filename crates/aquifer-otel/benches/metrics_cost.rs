@@ -12,7 +12,7 @@
 //! Building through aquifer-otel enables aquifer-core's `otel-bound-instruments` (attributes bound once per
 //! pool), as in any application that uses aquifer-otel. Environment: BENCH_REPS (default 5), BENCH_MS
 //! (milliseconds per PostgreSQL measurement, default 1000), ENGINE_MS (per engine measurement, default 300),
-//! POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test?sslmode=disable).
+//! POSTGRES_URL (default the PostgreSQL of scripts/dev-services.sh, `aquifer_testing::servers::postgres_url`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,8 +68,7 @@ impl Variant {
 // ---- PostgreSQL SELECT 1 --------------------------------------------------------------------------------
 
 async fn pg_pool(name: &str, meter: Option<Meter>) -> PgPool {
-    let url = std::env::var("POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
+    let url = std::env::var("POSTGRES_URL").unwrap_or_else(|_| aquifer_testing::servers::postgres_url());
     let mut c = PgConfig::from_url(url);
     c.pool.name = Some(name.into());
     c.pool.max_size = POOL;
@@ -149,12 +148,12 @@ fn main() {
     let reps: usize = env_or("BENCH_REPS", 5);
     let pg_run = Duration::from_millis(env_or("BENCH_MS", 1000));
     let engine_run = Duration::from_millis(env_or("ENGINE_MS", 300));
-    require("PostgreSQL", "127.0.0.1:5432");
-    require("VictoriaMetrics (the OTLP receiver)", "127.0.0.1:8428");
+    require("PostgreSQL", &aquifer_testing::servers::postgres_addr());
+    require("VictoriaMetrics (the OTLP receiver)", &aquifer_testing::servers::victoria_addr());
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let guard = OtelBuilder::new()
-        .endpoint("http://127.0.0.1:8428/opentelemetry")
+        .endpoint(aquifer_testing::servers::victoria_otlp_endpoint())
         .service_name("aquifer-metrics-cost-bench")
         .export_interval(Duration::from_secs(1))
         .build()

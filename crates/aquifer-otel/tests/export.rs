@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use aquifer_otel::{OtelBuilder, OtelError, OtelGuard};
-use aquifer_testing::{VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
+use aquifer_testing::servers::victoria_otlp_endpoint;
+use aquifer_testing::{Victoria, unique_name};
 use opentelemetry::KeyValue;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn builder(service: &str) -> OtelBuilder {
-    OtelBuilder::new().endpoint(VICTORIA_OTLP_ENDPOINT).service_name(service).export_interval(Duration::from_secs(60))
+    OtelBuilder::new().endpoint(victoria_otlp_endpoint()).service_name(service).export_interval(Duration::from_secs(60))
 }
 
 /// Records 3 on a counter named for the test.

@@ -164,7 +164,7 @@ impl Target {
 }
 
 fn url() -> String {
-    std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
+    std::env::var("POSTGRES_URL").unwrap_or_else(|_| aquifer_testing::servers::postgres_url())
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -11,7 +11,7 @@ const SECRET: &str = "not-the-password-x9";
 
 fn wrong_password_config(test: &str) -> PgConfig {
     // Role aquifer_pw has password `aquifer-secret` and scram auth over 127.0.0.1 (scripts/services/10-postgres.sh).
-    let mut c = PgConfig::from_url(format!("postgres://aquifer_pw:{SECRET}@127.0.0.1:5432/test?sslmode=disable"));
+    let mut c = PgConfig::from_url(aquifer_testing::servers::postgres_url_as(&format!("aquifer_pw:{SECRET}")));
     c.pool.name = Some(unique(test));
     c.pool.acquire_timeout = Duration::from_secs(30);
     c
@@ -47,7 +47,7 @@ async fn a_refused_password_is_tried_once_then_the_pool_fails_fast() {
 #[tokio::test]
 async fn the_right_password_connects() {
     require_pg().await;
-    let mut c = PgConfig::from_url("postgres://aquifer_pw:aquifer-secret@127.0.0.1:5432/test?sslmode=disable");
+    let mut c = PgConfig::from_url(aquifer_testing::servers::postgres_url_as("aquifer_pw:aquifer-secret"));
     c.pool.name = Some(unique("right_pw"));
     let pool = c.connect().await.expect("aquifer_pw with its password");
     assert_eq!(scalar::<String>(&pool, "SELECT current_user").await, "aquifer_pw");

@@ -1,4 +1,4 @@
-//! Through a real PgBouncer in transaction-pooling mode (scripts/services/30-pgbouncer.sh: 127.0.0.1:6432,
+//! Through a real PgBouncer in transaction-pooling mode (scripts/services/30-pgbouncer.sh: 127.0.0.1:$AQUIFER_PGBOUNCER_PORT,
 //! 10 server connections shared by more clients).
 
 mod common;
@@ -10,8 +10,8 @@ use aquifer_postgres::{PgConfig, PgPool, sqlx};
 use common::*;
 
 async fn bouncer_pool(test: &str, max_size: usize) -> PgPool {
-    aquifer_testing::require_server("PgBouncer", "127.0.0.1:6432", SCRIPT).await;
-    let mut c = PgConfig::from_url("postgres://postgres@127.0.0.1:6432/test?sslmode=disable");
+    aquifer_testing::require_server("PgBouncer", &aquifer_testing::servers::pgbouncer_addr(), SCRIPT).await;
+    let mut c = PgConfig::from_url(aquifer_testing::servers::pgbouncer_url());
     c.pool.name = Some(unique(test));
     c.pool.max_size = max_size;
     c.pgbouncer = true;
@@ -77,7 +77,7 @@ async fn transactions_with_the_drivers_own_queries_work_through_pgbouncer() {
 
 #[tokio::test]
 async fn session_settings_are_refused_in_pgbouncer_mode() {
-    let mut c = PgConfig::from_url("postgres://postgres@127.0.0.1:6432/test?sslmode=disable");
+    let mut c = PgConfig::from_url(aquifer_testing::servers::pgbouncer_url());
     c.pgbouncer = true;
     c.statement_timeout = Some(std::time::Duration::from_secs(1));
     let err = c.connect_lazy().unwrap_err();

@@ -41,13 +41,13 @@ impl Hooks for PgSuite {
 
     fn refused() -> PgConfig {
         // Role aquifer_pw has password `aquifer-secret` and scram auth over 127.0.0.1 (scripts/services/10-postgres.sh).
-        PgConfig::from_url("postgres://aquifer_pw:not-the-password@127.0.0.1:5432/test?sslmode=disable")
+        PgConfig::from_url(aquifer_testing::servers::postgres_url_as("aquifer_pw:not-the-password"))
     }
 
     /// The test server trusts loopback connections: any password connects.
     async fn secret_config(_: &str) -> Result<Secret<PgConfig>, Unsupported> {
         let secret = "Sekr3t-pg-7f1c".to_owned();
-        let config = PgConfig::from_url(format!("postgres://postgres:{secret}@127.0.0.1:5432/test?sslmode=disable"));
+        let config = PgConfig::from_url(aquifer_testing::servers::postgres_url_as(&format!("postgres:{secret}")));
         Ok(Secret { config, secret })
     }
 

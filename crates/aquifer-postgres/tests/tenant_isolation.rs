@@ -192,9 +192,9 @@ async fn no_tenant_reads_another_tenants_rows_directly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_tenant_reads_another_tenants_rows_through_pgbouncer_in_transaction_mode() {
-    aquifer_testing::require_server("PgBouncer", "127.0.0.1:6432", SCRIPT).await;
+    aquifer_testing::require_server("PgBouncer", &aquifer_testing::servers::pgbouncer_addr(), SCRIPT).await;
     let fx = Arc::new(Fixture::create("bouncer").await);
-    let mut c = PgConfig::from_url("postgres://postgres@127.0.0.1:6432/test?sslmode=disable");
+    let mut c = PgConfig::from_url(aquifer_testing::servers::pgbouncer_url());
     c.pool.name = Some(unique("tenant_bouncer"));
     // More clients than PgBouncer's 10 server connections: transactions of different tenants interleave on
     // the same server connections.

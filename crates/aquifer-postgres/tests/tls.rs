@@ -1,4 +1,4 @@
-//! TLS through rustls, honouring sslmode. The local server has TLS on with Debian's self-signed snakeoil
+//! TLS through rustls, honouring sslmode. The project's server (scripts/services/10-postgres.sh) has TLS on with a self-signed
 //! certificate: `require` encrypts without verifying, `verify-full` must refuse that certificate.
 
 mod common;
@@ -7,7 +7,10 @@ use aquifer_postgres::{PgConfig, sqlx};
 use common::*;
 
 fn config_with(test: &str, sslmode: &str) -> PgConfig {
-    let mut c = PgConfig::from_url(format!("postgres://postgres@127.0.0.1:5432/test?sslmode={sslmode}"));
+    let mut c = PgConfig::from_url(format!(
+        "postgres://postgres@{}/test?sslmode={sslmode}",
+        aquifer_testing::servers::postgres_addr()
+    ));
     c.pool.name = Some(unique(test));
     c
 }

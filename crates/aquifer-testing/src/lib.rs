@@ -19,6 +19,7 @@ mod rng;
 mod rotation;
 mod secrets;
 mod server;
+pub mod servers;
 #[cfg(feature = "suite")]
 pub mod suite;
 #[cfg(feature = "victoria")]
@@ -46,4 +47,4 @@ pub use rotation::{
 pub use secrets::SecretScan;
 pub use server::{require_server, require_server_blocking};
 #[cfg(feature = "victoria")]
-pub use victoria::{PROMETHEUS_ADDR, Sample, VICTORIA_ADDR, VICTORIA_OTLP_ENDPOINT, Victoria, unique_name};
+pub use victoria::{Sample, Victoria, unique_name};

@@ -540,7 +540,7 @@ impl PrivateMariaDb {
 }
 
 /// An ArcadeDB server of a test's own with its Bolt plugin (the package scripts/services/40-arcadedb.sh
-/// installs under `$AQUIFER_SERVICES_DIR`, by default `/tmp/aquifer-services`): its root directory and
+/// installs under the services directory, [`crate::servers::services_dir`]): its root directory and
 /// database `testdb` in a temporary directory, Bolt and HTTP on free ports of 127.0.0.1.
 ///
 /// ```no_run
@@ -574,8 +574,7 @@ impl PrivateArcadeDb {
     /// Starts the server again (same ports, same data) after [`stop`](Self::stop) or [`kill`](Self::kill);
     /// returns once its Bolt port accepts connections.
     pub fn restart(&mut self) -> Result<(), PrivateServerError> {
-        let services = std::env::var("AQUIFER_SERVICES_DIR").unwrap_or_else(|_| "/tmp/aquifer-services".to_owned());
-        let pkg = Path::new(&services).join("arcadedb/pkg/arcadedb_embedded");
+        let pkg = crate::servers::services_dir().join("arcadedb/pkg/arcadedb_embedded");
         let java = pkg.join("jre/bin/java");
         if !java.exists() {
             return Err(error(format!("ArcadeDB is not installed at {}; install it with `{SCRIPT}`", pkg.display())));

@@ -1,16 +1,10 @@
-//! [`Victoria`]: the VictoriaMetrics that scripts/dev-services.sh runs as the OTLP receiver, queried through its
+//! [`Victoria`]: the VictoriaMetrics that scripts/dev-services.sh runs ([`crate::servers::VICTORIA`]) as the OTLP receiver, queried through its
 //! Prometheus API, and the Prometheus that scrapes it (the same API, Prometheus's own PromQL engine).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Where scripts/services/50-victoriametrics.sh listens.
-pub const VICTORIA_ADDR: &str = "127.0.0.1:8428";
-/// The base OTLP endpoint for `OTEL_EXPORTER_OTLP_ENDPOINT` (the exporter appends `/v1/metrics`).
-pub const VICTORIA_OTLP_ENDPOINT: &str = "http://127.0.0.1:8428/opentelemetry";
-
-/// Where scripts/services/55-prometheus.sh listens: a Prometheus that scrapes this VictoriaMetrics' `/federate`.
-pub const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
+use crate::servers::{prometheus_addr, victoria_addr};
 
 /// One series of a PromQL instant query: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,14 +36,15 @@ impl Victoria {
     /// The client, after checking that VictoriaMetrics answers (the test fails naming scripts/dev-services.sh
     /// otherwise).
     pub async fn require() -> Self {
-        Self::answering("VictoriaMetrics (the OTLP receiver)", VICTORIA_ADDR, "victoria", true).await
+        Self::answering("VictoriaMetrics (the OTLP receiver)", &victoria_addr(), "victoria", true).await
     }
 
     /// A client of the Prometheus that scrapes VictoriaMetrics' `/federate` every second, after checking that it
     /// answers (the test fails naming scripts/dev-services.sh otherwise): the same queries, evaluated by
     /// Prometheus's own PromQL engine. A series reaches it a second or two after VictoriaMetrics has it.
     pub async fn prometheus() -> Self {
-        Self::answering("Prometheus (scraping VictoriaMetrics' /federate)", PROMETHEUS_ADDR, "prometheus", false).await
+        Self::answering("Prometheus (scraping VictoriaMetrics' /federate)", &prometheus_addr(), "prometheus", false)
+            .await
     }
 
     /// A client of the server `what` at `addr`, after checking that it answers (else the test fails naming

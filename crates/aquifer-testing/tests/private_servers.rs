@@ -36,7 +36,7 @@ fn assert_removed_on_drop(server: impl Restartable, port: u16) {
 fn private_postgres_stops_restarts_and_is_removed_on_drop() {
     let mut pg = PrivatePostgres::start().unwrap_or_else(|e| panic!("{e}"));
     let port = pg.port();
-    assert_ne!(port, 5432, "not the shared server's port");
+    assert_ne!(port, aquifer_testing::servers::POSTGRES.get(), "not the shared server's port");
     assert!(accepts(port) && pg.is_running());
     assert_eq!(pg.url(), format!("postgres://postgres@127.0.0.1:{port}/test?sslmode=disable"));
     assert_stops_and_restarts(&mut pg, port, PrivatePostgres::is_running);
@@ -50,7 +50,7 @@ fn private_postgres_stops_restarts_and_is_removed_on_drop() {
 fn private_mariadb_stops_restarts_and_is_removed_on_drop() {
     let mut my = PrivateMariaDb::start().unwrap_or_else(|e| panic!("{e}"));
     let port = my.port();
-    assert_ne!(port, 3306, "not the shared server's port");
+    assert_ne!(port, aquifer_testing::servers::MARIADB.get(), "not the shared server's port");
     assert!(accepts(port) && my.is_running());
     assert_eq!(my.url(), format!("mysql://root@127.0.0.1:{port}/test"));
     assert_stops_and_restarts(&mut my, port, PrivateMariaDb::is_running);

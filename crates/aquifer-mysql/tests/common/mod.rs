@@ -8,15 +8,21 @@ use std::time::Duration;
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::mysql_async::{Conn, OptsBuilder};
 
-pub const HOST: &str = "127.0.0.1";
-pub const PORT: u16 = 3306;
-/// root over TCP, empty password, database `test` (scripts/services/20-mariadb.sh).
-pub const URL: &str = "mysql://root@127.0.0.1:3306/test";
-pub const SCRIPT: &str = "bash scripts/dev-services.sh";
+pub use aquifer_testing::servers::{HOST, SCRIPT};
 
-/// Fails the test, naming the script that starts MariaDB, when nothing answers on 127.0.0.1:3306.
+/// The project's MariaDB (scripts/services/20-mariadb.sh; `aquifer_testing::servers`).
+pub fn port() -> u16 {
+    aquifer_testing::servers::MARIADB.get()
+}
+
+/// root over TCP, empty password, database `test` (scripts/services/20-mariadb.sh).
+pub fn url() -> String {
+    aquifer_testing::servers::mariadb_url()
+}
+
+/// Fails the test, naming the script that starts MariaDB, when nothing answers on its address.
 pub async fn server() {
-    aquifer_testing::require_server("MariaDB", "127.0.0.1:3306", SCRIPT).await;
+    aquifer_testing::require_server("MariaDB", &aquifer_testing::servers::mariadb_addr(), SCRIPT).await;
 }
 
 /// A name unique to this test process and call: `prefix_<pid>_<n>`.
@@ -30,7 +36,7 @@ pub async fn admin() -> Conn {
     server().await;
     let opts = OptsBuilder::default()
         .ip_or_hostname(HOST)
-        .tcp_port(PORT)
+        .tcp_port(port())
         .user(Some("root"))
         .db_name(Some("test"))
         .prefer_socket(false);
@@ -46,7 +52,7 @@ pub async fn dedicated_user(admin: &mut Conn, name: &str) -> String {
     admin.query_drop(format!("CREATE USER '{name}'@'%' IDENTIFIED BY '{name}'")).await.unwrap();
     admin.query_drop(format!("GRANT ALL ON test.* TO '{name}'@'%'")).await.unwrap();
     admin.query_drop(format!("GRANT PROCESS ON *.* TO '{name}'@'%'")).await.unwrap();
-    format!("mysql://{name}:{name}@{HOST}:{PORT}/test")
+    format!("mysql://{name}:{name}@{HOST}:{}/test", port())
 }
 
 /// A user of the test's own ([`dedicated_user`]), and the admin connection that made it.

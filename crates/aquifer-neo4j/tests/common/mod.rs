@@ -25,9 +25,9 @@ pub fn wrong_password_config(wrong: &str) -> Neo4jConfig {
     config().user(PW_USER).password(wrong)
 }
 
-/// The Bolt address under test: `AQUIFER_NEO4J_ADDR` or ArcadeDB's 127.0.0.1:7687.
+/// The Bolt address under test: `AQUIFER_NEO4J_ADDR` or the project's ArcadeDB (`aquifer_testing::servers`).
 pub fn addr() -> String {
-    std::env::var("AQUIFER_NEO4J_ADDR").unwrap_or_else(|_| "127.0.0.1:7687".to_owned())
+    std::env::var("AQUIFER_NEO4J_ADDR").unwrap_or_else(|_| aquifer_testing::servers::bolt_addr())
 }
 
 /// Fails the test (naming the script) unless the Bolt server answers.

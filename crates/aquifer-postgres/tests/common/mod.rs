@@ -8,17 +8,17 @@ use aquifer_postgres::sqlx::postgres::{PgConnection, Postgres};
 use aquifer_postgres::sqlx::{self, Connection};
 use aquifer_postgres::{PgConfig, PgPool};
 
-pub const SCRIPT: &str = "bash scripts/dev-services.sh";
+pub use aquifer_testing::servers::SCRIPT;
 
-/// The test server: `POSTGRES_URL`, or the local one without TLS (sslmode=prefer costs ~90 ms per connect on
+/// The test server: `POSTGRES_URL`, or the project's (`aquifer_testing::servers`) without TLS (sslmode=prefer costs ~90 ms per connect on
 /// loopback here, see docs/postgres.md).
 pub fn url() -> String {
-    std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
+    std::env::var("POSTGRES_URL").unwrap_or_else(|_| aquifer_testing::servers::postgres_url())
 }
 
 /// Fails the test, naming the script that starts it, unless PostgreSQL answers.
 pub async fn require_pg() {
-    aquifer_testing::require_server("PostgreSQL", "127.0.0.1:5432", SCRIPT).await;
+    aquifer_testing::require_server("PostgreSQL", &aquifer_testing::servers::postgres_addr(), SCRIPT).await;
 }
 
 /// A name unique to this test and process, used as pool name and so as `application_name`.

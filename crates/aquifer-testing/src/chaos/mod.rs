@@ -53,12 +53,13 @@ pub trait ChaosBackend: Send + Sync + 'static {
     type M: Manager;
     /// Shown in messages.
     const NAME: &'static str;
-    /// Where the real server listens (`127.0.0.1:port`: chaos runs on loopback only).
-    const UPSTREAM: &'static str;
+    /// Where the real server listens: one of [`crate::servers`]' ports on 127.0.0.1 (chaos runs on loopback
+    /// only).
+    const UPSTREAM: crate::servers::Port;
 
-    /// Where the real server listens, parsed.
+    /// Where the real server listens, as an address.
     fn upstream() -> SocketAddr {
-        Self::UPSTREAM.parse().expect("UPSTREAM is an IP address and a port")
+        SocketAddr::from(([127, 0, 0, 1], Self::UPSTREAM.get()))
     }
 
     /// The adapter's variables for a pool that connects through `port` (the proxy's) and whose connections
@@ -101,7 +102,7 @@ pub fn marker(what: &str) -> String {
 
 /// Fails the test, naming the services script, unless `B`'s server answers.
 pub async fn require<B: ChaosBackend>() {
-    crate::require_server(B::NAME, B::UPSTREAM, SCRIPT).await;
+    crate::require_server(B::NAME, &B::UPSTREAM.addr(), SCRIPT).await;
 }
 
 /// A lazy pool of `B` of at most `max_size` connections through `port`, named `marker` (the adapter passes the

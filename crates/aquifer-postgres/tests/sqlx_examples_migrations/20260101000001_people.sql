@@ -1,0 +1,5 @@
+CREATE TABLE IF NOT EXISTS people
+(
+    id     BIGSERIAL PRIMARY KEY,
+    person JSONB NOT NULL
+);
