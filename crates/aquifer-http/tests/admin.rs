@@ -32,6 +32,14 @@ async fn serve(pools: Pools) -> String {
     format!("http://{addr}")
 }
 
+/// A pool named `name`, registered alone and served with the admin routes: the pool and the base URL.
+async fn served(name: &str) -> (aquifer_postgres::PgPool, String) {
+    let pg = pool(name);
+    let pools = Pools::new();
+    pools.register(&pg);
+    (pg, serve(pools).await)
+}
+
 async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
@@ -57,10 +65,7 @@ async fn warm(pool: &aquifer_postgres::PgPool, n: usize) {
 
 #[tokio::test]
 async fn without_a_token_every_admin_route_is_401_and_nothing_changes() {
-    let pg = pool("pg");
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let (pg, base) = served("pg").await;
 
     for action in ["pause", "resume", "retire"] {
         let response = post(&base, &format!("/pools/pg/{action}"), None).send().await.unwrap();
@@ -80,10 +85,7 @@ async fn without_a_token_every_admin_route_is_401_and_nothing_changes() {
 
 #[tokio::test]
 async fn a_wrong_token_is_403_and_nothing_changes() {
-    let pg = pool("pg");
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let (pg, base) = served("pg").await;
 
     let almost = format!("{}x", &TOKEN[..TOKEN.len() - 1]);
     for wrong in [almost.as_str(), "short", &format!("{TOKEN}{TOKEN}")] {
@@ -110,10 +112,7 @@ async fn the_health_router_alone_serves_no_admin_route() {
 
 #[tokio::test]
 async fn pause_stops_lending_and_resume_serves_again() {
-    let pg = pool("pg");
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let (pg, base) = served("pg").await;
     warm(&pg, 1).await;
 
     let (status, body) = send(post(&base, "/pools/pg/pause", Some(TOKEN))).await;
@@ -128,10 +127,7 @@ async fn pause_stops_lending_and_resume_serves_again() {
 
 #[tokio::test]
 async fn retire_closes_the_idle_connections_and_says_how_many() {
-    let pg = pool("pg");
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let (pg, base) = served("pg").await;
     warm(&pg, 3).await;
     assert_eq!(pg.state().idle, 3);
 
@@ -143,10 +139,7 @@ async fn retire_closes_the_idle_connections_and_says_how_many() {
 
 #[tokio::test]
 async fn size_changes_max_size_and_a_refused_size_is_400_naming_max_size() {
-    let pg = pool("pg");
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let (pg, base) = served("pg").await;
     let put =
         |body: Value| reqwest::Client::new().put(format!("{base}/admin/pools/pg/size")).bearer_auth(TOKEN).json(&body);
 
@@ -166,10 +159,7 @@ async fn size_changes_max_size_and_a_refused_size_is_400_naming_max_size() {
 #[tokio::test]
 async fn an_unknown_pool_or_action_is_404_and_names_with_slashes_work() {
     let default_name = format!("{}/test", servers::postgres_addr());
-    let pg = pool(&default_name);
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let (pg, base) = served(&default_name).await;
 
     let (status, body) = send(post(&base, "/pools/nope/pause", Some(TOKEN))).await;
     assert_eq!(status, 404, "{body}");
@@ -195,10 +185,7 @@ async fn every_action_and_refusal_is_logged_with_the_pool_and_never_the_token() 
         .finish();
     // A current-thread runtime: the server's tasks log on this thread, to this subscriber.
     let _guard = tracing::subscriber::set_default(subscriber);
-    let pg = pool("orders");
-    let pools = Pools::new();
-    pools.register(&pg);
-    let base = serve(pools).await;
+    let (_orders, base) = served("orders").await;
 
     send(post(&base, "/pools/orders/pause", Some(TOKEN))).await;
     send(post(&base, "/pools/orders/resume", Some(TOKEN))).await;
