@@ -25,5 +25,6 @@ step "metric tests without bound instruments (the default build of aquifer-core)
 cargo test -p aquifer-core --test metrics
 step "loom model check of the hand-off protocol"
 RUSTFLAGS="--cfg aquifer_loom" CARGO_TARGET_DIR=target/loom cargo test -p aquifer-core --lib --release loom
-step "doc tests"
+step "doc tests (against the project's servers: POSTGRES_URL, MYSQL_URL, NEO4J_URI from dev-services.sh env)"
+eval "$(bash scripts/dev-services.sh env)"
 cargo test --workspace --all-features --doc

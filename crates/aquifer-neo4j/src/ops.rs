@@ -82,7 +82,8 @@ impl Neo4jPool {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use aquifer_neo4j::{Neo4jConfig, query};
     ///
-    /// # let config = Neo4jConfig::new("bolt://127.0.0.1:7687", "root", "aquifer-secret").database("testdb");
+    /// # let uri = std::env::var("NEO4J_URI").unwrap_or_else(|_| "bolt://127.0.0.1:7687".into());
+    /// # let config = Neo4jConfig::new(uri, "root", "aquifer-secret").database("testdb");
     /// # let pool = config.connect().await?;
     /// let id = 7;
     /// let listeners: i64 = pool
