@@ -14,7 +14,7 @@ use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::mysql_async::{Conn, Opts};
 use aquifer_mysql::{MySqlConfig, MySqlPool};
 use aquifer_testing::{
-    Order, PasswordFile, RETIRE_DRILL_FOR, ROTATION_EVERY, RetirementWatch, rotate_under_load, rotate_under_load_for,
+    Order, PasswordFile, RETIRE_DRILL_FOR, ROTATION_EVERY, ROTATION_FOR, RetirementWatch, rotate_under_load,
 };
 use common::*;
 
@@ -71,7 +71,7 @@ async fn drill(order: Order) {
     let alter_user = user.clone();
     let report = rotate_under_load(
         order,
-        "pw",
+        ROTATION_FOR,
         &file,
         move || select_one(load.clone()),
         move || {
@@ -120,10 +120,9 @@ async fn retire_drill(order: Order) {
     let admin = Arc::new(tokio::sync::Mutex::new(admin));
     let first_new = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (alter_admin, alter_user, alter_first) = (Arc::clone(&admin), user.clone(), Arc::clone(&first_new));
-    let report = rotate_under_load_for(
+    let report = rotate_under_load(
         order,
         RETIRE_DRILL_FOR,
-        "pw",
         &file,
         move || select_one(load.clone()),
         || {},

@@ -10,8 +10,8 @@ use std::time::Duration;
 use aquifer_postgres::sqlx::{self, Connection, PgConnection};
 use aquifer_postgres::{PgConfig, PgPool};
 use aquifer_testing::{
-    Order, PasswordFile, PrivatePostgres, RETIRE_DRILL_FOR, ROTATION_EVERY, RetirementWatch, RotationReport,
-    rotate_under_load, rotate_under_load_for,
+    Order, PasswordFile, PrivatePostgres, RETIRE_DRILL_FOR, ROTATION_EVERY, ROTATION_FOR, RetirementWatch,
+    RotationReport, rotate_under_load,
 };
 
 const ROLE: &str = "aq_rotating";
@@ -71,7 +71,7 @@ async fn drill(order: Order) {
     let admin = std::sync::Arc::new(tokio::sync::Mutex::new(admin));
     let report: RotationReport = rotate_under_load(
         order,
-        "pw",
+        ROTATION_FOR,
         &file,
         move || select_one(load.clone()),
         move || {
@@ -120,10 +120,9 @@ async fn retire_drill(order: Order) {
     let admin = std::sync::Arc::new(tokio::sync::Mutex::new(admin));
     let last_alter = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
     let (alter_admin, alter_at) = (std::sync::Arc::clone(&admin), std::sync::Arc::clone(&last_alter));
-    let report: RotationReport = rotate_under_load_for(
+    let report: RotationReport = rotate_under_load(
         order,
         RETIRE_DRILL_FOR,
-        "pw",
         &file,
         move || select_one(load.clone()),
         || {},

@@ -285,38 +285,32 @@ fn run_sqlx(rt: &tokio::runtime::Runtime, path: &Path, scenario: Scenario, secs:
         let pool =
             SqlitePoolOptions::new().max_connections(size).min_connections(size).connect_with(options).await.unwrap();
         let (r, w) = (pool.clone(), pool.clone());
-        let sample = drive(
-            scenario,
-            secs,
-            move |id| {
-                let pool = r.clone();
-                async move {
-                    sqlx::query_as::<_, (String, String)>("SELECT title, body FROM books WHERE id = ?1")
-                        .bind(id)
-                        .fetch_one(&pool)
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                }
-            },
-            move |n| {
-                let pool = w.clone();
-                async move {
-                    sqlx::query("INSERT INTO books (author_id, title, body) VALUES (?1, ?2, ?3)")
-                        .bind(n % 100)
-                        .bind(format!("New book {n}"))
-                        .bind("x".repeat(200))
-                        .execute(&pool)
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                }
-            },
-        )
-        .await;
+        let sample = drive(scenario, secs, move |id| sqlx_read(r.clone(), id), move |n| sqlx_write(w.clone(), n)).await;
         pool.close().await;
         sample
     })
+}
+
+/// The read of the scenarios through sqlx's pool.
+async fn sqlx_read(pool: sqlx::SqlitePool, id: i64) -> Result<(), String> {
+    sqlx::query_as::<_, (String, String)>("SELECT title, body FROM books WHERE id = ?1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The write of the scenarios through sqlx's pool.
+async fn sqlx_write(pool: sqlx::SqlitePool, n: i64) -> Result<(), String> {
+    sqlx::query("INSERT INTO books (author_id, title, body) VALUES (?1, ?2, ?3)")
+        .bind(n % 100)
+        .bind(format!("New book {n}"))
+        .bind("x".repeat(200))
+        .execute(&pool)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The scenario's reader threads (and writer thread) over `read`/`write` functions.

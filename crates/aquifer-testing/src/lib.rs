@@ -42,7 +42,7 @@ pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Res
 pub use rng::{Fate, TaskRng, TenantTally, run_with_random_fate};
 pub use rotation::{
     Order, PasswordFile, RETIRE_DRILL_FOR, ROTATION_EVERY, ROTATION_FOR, ROTATION_TASKS, RetirementWatch,
-    RotationReport, SAMPLE_EVERY, Spread, rotate_under_load, rotate_under_load_for,
+    RotationReport, SAMPLE_EVERY, Spread, rotate_under_load,
 };
 pub use secrets::SecretScan;
 pub use server::{require_server, require_server_blocking};

@@ -19,7 +19,7 @@ pub const ROTATION_TASKS: usize = 32;
 pub const ROTATION_EVERY: Duration = Duration::from_secs(2);
 /// How long the drill rotates.
 pub const ROTATION_FOR: Duration = Duration::from_secs(30);
-/// How long the shorter drill of `retire_on_rotation` rotates ([`rotate_under_load_for`]).
+/// How long the shorter drill of `retire_on_rotation` rotates.
 pub const RETIRE_DRILL_FOR: Duration = Duration::from_secs(12);
 
 /// Which side learns the new password first.
@@ -59,7 +59,7 @@ impl RotationReport {
         assert!(created > u64::from(self.rotations), "new connections were opened throughout: {created} ({self:?})");
     }
 
-    /// Checks the outcome of the shorter drill of `retire_on_rotation` ([`rotate_under_load_for`] for
+    /// Checks the outcome of the shorter drill of `retire_on_rotation` ([`rotate_under_load`] for
     /// [`RETIRE_DRILL_FOR`]) in `order`, its retirements sampled as `spread`: no request failed, connections were
     /// retired at each rotation, and never half the pool (of 8) within one sample.
     pub fn assert_retire_drill_passed(&self, order: Order, spread: &Spread) {
@@ -98,31 +98,13 @@ impl PasswordFile {
     }
 }
 
-/// Runs the drill: `request` is one request through the pool (its error displayed), `drop_idle` closes the
-/// pool's idle connections (so the next requests open new ones), `alter` changes the server's password.
-/// Passwords are `{prefix}-1`, `{prefix}-2`, ...; the file and the server start at `{prefix}-0`.
+/// Runs the drill for `rotate_for` ([`ROTATION_FOR`] for the full drill, [`RETIRE_DRILL_FOR`] for the shorter
+/// one of `retire_on_rotation`): `request` is one request through the pool (its error displayed), `drop_idle`
+/// closes the pool's idle connections (so the next requests open new ones), `alter` changes the server's
+/// password. Passwords are `pw-1`, `pw-2`, ...; the file and the server start at `pw-0`.
 pub async fn rotate_under_load<Req, ReqFut, Alt, AltFut>(
     order: Order,
-    prefix: &str,
-    file: &PasswordFile,
-    request: Req,
-    drop_idle: impl Fn() + Send + Sync + 'static,
-    alter: Alt,
-) -> RotationReport
-where
-    Req: Fn() -> ReqFut + Send + Sync + 'static,
-    ReqFut: Future<Output = Result<(), String>> + Send + 'static,
-    Alt: Fn(String) -> AltFut,
-    AltFut: Future<Output = ()>,
-{
-    rotate_under_load_for(order, ROTATION_FOR, prefix, file, request, drop_idle, alter).await
-}
-
-/// [`rotate_under_load`] rotating for `rotate_for` instead of [`ROTATION_FOR`].
-pub async fn rotate_under_load_for<Req, ReqFut, Alt, AltFut>(
-    order: Order,
     rotate_for: Duration,
-    prefix: &str,
     file: &PasswordFile,
     request: Req,
     drop_idle: impl Fn() + Send + Sync + 'static,
@@ -169,11 +151,11 @@ where
     }
     let started = Instant::now();
     let mut rotations = 0;
-    let mut password = format!("{prefix}-0");
+    let mut password = String::from("pw-0");
     while started.elapsed() < rotate_for {
         tokio::time::sleep(ROTATION_EVERY).await;
         rotations += 1;
-        password = format!("{prefix}-{rotations}");
+        password = format!("pw-{rotations}");
         match order {
             Order::ServerFirst => {
                 alter(password.clone()).await;

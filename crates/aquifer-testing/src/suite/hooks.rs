@@ -20,7 +20,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// A capability a backend does not have (SQLite has no server sessions to kill; the fake adapter has no
 /// driver that could show a password). Returned by the hooks that are optional; a behaviour that needs one
 /// fails with this error, naming the hook, unless the adapter's `behaviour_suite!` call lists the behaviour
-/// as unsupported, with its reason (then the test is reported as ignored, with that reason).
+/// as unsupported, with its reason (then the test checks that the behaviour does stop at this hook).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsupported {
     /// The hook that is not supported.

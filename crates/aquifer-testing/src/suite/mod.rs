@@ -34,10 +34,10 @@
 //! });
 //! ```
 //!
-//! A declared behaviour is generated as an ignored test (`#[ignore = "reason"]`): test runners list it as
-//! skipped with its reason (`cargo nextest run --status-level skip`, `cargo test` prints it), so a backend
-//! never passes a behaviour by doing nothing. A name that is not a behaviour does not compile. Run with
-//! `--run-ignored`, a declared behaviour runs and passes only as far as the backend supports it.
+//! A declared behaviour still runs as a test of the declaration: it passes when the behaviour stops at the
+//! missing capability (printing the reason and the hook on stderr), and fails when it runs to the end, since
+//! then the declaration is false and would hide a behaviour the backend has. Nothing is skipped or ignored,
+//! and a backend never passes a behaviour by doing nothing. A name that is not a behaviour does not compile.
 //!
 //! A behaviour that uses an optional capability only for one check (counting server sessions while many
 //! tasks run) runs without it and says so on stderr.
@@ -133,7 +133,8 @@ impl Test {
 }
 
 /// Runs one behaviour on a runtime of its own (what `behaviour_suite!`'s tests call). `Unsupported` fails the
-/// test unless the test was declared unsupported; then it is reported on stderr.
+/// test unless the test was declared unsupported; then it is reported on stderr. A behaviour declared
+/// unsupported that runs to the end fails too: the declaration is no longer true and would hide the behaviour.
 pub fn run<F, Fut>(test: Test, behaviour: F)
 where
     F: FnOnce(Test) -> Fut,
@@ -145,7 +146,12 @@ where
         .build()
         .expect("a Tokio runtime for the behaviour");
     match (runtime.block_on(behaviour(test)), test.unsupported) {
-        (Ok(()), _) => {}
+        (Ok(()), None) => {}
+        (Ok(()), Some(reason)) => panic!(
+            "{} is declared unsupported ({reason}) but this adapter ran it to the end: remove it from the \
+             adapter's `behaviour_suite!(.., unsupported {{ .. }})` so that it is checked",
+            test.name
+        ),
         (Err(missing), Some(reason)) => eprintln!("{}: not supported by this backend ({reason}): {missing}", test.name),
         (Err(missing), None) => panic!(
             "{} needs a capability this adapter's hooks do not have ({missing}); implement the hook, or declare the \
@@ -162,7 +168,8 @@ pub(crate) fn not_checked(test: &Test, what: &str, why: &Unsupported) {
 
 /// Generates the behaviour suite for a [`Hooks`](crate::suite::Hooks) implementation: one `#[test]` per
 /// behaviour, named for it. Behaviours the backend cannot have are listed after `unsupported`, each with its
-/// reason; they become ignored tests showing that reason (see [the suite's docs](crate::suite)).
+/// reason; their tests check that the backend really stops at the missing capability (see [the suite's
+/// docs](crate::suite)).
 ///
 /// ```ignore
 /// aquifer_testing::behaviour_suite!(PgSuite);
@@ -185,7 +192,6 @@ macro_rules! behaviour_suite {
             $(
                 ($skip) => {
                     #[test]
-                    #[ignore = $reason]
                     fn $skip() {
                         $crate::suite::run(
                             $crate::suite::Test::new(stringify!($skip), module_path!(), Some($reason)),

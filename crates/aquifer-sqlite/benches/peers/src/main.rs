@@ -143,30 +143,19 @@ async fn deadpool_sqlite(db: &str, readers: usize, with_writer: bool, secs: Dura
         readers,
         with_writer,
         secs,
-        move |_, id| {
-            let pool = r.clone();
-            async move {
-                let conn = pool.get().await.map_err(|e| e.to_string())?;
-                conn.interact(move |c| read_one(c, id))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }
-        },
-        move |n| {
-            let pool = w.clone();
-            async move {
-                let conn = pool.get().await.map_err(|e| e.to_string())?;
-                conn.interact(move |c| write_one(c, n))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }
-        },
+        move |_, id| deadpool_interact(r.clone(), move |c| read_one(c, id)),
+        move |n| deadpool_interact(w.clone(), move |c| write_one(c, n)),
     )
     .await
+}
+
+/// One call on a connection checked out of deadpool-sqlite's pool, as its README shows.
+async fn deadpool_interact<T: Send + 'static>(
+    pool: deadpool_sqlite::Pool,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<(), String> {
+    let conn = pool.get().await.map_err(|e| e.to_string())?;
+    conn.interact(f).await.map_err(|e| e.to_string())?.map(drop).map_err(|e| e.to_string())
 }
 
 async fn async_sqlite(db: &str, readers: usize, with_writer: bool, secs: Duration) -> Sample {
