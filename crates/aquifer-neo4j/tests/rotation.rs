@@ -14,40 +14,28 @@ use aquifer_neo4j::{Neo4jConfig, query};
 use aquifer_testing::PasswordFile;
 use common::*;
 
-/// Runs an ArcadeDB server command (`create user ...`, `drop user ...`) over its HTTP API as root.
-fn server_command(command: &str) {
+/// Posts an ArcadeDB server command (`create user ...`, `drop user ...`) to its HTTP API as root.
+fn post_server_command(command: &str) -> std::process::Output {
     let body = serde_json::json!({ "command": command }).to_string();
-    let out = Command::new("curl")
-        .args([
-            "-sf",
-            "-u",
-            &format!("root:{PASSWORD}"),
-            "-X",
-            "POST",
-            &format!("{}/api/v1/server", aquifer_testing::servers::arcadedb_http_url()),
-            "-d",
-        ])
-        .arg(&body)
+    let url = format!("{}/api/v1/server", aquifer_testing::servers::arcadedb_http_url());
+    Command::new("curl")
+        .args(["-s", "-u", &format!("root:{PASSWORD}"), "-X", "POST", &url, "-d", &body, "-w", "%{http_code}"])
         .output()
-        .expect("curl runs");
-    assert!(out.status.success(), "server command failed: {}", String::from_utf8_lossy(&out.stderr));
+        .expect("curl runs")
 }
 
+/// Drops `user` if it exists (ArcadeDB answers an error when it does not, which is fine here).
+fn drop_user(user: &str) {
+    post_server_command(&format!("drop user {user}"));
+}
+
+/// (Re-)creates `user` with `password` and admin rights on `testdb`.
 fn set_user(user: &str, password: &str) {
-    let _ = Command::new("curl")
-        .args([
-            "-s",
-            "-u",
-            &format!("root:{PASSWORD}"),
-            "-X",
-            "POST",
-            &format!("{}/api/v1/server", aquifer_testing::servers::arcadedb_http_url()),
-            "-d",
-        ])
-        .arg(serde_json::json!({ "command": format!("drop user {user}") }).to_string())
-        .output();
+    drop_user(user);
     let spec = serde_json::json!({ "name": user, "password": password, "databases": { "testdb": "admin" } });
-    server_command(&format!("create user {spec}"));
+    let out = post_server_command(&format!("create user {spec}"));
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(answer.ends_with("200"), "creating user {user} failed: {answer} {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,16 +61,5 @@ async fn a_rotated_password_file_is_used_by_new_connections() {
     held.discard();
     drop(fresh);
     pool.close().await;
-    let _ = Command::new("curl")
-        .args([
-            "-s",
-            "-u",
-            &format!("root:{PASSWORD}"),
-            "-X",
-            "POST",
-            &format!("{}/api/v1/server", aquifer_testing::servers::arcadedb_http_url()),
-            "-d",
-        ])
-        .arg(serde_json::json!({ "command": format!("drop user {user}") }).to_string())
-        .output();
+    drop_user(&user);
 }

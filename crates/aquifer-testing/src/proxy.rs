@@ -241,6 +241,19 @@ enum End {
     Reset,
 }
 
+/// Takes the armed cut `cut` as this link's budget of server bytes, once per cut (`seen_cut`); no cut armed, no
+/// budget.
+fn arm_cut(cut: Option<(u64, usize)>, seen_cut: &mut Option<u64>, budget: &mut Option<usize>) {
+    match cut {
+        Some((id, bytes)) if *seen_cut != Some(id) => {
+            *seen_cut = Some(id);
+            *budget = Some(bytes);
+        }
+        None => *budget = None,
+        Some(_) => {}
+    }
+}
+
 async fn link(mut client: TcpStream, shared: &Shared) {
     let mut faults = shared.faults.subscribe();
     let (epoch, mut seen_cut) = {
@@ -266,68 +279,53 @@ async fn link(mut client: TcpStream, shared: &Shared) {
     let end = loop {
         let idle_drop = faults.borrow().idle_drop.filter(|_| !forgotten);
         let idle_deadline = idle_drop.map(|d| last_active + d);
-        tokio::select! {
+        let (upward, read) = tokio::select! {
             () = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
                 forgotten = true;
                 shared.idle_drops.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
-            n = client.read(&mut up_buf) => {
-                let n = match n { Ok(0) | Err(_) => break End::Closed, Ok(n) => n };
-                if forgotten {
-                    continue;
-                }
-                last_active = tokio::time::Instant::now();
-                if let Err(end) = gate(&mut faults, epoch).await {
-                    break end;
-                }
-                if upstream.write_all(&up_buf[..n]).await.is_err() {
-                    break End::Closed;
-                }
-            }
-            n = upstream.read(&mut down_buf) => {
-                let n = match n { Ok(0) | Err(_) => break End::Closed, Ok(n) => n };
-                if forgotten {
-                    continue;
-                }
-                last_active = tokio::time::Instant::now();
-                if let Err(end) = gate(&mut faults, epoch).await {
-                    break end;
-                }
-                let cut = faults.borrow().cut;
-                match cut {
-                    Some((id, bytes)) if seen_cut != Some(id) => {
-                        seen_cut = Some(id);
-                        budget = Some(bytes);
-                    }
-                    None => budget = None,
-                    _ => {}
-                }
-                let pass = budget.map_or(n, |b| b.min(n));
-                if pass > 0 && client.write_all(&down_buf[..pass]).await.is_err() {
-                    break End::Closed;
-                }
-                if let Some(b) = budget.as_mut() {
-                    *b -= pass;
-                    if pass < n || *b == 0 {
-                        shared.cuts.fetch_add(1, Ordering::Relaxed);
-                        break End::Closed;
-                    }
-                }
-            }
+            n = client.read(&mut up_buf) => (true, n),
+            n = upstream.read(&mut down_buf) => (false, n),
             changed = faults.changed() => {
                 let f = faults.borrow_and_update();
                 if changed.is_err() || f.shutdown || f.reset_epoch != epoch {
                     break End::Reset;
                 }
                 // A cut armed now applies to this link, which was open when it was set.
-                if let Some((id, bytes)) = f.cut {
-                    if seen_cut != Some(id) {
-                        seen_cut = Some(id);
-                        budget = Some(bytes);
-                    }
-                } else {
-                    budget = None;
-                }
+                arm_cut(f.cut, &mut seen_cut, &mut budget);
+                continue;
+            }
+        };
+        // Bytes read from either side: dropped once the flow is forgotten, else held at the gate, then passed.
+        let n = match read {
+            Ok(0) | Err(_) => break End::Closed,
+            Ok(n) => n,
+        };
+        if forgotten {
+            continue;
+        }
+        last_active = tokio::time::Instant::now();
+        if let Err(end) = gate(&mut faults, epoch).await {
+            break end;
+        }
+        if upward {
+            if upstream.write_all(&up_buf[..n]).await.is_err() {
+                break End::Closed;
+            }
+            continue;
+        }
+        let cut = faults.borrow().cut;
+        arm_cut(cut, &mut seen_cut, &mut budget);
+        let pass = budget.map_or(n, |b| b.min(n));
+        if pass > 0 && client.write_all(&down_buf[..pass]).await.is_err() {
+            break End::Closed;
+        }
+        if let Some(b) = budget.as_mut() {
+            *b -= pass;
+            if pass < n || *b == 0 {
+                shared.cuts.fetch_add(1, Ordering::Relaxed);
+                break End::Closed;
             }
         }
     };
