@@ -105,6 +105,18 @@ pub(crate) struct Circuit<E> {
     asked: bool,
 }
 
+/// A failed connect attempt, as the connect task reports it ([`Circuit::on_connect_failed`]).
+pub(crate) struct FailedAttempt<E> {
+    pub(crate) error: ConnectError<E>,
+    /// The manager called the error permanent (a refused password, an unknown database): the circuit may open
+    /// at once rather than after `fail_fast_after`.
+    pub(crate) permanent: bool,
+    /// When the attempt began: a failure says nothing about the server's state before then.
+    pub(crate) started: tokio::time::Instant,
+    /// When it failed.
+    pub(crate) failed: tokio::time::Instant,
+}
+
 /// How the circuit took a failed connect ([`Circuit::on_connect_failed`]).
 pub(crate) struct Judged<E> {
     /// The attempt began before the latest success: the failure was not counted against the server.
@@ -200,20 +212,17 @@ impl<E> Circuit<E> {
         }
     }
 
-    /// Records the failure, at `now`, of an attempt that began at `started`, while the pool holds `live`
-    /// connections, and opens the circuit when that is due (see the module's rules): not stale, no live
+    /// Records the failure of `attempt` while the pool holds `live` connections, and opens the circuit when that is due (see the module's rules): not stale, no live
     /// connection, and the attempt began `fail_fast_after` (zero: never) or more after the run of failures
     /// became known, or at once when the failure is `permanent`. When it opens, every waiter must be failed
     /// with what [`Judged::opened`] holds, and the failed task becomes the probe.
     pub(crate) fn on_connect_failed(
         &mut self,
-        error: ConnectError<E>,
-        permanent: bool,
+        attempt: FailedAttempt<E>,
         fail_fast_after: Duration,
-        started: tokio::time::Instant,
-        now: tokio::time::Instant,
         live: usize,
     ) -> Judged<E> {
+        let FailedAttempt { error, permanent, started, failed: now } = attempt;
         if self.last_success.is_some_and(|at| started < at) {
             return Judged { stale: true, opened: None };
         }
@@ -258,13 +267,18 @@ mod tests {
 
     const AFTER: Duration = Duration::from_secs(2);
 
-    fn error() -> ConnectError<std::io::Error> {
-        ConnectError::TimedOut(Duration::from_secs(1))
+    /// An attempt begun at `started` that failed at `failed`, `permanent` or not.
+    fn attempt(
+        permanent: bool,
+        started: tokio::time::Instant,
+        failed: tokio::time::Instant,
+    ) -> FailedAttempt<std::io::Error> {
+        FailedAttempt { error: ConnectError::TimedOut(Duration::from_secs(1)), permanent, started, failed }
     }
 
     /// A failure of an attempt that began and ended at `at`.
     fn fail_at(c: &mut Circuit<std::io::Error>, at: tokio::time::Instant, live: usize) -> bool {
-        c.on_connect_failed(error(), false, AFTER, at, at, live).opened.is_some()
+        c.on_connect_failed(attempt(false, at, at), AFTER, live).opened.is_some()
     }
 
     #[test]
@@ -284,12 +298,12 @@ mod tests {
     fn a_permanent_failure_opens_at_once_unless_disabled() {
         let now = tokio::time::Instant::now();
         let mut c = Circuit::new();
-        assert!(c.on_connect_failed(error(), true, AFTER, now, now, 1).opened.is_none(), "a live connection is left");
-        assert!(c.on_connect_failed(error(), true, AFTER, now, now, 0).opened.is_some());
+        assert!(c.on_connect_failed(attempt(true, now, now), AFTER, 1).opened.is_none(), "a live connection is left");
+        assert!(c.on_connect_failed(attempt(true, now, now), AFTER, 0).opened.is_some());
         let mut disabled = Circuit::new();
-        assert!(disabled.on_connect_failed(error(), true, Duration::ZERO, now, now, 0).opened.is_none());
+        assert!(disabled.on_connect_failed(attempt(true, now, now), Duration::ZERO, 0).opened.is_none());
         let later = now + AFTER * 100;
-        assert!(disabled.on_connect_failed(error(), false, Duration::ZERO, later, later, 0).opened.is_none());
+        assert!(disabled.on_connect_failed(attempt(false, later, later), Duration::ZERO, 0).opened.is_none());
         assert!(disabled.cut_off(0) && !disabled.cut_off(1));
     }
 
@@ -298,7 +312,7 @@ mod tests {
         let mut c = Circuit::new();
         let t0 = tokio::time::Instant::now();
         assert_eq!(c.on_connect_succeeded(t0), (false, false));
-        c.on_connect_failed(error(), true, AFTER, t0, t0, 0);
+        c.on_connect_failed(attempt(true, t0, t0), AFTER, 0);
         assert!(c.keeps_trying(true, false) && !c.keeps_trying(false, true), "only the probe retries");
         assert_eq!(c.on_connect_succeeded(t0), (true, true));
         assert!(!c.is_open() && !c.is_failing() && c.last_error().is_none() && !c.cut_off(0));
@@ -316,14 +330,14 @@ mod tests {
         let t0 = tokio::time::Instant::now();
         let timeout = Duration::from_secs(3);
         // Begun at 0, timed out at 3: the run is known from 3.
-        assert!(c.on_connect_failed(error(), false, AFTER, t0, t0 + timeout, 0).opened.is_none());
+        assert!(c.on_connect_failed(attempt(false, t0, t0 + timeout), AFTER, 0).opened.is_none());
         // Begun at 2.5 (before the run was known), timed out at 5.5: two and a half seconds into the run, but no
         // news about the time after 2.5.
         let begun = t0 + Duration::from_millis(2500);
-        assert!(c.on_connect_failed(error(), false, AFTER, begun, begun + timeout, 0).opened.is_none());
+        assert!(c.on_connect_failed(attempt(false, begun, begun + timeout), AFTER, 0).opened.is_none());
         // Begun at 5 (2 s after the run became known), timed out at 8: the server did not answer for 2 s.
         let begun = t0 + Duration::from_secs(5);
-        assert!(c.on_connect_failed(error(), false, AFTER, begun, begun + timeout, 0).opened.is_some());
+        assert!(c.on_connect_failed(attempt(false, begun, begun + timeout), AFTER, 0).opened.is_some());
     }
 
     #[test]
@@ -333,11 +347,11 @@ mod tests {
         assert!(!fail_at(&mut c, t0, 0));
         c.on_connect_succeeded(t0 + Duration::from_secs(5));
         // Begun at 4, before the success at 5, timed out at 7: stale, whatever its age.
-        let judged = c.on_connect_failed(error(), true, AFTER, t0 + Duration::from_secs(4), t0 + AFTER * 4, 0);
+        let judged = c.on_connect_failed(attempt(true, t0 + Duration::from_secs(4), t0 + AFTER * 4), AFTER, 0);
         assert!(judged.stale && judged.opened.is_none());
         assert!(!c.is_failing() && c.last_error().is_none(), "a stale failure starts no run");
         // Begun after the success: counted.
-        let judged = c.on_connect_failed(error(), true, AFTER, t0 + Duration::from_secs(6), t0 + AFTER * 4, 0);
+        let judged = c.on_connect_failed(attempt(true, t0 + Duration::from_secs(6), t0 + AFTER * 4), AFTER, 0);
         assert!(!judged.stale && judged.opened.is_some());
     }
 

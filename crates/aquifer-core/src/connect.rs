@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::circuit;
+use crate::circuit::{self, FailedAttempt};
 use crate::errors::ConnectError;
 use crate::hooks::{HookError, Hooks};
 use crate::internals::{Begin, Conn};
@@ -248,14 +248,9 @@ async fn connect_task<M: Manager>(slot: ConnectSlot<M>) {
                     (ConnectError::TimedOut(shared.attempt_timeout()), false)
                 }
             };
-            let failure = shared.lock().connect_failed(
-                error.clone(),
-                permanent,
-                shared.config.fail_fast_after,
-                started,
-                tokio::time::Instant::now(),
-                probing,
-            );
+            let attempt =
+                FailedAttempt { error: error.clone(), permanent, started, failed: tokio::time::Instant::now() };
+            let failure = shared.lock().connect_failed(attempt, shared.config.fail_fast_after, probing);
             for w in &failure.wakers {
                 w.wake_by_ref();
             }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::circuit::Circuit;
+use crate::circuit::{Circuit, FailedAttempt};
 use crate::clock::Stamp;
 use crate::config::Reuse;
 use crate::errors::ConnectError;
@@ -880,24 +880,21 @@ impl<C, E> Internals<C, E> {
         Ok(())
     }
 
-    /// Records the failure, at `now`, of an attempt begun at `started` by a task that holds a connect slot
+    /// Records the failure of `attempt` by a task that holds a connect slot
     /// (`probing`: the task is the open circuit's probe). The circuit decides whether the failure counts and
     /// whether it opens the circuit ([`Circuit::on_connect_failed`], given the pool's live connections), and
     /// whether the task tries again ([`Circuit::keeps_trying`]); when it opens, every waiter is failed with
     /// [`Outcome::Unavailable`], since nothing could serve it.
     pub(crate) fn connect_failed(
         &mut self,
-        error: ConnectError<E>,
-        permanent: bool,
+        attempt: FailedAttempt<E>,
         fail_fast_after: Duration,
-        started: tokio::time::Instant,
-        now: tokio::time::Instant,
         probing: bool,
     ) -> Failure {
         self.stats.connect_errors += 1;
         let live = self.live();
         let mut wakers = Vec::new();
-        let judged = self.circuit.on_connect_failed(error, permanent, fail_fast_after, started, now, live);
+        let judged = self.circuit.on_connect_failed(attempt, fail_fast_after, live);
         if let Some((since, error)) = &judged.opened {
             wakers = self.waiters.fulfill_all(|| Outcome::Unavailable { since: *since, error: error.clone() });
         }
