@@ -19,6 +19,7 @@ use sqlx::{Acquire, Describe, Either, Execute, Executor, SqlStr};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 use sqlx_core::transaction::TransactionManager;
 
+use crate::helpers::Parts;
 use crate::{PgConfig, PgPool, PgPoolError, PgPooled, PgScoped, PgStartError};
 
 /// The pool's error as an sqlx error, for code that expects sqlx's: a closed pool is
@@ -272,8 +273,9 @@ impl<'p> Executor<'p> for &'_ PgPool {
 /// transaction, applies the session with `set_config(.., true)`, runs the query and commits, so the settings
 /// end with the transaction and never reach the next user of the connection (safe behind PgBouncer in
 /// transaction mode). A query that fails, or a stream dropped before its end, leaves the transaction to be
-/// rolled back by the pool before reuse. `prepare_with` and `describe` read no rows and run without the
-/// session. Outside the operation runner, as [`&PgPool`](PgPool)'s.
+/// rolled back by the pool before reuse. Behind PgBouncer ([`PgConfig::pgbouncer`]) queries are sent as
+/// unnamed statements, so none is left on the shared server connection. `prepare_with` and `describe` read
+/// no rows and run without the session. Outside the operation runner, as [`&PgPool`](PgPool)'s.
 impl<'p> Executor<'p> for &'_ PgScoped<'_> {
     type Database = Postgres;
 
@@ -283,6 +285,9 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
         E: 'q + Execute<'q, Postgres>,
     {
         let (pool, session) = (self.pool().clone(), self.session().clone());
+        // Behind PgBouncer an unnamed statement: a named one outlives the transaction (and a rollback) on a
+        // server connection other clients get next.
+        let query = Parts::new(query, pool.manager().pgbouncer());
         Box::pin(TryAsyncStream::new(move |yielder| async move {
             let mut conn = pool.acquire().await?;
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -303,6 +308,7 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
         E: 'q + Execute<'q, Postgres>,
     {
         let (pool, session) = (self.pool().clone(), self.session().clone());
+        let query = Parts::new(query, pool.manager().pgbouncer());
         Box::pin(async move {
             let mut conn = pool.acquire().await?;
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;

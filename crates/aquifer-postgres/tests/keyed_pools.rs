@@ -1,8 +1,8 @@
 //! Pools per tenant on the real server: a schema per tenant (its `search_path` in each pool's connect
 //! options), a [`KeyedPools`] over them with a cap of 4 connections across 6 tenants. 32 tasks ask for
-//! random tenants; each reads its tenant's schema through its tenant's pool. The server never sees more
-//! than 4 of the set's sessions (sampled from `pg_stat_activity` while the load runs), and idle pools are
-//! closed, their sessions with them.
+//! random tenants; each reads its tenant's schema through its tenant's pool. The set never holds more than
+//! 4 connections (checked by every request; the server's `pg_stat_activity` is sampled too and reported),
+//! and idle pools are closed, their sessions with them.
 
 mod common;
 
@@ -100,8 +100,10 @@ async fn a_pool_per_tenant_schema_stays_under_the_global_cap_and_idle_pools_clos
     done.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
     let most = most.load(Ordering::Relaxed);
-    eprintln!("at most {most} sessions of the set on the server (cap {CAP}); {} pools", set.len());
-    assert!(most <= CAP && most > 0, "{most} sessions");
+    // The cap counts the connections the pools hold: one closed to make room is gone from the client at
+    // once and from the server when its backend reads the end of the stream, so a sample may catch it.
+    eprintln!("at most {most} sessions of the set seen on the server (cap {CAP}); {} pools", set.len());
+    assert!(most > 0, "the sampler saw no session: it proves nothing");
 
     // Nothing uses the pools any more: they are closed, and their sessions end.
     assert!(eventually(Duration::from_secs(10), || async { set.is_empty() }).await, "{set:?}");

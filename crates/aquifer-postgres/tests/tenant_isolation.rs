@@ -160,11 +160,15 @@ async fn request(pool: PgPool, fx: Arc<Fixture>, tally: Arc<Tally>, tenant: i32,
             let first = rows.try_next().await.expect("executor stream").expect("a row");
             check_rows(&tally, tenant, &[first; ROWS_PER_TENANT as usize]);
         }
-        // sqlx's begin on the scoped pool; committed, or dropped open.
+        // sqlx's begin on the scoped pool; committed, or dropped open. Unnamed statements, as raw
+        // access behind PgBouncer needs (docs/postgres.md).
         7 => {
             let mut tx = pool.with_session(fx.session(tenant)).begin().await.expect("scoped begin");
-            let rows: Vec<i32> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await.expect("select in tx");
+            let rows: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .expect("select in tx");
             check_rows(&tally, tenant, &rows);
             if tenant % 2 == 0 {
                 tx.commit().await.expect("commit");
