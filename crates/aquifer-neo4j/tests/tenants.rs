@@ -5,8 +5,7 @@
 //! panicking after their request. No request may see another tenant's nodes, and the configured database
 //! never sees any.
 //!
-//! `AQUIFER_TENANT_REQUESTS` scales the number of requests (default 2,000: ArcadeDB answers a Bolt query in
-//! about a millisecond here, ten times slower than PostgreSQL).
+//! `AQUIFER_TENANT_REQUESTS` scales the number of requests (default 10,000).
 
 mod common;
 
@@ -118,7 +117,7 @@ async fn request(pool: Neo4jPool, tally: Arc<TenantTally>, tenant: u64, kind: u6
 async fn no_tenant_sees_another_tenants_database() {
     let pool = pool("tenants", 4, None).await;
     let dbs = Databases::create(&pool).await;
-    let total: u64 = std::env::var("AQUIFER_TENANT_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let total: u64 = std::env::var("AQUIFER_TENANT_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let tally = Arc::new(TenantTally::default());
     let mut tasks = Vec::new();
     for task in 0..32u64 {
