@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod batch_loader;
+mod context;
 mod error;
 mod loader;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod sqlite;
 pub use batch_loader::{BatchLoader, BatchLoaderBuilder, DEFAULT_MAX_BATCH_SIZE};
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite", feature = "neo4j"))]
 pub use bulk_error::BulkError;
+pub use context::{ContextBatchLoader, ContextLoader, InContext};
 pub use error::BatchError;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite", feature = "neo4j"))]
 pub use ident::IdentError;

@@ -16,13 +16,36 @@
 //! that the process's CPU time (`/usr/bin/time`, unlike callgrind's count inside `get()` and the drop) includes
 //! what is recorded at collection time. The loop's own on-CPU time per cycle is printed to stderr: timing
 //! without what other processes on the machine take.
+//!
+//! With `ctx` as second argument each checkout is a `get_with` of a session context whose `apply` and
+//! `clear` do nothing: the engine's own cost of a context (the boxed slow path, the apply, the return through
+//! a background task that clears it), without a database's round trips. Compare its on-CPU time per cycle
+//! with a run without arguments (callgrind cannot: the clear runs in a task outside the toggled functions).
 
-use aquifer_core::Pool;
+use std::sync::Arc;
+
+use aquifer_core::{BoxError, Pool, SessionContext};
 use aquifer_testing::NoopManager;
+
+/// A context that sets nothing: what remains is the engine's handling of a context.
+struct Nothing;
+
+#[aquifer_core::async_trait]
+impl SessionContext<u64> for Nothing {
+    async fn apply(&self, _: &mut u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    async fn clear(&self, _: &mut u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(40_000);
     let capture = (std::env::args().nth(2).as_deref() == Some("sdk")).then(aquifer_testing::MetricsCapture::new);
+    let ctx: Option<Arc<dyn SessionContext<_>>> =
+        (std::env::args().nth(2).as_deref() == Some("ctx")).then(|| Arc::new(Nothing) as _);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let mut builder = Pool::builder(NoopManager::new("cycles"))
@@ -35,7 +58,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop(pool.get().await?);
         let (cpu0, wall0) = (thread_cpu_ns(), std::time::Instant::now());
         for _ in 0..n {
-            let conn = pool.get().await?;
+            let conn = match &ctx {
+                Some(ctx) => pool.get_with(Arc::clone(ctx)).await?,
+                None => pool.get().await?,
+            };
             std::hint::black_box(&*conn);
         }
         let (cpu, wall) = (thread_cpu_ns().zip(cpu0).map(|(b, a)| b - a), wall0.elapsed());

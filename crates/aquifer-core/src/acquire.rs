@@ -42,8 +42,33 @@ impl<'a, M: Manager> Acquire<'a, M> {
         session: Option<SessionRef<M::Connection>>,
     ) -> Self {
         let leak_caller = shared.config.leak_detection_threshold.map(|_| caller);
-        Acquire { shared, timeout, leak_caller, slow: None, session }
+        // A context the manager refuses fails here, before a checkout: no door built on `get_with` can put
+        // session-level state on a connection whose server side other clients share.
+        let slow = session.as_ref().and_then(|ctx| refused(shared, &**ctx));
+        Acquire { shared, timeout, leak_caller, slow, session }
     }
+}
+
+/// The error of a context the manager refuses ([`Manager::session_context_refusal`]), as an already
+/// finished slow path. A panicking manager counts as a refusal.
+#[cold]
+fn refused<'a, M: Manager>(
+    shared: &Arc<Shared<M>>,
+    ctx: &dyn crate::SessionContext<M::Connection>,
+) -> Option<SlowPath<'a, M>> {
+    let manager = &shared.manager;
+    let reason = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        manager.session_context_refusal().map(Arc::<str>::from)
+    })) {
+        Ok(reason) => reason?,
+        Err(payload) => {
+            let message = crate::hooks::panic_message(&*payload);
+            shared.hook_panicked("session_context_refusal", &message);
+            message
+        }
+    };
+    let hook = Arc::from(ctx.name());
+    Some(Box::pin(std::future::ready(Err(PoolError::Hook { hook, cause: HookFailure::Refused(reason) }))))
 }
 
 impl<M: Manager> Future for Acquire<'_, M> {

@@ -100,7 +100,8 @@ pub enum PoolError<E: std::error::Error + 'static> {
     },
     /// A checkout hook ([`PoolBuilder::on_checkout`](crate::PoolBuilder::on_checkout)) or the checkout's
     /// [`SessionContext`](crate::SessionContext) failed, panicked or timed out. The connection was discarded,
-    /// never lent; the message names the hook.
+    /// never lent; the message names the hook. Also a context the manager refuses before any checkout
+    /// ([`HookFailure::Refused`](crate::HookFailure::Refused)).
     Hook {
         /// The hook's name, or the context's [`name`](crate::SessionContext::name).
         hook: Arc<str>,
@@ -126,6 +127,9 @@ impl<E: std::error::Error + 'static> fmt::Display for PoolError<E> {
             }
             PoolError::Unavailable { since, last_error, .. } => {
                 write!(f, "database unavailable for {:?}: {last_error}", since.elapsed())
+            }
+            PoolError::Hook { hook, cause: crate::session::HookFailure::Refused(reason) } => {
+                write!(f, "session context {hook:?} refused, no connection was checked out: {reason}")
             }
             PoolError::Hook { hook, cause } => {
                 write!(f, "checkout hook {hook:?} failed, the connection was discarded: {cause}")

@@ -10,6 +10,7 @@ mod credentials;
 mod env;
 mod errors;
 mod health;
+mod keyed;
 mod leak;
 mod manager;
 pub mod metrics;
@@ -49,6 +50,7 @@ pub use credentials::{Credential, CredentialError, CredentialProvider, Credentia
 pub use env::EnvVars;
 pub use errors::{BuildError, ConfigError, ConnectError, PoolError, source_not_in};
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
+pub use keyed::{Capped, CappedConn, KeyedPoolError, KeyedPools, KeyedPoolsBuilder};
 pub use leak::LeakReport;
 pub use manager::{Descriptor, Manager};
 pub use operation::{Attempt, Failure, OperationError, Operations, run_operation, run_operation_with};

@@ -61,6 +61,17 @@ pub trait Manager: Send + Sync + 'static {
         0
     }
 
+    /// Why connections of this manager must not carry state from one checkout to the next, if they must not:
+    /// `Some(reason)` when the server side of a connection is shared with other clients between
+    /// transactions (PostgreSQL behind PgBouncer in transaction mode), so that a setting made at session
+    /// level for one checkout would reach them. [`Pool::get_with`](crate::Pool::get_with) (and every door
+    /// built on it) then refuses a [`SessionContext`](crate::SessionContext) before checking anything out,
+    /// with [`PoolError::Hook`](crate::PoolError::Hook) and [`HookFailure::Refused`](crate::HookFailure)
+    /// carrying `reason`. Read once per `get_with`, never on a plain checkout: no I/O. Default: `None`.
+    fn session_context_refusal(&self) -> Option<&str> {
+        None
+    }
+
     /// What this manager connects to, for metric attributes, logs and health reports. Never credentials.
     fn descriptor(&self) -> Descriptor;
 

@@ -55,6 +55,9 @@ pub mod names {
     pub const USE_TIME: &str = "db.client.connection.use_time";
     /// `db.client.operation.duration` (Histogram, `s`).
     pub const OPERATION_DURATION: &str = "db.client.operation.duration";
+    /// `aquifer.pool.keyed.pools` (UpDownCounter, `{pool}`): the pools a [`KeyedPools`](crate::KeyedPools)
+    /// holds.
+    pub const KEYED_POOLS: &str = "aquifer.pool.keyed.pools";
     /// `aquifer.pool.connections.created` (Counter, `{connection}`).
     pub const CREATED: &str = "aquifer.pool.connections.created";
     /// `aquifer.pool.connections.closed` (Counter, `{connection}`, attribute `reason`).

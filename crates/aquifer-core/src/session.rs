@@ -146,6 +146,10 @@ pub enum HookFailure {
     Panicked(Arc<str>),
     /// It did not finish within `hook_timeout`.
     TimedOut(Duration),
+    /// It was not run: the manager refuses session-level state on its connections
+    /// ([`Manager::session_context_refusal`](crate::Manager::session_context_refusal), for this reason). No
+    /// connection was checked out.
+    Refused(Arc<str>),
 }
 
 impl fmt::Display for HookFailure {
@@ -154,6 +158,7 @@ impl fmt::Display for HookFailure {
             HookFailure::Failed(e) => write!(f, "{e}"),
             HookFailure::Panicked(m) => write!(f, "panicked: {m}"),
             HookFailure::TimedOut(d) => write!(f, "timed out after {d:?} (hook_timeout)"),
+            HookFailure::Refused(reason) => write!(f, "refused: {reason}"),
         }
     }
 }
@@ -162,7 +167,7 @@ impl std::error::Error for HookFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             HookFailure::Failed(e) => crate::errors::source_not_in(&self.to_string(), &**e),
-            HookFailure::Panicked(_) | HookFailure::TimedOut(_) => None,
+            HookFailure::Panicked(_) | HookFailure::TimedOut(_) | HookFailure::Refused(_) => None,
         }
     }
 }

@@ -376,3 +376,62 @@ proptest! {
         prop_assert_eq!(fake.double_closes(), 0);
     }
 }
+
+/// A manager whose connections other clients share between transactions (as PostgreSQL's behind PgBouncer
+/// in transaction mode): it refuses session-level state, or panics when asked.
+struct SharedServer {
+    fake: FakeManager,
+    panics: bool,
+}
+
+#[aquifer_core::async_trait]
+impl aquifer_core::Manager for SharedServer {
+    type Connection = FakeConn;
+    type Error = aquifer_testing::FakeError;
+
+    async fn connect(&self) -> Result<FakeConn, Self::Error> {
+        aquifer_core::Manager::connect(&self.fake).await
+    }
+
+    async fn validate(&self, conn: &mut FakeConn) -> Result<(), Self::Error> {
+        aquifer_core::Manager::validate(&self.fake, conn).await
+    }
+
+    fn descriptor(&self) -> aquifer_core::Descriptor {
+        aquifer_core::Manager::descriptor(&self.fake)
+    }
+
+    fn session_context_refusal(&self) -> Option<&str> {
+        assert!(!self.panics, "injected panic in session_context_refusal");
+        Some("server connections are shared between transactions")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manager_that_refuses_session_state_fails_every_context_door_before_a_checkout() {
+    for panics in [false, true] {
+        let fake = FakeManager::new();
+        let pool =
+            aquifer_core::Pool::builder(SharedServer { fake: fake.clone(), panics }).max_size(1).build().unwrap();
+        let doors = [
+            pool.get_with(Tenant::new(1)).await.map(|_| ()),
+            pool.get_timeout_with(Duration::from_secs(1), Tenant::new(2)).await.map(|_| ()),
+        ];
+        for err in doors.into_iter().map(Result::unwrap_err) {
+            assert!(
+                matches!(&err, PoolError::Hook { hook, cause: HookFailure::Refused(_) } if &**hook == "tenant"),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("no connection was checked out"), "{text}");
+            assert!(text.contains(if panics { "injected panic" } else { "shared between transactions" }), "{text}");
+        }
+        assert_eq!(fake.stats().created, 0, "a refused context opened a connection");
+        assert_eq!(pool.stats().closed_hook_failed, 0, "nothing was checked out, so nothing was discarded");
+        // A plain checkout is untouched by the refusal.
+        let conn = pool.get().await.unwrap();
+        assert_eq!(conn.uses, 0);
+        drop(conn);
+        assert_eq!(pool.stats().panics, u64::from(panics) * 2, "a panicking refusal is counted like a hook panic");
+    }
+}

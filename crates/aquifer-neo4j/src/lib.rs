@@ -11,7 +11,7 @@ pub use config::{Neo4jConfig, Password};
 pub use error::Neo4jError;
 pub use manager::{Neo4jConnection, Neo4jManager};
 pub use neo4rs::{self, BoltType, Graph, Query, Row, Txn, query};
-pub use ops::TxFuture;
+pub use ops::{Neo4jScoped, TxFuture};
 
 /// The adapter contract [`Neo4jConfig`] implements, for code generic over backends.
 pub use aquifer_core::Adapter;

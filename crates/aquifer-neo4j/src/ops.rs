@@ -55,7 +55,7 @@ impl Neo4jPool {
     pub async fn fetch_all(&self, query: impl Into<Query> + Send) -> Result<Vec<Row>, crate::Neo4jOperationError> {
         let query = query.into();
         let op = operation_name(query.query());
-        let attempt = Statement { manager: self.manager(), query: &query, rows: true };
+        let attempt = Statement { manager: self.manager(), query: &query, rows: true, database: None };
         run_operation(self, op, attempt).await.map(|out| out.unwrap_or_default())
     }
 
@@ -68,7 +68,9 @@ impl Neo4jPool {
     pub async fn execute(&self, query: impl Into<Query> + Send) -> Result<(), crate::Neo4jOperationError> {
         let query = query.into();
         let op = operation_name(query.query());
-        run_operation(self, op, Statement { manager: self.manager(), query: &query, rows: false }).await.map(|_| ())
+        run_operation(self, op, Statement { manager: self.manager(), query: &query, rows: false, database: None })
+            .await
+            .map(|_| ())
     }
 
     /// Runs `work` in a transaction: commits when it returns `Ok`, rolls back when it returns `Err`.
@@ -110,8 +112,87 @@ impl Neo4jPool {
         T: Send,
         F: for<'t> FnMut(&'t mut Txn) -> TxFuture<'t, T> + Send,
     {
-        let attempt = Transaction { manager: self.manager(), work: &mut work, _output: PhantomData };
+        let attempt = Transaction { manager: self.manager(), work: &mut work, database: None, _output: PhantomData };
         run_operation(self, "TRANSACTION", attempt).await
+    }
+
+    /// The helpers with every query and transaction sent to `database` (the `db` field of each Bolt `RUN`
+    /// and `BEGIN` message) instead of the configured one: a database per tenant. The database travels
+    /// with each message, so nothing is left on the connection for the next user (Bolt sessions hold no
+    /// current database), and a cancelled call leaves only what any cancelled call leaves (repaired before
+    /// reuse).
+    ///
+    /// Impersonation (`imp_user`) is not offered: neo4rs 0.9 sends it only with its unstable Bolt protocol
+    /// feature, and ArcadeDB ignores it (docs/neo4j.md, "Tenants").
+    pub fn with_database(&self, database: impl Into<String>) -> Neo4jScoped<'_> {
+        Neo4jScoped { pool: self, database: neo4rs::Database::from(database.into()) }
+    }
+}
+
+/// A [`Neo4jPool`] whose helpers run on one database ([`Neo4jPool::with_database`]). The helpers behave as
+/// [`Neo4jPool`]'s (metrics, retries, cancel safety).
+#[derive(Debug, Clone)]
+pub struct Neo4jScoped<'p> {
+    pool: &'p Neo4jPool,
+    database: neo4rs::Database,
+}
+
+impl Neo4jScoped<'_> {
+    /// The database every call runs on.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// As [`Neo4jPool::fetch_one`], on this database.
+    ///
+    /// Cancel safety: as for [`Neo4jPool::fetch_one`].
+    pub async fn fetch_one(&self, query: impl Into<Query> + Send) -> Result<Row, crate::Neo4jOperationError> {
+        self.fetch_optional(query).await?.ok_or(crate::Neo4jOperationError::Backend(Neo4jError::RowNotFound))
+    }
+
+    /// As [`Neo4jPool::fetch_optional`], on this database.
+    ///
+    /// Cancel safety: as for [`Neo4jPool::fetch_one`].
+    pub async fn fetch_optional(
+        &self,
+        query: impl Into<Query> + Send,
+    ) -> Result<Option<Row>, crate::Neo4jOperationError> {
+        Ok(self.fetch_all(query).await?.into_iter().next())
+    }
+
+    /// As [`Neo4jPool::fetch_all`], on this database.
+    ///
+    /// Cancel safety: as for [`Neo4jPool::fetch_one`].
+    pub async fn fetch_all(&self, query: impl Into<Query> + Send) -> Result<Vec<Row>, crate::Neo4jOperationError> {
+        let query = query.into();
+        let op = operation_name(query.query());
+        let manager = self.pool.manager();
+        let attempt = Statement { manager, query: &query, rows: true, database: Some(&self.database) };
+        run_operation(self.pool, op, attempt).await.map(|out| out.unwrap_or_default())
+    }
+
+    /// As [`Neo4jPool::execute`], on this database.
+    ///
+    /// Cancel safety: as for [`Neo4jPool::execute`].
+    pub async fn execute(&self, query: impl Into<Query> + Send) -> Result<(), crate::Neo4jOperationError> {
+        let query = query.into();
+        let op = operation_name(query.query());
+        let manager = self.pool.manager();
+        let attempt = Statement { manager, query: &query, rows: false, database: Some(&self.database) };
+        run_operation(self.pool, op, attempt).await.map(|_| ())
+    }
+
+    /// As [`Neo4jPool::transaction`], on this database.
+    ///
+    /// Cancel safety: as for [`Neo4jPool::transaction`].
+    pub async fn transaction<T, F>(&self, mut work: F) -> Result<T, crate::Neo4jOperationError>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t mut Txn) -> TxFuture<'t, T> + Send,
+    {
+        let manager = self.pool.manager();
+        let attempt = Transaction { manager, work: &mut work, database: Some(&self.database), _output: PhantomData };
+        run_operation(self.pool, "TRANSACTION", attempt).await
     }
 }
 
@@ -120,6 +201,8 @@ struct Statement<'q> {
     manager: &'q Neo4jManager,
     query: &'q Query,
     rows: bool,
+    /// Instead of the configured database.
+    database: Option<&'q neo4rs::Database>,
 }
 
 impl Attempt<Neo4jManager> for Statement<'_> {
@@ -129,7 +212,10 @@ impl Attempt<Neo4jManager> for Statement<'_> {
         conn.interrupted = true;
         let result = if self.rows {
             async {
-                let mut stream = conn.graph().execute(self.query.clone()).await?;
+                let mut stream = match self.database {
+                    Some(db) => conn.graph().execute_on(db.clone(), self.query.clone()).await?,
+                    None => conn.graph().execute(self.query.clone()).await?,
+                };
                 let mut rows = Vec::new();
                 while let Some(row) = stream.next().await? {
                     rows.push(row);
@@ -138,7 +224,10 @@ impl Attempt<Neo4jManager> for Statement<'_> {
             }
             .await
         } else {
-            conn.graph().run(self.query.clone()).await.map(|()| None)
+            match self.database {
+                Some(db) => conn.graph().run_on(db.clone(), self.query.clone()).await.map(|()| None),
+                None => conn.graph().run(self.query.clone()).await.map(|()| None),
+            }
         };
         let rows = self.rows;
         // A read can be repeated; a write whose connection was lost after sending may have been applied.
@@ -151,6 +240,8 @@ impl Attempt<Neo4jManager> for Statement<'_> {
 struct Transaction<'f, T, F> {
     manager: &'f Neo4jManager,
     work: &'f mut F,
+    /// Instead of the configured database.
+    database: Option<&'f neo4rs::Database>,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -165,7 +256,11 @@ where
         conn.interrupted = true;
         let manager = self.manager;
         let result = async {
-            let mut txn = conn.graph().start_txn().await.map_err(|e| manager.classify(e))?;
+            let txn = match self.database {
+                Some(db) => conn.graph().start_txn_on(db.clone()).await,
+                None => conn.graph().start_txn().await,
+            };
+            let mut txn = txn.map_err(|e| manager.classify(e))?;
             match (self.work)(&mut txn).await {
                 Ok(value) => {
                     txn.commit().await.map_err(|e| manager.classify(e))?;

@@ -9,7 +9,7 @@
 //!
 //! Environment: `POSTGRES_URL` (default the local test server without TLS), `BENCH_SECS` per measurement
 //! (default 2), `BENCH_ROUNDS` (default 3), `BENCH_TASKS` (default `16,64,256`), `BENCH_PEERS` (a comma list
-//! of `aquifer`, `helper`, `sqlx`, `deadpool`, `bare`; default all), `BENCH_WORK` (`select1`, `pk`; default
+//! of `aquifer`, `helper`, `session`, `scoped`, `sqlx`, `deadpool`, `bare`; default all), `BENCH_WORK` (`select1`, `pk`; default
 //! both), `BENCH_PGBENCH=0` to skip pgbench. Not run by CI.
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use aquifer_postgres::sqlx::postgres::{PgConnection, PgPoolOptions};
 use aquifer_postgres::sqlx::{self, Connection};
-use aquifer_postgres::{PgConfig, PgPool};
+use aquifer_postgres::{PgConfig, PgPool, PgSession};
 use tokio::sync::Mutex;
 
 const POOL_SIZE: usize = 16;
@@ -44,18 +44,32 @@ impl Work {
 enum Peer {
     Aquifer,
     AquiferHelper,
+    /// `get_session` (a tenant set at session level, `RESET ALL; RESET ROLE` on return) + a sqlx query.
+    AquiferSession,
+    /// The helper `fetch_one` with a tenant applied per transaction (`with_session`).
+    AquiferScoped,
     Sqlx,
     Deadpool,
     Bare,
 }
 
 impl Peer {
-    const ALL: [Peer; 5] = [Peer::Aquifer, Peer::AquiferHelper, Peer::Sqlx, Peer::Deadpool, Peer::Bare];
+    const ALL: [Peer; 7] = [
+        Peer::Aquifer,
+        Peer::AquiferHelper,
+        Peer::AquiferSession,
+        Peer::AquiferScoped,
+        Peer::Sqlx,
+        Peer::Deadpool,
+        Peer::Bare,
+    ];
 
     fn key(self) -> &'static str {
         match self {
             Peer::Aquifer => "aquifer",
             Peer::AquiferHelper => "helper",
+            Peer::AquiferSession => "session",
+            Peer::AquiferScoped => "scoped",
             Peer::Sqlx => "sqlx",
             Peer::Deadpool => "deadpool",
             Peer::Bare => "bare",
@@ -66,6 +80,8 @@ impl Peer {
         match self {
             Peer::Aquifer => "aquifer-postgres (get + sqlx query)",
             Peer::AquiferHelper => "aquifer-postgres helper fetch_one (metrics + retry)",
+            Peer::AquiferSession => "aquifer-postgres get_session (tenant per checkout) + sqlx query",
+            Peer::AquiferScoped => "aquifer-postgres with_session fetch_one (tenant per transaction)",
             Peer::Sqlx => "sqlx PgPool, defaults",
             Peer::Deadpool => "deadpool-postgres 0.14 (tokio-postgres)",
             Peer::Bare => "16 bare sqlx PgConnections, no pool",
@@ -86,6 +102,8 @@ struct Sample {
 enum Target {
     Aquifer(PgPool),
     AquiferHelper(PgPool),
+    AquiferSession(PgPool, PgSession),
+    AquiferScoped(PgPool, PgSession),
     Sqlx(sqlx::PgPool),
     Deadpool(deadpool_postgres::Pool),
     Bare(Arc<Vec<Mutex<PgConnection>>>),
@@ -107,6 +125,22 @@ impl Target {
             }
             (Target::AquiferHelper(pool), Work::PkLookup) => {
                 let _: (i32, String, i32) = pool.fetch_one(|| sqlx::query(PK_SQL).bind(key)).await.expect("query");
+            }
+            (Target::AquiferSession(pool, session), Work::Select1) => {
+                let mut conn = pool.get_session(session).await.expect("get_session");
+                let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await.expect("query");
+            }
+            (Target::AquiferSession(pool, session), Work::PkLookup) => {
+                let mut conn = pool.get_session(session).await.expect("get_session");
+                let _: (i32, String, i32) = sqlx::query_as(PK_SQL).bind(key).fetch_one(&mut *conn).await.expect("q");
+            }
+            (Target::AquiferScoped(pool, session), Work::Select1) => {
+                let scoped = pool.with_session(session.clone());
+                let _: (i32,) = scoped.fetch_one(|| sqlx::query("SELECT 1")).await.expect("query");
+            }
+            (Target::AquiferScoped(pool, session), Work::PkLookup) => {
+                let scoped = pool.with_session(session.clone());
+                let _: (i32, String, i32) = scoped.fetch_one(|| sqlx::query(PK_SQL).bind(key)).await.expect("query");
             }
             (Target::Sqlx(pool), Work::Select1) => {
                 let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(pool).await.expect("query");
@@ -147,7 +181,10 @@ impl Target {
 
     async fn close(self) {
         match self {
-            Target::Aquifer(pool) | Target::AquiferHelper(pool) => {
+            Target::Aquifer(pool)
+            | Target::AquiferHelper(pool)
+            | Target::AquiferSession(pool, _)
+            | Target::AquiferScoped(pool, _) => {
                 pool.close().await;
             }
             Target::Sqlx(pool) => pool.close().await,
@@ -174,7 +211,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// A fresh, pre-filled pool of 16 for `peer`.
 async fn open(peer: Peer) -> Target {
     match peer {
-        Peer::Aquifer | Peer::AquiferHelper => {
+        Peer::Aquifer | Peer::AquiferHelper | Peer::AquiferSession | Peer::AquiferScoped => {
             let mut c = PgConfig::from_url(url());
             c.pool.name = Some("aq_pg_bench".into());
             c.pool.max_size = POOL_SIZE;
@@ -184,7 +221,13 @@ async fn open(peer: Peer) -> Target {
             while pool.state().idle < POOL_SIZE {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            if peer == Peer::Aquifer { Target::Aquifer(pool) } else { Target::AquiferHelper(pool) }
+            let tenant = || PgSession::new().set("app.tenant_id", "7").expect("a valid setting");
+            match peer {
+                Peer::Aquifer => Target::Aquifer(pool),
+                Peer::AquiferHelper => Target::AquiferHelper(pool),
+                Peer::AquiferSession => Target::AquiferSession(pool, tenant()),
+                _ => Target::AquiferScoped(pool, tenant()),
+            }
         }
         Peer::Sqlx => {
             let pool = PgPoolOptions::new()

@@ -19,7 +19,8 @@ use sqlx::{Acquire, Describe, Either, Execute, Executor, SqlStr};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 use sqlx_core::transaction::TransactionManager;
 
-use crate::{PgConfig, PgPool, PgPoolError, PgPooled, PgStartError};
+use crate::helpers::Parts;
+use crate::{PgConfig, PgPool, PgPoolError, PgPooled, PgScoped, PgStartError};
 
 /// The pool's error as an sqlx error, for code that expects sqlx's: a closed pool is
 /// [`sqlx::Error::PoolClosed`]; a timeout or a fail-fast is an [`sqlx::Error::Io`] (kind `TimedOut` or
@@ -264,5 +265,92 @@ impl<'p> Executor<'p> for &'_ PgPool {
     {
         let pool = self.clone();
         Box::pin(async move { pool.acquire().await?.describe(sql).await })
+    }
+}
+
+/// sqlx's `Executor` for a pool with a [`PgSession`](crate::PgSession) applied per transaction
+/// ([`PgPool::with_session`]): `sqlx::query(..).fetch_all(&scoped)` checks a connection out, opens a
+/// transaction, applies the session with `set_config(.., true)`, runs the query and commits, so the settings
+/// end with the transaction and never reach the next user of the connection (safe behind PgBouncer in
+/// transaction mode). A query that fails, or a stream dropped before its end, leaves the transaction to be
+/// rolled back by the pool before reuse. Behind PgBouncer ([`PgConfig::pgbouncer`]) queries are sent as
+/// unnamed statements, so none is left on the shared server connection. `prepare_with` and `describe` read
+/// no rows and run without the session. Outside the operation runner, as [`&PgPool`](PgPool)'s.
+impl<'p> Executor<'p> for &'_ PgScoped<'_> {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let (pool, session) = (self.pool().clone(), self.session().clone());
+        // Behind PgBouncer an unnamed statement: a named one outlives the transaction (and a rollback) on a
+        // server connection other clients get next.
+        let query = Parts::new(query, pool.manager().pgbouncer());
+        Box::pin(TryAsyncStream::new(move |yielder| async move {
+            let mut conn = pool.acquire().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            session.apply_local(&mut tx).await?;
+            {
+                let mut results = (&mut *tx).fetch_many(query);
+                while let Some(v) = results.try_next().await? {
+                    yielder.r#yield(v).await;
+                }
+            }
+            tx.commit().await
+        }))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let (pool, session) = (self.pool().clone(), self.session().clone());
+        let query = Parts::new(query, pool.manager().pgbouncer());
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            session.apply_local(&mut tx).await?;
+            let row = (&mut *tx).fetch_optional(query).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        let pool = self.pool().clone();
+        Box::pin(async move { pool.acquire().await?.prepare_with(sql, parameters).await })
+    }
+
+    #[doc(hidden)]
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        let pool = self.pool().clone();
+        Box::pin(async move { pool.acquire().await?.describe(sql).await })
+    }
+}
+
+impl PgScoped<'_> {
+    /// Checks a connection out and starts a transaction on it with the session applied as its first
+    /// statement (`set_config(.., true)`): sqlx's `Pool::begin` for a tenant. The settings end with the
+    /// transaction; dropped without [`commit`](PgTransaction::commit) or
+    /// [`rollback`](PgTransaction::rollback), it is rolled back before the connection is reused.
+    ///
+    /// Cancel safety: as for [`PgPool::begin`].
+    pub async fn begin(&self) -> Result<PgTransaction, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        self.session().apply_local(&mut tx).await?;
+        Ok(tx)
     }
 }

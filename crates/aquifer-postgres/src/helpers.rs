@@ -307,7 +307,7 @@ async fn stream(conn: &mut PgConnection, parts: Parts, keep: Keep) -> (Result<Ou
 
 /// A query taken apart, so the helpers can see its SQL (for `db.operation.name`) and its arguments (for
 /// PgBouncer mode), and can turn named prepared statements off.
-struct Parts {
+pub(crate) struct Parts {
     sql: SqlStr,
     statement: Option<PgStatement>,
     args: Result<Option<PgArguments>, sqlx::error::BoxDynError>,
@@ -315,7 +315,7 @@ struct Parts {
 }
 
 impl Parts {
-    fn new<'q, Q: Execute<'q, Postgres>>(mut query: Q, pgbouncer: bool) -> Self {
+    pub(crate) fn new<'q, Q: Execute<'q, Postgres>>(mut query: Q, pgbouncer: bool) -> Self {
         let statement = query.statement().cloned();
         let persistent = query.persistent() && !pgbouncer;
         let args = query.take_arguments();

@@ -258,6 +258,14 @@ impl Manager for PgManager {
         self.descriptor.clone()
     }
 
+    /// Behind PgBouncer in transaction mode ([`PgConfig::pgbouncer`]) a session-level setting made for one
+    /// checkout would stay on a server connection other clients get between two transactions: every
+    /// [`SessionContext`](aquifer_core::SessionContext) is refused ([`PgPool::get_session`](crate::PgPool::get_session),
+    /// `get_with`, `get_timeout_with`), before anything is checked out.
+    fn session_context_refusal(&self) -> Option<&str> {
+        self.pgbouncer.then_some(PGBOUNCER_REFUSAL)
+    }
+
     fn error_type(&self, error: &sqlx::Error) -> Cow<'static, str> {
         crate::error::error_type(error)
     }
@@ -283,6 +291,11 @@ impl Manager for PgManager {
         }
     }
 }
+
+/// Why a per-checkout context is refused behind PgBouncer in transaction mode.
+const PGBOUNCER_REFUSAL: &str = "session-level settings are unsafe behind PgBouncer in transaction mode \
+    (pgbouncer = true): they would stay on a server connection other clients share; apply them per \
+    transaction with PgPool::with_session";
 
 /// The server refused the password (`28P01`, invalid_password).
 fn is_refused_password(error: &sqlx::Error) -> bool {

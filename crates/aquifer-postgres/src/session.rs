@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use aquifer_core::{BoxError, ConfigError, HookFailure, PoolError, SessionContext};
+use aquifer_core::{BoxError, ConfigError, SessionContext};
+#[cfg(doc)]
+use aquifer_core::{HookFailure, PoolError};
 use sqlx::postgres::PgConnection;
 
 use crate::helpers::Keep;
@@ -30,7 +32,7 @@ use crate::{PgOperationError, PgPool, PgPoolError, PgPooled};
 /// assert_eq!(tenant.settings().len(), 3);
 /// # Ok::<(), aquifer_postgres::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct PgSession {
     /// (parameter, value), in the order they are applied; the role comes first so that the other settings
     /// are made by it.
@@ -166,20 +168,15 @@ impl PgPool {
     /// Fails with [`PoolError::Hook`] (and the connection discarded) when applying fails: an unknown role,
     /// a role the login user is not a member of, an invalid value. Behind PgBouncer in transaction mode
     /// ([`PgConfig::pgbouncer`](crate::PgConfig::pgbouncer)) session-level settings would stay on a shared
-    /// server connection, so this fails with [`PoolError::Hook`] without checking out: use
+    /// server connection, so this fails with [`PoolError::Hook`] ([`HookFailure::Refused`]) without checking
+    /// out, as `get_with` and `get_timeout_with` do for any context on such a pool: use
     /// [`with_session`](PgPool::with_session).
     ///
     /// Cancel safety: as for [`Pool::get_with`](aquifer_core::Pool::get_with): a future dropped while the
     /// settings are applied closes the connection; a connection dropped at any point (a panic included) is
     /// cleared or closed before reuse.
     pub async fn get_session(&self, session: &PgSession) -> Result<PgPooled, PgPoolError> {
-        if self.manager().pgbouncer() {
-            let e: BoxError =
-                "session-level settings are unsafe behind PgBouncer in transaction mode (pgbouncer = true): \
-                 use PgPool::with_session"
-                    .into();
-            return Err(PoolError::Hook { hook: Arc::from("PgSession"), cause: HookFailure::Failed(e) });
-        }
+        // Behind PgBouncer the engine refuses it before a checkout (PgManager::session_context_refusal).
         self.get_with(Arc::new(session.clone())).await
     }
 
@@ -215,6 +212,11 @@ impl PgScoped<'_> {
     /// The session applied to each call.
     pub fn session(&self) -> &PgSession {
         &self.session
+    }
+
+    /// The pool the calls run on.
+    pub fn pool(&self) -> &PgPool {
+        self.pool
     }
 
     /// As [`PgPool::fetch_one`], with the session applied.

@@ -1,7 +1,7 @@
 //! The tenant guarantee on a real server: a table under a row-level security policy on
 //! `current_setting('app.tenant_id')`, read by a non-superuser role (superusers bypass RLS), 10 tenants and
-//! 32 tasks making interleaved requests through both forms of [`PgSession`] (per transaction, per
-//! checkout), with cancellations at random await points and panics in user code. No request may read a row
+//! 32 tasks making interleaved requests through both forms of [`PgSession`] (per transaction: the helpers,
+//! sqlx's `Executor` and `begin` on the scoped pool; per checkout), with cancellations at random await points and panics in user code. No request may read a row
 //! of another tenant, and a request without a context must find no tenant and no role left on its
 //! connection. The same runs through PgBouncer in transaction mode (per transaction only).
 //!
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use aquifer_core::{BoxError, HookFailure, SessionContext};
 use aquifer_postgres::sqlx::postgres::PgConnection;
 use aquifer_postgres::sqlx::{self, Connection, Row};
 use aquifer_postgres::{PgConfig, PgPool, PgPoolError, PgSession};
@@ -143,6 +144,36 @@ async fn request(pool: PgPool, fx: Arc<Fixture>, tally: Arc<Tally>, tenant: i32,
                 sqlx::raw_sql("SELECT set_config('app.tenant_id', '999', false)").execute(&mut *conn).await.unwrap();
             }
         }
+        // Through sqlx's Executor on the scoped pool (per transaction).
+        5 => {
+            let scoped = pool.with_session(fx.session(tenant));
+            let rows: Vec<i32> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&scoped).await.expect("executor fetch_all");
+            check_rows(&tally, tenant, &rows);
+        }
+        // A stream through the Executor, dropped after its first row: the transaction is left open and
+        // rolled back by the pool.
+        6 => {
+            use futures_util::TryStreamExt;
+            let scoped = pool.with_session(fx.session(tenant));
+            let mut rows = sqlx::query_scalar::<_, i32>(sqlx::AssertSqlSafe(sql)).fetch(&scoped);
+            let first = rows.try_next().await.expect("executor stream").expect("a row");
+            check_rows(&tally, tenant, &[first; ROWS_PER_TENANT as usize]);
+        }
+        // sqlx's begin on the scoped pool; committed, or dropped open. Unnamed statements, as raw
+        // access behind PgBouncer needs (docs/postgres.md).
+        7 => {
+            let mut tx = pool.with_session(fx.session(tenant)).begin().await.expect("scoped begin");
+            let rows: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .expect("select in tx");
+            check_rows(&tally, tenant, &rows);
+            if tenant % 2 == 0 {
+                tx.commit().await.expect("commit");
+            }
+        }
         // No context.
         _ => check_clean(&pool, &tally).await,
     }
@@ -159,7 +190,7 @@ async fn run_workload(pool: &PgPool, fx: &Arc<Fixture>, total: u64, per_checkout
             for _ in 0..share {
                 tally.requests.fetch_add(1, Ordering::Relaxed);
                 let tenant = rng.next(TENANTS as u64) as i32 + 1;
-                let kind = rng.next(6);
+                let kind = rng.next(9);
                 let req = request(pool.clone(), Arc::clone(&fx), Arc::clone(&tally), tenant, kind, per_checkout);
                 // Cancelled at whatever await point the deadline finds it (checkout, set, query, commit), or user
                 // code panicking while it holds the connection, or run to its end.
@@ -201,14 +232,73 @@ async fn no_tenant_reads_another_tenants_rows_through_pgbouncer_in_transaction_m
     c.pool.max_size = 24;
     c.pgbouncer = true;
     let pool = c.connect().await.expect("pool through PgBouncer");
-    // Session-level settings would stay on a shared server connection: refused without a checkout.
-    let err = pool.get_session(&fx.session(1)).await.unwrap_err();
-    assert!(matches!(err, PgPoolError::Hook { .. }) && err.to_string().contains("PgBouncer"), "{err}");
+    assert_every_per_checkout_door_refused(&pool, &fx).await;
     let total = requests(10_000);
     let tally = run_workload(&pool, &fx, total, false).await;
     tally.assert_no_leak(total);
     pool.close().await;
     Arc::into_inner(fx).expect("no task holds the fixture").cleanup().await;
+}
+
+/// A context that is not a `PgSession`: the caller's own, setting the tenant at session level.
+struct RawTenant(i32);
+
+#[aquifer_core::async_trait]
+impl SessionContext<PgConnection> for RawTenant {
+    async fn apply(&self, conn: &mut PgConnection) -> Result<(), BoxError> {
+        sqlx::query("SELECT set_config('app.tenant_id', $1, false)").bind(self.0.to_string()).execute(conn).await?;
+        Ok(())
+    }
+
+    async fn clear(&self, conn: &mut PgConnection) -> Result<(), BoxError> {
+        sqlx::raw_sql("RESET ALL").execute(conn).await?;
+        Ok(())
+    }
+}
+
+/// Behind PgBouncer in transaction mode, session-level state would stay on a server connection other
+/// clients share: every door to a per-checkout context is refused before a checkout, the engine's own
+/// (`get_with`, `get_timeout_with`, with a context of the caller's making) as well as `get_session`.
+async fn assert_every_per_checkout_door_refused(pool: &PgPool, fx: &Fixture) {
+    let before = pool.stats();
+    let doors: [(&str, Result<aquifer_postgres::PgPooled, PgPoolError>); 4] = [
+        ("get_session", pool.get_session(&fx.session(1)).await),
+        ("get_with", pool.get_with(Arc::new(fx.session(2))).await),
+        ("get_timeout_with", pool.get_timeout_with(Duration::from_secs(5), Arc::new(fx.session(3))).await),
+        ("get_with, own context", pool.get_with(Arc::new(RawTenant(4))).await),
+    ];
+    for (door, result) in doors {
+        let err = result.map(|_| ()).expect_err(door);
+        assert!(
+            matches!(&err, PgPoolError::Hook { cause: HookFailure::Refused(_), .. })
+                && err.to_string().contains("PgBouncer in transaction mode"),
+            "{door}: {err}"
+        );
+    }
+    let after = pool.stats();
+    assert_eq!(after.acquired, before.acquired, "a refused context checked a connection out");
+    assert_eq!(after.closed_hook_failed, before.closed_hook_failed);
+}
+
+/// The refusal holds on a pool of its own, before anything else ran on it (no connection ever opened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_checkout_context_is_refused_behind_pgbouncer_through_every_door() {
+    aquifer_testing::require_server("PgBouncer", &aquifer_testing::servers::pgbouncer_addr(), SCRIPT).await;
+    let fx = Fixture::create("refused").await;
+    let mut c = PgConfig::from_url(aquifer_testing::servers::pgbouncer_url());
+    c.pool.name = Some(unique("tenant_refused"));
+    c.pgbouncer = true;
+    let pool = c.connect_lazy().expect("lazy pool through PgBouncer");
+    assert_every_per_checkout_door_refused(&pool, &fx).await;
+    assert_eq!(pool.state().size, 0, "a refused context opened a connection");
+    // The per-transaction form works on the same pool.
+    let rows: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(fx.select()))
+        .fetch_all(&pool.with_session(fx.session(5)))
+        .await
+        .expect("per transaction through PgBouncer");
+    check_rows(&Tally::default(), 5, &rows);
+    pool.close().await;
+    fx.cleanup().await;
 }
 
 /// A connection whose reset on return fails is discarded: the caller left it in a failed transaction opened
