@@ -47,10 +47,16 @@ pub async fn assert_server_clean<B: ChaosBackend>(pool: PoolOf<B>, marker: &str,
     panic!("{}: the server still holds {left} connection(s) of the closed pool {marker}", B::NAME);
 }
 
-/// Checks `n` connections out at once and returns them, so the pool holds `n` idle connections.
+/// Checks `n` connections out at once and returns them, so the pool holds `n` idle connections. Each checkout
+/// may wait [`FILL_WAIT`], longer than the pools' acquire timeout: a server just started (ArcadeDB's JVM, cold,
+/// on a busy machine) can take longer than one connect timeout to answer its first logins, and the pool retries
+/// them; what the tests check begins once the pool is full.
 pub async fn fill<M: Manager>(pool: &Pool<M>, n: usize) {
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
-        held.push(pool.get().await.expect("a connection while there is no fault"));
+        held.push(pool.get_timeout(FILL_WAIT).await.expect("a connection while there is no fault"));
     }
 }
+
+/// How long [`fill`] waits for each connection.
+pub const FILL_WAIT: Duration = Duration::from_secs(15);
