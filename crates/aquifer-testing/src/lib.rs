@@ -8,6 +8,7 @@ mod fake;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 mod logs;
+mod mariadb_cluster;
 mod metrics;
 mod noop;
 mod operation;
@@ -30,6 +31,7 @@ pub use chain::{assert_each_cause_once, error_chain, render_chain};
 pub use counting_proxy::{CountingProxy, WireProtocol};
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
+pub use mariadb_cluster::{APP_USER as MARIADB_APP_USER, PROMOTE_SQL as MARIADB_PROMOTE_SQL, PrivateMariaDbCluster};
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use noop::NoopManager;
 pub use operation::check_operation_names;

@@ -33,7 +33,7 @@ impl std::fmt::Display for PrivateServerError {
 
 impl std::error::Error for PrivateServerError {}
 
-fn error(message: impl Into<String>) -> PrivateServerError {
+pub(crate) fn error(message: impl Into<String>) -> PrivateServerError {
     PrivateServerError(message.into())
 }
 
@@ -43,7 +43,7 @@ pub fn free_port() -> u16 {
 }
 
 /// The uid and gid of `user` from /etc/passwd, when this process runs as root (a server then runs as `user`).
-fn run_as(user: &str) -> Result<Option<(u32, u32)>, PrivateServerError> {
+pub(crate) fn run_as(user: &str) -> Result<Option<(u32, u32)>, PrivateServerError> {
     if !is_root() {
         return Ok(None);
     }
@@ -89,7 +89,7 @@ impl Drop for OwnedDir {
     }
 }
 
-fn command(program: impl AsRef<std::ffi::OsStr>, owner: Option<(u32, u32)>) -> Command {
+pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>, owner: Option<(u32, u32)>) -> Command {
     let mut cmd = Command::new(program);
     if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid);
@@ -99,7 +99,7 @@ fn command(program: impl AsRef<std::ffi::OsStr>, owner: Option<(u32, u32)>) -> C
 }
 
 /// Runs `cmd` to completion within `timeout`; its output goes to `log`.
-fn run_bounded(mut cmd: Command, what: &str, log: &Path, timeout: Duration) -> Result<(), PrivateServerError> {
+pub(crate) fn run_bounded(mut cmd: Command, what: &str, log: &Path, timeout: Duration) -> Result<(), PrivateServerError> {
     let file = |log: &Path| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -479,12 +479,20 @@ impl PrivatePostgres {
 pub struct PrivateMariaDb {
     server: Server,
     data: PathBuf,
+    /// More `mariadbd` options, after the defaults (replication settings for [`crate::PrivateMariaDbCluster`]).
+    options: Vec<String>,
     dir: OwnedDir,
 }
 
 impl PrivateMariaDb {
     /// Creates the data directory and starts the server (both bounded by [`START_TIMEOUT`]).
     pub fn start() -> Result<Self, PrivateServerError> {
+        Self::start_with_options(&[])
+    }
+
+    /// Like [`start`](Self::start), with more `mariadbd` options (`--server-id=1`, `--log-bin=...`), given
+    /// after the defaults so they win; with a `--log-bin` option the default `--skip-log-bin` is left out.
+    pub fn start_with_options(options: &[&str]) -> Result<Self, PrivateServerError> {
         let owner = run_as("mysql")?;
         let dir = OwnedDir::new("mariadb", owner)?;
         let data = dir.path.join("data");
@@ -503,7 +511,9 @@ impl PrivateMariaDb {
         std::fs::write(&init, "CREATE DATABASE IF NOT EXISTS test;\n")
             .map_err(|e| error(format!("{}: {e}", init.display())))?;
         let log = dir.path.join("server.log");
-        let mut my = PrivateMariaDb { server: Server::new("MariaDB", "TERM", Ready::Greeting, log), data, dir };
+        let options = options.iter().map(|o| (*o).to_owned()).collect();
+        let mut my =
+            PrivateMariaDb { server: Server::new("MariaDB", "TERM", Ready::Greeting, log), data, options, dir };
         my.restart()?;
         Ok(my)
     }
@@ -521,11 +531,14 @@ impl PrivateMariaDb {
             .args([
                 "--bind-address=127.0.0.1",
                 "--skip-name-resolve",
-                "--skip-log-bin",
                 "--innodb-buffer-pool-size=16M",
                 "--innodb-log-file-size=8M",
                 "--max-connections=100",
             ]);
+        if !self.options.iter().any(|o| o.starts_with("--log-bin")) {
+            cmd.arg("--skip-log-bin");
+        }
+        cmd.args(&self.options);
         // mariadbd drops root privileges itself when told which user to become.
         if is_root() {
             cmd.arg("--user=mysql");
@@ -536,6 +549,31 @@ impl PrivateMariaDb {
     /// `mysql://root@127.0.0.1:PORT/test`.
     pub fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}/test", self.port())
+    }
+
+    /// The server's unix socket (for the `mariadb` command-line client).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path.join("mariadb.sock")
+    }
+
+    /// The PID of the running server process (`None` when stopped or killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.server.child.as_ref().map(Child::id)
+    }
+
+    /// Runs `sql` as root through the unix socket with the `mariadb` command-line client (bounded by
+    /// [`START_TIMEOUT`]) and returns what it printed: tab-separated rows, no column names.
+    pub fn run_sql(&self, sql: &str) -> Result<String, PrivateServerError> {
+        let out = self.dir.path.join("sql.out");
+        let _ = std::fs::remove_file(&out);
+        let mut client = command("mariadb", None);
+        client
+            .args(["--no-defaults", "-uroot", "--batch", "--skip-column-names"])
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg("-e")
+            .arg(sql);
+        run_bounded(client, "mariadb -e", &out, START_TIMEOUT)?;
+        std::fs::read_to_string(&out).map_err(|e| error(format!("{}: {e}", out.display())))
     }
 }
 
