@@ -5,6 +5,7 @@ mod config;
 mod connect;
 mod error;
 pub mod helpers;
+mod hosts;
 mod manager;
 mod session;
 

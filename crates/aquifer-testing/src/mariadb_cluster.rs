@@ -80,9 +80,8 @@ impl PrivateMariaDbCluster {
     pub fn wait_for_replica(&self) -> Result<(), PrivateServerError> {
         let position = self.primary.run_sql("SELECT @@GLOBAL.gtid_binlog_pos")?;
         let position = position.trim();
-        let waited = self
-            .replica
-            .run_sql(&format!("SELECT MASTER_GTID_WAIT('{position}', {})", START_TIMEOUT.as_secs()))?;
+        let waited =
+            self.replica.run_sql(&format!("SELECT MASTER_GTID_WAIT('{position}', {})", START_TIMEOUT.as_secs()))?;
         match waited.trim() {
             "0" => Ok(()),
             other => Err(error(format!(

@@ -99,7 +99,12 @@ pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>, owner: Option<(u32, 
 }
 
 /// Runs `cmd` to completion within `timeout`; its output goes to `log`.
-pub(crate) fn run_bounded(mut cmd: Command, what: &str, log: &Path, timeout: Duration) -> Result<(), PrivateServerError> {
+pub(crate) fn run_bounded(
+    mut cmd: Command,
+    what: &str,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(), PrivateServerError> {
     let file = |log: &Path| {
         std::fs::OpenOptions::new()
             .create(true)
