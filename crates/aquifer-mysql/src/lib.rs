@@ -7,6 +7,7 @@ mod error;
 pub mod helpers;
 mod hosts;
 mod manager;
+pub mod replication;
 mod session;
 
 pub use config::{DbSystem, MySqlConfig, SslMode, Transport};
