@@ -15,6 +15,7 @@ mod operation;
 mod poll;
 mod private;
 mod proxy;
+mod replication;
 mod restart;
 mod rng;
 mod rotation;
@@ -40,6 +41,7 @@ pub use private::{
     PrivateArcadeDb, PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port,
 };
 pub use proxy::ChaosProxy;
+pub use replication::FakeReplication;
 pub use restart::{CallError, OUTAGE, RECOVERY, RESTART_TASKS, RestartReport, Restartable, restart_under_load};
 pub use rng::{Fate, TaskRng, TenantTally, run_with_random_fate};
 pub use rotation::{
