@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, Credentials, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
+use aquifer_core::{ClusterConfig, ConfigError, Credentials, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How connections reach the server.
@@ -99,6 +99,9 @@ pub struct MySqlConfig {
     /// the pool is a cluster pool (see docs/replicas.md): roles come from each server's `@@read_only` and
     /// replica status, never from the order. Default: empty (the URL's host or hosts).
     pub hosts: Vec<String>,
+    /// How a cluster pool ([`MySqlConfig::build_cluster`]) routes and watches its hosts: target,
+    /// `max_replica_lag`, check intervals. Not used by a single-host pool. Default: [`ClusterConfig::default`].
+    pub cluster: ClusterConfig,
     /// TCP, a unix socket, or mysql_async's prefer-socket behaviour. Default: `None`, which means what the URL
     /// says — `socket=/path` selects that socket, `prefer_socket=true` the prefer-socket behaviour — and plain
     /// TCP otherwise (mysql_async's own default would be prefer-socket). When building from
@@ -160,6 +163,7 @@ impl std::fmt::Debug for MySqlConfig {
             .field("pool", &self.pool)
             .field("url", &self.url)
             .field("hosts", &self.hosts)
+            .field("cluster", &self.cluster)
             .field("transport", &self.transport)
             .field("system", &self.system)
             .field("time_zone", &self.time_zone)
@@ -184,6 +188,7 @@ impl Default for MySqlConfig {
             pool: PoolConfig::default(),
             url: None,
             hosts: Vec::new(),
+            cluster: ClusterConfig::default(),
             // Explicit over clever: TCP unless asked, so the account and the path are the ones in the URL.
             transport: None,
             system: None,
@@ -288,7 +293,8 @@ impl MySqlConfig {
     /// Reads the configuration from `{prefix}_*` variables through `lookup` ([`MySqlConfig::from_env`] reads the
     /// process environment; the conventional prefix is `MYSQL`, which [`connect_env`](crate::connect_env)
     /// uses): `{prefix}_URL` (required: a missing URL is a [`ConfigError::Missing`] naming it), `{prefix}_HOSTS`
-    /// (`db1:3306,db2:3306`, see [`hosts`](MySqlConfig::hosts)), the pool
+    /// (`db1:3306,db2:3306`, see [`hosts`](MySqlConfig::hosts)), the cluster settings
+    /// ([`ClusterConfig::read_lookup`]: `{prefix}_TARGET_SESSION_ATTRS`, `{prefix}_MAX_REPLICA_LAG`...), the pool
     /// settings from `{prefix}_POOL_*` and `{prefix}_NAME` ([`PoolConfig::from_lookup`]),
     /// `{prefix}_TRANSPORT` (`tcp`, `prefer_socket` or `socket:/path`), `{prefix}_SYSTEM` (`mysql`,
     /// `mariadb`), `{prefix}_TIME_ZONE`, `{prefix}_SQL_MODE`, `{prefix}_WAIT_TIMEOUT` (`600s`, `10m`),
@@ -304,6 +310,7 @@ impl MySqlConfig {
         if let Some(v) = env.get("HOSTS") {
             c.hosts = v.split(',').map(|h| h.trim().to_owned()).collect();
         }
+        c.cluster.read_lookup(prefix, &lookup)?;
         env.parse("TRANSPORT", &mut c.transport, |t| {
             Ok(Some(match t.to_ascii_lowercase().as_str() {
                 "tcp" => Transport::Tcp,

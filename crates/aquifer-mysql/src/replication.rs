@@ -16,15 +16,21 @@ const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
 /// ER_PARSE_ERROR: a server older than `SHOW REPLICA STATUS` (MariaDB < 10.5.1, MySQL < 8.0.22).
 const ER_PARSE_ERROR: u16 = 1064;
 
-/// True when `e` is the server refusing a write because it is read-only ([`ER_OPTION_PREVENTS_STATEMENT`]):
-/// the connection's server is not (or no longer) the primary.
+/// ER_READ_ONLY_MODE (MySQL): "Running in read-only mode".
+const ER_READ_ONLY_MODE: u16 = 1836;
+
+/// True when `e` is the server refusing a write because it is read-only ([`ER_OPTION_PREVENTS_STATEMENT`],
+/// or MySQL's 1836 `ER_READ_ONLY_MODE`): the connection's server is not (or no longer) the primary.
 pub fn is_read_only_error(e: &Error) -> bool {
-    matches!(e, Error::Server(s) if s.code == ER_OPTION_PREVENTS_STATEMENT)
+    matches!(e, Error::Server(s) if s.code == ER_OPTION_PREVENTS_STATEMENT || s.code == ER_READ_ONLY_MODE)
 }
 
 /// A MariaDB GTID position: per replication domain, the highest sequence number (`0-1-42,1-2-7`: domain 0,
 /// server 1, sequence 42; domain 1...). MySQL's GTID sets are not parsed (their positions are `None`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Ordered by inclusion: `a >= b` when `a` includes every transaction of `b`; two positions each ahead in a
+/// different domain do not compare (`partial_cmp` is `None`). Server ids are kept for display only.
+#[derive(Debug, Clone, Default)]
 pub struct GtidPosition {
     /// domain → (server id, sequence number).
     domains: BTreeMap<u32, (u32, u64)>,
@@ -72,6 +78,26 @@ impl GtidPosition {
     }
 }
 
+impl PartialEq for GtidPosition {
+    fn eq(&self, other: &Self) -> bool {
+        self.domains.len() == other.domains.len() && self.includes(other) && other.includes(self)
+    }
+}
+
+impl Eq for GtidPosition {}
+
+impl PartialOrd for GtidPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match (self.includes(other), other.includes(self)) {
+            (true, true) => Some(Equal),
+            (true, false) => Some(Greater),
+            (false, true) => Some(Less),
+            (false, false) => None,
+        }
+    }
+}
+
 impl fmt::Display for GtidPosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
@@ -103,6 +129,19 @@ pub struct ServerState {
     /// What the server has applied: `@@gtid_slave_pos` on a replica, `@@gtid_binlog_pos` otherwise (MariaDB
     /// only).
     pub position: Option<GtidPosition>,
+    /// What a replica has received from its primary (`Gtid_IO_Pos`), applied or not: more than `position`
+    /// while transactions wait in the relay log.
+    pub received: Option<GtidPosition>,
+}
+
+impl ServerState {
+    /// Whether a replica has received transactions it has not applied yet.
+    pub fn has_pending(&self) -> bool {
+        match (&self.received, &self.position) {
+            (Some(received), Some(applied)) => !applied.includes(received),
+            _ => false,
+        }
+    }
 }
 
 impl ServerState {
@@ -139,8 +178,8 @@ pub async fn probe(conn: &mut Conn) -> Result<ServerState, Error> {
         Err(Error::Server(s)) if s.code == 1227 => None,
         Err(e) => return Err(e),
     };
-    let (replicating, sql_thread_running, seconds_behind) = match &status {
-        None => (false, false, None),
+    let (replicating, sql_thread_running, seconds_behind, received) = match &status {
+        None => (false, false, None, None),
         Some(row) => {
             let text = |names: &[&str]| names.iter().find_map(|n| column_text(row, n));
             let sql = text(&["Slave_SQL_Running", "Replica_SQL_Running"]).is_some_and(|v| v == "Yes");
@@ -150,11 +189,12 @@ pub async fn probe(conn: &mut Conn) -> Result<ServerState, Error> {
             let behind = text(&["Seconds_Behind_Master", "Seconds_Behind_Source"])
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
-            (io || sql, sql, behind)
+            let received = column_text(row, "Gtid_IO_Pos").and_then(|p| GtidPosition::parse(&p));
+            (io || sql, sql, behind, received)
         }
     };
     let position = if replicating { GtidPosition::parse(&slave_pos) } else { GtidPosition::parse(&binlog_pos) };
-    Ok(ServerState { read_only, replicating, sql_thread_running, seconds_behind, position })
+    Ok(ServerState { read_only, replicating, sql_thread_running, seconds_behind, position, received })
 }
 
 /// A column of a `SHOW ... STATUS` row as text; `None` when absent or NULL.
@@ -197,6 +237,8 @@ mod tests {
         assert!(!p("0-1-9").includes(&p("0-1-10")));
         assert!(!p("0-1-10").includes(&p("1-1-1")), "a domain it has never seen");
         assert!(p("").includes(&p("")) && p("0-1-1").includes(&p("")));
+        assert!(p("0-1-10") > p("0-1-9") && p("0-2-10") == p("0-1-10") && p("0-1-9") < p("0-1-9,1-1-1"));
+        assert_eq!(p("0-1-10").partial_cmp(&p("0-1-9,1-1-1")), None, "ahead in different domains");
         assert_eq!(p("0-1-7").behind(&p("0-1-10,1-1-2")), 5);
         assert_eq!(p("0-1-10,1-1-2").to_string(), "0-1-10,1-1-2");
         for bad in ["0-1", "a-b-c", "0-1-2-3", "x"] {
