@@ -312,3 +312,27 @@ async fn after_the_primary_dies_and_the_replica_is_promoted_reads_never_fail_and
         "writes go to the promoted server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_primary_set_read_only_is_not_written_to_once_a_write_is_refused() {
+    let cluster = start_cluster();
+    let mut config = config(&cluster);
+    // Probes too rare to notice the demotion by themselves within the test: the refused write must.
+    config.cluster.role_check_interval = Duration::from_secs(3600);
+    let pool = started(&config).await;
+    let mut write = pool.get().await.unwrap();
+    write.query_drop("CREATE TABLE test.demoted (id INT)").await.unwrap();
+
+    root(&cluster.primary).await.query_drop("SET GLOBAL read_only = 1").await.unwrap();
+    let e = write.query_drop("INSERT INTO test.demoted VALUES (1)").await.unwrap_err();
+    assert!(write.report_error(&e), "1290 is a read-only error: {e}");
+    drop(write);
+    let demoted = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
+        pool.hosts()[0].role == Some(Role::Replica)
+    })
+    .await;
+    assert!(demoted, "the roles were not re-checked: {:?}", pool.hosts());
+    let e = pool.get().await.unwrap_err();
+    assert!(e.is_no_host(), "no primary left, and the pool says so at once: {e}");
+    assert_eq!(server_id(&pool, Target::PreferPrimary).await.unwrap(), 1, "reads still served");
+}
