@@ -336,3 +336,43 @@ async fn a_primary_set_read_only_is_not_written_to_once_a_write_is_refused() {
     assert!(e.is_no_host(), "no primary left, and the pool says so at once: {e}");
     assert_eq!(server_id(&pool, Target::PreferPrimary).await.unwrap(), 1, "reads still served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_primary_restarted_read_only_after_a_failover_gets_no_writes() {
+    let mut cluster = start_cluster();
+    let pool = started(&config(&cluster)).await;
+    pool.get().await.unwrap().query_drop("CREATE TABLE test.back (id INT)").await.unwrap();
+    cluster.wait_for_replica().unwrap();
+    cluster.primary.kill();
+    cluster.promote_replica().unwrap();
+    let promoted = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
+        pool.hosts()[1].role == Some(Role::Primary)
+    })
+    .await;
+    assert!(promoted, "{:?}", pool.hosts());
+
+    // Brought back as an operator should: read-only, until it is made a replica of the new primary.
+    let mut options: Vec<String> = cluster.primary.options().to_vec();
+    options.push("--read-only=1".into());
+    cluster.primary.set_options(&options.iter().map(String::as_str).collect::<Vec<_>>());
+    cluster.primary.restart().unwrap();
+    let back = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
+        pool.hosts()[0].role == Some(Role::Replica)
+    })
+    .await;
+    assert!(back, "{:?}", pool.hosts());
+    for _ in 0..20 {
+        let mut conn = pool.get().await.unwrap();
+        assert_eq!(
+            conn.query_first::<u32, _>("SELECT @@server_id").await.unwrap(),
+            Some(2),
+            "writes go to the new primary"
+        );
+        conn.query_drop("INSERT INTO test.back VALUES (1)").await.unwrap();
+    }
+    // Even a write sent there on purpose is refused, and recognised as a read-only error.
+    let mut old = pool.get_for(Target::Replica).await.unwrap();
+    assert_eq!(old.query_first::<u32, _>("SELECT @@server_id").await.unwrap(), Some(1));
+    let e = old.query_drop("INSERT INTO test.back VALUES (2)").await.unwrap_err();
+    assert!(old.report_error(&e), "{e}");
+}

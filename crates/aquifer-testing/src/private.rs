@@ -556,6 +556,17 @@ impl PrivateMariaDb {
         format!("mysql://root@127.0.0.1:{}/test", self.port())
     }
 
+    /// Replaces the extra `mariadbd` options (see [`start_with_options`](Self::start_with_options)) for the
+    /// next [`restart`](Self::restart): a failed primary brought back with `--read-only=1`, say.
+    pub fn set_options(&mut self, options: &[&str]) {
+        self.options = options.iter().map(|o| (*o).to_owned()).collect();
+    }
+
+    /// The extra `mariadbd` options the server starts with.
+    pub fn options(&self) -> &[String] {
+        &self.options
+    }
+
     /// The server's unix socket (for the `mariadb` command-line client).
     pub fn socket(&self) -> PathBuf {
         self.dir.path.join("mariadb.sock")
