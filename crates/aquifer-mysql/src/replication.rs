@@ -30,7 +30,7 @@ pub fn is_read_only_error(e: &Error) -> bool {
 ///
 /// Ordered by inclusion: `a >= b` when `a` includes every transaction of `b`; two positions each ahead in a
 /// different domain do not compare (`partial_cmp` is `None`). Server ids are kept for display only.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct GtidPosition {
     /// domain → (server id, sequence number).
     domains: BTreeMap<u32, (u32, u64)>,
@@ -75,6 +75,13 @@ impl GtidPosition {
             .iter()
             .map(|(d, (_, seq))| seq.saturating_sub(self.domains.get(d).map_or(0, |(_, mine)| *mine)))
             .sum()
+    }
+}
+
+/// As MariaDB writes it (`0-1-42,1-2-7`): what health and [`HostInfo`](aquifer_core::HostInfo) show.
+impl fmt::Debug for GtidPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
