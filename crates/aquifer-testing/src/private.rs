@@ -501,12 +501,20 @@ impl PrivateMariaDb {
         let owner = run_as("mysql")?;
         let dir = OwnedDir::new("mariadb", owner)?;
         let data = dir.path.join("data");
+        // A temporary directory of its own: install-db's bootstrap server names its temporary tables after
+        // its PID and thread in the shared tmpdir, and of 6 installs run at once here, 1 failed ("Unknown table
+        // 'mysql.tmp_user_sys'") while another server removed a file of the same name.
+        let tmp = dir.path.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| error(format!("creating {}: {e}", tmp.display())))?;
+        if let Some((uid, gid)) = owner {
+            chown(&tmp, Some(uid), Some(gid)).map_err(|e| error(format!("chown {}: {e}", tmp.display())))?;
+        }
         let mut install = command("mariadb-install-db", None);
-        install.arg("--no-defaults").arg(format!("--datadir={}", data.display())).args([
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--skip-name-resolve",
-        ]);
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"]);
         if owner.is_some() {
             install.arg("--user=mysql");
         }
@@ -533,6 +541,7 @@ impl PrivateMariaDb {
             .arg(format!("--port={}", self.server.port))
             .arg(format!("--pid-file={}", self.dir.path.join("mariadb.pid").display()))
             .arg(format!("--init-file={}", self.dir.path.join("init.sql").display()))
+            .arg(format!("--tmpdir={}", self.dir.path.join("tmp").display()))
             .args([
                 "--bind-address=127.0.0.1",
                 "--skip-name-resolve",
