@@ -193,6 +193,47 @@ impl<E: std::error::Error + 'static> std::error::Error for ClusterError<E> {
     }
 }
 
+/// Why an adapter could not build and start a [`ClusterPool`]: a bad setting or URL (before anything
+/// connects), or no host serving the configured target once every host was probed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClusterStartError<E: std::error::Error + 'static> {
+    /// Building failed: a bad setting or URL (naming it), or no Tokio runtime.
+    Build(crate::start::StartError<E>),
+    /// Every host was probed and none serves the configured target ([`ClusterPool::start`]).
+    Start(ClusterError<E>),
+}
+
+impl<E: std::error::Error + 'static> fmt::Display for ClusterStartError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterStartError::Build(e) => fmt::Display::fmt(e, f),
+            ClusterStartError::Start(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for ClusterStartError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClusterStartError::Build(e) => e.source(),
+            ClusterStartError::Start(e) => e.source(),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> From<crate::start::StartError<E>> for ClusterStartError<E> {
+    fn from(e: crate::start::StartError<E>) -> Self {
+        ClusterStartError::Build(e)
+    }
+}
+
+impl<E: std::error::Error + 'static> From<ClusterError<E>> for ClusterStartError<E> {
+    fn from(e: ClusterError<E>) -> Self {
+        ClusterStartError::Start(e)
+    }
+}
+
 /// What a [`ClusterPool`] knows about one host, from [`ClusterPool::hosts`].
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]

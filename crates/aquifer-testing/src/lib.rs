@@ -11,6 +11,7 @@ mod logs;
 mod metrics;
 mod noop;
 mod operation;
+mod pg_cluster;
 mod poll;
 mod private;
 mod proxy;
@@ -35,6 +36,7 @@ pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use noop::NoopManager;
 pub use operation::check_operation_names;
 pub use poll::poll_until;
+pub use pg_cluster::PrivatePgCluster;
 pub use private::{
     PrivateArcadeDb, PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port,
 };
