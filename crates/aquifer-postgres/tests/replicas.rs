@@ -315,7 +315,7 @@ async fn a_failover_under_load_loses_no_read_and_fails_writes_fast_until_the_pro
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    if (i + task as u64) % 2 == 0 {
+                    if (i + task as u64).is_multiple_of(2) {
                         let started = Instant::now();
                         let rejoined_before = rejoined.load(Ordering::SeqCst);
                         let outcome = match pool.get().await {

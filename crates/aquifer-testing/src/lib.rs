@@ -35,8 +35,8 @@ pub use logs::LogBuffer;
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use noop::NoopManager;
 pub use operation::check_operation_names;
-pub use poll::poll_until;
 pub use pg_cluster::PrivatePgCluster;
+pub use poll::poll_until;
 pub use private::{
     PrivateArcadeDb, PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port,
 };

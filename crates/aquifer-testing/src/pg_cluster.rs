@@ -366,5 +366,9 @@ fn run_output(mut cmd: Command, what: &str, timeout: Duration) -> Result<String,
     if let Some(mut s) = child.stderr.take() {
         let _ = s.read_to_string(&mut err);
     }
-    if status.success() { Ok(out) } else { Err(error(format!("{what} failed ({status}): {}{}", err.trim(), out.trim()))) }
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(error(format!("{what} failed ({status}): {}{}", err.trim(), out.trim())))
+    }
 }
