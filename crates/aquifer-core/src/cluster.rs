@@ -124,7 +124,14 @@ impl ClusterConfig {
         env.duration("ROLE_CHECK_INTERVAL", &mut self.role_check_interval)?;
         env.duration("FAILOVER_CHECK_INTERVAL", &mut self.failover_check_interval)?;
         env.duration("PROBE_TIMEOUT", &mut self.probe_timeout)?;
-        self.validate()
+        self.validate().map_err(|e| {
+            env.rename(e, |field| match field {
+                "role_check_interval" => Some("ROLE_CHECK_INTERVAL"),
+                "failover_check_interval" => Some("FAILOVER_CHECK_INTERVAL"),
+                "probe_timeout" => Some("PROBE_TIMEOUT"),
+                _ => None,
+            })
+        })
     }
 
     /// The defaults overridden by the `{prefix}_*` variables [`read_lookup`](ClusterConfig::read_lookup)
