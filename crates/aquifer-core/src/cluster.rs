@@ -266,7 +266,7 @@ pub struct HostInfo {
 struct HostState<P> {
     probed: bool,
     role: Option<Role>,
-    /// When the host took its current role: of two hosts claiming to be primary, the newer one wins.
+    /// When the host took its current role: of two hosts claiming to be primary, the older one keeps the writes.
     role_since: Instant,
     lag: Option<Duration>,
     position: Option<P>,
@@ -667,8 +667,9 @@ impl<R: Replication> Inner<R> {
                 })
                 .collect();
             if role == Role::Primary {
-                // Two hosts claiming to be primary (an old primary back read-write): the newer one wins.
-                return fitting.iter().max_by_key(|(_, since)| *since).map(|(i, _)| *i);
+                // Two hosts claiming to be primary (an old primary back read-write while the promoted replica
+                // serves): writes stay with the one that has been primary longest, as the pool saw it.
+                return fitting.iter().min_by_key(|(_, since)| *since).map(|(i, _)| *i);
             }
             match self.config.load_balance {
                 LoadBalance::Disable => fitting.first().map(|(i, _)| *i),
@@ -790,6 +791,9 @@ impl<R: Replication> Inner<R> {
             (was, s.role, changed)
         };
         if was != now {
+            if now == Some(Role::Primary) && self.hosts.iter().filter(|h| h.state.lock().role == now).count() > 1 {
+                tracing::warn!(pool = %self.name, server = %host.server, "two hosts report being primary");
+            }
             match now {
                 Some(role) => tracing::info!(pool = %self.name, server = %host.server, %role, "cluster host role"),
                 None => tracing::warn!(pool = %self.name, server = %host.server, "cluster host down"),
