@@ -1,31 +1,6 @@
 //! [`ClusterPool`]: one pool over a primary and its replicas, with a [`Pool`] per host underneath.
 //!
-//! # API note for adapter authors
-//!
-//! A backend supports clusters by implementing [`Replication`] (three methods: `probe` a connection's role,
-//! lag and replay position; `write_position` of a primary connection; `is_read_only_error`) and building a
-//! [`ClusterPool`] from one [`Manager`] per host:
-//!
-//! ```text
-//! let pool = ClusterPool::builder(MyReplication)
-//!     .hosts(managers)                 // one Manager per host, each with its own Descriptor (address, port)
-//!     .pool_config(pool_config)        // the engine settings of every host's pool
-//!     .cluster_config(cluster_config)  // target, load_balance, max_replica_lag, check intervals (serde, env)
-//!     .build()?;                       // Result<ClusterPool<_>, BuildError>
-//! pool.start().await?;                 // optional: waits until every host was probed once
-//! let conn = pool.get().await?;                      // the primary (the default target)
-//! let conn = pool.get_for(Target::PreferReplica).await?;
-//! let scope = WriteScope::new();
-//! let mut w = pool.get().await?; /* write */ w.record_write(&scope).await?;
-//! let r = pool.get_in(Target::PreferReplica, &scope).await?; // sees the write
-//! ```
-//!
-//! The engine does the rest: each host's role is probed on a connection of its own when the pool is built
-//! and then every `role_check_interval` (every `failover_check_interval` while no primary is known), and at
-//! once after a connection of the host broke or a read-only error was reported
-//! ([`ClusterPooled::report_error`]). Roles come from the servers only, never from the order of the hosts.
-//! A checkout for a role no host has fails at once with [`ClusterError::NoHost`] (no wait for the acquire
-//! timeout), except before the first probe of every host has finished, when it waits for it.
+//! The API note for adapter authors is on [`ClusterPool`].
 //!
 //! The per-host pools are plain [`Pool`]s named like the cluster, whose metrics also carry `server.address`
 //! and `server.port`; the cluster adds `aquifer.cluster.host.role` and `aquifer.cluster.replica.lag` per host
@@ -299,6 +274,33 @@ struct Inner<R: Replication> {
 /// closes every host's pool and stops the probes.
 ///
 /// A single-host service keeps using [`Pool`]: the cluster is a layer above it, not a path inside it.
+///
+/// # API note for adapter authors
+///
+/// A backend supports clusters by implementing [`Replication`] (three methods: `probe` a connection's role,
+/// lag and replay position; `write_position` of a primary connection; `is_read_only_error`) and building a
+/// [`ClusterPool`] from one [`Manager`] per host:
+///
+/// ```text
+/// let pool = ClusterPool::builder(MyReplication)
+///     .hosts(managers)                 // one Manager per host, each with its own Descriptor (address, port)
+///     .pool_config(pool_config)        // the engine settings of every host's pool
+///     .cluster_config(cluster_config)  // target, load_balance, max_replica_lag, check intervals (serde, env)
+///     .build()?;                       // Result<ClusterPool<_>, BuildError>
+/// pool.start().await?;                 // optional: waits until every host was probed once
+/// let conn = pool.get().await?;                      // the primary (the default target)
+/// let conn = pool.get_for(Target::PreferReplica).await?;
+/// let scope = WriteScope::new();
+/// let mut w = pool.get().await?; /* write */ w.record_write(&scope).await?;
+/// let r = pool.get_in(Target::PreferReplica, &scope).await?; // sees the write
+/// ```
+///
+/// The engine does the rest: each host's role is probed on a connection of its own when the pool is built
+/// and then every `role_check_interval` (every `failover_check_interval` while no primary is known), and at
+/// once after a connection of the host broke or a read-only error was reported
+/// ([`ClusterPooled::report_error`]). Roles come from the servers only, never from the order of the hosts.
+/// A checkout for a role no host has fails at once with [`ClusterError::NoHost`] (no wait for the acquire
+/// timeout), except before the first probe of every host has finished, when it waits for it.
 pub struct ClusterPool<R: Replication> {
     handle: Arc<Handle<R>>,
 }
