@@ -1,31 +1,6 @@
 //! [`ClusterPool`]: one pool over a primary and its replicas, with a [`Pool`] per host underneath.
 //!
-//! # API note for adapter authors
-//!
-//! A backend supports clusters by implementing [`Replication`] (three methods: `probe` a connection's role,
-//! lag and replay position; `write_position` of a primary connection; `is_read_only_error`) and building a
-//! [`ClusterPool`] from one [`Manager`] per host:
-//!
-//! ```text
-//! let pool = ClusterPool::builder(MyReplication)
-//!     .hosts(managers)                 // one Manager per host, each with its own Descriptor (address, port)
-//!     .pool_config(pool_config)        // the engine settings of every host's pool
-//!     .cluster_config(cluster_config)  // target, load_balance, max_replica_lag, check intervals (serde, env)
-//!     .build()?;                       // Result<ClusterPool<_>, BuildError>
-//! pool.start().await?;                 // optional: waits until every host was probed once
-//! let conn = pool.get().await?;                      // the primary (the default target)
-//! let conn = pool.get_for(Target::PreferReplica).await?;
-//! let scope = WriteScope::new();
-//! let mut w = pool.get().await?; /* write */ w.record_write(&scope).await?;
-//! let r = pool.get_in(Target::PreferReplica, &scope).await?; // sees the write
-//! ```
-//!
-//! The engine does the rest: each host's role is probed on a connection of its own when the pool is built
-//! and then every `role_check_interval` (every `failover_check_interval` while no primary is known), and at
-//! once after a connection of the host broke or a read-only error was reported
-//! ([`ClusterPooled::report_error`]). Roles come from the servers only, never from the order of the hosts.
-//! A checkout for a role no host has fails at once with [`ClusterError::NoHost`] (no wait for the acquire
-//! timeout), except before the first probe of every host has finished, when it waits for it.
+//! The API note for adapter authors is on [`ClusterPool`].
 //!
 //! The per-host pools are plain [`Pool`]s named like the cluster, whose metrics also carry `server.address`
 //! and `server.port`; the cluster adds `aquifer.cluster.host.role` and `aquifer.cluster.replica.lag` per host
@@ -124,7 +99,14 @@ impl ClusterConfig {
         env.duration("ROLE_CHECK_INTERVAL", &mut self.role_check_interval)?;
         env.duration("FAILOVER_CHECK_INTERVAL", &mut self.failover_check_interval)?;
         env.duration("PROBE_TIMEOUT", &mut self.probe_timeout)?;
-        self.validate()
+        self.validate().map_err(|e| {
+            env.rename(e, |field| match field {
+                "role_check_interval" => Some("ROLE_CHECK_INTERVAL"),
+                "failover_check_interval" => Some("FAILOVER_CHECK_INTERVAL"),
+                "probe_timeout" => Some("PROBE_TIMEOUT"),
+                _ => None,
+            })
+        })
     }
 
     /// The defaults overridden by the `{prefix}_*` variables [`read_lookup`](ClusterConfig::read_lookup)
@@ -193,6 +175,47 @@ impl<E: std::error::Error + 'static> std::error::Error for ClusterError<E> {
     }
 }
 
+/// Why an adapter could not build and start a [`ClusterPool`]: a bad setting or URL (before anything
+/// connects), or no host serving the configured target once every host was probed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClusterStartError<E: std::error::Error + 'static> {
+    /// Building failed: a bad setting or URL (naming it), or no Tokio runtime.
+    Build(crate::start::StartError<E>),
+    /// Every host was probed and none serves the configured target ([`ClusterPool::start`]).
+    Start(ClusterError<E>),
+}
+
+impl<E: std::error::Error + 'static> fmt::Display for ClusterStartError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterStartError::Build(e) => fmt::Display::fmt(e, f),
+            ClusterStartError::Start(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for ClusterStartError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClusterStartError::Build(e) => e.source(),
+            ClusterStartError::Start(e) => e.source(),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> From<crate::start::StartError<E>> for ClusterStartError<E> {
+    fn from(e: crate::start::StartError<E>) -> Self {
+        ClusterStartError::Build(e)
+    }
+}
+
+impl<E: std::error::Error + 'static> From<ClusterError<E>> for ClusterStartError<E> {
+    fn from(e: ClusterError<E>) -> Self {
+        ClusterStartError::Start(e)
+    }
+}
+
 /// What a [`ClusterPool`] knows about one host, from [`ClusterPool::hosts`].
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -218,7 +241,7 @@ pub struct HostInfo {
 struct HostState<P> {
     probed: bool,
     role: Option<Role>,
-    /// When the host took its current role: of two hosts claiming to be primary, the newer one wins.
+    /// When the host took its current role: of two hosts claiming to be primary, the older one keeps the writes.
     role_since: Instant,
     lag: Option<Duration>,
     position: Option<P>,
@@ -251,6 +274,33 @@ struct Inner<R: Replication> {
 /// closes every host's pool and stops the probes.
 ///
 /// A single-host service keeps using [`Pool`]: the cluster is a layer above it, not a path inside it.
+///
+/// # API note for adapter authors
+///
+/// A backend supports clusters by implementing [`Replication`] (three methods: `probe` a connection's role,
+/// lag and replay position; `write_position` of a primary connection; `is_read_only_error`) and building a
+/// [`ClusterPool`] from one [`Manager`] per host:
+///
+/// ```text
+/// let pool = ClusterPool::builder(MyReplication)
+///     .hosts(managers)                 // one Manager per host, each with its own Descriptor (address, port)
+///     .pool_config(pool_config)        // the engine settings of every host's pool
+///     .cluster_config(cluster_config)  // target, load_balance, max_replica_lag, check intervals (serde, env)
+///     .build()?;                       // Result<ClusterPool<_>, BuildError>
+/// pool.start().await?;                 // optional: waits until every host was probed once
+/// let conn = pool.get().await?;                      // the primary (the default target)
+/// let conn = pool.get_for(Target::PreferReplica).await?;
+/// let scope = WriteScope::new();
+/// let mut w = pool.get().await?; /* write */ w.record_write(&scope).await?;
+/// let r = pool.get_in(Target::PreferReplica, &scope).await?; // sees the write
+/// ```
+///
+/// The engine does the rest: each host's role is probed on a connection of its own when the pool is built
+/// and then every `role_check_interval` (every `failover_check_interval` while no primary is known), and at
+/// once after a connection of the host broke or a read-only error was reported
+/// ([`ClusterPooled::report_error`]). Roles come from the servers only, never from the order of the hosts.
+/// A checkout for a role no host has fails at once with [`ClusterError::NoHost`] (no wait for the acquire
+/// timeout), except before the first probe of every host has finished, when it waits for it.
 pub struct ClusterPool<R: Replication> {
     handle: Arc<Handle<R>>,
 }
@@ -619,8 +669,9 @@ impl<R: Replication> Inner<R> {
                 })
                 .collect();
             if role == Role::Primary {
-                // Two hosts claiming to be primary (an old primary back read-write): the newer one wins.
-                return fitting.iter().max_by_key(|(_, since)| *since).map(|(i, _)| *i);
+                // Two hosts claiming to be primary (an old primary back read-write while the promoted replica
+                // serves): writes stay with the one that has been primary longest, as the pool saw it.
+                return fitting.iter().min_by_key(|(_, since)| *since).map(|(i, _)| *i);
             }
             match self.config.load_balance {
                 LoadBalance::Disable => fitting.first().map(|(i, _)| *i),
@@ -742,6 +793,9 @@ impl<R: Replication> Inner<R> {
             (was, s.role, changed)
         };
         if was != now {
+            if now == Some(Role::Primary) && self.hosts.iter().filter(|h| h.state.lock().role == now).count() > 1 {
+                tracing::warn!(pool = %self.name, server = %host.server, "two hosts report being primary");
+            }
             match now {
                 Some(role) => tracing::info!(pool = %self.name, server = %host.server, %role, "cluster host role"),
                 None => tracing::warn!(pool = %self.name, server = %host.server, "cluster host down"),

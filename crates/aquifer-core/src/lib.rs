@@ -47,7 +47,9 @@ pub use adapter::{Adapter, connect, connect_env, connect_env_lazy, connect_lazy}
 pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
 pub use clock::Clock;
-pub use cluster::{ClusterBuilder, ClusterConfig, ClusterError, ClusterPool, ClusterPooled, HostInfo};
+pub use cluster::{
+    ClusterBuilder, ClusterConfig, ClusterError, ClusterPool, ClusterPooled, ClusterStartError, HostInfo,
+};
 pub use config::{MAX_POOL_SIZE, PoolConfig, Reuse};
 pub use credentials::{Credential, CredentialError, CredentialProvider, Credentials, ProviderError, Secret};
 pub use env::EnvVars;

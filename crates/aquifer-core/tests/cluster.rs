@@ -130,6 +130,21 @@ async fn a_promoted_replica_is_found_within_the_failover_check_interval() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_host_that_comes_back_claiming_to_be_primary_does_not_take_the_writes_of_the_established_one() {
+    let c = cluster();
+    c.pool.start().await.unwrap();
+    // Host 1 was a replica; it now reports being primary too (an old primary back read-write).
+    tokio::time::sleep(ms(50)).await;
+    c.replication.set_role(1, Role::Primary);
+    c.pool.recheck();
+    tokio::time::sleep(ms(10)).await;
+    assert_eq!(c.pool.hosts()[0].role, Some(Role::Primary));
+    for _ in 0..4 {
+        assert_eq!(c.pool.get().await.unwrap().server(), "db:2", "the established primary keeps the writes");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_write_waiting_on_a_primary_that_goes_down_fails_fast_instead_of_waiting_for_its_timeout() {
     let c = cluster();
     c.pool.start().await.unwrap();

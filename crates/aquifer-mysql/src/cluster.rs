@@ -20,6 +20,8 @@ pub type MySqlClusterPool = ClusterPool<MySqlReplication>;
 pub type MySqlClusterPooled = ClusterPooled<MySqlReplication>;
 /// Why a [`MySqlClusterPool`] could not lend a connection.
 pub type MySqlClusterError = ClusterError<Error>;
+/// Why [`MySqlConfig::connect_cluster`] failed: a bad setting, or no host serving the target.
+pub type MySqlClusterStartError = aquifer_core::ClusterStartError<Error>;
 /// Read-your-writes for a [`MySqlClusterPool`]: the GTID position of the last write recorded in a scope.
 pub type MySqlWriteScope = aquifer_core::WriteScope<GtidPosition>;
 
@@ -151,8 +153,7 @@ impl MySqlConfig {
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// use aquifer_mysql::{MySqlConfig, Target, mysql_async::prelude::Queryable};
     ///
-    /// let pool = MySqlConfig::from_url("mysql://app@db1:3306,db2:3306/orders").build_cluster()?;
-    /// pool.start().await?;
+    /// let pool = MySqlConfig::from_url("mysql://app@db1:3306,db2:3306/orders").connect_cluster().await?;
     /// let mut write = pool.get().await?; // the primary
     /// write.query_drop("INSERT INTO orders (item) VALUES ('book')").await?;
     /// let mut read = pool.get_for(Target::PreferReplica).await?;
@@ -161,6 +162,16 @@ impl MySqlConfig {
     /// ```
     pub fn build_cluster(&self) -> Result<MySqlClusterPool, MySqlStartError> {
         Ok(self.cluster_builder()?.build()?)
+    }
+
+    /// [`build_cluster`](MySqlConfig::build_cluster), then waits until every host has been probed once and
+    /// fails when none serves the configured target ([`ClusterPool::start`]).
+    ///
+    /// Cancel safety: dropping the future drops the pool, which closes it.
+    pub async fn connect_cluster(&self) -> Result<MySqlClusterPool, MySqlClusterStartError> {
+        let pool = self.build_cluster()?;
+        pool.start().await?;
+        Ok(pool)
     }
 }
 

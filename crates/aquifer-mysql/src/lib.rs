@@ -12,7 +12,8 @@ pub mod replication;
 mod session;
 
 pub use cluster::{
-    MySqlClusterError, MySqlClusterExt, MySqlClusterPool, MySqlClusterPooled, MySqlReplication, MySqlWriteScope,
+    MySqlClusterError, MySqlClusterExt, MySqlClusterPool, MySqlClusterPooled, MySqlClusterStartError, MySqlReplication,
+    MySqlWriteScope,
 };
 pub use config::{DbSystem, MySqlConfig, SslMode, Transport};
 pub use error::{RowNotFound, error_type, is_row_not_found};

@@ -12,6 +12,7 @@ mod mariadb_cluster;
 mod metrics;
 mod noop;
 mod operation;
+mod pg_cluster;
 mod poll;
 mod private;
 mod proxy;
@@ -36,6 +37,7 @@ pub use mariadb_cluster::{APP_USER as MARIADB_APP_USER, PROMOTE_SQL as MARIADB_P
 pub use metrics::{Captured, CapturedMetric, Kind, MetricsCapture, Point};
 pub use noop::NoopManager;
 pub use operation::check_operation_names;
+pub use pg_cluster::PrivatePgCluster;
 pub use poll::poll_until;
 pub use private::{
     PrivateArcadeDb, PrivateMariaDb, PrivatePostgres, PrivateServerError, START_TIMEOUT, STOP_TIMEOUT, free_port,

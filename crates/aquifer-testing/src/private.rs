@@ -37,6 +37,18 @@ pub(crate) fn error(message: impl Into<String>) -> PrivateServerError {
     PrivateServerError(message.into())
 }
 
+impl PrivateServerError {
+    /// An error with this message, for the other private servers' modules.
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        error(message)
+    }
+}
+
+/// [`run_as`], for the other private servers' modules.
+pub(crate) fn run_as_user(user: &str) -> Result<Option<(u32, u32)>, PrivateServerError> {
+    run_as(user)
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; the server binds it a moment later).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
