@@ -376,3 +376,27 @@ async fn an_old_primary_restarted_read_only_after_a_failover_gets_no_writes() {
     let e = old.query_drop("INSERT INTO test.back VALUES (2)").await.unwrap_err();
     assert!(old.report_error(&e), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_primary_back_read_write_after_a_failover_does_not_take_the_writes() {
+    let mut cluster = start_cluster();
+    let pool = started(&config(&cluster)).await;
+    cluster.primary.kill();
+    cluster.promote_replica().unwrap();
+    let promoted = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
+        pool.hosts()[1].role == Some(Role::Primary)
+    })
+    .await;
+    assert!(promoted, "{:?}", pool.hosts());
+
+    // Restarted as it was, read-write: a second primary, which a failover tool should have prevented.
+    cluster.primary.restart().unwrap();
+    let back = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
+        pool.hosts()[0].role == Some(Role::Primary)
+    })
+    .await;
+    assert!(back, "{:?}", pool.hosts());
+    for _ in 0..20 {
+        assert_eq!(server_id(&pool, Target::Primary).await.unwrap(), 2, "writes stay with the promoted server");
+    }
+}
