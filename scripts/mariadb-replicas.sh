@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # A MariaDB primary and a GTID replica of it, for the examples and benchmarks by hand (the tests start their
-# own, aquifer_testing::PrivateMariaDbCluster, with the same settings). Project-owned servers like those of
-# scripts/dev-services.sh: data in $AQUIFER_SERVICES_DIR/mariadb-primary and .../mariadb-replica, on
-# 127.0.0.1 only, the system servers untouched.
+# own, aquifer_testing::PrivateMariaDbCluster, with the same settings; scripts/pg-replicas.sh is the PostgreSQL
+# counterpart). Project-owned servers like those of scripts/dev-services.sh: data in
+# $AQUIFER_SERVICES_DIR/mariadb-replicas/primary and .../replica, on 127.0.0.1 only, the system servers
+# (3306) untouched.
 #
-#   bash scripts/replicas-mariadb.sh start   # start both (idempotent), the replica replicating from the primary
-#   bash scripts/replicas-mariadb.sh stop    # stop both (by their PID files)
-#   bash scripts/replicas-mariadb.sh status  # what runs, and the replica's state
-#   bash scripts/replicas-mariadb.sh env     # export lines: eval "$(bash scripts/replicas-mariadb.sh env)"
+#   bash scripts/mariadb-replicas.sh start   # start both (idempotent), the replica replicating from the primary
+#   bash scripts/mariadb-replicas.sh stop    # stop both (by their PID files)
+#   bash scripts/mariadb-replicas.sh status  # what runs, and the replica's state
+#   bash scripts/mariadb-replicas.sh env     # export lines: eval "$(bash scripts/mariadb-replicas.sh env)"
+#   bash scripts/mariadb-replicas.sh destroy # stop both and remove their data directories
 #
 # Ports: $AQUIFER_MARIADB_PRIMARY_PORT (default 13316) and $AQUIFER_MARIADB_REPLICA_PORT (13317). Users: root
 # without a password, and `aquifer`@127.0.0.1 without a password (all on test.*, BINLOG MONITOR, SLAVE
@@ -19,8 +21,8 @@ source "$here/services/lib.sh"
 
 : "${AQUIFER_MARIADB_PRIMARY_PORT:=13316}"
 : "${AQUIFER_MARIADB_REPLICA_PORT:=13317}"
-primary_dir=$AQUIFER_SERVICES_DIR/mariadb-primary
-replica_dir=$AQUIFER_SERVICES_DIR/mariadb-replica
+primary_dir=$AQUIFER_SERVICES_DIR/mariadb-replicas/primary
+replica_dir=$AQUIFER_SERVICES_DIR/mariadb-replicas/replica
 user=()
 [ "$(id -u)" = 0 ] && user=(--user=mysql) # mariadbd drops root's privileges itself
 
@@ -89,12 +91,17 @@ case "${1:-start}" in
     stop_pid "$replica_dir"
     stop_pid "$primary_dir"
     ;;
+  destroy)
+    stop_pid "$replica_dir"
+    stop_pid "$primary_dir"
+    rm -rf "$AQUIFER_SERVICES_DIR/mariadb-replicas"
+    ;;
   status)
     for dir in "$primary_dir" "$replica_dir"; do
       if pid=$(pid_of "$dir"); then
-        printf '%-16s running (pid %s), read_only=%s\n' "$(basename "$dir")" "$pid" "$(sql "$dir" "select @@read_only")"
+        printf '%-8s running (pid %s), read_only=%s\n' "$(basename "$dir")" "$pid" "$(sql "$dir" "select @@read_only")"
       else
-        printf '%-16s stopped\n' "$(basename "$dir")"
+        printf '%-8s stopped\n' "$(basename "$dir")"
       fi
     done
     pid_of "$replica_dir" >/dev/null &&
@@ -109,7 +116,7 @@ export MYSQL_URL='mysql://aquifer@127.0.0.1:$AQUIFER_MARIADB_PRIMARY_PORT,127.0.
 ENV
     ;;
   *)
-    echo "usage: $0 start|stop|status|env" >&2
+    echo "usage: $0 start|stop|status|env|destroy" >&2
     exit 2
     ;;
 esac
