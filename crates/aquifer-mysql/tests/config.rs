@@ -149,3 +149,16 @@ fn hosts_come_from_the_env_and_serde_and_a_bad_one_is_named() {
     let msg = e.to_string();
     assert!(msg.contains("url") && msg.contains("host 2") && !msg.contains("hunter2"), "{msg}");
 }
+
+#[test]
+fn a_single_host_pool_refuses_a_host_list_and_points_to_the_cluster_pool() {
+    let e = aquifer_mysql::MySqlManager::new(&MySqlConfig::from_url("mysql://app:hunter2@db1:3306,db2:3306/orders"))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("lists 2 hosts") && msg.contains("build_cluster") && !msg.contains("hunter2"), "{msg}");
+    // One host in `hosts` is a single-host pool to that host.
+    let config = MySqlConfig { hosts: vec!["db9:3310".into()], ..MySqlConfig::from_url("mysql://app@ignored/orders") };
+    let m = aquifer_mysql::MySqlManager::new(&config).unwrap();
+    let d = aquifer_core::Manager::descriptor(&m);
+    assert_eq!((d.server_address.as_deref(), d.server_port), (Some("db9"), Some(3310)));
+}
