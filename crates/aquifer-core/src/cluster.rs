@@ -216,6 +216,39 @@ impl<E: std::error::Error + 'static> From<ClusterError<E>> for ClusterStartError
     }
 }
 
+/// Why [`ClusterPool::run`], [`run_in`](ClusterPool::run_in) or [`write`](ClusterPool::write) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunError<E: std::error::Error + 'static, O> {
+    /// No connection could be checked out (see [`ClusterError`]).
+    Checkout(ClusterError<E>),
+    /// The operation failed (a read-only error among them was reported: the connection discarded, roles
+    /// re-checked).
+    Operation(O),
+    /// The write succeeded but its position could not be read, so the scope does not carry it.
+    Position(E),
+}
+
+impl<E: std::error::Error + 'static, O: fmt::Display> fmt::Display for RunError<E, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Checkout(e) => fmt::Display::fmt(e, f),
+            RunError::Operation(e) => fmt::Display::fmt(e, f),
+            RunError::Position(e) => write!(f, "the write succeeded but its replication position is unknown: {e}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static, O: std::error::Error + 'static> std::error::Error for RunError<E, O> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Checkout(e) => e.source(),
+            RunError::Operation(e) => e.source(),
+            RunError::Position(e) => crate::errors::source_not_in(&self.to_string(), e),
+        }
+    }
+}
+
 /// What a [`ClusterPool`] knows about one host, from [`ClusterPool::hosts`].
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -558,6 +591,70 @@ impl<R: Replication> ClusterPool<R> {
         }
     }
 
+    /// Runs `op` on a connection of a host serving `target`, and reports its error, if any, to the cluster
+    /// ([`ClusterPooled::report_error`]: a read-only error discards the connection and re-checks roles). The
+    /// helpers' form of [`get_for`](ClusterPool::get_for); `op` returns a boxed future borrowing the
+    /// connection:
+    ///
+    /// ```text
+    /// let n: i64 = pool.run(Target::PreferReplica, |c| Box::pin(async move {
+    ///     sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&mut *c).await
+    /// })).await?;
+    /// ```
+    ///
+    /// Cancel safety: dropping the future drops the connection mid-operation, which its pool then resets or
+    /// discards as for any interrupted query.
+    pub async fn run<T, O>(
+        &self,
+        target: Target,
+        op: impl for<'c> FnOnce(&'c mut ConnOf<R>) -> futures_util::future::BoxFuture<'c, Result<T, O>>,
+    ) -> Result<T, RunError<ErrorOf<R>, O>>
+    where
+        O: std::error::Error + 'static,
+    {
+        let mut conn = self.get_for(target).await.map_err(RunError::Checkout)?;
+        run_on(&mut conn, op).await
+    }
+
+    /// Like [`run`](ClusterPool::run) for a read that must see the writes recorded in `scope` (see
+    /// [`get_in`](ClusterPool::get_in)).
+    ///
+    /// Cancel safety: as for [`run`](ClusterPool::run).
+    pub async fn run_in<T, O>(
+        &self,
+        target: Target,
+        scope: &WriteScope<R::Position>,
+        op: impl for<'c> FnOnce(&'c mut ConnOf<R>) -> futures_util::future::BoxFuture<'c, Result<T, O>>,
+    ) -> Result<T, RunError<ErrorOf<R>, O>>
+    where
+        O: std::error::Error + 'static,
+    {
+        let mut conn = self.get_in(target, scope).await.map_err(RunError::Checkout)?;
+        run_on(&mut conn, op).await
+    }
+
+    /// Runs the write `op` on the primary (whatever the configured default target) and, when it succeeds and
+    /// `scope` is given, records its position there ([`ClusterPooled::record_write`]) so that the scope's
+    /// reads see it. Errors are reported as by [`run`](ClusterPool::run).
+    ///
+    /// Cancel safety: as for [`run`](ClusterPool::run); a write interrupted before its position was read is
+    /// not recorded in the scope.
+    pub async fn write<T, O>(
+        &self,
+        scope: Option<&WriteScope<R::Position>>,
+        op: impl for<'c> FnOnce(&'c mut ConnOf<R>) -> futures_util::future::BoxFuture<'c, Result<T, O>>,
+    ) -> Result<T, RunError<ErrorOf<R>, O>>
+    where
+        O: std::error::Error + 'static,
+    {
+        let mut conn = self.get_for(Target::Primary).await.map_err(RunError::Checkout)?;
+        let value = run_on(&mut conn, op).await?;
+        if let Some(scope) = scope {
+            conn.record_write(scope).await.map_err(RunError::Position)?;
+        }
+        Ok(value)
+    }
+
     /// What the pool knows about each host, in the order given.
     pub fn hosts(&self) -> Vec<HostInfo> {
         let inner = self.inner();
@@ -862,6 +959,19 @@ async fn probe<R: Replication>(
         *conn = None;
     }
     result
+}
+
+async fn run_on<R: Replication, T, O: std::error::Error + 'static>(
+    conn: &mut ClusterPooled<R>,
+    op: impl for<'c> FnOnce(&'c mut ConnOf<R>) -> futures_util::future::BoxFuture<'c, Result<T, O>>,
+) -> Result<T, RunError<ErrorOf<R>, O>> {
+    match op(&mut **conn).await {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            conn.report_error(&e);
+            Err(RunError::Operation(e))
+        }
+    }
 }
 
 fn register_metrics<R: Replication>(meter: &Meter, inner: &Arc<Inner<R>>) {

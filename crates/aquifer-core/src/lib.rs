@@ -48,7 +48,7 @@ pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
 pub use clock::Clock;
 pub use cluster::{
-    ClusterBuilder, ClusterConfig, ClusterError, ClusterPool, ClusterPooled, ClusterStartError, HostInfo,
+    ClusterBuilder, ClusterConfig, ClusterError, ClusterPool, ClusterPooled, ClusterStartError, HostInfo, RunError,
 };
 pub use config::{MAX_POOL_SIZE, PoolConfig, Reuse};
 pub use credentials::{Credential, CredentialError, CredentialProvider, Credentials, ProviderError, Secret};

@@ -295,3 +295,49 @@ fn the_cluster_settings_come_from_the_environment_and_serde_with_errors_naming_t
     let err = serde_json::from_str::<ClusterConfig>(r#"{"target": "leader"}"#).unwrap_err().to_string();
     assert!(err.contains("leader"), "{err}");
 }
+
+fn acquired(c: &Cluster) -> Vec<u64> {
+    c.pool.pools().map(|p| p.stats().acquired).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_helpers_write_on_the_primary_record_the_position_and_read_where_it_is_visible() {
+    let c = cluster();
+    c.pool.start().await.unwrap();
+    let scope = WriteScope::new();
+    let written = c.replication.clone();
+    c.pool
+        .write(Some(&scope), |conn| {
+            Box::pin(async move {
+                conn.round_trip().await?;
+                written.write();
+                Ok::<_, FakeError>(())
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!((acquired(&c), scope.position()), (vec![0, 1, 0], Some(1)), "written on the primary, db:2");
+    c.pool.run_in(Target::Replica, &scope, |conn| Box::pin(conn.round_trip())).await.unwrap();
+    assert_eq!(acquired(&c), [0, 2, 0], "no replica has replayed the write: the primary");
+    c.pool.run(Target::Replica, |conn| Box::pin(conn.round_trip())).await.unwrap();
+    assert_eq!(acquired(&c), [1, 2, 0], "outside the scope: a replica");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_only_error_from_a_helper_is_returned_and_rechecks_roles() {
+    let config = ClusterConfig { role_check_interval: Duration::from_secs(60), ..ClusterConfig::default() };
+    let c = cluster_with(config, None);
+    c.pool.start().await.unwrap();
+    c.replication.set_role(2, Role::Replica);
+    let err = c
+        .pool
+        .write(None, |_| {
+            Box::pin(async { Err::<(), _>(FakeError("cannot execute UPDATE in a read-only transaction".into())) })
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, aquifer_core::RunError::Operation(_)), "{err}");
+    tokio::time::sleep(ms(1)).await;
+    assert!(c.pool.get().await.unwrap_err().is_no_host(), "roles were re-checked at once");
+    assert_eq!(c.pool.pools().nth(1).unwrap().stats().closed_discarded, 1);
+}

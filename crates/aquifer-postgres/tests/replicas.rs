@@ -198,15 +198,18 @@ async fn a_thousand_reads_after_writes_in_the_same_scope_see_their_write_with_re
             tokio::spawn(async move {
                 let scope = PgWriteScope::new();
                 for v in 1..=PAIRS {
-                    let mut w = pool.get().await.unwrap();
-                    sqlx::query("UPDATE ryw SET v = $2 WHERE task = $1")
-                        .bind(task)
-                        .bind(v)
-                        .execute(&mut *w)
-                        .await
-                        .unwrap();
-                    w.record_write(&scope).await.unwrap();
-                    drop(w);
+                    // The write helper: on the primary, its commit's position recorded in the scope.
+                    pool.write(Some(&scope), |c| {
+                        Box::pin(async move {
+                            sqlx::query("UPDATE ryw SET v = $2 WHERE task = $1")
+                                .bind(task)
+                                .bind(v)
+                                .execute(&mut *c)
+                                .await
+                        })
+                    })
+                    .await
+                    .unwrap();
                     let mut r = pool.get_in(Target::PreferReplica, &scope).await.unwrap();
                     let read: i64 = sqlx::query_scalar("SELECT v FROM ryw WHERE task = $1")
                         .bind(task)
