@@ -310,8 +310,7 @@ impl MySqlConfig {
         if let Some(v) = env.get("HOSTS") {
             c.hosts = v.split(',').map(|h| h.trim().to_owned()).collect();
         }
-        // Its validation names fields (`probe_timeout`); each is read from the variable of the same name.
-        c.cluster.read_lookup(prefix, &lookup).map_err(|e| env.rename(e, |field| Some(field.to_ascii_uppercase())))?;
+        c.cluster.read_lookup(prefix, &lookup)?;
         env.parse("TRANSPORT", &mut c.transport, |t| {
             Ok(Some(match t.to_ascii_lowercase().as_str() {
                 "tcp" => Transport::Tcp,
