@@ -400,3 +400,37 @@ async fn an_old_primary_back_read_write_after_a_failover_does_not_take_the_write
         assert_eq!(server_id(&pool, Target::Primary).await.unwrap(), 2, "writes stay with the promoted server");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_host_reports_its_role_lag_and_connections_under_its_own_server_port() {
+    use aquifer_core::metrics::names;
+    let cluster = start_cluster();
+    let capture = aquifer_testing::MetricsCapture::new();
+    let pool = config(&cluster).cluster_builder().unwrap().meter(capture.meter()).build().unwrap();
+    pool.start().await.unwrap();
+    let (primary_port, replica_port) = (cluster.primary.port().to_string(), cluster.replica.port().to_string());
+    let mut primary = pool.get().await.unwrap();
+    primary.query_drop("CREATE TABLE test.metered (id INT AUTO_INCREMENT PRIMARY KEY)").await.unwrap();
+    let _replica = pool.get_for(Target::Replica).await.unwrap();
+
+    let captured = capture.collect();
+    let role = captured.get(names::HOST_ROLE).expect("the role gauge");
+    assert_eq!(role.point_with("server.port", &primary_port).map(|p| p.value), Some(1.0), "{role:?}");
+    assert_eq!(role.point_with("server.port", &replica_port).map(|p| p.value), Some(0.0), "{role:?}");
+    let used = captured.get("db.client.connection.count").expect("the connection count");
+    for port in [&primary_port, &replica_port] {
+        assert!(used.point_with("server.port", port).is_some(), "no connection point for port {port}: {used:?}");
+    }
+
+    cluster.wait_for_replica().unwrap();
+    cluster.stop_sql_thread().unwrap();
+    let lag_seen = poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
+        primary.query_drop("INSERT INTO test.metered () VALUES ()").await.unwrap();
+        let captured = capture.collect();
+        let lag = captured.get(names::REPLICA_LAG).and_then(|m| m.point_with("server.port", &replica_port).cloned());
+        lag.is_some_and(|p| p.value >= 0.3)
+    })
+    .await;
+    cluster.start_sql_thread().unwrap();
+    assert!(lag_seen, "the replica's lag never reached 0.3 s in the metric: {:?}", pool.hosts());
+}
