@@ -541,9 +541,10 @@ impl<R: Replication> ClusterPool<R> {
     }
 
     /// Like [`get_for`](ClusterPool::get_for) for a read that must see the writes recorded in `scope`
-    /// ([`ClusterPooled::record_write`]): a replica qualifies only once its replay position (as last probed)
-    /// has reached the scope's position; otherwise the read goes to the primary, even for
-    /// [`Target::Replica`].
+    /// ([`ClusterPooled::record_write`]): a replica qualifies only once its replay position has reached the
+    /// scope's position, as last probed or, when no probed position does, as an idle connection of a replica
+    /// within `max_replica_lag` answers ([`Replication::has_replayed`], one round trip); otherwise the read
+    /// goes to the primary, even for [`Target::Replica`].
     ///
     /// Errors and cancel safety: as for [`get`](ClusterPool::get).
     pub async fn get_in(
@@ -552,7 +553,43 @@ impl<R: Replication> ClusterPool<R> {
         scope: &WriteScope<R::Position>,
     ) -> Result<ClusterPooled<R>, ClusterError<ErrorOf<R>>> {
         let position = scope.position();
+        if let Some(p) = &position
+            && target.preferred() == Some(Role::Replica)
+            && let Some(conn) = self.replayed_replica(p).await
+        {
+            return Ok(conn);
+        }
         self.route(target, position.as_ref()).await
+    }
+
+    /// A replica whose probed position does not vouch for `position` yet but which says it has replayed it
+    /// now ([`Replication::has_replayed`]), on one of its idle connections: never waits for a connection, so
+    /// a read that cannot be served this way goes on to the primary at once.
+    async fn replayed_replica(&self, position: &R::Position) -> Option<ClusterPooled<R>> {
+        let inner = self.inner();
+        if matches!(inner.choose(Target::Replica, Some(position)), Some((_, Role::Replica))) {
+            // The probed positions decide: `route` picks that replica.
+            return None;
+        }
+        let (i, _) = inner.choose(Target::Replica, None)?;
+        let host = &inner.hosts[i];
+        let mut conn = host.pool.try_get().await.ok()??;
+        match inner.replication.has_replayed(&host.descriptor, &mut conn, position).await {
+            Ok(Some(true)) => {
+                // What the replica just said holds from now on: later reads of the same write need no question.
+                let mut s = host.state.lock();
+                if s.position.as_ref().is_none_or(|p| matches!(p.partial_cmp(position), Some(o) if o.is_lt())) {
+                    s.position = Some(position.clone());
+                }
+                drop(s);
+                Some(ClusterPooled { conn: Some(conn), host: i, role: Role::Replica, inner: Arc::clone(inner) })
+            }
+            Ok(_) => None,
+            Err(_) => {
+                host.recheck.notify_one();
+                None
+            }
+        }
     }
 
     async fn route(

@@ -76,6 +76,20 @@ pub trait Replication: Send + Sync + 'static {
     /// `pg_current_wal_lsn()` after the commit), for [`ClusterPooled::record_write`](crate::ClusterPooled::record_write).
     async fn write_position(&self, conn: &mut ConnOf<Self>) -> Result<Self::Position, ErrorOf<Self>>;
 
+    /// Whether the server behind `conn` (a connection of the replica `host`) has replayed `position` now: one
+    /// round trip, which [`ClusterPool::get_in`](crate::ClusterPool::get_in) makes on an idle replica
+    /// connection when no replica's probed position vouches for the write yet. `Ok(None)` means the backend
+    /// cannot tell, and the read goes to the primary. Default: `Ok(None)`.
+    async fn has_replayed(
+        &self,
+        host: &Descriptor,
+        conn: &mut ConnOf<Self>,
+        position: &Self::Position,
+    ) -> Result<Option<bool>, ErrorOf<Self>> {
+        let _ = (host, conn, position);
+        Ok(None)
+    }
+
     /// True when `error` (a driver error, or any error wrapping one: walk [`source`](std::error::Error::source))
     /// says the server refused a write because it is read-only (PostgreSQL SQLSTATE 25006; MariaDB 1290 /
     /// 1836). The cluster then discards the connection and re-checks every host's role at once.

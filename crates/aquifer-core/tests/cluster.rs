@@ -341,3 +341,23 @@ async fn a_read_only_error_from_a_helper_is_returned_and_rechecks_roles() {
     assert!(c.pool.get().await.unwrap_err().is_no_host(), "roles were re-checked at once");
     assert_eq!(c.pool.pools().nth(1).unwrap().stats().closed_discarded, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_read_after_a_write_asks_an_idle_replica_when_no_probe_has_seen_the_write_replayed_yet() {
+    let config = ClusterConfig { role_check_interval: Duration::from_secs(60), ..ClusterConfig::default() };
+    let c = cluster_with(config, None);
+    c.pool.start().await.unwrap();
+    drop(c.pool.get_for(Target::Replica).await.unwrap()); // db:1 holds an idle connection
+    let scope = WriteScope::new();
+    let mut w = c.pool.get().await.unwrap();
+    c.replication.write();
+    w.record_write(&scope).await.unwrap();
+    drop(w);
+    assert_eq!(c.pool.get_in(Target::Replica, &scope).await.unwrap().server(), "db:2", "not replayed: the primary");
+    // db:1 replays the write; no probe runs for a minute, but db:1 says so when asked.
+    c.replication.replay(1);
+    let probes = c.replication.probes();
+    assert_eq!(c.pool.get_in(Target::PreferReplica, &scope).await.unwrap().server(), "db:1");
+    assert_eq!(c.replication.probes(), probes, "no probe was needed");
+    assert_eq!(c.pool.hosts()[0].position.as_deref(), Some("1"), "what db:1 said is kept for the next reads");
+}

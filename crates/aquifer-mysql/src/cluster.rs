@@ -103,6 +103,23 @@ impl Replication for MySqlReplication {
         Ok(pos.and_then(|p| GtidPosition::parse(&p)).unwrap_or_default())
     }
 
+    /// `SELECT @@gtid_slave_pos` on the replica: whether it includes `position` now (no wait; see
+    /// [`MySqlClusterExt::get_after_write`] for a read that may wait a little). `None` when the server has no
+    /// MariaDB GTID position (MySQL).
+    async fn has_replayed(
+        &self,
+        _host: &Descriptor,
+        conn: &mut Conn,
+        position: &GtidPosition,
+    ) -> Result<Option<bool>, Error> {
+        use mysql_async::prelude::Queryable;
+        match conn.query_first::<String, _>("SELECT @@gtid_slave_pos").await {
+            Ok(applied) => Ok(applied.and_then(|a| GtidPosition::parse(&a)).map(|a| a.includes(position))),
+            Err(Error::Server(s)) if s.code == 1193 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A mysql_async error 1290 or 1836 anywhere in `error`'s source chain.
     fn is_read_only_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {
         let mut next = Some(error);

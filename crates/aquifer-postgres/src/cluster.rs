@@ -46,7 +46,7 @@ const PROBE: &str = "SELECT pg_is_in_recovery(), current_setting('transaction_re
 ///   commit (`now() - pg_last_xact_replay_timestamp()`), which grows while replay is paused or behind;
 /// - position: an LSN as a byte offset, `pg_last_wal_replay_lsn()` on a standby; a write's position is
 ///   `pg_current_wal_insert_lsn()` after its commit, which every standby reaches once it has replayed the
-///   commit record;
+///   commit record; `has_replayed` compares the two on the standby in one query;
 /// - a read-only error is SQLSTATE 25006.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PgReplication;
@@ -68,6 +68,18 @@ impl Replication for PgReplication {
         let (lsn,): (i64,) =
             sqlx::query_as("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8").fetch_one(&mut *conn).await?;
         Ok(lsn as u64)
+    }
+
+    async fn has_replayed(
+        &self,
+        _host: &Descriptor,
+        conn: &mut PgConnection,
+        position: &u64,
+    ) -> Result<Option<bool>, sqlx::Error> {
+        sqlx::query_scalar("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8 >= $1")
+            .bind(*position as i64)
+            .fetch_one(&mut *conn)
+            .await
     }
 
     fn is_read_only_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {

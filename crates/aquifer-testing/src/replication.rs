@@ -93,6 +93,17 @@ impl Replication for FakeReplication {
         Ok(self.written.load(Ordering::SeqCst))
     }
 
+    async fn has_replayed(
+        &self,
+        host: &Descriptor,
+        conn: &mut FakeConn,
+        position: &u64,
+    ) -> Result<Option<bool>, FakeError> {
+        conn.round_trip().await?;
+        let port = host.server_port.unwrap_or_default();
+        Ok(self.hosts.lock().get(&port).map(|h| h.role == Role::Replica && h.position >= *position))
+    }
+
     fn is_read_only_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {
         let mut next = Some(error);
         while let Some(e) = next {
