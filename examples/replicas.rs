@@ -23,6 +23,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("POSTGRES_CLUSTER_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     let mut config = PgConfig::from_url(url);
     config.pool.max_size = 8;
+    // Idle connections on every host: a read right after a write asks an idle replica connection whether the
+    // write has been replayed there, and goes to the primary when none is idle.
+    config.pool.min_idle = 2;
     // Replicas more than two seconds behind get no reads until they catch up.
     config.cluster.max_replica_lag = Some(Duration::from_secs(2));
     let pool = config.connect_cluster().await?;

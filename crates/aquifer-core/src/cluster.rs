@@ -604,6 +604,10 @@ impl<R: Replication> ClusterPool<R> {
             if inner.closing.is_cancelled() {
                 return Err(ClusterError::Closed);
             }
+            if Instant::now() >= deadline {
+                // Hosts kept failing their checkouts until the acquire timeout: none serves the target.
+                return Err(inner.no_host(target));
+            }
             rx.borrow_and_update();
             let Some((i, role)) = inner.choose(target, after) else {
                 // Before every host was probed once, "no host" only means "not known yet": wait for the probes.
@@ -1097,8 +1101,9 @@ impl<R: Replication> ClusterPooled<R> {
 
     /// Tells the cluster about an error this connection returned. A read-only error
     /// ([`Replication::is_read_only_error`]: the host is no longer the primary) discards the connection and
-    /// re-checks every host's role now; a connection the driver found broken re-checks its host. Returns
-    /// whether the error was a read-only error. The adapters' helpers call this on every failure.
+    /// re-checks every host's role now. Returns whether the error was a read-only error. The cluster's
+    /// helpers ([`ClusterPool::run`] and its siblings) call this on every failure. (A connection the driver
+    /// found broken re-checks its host when it is dropped, whether or not its error was reported.)
     pub fn report_error(&mut self, error: &(dyn std::error::Error + 'static)) -> bool {
         if self.inner.replication.is_read_only_error(error) {
             if let Some(conn) = self.conn.take() {

@@ -252,6 +252,32 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_settings_are_read_from_the_environment() {
+        let vars = [
+            ("POSTGRES_URL", "postgres://a@h1,h2/db"),
+            ("POSTGRES_TARGET_SESSION_ATTRS", "prefer-standby"),
+            ("POSTGRES_MAX_REPLICA_LAG", "2s"),
+        ];
+        let c = PgConfig::from_lookup("POSTGRES", |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+            .unwrap();
+        assert_eq!(
+            (c.cluster.target, c.cluster.max_replica_lag),
+            (Target::PreferReplica, Some(Duration::from_secs(2)))
+        );
+        let bad = [("POSTGRES_URL", "postgres://a@h1,h2/db"), ("POSTGRES_TARGET_SESSION_ATTRS", "leader")];
+        let e = PgConfig::from_lookup("POSTGRES", |k| bad.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("POSTGRES_TARGET_SESSION_ATTRS") && e.contains("leader"), "{e}");
+    }
+
+    #[test]
+    fn a_single_host_pool_refuses_a_url_with_several_hosts() {
+        let e = PgConfig::from_url("postgres://a:secret@h1,h2/db").manager().unwrap_err().to_string();
+        assert!(e.contains("connect_cluster") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
     fn the_url_parameters_win_over_the_cluster_field() {
         let mut c = PgConfig::from_url("postgres://a@h1,h2/db?target_session_attrs=any");
         c.cluster.target = Target::Replica;
