@@ -49,6 +49,7 @@ pub struct PoolBuilder<M: Manager> {
     on_leak: Option<LeakHook>,
     clock: Clock,
     conn_hooks: ConnHooks<M::Connection>,
+    host_attributes: bool,
 }
 
 impl<M: Manager> PoolBuilder<M> {
@@ -60,6 +61,7 @@ impl<M: Manager> PoolBuilder<M> {
             on_leak: None,
             clock: Clock::default(),
             conn_hooks: ConnHooks::default(),
+            host_attributes: false,
         }
     }
 
@@ -250,6 +252,13 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
+    /// Adds `server.address` and `server.port` to every metric's attributes: the host pools of a
+    /// [`ClusterPool`](crate::ClusterPool) share the cluster's name and are told apart by their server.
+    pub(crate) fn host_attributes(mut self) -> Self {
+        self.host_attributes = true;
+        self
+    }
+
     /// Validates the configuration and starts the engine: its background tasks and the connects for
     /// `min_idle` (what [`build`](PoolBuilder::build) wraps in a [`Pool`](crate::Pool)).
     pub(crate) fn start(self) -> Result<Arc<Shared<M>>, BuildError> {
@@ -276,6 +285,7 @@ impl<M: Manager> PoolBuilder<M> {
             self.clock,
             self.on_leak,
             self.conn_hooks,
+            self.host_attributes,
         );
         runtime.spawn(Shared::maintain(Arc::downgrade(&shared), tick, shared.closing.clone()));
         runtime.spawn(Arc::clone(&shared).watch_deadlines(shared.closing.clone()));

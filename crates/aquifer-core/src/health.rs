@@ -99,6 +99,13 @@ pub(crate) fn as_rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S
     s.collect_str(&humantime::format_rfc3339_millis(*t))
 }
 
+pub(crate) fn as_rfc3339_opt<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.collect_str(&humantime::format_rfc3339_millis(*t)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Anything that can report its health: every [`Pool`](crate::Pool), whatever its backend.
 #[async_trait::async_trait]
 pub trait HealthCheck: Send + Sync {

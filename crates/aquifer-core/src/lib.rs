@@ -5,6 +5,7 @@
 mod adapter;
 mod builder;
 mod clock;
+mod cluster;
 mod config;
 mod credentials;
 mod env;
@@ -19,7 +20,9 @@ mod pool;
 mod pooled;
 mod reexports;
 mod registry;
+mod replication;
 mod retry;
+mod role;
 mod secret;
 mod session;
 mod start;
@@ -45,6 +48,9 @@ pub use adapter::{Adapter, connect, connect_env, connect_env_lazy, connect_lazy}
 pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
 pub use clock::Clock;
+pub use cluster::{
+    ClusterBuilder, ClusterConfig, ClusterError, ClusterPool, ClusterPooled, ClusterStartError, HostInfo, RunError,
+};
 pub use config::{MAX_POOL_SIZE, PoolConfig, Reuse};
 pub use credentials::{Credential, CredentialError, CredentialProvider, Credentials, ProviderError, Secret};
 pub use env::EnvVars;
@@ -57,7 +63,9 @@ pub use operation::{Attempt, Failure, OperationError, Operations, run_operation,
 pub use pool::Pool;
 pub use pooled::{ConnectionInfo, Pooled};
 pub use registry::{AnyConfig, AnyPool, AnyStartError, Driver, Drivers, NoDriver, Ping, PingError};
+pub use replication::{ConnOf, ErrorOf, HostProbe, Replication, WriteScope};
 pub use retry::RetryPolicy;
+pub use role::{LoadBalance, Role, Target};
 pub use secret::{DatabaseUrl, redact_url};
 pub use session::{BoxError, HookFailure, HookFuture, SessionContext};
 pub use start::{StartError, warm};

@@ -76,6 +76,13 @@ pub mod names {
     /// [`retire_on_rotation`](crate::PoolConfig::retire_on_rotation)). Each also counts in [`CLOSED`] with
     /// `reason="retired"`.
     pub const RETIRED: &str = "aquifer.pool.connections.retired";
+    /// `aquifer.cluster.host.role` (Gauge, `1`): 1 while a [`ClusterPool`](crate::ClusterPool)'s host is the
+    /// primary, 0 while a replica, -1 while down or not yet probed. Attributes: `db.client.connection.pool.name`,
+    /// `db.system.name`, `server.address`, `server.port`.
+    pub const HOST_ROLE: &str = "aquifer.cluster.host.role";
+    /// `aquifer.cluster.replica.lag` (Gauge, `s`): a cluster replica's lag as its last probe measured it,
+    /// reported for replicas whose lag is known. Same attributes as [`HOST_ROLE`].
+    pub const REPLICA_LAG: &str = "aquifer.cluster.replica.lag";
 }
 
 /// The `db.operation.name` of a statement whose leading keyword is not in the adapter's list.
@@ -309,17 +316,31 @@ pub(crate) struct PoolMetrics {
 const MAX_CACHED_OPERATIONS: usize = 64;
 
 impl PoolMetrics {
-    pub(crate) fn new(meter: &Meter, pool_name: &str, descriptor: &Descriptor, observed: Weak<dyn Observed>) -> Self {
-        let base: Arc<[KeyValue]> = Arc::from(vec![
+    pub(crate) fn new(
+        meter: &Meter,
+        pool_name: &str,
+        descriptor: &Descriptor,
+        observed: Weak<dyn Observed>,
+        host_attributes: bool,
+    ) -> Self {
+        let mut base = vec![
             KeyValue::new(POOL_NAME, pool_name.to_owned()),
             KeyValue::new(DB_SYSTEM_NAME, descriptor.system.to_string()),
-        ]);
-        let mut operation_base = base.to_vec();
-        if let Some(a) = &descriptor.server_address {
-            operation_base.push(KeyValue::new("server.address", a.clone()));
+        ];
+        if host_attributes {
+            // A cluster's host pools share its name: the server tells them apart.
+            base.extend(descriptor.server_address.clone().map(|a| KeyValue::new("server.address", a)));
+            base.extend(descriptor.server_port.map(|p| KeyValue::new("server.port", i64::from(p))));
         }
-        if let Some(p) = descriptor.server_port {
-            operation_base.push(KeyValue::new("server.port", i64::from(p)));
+        let base: Arc<[KeyValue]> = Arc::from(base);
+        let mut operation_base = base.to_vec();
+        if !host_attributes {
+            if let Some(a) = &descriptor.server_address {
+                operation_base.push(KeyValue::new("server.address", a.clone()));
+            }
+            if let Some(p) = descriptor.server_port {
+                operation_base.push(KeyValue::new("server.port", i64::from(p)));
+            }
         }
         if let Some(ns) = &descriptor.namespace {
             operation_base.push(KeyValue::new("db.namespace", ns.clone()));

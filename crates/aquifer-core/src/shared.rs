@@ -62,12 +62,13 @@ impl<M: Manager> Shared<M> {
         clock: Clock,
         on_leak: Option<LeakHook>,
         conn_hooks: ConnHooks<M::Connection>,
+        host_attributes: bool,
     ) -> Arc<Self> {
         let descriptor = manager.descriptor();
         Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
             let observed: std::sync::Weak<dyn Observed> = weak.clone();
             Shared {
-                metrics: PoolMetrics::new(meter, &name, &descriptor, observed),
+                metrics: PoolMetrics::new(meter, &name, &descriptor, observed, host_attributes),
                 internals: Mutex::new({
                     let mut internals = Internals::new(config.max_size, config.min_idle, config.reuse);
                     if config.retire_on_rotation {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aquifer_core::{ConfigError, Credentials, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
+use aquifer_core::{ClusterConfig, ConfigError, Credentials, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How connections reach the server.
@@ -93,6 +93,15 @@ pub struct MySqlConfig {
     /// fails with a [`ConfigError::Missing`] unless mysql_async `Opts` are given
     /// ([`MySqlConfig::connect_with_options`]).
     pub url: Option<DatabaseUrl>,
+    /// The servers of a replicated cluster, `host:port` each (`[v6]:port` for IPv6; the port defaults to
+    /// 3306), in place of the URL's host; the URL still gives the user, password, database and parameters.
+    /// A URL may also list them itself: `mysql://app@db1:3306,db2:3306/orders`. With more than one server
+    /// the pool is a cluster pool (see docs/replicas.md): roles come from each server's `@@read_only` and
+    /// replica status, never from the order. Default: empty (the URL's host or hosts).
+    pub hosts: Vec<String>,
+    /// How a cluster pool ([`MySqlConfig::build_cluster`]) routes and watches its hosts: target,
+    /// `max_replica_lag`, check intervals. Not used by a single-host pool. Default: [`ClusterConfig::default`].
+    pub cluster: ClusterConfig,
     /// TCP, a unix socket, or mysql_async's prefer-socket behaviour. Default: `None`, which means what the URL
     /// says — `socket=/path` selects that socket, `prefer_socket=true` the prefer-socket behaviour — and plain
     /// TCP otherwise (mysql_async's own default would be prefer-socket). When building from
@@ -153,6 +162,8 @@ impl std::fmt::Debug for MySqlConfig {
         f.debug_struct("MySqlConfig")
             .field("pool", &self.pool)
             .field("url", &self.url)
+            .field("hosts", &self.hosts)
+            .field("cluster", &self.cluster)
             .field("transport", &self.transport)
             .field("system", &self.system)
             .field("time_zone", &self.time_zone)
@@ -176,6 +187,8 @@ impl Default for MySqlConfig {
         MySqlConfig {
             pool: PoolConfig::default(),
             url: None,
+            hosts: Vec::new(),
+            cluster: ClusterConfig::default(),
             // Explicit over clever: TCP unless asked, so the account and the path are the ones in the URL.
             transport: None,
             system: None,
@@ -259,6 +272,13 @@ impl MySqlConfig {
                 reason: "must be at most 256 printable characters".into(),
             });
         }
+        if let Some(url) = &self.url {
+            crate::hosts::host_urls(url.expose(), &self.hosts)?;
+        } else if let Some((i, entry, why)) =
+            self.hosts.iter().enumerate().find_map(|(i, h)| crate::hosts::parse_host(h).err().map(|why| (i, h, why)))
+        {
+            return Err(ConfigError::Invalid { field: "hosts", value: format!("[{i}] = {entry:?}"), reason: why });
+        }
         if self.stmt_cache_size == Some(0) {
             // mysql_async treats 0 as "no cache"; say so rather than guess what was meant.
             return Err(ConfigError::Invalid {
@@ -272,7 +292,9 @@ impl MySqlConfig {
 
     /// Reads the configuration from `{prefix}_*` variables through `lookup` ([`MySqlConfig::from_env`] reads the
     /// process environment; the conventional prefix is `MYSQL`, which [`connect_env`](crate::connect_env)
-    /// uses): `{prefix}_URL` (required: a missing URL is a [`ConfigError::Missing`] naming it), the pool
+    /// uses): `{prefix}_URL` (required: a missing URL is a [`ConfigError::Missing`] naming it), `{prefix}_HOSTS`
+    /// (`db1:3306,db2:3306`, see [`hosts`](MySqlConfig::hosts)), the cluster settings
+    /// ([`ClusterConfig::read_lookup`]: `{prefix}_TARGET_SESSION_ATTRS`, `{prefix}_MAX_REPLICA_LAG`...), the pool
     /// settings from `{prefix}_POOL_*` and `{prefix}_NAME` ([`PoolConfig::from_lookup`]),
     /// `{prefix}_TRANSPORT` (`tcp`, `prefer_socket` or `socket:/path`), `{prefix}_SYSTEM` (`mysql`,
     /// `mariadb`), `{prefix}_TIME_ZONE`, `{prefix}_SQL_MODE`, `{prefix}_WAIT_TIMEOUT` (`600s`, `10m`),
@@ -285,6 +307,10 @@ impl MySqlConfig {
         let env = EnvVars::new(prefix, &lookup);
         let mut c = MySqlConfig { pool: PoolConfig::from_lookup(prefix, &lookup)?, ..MySqlConfig::default() };
         c.url = env.get("URL").map(|u| DatabaseUrl::new(u.trim()));
+        if let Some(v) = env.get("HOSTS") {
+            c.hosts = v.split(',').map(|h| h.trim().to_owned()).collect();
+        }
+        c.cluster.read_lookup(prefix, &lookup)?;
         env.parse("TRANSPORT", &mut c.transport, |t| {
             Ok(Some(match t.to_ascii_lowercase().as_str() {
                 "tcp" => Transport::Tcp,

@@ -1,13 +1,20 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod config;
 mod connect;
 mod error;
 pub mod helpers;
+mod hosts;
 mod manager;
+pub mod replication;
 mod session;
 
+pub use cluster::{
+    MySqlClusterError, MySqlClusterExt, MySqlClusterPool, MySqlClusterPooled, MySqlClusterStartError, MySqlReplication,
+    MySqlWriteScope,
+};
 pub use config::{DbSystem, MySqlConfig, SslMode, Transport};
 pub use error::{RowNotFound, error_type, is_row_not_found};
 pub use helpers::{Executed, PacketTooLarge, Tx, TxFuture};
@@ -20,6 +27,9 @@ pub use mysql_async;
 
 /// The adapter contract [`MySqlConfig`] implements, for code generic over backends.
 pub use aquifer_core::Adapter;
+
+/// The cluster settings and routing targets ([`MySqlConfig::cluster`], [`MySqlClusterPool::get_for`]).
+pub use aquifer_core::{ClusterConfig, LoadBalance, Role, Target};
 
 aquifer_core::adapter_reexports! {
     config: MySqlConfig,

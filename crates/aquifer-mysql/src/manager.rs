@@ -64,7 +64,21 @@ impl MySqlManager {
             field: "url".into(),
             reason: "set MySqlConfig.url (MySqlConfig::from_url), or use MySqlConfig::connect_with_options".into(),
         })?;
-        let url = url.expose();
+        let hosts = crate::hosts::host_urls(url.expose(), &config.hosts)?;
+        if hosts.len() > 1 {
+            return Err(ConfigError::Invalid {
+                field: if config.hosts.is_empty() { "url" } else { "hosts" },
+                value: if config.hosts.is_empty() { url.redacted() } else { format!("{:?}", config.hosts) },
+                reason: format!(
+                    "lists {} hosts, and a MySqlPool connects to one: build a cluster pool \
+                     (MySqlConfig::build_cluster, see docs/replicas.md)",
+                    hosts.len()
+                ),
+            }
+            .into());
+        }
+        let single = hosts.into_iter().next().unwrap_or_default();
+        let url = single.as_str();
         let bad = |reason: String| MySqlStartError::Url { system: "mysql", url: redact_url(url), reason };
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
         let (system, rewritten) = match parsed.scheme() {

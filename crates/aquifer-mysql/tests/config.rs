@@ -124,3 +124,41 @@ fn an_empty_or_malformed_url_parameter_is_refused_by_name() {
         assert!(e.to_string().contains(param), "{url}: {e}");
     }
 }
+
+#[test]
+fn hosts_come_from_the_env_and_serde_and_a_bad_one_is_named() {
+    let c = MySqlConfig::from_lookup(
+        "MYSQL",
+        env(&[("MYSQL_URL", "mysql://app:pw@db/orders"), ("MYSQL_HOSTS", "db1:3306, db2:3307")]),
+    )
+    .unwrap();
+    assert_eq!(c.hosts, ["db1:3306", "db2:3307"]);
+    let c: MySqlConfig =
+        serde_json::from_str(r#"{"url": "mysql://app@x/db", "hosts": ["db1", "[::1]:3307"]}"#).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.hosts, ["db1", "[::1]:3307"]);
+
+    let e = MySqlConfig::from_lookup(
+        "MYSQL",
+        env(&[("MYSQL_URL", "mysql://app:pw@db/orders"), ("MYSQL_HOSTS", "db1:3306,db2:33o7")]),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("MYSQL_HOSTS") && msg.contains("db2:33o7") && msg.contains("port `33o7`"), "{msg}");
+    let e = MySqlConfig::from_url("mysql://app:hunter2@db1:3306,db2:x/orders").validate().unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("url") && msg.contains("host 2") && !msg.contains("hunter2"), "{msg}");
+}
+
+#[test]
+fn a_single_host_pool_refuses_a_host_list_and_points_to_the_cluster_pool() {
+    let e = aquifer_mysql::MySqlManager::new(&MySqlConfig::from_url("mysql://app:hunter2@db1:3306,db2:3306/orders"))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("lists 2 hosts") && msg.contains("build_cluster") && !msg.contains("hunter2"), "{msg}");
+    // One host in `hosts` is a single-host pool to that host.
+    let config = MySqlConfig { hosts: vec!["db9:3310".into()], ..MySqlConfig::from_url("mysql://app@ignored/orders") };
+    let m = aquifer_mysql::MySqlManager::new(&config).unwrap();
+    let d = aquifer_core::Manager::descriptor(&m);
+    assert_eq!((d.server_address.as_deref(), d.server_port), (Some("db9"), Some(3310)));
+}

@@ -53,6 +53,18 @@ impl Neo4jManager {
         if let Some(db) = &config.database {
             descriptor = descriptor.namespace(db.clone());
         }
+        if let Some(scheme) = routing_scheme(&r.uri) {
+            // neo4rs routes only with its unstable `unstable-bolt-protocol-impl-v2` feature, which Aquifer
+            // does not enable: say so once, when the pool is built, instead of silently using one server.
+            tracing::warn!(
+                scheme,
+                server.address = %address,
+                "{scheme}:// is a routing scheme, but Aquifer's Neo4j pool does no cluster routing: every \
+                 connection goes to {address}, reads are not spread over the cluster and writes fail when \
+                 that server is not the leader; use bolt:// (or bolt+s://) for one server, or a \
+                 load balancer that forwards to the leader (see docs/neo4j.md, \"Clusters\")"
+            );
+        }
         let ctx = Context { user: r.user, database: config.database.clone(), address };
         Ok(Neo4jManager { config, driver, ctx, descriptor, credentials, uri: r.uri })
     }
@@ -76,6 +88,12 @@ impl Neo4jManager {
         graph.run(PING).await.map_err(|e| classify(e, Some(&self.ctx), Phase::Connect))?;
         Ok(Neo4jConnection { graph, interrupted: false, broken: AtomicBool::new(false) })
     }
+}
+
+/// The scheme of `uri` when it is one of Neo4j's routing schemes (`neo4j`, `neo4j+s`, `neo4j+ssc`).
+fn routing_scheme(uri: &str) -> Option<&str> {
+    let scheme = uri.split_once("://")?.0;
+    matches!(scheme, "neo4j" | "neo4j+s" | "neo4j+ssc").then_some(scheme)
 }
 
 /// neo4rs's config for one Bolt connection per `Graph`, with `password`.

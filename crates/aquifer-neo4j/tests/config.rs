@@ -193,3 +193,35 @@ fn descriptor_names_system_host_port_and_database() {
     assert_eq!(d.namespace.as_deref(), Some("music"));
     assert_eq!(d.default_pool_name(), "127.0.0.1:7687/music");
 }
+
+/// What `f` logs at WARN and above, as text.
+fn warnings_of(f: impl FnOnce()) -> String {
+    let logs = aquifer_testing::LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    logs.text()
+}
+
+#[test]
+fn a_routing_scheme_warns_at_start_up_that_nothing_is_routed() {
+    for scheme in ["neo4j", "neo4j+s", "neo4j+ssc"] {
+        let text = warnings_of(|| {
+            Neo4jManager::new(Neo4jConfig::new(format!("{scheme}://db.example:7688"), "neo4j", "s3cret-pw")).unwrap();
+        });
+        assert!(text.contains("WARN"), "{scheme}: {text}");
+        assert!(text.contains(&format!("{scheme}:// is a routing scheme")), "{scheme}: {text}");
+        assert!(text.contains("does no cluster routing") && text.contains("db.example:7688"), "{scheme}: {text}");
+        assert!(!text.contains("s3cret-pw"), "{text}");
+    }
+    let plain = warnings_of(|| {
+        Neo4jManager::new(Neo4jConfig::new("bolt://db.example:7688", "neo4j", "s3cret-pw")).unwrap();
+    });
+    assert_eq!(plain, "", "bolt:// is one server by definition: nothing to warn about");
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use aquifer_core::{ConfigError, Credentials, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
+use aquifer_core::{ClusterConfig, ConfigError, Credentials, DatabaseUrl, EnvVars, PoolConfig, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// How to build a [`PgPool`](crate::PgPool): the engine's [`PoolConfig`], the connection URL, session
@@ -94,6 +94,12 @@ pub struct PgConfig {
     /// Retries of the helpers ([`PgPool::fetch_one`](crate::PgPool::fetch_one),
     /// [`PgPool::transaction`](crate::PgPool::transaction), ...) on transient failures. Default: [`RetryPolicy::default`] (3 attempts, 10 ms doubling to 1 s, jitter).
     pub retry: RetryPolicy,
+    /// How a pool over several hosts ([`PgConfig::connect_cluster`], a URL such as
+    /// `postgres://app@db1:5432,db2:5432/orders`) routes checkouts and watches the hosts' roles. The URL's
+    /// `target_session_attrs` and `load_balance_hosts` parameters, when present, win over `target` and
+    /// `load_balance` here. Unused by single-host pools. Default: [`ClusterConfig::default`] (checkouts go to
+    /// the primary).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for PgConfig {
@@ -114,6 +120,7 @@ impl Default for PgConfig {
             password_file: None,
             credentials: Credentials::default(),
             retry: RetryPolicy::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -134,6 +141,7 @@ impl fmt::Debug for PgConfig {
             .field("password_file", &self.password_file)
             .field("credentials", &self.credentials)
             .field("retry", &self.retry)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -165,7 +173,10 @@ impl PgConfig {
     /// `{prefix}_APPLICATION_NAME`, `{prefix}_STATEMENT_TIMEOUT`,
     /// `{prefix}_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (durations such as `30s`, or `off`), `{prefix}_INIT_SQL`
     /// (one entry), `{prefix}_PGBOUNCER` (`true`/`false`), `{prefix}_STATEMENT_CACHE_CAPACITY`,
-    /// `{prefix}_DRAIN_TIMEOUT`, `{prefix}_PASSWORD_FILE` and `{prefix}_RETRY_MAX_ATTEMPTS`. Unset variables keep their default. Errors
+    /// `{prefix}_DRAIN_TIMEOUT`, `{prefix}_PASSWORD_FILE` and `{prefix}_RETRY_MAX_ATTEMPTS`; the cluster settings from
+    /// `{prefix}_TARGET_SESSION_ATTRS`, `{prefix}_LOAD_BALANCE_HOSTS`, `{prefix}_MAX_REPLICA_LAG`,
+    /// `{prefix}_ROLE_CHECK_INTERVAL`, `{prefix}_FAILOVER_CHECK_INTERVAL` and `{prefix}_PROBE_TIMEOUT`
+    /// ([`ClusterConfig::read_lookup`]). Unset variables keep their default. Errors
     /// name the variable and show its value as written (passwords redacted).
     pub fn from_lookup(prefix: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
         let env = EnvVars::new(prefix, &lookup);
@@ -199,6 +210,7 @@ impl PgConfig {
         env.duration("DRAIN_TIMEOUT", &mut c.drain_timeout)?;
         c.password_file = env.get("PASSWORD_FILE").map(|p| PathBuf::from(p.trim()));
         env.number("RETRY_MAX_ATTEMPTS", &mut c.retry.max_attempts)?;
+        c.cluster.read_lookup(prefix, &lookup)?;
         c.validate().map_err(|e| env.rename(e, env_suffix))?;
         Ok(c)
     }

@@ -22,6 +22,11 @@ impl PgConfig {
             return Err(bad("expected postgres://user:password@host:port/database (key=value strings are not                  supported)"
                 .into()));
         }
+        let authority =
+            url.expose().split_once("://").map_or("", |(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""));
+        if authority.contains(',') {
+            return Err(bad("the URL names several hosts: build a cluster pool (PgConfig::connect_cluster)".into()));
+        }
         // sqlx takes `?sslmode=` or `?application_name=` as an empty value and fails later, if at all, without
         // naming the parameter; no parameter has a meaningful empty value.
         let query = url.expose().split_once('?').map_or("", |(_, q)| q.split('#').next().unwrap_or(""));

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod config;
 mod connect;
 mod error;
@@ -9,6 +10,10 @@ mod helpers;
 mod manager;
 mod session;
 
+pub use cluster::{
+    PgClusterError, PgClusterPool, PgClusterPooled, PgClusterStartError, PgReplication, PgWriteScope,
+    READ_ONLY_SQL_TRANSACTION,
+};
 pub use config::PgConfig;
 pub use error::sqlstate;
 pub use executor::PgTransaction;

@@ -87,11 +87,12 @@ struct Server {
 pub struct FakeManager {
     server: Arc<Server>,
     system: &'static str,
+    host: Option<(Arc<str>, u16)>,
 }
 
 impl Default for FakeManager {
     fn default() -> Self {
-        FakeManager { server: Arc::default(), system: "other_sql" }
+        FakeManager { server: Arc::default(), system: "other_sql", host: None }
     }
 }
 
@@ -155,6 +156,13 @@ impl FakeManager {
     /// The same server, reporting `system` as its `db.system.name` (default `other_sql`).
     pub fn with_system(mut self, system: &'static str) -> Self {
         self.system = system;
+        self
+    }
+
+    /// The same server, described as `address:port` (default `fake.local:1`): the hosts of a fake cluster
+    /// ([`FakeReplication`](crate::FakeReplication)) are told apart by their port.
+    pub fn with_host(mut self, address: &str, port: u16) -> Self {
+        self.host = Some((address.into(), port));
         self
     }
 
@@ -337,7 +345,8 @@ impl Manager for FakeManager {
     }
 
     fn descriptor(&self) -> Descriptor {
-        Descriptor::new(self.system).address("fake.local").port(1).namespace("test")
+        let (address, port) = self.host.as_ref().map_or(("fake.local", 1), |(a, p)| (&**a, *p));
+        Descriptor::new(self.system).address(address).port(port).namespace("test")
     }
 
     fn credential_generation(&self) -> u64 {

@@ -33,8 +33,20 @@ impl std::fmt::Display for PrivateServerError {
 
 impl std::error::Error for PrivateServerError {}
 
-fn error(message: impl Into<String>) -> PrivateServerError {
+pub(crate) fn error(message: impl Into<String>) -> PrivateServerError {
     PrivateServerError(message.into())
+}
+
+impl PrivateServerError {
+    /// An error with this message, for the other private servers' modules.
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        error(message)
+    }
+}
+
+/// [`run_as`], for the other private servers' modules.
+pub(crate) fn run_as_user(user: &str) -> Result<Option<(u32, u32)>, PrivateServerError> {
+    run_as(user)
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the server binds it a moment later).
@@ -43,7 +55,7 @@ pub fn free_port() -> u16 {
 }
 
 /// The uid and gid of `user` from /etc/passwd, when this process runs as root (a server then runs as `user`).
-fn run_as(user: &str) -> Result<Option<(u32, u32)>, PrivateServerError> {
+pub(crate) fn run_as(user: &str) -> Result<Option<(u32, u32)>, PrivateServerError> {
     if !is_root() {
         return Ok(None);
     }
@@ -89,7 +101,7 @@ impl Drop for OwnedDir {
     }
 }
 
-fn command(program: impl AsRef<std::ffi::OsStr>, owner: Option<(u32, u32)>) -> Command {
+pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>, owner: Option<(u32, u32)>) -> Command {
     let mut cmd = Command::new(program);
     if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid);
@@ -99,7 +111,12 @@ fn command(program: impl AsRef<std::ffi::OsStr>, owner: Option<(u32, u32)>) -> C
 }
 
 /// Runs `cmd` to completion within `timeout`; its output goes to `log`.
-fn run_bounded(mut cmd: Command, what: &str, log: &Path, timeout: Duration) -> Result<(), PrivateServerError> {
+pub(crate) fn run_bounded(
+    mut cmd: Command,
+    what: &str,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(), PrivateServerError> {
     let file = |log: &Path| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -479,21 +496,37 @@ impl PrivatePostgres {
 pub struct PrivateMariaDb {
     server: Server,
     data: PathBuf,
+    /// More `mariadbd` options, after the defaults (replication settings for [`crate::PrivateMariaDbCluster`]).
+    options: Vec<String>,
     dir: OwnedDir,
 }
 
 impl PrivateMariaDb {
     /// Creates the data directory and starts the server (both bounded by [`START_TIMEOUT`]).
     pub fn start() -> Result<Self, PrivateServerError> {
+        Self::start_with_options(&[])
+    }
+
+    /// Like [`start`](Self::start), with more `mariadbd` options (`--server-id=1`, `--log-bin=...`), given
+    /// after the defaults so they win; with a `--log-bin` option the default `--skip-log-bin` is left out.
+    pub fn start_with_options(options: &[&str]) -> Result<Self, PrivateServerError> {
         let owner = run_as("mysql")?;
         let dir = OwnedDir::new("mariadb", owner)?;
         let data = dir.path.join("data");
+        // A temporary directory of its own: install-db's bootstrap server names its temporary tables after
+        // its PID and thread in the shared tmpdir, and of 6 installs run at once here, 1 failed ("Unknown table
+        // 'mysql.tmp_user_sys'") while another server removed a file of the same name.
+        let tmp = dir.path.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| error(format!("creating {}: {e}", tmp.display())))?;
+        if let Some((uid, gid)) = owner {
+            chown(&tmp, Some(uid), Some(gid)).map_err(|e| error(format!("chown {}: {e}", tmp.display())))?;
+        }
         let mut install = command("mariadb-install-db", None);
-        install.arg("--no-defaults").arg(format!("--datadir={}", data.display())).args([
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--skip-name-resolve",
-        ]);
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"]);
         if owner.is_some() {
             install.arg("--user=mysql");
         }
@@ -503,7 +536,9 @@ impl PrivateMariaDb {
         std::fs::write(&init, "CREATE DATABASE IF NOT EXISTS test;\n")
             .map_err(|e| error(format!("{}: {e}", init.display())))?;
         let log = dir.path.join("server.log");
-        let mut my = PrivateMariaDb { server: Server::new("MariaDB", "TERM", Ready::Greeting, log), data, dir };
+        let options = options.iter().map(|o| (*o).to_owned()).collect();
+        let mut my =
+            PrivateMariaDb { server: Server::new("MariaDB", "TERM", Ready::Greeting, log), data, options, dir };
         my.restart()?;
         Ok(my)
     }
@@ -518,14 +553,18 @@ impl PrivateMariaDb {
             .arg(format!("--port={}", self.server.port))
             .arg(format!("--pid-file={}", self.dir.path.join("mariadb.pid").display()))
             .arg(format!("--init-file={}", self.dir.path.join("init.sql").display()))
+            .arg(format!("--tmpdir={}", self.dir.path.join("tmp").display()))
             .args([
                 "--bind-address=127.0.0.1",
                 "--skip-name-resolve",
-                "--skip-log-bin",
                 "--innodb-buffer-pool-size=16M",
                 "--innodb-log-file-size=8M",
                 "--max-connections=100",
             ]);
+        if !self.options.iter().any(|o| o.starts_with("--log-bin")) {
+            cmd.arg("--skip-log-bin");
+        }
+        cmd.args(&self.options);
         // mariadbd drops root privileges itself when told which user to become.
         if is_root() {
             cmd.arg("--user=mysql");
@@ -536,6 +575,42 @@ impl PrivateMariaDb {
     /// `mysql://root@127.0.0.1:PORT/test`.
     pub fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}/test", self.port())
+    }
+
+    /// Replaces the extra `mariadbd` options (see [`start_with_options`](Self::start_with_options)) for the
+    /// next [`restart`](Self::restart): a failed primary brought back with `--read-only=1`, say.
+    pub fn set_options(&mut self, options: &[&str]) {
+        self.options = options.iter().map(|o| (*o).to_owned()).collect();
+    }
+
+    /// The extra `mariadbd` options the server starts with.
+    pub fn options(&self) -> &[String] {
+        &self.options
+    }
+
+    /// The server's unix socket (for the `mariadb` command-line client).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path.join("mariadb.sock")
+    }
+
+    /// The PID of the running server process (`None` when stopped or killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.server.child.as_ref().map(Child::id)
+    }
+
+    /// Runs `sql` as root through the unix socket with the `mariadb` command-line client (bounded by
+    /// [`START_TIMEOUT`]) and returns what it printed: tab-separated rows, no column names.
+    pub fn run_sql(&self, sql: &str) -> Result<String, PrivateServerError> {
+        let out = self.dir.path.join("sql.out");
+        let _ = std::fs::remove_file(&out);
+        let mut client = command("mariadb", None);
+        client
+            .args(["--no-defaults", "-uroot", "--batch", "--skip-column-names"])
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg("-e")
+            .arg(sql);
+        run_bounded(client, "mariadb -e", &out, START_TIMEOUT)?;
+        std::fs::read_to_string(&out).map_err(|e| error(format!("{}: {e}", out.display())))
     }
 }
 
