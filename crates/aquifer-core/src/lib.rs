@@ -13,6 +13,7 @@ mod health;
 mod leak;
 mod manager;
 pub mod metrics;
+pub mod n_plus_one;
 mod operation;
 mod pool;
 mod pooled;
@@ -51,7 +52,9 @@ pub use errors::{BuildError, ConfigError, ConnectError, PoolError, source_not_in
 pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, RegistryReport};
 pub use leak::LeakReport;
 pub use manager::{Descriptor, Manager};
-pub use operation::{Attempt, Failure, OperationError, Operations, run_operation, run_operation_with};
+pub use operation::{
+    Attempt, CallSite, Failure, OperationError, Operations, run_operation, run_operation_at, run_operation_with,
+};
 pub use pool::Pool;
 pub use pooled::{ConnectionInfo, Pooled};
 pub use registry::{AnyConfig, AnyPool, AnyStartError, Driver, Drivers, NoDriver, Ping, PingError};
