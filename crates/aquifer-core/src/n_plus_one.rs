@@ -97,7 +97,7 @@ impl ModeCell {
     }
 }
 
-/// One N+1 loop: a shape run `count` times one after another from `caller` in one scope.
+/// One N+1 loop: a shape run `count` times one after another from one call site in one scope.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Finding {
@@ -107,8 +107,12 @@ pub struct Finding {
     pub system: String,
     /// The statement with its literals and parameters replaced by `?` ([`shape`]).
     pub shape: String,
-    /// Where the helper was called (`file:line:column`).
-    pub caller: &'static Location<'static>,
+    /// The file of the call site: where the helper was called, or for a call through a driver's API (sqlx's
+    /// `query(..).fetch_all(&pool)`) the first frame of a backtrace outside the driver and Aquifer
+    /// (`unknown` when the binary has no line tables).
+    pub file: String,
+    /// The line of the call site (0 when unknown).
+    pub line: u32,
     /// How many times it ran one after another in the scope (up to the failing call, in deny mode).
     pub count: u32,
     /// Their time in all, from each call to its result (connection checkout included).
@@ -119,9 +123,9 @@ impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "N+1 loop at {}: `{}` ran {} times one after another on pool {} ({:.1?} in all); batch it \
+            "N+1 loop at {}:{}: `{}` ran {} times one after another on pool {} ({:.1?} in all); batch it \
              (a BatchLoader, one query with IN/ANY/UNWIND)",
-            self.caller, self.shape, self.count, self.pool, self.total
+            self.file, self.line, self.shape, self.count, self.pool, self.total
         )
     }
 }
@@ -154,20 +158,22 @@ impl Sink {
             shape = %finding.shape,
             count = finding.count,
             total_ms = finding.total.as_secs_f64() * 1e3,
-            code.location = %finding.caller,
+            code.location = %format_args!("{}:{}", finding.file, finding.line),
             "{finding}"
         );
         let mut attrs = Vec::with_capacity(self.base.len() + 2);
         attrs.extend_from_slice(&self.base);
-        attrs.push(KeyValue::new("code.file.path", finding.caller.file()));
-        attrs.push(KeyValue::new("code.line.number", i64::from(finding.caller.line())));
+        attrs.push(KeyValue::new("code.file.path", finding.file.clone()));
+        attrs.push(KeyValue::new("code.line.number", i64::from(finding.line)));
         self.counter.add(1, &attrs);
     }
 }
 
 struct Entry {
     shape: String,
-    caller: &'static Location<'static>,
+    /// The call site, when the helper knew it; else resolved from a backtrace once the loop is found.
+    caller: Option<&'static Location<'static>>,
+    resolved: Option<(String, u32)>,
     count: u32,
     in_flight: u32,
     total: Duration,
@@ -176,11 +182,17 @@ struct Entry {
 
 impl Entry {
     fn finding(&self) -> Finding {
+        let (file, line) = match (self.caller, &self.resolved) {
+            (Some(c), _) => (c.file().to_owned(), c.line()),
+            (None, Some((file, line))) => (file.clone(), *line),
+            (None, None) => ("unknown".to_owned(), 0),
+        };
         Finding {
             pool: self.sink.pool.to_string(),
             system: self.sink.system.clone(),
             shape: self.shape.clone(),
-            caller: self.caller,
+            file,
+            line,
             count: self.count,
             total: self.total,
         }
@@ -190,7 +202,7 @@ impl Entry {
 /// What one scope has seen.
 struct State {
     threshold: u32,
-    entries: HashMap<(String, &'static Location<'static>), Entry>,
+    entries: HashMap<Key, Entry>,
     reported: bool,
 }
 
@@ -206,12 +218,15 @@ impl State {
             .filter(|e| e.count >= self.threshold)
             .map(|e| (e.finding(), e.sink.clone()))
             .collect();
-        found.sort_by_key(|(f, _)| (f.caller.file(), f.caller.line(), f.caller.column()));
+        found.sort_by(|(a, _), (b, _)| (&a.file, a.line).cmp(&(&b.file, b.line)));
         found
     }
 }
 
 type Shared = Arc<parking_lot::Mutex<State>>;
+
+/// A shape and its call site (`None`: a call through a driver's API, keyed by shape alone).
+type Key = (String, Option<&'static Location<'static>>);
 
 tokio::task_local! {
     static SCOPE: Shared;
@@ -307,7 +322,7 @@ pub fn in_scope() -> bool {
 #[must_use = "a Watch records the call's time when it is finished or dropped"]
 pub struct Watch {
     state: Shared,
-    key: (String, &'static Location<'static>),
+    key: Key,
     started: Instant,
 }
 
@@ -333,7 +348,7 @@ impl Drop for Watch {
 pub(crate) fn watch(
     mode: NPlusOneMode,
     statement: &str,
-    caller: &'static Location<'static>,
+    caller: Option<&'static Location<'static>>,
     sink: impl FnOnce() -> Sink,
 ) -> Result<Option<Watch>, NPlusOneError> {
     let Ok(state) = SCOPE.try_with(Arc::clone) else {
@@ -350,13 +365,25 @@ pub(crate) fn watch(
         if guard.entries.len() >= MAX_TRACKED {
             return Ok(None);
         }
-        let entry = Entry { shape: key.0.clone(), caller, count: 0, in_flight: 0, total: Duration::ZERO, sink: sink() };
+        let entry = Entry {
+            shape: key.0.clone(),
+            caller,
+            resolved: None,
+            count: 0,
+            in_flight: 0,
+            total: Duration::ZERO,
+            sink: sink(),
+        };
         guard.entries.insert(key.clone(), entry);
     }
     let entry = guard.entries.get_mut(&key).expect("inserted above");
     // A call that overlaps another of the same shape and site is concurrent, not one after another.
     if entry.in_flight == 0 {
         entry.count += 1;
+        // This call is inside the loop: its backtrace leads to the loop's call site (once per loop).
+        if entry.count == threshold && entry.caller.is_none() {
+            entry.resolved = call_site_from_backtrace();
+        }
     }
     if mode == NPlusOneMode::Deny && entry.count >= threshold {
         return Err(NPlusOneError { finding: entry.finding() });
@@ -364,6 +391,22 @@ pub(crate) fn watch(
     entry.in_flight += 1;
     drop(guard);
     Ok(Some(Watch { state, key, started: Instant::now() }))
+}
+
+/// The first frame of the current backtrace outside the standard library, the dependencies (`.cargo`) and the
+/// pool's own crates: the code that called the driver. `None` without line tables.
+fn call_site_from_backtrace() -> Option<(String, u32)> {
+    let trace = std::backtrace::Backtrace::force_capture().to_string();
+    trace.lines().filter_map(|l| l.trim().strip_prefix("at ")).find_map(|at| {
+        let inside = ["/rustc/", "/.cargo/", "/.rustup/", "aquifer-core/src/", "aquifer-postgres/src/", "library/"];
+        if inside.iter().any(|p| at.contains(p)) {
+            return None;
+        }
+        // `path:line:column`
+        let (rest, _column) = at.rsplit_once(':')?;
+        let (file, line) = rest.rsplit_once(':')?;
+        Some((file.trim_start_matches("./").to_owned(), line.parse().ok()?))
+    })
 }
 
 /// A statement's shape: its text with literals and parameters replaced, and whether it is batched.

@@ -205,7 +205,7 @@ where
     M: Operations,
     A: Attempt<M>,
 {
-    let watch = pool.n_plus_one_watch(site.statement, site.caller).map_err(OperationError::NPlusOne)?;
+    let watch = pool.n_plus_one_watch(site.statement, Some(site.caller)).map_err(OperationError::NPlusOne)?;
     let out = run_operation_with(pool, None, operation, attempt).await;
     drop(watch);
     out

@@ -425,13 +425,15 @@ impl<M: Manager> Pool<M> {
 
     /// Notes a call of `statement` from `caller` for N+1 detection, for adapters whose calls do not go
     /// through [`run_operation_at`](crate::run_operation_at) (an sqlx executor); keep the returned watch until
-    /// the call completes. `Ok(None)` when the mode is off (checked first: no task-local lookup), outside a
-    /// scope, or for a batched statement; an error when the mode is deny and this call makes a loop.
+    /// the call completes. `caller` is `None` when the adapter cannot know it (a call through a driver's API):
+    /// such calls are keyed by shape alone, and the call site of a loop is read from a backtrace once the loop
+    /// is found. `Ok(None)` when the mode is off (checked first: no task-local lookup), outside a scope, or for
+    /// a batched statement; an error when the mode is deny and this call makes a loop.
     #[inline]
     pub fn n_plus_one_watch(
         &self,
         statement: &str,
-        caller: &'static Location<'static>,
+        caller: Option<&'static Location<'static>>,
     ) -> Result<Option<crate::n_plus_one::Watch>, crate::n_plus_one::NPlusOneError> {
         let mode = self.shared().n_plus_one.get();
         if mode == crate::n_plus_one::NPlusOneMode::Off {
