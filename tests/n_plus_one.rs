@@ -210,27 +210,33 @@ async fn the_http_layer_opens_one_scope_per_request() {
     let pool = items(&dir).await;
     pool.set_n_plus_one(NPlusOneMode::Deny);
     let state = Arc::new(pool);
-    // Four per-key calls per request: under the threshold in each request's own scope, five in a row overall.
+    // `/calls/4`: four per-key calls, under the threshold in each request's own scope (eight in a row over two
+    // requests); `/calls/6`: a loop within one request, denied at its fifth call.
     let app = axum::Router::new()
         .route(
-            "/four",
-            get(|axum::extract::State(pool): axum::extract::State<Arc<SqlitePool>>| async move {
-                let in_scope = aquifer::n_plus_one::in_scope();
-                for id in 0..4 {
-                    if let Err(e) = by_key(&pool, id).await.0 {
-                        return format!("error: {e}");
+            "/calls/{n}",
+            get(
+                |axum::extract::State(pool): axum::extract::State<Arc<SqlitePool>>,
+                 axum::extract::Path(n): axum::extract::Path<i64>| async move {
+                    let in_scope = aquifer::n_plus_one::in_scope();
+                    for id in 0..n {
+                        if let Err(e) = by_key(&pool, id).await.0 {
+                            return format!("call {}: {}", id + 1, e.n_plus_one_error().map_or(0, |e| e.finding.count));
+                        }
                     }
-                }
-                format!("in scope: {in_scope}")
-            }),
+                    format!("in scope: {in_scope}")
+                },
+            ),
         )
         .layer(aquifer_http::NPlusOneLayer::new())
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    for _ in 0..2 {
-        let body = reqwest::get(format!("http://{addr}/four")).await.expect("request").text().await.expect("body");
-        assert_eq!(body, "in scope: true");
-    }
+    let get = |n: i64| async move {
+        reqwest::get(format!("http://{addr}/calls/{n}")).await.expect("request").text().await.expect("body")
+    };
+    assert_eq!(get(4).await, "in scope: true");
+    assert_eq!(get(4).await, "in scope: true");
+    assert_eq!(get(6).await, "call 5: 5", "the loop inside one request is denied at its fifth call");
 }

@@ -9,8 +9,8 @@
 //! `aquifer::n_plus_one`) and the counter `aquifer.n_plus_one`. In [`NPlusOneMode::Deny`] the call that
 //! reaches the threshold fails instead, with [`NPlusOneError`].
 //!
-//! Not counted: statements with a list (`IN`, `ANY`, `UNNEST`, `UNWIND`, `json_each`), which are batched by
-//! construction; calls that overlap another call of the same shape and site (concurrent, not one after
+//! Not counted: writes (only statements that read are, see [`Shape::read`]); statements with a list (`IN`,
+//! `ANY`, `UNNEST`, `UNWIND`, `json_each`), which are batched by construction; calls that overlap another call of the same shape and site (concurrent, not one after
 //! another); statements outside any scope; statements run on a checked-out connection through the driver
 //! (`&mut *conn`), which the pool does not see.
 
@@ -355,7 +355,7 @@ pub(crate) fn watch(
         return Ok(None);
     };
     let shape = shape(statement);
-    if shape.batched {
+    if shape.batched || !shape.read {
         return Ok(None);
     }
     let key = (shape.text, caller);
@@ -420,10 +420,22 @@ pub struct Shape {
     /// The statement works on a list: it has a word `IN`, `ANY`, `UNNEST`, `UNWIND` or `json_each`
     /// (case-insensitive, outside literals). Such statements are never counted.
     pub batched: bool,
+    /// The statement only reads: it starts with a reading word (`SELECT`, `WITH`, `VALUES`, `TABLE`, `SHOW`;
+    /// Cypher's `MATCH`, `OPTIONAL`, `RETURN`) and has no writing word (`INSERT`, `UPDATE`, `DELETE`, `MERGE`,
+    /// `CREATE`, `SET`, `REMOVE`, `DETACH`, `DROP`, `ALTER`, `TRUNCATE`) outside literals. Only reads are
+    /// counted: an N+1 loop loads, and a loop of single-row writes is the bulk helpers' business.
+    pub read: bool,
 }
 
 /// Words that make a statement a batched one (compared case-insensitively).
 const LIST_WORDS: &[&str] = &["IN", "ANY", "UNNEST", "UNWIND", "JSON_EACH"];
+
+/// First words of a statement that reads.
+const READ_WORDS: &[&str] = &["SELECT", "WITH", "VALUES", "TABLE", "SHOW", "MATCH", "OPTIONAL", "RETURN"];
+
+/// Words that make a statement a write, wherever they are.
+const WRITE_WORDS: &[&str] =
+    &["INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "SET", "REMOVE", "DETACH", "DROP", "ALTER", "TRUNCATE"];
 
 /// The [`Shape`] of an SQL or Cypher statement.
 ///
@@ -434,6 +446,9 @@ pub fn shape(statement: &str) -> Shape {
     let bytes = statement.as_bytes();
     let mut out = String::with_capacity(statement.len());
     let mut batched = false;
+    let mut first_word = true;
+    let mut read = false;
+    let mut writes = false;
     let mut i = 0;
     // Emits one placeholder, folding a list of placeholders (`?, ?, ?`) into one.
     fn placeholder(out: &mut String) {
@@ -514,6 +529,10 @@ pub fn shape(statement: &str) -> Shape {
                 }
                 let word = &statement[start..i];
                 batched |= LIST_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word));
+                writes |= WRITE_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word));
+                if std::mem::take(&mut first_word) {
+                    read = READ_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word));
+                }
                 out.push_str(word);
             }
             _ => {
@@ -526,7 +545,7 @@ pub fn shape(statement: &str) -> Shape {
     }
     let keep = out.trim_end().len();
     out.truncate(keep);
-    Shape { text: out, batched }
+    Shape { text: out, batched, read: read && !writes }
 }
 
 #[cfg(test)]
@@ -563,6 +582,19 @@ mod tests {
         assert!(shape("SELECT * FROM t, json_each(?1) j WHERE t.id = j.value").batched);
         assert!(!shape("SELECT 'in' FROM t WHERE name = 'ANY'").batched);
         assert!(!shape("SELECT * FROM tin WHERE inside = 1").batched);
+    }
+
+    #[test]
+    fn only_reads_are_reads() {
+        assert!(shape("SELECT title FROM t WHERE id = $1").read);
+        assert!(shape("with x as (select 1) select * from x").read);
+        assert!(shape("MATCH (a:A {id: $id}) RETURN a").read);
+        assert!(!shape("INSERT INTO t (a) VALUES ($1)").read);
+        assert!(!shape("UPDATE t SET a = 1 WHERE id = 2").read);
+        assert!(!shape("WITH x AS (DELETE FROM t RETURNING id) SELECT * FROM x").read);
+        assert!(!shape("MATCH (n:A) WITH n LIMIT 10 DETACH DELETE n RETURN count(*)").read);
+        assert!(!shape("MERGE (:A {id: $id})").read);
+        assert!(shape("SELECT 'delete me' FROM t").read);
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!
 //! Environment: `POSTGRES_URL` (default the local test server without TLS), `BENCH_SECS` per measurement
 //! (default 2), `BENCH_ROUNDS` (default 3), `BENCH_TASKS` (default `16,64,256`), `BENCH_PEERS` (a comma list
-//! of `aquifer`, `helper`, `sqlx`, `deadpool`, `bare`; default all), `BENCH_WORK` (`select1`, `pk`; default
+//! of `aquifer`, `helper`, `helper-off`, `helper-scoped`, `sqlx`, `deadpool`, `bare`; default all; the helper
+//! peers differ only in the N+1 detector: `helper` has the default mode (warn) with no scope open, `helper-off`
+//! mode off, `helper-scoped` mode warn with every query in a scope of its own, its worst case), `BENCH_WORK` (`select1`, `pk`; default
 //! both), `BENCH_PGBENCH=0` to skip pgbench. Not run by CI.
 
 use std::sync::Arc;
@@ -44,18 +46,30 @@ impl Work {
 enum Peer {
     Aquifer,
     AquiferHelper,
+    AquiferHelperOff,
+    AquiferHelperScoped,
     Sqlx,
     Deadpool,
     Bare,
 }
 
 impl Peer {
-    const ALL: [Peer; 5] = [Peer::Aquifer, Peer::AquiferHelper, Peer::Sqlx, Peer::Deadpool, Peer::Bare];
+    const ALL: [Peer; 7] = [
+        Peer::Aquifer,
+        Peer::AquiferHelper,
+        Peer::AquiferHelperOff,
+        Peer::AquiferHelperScoped,
+        Peer::Sqlx,
+        Peer::Deadpool,
+        Peer::Bare,
+    ];
 
     fn key(self) -> &'static str {
         match self {
             Peer::Aquifer => "aquifer",
             Peer::AquiferHelper => "helper",
+            Peer::AquiferHelperOff => "helper-off",
+            Peer::AquiferHelperScoped => "helper-scoped",
             Peer::Sqlx => "sqlx",
             Peer::Deadpool => "deadpool",
             Peer::Bare => "bare",
@@ -66,6 +80,8 @@ impl Peer {
         match self {
             Peer::Aquifer => "aquifer-postgres (get + sqlx query)",
             Peer::AquiferHelper => "aquifer-postgres helper fetch_one (metrics + retry)",
+            Peer::AquiferHelperOff => "helper fetch_one, N+1 detector off",
+            Peer::AquiferHelperScoped => "helper fetch_one, N+1 warn, one scope per query",
             Peer::Sqlx => "sqlx PgPool, defaults",
             Peer::Deadpool => "deadpool-postgres 0.14 (tokio-postgres)",
             Peer::Bare => "16 bare sqlx PgConnections, no pool",
@@ -86,6 +102,8 @@ struct Sample {
 enum Target {
     Aquifer(PgPool),
     AquiferHelper(PgPool),
+    /// Each query in an N+1 scope of its own.
+    AquiferHelperScoped(PgPool),
     Sqlx(sqlx::PgPool),
     Deadpool(deadpool_postgres::Pool),
     Bare(Arc<Vec<Mutex<PgConnection>>>),
@@ -107,6 +125,14 @@ impl Target {
             }
             (Target::AquiferHelper(pool), Work::PkLookup) => {
                 let _: (i32, String, i32) = pool.fetch_one(|| sqlx::query(PK_SQL).bind(key)).await.expect("query");
+            }
+            (Target::AquiferHelperScoped(pool), Work::Select1) => {
+                let query = pool.fetch_one(|| sqlx::query("SELECT 1"));
+                let _: (i32,) = aquifer_core::n_plus_one::scope(query).await.expect("query");
+            }
+            (Target::AquiferHelperScoped(pool), Work::PkLookup) => {
+                let query = pool.fetch_one(|| sqlx::query(PK_SQL).bind(key));
+                let _: (i32, String, i32) = aquifer_core::n_plus_one::scope(query).await.expect("query");
             }
             (Target::Sqlx(pool), Work::Select1) => {
                 let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(pool).await.expect("query");
@@ -147,7 +173,7 @@ impl Target {
 
     async fn close(self) {
         match self {
-            Target::Aquifer(pool) | Target::AquiferHelper(pool) => {
+            Target::Aquifer(pool) | Target::AquiferHelper(pool) | Target::AquiferHelperScoped(pool) => {
                 pool.close().await;
             }
             Target::Sqlx(pool) => pool.close().await,
@@ -174,7 +200,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// A fresh, pre-filled pool of 16 for `peer`.
 async fn open(peer: Peer) -> Target {
     match peer {
-        Peer::Aquifer | Peer::AquiferHelper => {
+        Peer::Aquifer | Peer::AquiferHelper | Peer::AquiferHelperOff | Peer::AquiferHelperScoped => {
             let mut c = PgConfig::from_url(url());
             c.pool.name = Some("aq_pg_bench".into());
             c.pool.max_size = POOL_SIZE;
@@ -184,7 +210,15 @@ async fn open(peer: Peer) -> Target {
             while pool.state().idle < POOL_SIZE {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            if peer == Peer::Aquifer { Target::Aquifer(pool) } else { Target::AquiferHelper(pool) }
+            match peer {
+                Peer::Aquifer => Target::Aquifer(pool),
+                Peer::AquiferHelperOff => {
+                    pool.set_n_plus_one(aquifer_core::n_plus_one::NPlusOneMode::Off);
+                    Target::AquiferHelper(pool)
+                }
+                Peer::AquiferHelperScoped => Target::AquiferHelperScoped(pool),
+                _ => Target::AquiferHelper(pool),
+            }
         }
         Peer::Sqlx => {
             let pool = PgPoolOptions::new()
