@@ -7,12 +7,12 @@
 //! `file:line`. When the scope ends, each (shape, call site) run at least `threshold` times (default
 //! [`DEFAULT_THRESHOLD`]) one after another is reported once: a `tracing` warning (target
 //! `aquifer::n_plus_one`) and the counter `aquifer.n_plus_one`. In [`NPlusOneMode::Deny`] the call that
-//! reaches the threshold fails instead, with [`NPlusOneError`].
+//! reaches the threshold also fails, with [`NPlusOneError`].
 //!
 //! Not counted: writes (only statements that read are, see [`Shape::read`]); statements with a list (`IN`,
-//! `ANY`, `UNNEST`, `UNWIND`, `json_each`), which are batched by construction; calls that overlap another call of the same shape and site (concurrent, not one after
-//! another); statements outside any scope; statements run on a checked-out connection through the driver
-//! (`&mut *conn`), which the pool does not see.
+//! `ANY`, `UNNEST`, `UNWIND`, `json_each`), which are batched by construction; calls that overlap another call
+//! of the same shape and site (concurrent, not one after another); statements outside any scope; statements
+//! run on a checked-out connection through the driver (`&mut *conn`), which the pool does not see.
 
 use std::collections::HashMap;
 use std::fmt;
