@@ -177,7 +177,8 @@ pub fn label(key: &str) -> String {
 /// at or after the marker comment.
 pub fn marked_call_site(example: &str) -> String {
     let path = format!("examples/{example}.rs");
-    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + &path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + &path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
     let lines: Vec<&str> = source.lines().collect();
     let marker = lines
         .iter()
