@@ -14,8 +14,11 @@
 //! of the same shape and site (concurrent, not one after another); statements outside any scope; statements
 //! run on a checked-out connection through the driver (`&mut *conn`), which the pool does not see.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -144,7 +147,7 @@ pub struct NPlusOneError {
 #[derive(Clone)]
 pub(crate) struct Sink {
     pub(crate) pool: Arc<str>,
-    pub(crate) system: String,
+    pub(crate) system: Cow<'static, str>,
     pub(crate) counter: Counter<u64>,
     pub(crate) base: Arc<[KeyValue]>,
 }
@@ -189,7 +192,7 @@ impl Entry {
         };
         Finding {
             pool: self.sink.pool.to_string(),
-            system: self.sink.system.clone(),
+            system: self.sink.system.to_string(),
             shape: self.shape.clone(),
             file,
             line,
@@ -225,8 +228,9 @@ impl State {
 
 type Shared = Arc<parking_lot::Mutex<State>>;
 
-/// A shape and its call site (`None`: a call through a driver's API, keyed by shape alone).
-type Key = (String, Option<&'static Location<'static>>);
+/// A shape's hash and its call site (`None`: a call through a driver's API, keyed by shape alone). The hash
+/// rather than the text, so a call hashes its shape once and allocates no key; the text is kept in the entry.
+type Key = (u64, Option<&'static Location<'static>>);
 
 tokio::task_local! {
     static SCOPE: Shared;
@@ -328,7 +332,7 @@ pub struct Watch {
 
 impl fmt::Debug for Watch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watch").field("shape", &self.key.0).field("caller", &self.key.1).finish()
+        f.debug_struct("Watch").field("shape_hash", &self.key.0).field("caller", &self.key.1).finish()
     }
 }
 
@@ -358,25 +362,25 @@ pub(crate) fn watch(
     if shape.batched || !shape.read {
         return Ok(None);
     }
-    let key = (shape.text, caller);
+    let mut hasher = DefaultHasher::new();
+    shape.text.hash(&mut hasher);
+    let key = (hasher.finish(), caller);
     let mut guard = state.lock();
     let threshold = guard.threshold;
-    if !guard.entries.contains_key(&key) {
-        if guard.entries.len() >= MAX_TRACKED {
-            return Ok(None);
-        }
-        let entry = Entry {
-            shape: key.0.clone(),
+    let tracked = guard.entries.len();
+    let entry = match guard.entries.entry(key) {
+        Slot::Occupied(slot) => slot.into_mut(),
+        Slot::Vacant(_) if tracked >= MAX_TRACKED => return Ok(None),
+        Slot::Vacant(slot) => slot.insert(Entry {
+            shape: shape.text,
             caller,
             resolved: None,
             count: 0,
             in_flight: 0,
             total: Duration::ZERO,
             sink: sink(),
-        };
-        guard.entries.insert(key.clone(), entry);
-    }
-    let entry = guard.entries.get_mut(&key).expect("inserted above");
+        }),
+    };
     // A call that overlaps another of the same shape and site is concurrent, not one after another.
     if entry.in_flight == 0 {
         entry.count += 1;
