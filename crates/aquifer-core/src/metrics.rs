@@ -452,10 +452,10 @@ impl PoolMetrics {
     }
 
     /// Where a scope records the N+1 loops it finds on this pool.
-    pub(crate) fn n_plus_one_sink(&self, pool: &Arc<str>, system: &Cow<'static, str>) -> crate::n_plus_one::Sink {
+    pub(crate) fn n_plus_one_sink(&self, pool: &Arc<str>, system: Cow<'static, str>) -> crate::n_plus_one::Sink {
         crate::n_plus_one::Sink {
             pool: Arc::clone(pool),
-            system: system.clone(),
+            system,
             counter: self.n_plus_one.clone(),
             base: Arc::clone(&self.base),
         }

@@ -441,7 +441,7 @@ impl<M: Manager> Pool<M> {
         }
         let shared = self.shared();
         crate::n_plus_one::watch(mode, statement, caller, || {
-            shared.metrics.n_plus_one_sink(&shared.name, &shared.descriptor.system)
+            shared.metrics.n_plus_one_sink(&shared.name, shared.descriptor.system.clone())
         })
     }
 }
