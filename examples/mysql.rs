@@ -118,11 +118,19 @@ async fn record_review(
     .await
 }
 
+/// The whole run is one N+1 scope (a service opens one per request, e.g. with aquifer-http's `NPlusOneLayer`):
+/// when it ends, each N+1 loop the pool's helpers ran in it is logged once with its `file:line` (target
+/// `aquifer::n_plus_one`) and counted in `aquifer.n_plus_one`.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter("warn,aquifer_core=info").init();
-    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel).
+    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel); kept
+    // until after the scope, which counts its findings in `aquifer.n_plus_one` when it ends.
     let _otel = aquifer_otel::init()?;
+    aquifer::n_plus_one::scope(run()).await
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter("warn,aquifer_core=info").init();
     let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
 
     // Session settings on every connection; TCP as written in the URL (see docs/mysql.md for the socket).
@@ -278,6 +286,7 @@ async fn saved_words_per_user(pool: &MySqlPool) -> Result<(), Box<dyn std::error
         let t = Instant::now();
         let mut n = 0;
         for &id in &ids {
+            // The N+1 loop: aquifer::n_plus_one reports the `fetch_all` call below once, when the scope ends.
             let words: Vec<String> =
                 pool.fetch_all("SELECT word FROM vocab_saved_words WHERE user_id = ?", (id,)).await?;
             n += words.len();

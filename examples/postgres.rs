@@ -359,11 +359,19 @@ fn show(t: &Track) -> String {
     )
 }
 
+/// The whole run is one N+1 scope (a service opens one per request, e.g. with aquifer-http's `NPlusOneLayer`):
+/// when it ends, each N+1 loop the pool's helpers ran in it is logged once with its `file:line` (target
+/// `aquifer::n_plus_one`) and counted in `aquifer.n_plus_one`.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel).
+    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel); kept
+    // until after the scope, which counts its findings in `aquifer.n_plus_one` when it ends.
     let _otel = aquifer_otel::init()?;
+    aquifer::n_plus_one::scope(run()).await
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
 
     // The `POSTGRES_*` variables, with the local server as the default URL when neither POSTGRES_URL nor
     // DATABASE_URL is set (`from_env` alone would report the missing URL).
@@ -528,6 +536,7 @@ async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn
     let n_plus_one = || async {
         let mut found = 0;
         for album in albums {
+            // The N+1 loop: aquifer::n_plus_one reports the `fetch_all` call below once, when the scope ends.
             let titles: Vec<(String,)> = pool
                 .fetch_all(|| {
                     sqlx::query("SELECT title FROM aquifer_example.audio_tracks WHERE album = $1").bind(album)

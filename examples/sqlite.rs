@@ -24,10 +24,21 @@ const READERS: usize = 4;
 const GENRES: [&str; 6] = ["fantasy", "mystery", "science fiction", "romance", "horror", "historical"];
 const ROLES: [&str; 4] = ["protagonist", "antagonist", "mentor", "sidekick"];
 
+/// The whole run is one N+1 scope (a service opens one per request, e.g. with aquifer-http's `NPlusOneLayer`):
+/// when it ends, each N+1 loop the pool's helpers ran in it is logged once with its `file:line` (target
+/// `aquifer::n_plus_one`) and counted in `aquifer.n_plus_one`.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel).
+    // Exports the pools' metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel); kept
+    // until after the scope, which counts its findings in `aquifer.n_plus_one` when it ends.
     let _otel = aquifer_otel::init()?;
+    aquifer::n_plus_one::scope(run()).await
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
     // The database: $SQLITE_PATH if set, else a fresh temporary directory removed at the end.
     let keep = std::env::var("SQLITE_PATH").ok();
     let dir = std::env::temp_dir().join(format!("aquifer-quickstart-{}", std::process::id()));
@@ -258,6 +269,7 @@ async fn dashboard_reader(pool: SqlitePool, done: Arc<AtomicBool>) -> (Vec<Durat
 async fn n_plus_one_round_trips(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, SqliteOperationError> {
     let mut n = 0;
     for id in plot_ids {
+        // The N+1 loop: aquifer::n_plus_one reports the `fetch_all` call below once, when the scope ends.
         let names: Vec<(String,)> = pool.fetch_all("SELECT name FROM characters WHERE plot_id = ?1", (id,)).await?;
         n += names.len();
     }

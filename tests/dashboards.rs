@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use aquifer_postgres::{Credential, Credentials, PgConfig, sqlx};
 use aquifer_testing::{Victoria, unique_name};
-use common::{run_example, succeeded};
+use common::{marked_call_site, run_example, succeeded};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -285,5 +285,31 @@ fn every_template_variable_lists_the_examples_values() {
                 }
             }
         }
+    });
+}
+
+/// The "N+1 loops found" panel shows, by call site, the N+1 sections of the examples that exported data (the
+/// sqlite and postgres examples, each run as one N+1 scope): `file:line` of the call each example marks.
+#[test]
+fn n_plus_one_panel_shows_the_examples_call_sites() {
+    let services = export_example_data();
+    let services: Vec<&str> = services.iter().map(String::as_str).collect();
+    let (_, queries) = dashboards().into_iter().find(|(n, _)| n == "aquifer-queries.json").expect("queries dashboard");
+    let panel = panel_queries("aquifer-queries.json", &queries)
+        .into_iter()
+        .find(|q| q.panel == "N+1 loops found")
+        .expect("the N+1 panel");
+    let expected: BTreeSet<String> = ["sqlite", "postgres"].into_iter().map(marked_call_site).collect();
+    runtime().block_on(async {
+        let vm = Victoria::require().await;
+        vm.force_flush().await;
+        let expr = substitute(&panel.expr, &services);
+        let sites = |got: &[aquifer_testing::Sample]| -> BTreeSet<String> {
+            got.iter()
+                .filter_map(|s| Some(format!("{}:{}", s.label("code_file_path")?, s.label("code_line_number")?)))
+                .collect()
+        };
+        let got = vm.wait_until(&expr, WAIT, |r| sites(r) == expected).await;
+        assert_eq!(sites(&got), expected, "{expr}: {got:?}");
     });
 }

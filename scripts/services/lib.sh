@@ -139,6 +139,7 @@ sid_unpack() {
   rm -f "$apt_dir/debs/${pkg}"_*.deb
   (cd "$apt_dir/debs" && apt-get "${opts[@]}" download -qq "$pkg" >/dev/null)
   rm -rf "$dest"
+  mkdir -p "$(dirname "$dest")"
   dpkg -x "$apt_dir/debs/${pkg}"_*.deb "$dest"
   # The .deb is not needed once unpacked.
   rm -f "$apt_dir/debs/${pkg}"_*.deb

@@ -172,3 +172,20 @@ fn split_outside_parentheses(cell: &str) -> Vec<&str> {
 pub fn label(key: &str) -> String {
     key.replace('.', "_")
 }
+
+/// The `file:line` of the helper call the example marks as its N+1 loop: the first line calling `fetch_all(`
+/// at or after the marker comment.
+pub fn marked_call_site(example: &str) -> String {
+    let path = format!("examples/{example}.rs");
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + &path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let lines: Vec<&str> = source.lines().collect();
+    let marker = lines
+        .iter()
+        .position(|l| l.contains("// The N+1 loop: aquifer::n_plus_one reports"))
+        .unwrap_or_else(|| panic!("{path} has no N+1 marker comment"));
+    let call = (marker..lines.len())
+        .find(|&i| lines[i].contains("fetch_all("))
+        .unwrap_or_else(|| panic!("{path}: no fetch_all( after the marker"));
+    format!("{path}:{}", call + 1)
+}

@@ -15,6 +15,7 @@ mod keyed;
 mod leak;
 mod manager;
 pub mod metrics;
+pub mod n_plus_one;
 mod operation;
 mod pool;
 mod pooled;
@@ -59,7 +60,9 @@ pub use health::{HealthCheck, HealthRegistry, HealthReport, HealthStatus, Regist
 pub use keyed::{Capped, CappedConn, KeyedPoolError, KeyedPools, KeyedPoolsBuilder};
 pub use leak::LeakReport;
 pub use manager::{Descriptor, Manager};
-pub use operation::{Attempt, Failure, OperationError, Operations, run_operation, run_operation_with};
+pub use operation::{
+    Attempt, CallSite, Failure, OperationError, Operations, run_operation, run_operation_at, run_operation_with,
+};
 pub use pool::Pool;
 pub use pooled::{ConnectionInfo, Pooled};
 pub use registry::{AnyConfig, AnyPool, AnyStartError, Driver, Drivers, NoDriver, Ping, PingError};

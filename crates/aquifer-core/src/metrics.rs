@@ -83,6 +83,9 @@ pub mod names {
     /// `aquifer.cluster.replica.lag` (Gauge, `s`): a cluster replica's lag as its last probe measured it,
     /// reported for replicas whose lag is known. Same attributes as [`HOST_ROLE`].
     pub const REPLICA_LAG: &str = "aquifer.cluster.replica.lag";
+    /// `aquifer.n_plus_one` (Counter, `{loop}`, attributes `code.file.path` and `code.line.number` of the call
+    /// site): N+1 loops found, each once per scope ([`n_plus_one`](crate::n_plus_one)).
+    pub const N_PLUS_ONE: &str = "aquifer.n_plus_one";
 }
 
 /// The `db.operation.name` of a statement whose leading keyword is not in the adapter's list.
@@ -305,6 +308,8 @@ pub(crate) struct PoolMetrics {
     retired: [Ctr; 2],
     leaks: Ctr,
     connect_errors: Counter<u64>,
+    /// `aquifer.n_plus_one` (Counter, `{loop}`, attributes `code.file.path`, `code.line.number`).
+    n_plus_one: Counter<u64>,
     operation: Histogram<f64>,
     base: Arc<[KeyValue]>,
     operation_base: Arc<[KeyValue]>,
@@ -401,6 +406,11 @@ impl PoolMetrics {
                 &base,
             ),
             connect_errors: counter(names::CONNECT_ERRORS, "{error}", "Failed connect attempts, by error type."),
+            n_plus_one: counter(
+                names::N_PLUS_ONE,
+                "{loop}",
+                "N+1 loops found: one statement shape run again and again from one call site in one scope.",
+            ),
             operation: meter
                 .f64_histogram(names::OPERATION_DURATION)
                 .with_unit("s")
@@ -463,6 +473,16 @@ impl PoolMetrics {
         let mut attrs = self.base.to_vec();
         attrs.push(KeyValue::new(ERROR_TYPE, error_type));
         self.connect_errors.add(1, &attrs);
+    }
+
+    /// Where a scope records the N+1 loops it finds on this pool.
+    pub(crate) fn n_plus_one_sink(&self, pool: &Arc<str>, system: Cow<'static, str>) -> crate::n_plus_one::Sink {
+        crate::n_plus_one::Sink {
+            pool: Arc::clone(pool),
+            system,
+            counter: self.n_plus_one.clone(),
+            base: Arc::clone(&self.base),
+        }
     }
 
     pub(crate) fn operation(&self, operation: &str, d: Duration, error_type: Option<&str>) {

@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::panic::Location;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,6 +57,9 @@ pub enum OperationError<E: std::error::Error + 'static, C: std::error::Error + '
     Acquire(PoolError<C>),
     /// The driver reported an error running the operation (after retries, when it was transient).
     Backend(E),
+    /// The pool's N+1 mode is deny and this call would have made an N+1 loop in its scope; nothing was sent
+    /// ([`n_plus_one`](crate::n_plus_one)).
+    NPlusOne(crate::n_plus_one::NPlusOneError),
 }
 
 impl<E: std::error::Error + 'static, C: std::error::Error + 'static> std::fmt::Display for OperationError<E, C> {
@@ -63,6 +67,7 @@ impl<E: std::error::Error + 'static, C: std::error::Error + 'static> std::fmt::D
         match self {
             OperationError::Acquire(e) => std::fmt::Display::fmt(e, f),
             OperationError::Backend(e) => std::fmt::Display::fmt(e, f),
+            OperationError::NPlusOne(e) => std::fmt::Display::fmt(e, f),
         }
     }
 }
@@ -72,6 +77,7 @@ impl<E: std::error::Error + 'static, C: std::error::Error + 'static> std::error:
         let inner: &(dyn std::error::Error + 'static) = match self {
             OperationError::Acquire(e) => e,
             OperationError::Backend(e) => e,
+            OperationError::NPlusOne(e) => e,
         };
         source_not_in(&self.to_string(), inner)
     }
@@ -88,7 +94,15 @@ impl<E: std::error::Error + 'static, C: std::error::Error + 'static> OperationEr
     pub fn backend_error(&self) -> Option<&E> {
         match self {
             OperationError::Backend(e) => Some(e),
-            OperationError::Acquire(_) => None,
+            OperationError::Acquire(_) | OperationError::NPlusOne(_) => None,
+        }
+    }
+
+    /// The N+1 loop that failed the call, in deny mode.
+    pub fn n_plus_one_error(&self) -> Option<&crate::n_plus_one::NPlusOneError> {
+        match self {
+            OperationError::NPlusOne(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -96,7 +110,7 @@ impl<E: std::error::Error + 'static, C: std::error::Error + 'static> OperationEr
     pub fn pool_error(&self) -> Option<&PoolError<C>> {
         match self {
             OperationError::Acquire(e) => Some(e),
-            OperationError::Backend(_) => None,
+            OperationError::Backend(_) | OperationError::NPlusOne(_) => None,
         }
     }
 
@@ -104,7 +118,7 @@ impl<E: std::error::Error + 'static, C: std::error::Error + 'static> OperationEr
     pub fn into_backend_error(self) -> Option<E> {
         match self {
             OperationError::Backend(e) => Some(e),
-            OperationError::Acquire(_) => None,
+            OperationError::Acquire(_) | OperationError::NPlusOne(_) => None,
         }
     }
 }
@@ -165,6 +179,36 @@ where
     A: Attempt<M>,
 {
     run_operation_with(pool, None, operation, attempt).await
+}
+
+/// A statement and where it was called from, for N+1 detection ([`run_operation_at`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CallSite<'a> {
+    /// The statement's text (SQL or Cypher).
+    pub statement: &'a str,
+    /// The helper's caller (`Location::caller()` in a `#[track_caller]` helper).
+    pub caller: &'static Location<'static>,
+}
+
+/// Like [`run_operation`], for one statement: the call is also watched for N+1 loops
+/// ([`n_plus_one`](crate::n_plus_one)) when the pool's mode is not off and a scope is open. In deny mode a call
+/// that makes a loop fails with [`OperationError::NPlusOne`] before checking a connection out.
+///
+/// Cancel safety: as for [`run_operation`].
+pub async fn run_operation_at<M, A>(
+    pool: &Pool<M>,
+    operation: &str,
+    site: CallSite<'_>,
+    attempt: A,
+) -> Result<A::Output, OperationError<M::OperationError, M::Error>>
+where
+    M: Operations,
+    A: Attempt<M>,
+{
+    let watch = pool.n_plus_one_watch(site.statement, Some(site.caller)).map_err(OperationError::NPlusOne)?;
+    let out = run_operation_with(pool, None, operation, attempt).await;
+    drop(watch);
+    out
 }
 
 /// Like [`run_operation`], with every attempt's connection checked out through

@@ -411,6 +411,39 @@ impl<M: Manager> Pool<M> {
     pub fn record_operation(&self, operation: &str, duration: Duration, error_type: Option<&str>) {
         self.shared().metrics.operation(operation, duration, error_type);
     }
+
+    /// What this pool's helpers do about N+1 loops inside a [scope](crate::n_plus_one). Default:
+    /// [`NPlusOneMode::Warn`](crate::n_plus_one::NPlusOneMode::Warn).
+    pub fn set_n_plus_one(&self, mode: crate::n_plus_one::NPlusOneMode) {
+        self.shared().n_plus_one.set(mode);
+    }
+
+    /// The mode set with [`set_n_plus_one`](Pool::set_n_plus_one).
+    pub fn n_plus_one(&self) -> crate::n_plus_one::NPlusOneMode {
+        self.shared().n_plus_one.get()
+    }
+
+    /// Notes a call of `statement` from `caller` for N+1 detection, for adapters whose calls do not go
+    /// through [`run_operation_at`](crate::run_operation_at) (an sqlx executor); keep the returned watch until
+    /// the call completes. `caller` is `None` when the adapter cannot know it (a call through a driver's API):
+    /// such calls are keyed by shape alone, and the call site of a loop is read from a backtrace once the loop
+    /// is found. `Ok(None)` when the mode is off (checked first: no task-local lookup), outside a scope, or for
+    /// a batched statement; an error when the mode is deny and this call makes a loop.
+    #[inline]
+    pub fn n_plus_one_watch(
+        &self,
+        statement: &str,
+        caller: Option<&'static Location<'static>>,
+    ) -> Result<Option<crate::n_plus_one::Watch>, crate::n_plus_one::NPlusOneError> {
+        let mode = self.shared().n_plus_one.get();
+        if mode == crate::n_plus_one::NPlusOneMode::Off {
+            return Ok(None);
+        }
+        let shared = self.shared();
+        crate::n_plus_one::watch(mode, statement, caller, || {
+            shared.metrics.n_plus_one_sink(&shared.name, shared.descriptor.system.clone())
+        })
+    }
 }
 
 #[async_trait::async_trait]

@@ -49,6 +49,8 @@ pub(crate) struct Shared<M: Manager> {
     /// Whether any return hook is registered: read by every return, so one flag instead of a pointer chase.
     pub(crate) has_return_hooks: bool,
     pub(crate) next_id: AtomicU64,
+    /// What the helpers do about N+1 loops ([`NPlusOneMode`](crate::n_plus_one::NPlusOneMode)).
+    pub(crate) n_plus_one: crate::n_plus_one::ModeCell,
 }
 
 impl<M: Manager> Shared<M> {
@@ -93,6 +95,7 @@ impl<M: Manager> Shared<M> {
                 has_return_hooks: !conn_hooks.on_return.is_empty(),
                 conn_hooks: (!conn_hooks.is_empty()).then(|| Box::new(conn_hooks)),
                 next_id: AtomicU64::new(1),
+                n_plus_one: Default::default(),
             }
         })
     }

@@ -6,7 +6,11 @@
 //! run, interleaved, medians over the repetitions:
 //!
 //! - `aquifer get+query`: `pool.get()` then the driver's own `query_first` / `exec_first` on the guard;
-//! - `aquifer fetch_one`: the helper (timing, `db.client.operation.duration`, retries);
+//! - `aquifer fetch_one`: the helper (timing, `db.client.operation.duration`, retries), N+1 detector in its
+//!   default mode (warn) with no scope open;
+//! - `aquifer fetch_one n+1 off`: the same with the N+1 detector off;
+//! - `aquifer fetch_one n+1 scoped`: the same, detector on (warn), every query in an N+1 scope of its own (its
+//!   worst case: a scope set up and torn down per statement);
 //! - `aquifer reset_on_return`: get+query with `COM_RESET_CONNECTION` on every return (off by default);
 //! - `mysql_async Pool (defaults)`: `Pool::get_conn`, `reset_connection = true` (its default: a
 //!   `COM_RESET_CONNECTION` on every return), constraints 16..16;
@@ -53,15 +57,19 @@ impl Query {
 enum Peer {
     AquiferGet,
     AquiferHelper,
+    AquiferHelperOff,
+    AquiferHelperScoped,
     AquiferReset,
     MysqlAsyncPool,
     MysqlAsyncPoolNoReset,
     Bare,
 }
 
-const PEERS: [Peer; 6] = [
+const PEERS: [Peer; 8] = [
     Peer::AquiferGet,
     Peer::AquiferHelper,
+    Peer::AquiferHelperOff,
+    Peer::AquiferHelperScoped,
     Peer::AquiferReset,
     Peer::MysqlAsyncPool,
     Peer::MysqlAsyncPoolNoReset,
@@ -73,6 +81,8 @@ impl Peer {
         match self {
             Peer::AquiferGet => "aquifer get+query",
             Peer::AquiferHelper => "aquifer fetch_one",
+            Peer::AquiferHelperOff => "aquifer fetch_one n+1 off",
+            Peer::AquiferHelperScoped => "aquifer fetch_one n+1 scoped",
             Peer::AquiferReset => "aquifer reset_on_return",
             Peer::MysqlAsyncPool => "mysql_async Pool (defaults)",
             Peer::MysqlAsyncPoolNoReset => "mysql_async Pool (no reset)",
@@ -121,7 +131,18 @@ async fn run_query(conn: &mut Conn, query: Query, sql: &str, id: u64) {
 
 async fn one(target: &Target, peer: Peer, query: Query, sql: &str, task: usize, id: u64) {
     match target {
-        Target::Aquifer(pool) if peer == Peer::AquiferHelper => match query {
+        Target::Aquifer(pool) if peer == Peer::AquiferHelperScoped => match query {
+            Query::Select1 => {
+                let v: Option<i64> = aquifer_core::n_plus_one::scope(pool.fetch_optional(sql, ())).await.unwrap();
+                assert_eq!(v, Some(1));
+            }
+            Query::PkLookup => {
+                let v: Option<(u64, String, i64)> =
+                    aquifer_core::n_plus_one::scope(pool.fetch_optional(sql, (id,))).await.unwrap();
+                assert_eq!(v.map(|r| r.0), Some(id));
+            }
+        },
+        Target::Aquifer(pool) if matches!(peer, Peer::AquiferHelper | Peer::AquiferHelperOff) => match query {
             Query::Select1 => {
                 let v: Option<i64> = pool.fetch_optional(sql, ()).await.unwrap();
                 assert_eq!(v, Some(1));
@@ -154,11 +175,18 @@ fn opts(url: &str) -> OptsBuilder {
 async fn target(peer: Peer, url: &str, query: Query) -> Target {
     let sql = sql(query);
     let target = match peer {
-        Peer::AquiferGet | Peer::AquiferHelper | Peer::AquiferReset => {
+        Peer::AquiferGet
+        | Peer::AquiferHelper
+        | Peer::AquiferHelperOff
+        | Peer::AquiferHelperScoped
+        | Peer::AquiferReset => {
             let pool = PoolConfig { max_size: POOL, min_idle: POOL, ..PoolConfig::default() };
             let config =
                 MySqlConfig { pool, reset_on_return: peer == Peer::AquiferReset, ..MySqlConfig::from_url(url) };
             let pool = config.connect().await.unwrap();
+            if peer == Peer::AquiferHelperOff {
+                pool.set_n_plus_one(aquifer_core::n_plus_one::NPlusOneMode::Off);
+            }
             Target::Aquifer(pool)
         }
         Peer::MysqlAsyncPool | Peer::MysqlAsyncPoolNoReset => {

@@ -14,9 +14,10 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::panic::Location;
 use std::pin::Pin;
 
-use aquifer_core::{Attempt, Failure, run_operation};
+use aquifer_core::{Attempt, CallSite, Failure, run_operation, run_operation_at};
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, Error, Params, TxOpts, Value};
 
@@ -90,28 +91,50 @@ impl MySqlPool {
     ///
     /// Cancel safety: dropping the future drops the attempt in flight; its connection is closed if a reply was
     /// still on the wire, so no other caller ever sees it.
-    pub async fn fetch_one<T, P>(&self, sql: &str, params: P) -> Result<T, MySqlOperationError>
+    #[track_caller]
+    pub fn fetch_one<T, P>(&self, sql: &str, params: P) -> impl Future<Output = Result<T, MySqlOperationError>>
     where
         T: FromRow + Send + 'static,
         P: Into<Params>,
     {
-        self.fetch_optional(sql, params)
-            .await?
-            .ok_or_else(|| MySqlOperationError::Backend(Error::Other(Box::new(RowNotFound))))
+        let caller = Location::caller();
+        async move {
+            self.first_row(sql, params.into(), caller)
+                .await?
+                .ok_or_else(|| MySqlOperationError::Backend(Error::Other(Box::new(RowNotFound))))
+        }
     }
 
     /// The first row of `sql`'s result converted to `T`, or `None` when there is none. See
     /// [`fetch_one`](MySqlPool::fetch_one) for parameters and retries.
     ///
     /// Cancel safety: as for [`fetch_one`](MySqlPool::fetch_one).
-    pub async fn fetch_optional<T, P>(&self, sql: &str, params: P) -> Result<Option<T>, MySqlOperationError>
+    #[track_caller]
+    pub fn fetch_optional<T, P>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> impl Future<Output = Result<Option<T>, MySqlOperationError>>
     where
         T: FromRow + Send + 'static,
         P: Into<Params>,
     {
-        let params = params.into();
+        let caller = Location::caller();
+        async move { self.first_row(sql, params.into(), caller).await }
+    }
+
+    async fn first_row<T>(
+        &self,
+        sql: &str,
+        params: Params,
+        caller: &'static Location<'static>,
+    ) -> Result<Option<T>, MySqlOperationError>
+    where
+        T: FromRow + Send + 'static,
+    {
         check_size(self, sql, &params)?;
-        run_operation(self, operation_name(sql), FetchFirst { sql, params: &params, _row: PhantomData }).await
+        let site = CallSite { statement: sql, caller };
+        run_operation_at(self, operation_name(sql), site, FetchFirst { sql, params: &params, _row: PhantomData }).await
     }
 
     /// Every row of `sql`'s result, converted to `T`. See [`fetch_one`](MySqlPool::fetch_one) for parameters
@@ -119,14 +142,20 @@ impl MySqlPool {
     ///
     /// Cancel safety: as for [`fetch_one`](MySqlPool::fetch_one); rows already read are dropped, rows not yet
     /// read are drained by mysql_async before the connection's next command.
-    pub async fn fetch_all<T, P>(&self, sql: &str, params: P) -> Result<Vec<T>, MySqlOperationError>
+    #[track_caller]
+    pub fn fetch_all<T, P>(&self, sql: &str, params: P) -> impl Future<Output = Result<Vec<T>, MySqlOperationError>>
     where
         T: FromRow + Send + 'static,
         P: Into<Params>,
     {
-        let params = params.into();
-        check_size(self, sql, &params)?;
-        run_operation(self, operation_name(sql), FetchAll { sql, params: &params, _row: PhantomData }).await
+        let caller = Location::caller();
+        async move {
+            let params = params.into();
+            check_size(self, sql, &params)?;
+            let site = CallSite { statement: sql, caller };
+            run_operation_at(self, operation_name(sql), site, FetchAll { sql, params: &params, _row: PhantomData })
+                .await
+        }
     }
 
     /// Runs a statement that returns no rows (`INSERT`, `UPDATE`, `DELETE`, DDL) in autocommit mode.
@@ -144,13 +173,18 @@ impl MySqlPool {
     ///
     /// Cancel safety: dropping the future drops the attempt in flight; the statement may or may not have run,
     /// and the connection is closed if its reply was still on the wire.
-    pub async fn execute<P>(&self, sql: &str, params: P) -> Result<Executed, MySqlOperationError>
+    #[track_caller]
+    pub fn execute<P>(&self, sql: &str, params: P) -> impl Future<Output = Result<Executed, MySqlOperationError>>
     where
         P: Into<Params>,
     {
-        let params = params.into();
-        check_size(self, sql, &params)?;
-        run_operation(self, operation_name(sql), Execute { sql, params: &params }).await
+        let caller = Location::caller();
+        async move {
+            let params = params.into();
+            check_size(self, sql, &params)?;
+            let site = CallSite { statement: sql, caller };
+            run_operation_at(self, operation_name(sql), site, Execute { sql, params: &params }).await
+        }
     }
 
     /// Runs `body` in a transaction (`START TRANSACTION` ... `COMMIT`) on one pooled connection. An error from

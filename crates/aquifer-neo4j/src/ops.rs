@@ -4,9 +4,10 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::Location;
 use std::pin::Pin;
 
-use aquifer_core::{Attempt, Failure, run_operation};
+use aquifer_core::{Attempt, CallSite, Failure, run_operation, run_operation_at};
 use neo4rs::{Query, Row, Txn};
 
 use crate::error::Neo4jError;
@@ -34,29 +35,55 @@ impl Neo4jPool {
     ///
     /// Cancel safety: dropping the future drops the query and the rows read so far; the connection is
     /// repaired in the background before reuse.
-    pub async fn fetch_one(&self, query: impl Into<Query> + Send) -> Result<Row, crate::Neo4jOperationError> {
-        self.fetch_optional(query).await?.ok_or(crate::Neo4jOperationError::Backend(Neo4jError::RowNotFound))
+    #[track_caller]
+    pub fn fetch_one(
+        &self,
+        query: impl Into<Query> + Send,
+    ) -> impl Future<Output = Result<Row, crate::Neo4jOperationError>> {
+        let caller = Location::caller();
+        async move {
+            self.rows(query.into(), caller)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or(crate::Neo4jOperationError::Backend(Neo4jError::RowNotFound))
+        }
     }
 
     /// Runs a query and returns its first row, or `None`. Otherwise as [`fetch_one`](Neo4jPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](Neo4jPool::fetch_one).
-    pub async fn fetch_optional(
+    #[track_caller]
+    pub fn fetch_optional(
         &self,
         query: impl Into<Query> + Send,
-    ) -> Result<Option<Row>, crate::Neo4jOperationError> {
-        Ok(self.fetch_all(query).await?.into_iter().next())
+    ) -> impl Future<Output = Result<Option<Row>, crate::Neo4jOperationError>> {
+        let caller = Location::caller();
+        async move { Ok(self.rows(query.into(), caller).await?.into_iter().next()) }
     }
 
     /// Runs a query and collects all its rows (use the connection's `execute` to stream a large result).
     /// Otherwise as [`fetch_one`](Neo4jPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](Neo4jPool::fetch_one).
-    pub async fn fetch_all(&self, query: impl Into<Query> + Send) -> Result<Vec<Row>, crate::Neo4jOperationError> {
-        let query = query.into();
+    #[track_caller]
+    pub fn fetch_all(
+        &self,
+        query: impl Into<Query> + Send,
+    ) -> impl Future<Output = Result<Vec<Row>, crate::Neo4jOperationError>> {
+        let caller = Location::caller();
+        async move { self.rows(query.into(), caller).await }
+    }
+
+    async fn rows(
+        &self,
+        query: Query,
+        caller: &'static Location<'static>,
+    ) -> Result<Vec<Row>, crate::Neo4jOperationError> {
         let op = operation_name(query.query());
+        let site = CallSite { statement: query.query(), caller };
         let attempt = Statement { manager: self.manager(), query: &query, rows: true, database: None };
-        run_operation(self, op, attempt).await.map(|out| out.unwrap_or_default())
+        run_operation_at(self, op, site, attempt).await.map(|out| out.unwrap_or_default())
     }
 
     /// Runs a query and discards its result (`CREATE`, `MERGE`, `DELETE`...). A connection lost after the query
@@ -65,12 +92,25 @@ impl Neo4jPool {
     ///
     /// Cancel safety: dropping the future drops the query; its connection is repaired in the background before
     /// reuse. The query may or may not have been applied.
-    pub async fn execute(&self, query: impl Into<Query> + Send) -> Result<(), crate::Neo4jOperationError> {
-        let query = query.into();
-        let op = operation_name(query.query());
-        run_operation(self, op, Statement { manager: self.manager(), query: &query, rows: false, database: None })
+    #[track_caller]
+    pub fn execute(
+        &self,
+        query: impl Into<Query> + Send,
+    ) -> impl Future<Output = Result<(), crate::Neo4jOperationError>> {
+        let caller = Location::caller();
+        async move {
+            let query = query.into();
+            let op = operation_name(query.query());
+            let site = CallSite { statement: query.query(), caller };
+            run_operation_at(
+                self,
+                op,
+                site,
+                Statement { manager: self.manager(), query: &query, rows: false, database: None },
+            )
             .await
             .map(|_| ())
+        }
     }
 
     /// Runs `work` in a transaction: commits when it returns `Ok`, rolls back when it returns `Err`.

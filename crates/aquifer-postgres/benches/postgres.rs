@@ -9,7 +9,9 @@
 //!
 //! Environment: `POSTGRES_URL` (default the local test server without TLS), `BENCH_SECS` per measurement
 //! (default 2), `BENCH_ROUNDS` (default 3), `BENCH_TASKS` (default `16,64,256`), `BENCH_PEERS` (a comma list
-//! of `aquifer`, `helper`, `session`, `scoped`, `sqlx`, `deadpool`, `bare`; default all), `BENCH_WORK` (`select1`, `pk`; default
+//! of `aquifer`, `helper`, `helper-off`, `helper-scoped`, `session`, `scoped`, `sqlx`, `deadpool`, `bare`; default all; the helper
+//! peers differ only in the N+1 detector: `helper` has the default mode (warn) with no scope open, `helper-off`
+//! mode off, `helper-scoped` mode warn with every query in a scope of its own, its worst case), `BENCH_WORK` (`select1`, `pk`; default
 //! both), `BENCH_PGBENCH=0` to skip pgbench. Not run by CI.
 
 use std::sync::Arc;
@@ -48,17 +50,21 @@ enum Peer {
     AquiferSession,
     /// The helper `fetch_one` with a tenant applied per transaction (`with_session`).
     AquiferScoped,
+    AquiferHelperOff,
+    AquiferHelperScoped,
     Sqlx,
     Deadpool,
     Bare,
 }
 
 impl Peer {
-    const ALL: [Peer; 7] = [
+    const ALL: [Peer; 9] = [
         Peer::Aquifer,
         Peer::AquiferHelper,
         Peer::AquiferSession,
         Peer::AquiferScoped,
+        Peer::AquiferHelperOff,
+        Peer::AquiferHelperScoped,
         Peer::Sqlx,
         Peer::Deadpool,
         Peer::Bare,
@@ -70,6 +76,8 @@ impl Peer {
             Peer::AquiferHelper => "helper",
             Peer::AquiferSession => "session",
             Peer::AquiferScoped => "scoped",
+            Peer::AquiferHelperOff => "helper-off",
+            Peer::AquiferHelperScoped => "helper-scoped",
             Peer::Sqlx => "sqlx",
             Peer::Deadpool => "deadpool",
             Peer::Bare => "bare",
@@ -82,6 +90,8 @@ impl Peer {
             Peer::AquiferHelper => "aquifer-postgres helper fetch_one (metrics + retry)",
             Peer::AquiferSession => "aquifer-postgres get_session (tenant per checkout) + sqlx query",
             Peer::AquiferScoped => "aquifer-postgres with_session fetch_one (tenant per transaction)",
+            Peer::AquiferHelperOff => "helper fetch_one, N+1 detector off",
+            Peer::AquiferHelperScoped => "helper fetch_one, N+1 warn, one scope per query",
             Peer::Sqlx => "sqlx PgPool, defaults",
             Peer::Deadpool => "deadpool-postgres 0.14 (tokio-postgres)",
             Peer::Bare => "16 bare sqlx PgConnections, no pool",
@@ -104,6 +114,8 @@ enum Target {
     AquiferHelper(PgPool),
     AquiferSession(PgPool, PgSession),
     AquiferScoped(PgPool, PgSession),
+    /// Each query in an N+1 scope of its own.
+    AquiferHelperScoped(PgPool),
     Sqlx(sqlx::PgPool),
     Deadpool(deadpool_postgres::Pool),
     Bare(Arc<Vec<Mutex<PgConnection>>>),
@@ -141,6 +153,14 @@ impl Target {
             (Target::AquiferScoped(pool, session), Work::PkLookup) => {
                 let scoped = pool.with_session(session.clone());
                 let _: (i32, String, i32) = scoped.fetch_one(|| sqlx::query(PK_SQL).bind(key)).await.expect("query");
+            }
+            (Target::AquiferHelperScoped(pool), Work::Select1) => {
+                let query = pool.fetch_one(|| sqlx::query("SELECT 1"));
+                let _: (i32,) = aquifer_core::n_plus_one::scope(query).await.expect("query");
+            }
+            (Target::AquiferHelperScoped(pool), Work::PkLookup) => {
+                let query = pool.fetch_one(|| sqlx::query(PK_SQL).bind(key));
+                let _: (i32, String, i32) = aquifer_core::n_plus_one::scope(query).await.expect("query");
             }
             (Target::Sqlx(pool), Work::Select1) => {
                 let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(pool).await.expect("query");
@@ -183,6 +203,7 @@ impl Target {
         match self {
             Target::Aquifer(pool)
             | Target::AquiferHelper(pool)
+            | Target::AquiferHelperScoped(pool)
             | Target::AquiferSession(pool, _)
             | Target::AquiferScoped(pool, _) => {
                 pool.close().await;
@@ -211,7 +232,12 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// A fresh, pre-filled pool of 16 for `peer`.
 async fn open(peer: Peer) -> Target {
     match peer {
-        Peer::Aquifer | Peer::AquiferHelper | Peer::AquiferSession | Peer::AquiferScoped => {
+        Peer::Aquifer
+        | Peer::AquiferHelper
+        | Peer::AquiferHelperOff
+        | Peer::AquiferHelperScoped
+        | Peer::AquiferSession
+        | Peer::AquiferScoped => {
             let mut c = PgConfig::from_url(url());
             c.pool.name = Some("aq_pg_bench".into());
             c.pool.max_size = POOL_SIZE;
@@ -224,9 +250,14 @@ async fn open(peer: Peer) -> Target {
             let tenant = || PgSession::new().set("app.tenant_id", "7").expect("a valid setting");
             match peer {
                 Peer::Aquifer => Target::Aquifer(pool),
-                Peer::AquiferHelper => Target::AquiferHelper(pool),
                 Peer::AquiferSession => Target::AquiferSession(pool, tenant()),
-                _ => Target::AquiferScoped(pool, tenant()),
+                Peer::AquiferScoped => Target::AquiferScoped(pool, tenant()),
+                Peer::AquiferHelperOff => {
+                    pool.set_n_plus_one(aquifer_core::n_plus_one::NPlusOneMode::Off);
+                    Target::AquiferHelper(pool)
+                }
+                Peer::AquiferHelperScoped => Target::AquiferHelperScoped(pool),
+                _ => Target::AquiferHelper(pool),
             }
         }
         Peer::Sqlx => {

@@ -218,6 +218,9 @@ impl<'c> Acquire<'c> for &'c mut PgTransaction {
 /// The same as sqlx's `impl Executor for &Pool<Postgres>`: each call checks a connection out for the
 /// duration of the query (the stream, for `fetch`/`fetch_many`) and returns it after. These calls run outside
 /// the operation runner: no retries, no `db.client.operation.duration` (the pool's own metrics still apply).
+/// They are watched for N+1 loops ([`aquifer_core::n_plus_one`]) by statement shape; the call site of a loop is
+/// read from a backtrace (sqlx's API does not pass its caller on). In deny mode a call that makes a loop fails
+/// with [`sqlx::Error::Configuration`] wrapping the [`NPlusOneError`](aquifer_core::n_plus_one::NPlusOneError).
 impl<'p> Executor<'p> for &'_ PgPool {
     type Database = Postgres;
 
@@ -228,6 +231,7 @@ impl<'p> Executor<'p> for &'_ PgPool {
     {
         let pool = self.clone();
         Box::pin(TryAsyncStream::new(move |yielder| async move {
+            let (query, _watch) = watched(&pool, query)?;
             let mut conn = pool.acquire().await?;
             let mut results = conn.fetch_many(query);
             while let Some(v) = results.try_next().await? {
@@ -243,7 +247,10 @@ impl<'p> Executor<'p> for &'_ PgPool {
         E: 'q + Execute<'q, Postgres>,
     {
         let pool = self.clone();
-        Box::pin(async move { pool.acquire().await?.fetch_optional(query).await })
+        Box::pin(async move {
+            let (query, _watch) = watched(&pool, query)?;
+            pool.acquire().await?.fetch_optional(query).await
+        })
     }
 
     fn prepare_with<'e>(
@@ -352,5 +359,55 @@ impl PgScoped<'_> {
         let mut tx = self.pool().begin().await?;
         self.session().apply_local(&mut tx).await?;
         Ok(tx)
+    }
+}
+
+/// A query of the executor, watched for N+1 loops unless the pool's mode is off: taken apart (to read its SQL)
+/// only then, so the mode off costs one atomic read.
+fn watched<'q, E: 'q + Execute<'q, Postgres>>(
+    pool: &PgPool,
+    query: E,
+) -> Result<(Watched<E>, Option<aquifer_core::n_plus_one::Watch>), sqlx::Error> {
+    if pool.n_plus_one() == aquifer_core::n_plus_one::NPlusOneMode::Off || !aquifer_core::n_plus_one::in_scope() {
+        return Ok((Watched::Plain(query), None));
+    }
+    let parts = Parts::new(query, pool.manager().pgbouncer());
+    let watch = pool.n_plus_one_watch(parts.sql.as_str(), None).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
+    Ok((Watched::Parts(parts), watch))
+}
+
+/// The query as given, or taken apart to read its SQL.
+enum Watched<E> {
+    Plain(E),
+    Parts(Parts),
+}
+
+impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Watched<E> {
+    fn sql(self) -> SqlStr {
+        match self {
+            Watched::Plain(q) => q.sql(),
+            Watched::Parts(p) => p.sql(),
+        }
+    }
+
+    fn statement(&self) -> Option<&PgStatement> {
+        match self {
+            Watched::Plain(q) => q.statement(),
+            Watched::Parts(p) => p.statement(),
+        }
+    }
+
+    fn take_arguments(&mut self) -> Result<Option<sqlx::postgres::PgArguments>, sqlx::error::BoxDynError> {
+        match self {
+            Watched::Plain(q) => q.take_arguments(),
+            Watched::Parts(p) => p.take_arguments(),
+        }
+    }
+
+    fn persistent(&self) -> bool {
+        match self {
+            Watched::Plain(q) => q.persistent(),
+            Watched::Parts(p) => p.persistent(),
+        }
     }
 }

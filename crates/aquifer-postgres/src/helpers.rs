@@ -8,9 +8,10 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::Location;
 use std::pin::Pin;
 
-use aquifer_core::{Attempt, Failure, run_operation};
+use aquifer_core::{Attempt, CallSite, Failure, run_operation, run_operation_at};
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgArguments, PgConnection, PgRow, PgStatement, Postgres};
 use sqlx::{Connection, Either, Execute, Executor, FromRow, SqlStr};
@@ -44,50 +45,73 @@ impl PgPool {
     /// let (n,): (i64,) = pool.fetch_one(|| sqlx::query("SELECT $1::int8").bind(42_i64)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn fetch_one<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<O, PgOperationError>
+    #[track_caller]
+    pub fn fetch_one<'q, O, Q>(
+        &self,
+        query: impl FnMut() -> Q + Send,
+    ) -> impl Future<Output = Result<O, PgOperationError>>
     where
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
-        let out = self.run_statement(query, Keep::First, None).await?;
-        let row = out.rows.into_iter().next().ok_or(PgOperationError::Backend(sqlx::Error::RowNotFound))?;
-        O::from_row(&row).map_err(PgOperationError::Backend)
+        let caller = Location::caller();
+        async move {
+            let out = self.run_statement(query, Keep::First, None, caller).await?;
+            let row = out.rows.into_iter().next().ok_or(PgOperationError::Backend(sqlx::Error::RowNotFound))?;
+            O::from_row(&row).map_err(PgOperationError::Backend)
+        }
     }
 
     /// Runs a query and returns its first row mapped to `O`, or `None`. Otherwise as
     /// [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    pub async fn fetch_optional<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<Option<O>, PgOperationError>
+    #[track_caller]
+    pub fn fetch_optional<'q, O, Q>(
+        &self,
+        query: impl FnMut() -> Q + Send,
+    ) -> impl Future<Output = Result<Option<O>, PgOperationError>>
     where
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
-        let out = self.run_statement(query, Keep::First, None).await?;
-        out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgOperationError::Backend)
+        let caller = Location::caller();
+        async move {
+            let out = self.run_statement(query, Keep::First, None, caller).await?;
+            out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgOperationError::Backend)
+        }
     }
 
     /// Runs a query and returns all its rows mapped to `O`. Otherwise as [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    pub async fn fetch_all<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<Vec<O>, PgOperationError>
+    #[track_caller]
+    pub fn fetch_all<'q, O, Q>(
+        &self,
+        query: impl FnMut() -> Q + Send,
+    ) -> impl Future<Output = Result<Vec<O>, PgOperationError>>
     where
         Q: Execute<'q, Postgres>,
         O: for<'r> FromRow<'r, PgRow>,
     {
-        let out = self.run_statement(query, Keep::All, None).await?;
-        out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgOperationError::Backend)
+        let caller = Location::caller();
+        async move {
+            let out = self.run_statement(query, Keep::All, None, caller).await?;
+            out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgOperationError::Backend)
+        }
     }
 
     /// Runs a statement and returns the number of rows it affected. Otherwise as
     /// [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    pub async fn execute<'q, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<u64, PgOperationError>
+    #[track_caller]
+    pub fn execute<'q, Q>(&self, query: impl FnMut() -> Q + Send) -> impl Future<Output = Result<u64, PgOperationError>>
     where
         Q: Execute<'q, Postgres>,
     {
-        Ok(self.run_statement(query, Keep::None, None).await?.rows_affected)
+        let caller = Location::caller();
+        async move { Ok(self.run_statement(query, Keep::None, None, caller).await?.rows_affected) }
     }
 
     /// Runs `f` inside a transaction on a pooled connection: commits when it returns `Ok`, rolls back when
@@ -144,6 +168,7 @@ impl PgPool {
         mut query: impl FnMut() -> Q + Send,
         keep: Keep,
         session: Option<&PgSession>,
+        caller: &'static Location<'static>,
     ) -> Result<Output, PgOperationError>
     where
         Q: Execute<'q, Postgres>,
@@ -153,7 +178,11 @@ impl PgPool {
         let mut build = move || Parts::new(query(), pgbouncer);
         let first = build();
         let operation = operation_name(first.sql.as_str());
-        run_operation(self, operation, StatementAttempt { build, first: Some(first), keep, pgbouncer, session }).await
+        // The text is copied out of `first` (an `Arc` clone), which the attempt takes.
+        let sql = first.sql.clone();
+        let site = CallSite { statement: sql.as_str(), caller };
+        let attempt = StatementAttempt { build, first: Some(first), keep, pgbouncer, session };
+        run_operation_at(self, operation, site, attempt).await
     }
 }
 
@@ -308,7 +337,7 @@ async fn stream(conn: &mut PgConnection, parts: Parts, keep: Keep) -> (Result<Ou
 /// A query taken apart, so the helpers can see its SQL (for `db.operation.name`) and its arguments (for
 /// PgBouncer mode), and can turn named prepared statements off.
 pub(crate) struct Parts {
-    sql: SqlStr,
+    pub(crate) sql: SqlStr,
     statement: Option<PgStatement>,
     args: Result<Option<PgArguments>, sqlx::error::BoxDynError>,
     persistent: bool,

@@ -222,48 +222,74 @@ impl PgScoped<'_> {
     /// As [`PgPool::fetch_one`], with the session applied.
     ///
     /// Cancel safety: as for [`PgPool::fetch_one`].
-    pub async fn fetch_one<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<O, PgOperationError>
+    #[track_caller]
+    pub fn fetch_one<'q, O, Q>(
+        &self,
+        query: impl FnMut() -> Q + Send,
+    ) -> impl std::future::Future<Output = Result<O, PgOperationError>>
     where
         Q: sqlx::Execute<'q, sqlx::Postgres>,
         O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     {
-        let out = self.pool.run_statement(query, Keep::First, Some(&self.session)).await?;
-        let row = out.rows.into_iter().next().ok_or(PgOperationError::Backend(sqlx::Error::RowNotFound))?;
-        O::from_row(&row).map_err(PgOperationError::Backend)
+        let caller = std::panic::Location::caller();
+        async move {
+            let out = self.pool.run_statement(query, Keep::First, Some(&self.session), caller).await?;
+            let row = out.rows.into_iter().next().ok_or(PgOperationError::Backend(sqlx::Error::RowNotFound))?;
+            O::from_row(&row).map_err(PgOperationError::Backend)
+        }
     }
 
     /// As [`PgPool::fetch_optional`], with the session applied.
     ///
     /// Cancel safety: as for [`PgPool::fetch_one`].
-    pub async fn fetch_optional<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<Option<O>, PgOperationError>
+    #[track_caller]
+    pub fn fetch_optional<'q, O, Q>(
+        &self,
+        query: impl FnMut() -> Q + Send,
+    ) -> impl std::future::Future<Output = Result<Option<O>, PgOperationError>>
     where
         Q: sqlx::Execute<'q, sqlx::Postgres>,
         O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     {
-        let out = self.pool.run_statement(query, Keep::First, Some(&self.session)).await?;
-        out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgOperationError::Backend)
+        let caller = std::panic::Location::caller();
+        async move {
+            let out = self.pool.run_statement(query, Keep::First, Some(&self.session), caller).await?;
+            out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgOperationError::Backend)
+        }
     }
 
     /// As [`PgPool::fetch_all`], with the session applied.
     ///
     /// Cancel safety: as for [`PgPool::fetch_one`].
-    pub async fn fetch_all<'q, O, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<Vec<O>, PgOperationError>
+    #[track_caller]
+    pub fn fetch_all<'q, O, Q>(
+        &self,
+        query: impl FnMut() -> Q + Send,
+    ) -> impl std::future::Future<Output = Result<Vec<O>, PgOperationError>>
     where
         Q: sqlx::Execute<'q, sqlx::Postgres>,
         O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     {
-        let out = self.pool.run_statement(query, Keep::All, Some(&self.session)).await?;
-        out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgOperationError::Backend)
+        let caller = std::panic::Location::caller();
+        async move {
+            let out = self.pool.run_statement(query, Keep::All, Some(&self.session), caller).await?;
+            out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgOperationError::Backend)
+        }
     }
 
     /// As [`PgPool::execute`], with the session applied.
     ///
     /// Cancel safety: as for [`PgPool::fetch_one`].
-    pub async fn execute<'q, Q>(&self, query: impl FnMut() -> Q + Send) -> Result<u64, PgOperationError>
+    #[track_caller]
+    pub fn execute<'q, Q>(
+        &self,
+        query: impl FnMut() -> Q + Send,
+    ) -> impl std::future::Future<Output = Result<u64, PgOperationError>>
     where
         Q: sqlx::Execute<'q, sqlx::Postgres>,
     {
-        Ok(self.pool.run_statement(query, Keep::None, Some(&self.session)).await?.rows_affected)
+        let caller = std::panic::Location::caller();
+        async move { Ok(self.pool.run_statement(query, Keep::None, Some(&self.session), caller).await?.rows_affected) }
     }
 
     /// As [`PgPool::transaction`], with the session applied as the transaction's first statement (on every

@@ -16,7 +16,10 @@
 //! again and a call may run on the blocking pool. Rows convert with [`FromRow`]: tuples of SQL values, or your
 //! type implementing `TryFrom<&rusqlite::Row>`.
 
-use aquifer_core::{Attempt, Failure, run_operation};
+use std::future::Future;
+use std::panic::Location;
+
+use aquifer_core::{Attempt, CallSite, Failure, run_operation, run_operation_at};
 use rusqlite::{Connection, Params, Row, Transaction};
 
 use crate::error::is_busy;
@@ -58,37 +61,47 @@ impl SqlitePool {
     ///
     /// Cancel safety: dropping the future while it waits for a reader gives up the wait; a statement already
     /// running on the blocking pool finishes there and its result is discarded.
-    pub async fn fetch_one<T, P>(&self, sql: &str, params: P) -> Result<T, SqliteOperationError>
+    #[track_caller]
+    pub fn fetch_one<T, P>(&self, sql: &str, params: P) -> impl Future<Output = Result<T, SqliteOperationError>>
     where
         T: FromRow + Send + 'static,
         P: Params + Clone + Send + 'static,
     {
-        self.fetch_optional(sql, params)
-            .await?
-            .ok_or(SqliteOperationError::Backend(rusqlite::Error::QueryReturnedNoRows))
+        let caller = Location::caller();
+        async move {
+            self.statement(Role::Reader, sql, params, first::<T, P>, caller)
+                .await?
+                .ok_or(SqliteOperationError::Backend(rusqlite::Error::QueryReturnedNoRows))
+        }
     }
 
     /// The first row of `sql`'s result converted to `T`, or `None` when there is none. See
     /// [`fetch_one`](SqlitePool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](SqlitePool::fetch_one).
-    pub async fn fetch_optional<T, P>(&self, sql: &str, params: P) -> Result<Option<T>, SqliteOperationError>
+    #[track_caller]
+    pub fn fetch_optional<T, P>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> impl Future<Output = Result<Option<T>, SqliteOperationError>>
     where
         T: FromRow + Send + 'static,
         P: Params + Clone + Send + 'static,
     {
-        self.statement(Role::Reader, sql, params, first::<T, P>).await
+        self.statement(Role::Reader, sql, params, first::<T, P>, Location::caller())
     }
 
     /// Every row of `sql`'s result, converted to `T`. See [`fetch_one`](SqlitePool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](SqlitePool::fetch_one).
-    pub async fn fetch_all<T, P>(&self, sql: &str, params: P) -> Result<Vec<T>, SqliteOperationError>
+    #[track_caller]
+    pub fn fetch_all<T, P>(&self, sql: &str, params: P) -> impl Future<Output = Result<Vec<T>, SqliteOperationError>>
     where
         T: FromRow + Send + 'static,
         P: Params + Clone + Send + 'static,
     {
-        self.statement(Role::Reader, sql, params, all::<T, P>).await
+        self.statement(Role::Reader, sql, params, all::<T, P>, Location::caller())
     }
 
     /// Runs a statement that returns no rows (`INSERT`, `UPDATE`, `DELETE`, DDL) on the writer, in autocommit
@@ -103,11 +116,12 @@ impl SqlitePool {
     ///
     /// Cancel safety: dropping the future while it waits for the writer gives up the wait (nothing is
     /// written); once the statement has started it runs to its end and applies, and only the result is lost.
-    pub async fn execute<P>(&self, sql: &str, params: P) -> Result<Executed, SqliteOperationError>
+    #[track_caller]
+    pub fn execute<P>(&self, sql: &str, params: P) -> impl Future<Output = Result<Executed, SqliteOperationError>>
     where
         P: Params + Clone + Send + 'static,
     {
-        self.statement(Role::Writer, sql, params, execute::<P>).await
+        self.statement(Role::Writer, sql, params, execute::<P>, Location::caller())
     }
 
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction on the writer: committed when it returns `Ok`, rolled
@@ -161,6 +175,7 @@ impl SqlitePool {
         sql: &str,
         params: P,
         run: fn(&Connection, &str, P) -> rusqlite::Result<T>,
+        caller: &'static Location<'static>,
     ) -> Result<T, SqliteOperationError>
     where
         P: Params + Clone + Send + 'static,
@@ -176,7 +191,8 @@ impl SqlitePool {
             in_tx: |tx, s| (s.run)(tx, &s.sql, s.params.clone()),
             charge: &mut charge,
         };
-        let result = run_operation(self.inner().pool(role), operation_name(sql), attempt).await;
+        let site = CallSite { statement: sql, caller };
+        let result = run_operation_at(self.inner().pool(role), operation_name(sql), site, attempt).await;
         yield_for(charge).await;
         result
     }

@@ -166,6 +166,13 @@ impl SqlitePool {
         &self.inner.readers
     }
 
+    /// What the helpers do about N+1 loops inside a scope ([`aquifer_core::n_plus_one`]), for the writer and
+    /// the readers alike. Default: warn.
+    pub fn set_n_plus_one(&self, mode: aquifer_core::n_plus_one::NPlusOneMode) {
+        self.writer().set_n_plus_one(mode);
+        self.readers().set_n_plus_one(mode);
+    }
+
     /// The configuration the pool was opened with.
     pub fn config(&self) -> &SqliteConfig {
         &self.inner.target.config
