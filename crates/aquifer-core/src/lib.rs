@@ -6,6 +6,8 @@ mod adapter;
 mod builder;
 mod clock;
 mod cluster;
+mod cluster_config;
+mod cluster_errors;
 mod config;
 mod credentials;
 mod env;
@@ -49,9 +51,9 @@ pub use adapter::{Adapter, connect, connect_env, connect_env_lazy, connect_lazy}
 pub use async_trait::async_trait;
 pub use builder::PoolBuilder;
 pub use clock::Clock;
-pub use cluster::{
-    ClusterBuilder, ClusterConfig, ClusterError, ClusterPool, ClusterPooled, ClusterStartError, HostInfo, RunError,
-};
+pub use cluster::{ClusterBuilder, ClusterPool, ClusterPooled, HostInfo};
+pub use cluster_config::ClusterConfig;
+pub use cluster_errors::{ClusterError, ClusterStartError, RunError};
 pub use config::{MAX_POOL_SIZE, PoolConfig, Reuse};
 pub use credentials::{Credential, CredentialError, CredentialProvider, Credentials, ProviderError, Secret};
 pub use env::EnvVars;

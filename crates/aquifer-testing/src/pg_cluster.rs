@@ -308,11 +308,14 @@ impl Drop for PrivatePgCluster {
     }
 }
 
-/// SIGKILL to the postmaster whose PID is in `data`/postmaster.pid, if it is still running.
+/// SIGKILL to the postmaster whose PID is in `data`/postmaster.pid, if that process is still running and is
+/// ours: its command line names `data` (PIDs are reused, so a stale PID file must not kill a stranger).
 fn kill_postmaster(data: &Path) {
     let Ok(pid_file) = std::fs::read_to_string(data.join("postmaster.pid")) else { return };
     let Some(pid) = pid_file.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else { return };
-    if Path::new(&format!("/proc/{pid}")).exists() {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return };
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    if cmdline.contains(&*data.to_string_lossy()) {
         let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
     }
 }
