@@ -48,7 +48,7 @@ pub async fn assert_server_clean<B: ChaosBackend>(pool: PoolOf<B>, marker: &str,
 }
 
 /// Checks `n` connections out at once and returns them, so the pool holds `n` idle connections. Each checkout
-/// may wait [`FILL_WAIT`], longer than the pools' acquire timeout: a server just started (ArcadeDB's JVM, cold,
+/// may wait 15 s (`FILL_WAIT`), longer than the pools' acquire timeout: a server just started (ArcadeDB's JVM, cold,
 /// on a busy machine) can take longer than one connect timeout to answer its first logins, and the pool retries
 /// them; what the tests check begins once the pool is full.
 pub async fn fill<M: Manager>(pool: &Pool<M>, n: usize) {
@@ -59,4 +59,4 @@ pub async fn fill<M: Manager>(pool: &Pool<M>, n: usize) {
 }
 
 /// How long [`fill`] waits for each connection.
-pub const FILL_WAIT: Duration = Duration::from_secs(15);
+const FILL_WAIT: Duration = Duration::from_secs(15);
