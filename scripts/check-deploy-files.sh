@@ -43,9 +43,8 @@ for f in "$root"/grafana/dashboards/*.json; do
     echo "import type { Dashboard } from '@grafana/schema';"
     # JSON holds an enum's values, not its TypeScript members: map enum types to their literal values.
     echo 'type Json<T> = T extends string ? `${T}` : T extends number | boolean | null | undefined ? T : T extends ReadonlyArray<infer U> ? Array<Json<U>> : T extends object ? { [K in keyof T]: Json<T[K]> } : T;'
-    printf 'export const dashboard = '
-    cat "$f"
-    echo ' satisfies Json<Dashboard>;'
+    # `$(...)` drops the file's trailing newline: `satisfies` must follow the object on the same line.
+    printf 'export const dashboard = %s satisfies Json<Dashboard>;\n' "$(cat "$f")"
   } >"$check/$name.ts"
 done
 log "checking $(ls "$root"/grafana/dashboards/*.json | wc -l) dashboards against @grafana/schema $grafana_schema"
