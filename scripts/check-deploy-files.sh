@@ -43,9 +43,10 @@ for f in "$root"/grafana/dashboards/*.json; do
     echo "import type { Dashboard } from '@grafana/schema';"
     # JSON holds an enum's values, not its TypeScript members: map enum types to their literal values.
     echo 'type Json<T> = T extends string ? `${T}` : T extends number | boolean | null | undefined ? T : T extends ReadonlyArray<infer U> ? Array<Json<U>> : T extends object ? { [K in keyof T]: Json<T[K]> } : T;'
-    printf 'export const dashboard = '
+    # Parenthesized: a file ending in a newline would otherwise put one before `satisfies`, which TypeScript refuses.
+    printf 'export const dashboard = ('
     cat "$f"
-    echo ' satisfies Json<Dashboard>;'
+    echo ') satisfies Json<Dashboard>;'
   } >"$check/$name.ts"
 done
 log "checking $(ls "$root"/grafana/dashboards/*.json | wc -l) dashboards against @grafana/schema $grafana_schema"
