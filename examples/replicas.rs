@@ -9,6 +9,8 @@
 //! Connects to `POSTGRES_CLUSTER_URL`, default the cluster scripts/pg-replicas.sh starts:
 //! `postgres://postgres@127.0.0.1:15442,127.0.0.1:15443,127.0.0.1:15444/test?sslmode=disable`. The hosts may be
 //! listed in any order: roles come from the servers. The example owns the table `replicas_example_orders`.
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set it exports the host pools' metrics and each host's role and lag over
+//! OTLP (aquifer-otel), which the Pools dashboard's per-host panels show.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,9 @@ const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:15442,127.0.0.1:15443,1
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Exports over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see aquifer-otel); kept until main returns, when
+    // it flushes the last points.
+    let _otel = aquifer_otel::init()?;
     let url = std::env::var("POSTGRES_CLUSTER_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     let mut config = PgConfig::from_url(url);
     config.pool.max_size = 8;

@@ -2,7 +2,9 @@
 //! through aquifer-otel, and against Prometheus 3 scraping VictoriaMetrics' `/federate` (Prometheus's own
 //! parser and engine, which are stricter than VictoriaMetrics' MetricsQL): a query that fails to parse fails
 //! the test, and so does one that returns nothing, except the panels listed in NO_DATA_ON_THIS_BRANCH with the
-//! reason. Template variables are checked the same way. (The dashboards' JSON is checked against Grafana's
+//! reason. The per-host panels get their data from the replicas example run against a PostgreSQL cluster of the
+//! test's own (a primary and two replicas), and are checked for one series per host with its role. Template
+//! variables are checked the same way. (The dashboards' JSON is checked against Grafana's
 //! schema by scripts/check-deploy-files.sh.)
 
 mod common;
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aquifer_postgres::{Credential, Credentials, PgConfig, sqlx};
-use aquifer_testing::{Victoria, unique_name};
+use aquifer_testing::{PrivatePgCluster, Sample, Victoria, unique_name};
 use common::{marked_call_site, run_example, succeeded};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -152,6 +154,29 @@ fn export_controls_data() -> String {
         .clone()
 }
 
+/// What the replicas example exported, run once per test process against a cluster of its own.
+struct ClusterRun {
+    service: String,
+    primary_port: String,
+    replica_ports: BTreeSet<String>,
+}
+
+/// Runs the replicas example, exporting to VictoriaMetrics, on a private PostgreSQL cluster of a primary and two
+/// replicas (stopped once the example has exited: its points are in VictoriaMetrics by then).
+fn export_replicas_data() -> &'static ClusterRun {
+    static RUN: OnceLock<ClusterRun> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let cluster = PrivatePgCluster::start(2).unwrap_or_else(|e| panic!("the replicated PostgreSQL cluster: {e}"));
+        let service = unique_name("dash-replicas");
+        succeeded("replicas", &run_example("replicas", &service, &[("POSTGRES_CLUSTER_URL", &cluster.url())]));
+        ClusterRun {
+            service,
+            primary_port: cluster.port(0).to_string(),
+            replica_ports: (1..cluster.len()).map(|i| cluster.port(i).to_string()).collect(),
+        }
+    })
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -167,7 +192,8 @@ fn no_data_exemptions_name_existing_panels() {
 
 #[test]
 fn every_panel_query_parses_and_returns_the_examples_data() {
-    let services = export_example_data();
+    let mut services = export_example_data();
+    services.push(export_replicas_data().service.clone());
     let services: Vec<&str> = services.iter().map(String::as_str).collect();
     runtime().block_on(async {
         let vm = Victoria::require().await;
@@ -311,5 +337,52 @@ fn n_plus_one_panel_shows_the_examples_call_sites() {
         };
         let got = vm.wait_until(&expr, WAIT, |r| sites(r) == expected).await;
         assert_eq!(sites(&got), expected, "{expr}: {got:?}");
+    });
+}
+
+/// The per-host panels of the pools dashboard, on the replicas example's cluster: "Host role" has one series per
+/// host, 1 for the primary and 0 for each replica; "Replica lag" one per replica; "Connections by host" the
+/// hosts' used and idle connections, every host present.
+#[test]
+fn host_panels_show_each_cluster_host_with_its_role() {
+    let run = export_replicas_data();
+    let (_, pools) = dashboards().into_iter().find(|(n, _)| n == "aquifer-pools.json").expect("pools dashboard");
+    let queries = panel_queries("aquifer-pools.json", &pools);
+    let expr = |title: &str| {
+        let q = queries.iter().find(|q| q.panel == title).unwrap_or_else(|| panic!("no panel {title:?}"));
+        substitute(&q.expr, &[&run.service])
+    };
+    let all_ports: BTreeSet<String> = run.replica_ports.iter().chain([&run.primary_port]).cloned().collect();
+    let ports = |got: &[Sample]| -> BTreeSet<String> {
+        got.iter().filter_map(|s| s.label("server_port")).map(str::to_owned).collect()
+    };
+    runtime().block_on(async {
+        let vm = Victoria::require().await;
+        vm.force_flush().await;
+
+        let role = expr("Host role");
+        let got = vm.wait_until(&role, WAIT, |r| r.len() == all_ports.len()).await;
+        assert_eq!(got.len(), all_ports.len(), "{role}: not one series per host: {got:?}");
+        assert_eq!(ports(&got), all_ports, "{role}: {got:?}");
+        for s in &got {
+            assert_eq!(s.label("server_address"), Some("127.0.0.1"), "{role}: {s:?}");
+            let expected = if s.label("server_port") == Some(run.primary_port.as_str()) { 1.0 } else { 0.0 };
+            assert_eq!(s.value, expected, "{role}: the role of {s:?}");
+        }
+
+        let lag = expr("Replica lag");
+        let got = vm.wait_until(&lag, WAIT, |r| ports(r) == run.replica_ports).await;
+        assert_eq!(got.len(), run.replica_ports.len(), "{lag}: not one series per replica: {got:?}");
+        assert_eq!(ports(&got), run.replica_ports, "{lag}: {got:?}");
+        assert!(got.iter().all(|s| s.value >= 0.0), "{lag}: {got:?}");
+
+        let connections = expr("Connections by host");
+        let got = vm.wait_until(&connections, WAIT, |r| ports(r) == all_ports).await;
+        assert_eq!(ports(&got), all_ports, "{connections}: {got:?}");
+        for s in &got {
+            let state = s.label("db_client_connection_state");
+            assert!(matches!(state, Some("used" | "idle")), "{connections}: {s:?}");
+        }
+        assert!(got.len() <= 2 * all_ports.len(), "{connections}: more than used and idle per host: {got:?}");
     });
 }
