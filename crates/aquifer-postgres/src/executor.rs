@@ -20,7 +20,7 @@ use sqlx_core::ext::async_stream::TryAsyncStream;
 use sqlx_core::transaction::TransactionManager;
 
 use crate::helpers::Parts;
-use crate::{PgConfig, PgPool, PgPoolError, PgPooled, PgScoped, PgStartError};
+use crate::{PgConfig, PgPool, PgPoolError, PgPooled, PgScoped, PgSession, PgStartError};
 
 /// The pool's error as an sqlx error, for code that expects sqlx's: a closed pool is
 /// [`sqlx::Error::PoolClosed`]; a timeout or a fail-fast is an [`sqlx::Error::Io`] (kind `TimedOut` or
@@ -296,9 +296,7 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
         // server connection other clients get next.
         let query = Parts::new(query, pool.manager().pgbouncer());
         Box::pin(TryAsyncStream::new(move |yielder| async move {
-            let mut conn = pool.acquire().await?;
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            session.apply_local(&mut tx).await?;
+            let mut tx = begin_scoped(&pool, &session).await?;
             {
                 let mut results = (&mut *tx).fetch_many(query);
                 while let Some(v) = results.try_next().await? {
@@ -317,9 +315,7 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
         let (pool, session) = (self.pool().clone(), self.session().clone());
         let query = Parts::new(query, pool.manager().pgbouncer());
         Box::pin(async move {
-            let mut conn = pool.acquire().await?;
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            session.apply_local(&mut tx).await?;
+            let mut tx = begin_scoped(&pool, &session).await?;
             let row = (&mut *tx).fetch_optional(query).await?;
             tx.commit().await?;
             Ok(row)
@@ -334,8 +330,7 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
     where
         'p: 'e,
     {
-        let pool = self.pool().clone();
-        Box::pin(async move { pool.acquire().await?.prepare_with(sql, parameters).await })
+        self.pool().prepare_with(sql, parameters)
     }
 
     #[doc(hidden)]
@@ -343,8 +338,7 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
     where
         'p: 'e,
     {
-        let pool = self.pool().clone();
-        Box::pin(async move { pool.acquire().await?.describe(sql).await })
+        self.pool().describe(sql)
     }
 }
 
@@ -356,10 +350,16 @@ impl PgScoped<'_> {
     ///
     /// Cancel safety: as for [`PgPool::begin`].
     pub async fn begin(&self) -> Result<PgTransaction, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
-        self.session().apply_local(&mut tx).await?;
-        Ok(tx)
+        begin_scoped(self.pool(), self.session()).await
     }
+}
+
+/// A transaction on a pooled connection with `session` applied as its first statement: what
+/// [`PgScoped::begin`] returns and what [`&PgScoped`](PgScoped)'s queries run in.
+async fn begin_scoped(pool: &PgPool, session: &PgSession) -> Result<PgTransaction, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    session.apply_local(&mut tx).await?;
+    Ok(tx)
 }
 
 /// A query of the executor, watched for N+1 loops unless the pool's mode is off: taken apart (to read its SQL)
