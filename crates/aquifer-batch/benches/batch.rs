@@ -64,6 +64,9 @@ trait Scenario {
     /// The backend's read of tracks for the BatchLoader.
     type Fetch: FetchTracks;
 
+    /// Creates the albums and tracks the three ways read.
+    async fn setup(&self);
+
     /// The ids of albums 1 to `n`, by one query.
     async fn parents(&self, n: i32) -> Vec<i32>;
 
@@ -176,6 +179,10 @@ impl Pg {
         });
         Pg { conn: Arc::new(Mutex::new(conn)), proxy }
     }
+}
+
+impl Scenario for Pg {
+    type Fetch = PgTracks;
 
     async fn setup(&self) {
         let mut c = self.conn.lock().await;
@@ -192,10 +199,6 @@ impl Pg {
         .await
         .unwrap();
     }
-}
-
-impl Scenario for Pg {
-    type Fetch = PgTracks;
 
     async fn parents(&self, n: i32) -> Vec<i32> {
         let mut c = self.conn.lock().await;
@@ -277,6 +280,10 @@ impl My {
         let limits = aquifer_batch::mysql::MySqlLimits::read(&mut conn).await.unwrap();
         My { conn: Arc::new(Mutex::new(conn)), limits }
     }
+}
+
+impl Scenario for My {
+    type Fetch = MyTracks;
 
     async fn setup(&self) {
         let mut c = self.conn.lock().await;
@@ -292,10 +299,6 @@ impl My {
         .await
         .unwrap();
     }
-}
-
-impl Scenario for My {
-    type Fetch = MyTracks;
 
     async fn parents(&self, n: i32) -> Vec<i32> {
         let mut c = self.conn.lock().await;
@@ -364,9 +367,18 @@ impl Lite {
         let dir = tempfile::tempdir().unwrap();
         let conn = rusqlite::Connection::open(dir.path().join("bench.db")).unwrap();
         conn.trace_v2(rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT, Some(count_sqlite));
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-             CREATE TABLE bench_albums (id INTEGER PRIMARY KEY, title TEXT NOT NULL);
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").unwrap();
+        Lite { conn: Arc::new(std::sync::Mutex::new(conn)), _dir: dir }
+    }
+}
+
+impl Scenario for Lite {
+    type Fetch = LiteTracks;
+
+    async fn setup(&self) {
+        let c = self.conn.lock().unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE bench_albums (id INTEGER PRIMARY KEY, title TEXT NOT NULL);
              CREATE TABLE bench_tracks (id INTEGER PRIMARY KEY, album_id INTEGER NOT NULL, title TEXT NOT NULL);
              CREATE INDEX bench_tracks_album ON bench_tracks (album_id);
              WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {ALBUMS})
@@ -377,12 +389,7 @@ impl Lite {
              ANALYZE;"
         ))
         .unwrap();
-        Lite { conn: Arc::new(std::sync::Mutex::new(conn)), _dir: dir }
     }
-}
-
-impl Scenario for Lite {
-    type Fetch = LiteTracks;
 
     async fn parents(&self, n: i32) -> Vec<i32> {
         let c = self.conn.lock().unwrap();
@@ -472,6 +479,10 @@ impl Neo {
         }
         rows
     }
+}
+
+impl Scenario for Neo {
+    type Fetch = NeoTracks;
 
     /// The same data as the SQL backends, written with the crate's `unwind` helper.
     async fn setup(&self) {
@@ -510,10 +521,6 @@ impl Neo {
         .await
         .unwrap();
     }
-}
-
-impl Scenario for Neo {
-    type Fetch = NeoTracks;
 
     async fn parents(&self, n: i32) -> Vec<i32> {
         let q = neo4rs::query("MATCH (a:BenchAlbum) WHERE a.id <= $n RETURN a.id AS id ORDER BY id")
@@ -893,6 +900,7 @@ fn main() {
         }
         if on("sqlite") {
             let lite = Lite::open();
+            lite.setup().await;
             three_ways("SQLite (file, WAL)", &lite, &lite, &parents, rounds).await;
         }
         if on("neo4j") {
