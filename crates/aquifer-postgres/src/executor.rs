@@ -215,6 +215,34 @@ impl<'c> Acquire<'c> for &'c mut PgTransaction {
     }
 }
 
+/// sqlx `Executor` methods that read no rows (`prepare_with`, `describe`), the same for [`&PgPool`](PgPool) and
+/// [`&PgScoped`](PgScoped): they run without a session, on a connection checked out of the pool `$pool` returns
+/// for `self`.
+macro_rules! rowless_methods {
+    ($pool:expr) => {
+        fn prepare_with<'e>(
+            self,
+            sql: SqlStr,
+            parameters: &'e [PgTypeInfo],
+        ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+        where
+            'p: 'e,
+        {
+            let pool = $pool(self).clone();
+            Box::pin(async move { pool.acquire().await?.prepare_with(sql, parameters).await })
+        }
+
+        #[doc(hidden)]
+        fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+        where
+            'p: 'e,
+        {
+            let pool = $pool(self).clone();
+            Box::pin(async move { pool.acquire().await?.describe(sql).await })
+        }
+    };
+}
+
 /// The same as sqlx's `impl Executor for &Pool<Postgres>`: each call checks a connection out for the
 /// duration of the query (the stream, for `fetch`/`fetch_many`) and returns it after. These calls run outside
 /// the operation runner: no retries, no `db.client.operation.duration` (the pool's own metrics still apply).
@@ -253,26 +281,7 @@ impl<'p> Executor<'p> for &'_ PgPool {
         })
     }
 
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [PgTypeInfo],
-    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let pool = self.clone();
-        Box::pin(async move { pool.acquire().await?.prepare_with(sql, parameters).await })
-    }
-
-    #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let pool = self.clone();
-        Box::pin(async move { pool.acquire().await?.describe(sql).await })
-    }
+    rowless_methods!(std::convert::identity::<&PgPool>);
 }
 
 /// sqlx's `Executor` for a pool with a [`PgSession`](crate::PgSession) applied per transaction
@@ -322,24 +331,7 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
         })
     }
 
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [PgTypeInfo],
-    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        self.pool().prepare_with(sql, parameters)
-    }
-
-    #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        self.pool().describe(sql)
-    }
+    rowless_methods!(PgScoped::pool);
 }
 
 impl PgScoped<'_> {
