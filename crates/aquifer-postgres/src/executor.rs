@@ -284,7 +284,7 @@ impl<'p> Executor<'p> for &'_ PgPool {
     rowless_methods!(std::convert::identity::<&PgPool>);
 }
 
-/// sqlx's `Executor` for a pool with a [`PgSession`](crate::PgSession) applied per transaction
+/// sqlx's `Executor` for a pool with a [`PgSession`] applied per transaction
 /// ([`PgPool::with_session`]): `sqlx::query(..).fetch_all(&scoped)` checks a connection out, opens a
 /// transaction, applies the session with `set_config(.., true)`, runs the query and commits, so the settings
 /// end with the transaction and never reach the next user of the connection (safe behind PgBouncer in
