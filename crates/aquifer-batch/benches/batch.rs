@@ -36,6 +36,7 @@ use mysql_async::prelude::Queryable;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 const ALBUMS: i32 = 10_000;
 
@@ -60,8 +61,36 @@ fn fmt_ms(s: f64) -> String {
 
 /// One backend's three ways to load `n` albums' tracks; each returns the number of tracks found.
 trait Scenario {
-    async fn n_plus_one(&self, n: i32) -> usize;
-    async fn batched(&self, n: i32) -> usize;
+    /// The backend's read of tracks for the BatchLoader.
+    type Fetch: FetchTracks;
+
+    /// Creates the albums and tracks the three ways read.
+    async fn setup(&self);
+
+    /// The ids of albums 1 to `n`, by one query.
+    async fn parents(&self, n: i32) -> Vec<i32>;
+
+    /// One album's number of tracks, by one query: a step of the N+1 way.
+    async fn tracks_of(&self, album: i32) -> usize;
+
+    /// A [`FetchTracks`] on this backend's connection.
+    fn fetcher(&self) -> Self::Fetch;
+
+    /// The albums, then one query per album.
+    async fn n_plus_one(&self, n: i32) -> usize {
+        let mut found = 0;
+        for album in self.parents(n).await {
+            found += self.tracks_of(album).await;
+        }
+        found
+    }
+
+    /// Every album's load through a BatchLoader over [`fetcher`](Scenario::fetcher).
+    async fn batched(&self, n: i32) -> usize {
+        let albums = self.parents(n).await;
+        resolve_all(BatchLoader::new(Tracks(self.fetcher())), albums).await
+    }
+
     async fn join(&self, n: i32) -> usize;
     /// Statements seen by the server so far (None when this instance does not count).
     async fn statements(&self) -> Option<u64>;
@@ -81,6 +110,39 @@ where
     .unwrap()
 }
 
+/// The table, columns and key the loaders read tracks by album from, in every backend.
+const TRACKS: &str = "bench_tracks";
+const TRACK_COLUMNS: &[&str] = &["album_id", "title"];
+const ALBUM_ID: &str = "album_id";
+
+/// Titles grouped by album; an album whose title is `None` (a join's row without tracks) is kept, empty.
+fn by_album<A: Eq + std::hash::Hash>(rows: impl IntoIterator<Item = (A, Option<String>)>) -> HashMap<A, Vec<String>> {
+    let mut out: HashMap<A, Vec<String>> = HashMap::new();
+    for (album, title) in rows {
+        out.entry(album).or_default().extend(title);
+    }
+    out
+}
+
+/// One backend's read of the (album, title) pairs of some albums, through the crate's `fetch_by_keys`.
+trait FetchTracks: Send + Sync + 'static {
+    type Error: std::error::Error + Send + Sync + 'static;
+    fn fetch(&self, albums: &[i32]) -> impl Future<Output = Result<Vec<(i32, String)>, Self::Error>> + Send;
+}
+
+/// The BatchLoader of tracks by album, over any backend's [`FetchTracks`].
+struct Tracks<B>(B);
+
+impl<B: FetchTracks> Loader for Tracks<B> {
+    type Key = i32;
+    type Value = Vec<String>;
+    type Error = B::Error;
+
+    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, B::Error> {
+        Ok(by_album(self.0.fetch(albums).await?.into_iter().map(|(album, title)| (album, Some(title)))))
+    }
+}
+
 // PostgreSQL
 
 struct Pg {
@@ -90,26 +152,13 @@ struct Pg {
 
 struct PgTracks(Arc<Mutex<PgConnection>>);
 
-impl Loader for PgTracks {
-    type Key = i32;
-    type Value = Vec<String>;
+impl FetchTracks for PgTracks {
     type Error = BulkError<sqlx::Error>;
 
-    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+    async fn fetch(&self, albums: &[i32]) -> Result<Vec<(i32, String)>, Self::Error> {
         let mut conn = self.0.lock().await;
-        let rows = aquifer_batch::postgres::fetch_by_keys(
-            &mut conn,
-            "bench_tracks",
-            &["album_id", "title"],
-            "album_id",
-            albums,
-        )
-        .await?;
-        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
-        for r in rows {
-            out.entry(r.get(0)).or_default().push(r.get(1));
-        }
-        Ok(out)
+        let rows = aquifer_batch::postgres::fetch_by_keys(&mut conn, TRACKS, TRACK_COLUMNS, ALBUM_ID, albums).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 
@@ -130,6 +179,10 @@ impl Pg {
         });
         Pg { conn: Arc::new(Mutex::new(conn)), proxy }
     }
+}
+
+impl Scenario for Pg {
+    type Fetch = PgTracks;
 
     async fn setup(&self) {
         let mut c = self.conn.lock().await;
@@ -155,27 +208,19 @@ impl Pg {
             .await
             .unwrap()
     }
-}
 
-impl Scenario for Pg {
-    async fn n_plus_one(&self, n: i32) -> usize {
-        let albums = self.parents(n).await;
+    async fn tracks_of(&self, album: i32) -> usize {
         let mut c = self.conn.lock().await;
-        let mut found = 0;
-        for a in albums {
-            let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM bench_tracks WHERE album_id = $1")
-                .bind(a)
-                .fetch_all(&mut *c)
-                .await
-                .unwrap();
-            found += titles.len();
-        }
-        found
+        let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM bench_tracks WHERE album_id = $1")
+            .bind(album)
+            .fetch_all(&mut *c)
+            .await
+            .unwrap();
+        titles.len()
     }
 
-    async fn batched(&self, n: i32) -> usize {
-        let albums = self.parents(n).await;
-        resolve_all(BatchLoader::new(PgTracks(Arc::clone(&self.conn))), albums).await
+    fn fetcher(&self) -> PgTracks {
+        PgTracks(Arc::clone(&self.conn))
     }
 
     async fn join(&self, n: i32) -> usize {
@@ -188,13 +233,7 @@ impl Scenario for Pg {
         .fetch_all(&mut *c)
         .await
         .unwrap();
-        let mut by_album: HashMap<i32, Vec<String>> = HashMap::new();
-        for r in rows {
-            let titles = by_album.entry(r.get(0)).or_default();
-            if let Some(t) = r.get::<Option<String>, _>(1) {
-                titles.push(t);
-            }
-        }
+        let by_album = by_album(rows.iter().map(|r| (r.get::<i32, _>(0), r.get(1))));
         by_album.values().map(Vec::len).sum()
     }
 
@@ -212,28 +251,15 @@ struct My {
 
 struct MyTracks(Arc<Mutex<mysql_async::Conn>>, aquifer_batch::mysql::MySqlLimits);
 
-impl Loader for MyTracks {
-    type Key = i32;
-    type Value = Vec<String>;
+impl FetchTracks for MyTracks {
     type Error = BulkError<mysql_async::Error>;
 
-    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+    async fn fetch(&self, albums: &[i32]) -> Result<Vec<(i32, String)>, Self::Error> {
         let mut conn = self.0.lock().await;
-        let rows = aquifer_batch::mysql::fetch_by_keys(
-            &mut conn,
-            &self.1,
-            "bench_tracks",
-            &["album_id", "title"],
-            "album_id",
-            albums,
-        )
-        .await?;
-        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
-        for r in rows {
-            let (a, t): (i32, String) = mysql_async::from_row(r);
-            out.entry(a).or_default().push(t);
-        }
-        Ok(out)
+        let limits = &self.1;
+        let rows =
+            aquifer_batch::mysql::fetch_by_keys(&mut conn, limits, TRACKS, TRACK_COLUMNS, ALBUM_ID, albums).await?;
+        Ok(rows.into_iter().map(mysql_async::from_row).collect())
     }
 }
 
@@ -254,6 +280,10 @@ impl My {
         let limits = aquifer_batch::mysql::MySqlLimits::read(&mut conn).await.unwrap();
         My { conn: Arc::new(Mutex::new(conn)), limits }
     }
+}
+
+impl Scenario for My {
+    type Fetch = MyTracks;
 
     async fn setup(&self) {
         let mut c = self.conn.lock().await;
@@ -274,23 +304,15 @@ impl My {
         let mut c = self.conn.lock().await;
         c.exec("SELECT id FROM bench_albums WHERE id <= ? ORDER BY id", (n,)).await.unwrap()
     }
-}
 
-impl Scenario for My {
-    async fn n_plus_one(&self, n: i32) -> usize {
-        let albums = self.parents(n).await;
+    async fn tracks_of(&self, album: i32) -> usize {
         let mut c = self.conn.lock().await;
-        let mut found = 0;
-        for a in albums {
-            let titles: Vec<String> = c.exec("SELECT title FROM bench_tracks WHERE album_id = ?", (a,)).await.unwrap();
-            found += titles.len();
-        }
-        found
+        let titles: Vec<String> = c.exec("SELECT title FROM bench_tracks WHERE album_id = ?", (album,)).await.unwrap();
+        titles.len()
     }
 
-    async fn batched(&self, n: i32) -> usize {
-        let albums = self.parents(n).await;
-        resolve_all(BatchLoader::new(MyTracks(Arc::clone(&self.conn), self.limits)), albums).await
+    fn fetcher(&self) -> MyTracks {
+        MyTracks(Arc::clone(&self.conn), self.limits)
     }
 
     async fn join(&self, n: i32) -> usize {
@@ -303,12 +325,7 @@ impl Scenario for My {
             )
             .await
             .unwrap();
-        let mut by_album: HashMap<i32, Vec<String>> = HashMap::new();
-        for (a, t) in rows {
-            let titles = by_album.entry(a).or_default();
-            titles.extend(t);
-        }
-        by_album.values().map(Vec::len).sum()
+        by_album(rows).values().map(Vec::len).sum()
     }
 
     async fn statements(&self) -> Option<u64> {
@@ -334,26 +351,14 @@ struct Lite {
 
 struct LiteTracks(Arc<std::sync::Mutex<rusqlite::Connection>>);
 
-impl Loader for LiteTracks {
-    type Key = i32;
-    type Value = Vec<String>;
+impl FetchTracks for LiteTracks {
     type Error = BulkError<rusqlite::Error>;
 
-    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+    async fn fetch(&self, albums: &[i32]) -> Result<Vec<(i32, String)>, Self::Error> {
         let conn = self.0.lock().unwrap();
-        let rows = aquifer_batch::sqlite::fetch_by_keys(
-            &conn,
-            "bench_tracks",
-            &["album_id", "title"],
-            "album_id",
-            albums,
-            |r| Ok((r.get::<_, i32>(0)?, r.get::<_, String>(1)?)),
-        )?;
-        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
-        for (a, t) in rows {
-            out.entry(a).or_default().push(t);
-        }
-        Ok(out)
+        aquifer_batch::sqlite::fetch_by_keys(&conn, TRACKS, TRACK_COLUMNS, ALBUM_ID, albums, |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
     }
 }
 
@@ -362,9 +367,18 @@ impl Lite {
         let dir = tempfile::tempdir().unwrap();
         let conn = rusqlite::Connection::open(dir.path().join("bench.db")).unwrap();
         conn.trace_v2(rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT, Some(count_sqlite));
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-             CREATE TABLE bench_albums (id INTEGER PRIMARY KEY, title TEXT NOT NULL);
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").unwrap();
+        Lite { conn: Arc::new(std::sync::Mutex::new(conn)), _dir: dir }
+    }
+}
+
+impl Scenario for Lite {
+    type Fetch = LiteTracks;
+
+    async fn setup(&self) {
+        let c = self.conn.lock().unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE bench_albums (id INTEGER PRIMARY KEY, title TEXT NOT NULL);
              CREATE TABLE bench_tracks (id INTEGER PRIMARY KEY, album_id INTEGER NOT NULL, title TEXT NOT NULL);
              CREATE INDEX bench_tracks_album ON bench_tracks (album_id);
              WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {ALBUMS})
@@ -375,31 +389,22 @@ impl Lite {
              ANALYZE;"
         ))
         .unwrap();
-        Lite { conn: Arc::new(std::sync::Mutex::new(conn)), _dir: dir }
     }
 
-    fn parents(&self, n: i32) -> Vec<i32> {
+    async fn parents(&self, n: i32) -> Vec<i32> {
         let c = self.conn.lock().unwrap();
         let mut stmt = c.prepare_cached("SELECT id FROM bench_albums WHERE id <= ?1 ORDER BY id").unwrap();
         stmt.query_map([n], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
     }
-}
 
-impl Scenario for Lite {
-    async fn n_plus_one(&self, n: i32) -> usize {
-        let albums = self.parents(n);
+    async fn tracks_of(&self, album: i32) -> usize {
         let c = self.conn.lock().unwrap();
         let mut stmt = c.prepare_cached("SELECT title FROM bench_tracks WHERE album_id = ?1").unwrap();
-        let mut found = 0;
-        for a in albums {
-            found += stmt.query_map([a], |r| r.get::<_, String>(0)).unwrap().count();
-        }
-        found
+        stmt.query_map([album], |r| r.get::<_, String>(0)).unwrap().count()
     }
 
-    async fn batched(&self, n: i32) -> usize {
-        let albums = self.parents(n);
-        resolve_all(BatchLoader::new(LiteTracks(Arc::clone(&self.conn))), albums).await
+    fn fetcher(&self) -> LiteTracks {
+        LiteTracks(Arc::clone(&self.conn))
     }
 
     async fn join(&self, n: i32) -> usize {
@@ -410,13 +415,8 @@ impl Scenario for Lite {
                  WHERE a.id <= ?1 ORDER BY a.id",
             )
             .unwrap();
-        let mut by_album: HashMap<i32, Vec<String>> = HashMap::new();
-        let rows = stmt.query_map([n], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, Option<String>>(1)?))).unwrap();
-        for row in rows {
-            let (a, t) = row.unwrap();
-            by_album.entry(a).or_default().extend(t);
-        }
-        by_album.values().map(Vec::len).sum()
+        let rows = stmt.query_map([n], |r| Ok((r.get::<_, i32>(0)?, r.get(1)?))).unwrap();
+        by_album(rows.map(Result::unwrap)).values().map(Vec::len).sum()
     }
 
     async fn statements(&self) -> Option<u64> {
@@ -434,20 +434,17 @@ struct Neo {
 /// Tracks by album through the crate's helper: `MATCH (n:BenchTrack) WHERE n.album_id IN $keys`.
 struct NeoTracks(neo4rs::Graph);
 
-impl Loader for NeoTracks {
-    type Key = i32;
-    type Value = Vec<String>;
+impl FetchTracks for NeoTracks {
     type Error = BulkError<neo4rs::Error>;
 
-    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<String>>, Self::Error> {
+    async fn fetch(&self, albums: &[i32]) -> Result<Vec<(i32, String)>, Self::Error> {
         let keys = albums.iter().map(|&a| neo4rs::BoltType::from(i64::from(a))).collect();
-        let nodes = aquifer_batch::neo4j::fetch_by_keys(&self.0, "BenchTrack", "album_id", keys).await?;
-        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
-        for n in nodes {
-            let album = n.get::<i64>("album_id").map_err(|e| BulkError::Database(e.into()))?;
-            out.entry(album as i32).or_default().push(n.get("title").map_err(|e| BulkError::Database(e.into()))?);
-        }
-        Ok(out)
+        let nodes = aquifer_batch::neo4j::fetch_by_keys(&self.0, "BenchTrack", ALBUM_ID, keys).await?;
+        let field = |e: neo4rs::DeError| BulkError::Database(e.into());
+        nodes
+            .iter()
+            .map(|n| Ok((n.get::<i64>(ALBUM_ID).map_err(field)? as i32, n.get("title").map_err(field)?)))
+            .collect()
     }
 }
 
@@ -482,6 +479,10 @@ impl Neo {
         }
         rows
     }
+}
+
+impl Scenario for Neo {
+    type Fetch = NeoTracks;
 
     /// The same data as the SQL backends, written with the crate's `unwind` helper.
     async fn setup(&self) {
@@ -526,22 +527,15 @@ impl Neo {
             .param("n", i64::from(n));
         self.rows(q).await.iter().map(|r| r.get::<i64>("id").unwrap() as i32).collect()
     }
-}
 
-impl Scenario for Neo {
-    async fn n_plus_one(&self, n: i32) -> usize {
-        let mut found = 0;
-        for a in self.parents(n).await {
-            let q = neo4rs::query("MATCH (t:BenchTrack) WHERE t.album_id = $a RETURN t.title AS title")
-                .param("a", i64::from(a));
-            found += self.rows(q).await.len();
-        }
-        found
+    async fn tracks_of(&self, album: i32) -> usize {
+        let q = neo4rs::query("MATCH (t:BenchTrack) WHERE t.album_id = $a RETURN t.title AS title")
+            .param("a", i64::from(album));
+        self.rows(q).await.len()
     }
 
-    async fn batched(&self, n: i32) -> usize {
-        let albums = self.parents(n).await;
-        resolve_all(BatchLoader::new(NeoTracks(self.graph.clone())), albums).await
+    fn fetcher(&self) -> NeoTracks {
+        NeoTracks(self.graph.clone())
     }
 
     /// The one hand-written query: albums and their tracks (an OPTIONAL MATCH, Cypher's left join).
@@ -551,11 +545,8 @@ impl Scenario for Neo {
              RETURN a.id AS a, t.title AS t",
         )
         .param("n", i64::from(n));
-        let mut by_album: HashMap<i64, Vec<String>> = HashMap::new();
-        for r in self.rows(q).await {
-            by_album.entry(r.get("a").unwrap()).or_default().extend(r.get::<Option<String>>("t").unwrap());
-        }
-        by_album.values().map(Vec::len).sum()
+        let rows = self.rows(q).await;
+        by_album(rows.iter().map(|r| (r.get::<i64>("a").unwrap(), r.get("t").unwrap()))).values().map(Vec::len).sum()
     }
 
     async fn statements(&self) -> Option<u64> {
@@ -651,23 +642,19 @@ async fn pg_breakdown(pg: &Pg, n: i32, rounds: usize) {
                 }
                 2 => {
                     let mut c = pg.conn.lock().await;
-                    let rows = aquifer_batch::postgres::fetch_by_keys(
-                        &mut c,
-                        "bench_tracks",
-                        &["album_id", "title"],
-                        "album_id",
-                        &albums,
-                    )
-                    .await
-                    .unwrap();
+                    let rows = aquifer_batch::postgres::fetch_by_keys(&mut c, TRACKS, TRACK_COLUMNS, ALBUM_ID, &albums)
+                        .await
+                        .unwrap();
                     drop(rows);
                 }
-                3 => drop(PgTracks(Arc::clone(&pg.conn)).load(&albums).await.unwrap()),
+                3 => drop(Tracks(PgTracks(Arc::clone(&pg.conn))).load(&albums).await.unwrap()),
                 4 => {
                     let (conn, albums) = (Arc::clone(&pg.conn), albums.clone());
-                    tokio::spawn(async move { drop(PgTracks(conn).load(&albums).await.unwrap()) }).await.unwrap();
+                    tokio::spawn(async move { drop(Tracks(PgTracks(conn)).load(&albums).await.unwrap()) })
+                        .await
+                        .unwrap();
                 }
-                5 => drop(resolve_all(BatchLoader::new(PgTracks(Arc::clone(&pg.conn))), albums.clone()).await),
+                5 => drop(resolve_all(BatchLoader::new(Tracks(PgTracks(Arc::clone(&pg.conn)))), albums.clone()).await),
                 6 => drop(pg.batched(n).await),
                 _ => drop(pg.join(n).await),
             }
@@ -700,7 +687,7 @@ enum Source {
 impl Source {
     async fn fetch(&self, keys: &[i32]) -> Result<HashMap<i32, Vec<String>>, Arc<BulkError<sqlx::Error>>> {
         match self {
-            Source::Pg(conn) => PgTracks(Arc::clone(conn)).load(keys).await.map_err(Arc::new),
+            Source::Pg(conn) => Tracks(PgTracks(Arc::clone(conn))).load(keys).await.map_err(Arc::new),
             Source::Memory(map, calls) => {
                 calls.fetch_add(1, Ordering::Relaxed);
                 Ok(keys.iter().filter_map(|k| map.get(k).map(|v| (*k, v.clone()))).collect())
@@ -761,50 +748,47 @@ impl Peer {
     }
 }
 
+/// Spawns a resolver task per key (1 to [`RESOLVERS`]) running the future `load` makes for its key; each task
+/// returns its time from spawn to value.
+fn spawn_resolvers<F: Future<Output = ()> + Send + 'static>(load: impl Fn(i32) -> F) -> Vec<JoinHandle<f64>> {
+    (1..=RESOLVERS)
+        .map(|k| {
+            let load = load(k);
+            let t0 = Instant::now();
+            tokio::spawn(async move {
+                load.await;
+                t0.elapsed().as_secs_f64()
+            })
+        })
+        .collect()
+}
+
 /// Spawns 1,000 resolver tasks from a request task; returns the round's wall time and every task's latency.
 async fn resolvers_round(peer: Peer, source: &Source) -> (f64, Vec<f64>) {
     let source = source.clone();
     tokio::spawn(async move {
         let start = Instant::now();
-        let tasks: Vec<tokio::task::JoinHandle<f64>> = match peer {
+        let tasks = match peer {
             Peer::Aquifer => {
                 let loader = BatchLoader::new(AqSource(source));
-                (1..=RESOLVERS)
-                    .map(|k| {
-                        let loader = loader.clone();
-                        let t0 = Instant::now();
-                        tokio::spawn(async move {
-                            loader.load(k).await.unwrap();
-                            t0.elapsed().as_secs_f64()
-                        })
-                    })
-                    .collect()
+                spawn_resolvers(|k| {
+                    let loader = loader.clone();
+                    async move { drop(loader.load(k).await.unwrap()) }
+                })
             }
             Peer::AsyncGraphql => {
                 let loader = Arc::new(async_graphql::dataloader::DataLoader::new(AgSource(source), tokio::spawn));
-                (1..=RESOLVERS)
-                    .map(|k| {
-                        let loader = Arc::clone(&loader);
-                        let t0 = Instant::now();
-                        tokio::spawn(async move {
-                            loader.load_one(k).await.unwrap();
-                            t0.elapsed().as_secs_f64()
-                        })
-                    })
-                    .collect()
+                spawn_resolvers(|k| {
+                    let loader = Arc::clone(&loader);
+                    async move { drop(loader.load_one(k).await.unwrap()) }
+                })
             }
             Peer::Dataloader => {
                 let loader = dataloader::non_cached::Loader::new(DlSource(source)).with_max_batch_size(1000);
-                (1..=RESOLVERS)
-                    .map(|k| {
-                        let loader = loader.clone();
-                        let t0 = Instant::now();
-                        tokio::spawn(async move {
-                            loader.load(k).await;
-                            t0.elapsed().as_secs_f64()
-                        })
-                    })
-                    .collect()
+                spawn_resolvers(|k| {
+                    let loader = loader.clone();
+                    async move { drop(loader.load(k).await) }
+                })
             }
         };
         let mut latencies = Vec::with_capacity(tasks.len());
@@ -916,6 +900,7 @@ fn main() {
         }
         if on("sqlite") {
             let lite = Lite::open();
+            lite.setup().await;
             three_ways("SQLite (file, WAL)", &lite, &lite, &parents, rounds).await;
         }
         if on("neo4j") {

@@ -1,22 +1,26 @@
 //! Neo4j (ArcadeDB's Bolt server): BatchLoader over `IN $keys`, `UNWIND $rows` imports in batches. Statements
 //! are counted by a proxy reading the Bolt protocol (RUN messages), never by the code under test.
 
+mod common;
+
 use std::collections::HashMap;
 
 use aquifer_batch::neo4j;
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
 use aquifer_testing::{CountingProxy, WireProtocol};
+use common::counting_proxy;
 use futures_util::future::join_all;
 use neo4rs::{BoltType, ConfigBuilder, Graph, query};
 
 async fn connect() -> (Graph, CountingProxy) {
-    aquifer_testing::require_server(
+    let addr = aquifer_testing::servers::bolt_addr();
+    let proxy = counting_proxy(
         "the Bolt server (ArcadeDB)",
-        &aquifer_testing::servers::bolt_addr(),
+        &addr,
         "bash scripts/dev-services.sh arcadedb",
+        WireProtocol::Bolt,
     )
     .await;
-    let proxy = CountingProxy::start(&aquifer_testing::servers::bolt_addr(), WireProtocol::Bolt).await;
     let config = ConfigBuilder::default()
         .uri(format!("bolt://{}", proxy.addr()))
         .user("root")

@@ -8,19 +8,15 @@ use std::sync::Arc;
 use aquifer_batch::postgres::{self, Columns};
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
 use aquifer_testing::{CountingProxy, WireProtocol};
-use common::{ChildrenOf, resolve_in_one_request};
+use common::{ChildrenOf, counting_proxy, resolve_in_one_request};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::Mutex;
 
 async fn connect() -> (PgConnection, CountingProxy) {
-    aquifer_testing::require_server(
-        "PostgreSQL",
-        &aquifer_testing::servers::postgres_addr(),
-        "bash scripts/dev-services.sh postgres",
-    )
-    .await;
-    let proxy = CountingProxy::start(&aquifer_testing::servers::postgres_addr(), WireProtocol::Postgres).await;
+    let addr = aquifer_testing::servers::postgres_addr();
+    let proxy =
+        counting_proxy("PostgreSQL", &addr, "bash scripts/dev-services.sh postgres", WireProtocol::Postgres).await;
     let url = format!("postgres://postgres@{}/test?sslmode=disable", proxy.addr());
     let conn = PgConnection::connect(&url).await.expect("connect through the counting proxy");
     (conn, proxy)

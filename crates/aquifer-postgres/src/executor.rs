@@ -20,7 +20,7 @@ use sqlx_core::ext::async_stream::TryAsyncStream;
 use sqlx_core::transaction::TransactionManager;
 
 use crate::helpers::Parts;
-use crate::{PgConfig, PgPool, PgPoolError, PgPooled, PgScoped, PgStartError};
+use crate::{PgConfig, PgPool, PgPoolError, PgPooled, PgScoped, PgSession, PgStartError};
 
 /// The pool's error as an sqlx error, for code that expects sqlx's: a closed pool is
 /// [`sqlx::Error::PoolClosed`]; a timeout or a fail-fast is an [`sqlx::Error::Io`] (kind `TimedOut` or
@@ -215,6 +215,34 @@ impl<'c> Acquire<'c> for &'c mut PgTransaction {
     }
 }
 
+/// sqlx `Executor` methods that read no rows (`prepare_with`, `describe`), the same for [`&PgPool`](PgPool) and
+/// [`&PgScoped`](PgScoped): they run without a session, on a connection checked out of the pool `$pool` returns
+/// for `self`.
+macro_rules! rowless_methods {
+    ($pool:expr) => {
+        fn prepare_with<'e>(
+            self,
+            sql: SqlStr,
+            parameters: &'e [PgTypeInfo],
+        ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+        where
+            'p: 'e,
+        {
+            let pool = $pool(self).clone();
+            Box::pin(async move { pool.acquire().await?.prepare_with(sql, parameters).await })
+        }
+
+        #[doc(hidden)]
+        fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+        where
+            'p: 'e,
+        {
+            let pool = $pool(self).clone();
+            Box::pin(async move { pool.acquire().await?.describe(sql).await })
+        }
+    };
+}
+
 /// The same as sqlx's `impl Executor for &Pool<Postgres>`: each call checks a connection out for the
 /// duration of the query (the stream, for `fetch`/`fetch_many`) and returns it after. These calls run outside
 /// the operation runner: no retries, no `db.client.operation.duration` (the pool's own metrics still apply).
@@ -253,29 +281,10 @@ impl<'p> Executor<'p> for &'_ PgPool {
         })
     }
 
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [PgTypeInfo],
-    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let pool = self.clone();
-        Box::pin(async move { pool.acquire().await?.prepare_with(sql, parameters).await })
-    }
-
-    #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let pool = self.clone();
-        Box::pin(async move { pool.acquire().await?.describe(sql).await })
-    }
+    rowless_methods!(std::convert::identity::<&PgPool>);
 }
 
-/// sqlx's `Executor` for a pool with a [`PgSession`](crate::PgSession) applied per transaction
+/// sqlx's `Executor` for a pool with a [`PgSession`] applied per transaction
 /// ([`PgPool::with_session`]): `sqlx::query(..).fetch_all(&scoped)` checks a connection out, opens a
 /// transaction, applies the session with `set_config(.., true)`, runs the query and commits, so the settings
 /// end with the transaction and never reach the next user of the connection (safe behind PgBouncer in
@@ -296,9 +305,7 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
         // server connection other clients get next.
         let query = Parts::new(query, pool.manager().pgbouncer());
         Box::pin(TryAsyncStream::new(move |yielder| async move {
-            let mut conn = pool.acquire().await?;
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            session.apply_local(&mut tx).await?;
+            let mut tx = begin_scoped(&pool, &session).await?;
             {
                 let mut results = (&mut *tx).fetch_many(query);
                 while let Some(v) = results.try_next().await? {
@@ -317,35 +324,14 @@ impl<'p> Executor<'p> for &'_ PgScoped<'_> {
         let (pool, session) = (self.pool().clone(), self.session().clone());
         let query = Parts::new(query, pool.manager().pgbouncer());
         Box::pin(async move {
-            let mut conn = pool.acquire().await?;
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            session.apply_local(&mut tx).await?;
+            let mut tx = begin_scoped(&pool, &session).await?;
             let row = (&mut *tx).fetch_optional(query).await?;
             tx.commit().await?;
             Ok(row)
         })
     }
 
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [PgTypeInfo],
-    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let pool = self.pool().clone();
-        Box::pin(async move { pool.acquire().await?.prepare_with(sql, parameters).await })
-    }
-
-    #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let pool = self.pool().clone();
-        Box::pin(async move { pool.acquire().await?.describe(sql).await })
-    }
+    rowless_methods!(PgScoped::pool);
 }
 
 impl PgScoped<'_> {
@@ -356,10 +342,16 @@ impl PgScoped<'_> {
     ///
     /// Cancel safety: as for [`PgPool::begin`].
     pub async fn begin(&self) -> Result<PgTransaction, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
-        self.session().apply_local(&mut tx).await?;
-        Ok(tx)
+        begin_scoped(self.pool(), self.session()).await
     }
+}
+
+/// A transaction on a pooled connection with `session` applied as its first statement: what
+/// [`PgScoped::begin`] returns and what [`&PgScoped`](PgScoped)'s queries run in.
+async fn begin_scoped(pool: &PgPool, session: &PgSession) -> Result<PgTransaction, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    session.apply_local(&mut tx).await?;
+    Ok(tx)
 }
 
 /// A query of the executor, watched for N+1 loops unless the pool's mode is off: taken apart (to read its SQL)

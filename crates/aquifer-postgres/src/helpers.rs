@@ -22,7 +22,54 @@ use crate::{PgManager, PgOperationError, PgPool, PgPooled, PgSession};
 /// A boxed future, as returned by the closure given to [`PgPool::transaction`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-impl PgPool {
+/// Writes the statement helpers (`fetch_one`, `fetch_optional`, `fetch_all`, `execute`) of a type once for
+/// [`PgPool`] and [`PgScoped`](crate::PgScoped): they differ only in their docs and in the session the
+/// statement runs with, which the type's `$runs_on` method returns with the pool.
+macro_rules! statement_helpers {
+    (
+        impl $ty:ty, runs_on $runs_on:ident;
+        $($(#[$doc:meta])* fn $name:ident -> $out:ty = ($keep:ident, $read:ident);)*
+        rows_affected: $(#[$execute_doc:meta])* fn execute;
+    ) => {
+        impl $ty {
+            $(
+                $(#[$doc])*
+                #[track_caller]
+                pub fn $name<'q, O, Q>(
+                    &self,
+                    query: impl FnMut() -> Q + Send,
+                ) -> impl std::future::Future<Output = Result<$out, $crate::PgOperationError>>
+                where
+                    Q: sqlx::Execute<'q, sqlx::Postgres>,
+                    O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+                {
+                    let (pool, session) = self.$runs_on();
+                    let read = ($crate::helpers::Keep::$keep, $crate::helpers::Output::$read::<O> as _);
+                    pool.run_statement(query, read, session, std::panic::Location::caller())
+                }
+            )*
+
+            $(#[$execute_doc])*
+            #[track_caller]
+            pub fn execute<'q, Q>(
+                &self,
+                query: impl FnMut() -> Q + Send,
+            ) -> impl std::future::Future<Output = Result<u64, $crate::PgOperationError>>
+            where
+                Q: sqlx::Execute<'q, sqlx::Postgres>,
+            {
+                let (pool, session) = self.$runs_on();
+                let read = ($crate::helpers::Keep::None, $crate::helpers::Output::rows_affected as _);
+                pool.run_statement(query, read, session, std::panic::Location::caller())
+            }
+        }
+    };
+}
+pub(crate) use statement_helpers;
+
+statement_helpers! {
+    impl PgPool, runs_on runs_on;
+
     /// Runs a query and returns its first row mapped to `O`; fails with [`sqlx::Error::RowNotFound`] (inside
     /// [`PgOperationError::Backend`](aquifer_core::OperationError::Backend)) when there is none. Like sqlx's
     /// `fetch_one`, every row is read before returning, so an error reported after the first row (a
@@ -45,73 +92,31 @@ impl PgPool {
     /// let (n,): (i64,) = pool.fetch_one(|| sqlx::query("SELECT $1::int8").bind(42_i64)).await?;
     /// # Ok(()) }
     /// ```
-    #[track_caller]
-    pub fn fetch_one<'q, O, Q>(
-        &self,
-        query: impl FnMut() -> Q + Send,
-    ) -> impl Future<Output = Result<O, PgOperationError>>
-    where
-        Q: Execute<'q, Postgres>,
-        O: for<'r> FromRow<'r, PgRow>,
-    {
-        let caller = Location::caller();
-        async move {
-            let out = self.run_statement(query, Keep::First, None, caller).await?;
-            let row = out.rows.into_iter().next().ok_or(PgOperationError::Backend(sqlx::Error::RowNotFound))?;
-            O::from_row(&row).map_err(PgOperationError::Backend)
-        }
-    }
+    fn fetch_one -> O = (First, one);
 
     /// Runs a query and returns its first row mapped to `O`, or `None`. Otherwise as
     /// [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    #[track_caller]
-    pub fn fetch_optional<'q, O, Q>(
-        &self,
-        query: impl FnMut() -> Q + Send,
-    ) -> impl Future<Output = Result<Option<O>, PgOperationError>>
-    where
-        Q: Execute<'q, Postgres>,
-        O: for<'r> FromRow<'r, PgRow>,
-    {
-        let caller = Location::caller();
-        async move {
-            let out = self.run_statement(query, Keep::First, None, caller).await?;
-            out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgOperationError::Backend)
-        }
-    }
+    fn fetch_optional -> Option<O> = (First, optional);
 
     /// Runs a query and returns all its rows mapped to `O`. Otherwise as [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    #[track_caller]
-    pub fn fetch_all<'q, O, Q>(
-        &self,
-        query: impl FnMut() -> Q + Send,
-    ) -> impl Future<Output = Result<Vec<O>, PgOperationError>>
-    where
-        Q: Execute<'q, Postgres>,
-        O: for<'r> FromRow<'r, PgRow>,
-    {
-        let caller = Location::caller();
-        async move {
-            let out = self.run_statement(query, Keep::All, None, caller).await?;
-            out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgOperationError::Backend)
-        }
-    }
+    fn fetch_all -> Vec<O> = (All, all);
 
+    rows_affected:
     /// Runs a statement and returns the number of rows it affected. Otherwise as
     /// [`fetch_one`](PgPool::fetch_one).
     ///
     /// Cancel safety: as for [`fetch_one`](PgPool::fetch_one).
-    #[track_caller]
-    pub fn execute<'q, Q>(&self, query: impl FnMut() -> Q + Send) -> impl Future<Output = Result<u64, PgOperationError>>
-    where
-        Q: Execute<'q, Postgres>,
-    {
-        let caller = Location::caller();
-        async move { Ok(self.run_statement(query, Keep::None, None, caller).await?.rows_affected) }
+    fn execute;
+}
+
+impl PgPool {
+    /// The pool and the session the statement helpers run with: no session.
+    fn runs_on(&self) -> (&PgPool, Option<&PgSession>) {
+        (self, None)
     }
 
     /// Runs `f` inside a transaction on a pooled connection: commits when it returns `Ok`, rolls back when
@@ -163,13 +168,15 @@ impl PgPool {
         run_operation(self, TRANSACTION, attempt).await
     }
 
-    pub(crate) async fn run_statement<'q, Q>(
+    /// Runs one statement through the operation runner, keeping the rows `keep` says, and reads the helper's
+    /// result from them with `read`.
+    pub(crate) async fn run_statement<'q, T, Q>(
         &self,
         mut query: impl FnMut() -> Q + Send,
-        keep: Keep,
+        (keep, read): Reading<T>,
         session: Option<&PgSession>,
         caller: &'static Location<'static>,
-    ) -> Result<Output, PgOperationError>
+    ) -> Result<T, PgOperationError>
     where
         Q: Execute<'q, Postgres>,
     {
@@ -182,7 +189,8 @@ impl PgPool {
         let sql = first.sql.clone();
         let site = CallSite { statement: sql.as_str(), caller };
         let attempt = StatementAttempt { build, first: Some(first), keep, pgbouncer, session };
-        run_operation_at(self, operation, site, attempt).await
+        let out = run_operation_at(self, operation, site, attempt).await?;
+        read(out).map_err(PgOperationError::Backend)
     }
 }
 
@@ -271,8 +279,34 @@ pub(crate) enum Keep {
 
 #[derive(Default)]
 pub(crate) struct Output {
-    pub(crate) rows: Vec<PgRow>,
-    pub(crate) rows_affected: u64,
+    rows: Vec<PgRow>,
+    rows_affected: u64,
+}
+
+/// Which rows a statement helper keeps, and how it reads its result from them.
+pub(crate) type Reading<T> = (Keep, fn(Output) -> Result<T, sqlx::Error>);
+
+/// How each statement helper reads its result from the statement's output (after keeping the rows it needs).
+impl Output {
+    /// The first row mapped to `O`; none is [`sqlx::Error::RowNotFound`].
+    pub(crate) fn one<O: for<'r> FromRow<'r, PgRow>>(self) -> Result<O, sqlx::Error> {
+        O::from_row(self.rows.first().ok_or(sqlx::Error::RowNotFound)?)
+    }
+
+    /// The first row mapped to `O`, if any.
+    pub(crate) fn optional<O: for<'r> FromRow<'r, PgRow>>(self) -> Result<Option<O>, sqlx::Error> {
+        self.rows.first().map(|row| O::from_row(row)).transpose()
+    }
+
+    /// Every row mapped to `O`.
+    pub(crate) fn all<O: for<'r> FromRow<'r, PgRow>>(self) -> Result<Vec<O>, sqlx::Error> {
+        self.rows.iter().map(|row| O::from_row(row)).collect()
+    }
+
+    /// The number of rows the statement affected.
+    pub(crate) fn rows_affected(self) -> Result<u64, sqlx::Error> {
+        Ok(self.rows_affected)
+    }
 }
 
 async fn statement_attempt(

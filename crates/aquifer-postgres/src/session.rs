@@ -17,7 +17,6 @@ use aquifer_core::{BoxError, ConfigError, SessionContext};
 use aquifer_core::{HookFailure, PoolError};
 use sqlx::postgres::PgConnection;
 
-use crate::helpers::Keep;
 use crate::{PgOperationError, PgPool, PgPoolError, PgPooled};
 
 /// Settings for one request: custom parameters (`app.tenant_id`), a role (`SET ROLE`), a `search_path`.
@@ -219,77 +218,9 @@ impl PgScoped<'_> {
         self.pool
     }
 
-    /// As [`PgPool::fetch_one`], with the session applied.
-    ///
-    /// Cancel safety: as for [`PgPool::fetch_one`].
-    #[track_caller]
-    pub fn fetch_one<'q, O, Q>(
-        &self,
-        query: impl FnMut() -> Q + Send,
-    ) -> impl std::future::Future<Output = Result<O, PgOperationError>>
-    where
-        Q: sqlx::Execute<'q, sqlx::Postgres>,
-        O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
-    {
-        let caller = std::panic::Location::caller();
-        async move {
-            let out = self.pool.run_statement(query, Keep::First, Some(&self.session), caller).await?;
-            let row = out.rows.into_iter().next().ok_or(PgOperationError::Backend(sqlx::Error::RowNotFound))?;
-            O::from_row(&row).map_err(PgOperationError::Backend)
-        }
-    }
-
-    /// As [`PgPool::fetch_optional`], with the session applied.
-    ///
-    /// Cancel safety: as for [`PgPool::fetch_one`].
-    #[track_caller]
-    pub fn fetch_optional<'q, O, Q>(
-        &self,
-        query: impl FnMut() -> Q + Send,
-    ) -> impl std::future::Future<Output = Result<Option<O>, PgOperationError>>
-    where
-        Q: sqlx::Execute<'q, sqlx::Postgres>,
-        O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
-    {
-        let caller = std::panic::Location::caller();
-        async move {
-            let out = self.pool.run_statement(query, Keep::First, Some(&self.session), caller).await?;
-            out.rows.first().map(|row| O::from_row(row)).transpose().map_err(PgOperationError::Backend)
-        }
-    }
-
-    /// As [`PgPool::fetch_all`], with the session applied.
-    ///
-    /// Cancel safety: as for [`PgPool::fetch_one`].
-    #[track_caller]
-    pub fn fetch_all<'q, O, Q>(
-        &self,
-        query: impl FnMut() -> Q + Send,
-    ) -> impl std::future::Future<Output = Result<Vec<O>, PgOperationError>>
-    where
-        Q: sqlx::Execute<'q, sqlx::Postgres>,
-        O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
-    {
-        let caller = std::panic::Location::caller();
-        async move {
-            let out = self.pool.run_statement(query, Keep::All, Some(&self.session), caller).await?;
-            out.rows.iter().map(|row| O::from_row(row)).collect::<Result<_, _>>().map_err(PgOperationError::Backend)
-        }
-    }
-
-    /// As [`PgPool::execute`], with the session applied.
-    ///
-    /// Cancel safety: as for [`PgPool::fetch_one`].
-    #[track_caller]
-    pub fn execute<'q, Q>(
-        &self,
-        query: impl FnMut() -> Q + Send,
-    ) -> impl std::future::Future<Output = Result<u64, PgOperationError>>
-    where
-        Q: sqlx::Execute<'q, sqlx::Postgres>,
-    {
-        let caller = std::panic::Location::caller();
-        async move { Ok(self.pool.run_statement(query, Keep::None, Some(&self.session), caller).await?.rows_affected) }
+    /// The pool and the session the statement helpers run with.
+    fn runs_on(&self) -> (&PgPool, Option<&PgSession>) {
+        (self.pool, Some(&self.session))
     }
 
     /// As [`PgPool::transaction`], with the session applied as the transaction's first statement (on every
@@ -303,6 +234,31 @@ impl PgScoped<'_> {
     {
         self.pool.run_transaction(f, Some(&self.session)).await
     }
+}
+
+crate::helpers::statement_helpers! {
+    impl PgScoped<'_>, runs_on runs_on;
+
+    /// As [`PgPool::fetch_one`], with the session applied.
+    ///
+    /// Cancel safety: as for [`PgPool::fetch_one`].
+    fn fetch_one -> O = (First, one);
+
+    /// As [`PgPool::fetch_optional`], with the session applied.
+    ///
+    /// Cancel safety: as for [`PgPool::fetch_one`].
+    fn fetch_optional -> Option<O> = (First, optional);
+
+    /// As [`PgPool::fetch_all`], with the session applied.
+    ///
+    /// Cancel safety: as for [`PgPool::fetch_one`].
+    fn fetch_all -> Vec<O> = (All, all);
+
+    rows_affected:
+    /// As [`PgPool::execute`], with the session applied.
+    ///
+    /// Cancel safety: as for [`PgPool::fetch_one`].
+    fn execute;
 }
 
 #[cfg(test)]

@@ -34,6 +34,26 @@ async fn insert_one(conn: &mut sqlx::PgConnection, t: &str) {
     sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {t} VALUES (1)"))).execute(conn).await.unwrap();
 }
 
+/// How a test ends a transaction without commit or rollback.
+enum Abandon {
+    /// Dropped, as after an early return or a panic in real code.
+    Drop,
+    /// Leaked (`mem::forget`): its guard never runs.
+    Leak,
+}
+
+/// Inserts row 1 into `t` inside a transaction on a connection of `pool`, abandons the transaction as `how`
+/// says, and drops the connection.
+async fn abandon_an_insert(pool: &PgPool, t: &str, how: Abandon) {
+    let mut conn = pool.get().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    insert_one(&mut tx, t).await;
+    match how {
+        Abandon::Drop => drop(tx),
+        Abandon::Leak => std::mem::forget(tx),
+    }
+}
+
 async fn rows(name: &str) -> i64 {
     let mut admin = admin().await;
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {name}"))).fetch_one(&mut admin).await.unwrap()
@@ -42,12 +62,7 @@ async fn rows(name: &str) -> i64 {
 #[tokio::test]
 async fn a_dropped_guard_inside_a_transaction_leaves_no_open_transaction_and_no_row() {
     let (t, pool, app) = table_and_pool_of_one("dropped_tx").await;
-    {
-        let mut conn = pool.get().await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
-        insert_one(&mut tx, &t).await;
-        // tx and conn dropped here, uncommitted (an early return or a panic in real code).
-    }
+    abandon_an_insert(&pool, &t, Abandon::Drop).await;
     assert!(no_open_transaction(&app, Duration::from_secs(5)).await, "the pool left a transaction open");
     assert_eq!(rows(&t).await, 0, "the uncommitted row must not survive");
     // The next user of the same connection is outside any transaction.
@@ -121,12 +136,7 @@ async fn an_abandoned_long_query_is_discarded_after_the_drain_timeout() {
 #[tokio::test]
 async fn a_leaked_transaction_is_discarded() {
     let (t, pool, _) = table_and_pool_of_one("leaked_tx").await;
-    {
-        let mut conn = pool.get().await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
-        insert_one(&mut tx, &t).await;
-        std::mem::forget(tx);
-    }
+    abandon_an_insert(&pool, &t, Abandon::Leak).await;
     let mut conn = pool.get().await.unwrap();
     let in_tx = in_transaction(&mut conn).await;
     assert!(!in_tx);

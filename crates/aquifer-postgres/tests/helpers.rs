@@ -5,9 +5,9 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aquifer_postgres::sqlx::postgres::PgRow;
+use aquifer_postgres::sqlx::postgres::{PgConnection, PgRow};
 use aquifer_postgres::sqlx::{self, FromRow, Row};
-use aquifer_postgres::{PgOperationError, PgPool};
+use aquifer_postgres::{BoxFuture, PgOperationError, PgPool};
 use aquifer_testing::MetricsCapture;
 use common::*;
 
@@ -23,6 +23,49 @@ async fn table(pool: &PgPool, name: &str, columns: &str, rows: &str) -> String {
         sqlx::raw_sql(sqlx::AssertSqlSafe(insert)).execute(&mut *pool.get().await.unwrap()).await.unwrap();
     }
     t
+}
+
+/// Runs two [`PgPool::transaction`]s at once, numbered 1 and 2, each running `body(number, conn, meet)`;
+/// `meet` makes the first attempts wait for each other (so that they conflict), and lets a retry run alone.
+/// Returns what each transaction returned and the attempts they made in all.
+async fn race<T, F>(pool: &PgPool, body: F) -> (T, T, usize)
+where
+    T: Send + 'static,
+    F: for<'c> Fn(i32, &'c mut PgConnection, Meet) -> BoxFuture<'c, Result<T, sqlx::Error>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let run = |number: i32| {
+        let (pool, barrier, attempts, body) = (pool.clone(), barrier.clone(), attempts.clone(), body.clone());
+        tokio::spawn(async move {
+            let mut first = true;
+            pool.transaction(move |conn| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                let meet = Meet(first.then(|| barrier.clone()));
+                first = false;
+                body(number, conn, meet)
+            })
+            .await
+        })
+    };
+    let (a, b) = (run(1), run(2));
+    let (a, b) = (a.await.unwrap().expect("no error escapes"), b.await.unwrap().expect("no error escapes"));
+    (a, b, attempts.load(Ordering::SeqCst))
+}
+
+/// Where the two transactions of [`race`] wait for each other: on their first attempt only.
+struct Meet(Option<Arc<tokio::sync::Barrier>>);
+
+impl Meet {
+    async fn wait(&self) {
+        if let Some(barrier) = &self.0 {
+            barrier.wait().await;
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -115,42 +158,29 @@ async fn serialization_failures_are_retried_by_running_the_whole_transaction_aga
 
     // Write skew: both doctors see two on call and each takes one off. Under SERIALIZABLE one must fail with
     // 40001; the helper runs its closure again, which then sees one on call and leaves it.
-    let barrier = Arc::new(tokio::sync::Barrier::new(2));
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let go_off = |id: i32| {
-        let (pool, barrier, attempts, t) = (pool.clone(), barrier.clone(), attempts.clone(), t.clone());
-        tokio::spawn(async move {
-            let mut first = true;
-            pool.transaction(move |conn| {
-                let (barrier, attempts, t, wait) = (barrier.clone(), attempts.clone(), t.clone(), first);
-                first = false;
-                Box::pin(async move {
-                    attempts.fetch_add(1, Ordering::SeqCst);
-                    sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *conn).await?;
-                    let on_call: i64 =
-                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t} WHERE on_call")))
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    if wait {
-                        barrier.wait().await;
-                    }
-                    if on_call >= 2 {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {t} SET on_call = false WHERE id = $1")))
-                            .bind(id)
-                            .execute(&mut *conn)
-                            .await?;
-                        return Ok(true);
-                    }
-                    Ok(false)
-                })
-            })
-            .await
+    let table = t.clone();
+    let (a, b, attempts) = race(&pool, move |id, conn, meet| {
+        let t = table.clone();
+        Box::pin(async move {
+            sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *conn).await?;
+            let on_call: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t} WHERE on_call")))
+                    .fetch_one(&mut *conn)
+                    .await?;
+            meet.wait().await;
+            if on_call >= 2 {
+                sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {t} SET on_call = false WHERE id = $1")))
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(true);
+            }
+            Ok(false)
         })
-    };
-    let (a, b) = (go_off(1), go_off(2));
-    let (a, b) = (a.await.unwrap().expect("no error escapes"), b.await.unwrap().expect("no error escapes"));
+    })
+    .await;
     assert!(a ^ b, "exactly one doctor went off call ({a}, {b})");
-    assert!(attempts.load(Ordering::SeqCst) >= 3, "the loser ran again");
+    assert!(attempts >= 3, "the loser ran again");
     let on_call: (i64,) = pool
         .fetch_one(|| sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t} WHERE on_call"))))
         .await
@@ -197,33 +227,18 @@ async fn deadlocks_are_retried_by_running_the_whole_transaction_again() {
 
     // Two transactions lock the rows in opposite order; PostgreSQL breaks the deadlock (40P01, after
     // deadlock_timeout, 1 s by default) by aborting one, which the helper runs again.
-    let barrier = Arc::new(tokio::sync::Barrier::new(2));
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let bump = |first: i32, second: i32| {
-        let (pool, barrier, attempts, t) = (pool.clone(), barrier.clone(), attempts.clone(), t.clone());
-        tokio::spawn(async move {
-            let mut wait = true;
-            pool.transaction(move |conn| {
-                let (barrier, attempts, t, wait_now) = (barrier.clone(), attempts.clone(), t.clone(), wait);
-                wait = false;
-                Box::pin(async move {
-                    attempts.fetch_add(1, Ordering::SeqCst);
-                    let update = format!("UPDATE {t} SET n = n + 1 WHERE id = $1");
-                    sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(first).execute(&mut *conn).await?;
-                    if wait_now {
-                        barrier.wait().await;
-                    }
-                    sqlx::query(sqlx::AssertSqlSafe(update)).bind(second).execute(&mut *conn).await?;
-                    Ok(())
-                })
-            })
-            .await
+    let update = format!("UPDATE {t} SET n = n + 1 WHERE id = $1");
+    let ((), (), attempts) = race(&pool, move |first, conn, meet| {
+        let update = update.clone();
+        Box::pin(async move {
+            sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(first).execute(&mut *conn).await?;
+            meet.wait().await;
+            sqlx::query(sqlx::AssertSqlSafe(update)).bind(3 - first).execute(&mut *conn).await?;
+            Ok(())
         })
-    };
-    let (a, b) = (bump(1, 2), bump(2, 1));
-    a.await.unwrap().expect("no error escapes");
-    b.await.unwrap().expect("no error escapes");
-    assert_eq!(attempts.load(Ordering::SeqCst), 3, "exactly one transaction ran twice");
+    })
+    .await;
+    assert_eq!(attempts, 3, "exactly one transaction ran twice");
     let rows: Vec<(i32,)> =
         pool.fetch_all(|| sqlx::query(sqlx::AssertSqlSafe(format!("SELECT n FROM {t} ORDER BY id")))).await.unwrap();
     assert_eq!(rows, vec![(2,), (2,)], "both transactions committed once each");

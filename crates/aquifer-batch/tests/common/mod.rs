@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use aquifer_batch::{BatchError, BatchLoader, Loader};
+use aquifer_testing::{CountingProxy, WireProtocol};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -179,4 +180,11 @@ pub async fn settle() {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
+}
+
+/// A proxy in front of the server at `addr` that counts the statements sent to it in `protocol`, once the
+/// server answers; an unreachable server fails the test, naming `script` (the command that starts it).
+pub async fn counting_proxy(server: &str, addr: &str, script: &str, protocol: WireProtocol) -> CountingProxy {
+    aquifer_testing::require_server(server, addr, script).await;
+    CountingProxy::start(addr, protocol).await
 }
