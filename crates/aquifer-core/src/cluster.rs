@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Meter;
+use opentelemetry::metrics::{AsyncInstrument, Meter};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -577,18 +577,16 @@ impl<R: Replication> Inner<R> {
         }
     }
 
+    /// The hosts (index, in the order given) for which `fits`, reading the host's last probe under its lock,
+    /// gives a value, with that value.
+    fn fitting<T>(&self, fits: impl Fn(&HostState<R::Position>) -> Option<T>) -> Vec<(usize, T)> {
+        self.hosts.iter().enumerate().filter_map(|(i, h)| fits(&h.state.lock()).map(|v| (i, v))).collect()
+    }
+
     /// Picks a host for `target`: `(index, role it serves as)`, or `None` when no host fits now.
     fn choose(&self, target: Target, after: Option<&R::Position>) -> Option<(usize, Role)> {
         let pick = |role: Role| -> Option<usize> {
-            let fitting: Vec<(usize, Instant)> = self
-                .hosts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| {
-                    let s = h.state.lock();
-                    self.serves(&s, role, after).then_some((i, s.role_since))
-                })
-                .collect();
+            let fitting = self.fitting(|s| self.serves(s, role, after).then_some(s.role_since));
             if role == Role::Primary {
                 // Two hosts claiming to be primary (an old primary back read-write while the promoted replica
                 // serves): writes stay with the one that has been primary longest, as the pool saw it.
@@ -616,15 +614,8 @@ impl<R: Replication> Inner<R> {
             }
             None => {
                 // Any: the first fitting host in the order given (or a random one), whatever its role.
-                let fitting: Vec<(usize, Role)> = self
-                    .hosts
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, h)| {
-                        let s = h.state.lock();
-                        [Role::Primary, Role::Replica].into_iter().find(|r| self.serves(&s, *r, after)).map(|r| (i, r))
-                    })
-                    .collect();
+                let fitting =
+                    self.fitting(|s| [Role::Primary, Role::Replica].into_iter().find(|r| self.serves(s, *r, after)));
                 match self.config.load_balance {
                     LoadBalance::Disable => fitting.first().copied(),
                     LoadBalance::Random if fitting.is_empty() => None,
@@ -816,45 +807,50 @@ fn register_metrics<R: Replication>(meter: &Meter, inner: &Arc<Inner<R>>) {
             a
         })
         .collect();
-    let weak = Arc::downgrade(inner);
-    let role_attrs = Arc::clone(&attrs);
     meter
         .i64_observable_gauge(names::HOST_ROLE)
         .with_unit("1")
         .with_description("The role of a cluster host: 1 primary, 0 replica, -1 down or not yet probed.")
-        .with_callback(move |o| {
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.closing.is_cancelled() {
-                return;
-            }
-            for (h, a) in inner.hosts.iter().zip(role_attrs.iter()) {
-                let v = match h.state.lock().role {
-                    Some(Role::Primary) => 1,
-                    Some(Role::Replica) => 0,
-                    None => -1,
-                };
-                o.observe(v, a);
-            }
-        })
+        .with_callback(per_host(inner, Arc::clone(&attrs), |s| {
+            Some(match s.role {
+                Some(Role::Primary) => 1,
+                Some(Role::Replica) => 0,
+                None => -1,
+            })
+        }))
         .build();
-    let weak = Arc::downgrade(inner);
     meter
         .f64_observable_gauge(names::REPLICA_LAG)
         .with_unit("s")
         .with_description("A replica's replication lag, as last measured.")
-        .with_callback(move |o| {
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.closing.is_cancelled() {
-                return;
-            }
-            for (h, a) in inner.hosts.iter().zip(attrs.iter()) {
-                let s = h.state.lock();
-                if let (Some(Role::Replica), Some(lag)) = (s.role, s.lag) {
-                    o.observe(lag.as_secs_f64(), a);
-                }
-            }
-        })
+        .with_callback(per_host(inner, attrs, |s| match (s.role, s.lag) {
+            (Some(Role::Replica), Some(lag)) => Some(lag.as_secs_f64()),
+            _ => None,
+        }))
         .build();
+}
+
+/// A gauge's callback: while the cluster is open, observes for each host (with its attributes) the value
+/// `value` reads from its last probe, if any. It holds the cluster weakly, so the meter does not keep it alive.
+fn per_host<R: Replication, T>(
+    inner: &Arc<Inner<R>>,
+    attrs: Arc<[Vec<KeyValue>]>,
+    value: impl Fn(&HostState<R::Position>) -> Option<T> + Send + Sync + 'static,
+) -> impl Fn(&dyn AsyncInstrument<T>) + Send + Sync + 'static {
+    let weak = Arc::downgrade(inner);
+    move |o| {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.closing.is_cancelled() {
+            return;
+        }
+        for (h, a) in inner.hosts.iter().zip(attrs.iter()) {
+            // Read under the lock, observed after it.
+            let v = value(&h.state.lock());
+            if let Some(v) = v {
+                o.observe(v, a);
+            }
+        }
+    }
 }
 
 /// A connection checked out of a [`ClusterPool`]: dereferences to the driver's connection like

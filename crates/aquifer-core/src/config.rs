@@ -3,7 +3,6 @@
 //! All defaults live in [`PoolConfig::default`] with the reason for each. They follow HikariCP and bb8 where those
 //! agree, because that is what operators already know.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -80,7 +79,7 @@ impl std::str::FromStr for Reuse {
 /// assert!(config.validate().is_ok());
 /// assert_eq!(config.acquire_timeout, Duration::from_secs(30));
 /// ```
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
     /// The pool's name in metrics (`db.client.connection.pool.name`), logs and health reports.
@@ -229,34 +228,6 @@ impl Default for PoolConfig {
 /// `max_lifetime_jitter` is the one float: a configuration holding NaN is refused by
 /// [`validate`](PoolConfig::validate), so equality is an equivalence on every configuration a pool runs with.
 impl Eq for PoolConfig {}
-
-impl fmt::Debug for PoolConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolConfig")
-            .field("name", &self.name)
-            .field("max_size", &self.max_size)
-            .field("min_idle", &self.min_idle)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("max_lifetime_jitter", &self.max_lifetime_jitter)
-            .field("keepalive_interval", &self.keepalive_interval)
-            .field("validation_bypass", &self.validation_bypass)
-            .field("validation_timeout", &self.validation_timeout)
-            .field("hook_timeout", &self.hook_timeout)
-            .field("leak_detection_threshold", &self.leak_detection_threshold)
-            .field("health_interval", &self.health_interval)
-            .field("close_timeout", &self.close_timeout)
-            .field("fail_fast_after", &self.fail_fast_after)
-            .field("connect_backoff_min", &self.connect_backoff_min)
-            .field("connect_backoff_max", &self.connect_backoff_max)
-            .field("reuse", &self.reuse)
-            .field("retire_on_rotation", &self.retire_on_rotation)
-            .field("retire_on_rotation_window", &self.retire_on_rotation_window)
-            .finish()
-    }
-}
 
 impl PoolConfig {
     /// Checks that the pool can work with these values; the error names the field and the value.

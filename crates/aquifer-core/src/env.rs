@@ -315,6 +315,11 @@ fn peer_name(suffix: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    /// The error for the unknown variable `var`, naming `closest`.
+    fn unknown(var: &str, closest: &str) -> ConfigError {
+        ConfigError::UnknownEnv { var: var.into(), closest: Some(closest.into()) }
+    }
+
     fn check(vars: &[(&str, &str)]) -> Result<(), ConfigError> {
         let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         read_vars("LIB", vars, |prefix, lookup| crate::PoolConfig::from_lookup(prefix, lookup).map(drop), |_| false)
@@ -323,13 +328,7 @@ mod tests {
     #[test]
     fn misspelt_pool_variable_names_the_closest_known_one() {
         let err = check(&[("LIB_POOL_MAX_CONNECTIONS", "5")]).unwrap_err();
-        assert_eq!(
-            err,
-            ConfigError::UnknownEnv {
-                var: "LIB_POOL_MAX_CONNECTIONS".into(),
-                closest: Some("LIB_POOL_MAX_SIZE".into())
-            }
-        );
+        assert_eq!(err, unknown("LIB_POOL_MAX_CONNECTIONS", "LIB_POOL_MAX_SIZE"));
         assert_eq!(
             err.to_string(),
             "unknown environment variable LIB_POOL_MAX_CONNECTIONS: did you mean LIB_POOL_MAX_SIZE?"
@@ -339,19 +338,13 @@ mod tests {
     #[test]
     fn hikaricp_keepalive_time_names_the_keepalive_interval() {
         let err = check(&[("LIB_POOL_KEEPALIVE_TIME", "2m")]).unwrap_err();
-        assert_eq!(
-            err,
-            ConfigError::UnknownEnv {
-                var: "LIB_POOL_KEEPALIVE_TIME".into(),
-                closest: Some("LIB_POOL_KEEPALIVE_INTERVAL".into())
-            }
-        );
+        assert_eq!(err, unknown("LIB_POOL_KEEPALIVE_TIME", "LIB_POOL_KEEPALIVE_INTERVAL"));
     }
 
     #[test]
     fn typo_outside_the_pool_namespace_is_an_error() {
         let err = check(&[("LIB_NAEM", "orders")]).unwrap_err();
-        assert_eq!(err, ConfigError::UnknownEnv { var: "LIB_NAEM".into(), closest: Some("LIB_NAME".into()) });
+        assert_eq!(err, unknown("LIB_NAEM", "LIB_NAME"));
     }
 
     #[test]
@@ -381,7 +374,7 @@ mod tests {
             |_| false,
         )
         .unwrap_err();
-        assert_eq!(err, ConfigError::UnknownEnv { var: "LIB_ULR".into(), closest: Some("LIB_URL".into()) });
+        assert_eq!(err, unknown("LIB_ULR", "LIB_URL"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::config::PoolConfig;
 use crate::errors::{BuildError, ConfigError, PoolError};
 use crate::manager::{Descriptor, Manager};
-use crate::metrics::{CONNECTION_STATE, POOL_NAME, names};
+use crate::metrics::{CONNECTION_STATE, POOL_NAME, names, while_alive};
 use crate::pool::Pool;
 use crate::pooled::Pooled;
 
@@ -351,41 +351,30 @@ fn register_observers<K: Send + Sync + 'static, M: Manager>(meter: &Meter, set: 
     let name = KeyValue::new(POOL_NAME, set.name.clone());
     let idle = [name.clone(), KeyValue::new(CONNECTION_STATE, "idle")];
     let used = [name.clone(), KeyValue::new(CONNECTION_STATE, "used")];
-    let weak = Arc::downgrade(set);
     meter
         .i64_observable_up_down_counter(names::CONNECTION_COUNT)
         .with_unit("{connection}")
-        .with_callback(move |o| {
-            if let Some(set) = weak.upgrade() {
-                let (i, u) = set.pools.lock().values().fold((0, 0), |(i, u), m| {
-                    let s = m.pool.state();
-                    (i + s.idle as i64, u + s.in_use as i64)
-                });
-                o.observe(i, &idle);
-                o.observe(u, &used);
-            }
-        })
+        .with_callback(while_alive(set, move |set, o| {
+            let (i, u) = set.pools.lock().values().fold((0, 0), |(i, u), m| {
+                let s = m.pool.state();
+                (i + s.idle as i64, u + s.in_use as i64)
+            });
+            o.observe(i, &idle);
+            o.observe(u, &used);
+        }))
         .build();
-    let (weak, attrs) = (Arc::downgrade(set), [name.clone()]);
+    let attrs = [name.clone()];
     meter
         .i64_observable_up_down_counter(names::MAX)
         .with_unit("{connection}")
-        .with_callback(move |o| {
-            if let Some(set) = weak.upgrade() {
-                o.observe(set.max_connections as i64, &attrs);
-            }
-        })
+        .with_callback(while_alive(set, move |set, o| o.observe(set.max_connections as i64, &attrs)))
         .build();
-    let (weak, attrs) = (Arc::downgrade(set), [name]);
+    let attrs = [name];
     meter
         .i64_observable_up_down_counter(names::KEYED_POOLS)
         .with_unit("{pool}")
         .with_description("Pools a keyed set holds.")
-        .with_callback(move |o| {
-            if let Some(set) = weak.upgrade() {
-                o.observe(set.pools.lock().len() as i64, &attrs);
-            }
-        })
+        .with_callback(while_alive(set, move |set, o| o.observe(set.pools.lock().len() as i64, &attrs)))
         .build();
 }
 

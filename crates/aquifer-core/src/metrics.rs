@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{AsyncInstrument, Counter, Histogram, Meter};
 use opentelemetry::{InstrumentationScope, KeyValue};
 
 use crate::internals::CloseReason;
@@ -168,6 +168,23 @@ pub fn default_meter() -> Meter {
             .with_schema_url("https://opentelemetry.io/schemas/1.37.0")
             .build(),
     )
+}
+
+/// An observable instrument's callback that calls `observe` on `target` while it is alive: it holds `target`
+/// weakly, so the meter, which keeps its callbacks, does not keep the pool (or set) open.
+pub(crate) fn while_alive<T, V>(
+    target: &Arc<T>,
+    observe: impl Fn(&T, &dyn AsyncInstrument<V>) + Send + Sync + 'static,
+) -> impl Fn(&dyn AsyncInstrument<V>) + Send + Sync + 'static
+where
+    T: Send + Sync + 'static,
+{
+    let weak = Arc::downgrade(target);
+    move |o| {
+        if let Some(target) = weak.upgrade() {
+            observe(&target, o);
+        }
+    }
 }
 
 /// Counts one refresh of a [`CredentialProvider`](crate::CredentialProvider) as

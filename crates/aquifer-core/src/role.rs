@@ -10,6 +10,40 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::ConfigError;
 
+/// The string forms of a libpq setting's enum, from its `as_str` and `parse_field`: `Display`, `FromStr`
+/// (naming `$field` in the error), and the `String` conversions serde goes through.
+macro_rules! libpq_setting {
+    ($setting:ident, $field:literal) => {
+        impl fmt::Display for $setting {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $setting {
+            type Err = ConfigError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $setting::parse_field($field, s)
+            }
+        }
+
+        impl TryFrom<String> for $setting {
+            type Error = ConfigError;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl From<$setting> for String {
+            fn from(value: $setting) -> String {
+                value.as_str().to_owned()
+            }
+        }
+    };
+}
+
 /// The role a host of a cluster has, as its server reports it (never assumed from the order of hosts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,33 +147,7 @@ impl Target {
     }
 }
 
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Target {
-    type Err = ConfigError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Target::parse_field("target_session_attrs", s)
-    }
-}
-
-impl TryFrom<String> for Target {
-    type Error = ConfigError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Target> for String {
-    fn from(t: Target) -> String {
-        t.as_str().to_owned()
-    }
-}
+libpq_setting!(Target, "target_session_attrs");
 
 /// How a cluster pool picks among several hosts that fit a [`Target`]: libpq's and pgx's `load_balance_hosts`
 /// (Npgsql: `Load Balance Hosts`).
@@ -172,30 +180,4 @@ impl LoadBalance {
     }
 }
 
-impl fmt::Display for LoadBalance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for LoadBalance {
-    type Err = ConfigError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        LoadBalance::parse_field("load_balance_hosts", s)
-    }
-}
-
-impl TryFrom<String> for LoadBalance {
-    type Error = ConfigError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<LoadBalance> for String {
-    fn from(l: LoadBalance) -> String {
-        l.as_str().to_owned()
-    }
-}
+libpq_setting!(LoadBalance, "load_balance_hosts");

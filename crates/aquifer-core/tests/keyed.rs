@@ -122,3 +122,36 @@ async fn a_pool_idle_past_the_timeout_is_closed_and_rebuilt_on_next_use() {
     assert_eq!(fakes.lock()[&1].stats().created, 2);
     drop(again);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_set_exports_its_connections_its_cap_and_its_pool_count_while_it_lives() {
+    let capture = aquifer_testing::MetricsCapture::new();
+    let set = KeyedPools::builder(|_: &u32| Ok(FakeManager::new()))
+        .max_connections(7)
+        .name("tenants")
+        .meter(capture.meter())
+        .build()
+        .unwrap();
+    let held = set.get(&1).await.unwrap();
+    drop(set.get(&2).await.unwrap());
+    let captured = capture.collect();
+    // The set's own points: its name and nothing of a server (the pools' points name their server).
+    let of_set = |name: &str| -> Vec<aquifer_testing::Point> {
+        let metric = captured.get(name).unwrap_or_else(|| panic!("{name} exported"));
+        metric.points.iter().filter(|p| p.attr("db.system.name").is_none()).cloned().collect()
+    };
+    let pools = of_set("aquifer.pool.keyed.pools");
+    assert_eq!(
+        pools.iter().map(|p| (p.attr("db.client.connection.pool.name"), p.value)).collect::<Vec<_>>(),
+        [(Some("tenants"), 2.0)]
+    );
+    assert_eq!(of_set("db.client.connection.max").iter().map(|p| p.value).collect::<Vec<_>>(), [7.0]);
+    let count = of_set("db.client.connection.count");
+    let state = |s: &str| count.iter().find(|p| p.attr("db.client.connection.state") == Some(s)).map(|p| p.value);
+    assert_eq!((state("used"), state("idle")), (Some(1.0), Some(1.0)));
+    drop(held);
+    drop(set);
+    let after = capture.collect();
+    let pools_after = after.get("aquifer.pool.keyed.pools").map_or(0, |m| m.points.len());
+    assert_eq!(pools_after, 0, "a dropped set is no longer observed");
+}

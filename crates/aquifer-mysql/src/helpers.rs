@@ -99,7 +99,7 @@ impl MySqlPool {
     {
         let caller = Location::caller();
         async move {
-            self.first_row(sql, params.into(), caller)
+            self.statement(sql, params.into(), caller, |params| Read::<Option<T>>::new(sql, params))
                 .await?
                 .ok_or_else(|| MySqlOperationError::Backend(Error::Other(Box::new(RowNotFound))))
         }
@@ -120,21 +120,22 @@ impl MySqlPool {
         P: Into<Params>,
     {
         let caller = Location::caller();
-        async move { self.first_row(sql, params.into(), caller).await }
+        async move { self.statement(sql, params.into(), caller, |params| Read::new(sql, params)).await }
     }
 
-    async fn first_row<T>(
+    /// Runs one statement as every helper does: checks its size against `max_allowed_packet`, then runs the
+    /// attempt `attempt` makes of its parameters, with the retries and metrics of [`run_operation_at`] under
+    /// `caller`'s call site.
+    async fn statement<A: Attempt<MySqlManager>>(
         &self,
         sql: &str,
         params: Params,
         caller: &'static Location<'static>,
-    ) -> Result<Option<T>, MySqlOperationError>
-    where
-        T: FromRow + Send + 'static,
-    {
+        attempt: impl FnOnce(Params) -> A,
+    ) -> Result<A::Output, MySqlOperationError> {
         check_size(self, sql, &params)?;
         let site = CallSite { statement: sql, caller };
-        run_operation_at(self, operation_name(sql), site, FetchFirst { sql, params: &params, _row: PhantomData }).await
+        run_operation_at(self, operation_name(sql), site, attempt(params)).await
     }
 
     /// Every row of `sql`'s result, converted to `T`. See [`fetch_one`](MySqlPool::fetch_one) for parameters
@@ -149,13 +150,7 @@ impl MySqlPool {
         P: Into<Params>,
     {
         let caller = Location::caller();
-        async move {
-            let params = params.into();
-            check_size(self, sql, &params)?;
-            let site = CallSite { statement: sql, caller };
-            run_operation_at(self, operation_name(sql), site, FetchAll { sql, params: &params, _row: PhantomData })
-                .await
-        }
+        async move { self.statement(sql, params.into(), caller, |params| Read::new(sql, params)).await }
     }
 
     /// Runs a statement that returns no rows (`INSERT`, `UPDATE`, `DELETE`, DDL) in autocommit mode.
@@ -179,12 +174,7 @@ impl MySqlPool {
         P: Into<Params>,
     {
         let caller = Location::caller();
-        async move {
-            let params = params.into();
-            check_size(self, sql, &params)?;
-            let site = CallSite { statement: sql, caller };
-            run_operation_at(self, operation_name(sql), site, Execute { sql, params: &params }).await
-        }
+        async move { self.statement(sql, params.into(), caller, |params| Execute { sql, params }).await }
     }
 
     /// Runs `body` in a transaction (`START TRANSACTION` ... `COMMIT`) on one pooled connection. An error from
@@ -253,52 +243,65 @@ fn failure(e: Error, kind: Kind) -> Failure<Error> {
     Failure::new(e, retry, lost)
 }
 
-struct FetchFirst<'s, T> {
-    sql: &'s str,
-    params: &'s Params,
-    _row: PhantomData<fn() -> T>,
+/// What a read statement returns: its first row (`Option<T>`) or every row (`Vec<T>`), each read by the
+/// driver's text protocol without parameters and by a prepared statement with them.
+trait Rows: Send + Sized + 'static {
+    fn read<'c>(
+        conn: &'c mut Conn,
+        sql: &'c str,
+        params: &'c Params,
+    ) -> impl Future<Output = Result<Self, Error>> + Send + 'c;
 }
 
-impl<T: FromRow + Send + 'static> Attempt<MySqlManager> for FetchFirst<'_, T> {
-    type Output = Option<T>;
-
-    async fn run(&mut self, mut conn: MySqlPooled) -> Result<Option<T>, Failure<Error>> {
-        let result = match self.params {
-            Params::Empty => conn.query_first(self.sql).await,
-            params => conn.exec_first(self.sql, params.clone()).await,
-        };
-        result.map_err(|e| failure(e, Kind::Read))
+impl<T: FromRow + Send + 'static> Rows for Option<T> {
+    async fn read(conn: &mut Conn, sql: &str, params: &Params) -> Result<Self, Error> {
+        match params {
+            Params::Empty => conn.query_first(sql).await,
+            params => conn.exec_first(sql, params.clone()).await,
+        }
     }
 }
 
-struct FetchAll<'s, T> {
-    sql: &'s str,
-    params: &'s Params,
-    _row: PhantomData<fn() -> T>,
+impl<T: FromRow + Send + 'static> Rows for Vec<T> {
+    async fn read(conn: &mut Conn, sql: &str, params: &Params) -> Result<Self, Error> {
+        match params {
+            Params::Empty => conn.query(sql).await,
+            params => conn.exec(sql, params.clone()).await,
+        }
+    }
 }
 
-impl<T: FromRow + Send + 'static> Attempt<MySqlManager> for FetchAll<'_, T> {
-    type Output = Vec<T>;
+/// A read statement's attempt, returning `R` ([`Rows`]).
+struct Read<'s, R> {
+    sql: &'s str,
+    params: Params,
+    _rows: PhantomData<fn() -> R>,
+}
 
-    async fn run(&mut self, mut conn: MySqlPooled) -> Result<Vec<T>, Failure<Error>> {
-        let result = match self.params {
-            Params::Empty => conn.query(self.sql).await,
-            params => conn.exec(self.sql, params.clone()).await,
-        };
-        result.map_err(|e| failure(e, Kind::Read))
+impl<'s, R> Read<'s, R> {
+    fn new(sql: &'s str, params: Params) -> Self {
+        Read { sql, params, _rows: PhantomData }
+    }
+}
+
+impl<R: Rows> Attempt<MySqlManager> for Read<'_, R> {
+    type Output = R;
+
+    async fn run(&mut self, mut conn: MySqlPooled) -> Result<R, Failure<Error>> {
+        R::read(&mut conn, self.sql, &self.params).await.map_err(|e| failure(e, Kind::Read))
     }
 }
 
 struct Execute<'s> {
     sql: &'s str,
-    params: &'s Params,
+    params: Params,
 }
 
 impl Attempt<MySqlManager> for Execute<'_> {
     type Output = Executed;
 
     async fn run(&mut self, mut conn: MySqlPooled) -> Result<Executed, Failure<Error>> {
-        let result = match self.params {
+        let result = match &self.params {
             Params::Empty => conn.query_drop(self.sql).await,
             params => conn.exec_drop(self.sql, params.clone()).await,
         };

@@ -32,6 +32,13 @@ async fn table(admin: &mut Conn) -> String {
     t
 }
 
+/// The admin connection, a fresh [`table`] (dropped by the test) and a pool of four connections.
+async fn table_and_pool() -> (Conn, String, MySqlPool) {
+    let mut admin = common::admin().await;
+    let t = table(&mut admin).await;
+    (admin, t, pool().await)
+}
+
 fn server_code(e: &MySqlOperationError) -> Option<u16> {
     match e.backend_error() {
         Some(Error::Server(s)) => Some(s.code),
@@ -41,9 +48,7 @@ fn server_code(e: &MySqlOperationError) -> Option<u16> {
 
 #[tokio::test]
 async fn fetch_one_returns_the_first_row_and_errors_when_there_is_none() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let n: i32 = pool.fetch_one(&format!("SELECT n FROM {t} WHERE id = ?"), (2,)).await.unwrap();
     assert_eq!(n, 20);
     let err = pool.fetch_one::<i32, _>(&format!("SELECT n FROM {t} WHERE id = ?"), (99,)).await.unwrap_err();
@@ -53,9 +58,7 @@ async fn fetch_one_returns_the_first_row_and_errors_when_there_is_none() {
 
 #[tokio::test]
 async fn fetch_optional_returns_the_first_row_or_none() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let n: Option<i32> = pool.fetch_optional(&format!("SELECT n FROM {t} WHERE id = ?"), (2,)).await.unwrap();
     assert_eq!(n, Some(20));
     let none: Option<i32> = pool.fetch_optional(&format!("SELECT n FROM {t} WHERE id = ?"), (99,)).await.unwrap();
@@ -67,9 +70,7 @@ async fn fetch_optional_returns_the_first_row_or_none() {
 
 #[tokio::test]
 async fn fetch_all_returns_every_row_in_order() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let rows: Vec<(i32, i32)> =
         pool.fetch_all(&format!("SELECT id, n FROM {t} WHERE n > ? ORDER BY id"), (0,)).await.unwrap();
     assert_eq!(rows, vec![(1, 10), (2, 20)]);
@@ -80,9 +81,7 @@ async fn fetch_all_returns_every_row_in_order() {
 
 #[tokio::test]
 async fn execute_reports_affected_rows_and_the_generated_id() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let done = pool.execute(&format!("INSERT INTO {t} (n) VALUES (?)"), (30,)).await.unwrap();
     assert_eq!((done.rows_affected, done.last_insert_id), (1, Some(3)));
     let done = pool.execute(&format!("UPDATE {t} SET n = n + 1"), ()).await.unwrap();
@@ -101,9 +100,7 @@ async fn a_server_error_is_returned_as_is_and_not_retried() {
 
 #[tokio::test]
 async fn a_transaction_commits_every_statement_together() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let t = &t;
     let total = pool
         .transaction(|tx| {
@@ -124,9 +121,7 @@ async fn a_transaction_commits_every_statement_together() {
 
 #[tokio::test]
 async fn an_error_in_a_transaction_rolls_everything_back() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let attempts = AtomicU32::new(0);
     let t = &t;
     let err = pool
@@ -153,9 +148,7 @@ async fn an_application_error_aborts_the_transaction_and_comes_back_unchanged() 
     #[error("insufficient balance")]
     struct Insufficient;
 
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let t = &t;
     let err = pool
         .transaction(|tx| {
@@ -175,9 +168,7 @@ async fn an_application_error_aborts_the_transaction_and_comes_back_unchanged() 
 
 #[tokio::test]
 async fn a_deadlocked_transaction_is_retried_whole_and_both_commit() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let attempts = Arc::new(AtomicU32::new(0));
     // Both first attempts lock one row each, meet, then reach for the other's row: InnoDB picks a victim.
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
@@ -274,9 +265,7 @@ async fn a_write_on_a_connection_lost_after_sending_is_not_retried() {
 
 #[tokio::test]
 async fn a_transaction_whose_connection_dies_before_commit_is_retried_and_commits_once() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let attempts = AtomicU32::new(0);
     let killer = tokio::sync::Mutex::new(common::admin().await);
     let (t, killer) = (&t, &killer);
@@ -333,9 +322,7 @@ async fn helper_futures_can_be_spawned() {
 
 #[tokio::test]
 async fn a_read_only_transaction_refuses_writes() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let mut options = aquifer_mysql::mysql_async::TxOpts::default();
     options.with_readonly(true).with_consistent_snapshot(true);
     let t = &t;
@@ -355,9 +342,7 @@ async fn a_read_only_transaction_refuses_writes() {
 
 #[tokio::test]
 async fn a_transaction_runs_at_the_isolation_level_asked_for() {
-    let mut admin = common::admin().await;
-    let t = table(&mut admin).await;
-    let pool = pool().await;
+    let (mut admin, t, pool) = table_and_pool().await;
     let mut options = aquifer_mysql::mysql_async::TxOpts::default();
     options.with_isolation_level(aquifer_mysql::mysql_async::IsolationLevel::Serializable);
     let tt = &t;

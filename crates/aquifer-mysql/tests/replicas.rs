@@ -42,6 +42,14 @@ async fn server_id(pool: &MySqlClusterPool, target: Target) -> Result<u32, MySql
     Ok(conn.query_first("SELECT @@server_id").await.unwrap().unwrap())
 }
 
+/// Waits (10 s at most) until the pool's probes see host `i` in `role`; fails with `what` and the hosts if not.
+async fn wait_for_role(pool: &MySqlClusterPool, i: usize, role: Role, what: &str) {
+    let seen =
+        poll_until(Duration::from_secs(10), Duration::from_millis(10), async || pool.hosts()[i].role == Some(role))
+            .await;
+    assert!(seen, "{what}: {:?}", pool.hosts());
+}
+
 /// A root connection to one server, for what the test does behind the pool's back.
 async fn root(server: &aquifer_testing::PrivateMariaDb) -> Conn {
     Conn::from_url(server.url()).await.unwrap()
@@ -327,11 +335,7 @@ async fn a_primary_set_read_only_is_not_written_to_once_a_write_is_refused() {
     let e = write.query_drop("INSERT INTO test.demoted VALUES (1)").await.unwrap_err();
     assert!(write.report_error(&e), "1290 is a read-only error: {e}");
     drop(write);
-    let demoted = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
-        pool.hosts()[0].role == Some(Role::Replica)
-    })
-    .await;
-    assert!(demoted, "the roles were not re-checked: {:?}", pool.hosts());
+    wait_for_role(&pool, 0, Role::Replica, "the roles were not re-checked").await;
     let e = pool.get().await.unwrap_err();
     assert!(e.is_no_host(), "no primary left, and the pool says so at once: {e}");
     assert_eq!(server_id(&pool, Target::PreferPrimary).await.unwrap(), 1, "reads still served");
@@ -345,22 +349,14 @@ async fn an_old_primary_restarted_read_only_after_a_failover_gets_no_writes() {
     cluster.wait_for_replica().unwrap();
     cluster.primary.kill();
     cluster.promote_replica().unwrap();
-    let promoted = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
-        pool.hosts()[1].role == Some(Role::Primary)
-    })
-    .await;
-    assert!(promoted, "{:?}", pool.hosts());
+    wait_for_role(&pool, 1, Role::Primary, "the replica is not seen promoted").await;
 
     // Brought back as an operator should: read-only, until it is made a replica of the new primary.
     let mut options: Vec<String> = cluster.primary.options().to_vec();
     options.push("--read-only=1".into());
     cluster.primary.set_options(&options.iter().map(String::as_str).collect::<Vec<_>>());
     cluster.primary.restart().unwrap();
-    let back = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
-        pool.hosts()[0].role == Some(Role::Replica)
-    })
-    .await;
-    assert!(back, "{:?}", pool.hosts());
+    wait_for_role(&pool, 0, Role::Replica, "the old primary is not seen back as a replica").await;
     for _ in 0..20 {
         let mut conn = pool.get().await.unwrap();
         assert_eq!(
@@ -383,19 +379,11 @@ async fn an_old_primary_back_read_write_after_a_failover_does_not_take_the_write
     let pool = started(&config(&cluster)).await;
     cluster.primary.kill();
     cluster.promote_replica().unwrap();
-    let promoted = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
-        pool.hosts()[1].role == Some(Role::Primary)
-    })
-    .await;
-    assert!(promoted, "{:?}", pool.hosts());
+    wait_for_role(&pool, 1, Role::Primary, "the replica is not seen promoted").await;
 
     // Restarted as it was, read-write: a second primary, which a failover tool should have prevented.
     cluster.primary.restart().unwrap();
-    let back = poll_until(Duration::from_secs(10), Duration::from_millis(10), async || {
-        pool.hosts()[0].role == Some(Role::Primary)
-    })
-    .await;
-    assert!(back, "{:?}", pool.hosts());
+    wait_for_role(&pool, 0, Role::Primary, "the old primary is not seen back as a primary").await;
     for _ in 0..20 {
         assert_eq!(server_id(&pool, Target::Primary).await.unwrap(), 2, "writes stay with the promoted server");
     }

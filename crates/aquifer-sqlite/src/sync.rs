@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aquifer_core::metrics::{CONNECTION_STATE, DB_SYSTEM_NAME, DURATION_BUCKETS, ERROR_TYPE, POOL_NAME};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{AsyncInstrument, Counter, Histogram, Meter};
 use r2d2::event::{CheckinEvent, CheckoutEvent, TimeoutEvent};
 use r2d2::{HandleEvent, ManageConnection};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -425,29 +425,36 @@ fn register_observers(meter: &Meter, name: &str, inner: &Arc<SyncInner>, pick: f
         v
     };
     let (idle, used) = (with("idle"), with("used"));
-    let weak = Arc::downgrade(inner);
     meter
         .i64_observable_up_down_counter(aquifer_core::metrics::names::CONNECTION_COUNT)
         .with_unit("{connection}")
         .with_description("The number of connections that are currently in state described by the state attribute.")
-        .with_callback(move |o| {
-            if let Some(inner) = weak.upgrade() {
-                let s = pick(&inner).state();
-                o.observe(i64::from(s.idle_connections), &idle);
-                o.observe(i64::from(s.connections - s.idle_connections), &used);
-            }
-        })
+        .with_callback(on_pool(inner, pick, move |pool, o| {
+            let s = pool.state();
+            o.observe(i64::from(s.idle_connections), &idle);
+            o.observe(i64::from(s.connections - s.idle_connections), &used);
+        }))
         .build();
-    let weak = Arc::downgrade(inner);
     let attrs = base;
     meter
         .i64_observable_up_down_counter(aquifer_core::metrics::names::MAX)
         .with_unit("{connection}")
         .with_description("The maximum number of open connections allowed.")
-        .with_callback(move |o| {
-            if let Some(inner) = weak.upgrade() {
-                o.observe(i64::from(pick(&inner).max_size()), &attrs);
-            }
-        })
+        .with_callback(on_pool(inner, pick, move |pool, o| o.observe(i64::from(pool.max_size()), &attrs)))
         .build();
+}
+
+/// An instrument's callback: `observe` on the pool `pick` selects, while the pool is alive (held weakly, so
+/// the meter does not keep it open).
+fn on_pool(
+    inner: &Arc<SyncInner>,
+    pick: fn(&SyncInner) -> &SqliteR2d2Pool,
+    observe: impl Fn(&SqliteR2d2Pool, &dyn AsyncInstrument<i64>) + Send + Sync + 'static,
+) -> impl Fn(&dyn AsyncInstrument<i64>) + Send + Sync + 'static {
+    let weak = Arc::downgrade(inner);
+    move |o| {
+        if let Some(inner) = weak.upgrade() {
+            observe(pick(&inner), o);
+        }
+    }
 }

@@ -216,6 +216,17 @@ impl FakeManager {
         }
     }
 
+    /// The start of a delayable step (connect, validate, reset): counts it, panics if `hook` is set to, then
+    /// waits the step's delay, if any.
+    async fn step(&self, count: &AtomicU64, hook: FakeHook, delay: &Mutex<Duration>) {
+        count.fetch_add(1, Ordering::SeqCst);
+        self.maybe_panic(hook);
+        let delay = *delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// Delays every connect.
     pub fn set_connect_delay(&self, d: Duration) {
         *self.server.connect_delay.lock() = d;
@@ -277,12 +288,7 @@ impl Manager for FakeManager {
 
     async fn connect(&self) -> Result<FakeConn, FakeError> {
         let s = &self.server;
-        s.attempts.fetch_add(1, Ordering::SeqCst);
-        self.maybe_panic(FakeHook::Connect);
-        let delay = *s.connect_delay.lock();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        self.step(&s.attempts, FakeHook::Connect, &s.connect_delay).await;
         if s.hang.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -301,12 +307,7 @@ impl Manager for FakeManager {
 
     async fn validate(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         let s = &self.server;
-        s.validations.fetch_add(1, Ordering::SeqCst);
-        self.maybe_panic(FakeHook::Validate);
-        let delay = *s.validate_delay.lock();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        self.step(&s.validations, FakeHook::Validate, &s.validate_delay).await;
         let killed = s.killed.lock().contains(&conn.id);
         if conn.broken || killed || s.fail_validation.load(Ordering::SeqCst) || s.down.load(Ordering::SeqCst) {
             return Err(FakeError("server closed the connection".into()));
@@ -326,12 +327,7 @@ impl Manager for FakeManager {
 
     async fn reset(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         let s = &self.server;
-        s.resets.fetch_add(1, Ordering::SeqCst);
-        self.maybe_panic(FakeHook::Reset);
-        let delay = *s.reset_delay.lock();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        self.step(&s.resets, FakeHook::Reset, &s.reset_delay).await;
         if s.fail_reset.load(Ordering::SeqCst) {
             return Err(FakeError("reset failed".into()));
         }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::private::{PrivateServerError, START_TIMEOUT, free_port};
+use crate::private::{OwnedDir, PrivateServerError, START_TIMEOUT, free_port};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const SCRIPT: &str = "scripts/dev-services.sh";
@@ -46,7 +46,8 @@ struct Node {
 pub struct PrivatePgCluster {
     nodes: Vec<Node>,
     owner: Option<(u32, u32)>,
-    dir: PathBuf,
+    // Declared last so it is removed after `Drop` has stopped the nodes.
+    dir: OwnedDir,
 }
 
 impl PrivatePgCluster {
@@ -54,13 +55,7 @@ impl PrivatePgCluster {
     /// streams from the primary (each step bounded by [`START_TIMEOUT`]).
     pub fn start(replicas: usize) -> Result<Self, PrivateServerError> {
         let owner = crate::private::run_as_user("postgres")?;
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("aquifer-pg-cluster-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| error(format!("creating {}: {e}", dir.display())))?;
-        if let Some((uid, gid)) = owner {
-            chown(&dir, Some(uid), Some(gid)).map_err(|e| error(format!("chown {}: {e}", dir.display())))?;
-        }
+        let dir = OwnedDir::new("pg-cluster", owner)?;
         let mut cluster = PrivatePgCluster { nodes: Vec::new(), owner, dir };
         cluster.init_primary()?;
         for n in 1..=replicas {
@@ -75,8 +70,8 @@ impl PrivatePgCluster {
     }
 
     fn init_primary(&mut self) -> Result<(), PrivateServerError> {
-        let data = self.dir.join("node0");
-        let log = self.dir.join("node0.log");
+        let data = self.dir.path.join("node0");
+        let log = self.dir.path.join("node0.log");
         let mut initdb = self.pg_command("initdb");
         initdb.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
         run(initdb, "initdb", START_TIMEOUT)?;
@@ -86,7 +81,7 @@ impl PrivatePgCluster {
             "\n# aquifer test cluster\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
              fsync = off\nwal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\nhot_standby = on\n\
              hot_standby_feedback = on\nwal_receiver_status_interval = 1s\nmax_connections = 200\n",
-            self.dir.display()
+            self.dir.path.display()
         );
         append(&data.join("postgresql.conf"), &conf)?;
         self.nodes.push(Node { data, port, log, running: false });
@@ -96,10 +91,10 @@ impl PrivatePgCluster {
     }
 
     fn add_replica(&mut self, n: usize) -> Result<(), PrivateServerError> {
-        let data = self.dir.join(format!("node{n}"));
-        let log = self.dir.join(format!("node{n}.log"));
+        let data = self.dir.path.join(format!("node{n}"));
+        let log = self.dir.path.join(format!("node{n}.log"));
         let slot = format!("replica_{n}");
-        self.psql(0, "postgres", &format!("SELECT pg_create_physical_replication_slot('{slot}')"))?;
+        self.create_slot(0, &slot)?;
         let mut backup = self.pg_command("pg_basebackup");
         backup
             .args(["-h", "127.0.0.1", "-p", &self.nodes[0].port.to_string(), "-U", "postgres", "-D"])
@@ -188,14 +183,7 @@ impl PrivatePgCluster {
     /// failover. It serves read-only sessions whether or not it can follow the new primary's timeline.
     pub fn start_as_replica_of(&mut self, i: usize, primary: usize) -> Result<(), PrivateServerError> {
         let slot = format!("rejoin_{i}");
-        self.psql(
-            primary,
-            "postgres",
-            &format!(
-                "SELECT pg_create_physical_replication_slot('{slot}') WHERE NOT EXISTS \
-                 (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
-            ),
-        )?;
+        self.create_slot(primary, &slot)?;
         let node = self.node(i)?;
         let conninfo = format!(
             "\nprimary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name=node{i}'\n\
@@ -216,14 +204,7 @@ impl PrivatePgCluster {
     /// primary; it keeps serving reads either way.
     pub fn retarget(&mut self, i: usize, primary: usize) -> Result<(), PrivateServerError> {
         let slot = format!("replica_{i}");
-        self.psql(
-            primary,
-            "postgres",
-            &format!(
-                "SELECT pg_create_physical_replication_slot('{slot}') WHERE NOT EXISTS \
-                 (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
-            ),
-        )?;
+        self.create_slot(primary, &slot)?;
         let port = self.node(primary)?.port;
         self.psql(
             i,
@@ -234,6 +215,19 @@ impl PrivatePgCluster {
         )?;
         self.psql(i, "postgres", &format!("ALTER SYSTEM SET primary_slot_name = '{slot}'"))?;
         self.psql(i, "postgres", "SELECT pg_reload_conf()")?;
+        Ok(())
+    }
+
+    /// Creates the physical replication slot `slot` on node `primary` unless it already exists.
+    fn create_slot(&self, primary: usize, slot: &str) -> Result<(), PrivateServerError> {
+        self.psql(
+            primary,
+            "postgres",
+            &format!(
+                "SELECT pg_create_physical_replication_slot('{slot}') WHERE NOT EXISTS \
+                 (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
+            ),
+        )?;
         Ok(())
     }
 
@@ -304,7 +298,6 @@ impl Drop for PrivatePgCluster {
             // A node the test crashed by other means, or whose stop failed, is killed by its PID.
             kill_postmaster(&self.nodes[i].data);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -78,12 +78,14 @@ fn is_root() -> bool {
 }
 
 /// A temporary directory owned by `owner` (when running as root), removed on drop.
-struct OwnedDir {
-    path: PathBuf,
+#[derive(Debug)]
+pub(crate) struct OwnedDir {
+    pub(crate) path: PathBuf,
 }
 
 impl OwnedDir {
-    fn new(kind: &str, owner: Option<(u32, u32)>) -> Result<Self, PrivateServerError> {
+    /// Creates `aquifer-private-{kind}-{pid}-{nanos}` in the system's temporary directory.
+    pub(crate) fn new(kind: &str, owner: Option<(u32, u32)>) -> Result<Self, PrivateServerError> {
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = std::env::temp_dir().join(format!("aquifer-private-{kind}-{}-{nanos}", std::process::id()));

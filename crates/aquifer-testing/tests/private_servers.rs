@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aquifer_testing::{PrivateMariaDb, PrivatePostgres, Restartable};
+use aquifer_testing::{PrivateMariaDb, PrivatePostgres, Restartable, servers};
 
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1)).is_ok()
@@ -15,8 +15,16 @@ fn data_dir(log: &std::path::Path) -> PathBuf {
     log.parent().expect("the log is in the server's directory").to_owned()
 }
 
-/// Checks that `server` (on `port`) refuses connections once stopped and comes back on the same port.
-fn assert_stops_and_restarts<S: Restartable>(server: &mut S, port: u16, is_running: fn(&mut S) -> bool) {
+/// Checks that `server` runs on its own `port` (not the shared server's, `shared`), refuses connections once
+/// stopped, and comes back on the same port.
+fn assert_own_server_stops_and_restarts<S: Restartable>(
+    server: &mut S,
+    port: u16,
+    shared: u16,
+    is_running: fn(&mut S) -> bool,
+) {
+    assert_ne!(port, shared, "not the shared server's port");
+    assert!(accepts(port) && is_running(server));
     server.stop().unwrap_or_else(|e| panic!("{e}"));
     assert!(!is_running(server) && !accepts(port), "a stopped server refuses connections");
     server.restart().unwrap_or_else(|e| panic!("{e}"));
@@ -36,10 +44,8 @@ fn assert_removed_on_drop(server: impl Restartable, port: u16) {
 fn private_postgres_stops_restarts_and_is_removed_on_drop() {
     let mut pg = PrivatePostgres::start().unwrap_or_else(|e| panic!("{e}"));
     let port = pg.port();
-    assert_ne!(port, aquifer_testing::servers::POSTGRES.get(), "not the shared server's port");
-    assert!(accepts(port) && pg.is_running());
     assert_eq!(pg.url(), format!("postgres://postgres@127.0.0.1:{port}/test?sslmode=disable"));
-    assert_stops_and_restarts(&mut pg, port, PrivatePostgres::is_running);
+    assert_own_server_stops_and_restarts(&mut pg, port, servers::POSTGRES.get(), PrivatePostgres::is_running);
     pg.kill();
     assert!(!accepts(port), "a killed server refuses connections");
     pg.restart().unwrap_or_else(|e| panic!("{e}"));
@@ -50,9 +56,7 @@ fn private_postgres_stops_restarts_and_is_removed_on_drop() {
 fn private_mariadb_stops_restarts_and_is_removed_on_drop() {
     let mut my = PrivateMariaDb::start().unwrap_or_else(|e| panic!("{e}"));
     let port = my.port();
-    assert_ne!(port, aquifer_testing::servers::MARIADB.get(), "not the shared server's port");
-    assert!(accepts(port) && my.is_running());
     assert_eq!(my.url(), format!("mysql://root@127.0.0.1:{port}/test"));
-    assert_stops_and_restarts(&mut my, port, PrivateMariaDb::is_running);
+    assert_own_server_stops_and_restarts(&mut my, port, servers::MARIADB.get(), PrivateMariaDb::is_running);
     assert_removed_on_drop(my, port);
 }
