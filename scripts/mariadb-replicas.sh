@@ -32,15 +32,7 @@ sql() { mariadb --no-defaults -uroot --socket="$1/run/mysqld.sock" --batch --ski
 start_server() {
   local dir=$1 port=$2
   shift 2
-  mkdir -p "$dir/data" "$dir/run"
-  if [ ! -d "$dir/data/mysql" ]; then
-    log "initialising $dir/data"
-    own "$dir" mysql
-    mariadb-install-db --no-defaults "${user[@]}" --datadir="$dir/data" --auth-root-authentication-method=normal \
-      --skip-test-db --skip-name-resolve >"$dir/install.log" 2>&1 ||
-      { log "mariadb-install-db failed (see $dir/install.log)"; exit 1; }
-  fi
-  own "$dir" mysql
+  mariadb_init "$dir"
   if pid_of "$dir" >/dev/null; then return 0; fi
   if port_open 127.0.0.1 "$port"; then
     log "port $port is taken by something that is not our MariaDB; set another port (see the top of $0)"

@@ -18,15 +18,7 @@ command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || apt_install maria
 sql() { mariadb --no-defaults -uroot --socket="$sock" "$@"; }
 answers() { sql -e "select 1" >/dev/null 2>&1; }
 
-mkdir -p "$dir/data" "$dir/run"
-if [ ! -d "$dir/data/mysql" ]; then
-  log "initialising MariaDB's data directory in $dir/data"
-  own "$dir" mysql
-  mariadb-install-db --no-defaults "${user[@]}" --datadir="$dir/data" --auth-root-authentication-method=normal \
-    --skip-test-db --skip-name-resolve >"$dir/install.log" 2>&1 ||
-    { log "mariadb-install-db failed (see $dir/install.log)"; exit 1; }
-fi
-own "$dir" mysql
+mariadb_init "$dir"
 
 if pid=$(pid_of "$dir") && ! port_open 127.0.0.1 "$port"; then
   log "our MariaDB (pid $pid) does not listen on 127.0.0.1:$port: restarting it"

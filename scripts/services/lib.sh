@@ -33,6 +33,24 @@ own() {
   if [ "$(id -u)" = 0 ]; then chown -R "$user:" "${@:1:$#-1}"; fi
 }
 
+# mariadb_init DIR: creates DIR/data and DIR/run, the first time MariaDB's system tables in DIR/data
+# (mariadb-install-db, its output in DIR/install.log; root authenticates by password, none set, and users are
+# matched by address), and gives DIR to the mysql user when run as root. For 20-mariadb.sh and
+# scripts/mariadb-replicas.sh.
+mariadb_init() {
+  local dir=$1 as_user=()
+  [ "$(id -u)" = 0 ] && as_user=(--user=mysql) # mariadbd drops root's privileges itself
+  mkdir -p "$dir/data" "$dir/run"
+  if [ ! -d "$dir/data/mysql" ]; then
+    log "initialising MariaDB's data directory in $dir/data"
+    own "$dir" mysql
+    mariadb-install-db --no-defaults "${as_user[@]}" --datadir="$dir/data" --auth-root-authentication-method=normal \
+      --skip-test-db --skip-name-resolve >"$dir/install.log" 2>&1 ||
+      { log "mariadb-install-db failed (see $dir/install.log)"; exit 1; }
+  fi
+  own "$dir" mysql
+}
+
 # pid_of DIR: the PID in DIR/server.pid if that process is alive and is ours (its command line names DIR, so a
 # reused PID is never taken for our server); nothing otherwise.
 pid_of() {
