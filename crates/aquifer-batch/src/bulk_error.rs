@@ -27,6 +27,13 @@ pub enum BulkError<E> {
         /// The limit it exceeds.
         limit: usize,
     },
+    /// The server cannot do what was asked (MySQL has no `INSERT … RETURNING`, MariaDB has).
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+        /// The server, as it named itself (its version string).
+        server: String,
+    },
     /// The driver's error.
     Database(E),
 }
@@ -42,6 +49,7 @@ impl<E: std::fmt::Display> std::fmt::Display for BulkError<E> {
                 f,
                 "row {row} needs about {size} bytes in a statement; the server accepts at most {limit} (max_allowed_packet)"
             ),
+            BulkError::Unsupported { what, server } => write!(f, "{what} is not supported by this server ({server})"),
             BulkError::Database(e) => write!(f, "database error: {e}"),
         }
     }
@@ -52,7 +60,7 @@ impl<E: std::error::Error + 'static> std::error::Error for BulkError<E> {
         let cause: &(dyn std::error::Error + 'static) = match self {
             BulkError::Ident(e) => e,
             BulkError::Database(e) => e,
-            BulkError::RowShape { .. } | BulkError::RowTooLarge { .. } => return None,
+            BulkError::RowShape { .. } | BulkError::RowTooLarge { .. } | BulkError::Unsupported { .. } => return None,
         };
         aquifer_core::source_not_in(&self.to_string(), cause)
     }
@@ -61,5 +69,44 @@ impl<E: std::error::Error + 'static> std::error::Error for BulkError<E> {
 impl<E> From<IdentError> for BulkError<E> {
     fn from(e: IdentError) -> Self {
         BulkError::Ident(e)
+    }
+}
+
+/// A failed checkout, for code that checks a connection out itself and then calls a connection-level helper:
+/// `let mut conn = pool.get().await?;` in a function returning `BulkError<PgOperationError>` (or another
+/// adapter's operation error).
+impl<E, C> From<aquifer_core::PoolError<C>> for BulkError<aquifer_core::OperationError<E, C>>
+where
+    E: std::error::Error + 'static,
+    C: std::error::Error + 'static,
+{
+    fn from(e: aquifer_core::PoolError<C>) -> Self {
+        BulkError::Database(aquifer_core::OperationError::Acquire(e))
+    }
+}
+
+/// An adapter helper's error (`pool.fetch_all(..).await?`) in a function returning a pool-level bulk helper's
+/// error.
+impl<E, C> From<aquifer_core::OperationError<E, C>> for BulkError<aquifer_core::OperationError<E, C>>
+where
+    E: std::error::Error + 'static,
+    C: std::error::Error + 'static,
+{
+    fn from(e: aquifer_core::OperationError<E, C>) -> Self {
+        BulkError::Database(e)
+    }
+}
+
+impl<E: std::error::Error + 'static, C: std::error::Error + 'static> BulkError<aquifer_core::OperationError<E, C>> {
+    /// A connection-level helper's error as a pool-level one: the driver's error becomes
+    /// [`OperationError::Backend`](aquifer_core::OperationError::Backend).
+    pub fn from_driver(e: BulkError<E>) -> Self {
+        match e {
+            BulkError::Ident(e) => BulkError::Ident(e),
+            BulkError::RowShape { row, found, expected } => BulkError::RowShape { row, found, expected },
+            BulkError::RowTooLarge { row, size, limit } => BulkError::RowTooLarge { row, size, limit },
+            BulkError::Unsupported { what, server } => BulkError::Unsupported { what, server },
+            BulkError::Database(e) => BulkError::Database(aquifer_core::OperationError::Backend(e)),
+        }
     }
 }

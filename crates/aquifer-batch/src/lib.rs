@@ -4,6 +4,7 @@ mod batch_loader;
 mod context;
 mod error;
 mod loader;
+mod lookup;
 pub mod metrics;
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite", feature = "neo4j"))]
@@ -28,4 +29,5 @@ pub use error::BatchError;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite", feature = "neo4j"))]
 pub use ident::IdentError;
 pub use loader::Loader;
+pub use lookup::{FetchRows, OneToMany, OneToOne, PRELOAD_CHUNK};
 pub use metrics::BatchMetrics;

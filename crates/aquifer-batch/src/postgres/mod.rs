@@ -6,17 +6,31 @@
 //! [`ROWS_PER_STATEMENT`] rows are split into several statements inside one transaction, which keeps each
 //! array parameter far below PostgreSQL's 1 GB field limit.
 //!
-//! The helpers take `&mut PgConnection`, so they work with any pool whose connections dereference to it
-//! (aquifer-postgres's included) and with a bare connection.
+//! Two ways in: the functions of this module take `&mut PgConnection`, so they work on a connection checked out
+//! of any pool and on a bare connection; [`PgBulk`] has the same helpers on aquifer-postgres's [`PgPool`]
+//! (checkout, retries, timing and the N+1 detector of the pool's operation runner). [`PgRows`] is a
+//! [`FetchRows`](crate::FetchRows) source: a loader or a preload without a hand-written
+//! [`Loader`](crate::Loader).
+//!
+//! Results are typed: rows convert with sqlx's [`FromRow`] (a tuple, or your `#[derive(sqlx::FromRow)]`
+//! struct).
+//!
+//! [`PgPool`]: aquifer_postgres::PgPool
+
+mod pool;
+mod rows;
 
 use std::ops::Range;
 
 use sqlx::postgres::{PgArguments, PgConnection, PgHasArrayType, PgRow};
 use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, Connection, Encode, Postgres, Type};
+use sqlx::{AssertSqlSafe, Connection, Encode, FromRow, Postgres, Type};
 
 use crate::bulk_error::BulkError;
 use crate::ident::{self, IdentError};
+
+pub use pool::{PgBulk, PgBulkError};
+pub use rows::PgRows;
 
 /// The most bind parameters one PostgreSQL statement can carry (the Bind message counts them in an Int16).
 pub const MAX_BINDS: usize = 65_535;
@@ -38,9 +52,12 @@ pub fn quote_table(table: &str) -> Result<String, IdentError> {
     ident::quote_dotted(table, |p| quote_ident(p, "table"))
 }
 
-/// `SELECT <columns> FROM <table> WHERE <key_column> = ANY($1)`, every name quoted.
+/// `SELECT <columns> FROM <table> WHERE <key_column> = ANY($1)`, every name quoted; no columns selects `*`.
 pub fn select_by_keys_sql(table: &str, columns: &[&str], key_column: &str) -> Result<String, IdentError> {
-    let columns = ident::quote_list(columns, "column", |c| quote_ident(c, "column"))?;
+    let columns = match columns {
+        [] => vec!["*".to_owned()],
+        columns => ident::quote_list(columns, "column", |c| quote_ident(c, "column"))?,
+    };
     Ok(format!(
         "SELECT {} FROM {} WHERE {} = ANY($1)",
         columns.join(", "),
@@ -49,29 +66,40 @@ pub fn select_by_keys_sql(table: &str, columns: &[&str], key_column: &str) -> Re
     ))
 }
 
-/// The rows of `table` whose `key_column` is one of `keys`, in one statement with one bind parameter
-/// whatever the number of keys. Rows come back in the server's order; match them to keys by their key column.
+/// The rows of `table` whose `key_column` is one of `keys`, converted to `V` (a tuple of the `columns`, or a
+/// `FromRow` struct), in one statement with one bind parameter whatever the number of keys. Rows come back in
+/// the server's order; match them to keys by their key column.
+///
+/// ```no_run
+/// # async fn f(conn: &mut sqlx::PgConnection) -> Result<(), aquifer_batch::BulkError<sqlx::Error>> {
+/// let tracks: Vec<(i32, String)> =
+///     aquifer_batch::postgres::fetch_by_keys(conn, "tracks", &["album_id", "title"], "album_id", &[1, 2]).await?;
+/// # Ok(()) }
+/// ```
 ///
 /// Cancellation: dropping the future mid-query leaves the connection with a half-read response; sqlx
 /// drains it before the connection's next use.
-pub async fn fetch_by_keys<K>(
+pub async fn fetch_by_keys<K, V>(
     conn: &mut PgConnection,
     table: &str,
     columns: &[&str],
     key_column: &str,
     keys: &[K],
-) -> Result<Vec<PgRow>, BulkError<sqlx::Error>>
+) -> Result<Vec<V>, BulkError<sqlx::Error>>
 where
     K: for<'q> Encode<'q, Postgres> + Type<Postgres> + PgHasArrayType + Sync,
+    V: for<'r> FromRow<'r, PgRow>,
 {
     let sql = select_by_keys_sql(table, columns, key_column)?;
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query(AssertSqlSafe(sql)).bind(keys).fetch_all(conn).await.map_err(BulkError::Database)
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(keys).fetch_all(conn).await.map_err(BulkError::Database)?;
+    rows.iter().map(|row| V::from_row(row)).collect::<Result<_, _>>().map_err(BulkError::Database)
 }
 
-/// Column-wise rows for [`insert`] and [`upsert`]: one `Vec` per column, all of the same length.
+/// Column-wise rows for [`insert`] and [`upsert`]: one `Vec` per column, all of the same length, filled
+/// column by column or from a slice of your rows ([`Columns::from_rows`]).
 ///
 /// ```
 /// use aquifer_batch::postgres::Columns;
@@ -108,6 +136,25 @@ impl Columns {
         self
     }
 
+    /// The columns of `rows`, one [`column`](FromRows::column) at a time, each read from every row by a
+    /// function:
+    ///
+    /// ```
+    /// use aquifer_batch::postgres::Columns;
+    ///
+    /// struct NewTrack { album_id: i64, title: String }
+    /// let tracks = vec![NewTrack { album_id: 1, title: "Intro".into() }, NewTrack { album_id: 2, title: "Solo".into() }];
+    ///
+    /// let rows: Columns = Columns::from_rows(&tracks)
+    ///     .column("album_id", |t| t.album_id)
+    ///     .column("title", |t| t.title.clone())
+    ///     .into();
+    /// assert_eq!(rows.len(), 2);
+    /// ```
+    pub fn from_rows<R>(rows: &[R]) -> FromRows<'_, R> {
+        FromRows { rows, columns: Columns::new() }
+    }
+
     /// Rows: the length of the first column (0 without columns).
     pub fn len(&self) -> usize {
         self.values.first().map_or(0, |c| c.rows())
@@ -131,6 +178,45 @@ impl Columns {
             Some(i) => Err(BulkError::RowShape { row: i, found: self.values[i].rows(), expected: rows }),
             None => Ok(()),
         }
+    }
+}
+
+/// [`Columns`] being read from a slice of rows; from [`Columns::from_rows`]. Dereferences to the
+/// [`Columns`] so far, so `&Columns::from_rows(..).column(..)` can be passed to [`insert`] as it is.
+#[must_use]
+pub struct FromRows<'a, R> {
+    rows: &'a [R],
+    columns: Columns,
+}
+
+impl<R> FromRows<'_, R> {
+    /// Adds column `name`, read from every row by `value`.
+    pub fn column<T>(mut self, name: impl Into<String>, value: impl Fn(&R) -> T) -> Self
+    where
+        T: for<'q> Encode<'q, Postgres> + Type<Postgres> + PgHasArrayType + Send + Sync + 'static,
+    {
+        self.columns = self.columns.column(name, self.rows.iter().map(value).collect());
+        self
+    }
+}
+
+impl<R> std::ops::Deref for FromRows<'_, R> {
+    type Target = Columns;
+
+    fn deref(&self) -> &Columns {
+        &self.columns
+    }
+}
+
+impl<R> From<FromRows<'_, R>> for Columns {
+    fn from(rows: FromRows<'_, R>) -> Columns {
+        rows.columns
+    }
+}
+
+impl<R> std::fmt::Debug for FromRows<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.columns, f)
     }
 }
 
@@ -167,8 +253,48 @@ where
 /// Cancellation: dropping the future rolls the transaction back (sqlx rolls back a dropped `Transaction`
 /// before the connection's next use); with a single statement, the statement either ran or did not.
 pub async fn insert(conn: &mut PgConnection, table: &str, rows: &Columns) -> Result<u64, BulkError<sqlx::Error>> {
-    let sql = insert_sql(table, rows, None)?;
+    let sql = insert_sql(table, rows, None, None)?;
     run_chunks(conn, sql, rows).await
+}
+
+/// [`insert`] with `RETURNING <returning>`: the columns the server filled in (generated keys, defaults) of every
+/// row inserted, converted to `V`. PostgreSQL returns them in the order it inserted the rows, which for
+/// `INSERT … SELECT … FROM UNNEST` is the order of `rows`; SQL does not promise it, so to match a returned row
+/// to its input for certain, return a column you inserted too (a natural key).
+///
+/// ```no_run
+/// # async fn f(conn: &mut sqlx::PgConnection) -> Result<(), aquifer_batch::BulkError<sqlx::Error>> {
+/// use aquifer_batch::postgres::{Columns, insert_returning};
+/// let rows = Columns::new().column("title", vec!["Intro", "Solo"]);
+/// let ids: Vec<(i64, String)> = insert_returning(conn, "tracks", &rows, &["id", "title"]).await?;
+/// # Ok(()) }
+/// ```
+///
+/// Cancellation: as [`insert`].
+pub async fn insert_returning<V>(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &Columns,
+    returning: &[&str],
+) -> Result<Vec<V>, BulkError<sqlx::Error>>
+where
+    V: for<'r> FromRow<'r, PgRow>,
+{
+    let sql = insert_sql(table, rows, None, Some(returning))?;
+    let total = rows.len();
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let mut tx = conn.begin().await.map_err(BulkError::Database)?;
+    let mut out = Vec::with_capacity(total);
+    for range in chunk_ranges(total) {
+        let returned = statement(&sql, rows, range).fetch_all(&mut *tx).await.map_err(BulkError::Database)?;
+        for row in &returned {
+            out.push(V::from_row(row).map_err(BulkError::Database)?);
+        }
+    }
+    tx.commit().await.map_err(BulkError::Database)?;
+    Ok(out)
 }
 
 /// [`insert`] with `ON CONFLICT (<conflict_columns>) DO UPDATE SET` every other column to the new row's value
@@ -182,11 +308,17 @@ pub async fn upsert(
     rows: &Columns,
     conflict_columns: &[&str],
 ) -> Result<u64, BulkError<sqlx::Error>> {
-    let sql = insert_sql(table, rows, Some(conflict_columns))?;
+    let sql = insert_sql(table, rows, Some(conflict_columns), None)?;
     run_chunks(conn, sql, rows).await
 }
 
-fn insert_sql(table: &str, rows: &Columns, conflict: Option<&[&str]>) -> Result<String, BulkError<sqlx::Error>> {
+/// The text of an `INSERT … SELECT * FROM UNNEST(…)` of `rows`, with `ON CONFLICT` and `RETURNING` clauses.
+pub(crate) fn insert_sql(
+    table: &str,
+    rows: &Columns,
+    conflict: Option<&[&str]>,
+    returning: Option<&[&str]>,
+) -> Result<String, BulkError<sqlx::Error>> {
     rows.check()?;
     let names: Vec<&str> = rows.names.iter().map(String::as_str).collect();
     let quoted = ident::quote_list(&names, "column", |c| quote_ident(c, "column"))?;
@@ -208,7 +340,21 @@ fn insert_sql(table: &str, rows: &Columns, conflict: Option<&[&str]>) -> Result<
             sql.push_str(&format!(" DO UPDATE SET {}", updates.join(", ")));
         }
     }
+    if let Some(returning) = returning {
+        let columns = ident::quote_list(returning, "returning column", |c| quote_ident(c, "returning column"))?;
+        sql.push_str(&format!(" RETURNING {}", columns.join(", ")));
+    }
     Ok(sql)
+}
+
+/// One statement of an insert: `sql` with each column's values of `range` bound as an array.
+pub(crate) fn statement<'q>(sql: &str, rows: &'q Columns, range: Range<usize>) -> Query<'q, Postgres, PgArguments> {
+    rows.values.iter().fold(sqlx::query(AssertSqlSafe(sql.to_owned())), |q, c| c.bind(q, range.clone()))
+}
+
+/// The rows of each statement of an insert of `total` rows: [`ROWS_PER_STATEMENT`] at most.
+pub(crate) fn chunk_ranges(total: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..total).step_by(ROWS_PER_STATEMENT).map(move |start| start..(start + ROWS_PER_STATEMENT).min(total))
 }
 
 async fn run_chunks(conn: &mut PgConnection, sql: String, rows: &Columns) -> Result<u64, BulkError<sqlx::Error>> {
@@ -216,18 +362,14 @@ async fn run_chunks(conn: &mut PgConnection, sql: String, rows: &Columns) -> Res
     if total == 0 {
         return Ok(0);
     }
-    let statement = |range: Range<usize>| {
-        rows.values.iter().fold(sqlx::query(AssertSqlSafe(sql.clone())), |q, c| c.bind(q, range.clone()))
-    };
     if total <= ROWS_PER_STATEMENT {
-        let done = statement(0..total).execute(&mut *conn).await.map_err(BulkError::Database)?;
+        let done = statement(&sql, rows, 0..total).execute(&mut *conn).await.map_err(BulkError::Database)?;
         return Ok(done.rows_affected());
     }
     let mut tx = conn.begin().await.map_err(BulkError::Database)?;
     let mut affected = 0;
-    for start in (0..total).step_by(ROWS_PER_STATEMENT) {
-        let range = start..(start + ROWS_PER_STATEMENT).min(total);
-        affected += statement(range).execute(&mut *tx).await.map_err(BulkError::Database)?.rows_affected();
+    for range in chunk_ranges(total) {
+        affected += statement(&sql, rows, range).execute(&mut *tx).await.map_err(BulkError::Database)?.rows_affected();
     }
     tx.commit().await.map_err(BulkError::Database)?;
     Ok(affected)
