@@ -157,8 +157,7 @@ impl FetchTracks for PgTracks {
 
     async fn fetch(&self, albums: &[i32]) -> Result<Vec<(i32, String)>, Self::Error> {
         let mut conn = self.0.lock().await;
-        let rows = aquifer_batch::postgres::fetch_by_keys(&mut conn, TRACKS, TRACK_COLUMNS, ALBUM_ID, albums).await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        aquifer_batch::postgres::fetch_by_keys(&mut conn, TRACKS, TRACK_COLUMNS, ALBUM_ID, albums).await
     }
 }
 
@@ -642,9 +641,10 @@ async fn pg_breakdown(pg: &Pg, n: i32, rounds: usize) {
                 }
                 2 => {
                     let mut c = pg.conn.lock().await;
-                    let rows = aquifer_batch::postgres::fetch_by_keys(&mut c, TRACKS, TRACK_COLUMNS, ALBUM_ID, &albums)
-                        .await
-                        .unwrap();
+                    let rows: Vec<(i32, String)> =
+                        aquifer_batch::postgres::fetch_by_keys(&mut c, TRACKS, TRACK_COLUMNS, ALBUM_ID, &albums)
+                            .await
+                            .unwrap();
                     drop(rows);
                 }
                 3 => drop(Tracks(PgTracks(Arc::clone(&pg.conn))).load(&albums).await.unwrap()),

@@ -10,7 +10,7 @@ use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
 use aquifer_testing::{CountingProxy, WireProtocol};
 use common::{ChildrenOf, counting_proxy, resolve_in_one_request};
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, Connection};
 use tokio::sync::Mutex;
 
 async fn connect() -> (PgConnection, CountingProxy) {
@@ -44,8 +44,9 @@ async fn music(conn: &mut PgConnection) {
 fn tracks_by_album(conn: &Arc<Mutex<PgConnection>>) -> BatchLoader<impl Loader<Key = i32, Value = Vec<String>>> {
     BatchLoader::new(ChildrenOf::new(conn, |conn, albums: Vec<i32>| async move {
         let mut conn = conn.lock().await;
-        let rows = postgres::fetch_by_keys(&mut conn, "tracks", &["album_id", "title"], "album_id", &albums).await?;
-        Ok::<_, BulkError<sqlx::Error>>(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        let rows: Vec<(i32, String)> =
+            postgres::fetch_by_keys(&mut conn, "tracks", &["album_id", "title"], "album_id", &albums).await?;
+        Ok::<_, BulkError<sqlx::Error>>(rows)
     }))
 }
 
@@ -81,17 +82,18 @@ async fn fetch_by_keys_sends_seventy_thousand_keys_as_one_bind_in_one_statement(
         .await;
     let keys: Vec<i32> = (1..=70_000).collect();
     let before = proxy.statements();
-    let rows = postgres::fetch_by_keys(&mut conn, "items", &["id", "doubled"], "id", &keys).await.unwrap();
+    let rows: Vec<(i32, i32)> =
+        postgres::fetch_by_keys(&mut conn, "items", &["id", "doubled"], "id", &keys).await.unwrap();
     assert_eq!(proxy.statements() - before, 1);
     assert_eq!(rows.len(), 50_000);
-    assert!(rows.iter().all(|r| r.get::<i32, _>(1) == 2 * r.get::<i32, _>(0)));
+    assert!(rows.iter().all(|&(id, doubled)| doubled == 2 * id));
 }
 
 #[tokio::test]
 async fn fetch_by_keys_with_no_keys_sends_nothing() {
     let (mut conn, proxy) = connect().await;
     let before = proxy.statements();
-    let rows = postgres::fetch_by_keys::<i32>(&mut conn, "anything", &["id"], "id", &[]).await.unwrap();
+    let rows = postgres::fetch_by_keys::<i32, (i32,)>(&mut conn, "anything", &["id"], "id", &[]).await.unwrap();
     assert!(rows.is_empty());
     assert_eq!(proxy.statements(), before);
 }
@@ -177,8 +179,8 @@ async fn names_are_quoted_never_spliced() {
     .await;
     let rows = Columns::new().column("Key Col", vec![1, 2]).column("sel\"ect", vec!["x", "y"]);
     postgres::insert(&mut conn, table, &rows).await.unwrap();
-    let got = postgres::fetch_by_keys(&mut conn, table, &["sel\"ect"], "Key Col", &[2]).await.unwrap();
-    assert_eq!(got.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>(), ["y"]);
+    let got: Vec<(String,)> = postgres::fetch_by_keys(&mut conn, table, &["sel\"ect"], "Key Col", &[2]).await.unwrap();
+    assert_eq!(got, [("y".to_owned(),)]);
 }
 
 #[test]
@@ -199,7 +201,11 @@ fn identifier_longer_than_63_bytes_is_rejected_by_name() {
 fn empty_and_nul_identifiers_are_rejected() {
     assert_eq!(postgres::quote_table("music."), Err(IdentError::Empty { what: "table" }));
     assert!(matches!(postgres::quote_ident("a\0b", "column"), Err(IdentError::Invalid { what: "column", .. })));
-    assert_eq!(postgres::select_by_keys_sql("t", &[], "id"), Err(IdentError::NoneGiven { what: "column" }));
+}
+
+#[test]
+fn a_lookup_without_columns_selects_every_column() {
+    assert_eq!(postgres::select_by_keys_sql("t", &[], "id").unwrap(), r#"SELECT * FROM "t" WHERE "id" = ANY($1)"#);
 }
 
 #[tokio::test]
