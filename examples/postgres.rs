@@ -1,7 +1,7 @@
 //! A music library on PostgreSQL with aquifer-postgres: the `audio_tracks` table of a track catalogue
 //! (processing status, metadata, technical specs, storage paths), full-text search through a generated
 //! `tsvector` column, typo-tolerant search with pg_trgm, CRUD, pagination, a bulk import of 10,000 tracks,
-//! tracks by album loaded N+1 against aquifer-batch's BatchLoader against one query, and the pool's health
+//! tracks by album loaded N+1 against a loader-free aquifer-batch BatchLoader, a preload and one query, and the pool's health
 //! report and statistics at the end.
 //!
 //!     cargo run --example postgres
@@ -12,10 +12,10 @@
 //! the schema `aquifer_example` and empties its table on every run. Needs the pg_trgm extension in the
 //! database (`CREATE EXTENSION pg_trgm`, done by scripts/services/10-postgres.sh).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aquifer_batch::{BatchLoader, Loader};
+use aquifer_batch::FetchRows;
+use aquifer_batch::postgres::{Columns, PgBulk, PgBulkError, PgRows};
 
 use aquifer_postgres::sqlx::postgres::PgRow;
 use aquifer_postgres::sqlx::{self, FromRow, Row};
@@ -266,47 +266,26 @@ impl Library {
         Ok(n)
     }
 
-    /// Imports tracks in one transaction, 2,000 rows per statement through UNNEST of arrays: one round trip
-    /// per chunk instead of one per row. The transaction is retried whole on a transient failure.
-    async fn bulk_insert(&self, tracks: &[NewTrack]) -> Result<u64, PgOperationError> {
-        const CHUNK: usize = 2_000;
-        let chunks: Vec<Vec<NewTrack>> = tracks.chunks(CHUNK).map(<[NewTrack]>::to_vec).collect();
-        self.pool
-            .transaction(|conn| {
-                let chunks = chunks.clone();
-                Box::pin(async move {
-                    let mut inserted = 0;
-                    for chunk in chunks {
-                        let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
-                        let col = |f: fn(&NewTrack) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
-                        let r = sqlx::query(
-                            "INSERT INTO aquifer_example.audio_tracks (id, title, artist, album, genre, year, \
-                         duration_seconds, channels, sample_rate, bitrate, format, audio_path, status) \
-                         SELECT id, title, artist, album, genre, year, dur, ch, sr, br, fmt, \
-                                'audio/' || id || '.' || fmt, 'COMPLETED' \
-                         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], \
-                                     $7::float8[], $8::int2[], $9::int[], $10::int[], $11::text[]) \
-                              AS t(id, title, artist, album, genre, year, dur, ch, sr, br, fmt)",
-                        )
-                        .bind(&ids)
-                        .bind(chunk.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
-                        .bind(col(|t| t.artist.clone()))
-                        .bind(col(|t| t.album.clone()))
-                        .bind(col(|t| t.genre.clone()))
-                        .bind(chunk.iter().map(|t| t.year).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|t| t.duration_seconds).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|t| t.channels).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|t| t.sample_rate).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|t| t.bitrate).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|t| t.format.clone()).collect::<Vec<_>>())
-                        .execute(&mut *conn)
-                        .await?;
-                        inserted += r.rows_affected();
-                    }
-                    Ok(inserted)
-                })
-            })
-            .await
+    /// Imports tracks with aquifer-batch's `PgBulk::insert`: one `INSERT … SELECT * FROM UNNEST($1, …)`
+    /// statement, one array parameter per column whatever the row count, through the pool's operation runner
+    /// (timed, and retried when it cannot have applied).
+    async fn bulk_insert(&self, tracks: &[NewTrack]) -> Result<u64, PgBulkError> {
+        let rows: Vec<(Uuid, &NewTrack)> = tracks.iter().map(|t| (Uuid::new_v4(), t)).collect();
+        let columns = Columns::from_rows(&rows)
+            .column("id", |(id, _)| *id)
+            .column("title", |(_, t)| t.title.clone())
+            .column("artist", |(_, t)| t.artist.clone())
+            .column("album", |(_, t)| t.album.clone())
+            .column("genre", |(_, t)| t.genre.clone())
+            .column("year", |(_, t)| t.year)
+            .column("duration_seconds", |(_, t)| t.duration_seconds)
+            .column("channels", |(_, t)| t.channels)
+            .column("sample_rate", |(_, t)| t.sample_rate)
+            .column("bitrate", |(_, t)| t.bitrate)
+            .column("format", |(_, t)| t.format.clone())
+            .column("audio_path", |(id, t)| format!("audio/{id}.{}", t.format))
+            .column("status", |_| Status::Completed.as_str());
+        self.pool.insert("aquifer_example.audio_tracks", &columns).await
     }
 }
 
@@ -455,7 +434,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let started = Instant::now();
     let n = library.bulk_insert(&bulk).await?;
-    println!("\nbulk insert: {n} tracks in {:.0?} (one transaction, UNNEST in chunks of 2,000)", started.elapsed());
+    println!("\nbulk insert: {n} tracks in {:.0?} (one INSERT … UNNEST statement)", started.elapsed());
 
     // Tracks by album: N+1 against a BatchLoader against one query.
     let albums: Vec<String> = (0..100).map(|v| format!("Volume {v}")).collect();
@@ -501,37 +480,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// An album's track titles, for a BatchLoader: every batch of albums is one `album = ANY($1)` query.
-struct TracksByAlbum {
-    pool: PgPool,
-}
-
-impl Loader for TracksByAlbum {
-    type Key = String;
-    type Value = Vec<String>;
-    type Error = std::io::Error;
-
-    async fn load(&self, albums: &[String]) -> Result<HashMap<String, Vec<String>>, std::io::Error> {
-        let mut conn = self.pool.get().await.map_err(std::io::Error::other)?;
-        let rows = aquifer_batch::postgres::fetch_by_keys(
-            &mut conn,
-            "aquifer_example.audio_tracks",
-            &["album", "title"],
-            "album",
-            albums,
-        )
-        .await
-        .map_err(std::io::Error::other)?;
-        let mut by_album: HashMap<String, Vec<String>> = HashMap::new();
-        for row in rows {
-            by_album.entry(row.get(0)).or_default().push(row.get(1));
-        }
-        Ok(by_album)
-    }
-}
-
-/// The track titles of `albums`: one query per album through the pool (N+1), a BatchLoader serving every
-/// album's concurrent load, or one hand-written query. Prints the table with the fastest of 5 runs each.
+/// The track titles of `albums`: one query per album through the pool (N+1), a loader-free BatchLoader serving
+/// every album's concurrent load, a preload of every album's tracks, or one hand-written query. Prints the
+/// table with the fastest of 5 runs each.
 async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let n_plus_one = || async {
         let mut found = 0;
@@ -546,9 +497,12 @@ async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn
         }
         Ok::<usize, Box<dyn std::error::Error>>(found)
     };
+    // Tracks keyed by album, read as typed rows: no hand-written Loader.
+    let tracks =
+        PgRows::<String, (String, String)>::table(pool, "aquifer_example.audio_tracks", "album", &["album", "title"])?;
     let batched = || async {
         // One loader per request; the albums' resolvers load concurrently in the request's task.
-        let loader = BatchLoader::builder(TracksByAlbum { pool: pool.clone() }).system("postgresql").build();
+        let loader = tracks.clone().one_to_many(|(album, _)| album.clone());
         let albums = albums.to_vec();
         let loaded = tokio::spawn(async move {
             let loader = &loader;
@@ -561,6 +515,13 @@ async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn
         }
         Ok::<usize, Box<dyn std::error::Error>>(found)
     };
+    let preload = || async {
+        // Parents get their children in one statement per 1,000 albums.
+        let mut parents: Vec<(String, Vec<(String, String)>)> =
+            albums.iter().map(|a| (a.clone(), Vec::new())).collect();
+        tracks.preload(&mut parents, |p| p.0.clone(), |t| t.0.clone(), |p, t| p.1 = t).await?;
+        Ok::<usize, Box<dyn std::error::Error>>(parents.iter().map(|p| p.1.len()).sum())
+    };
     let join = || async {
         let rows: Vec<(String, String)> = pool
             .fetch_all(|| {
@@ -569,8 +530,8 @@ async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn
             .await?;
         Ok::<usize, Box<dyn std::error::Error>>(rows.len())
     };
-    let mut best = [Duration::MAX; 3];
-    let mut found = [0; 3];
+    let mut best = [Duration::MAX; 4];
+    let mut found = [0; 4];
     for _ in 0..5 {
         let t = Instant::now();
         found[0] = n_plus_one().await?;
@@ -579,16 +540,24 @@ async fn tracks_by_album(pool: &PgPool, albums: &[String]) -> Result<(), Box<dyn
         found[1] = batched().await?;
         best[1] = best[1].min(t.elapsed());
         let t = Instant::now();
-        found[2] = join().await?;
+        found[2] = preload().await?;
         best[2] = best[2].min(t.elapsed());
+        let t = Instant::now();
+        found[3] = join().await?;
+        best[3] = best[3].min(t.elapsed());
     }
-    assert!(found[0] == found[1] && found[1] == found[2], "all three load the same tracks: {found:?}");
+    assert!(found.iter().all(|&n| n == found[0]), "all four load the same tracks: {found:?}");
     println!("\ntracks of {} albums ({} tracks), fastest of 5:", albums.len(), found[0]);
     println!("  | strategy                               | statements | time      | vs N+1 |");
     println!("  |----------------------------------------|------------|-----------|--------|");
-    let names = ["N+1: one query per album", "BatchLoader: concurrent loads, batched", "one hand-written query"];
-    let statements = [albums.len(), 1, 1];
-    for i in 0..3 {
+    let names = [
+        "N+1: one query per album",
+        "BatchLoader: concurrent loads, batched",
+        "preload: children of every album",
+        "one hand-written query",
+    ];
+    let statements = [albums.len(), 1, 1, 1];
+    for i in 0..4 {
         println!(
             "  | {:<38} | {:>10} | {:>6.2} ms | {:>5.1}x |",
             names[i],
