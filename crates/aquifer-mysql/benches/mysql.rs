@@ -11,6 +11,8 @@
 //! - `aquifer fetch_one n+1 off`: the same with the N+1 detector off;
 //! - `aquifer fetch_one n+1 scoped`: the same, detector on (warn), every query in an N+1 scope of its own (its
 //!   worst case: a scope set up and torn down per statement);
+//! - `aquifer fetch_one n+1 request`: the same, detector on (warn), one scope per request of
+//!   [`QUERIES_PER_REQUEST`] queries (below the report threshold of 5, as a request without a loop);
 //! - `aquifer reset_on_return`: get+query with `COM_RESET_CONNECTION` on every return (off by default);
 //! - `mysql_async Pool (defaults)`: `Pool::get_conn`, `reset_connection = true` (its default: a
 //!   `COM_RESET_CONNECTION` on every return), constraints 16..16;
@@ -37,6 +39,8 @@ const POOL: usize = 16;
 const TASKS: [usize; 3] = [16, 64, 256];
 const ROWS: u64 = 10_000;
 const TABLE: &str = "aq_my_bench_words";
+/// Queries per N+1 scope of the `n+1 request` peer: a request that runs a few statements, none in a loop.
+const QUERIES_PER_REQUEST: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Query {
@@ -59,17 +63,19 @@ enum Peer {
     AquiferHelper,
     AquiferHelperOff,
     AquiferHelperScoped,
+    AquiferHelperRequest,
     AquiferReset,
     MysqlAsyncPool,
     MysqlAsyncPoolNoReset,
     Bare,
 }
 
-const PEERS: [Peer; 8] = [
+const PEERS: [Peer; 9] = [
     Peer::AquiferGet,
     Peer::AquiferHelper,
     Peer::AquiferHelperOff,
     Peer::AquiferHelperScoped,
+    Peer::AquiferHelperRequest,
     Peer::AquiferReset,
     Peer::MysqlAsyncPool,
     Peer::MysqlAsyncPoolNoReset,
@@ -83,6 +89,7 @@ impl Peer {
             Peer::AquiferHelper => "aquifer fetch_one",
             Peer::AquiferHelperOff => "aquifer fetch_one n+1 off",
             Peer::AquiferHelperScoped => "aquifer fetch_one n+1 scoped",
+            Peer::AquiferHelperRequest => "aquifer fetch_one n+1 request",
             Peer::AquiferReset => "aquifer reset_on_return",
             Peer::MysqlAsyncPool => "mysql_async Pool (defaults)",
             Peer::MysqlAsyncPoolNoReset => "mysql_async Pool (no reset)",
@@ -142,16 +149,20 @@ async fn one(target: &Target, peer: Peer, query: Query, sql: &str, task: usize, 
                 assert_eq!(v.map(|r| r.0), Some(id));
             }
         },
-        Target::Aquifer(pool) if matches!(peer, Peer::AquiferHelper | Peer::AquiferHelperOff) => match query {
-            Query::Select1 => {
-                let v: Option<i64> = pool.fetch_optional(sql, ()).await.unwrap();
-                assert_eq!(v, Some(1));
+        Target::Aquifer(pool)
+            if matches!(peer, Peer::AquiferHelper | Peer::AquiferHelperOff | Peer::AquiferHelperRequest) =>
+        {
+            match query {
+                Query::Select1 => {
+                    let v: Option<i64> = pool.fetch_optional(sql, ()).await.unwrap();
+                    assert_eq!(v, Some(1));
+                }
+                Query::PkLookup => {
+                    let v: Option<(u64, String, i64)> = pool.fetch_optional(sql, (id,)).await.unwrap();
+                    assert_eq!(v.map(|r| r.0), Some(id));
+                }
             }
-            Query::PkLookup => {
-                let v: Option<(u64, String, i64)> = pool.fetch_optional(sql, (id,)).await.unwrap();
-                assert_eq!(v.map(|r| r.0), Some(id));
-            }
-        },
+        }
         Target::Aquifer(pool) => {
             let mut conn = pool.get().await.unwrap();
             run_query(&mut conn, query, sql, id).await;
@@ -179,6 +190,7 @@ async fn target(peer: Peer, url: &str, query: Query) -> Target {
         | Peer::AquiferHelper
         | Peer::AquiferHelperOff
         | Peer::AquiferHelperScoped
+        | Peer::AquiferHelperRequest
         | Peer::AquiferReset => {
             let pool = PoolConfig { max_size: POOL, min_idle: POOL, ..PoolConfig::default() };
             let config =
@@ -223,7 +235,7 @@ async fn target(peer: Peer, url: &str, query: Query) -> Target {
 async fn measure(peer: Peer, url: &str, query: Query, tasks: usize, secs: f64) -> Sample {
     let target = Arc::new(target(peer, url, query).await);
     let sql: Arc<str> = sql(query).into();
-    let cpu_before = cpu_time();
+    let cpu_before = aquifer_testing::process_cpu_time();
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
     let mut handles = Vec::with_capacity(tasks);
@@ -233,10 +245,20 @@ async fn measure(peer: Peer, url: &str, query: Query, tasks: usize, secs: f64) -
             let mut lat = Vec::with_capacity(1 << 14);
             let mut id = 1 + (task as u64 * 7919) % ROWS;
             while Instant::now() < end {
-                let t = Instant::now();
-                one(&target, peer, query, &sql, task, id).await;
-                lat.push(t.elapsed().as_nanos() as u64);
-                id = 1 + (id * 31 + 17) % ROWS;
+                let per_scope = if peer == Peer::AquiferHelperRequest { QUERIES_PER_REQUEST } else { 1 };
+                let request = async {
+                    for _ in 0..per_scope {
+                        let t = Instant::now();
+                        one(&target, peer, query, &sql, task, id).await;
+                        lat.push(t.elapsed().as_nanos() as u64);
+                        id = 1 + (id * 31 + 17) % ROWS;
+                    }
+                };
+                if peer == Peer::AquiferHelperRequest {
+                    aquifer_core::n_plus_one::scope(request).await;
+                } else {
+                    request.await;
+                }
             }
             lat
         }));
@@ -246,7 +268,7 @@ async fn measure(peer: Peer, url: &str, query: Query, tasks: usize, secs: f64) -
         all.extend(h.await.unwrap());
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_time() - cpu_before;
+    let cpu = aquifer_testing::process_cpu_time() - cpu_before;
     match Arc::into_inner(target).expect("tasks are done") {
         Target::Aquifer(pool) => {
             if std::env::var("BENCH_DEBUG").is_ok() {
@@ -265,16 +287,6 @@ async fn measure(peer: Peer, url: &str, query: Query, tasks: usize, secs: f64) -
     let pct = |p: f64| Duration::from_nanos(all[((all.len() as f64 * p) as usize).min(all.len() - 1)]);
     let cpu_us = cpu.as_secs_f64() * 1e6 / all.len() as f64;
     Sample { qps: all.len() as f64 / elapsed, cpu_us, p50: pct(0.50), p99: pct(0.99), max: pct(1.0) }
-}
-
-/// User + system CPU time of this process so far (Linux: /proc/self/stat, in clock ticks of 10 ms).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the whole line.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

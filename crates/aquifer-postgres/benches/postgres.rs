@@ -9,9 +9,10 @@
 //!
 //! Environment: `POSTGRES_URL` (default the local test server without TLS), `BENCH_SECS` per measurement
 //! (default 2), `BENCH_ROUNDS` (default 3), `BENCH_TASKS` (default `16,64,256`), `BENCH_PEERS` (a comma list
-//! of `aquifer`, `helper`, `helper-off`, `helper-scoped`, `session`, `scoped`, `sqlx`, `deadpool`, `bare`; default all; the helper
+//! of `aquifer`, `helper`, `helper-off`, `helper-scoped`, `helper-request`, `session`, `scoped`, `sqlx`, `deadpool`, `bare`; default all; the helper
 //! peers differ only in the N+1 detector: `helper` has the default mode (warn) with no scope open, `helper-off`
-//! mode off, `helper-scoped` mode warn with every query in a scope of its own, its worst case), `BENCH_WORK` (`select1`, `pk`; default
+//! mode off, `helper-scoped` mode warn with every query in a scope of its own, its worst case, `helper-request` mode warn
+//! with one scope per request of 4 queries, below the report threshold), `BENCH_WORK` (`select1`, `pk`; default
 //! both), `BENCH_PGBENCH=0` to skip pgbench. Not run by CI.
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use tokio::sync::Mutex;
 const POOL_SIZE: usize = 16;
 const ROWS: i32 = 10_000;
 const PK_SQL: &str = "SELECT id, name, value FROM aq_pg_bench WHERE id = $1";
+/// Queries per N+1 scope of the `helper-request` peer: a request that runs a few statements, none in a loop.
+const QUERIES_PER_REQUEST: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Work {
@@ -52,19 +55,21 @@ enum Peer {
     AquiferScoped,
     AquiferHelperOff,
     AquiferHelperScoped,
+    AquiferHelperRequest,
     Sqlx,
     Deadpool,
     Bare,
 }
 
 impl Peer {
-    const ALL: [Peer; 9] = [
+    const ALL: [Peer; 10] = [
         Peer::Aquifer,
         Peer::AquiferHelper,
         Peer::AquiferSession,
         Peer::AquiferScoped,
         Peer::AquiferHelperOff,
         Peer::AquiferHelperScoped,
+        Peer::AquiferHelperRequest,
         Peer::Sqlx,
         Peer::Deadpool,
         Peer::Bare,
@@ -78,6 +83,7 @@ impl Peer {
             Peer::AquiferScoped => "scoped",
             Peer::AquiferHelperOff => "helper-off",
             Peer::AquiferHelperScoped => "helper-scoped",
+            Peer::AquiferHelperRequest => "helper-request",
             Peer::Sqlx => "sqlx",
             Peer::Deadpool => "deadpool",
             Peer::Bare => "bare",
@@ -92,6 +98,7 @@ impl Peer {
             Peer::AquiferScoped => "aquifer-postgres with_session fetch_one (tenant per transaction)",
             Peer::AquiferHelperOff => "helper fetch_one, N+1 detector off",
             Peer::AquiferHelperScoped => "helper fetch_one, N+1 warn, one scope per query",
+            Peer::AquiferHelperRequest => "helper fetch_one, N+1 warn, one scope per 4 queries",
             Peer::Sqlx => "sqlx PgPool, defaults",
             Peer::Deadpool => "deadpool-postgres 0.14 (tokio-postgres)",
             Peer::Bare => "16 bare sqlx PgConnections, no pool",
@@ -103,6 +110,9 @@ impl Peer {
 #[derive(Clone, Copy, Debug, Default)]
 struct Sample {
     qps: f64,
+    /// This process's CPU time per query in microseconds (the client's cost; other processes on the machine
+    /// disturb it far less than throughput).
+    cpu_us: f64,
     p50: f64,
     p99: f64,
     max: f64,
@@ -116,6 +126,8 @@ enum Target {
     AquiferScoped(PgPool, PgSession),
     /// Each query in an N+1 scope of its own.
     AquiferHelperScoped(PgPool),
+    /// The helper, [`QUERIES_PER_REQUEST`] queries per N+1 scope.
+    AquiferHelperRequest(PgPool),
     Sqlx(sqlx::PgPool),
     Deadpool(deadpool_postgres::Pool),
     Bare(Arc<Vec<Mutex<PgConnection>>>),
@@ -132,10 +144,10 @@ impl Target {
                 let mut conn = pool.get().await.expect("get");
                 let _: (i32, String, i32) = sqlx::query_as(PK_SQL).bind(key).fetch_one(&mut *conn).await.expect("q");
             }
-            (Target::AquiferHelper(pool), Work::Select1) => {
+            (Target::AquiferHelper(pool) | Target::AquiferHelperRequest(pool), Work::Select1) => {
                 let _: (i32,) = pool.fetch_one(|| sqlx::query("SELECT 1")).await.expect("query");
             }
-            (Target::AquiferHelper(pool), Work::PkLookup) => {
+            (Target::AquiferHelper(pool) | Target::AquiferHelperRequest(pool), Work::PkLookup) => {
                 let _: (i32, String, i32) = pool.fetch_one(|| sqlx::query(PK_SQL).bind(key)).await.expect("query");
             }
             (Target::AquiferSession(pool, session), Work::Select1) => {
@@ -204,6 +216,7 @@ impl Target {
             Target::Aquifer(pool)
             | Target::AquiferHelper(pool)
             | Target::AquiferHelperScoped(pool)
+            | Target::AquiferHelperRequest(pool)
             | Target::AquiferSession(pool, _)
             | Target::AquiferScoped(pool, _) => {
                 pool.close().await;
@@ -236,6 +249,7 @@ async fn open(peer: Peer) -> Target {
         | Peer::AquiferHelper
         | Peer::AquiferHelperOff
         | Peer::AquiferHelperScoped
+        | Peer::AquiferHelperRequest
         | Peer::AquiferSession
         | Peer::AquiferScoped => {
             let mut c = PgConfig::from_url(url());
@@ -257,6 +271,7 @@ async fn open(peer: Peer) -> Target {
                     Target::AquiferHelper(pool)
                 }
                 Peer::AquiferHelperScoped => Target::AquiferHelperScoped(pool),
+                Peer::AquiferHelperRequest => Target::AquiferHelperRequest(pool),
                 _ => Target::AquiferHelper(pool),
             }
         }
@@ -309,18 +324,31 @@ async fn measure(target: Arc<Target>, work: Work, tasks: usize, secs: f64) -> Sa
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             let mut key = (task as i32 * 7919) % ROWS;
+            let per_scope = if matches!(*target, Target::AquiferHelperRequest(_)) { QUERIES_PER_REQUEST } else { 1 };
             while !stop.load(Ordering::Relaxed) {
-                key = (key + 104_729) % ROWS;
-                let t0 = Instant::now();
-                target.query(work, task, key + 1).await;
-                if t0 >= measure_from {
-                    lat.push(t0.elapsed().as_nanos() as u64);
+                let request = async {
+                    for _ in 0..per_scope {
+                        key = (key + 104_729) % ROWS;
+                        let t0 = Instant::now();
+                        target.query(work, task, key + 1).await;
+                        if t0 >= measure_from {
+                            lat.push(t0.elapsed().as_nanos() as u64);
+                        }
+                    }
+                };
+                if per_scope > 1 {
+                    aquifer_core::n_plus_one::scope(request).await;
+                } else {
+                    request.await;
                 }
             }
             lat
         }));
     }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_before = aquifer_testing::process_cpu_time();
     tokio::time::sleep_until((measure_from + run).into()).await;
+    let cpu = aquifer_testing::process_cpu_time() - cpu_before;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     for h in handles {
@@ -328,7 +356,14 @@ async fn measure(target: Arc<Target>, work: Work, tasks: usize, secs: f64) -> Sa
     }
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
-    Sample { qps: all.len() as f64 / secs, p50: pct(0.50), p99: pct(0.99), max: *all.last().unwrap() as f64 / 1000.0 }
+    let cpu_us = cpu.as_secs_f64() * 1e6 / all.len().max(1) as f64;
+    Sample {
+        qps: all.len() as f64 / secs,
+        cpu_us,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        max: *all.last().unwrap() as f64 / 1000.0,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -387,8 +422,8 @@ fn main() {
     println!("pool size {POOL_SIZE}, {secs} s per measurement, median of {rounds} rounds, peers interleaved\n");
     for work in works {
         println!("### {}\n", work.name());
-        println!("| peer | tasks | queries/s | p50 µs | p99 µs | max µs |");
-        println!("|---|---|---|---|---|---|");
+        println!("| peer | tasks | queries/s | client CPU µs/query | p50 µs | p99 µs | max µs |");
+        println!("|---|---|---|---|---|---|---|");
         for &tasks in &task_counts {
             let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); peers.len()];
             for round in 0..rounds {
@@ -404,9 +439,10 @@ fn main() {
             for (i, peer) in peers.iter().enumerate() {
                 let s = &samples[i];
                 println!(
-                    "| {} | {tasks} | {:.1}k | {:.0} | {:.0} | {:.0} |",
+                    "| {} | {tasks} | {:.1}k | {:.1} | {:.0} | {:.0} | {:.0} |",
                     peer.name(),
                     median(s.iter().map(|x| x.qps).collect()) / 1000.0,
+                    median(s.iter().map(|x| x.cpu_us).collect()),
                     median(s.iter().map(|x| x.p50).collect()),
                     median(s.iter().map(|x| x.p99).collect()),
                     median(s.iter().map(|x| x.max).collect()),

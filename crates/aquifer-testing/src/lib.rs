@@ -4,6 +4,7 @@ mod adapter;
 mod chain;
 pub mod chaos;
 mod counting_proxy;
+mod cpu;
 mod fake;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
@@ -31,6 +32,7 @@ mod victoria;
 pub use adapter::FakeAdapter;
 pub use chain::{assert_each_cause_once, error_chain, render_chain};
 pub use counting_proxy::{CountingProxy, WireProtocol};
+pub use cpu::process_cpu_time;
 pub use fake::{FakeConn, FakeError, FakeHook, FakeManager, FakeStats};
 pub use logs::LogBuffer;
 pub use mariadb_cluster::{APP_USER as MARIADB_APP_USER, PROMOTE_SQL as MARIADB_PROMOTE_SQL, PrivateMariaDbCluster};
