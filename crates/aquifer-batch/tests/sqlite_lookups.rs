@@ -259,10 +259,8 @@ async fn pool_upsert_updates_existing_rows_and_inserts_new_ones() {
         .map(|(id, t)| vec![Value::Integer(id), Value::Text(t.into()), Value::Integer(2024)])
         .into();
     assert_eq!(pool.upsert("albums", &["id", "title", "year"], &rows, &["id"]).await.unwrap(), 2);
-    let got: Vec<(i64, String)> = pool
-        .fetch_all("SELECT id, title FROM albums WHERE id IN (4, 5, ?1) ORDER BY id", (ALBUMS + 1,))
-        .await
-        .unwrap();
+    let got: Vec<(i64, String)> =
+        pool.fetch_all("SELECT id, title FROM albums WHERE id IN (4, 5, ?1) ORDER BY id", (ALBUMS + 1,)).await.unwrap();
     assert_eq!(got, [(4, "album 4".to_owned()), (5, "new 5".to_owned()), (ALBUMS + 1, "new album".to_owned())]);
 }
 

@@ -129,7 +129,8 @@ impl SqliteBulk for SqlitePool {
         rows: &[Vec<Value>],
         conflict_columns: &[&str],
     ) -> Result<usize, SqliteBulkError> {
-        let plan = InsertPlan::new(table, columns, rows, Some(conflict_columns), None).map_err(BulkError::from_driver)?;
+        let plan =
+            InsertPlan::new(table, columns, rows, Some(conflict_columns), None).map_err(BulkError::from_driver)?;
         write(self, plan, rows, |plan, c, rows, per| plan.execute(c, rows, per)).await
     }
 
@@ -198,7 +199,7 @@ struct Select<V> {
 impl<V: FromRow + Send + 'static> Attempt<SqliteManager> for Select<V> {
     type Output = Vec<V>;
 
-    async fn run(&mut self, mut conn: SqlitePooled) -> Result<Vec<V>, Failure<rusqlite::Error>> {
+    async fn run(&mut self, conn: SqlitePooled) -> Result<Vec<V>, Failure<rusqlite::Error>> {
         let Some(keys) = self.keys.take() else {
             return Err(Failure::permanent(rusqlite::Error::InvalidQuery));
         };
@@ -207,7 +208,7 @@ impl<V: FromRow + Send + 'static> Attempt<SqliteManager> for Select<V> {
             // Built here: an `Rc` cannot cross threads. The statement cache clears its bindings, so the `Rc` is
             // unique again once the statement is back in the cache.
             let keys = Rc::new(keys);
-            let result = query_keys::<V>(&mut conn, &sql, Rc::clone(&keys));
+            let result = query_keys::<V>(&conn, &sql, Rc::clone(&keys));
             drop(conn);
             (Rc::try_unwrap(keys).unwrap_or_else(|keys| keys.to_vec()), result)
         });
