@@ -197,6 +197,17 @@ async fn statement_form_runs_the_callers_sql_with_the_keys_as_rarray() {
 }
 
 #[tokio::test]
+async fn statement_form_with_an_sql_error_returns_the_drivers_error() {
+    let (_dir, pool) = music().await;
+    // Whether or not its reader has registered `rarray` already, the statement fails with its own error.
+    tracks(&pool).fetch_rows(&[1]).await.unwrap();
+    let bad = SqliteRows::<i64, Track>::statement(&pool, "SELECT nope FROM tracks WHERE album_id IN rarray(?1)");
+    let err = bad.fetch_rows(&[1]).await.unwrap_err();
+    assert!(matches!(err, OperationError::Backend(_)), "{err}");
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[tokio::test]
 async fn pool_fetch_by_keys_returns_typed_rows_in_one_statement() {
     let _one_at_a_time = COUNTING.lock().await;
     let (_dir, pool) = music().await;

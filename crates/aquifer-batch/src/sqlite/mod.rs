@@ -98,17 +98,16 @@ where
     rows.collect::<Result<Vec<T>, _>>().map_err(BulkError::Database)
 }
 
-/// `sql` prepared (and cached) on `conn`, with rusqlite's `rarray` module registered first if `sql` does not
-/// prepare without it. Registering only then, rather than on every call, keeps the module (and the cached
-/// statements that use it) in place once a connection has it.
+/// `sql` prepared (and cached) on `conn`, with rusqlite's `rarray` module registered first when `sql` fails to
+/// prepare for want of it (`no such table: rarray`). Registering only then, rather than on every call, never
+/// replaces the module under the cached statements that use it.
 pub(crate) fn prepare_with_rarray<'c>(conn: &'c Connection, sql: &str) -> rusqlite::Result<CachedStatement<'c>> {
     match conn.prepare_cached(sql) {
-        Ok(stmt) => Ok(stmt),
-        Err(first) => {
-            // Any other error of `sql` comes back from the second prepare, after a harmless registration.
-            rusqlite::vtab::array::load_module(conn).map_err(|_| first)?;
+        Err(missing) if missing.to_string().contains("rarray") => {
+            rusqlite::vtab::array::load_module(conn).map_err(|_| missing)?;
             conn.prepare_cached(sql)
         }
+        prepared => prepared,
     }
 }
 
