@@ -1,7 +1,7 @@
 //! SQLite bulk helpers over rusqlite's `Connection` (feature `sqlite`).
 //!
 //! Lookups pass all keys as ONE parameter through SQLite's `carray`-style `rarray()` table-valued function
-//! (rusqlite's `array` module, registered on the connection by the helper), so a key list never meets the
+//! (rusqlite's `array` module, registered on a connection by the helpers the first time it needs it), so a key list never meets the
 //! variable limit. Inserts use multi-row `VALUES` lists chunked under the connection's own
 //! `SQLITE_LIMIT_VARIABLE_NUMBER` (32,766 by default since SQLite 3.32; read from the connection on every
 //! call, so a lowered limit is honoured), all chunks in one `BEGIN IMMEDIATE` transaction, or in a savepoint
@@ -10,8 +10,8 @@
 //! Two ways in: the functions of this module take a rusqlite `Connection` and are synchronous, as rusqlite is
 //! (from async code run them where the connection lives: an `interact` closure of aquifer-sqlite, or
 //! `spawn_blocking`); [`SqliteBulk`] has the same helpers on aquifer-sqlite's [`SqlitePool`] (a reader for
-//! lookups, the writer for inserts, through the pool's operation runner: `SQLITE_BUSY` retried, timed, watched
-//! by the N+1 detector). [`SqliteRows`] is a [`FetchRows`](crate::FetchRows) source: a loader or a preload
+//! lookups, the writer for inserts, through the pool's operation runner: `SQLITE_BUSY` retried, timed, and
+//! lookups watched by the N+1 detector). [`SqliteRows`] is a [`FetchRows`](crate::FetchRows) source: a loader or a preload
 //! without a hand-written [`Loader`](crate::Loader).
 //!
 //! Results on the pool and of [`insert_returning`] are typed with aquifer-sqlite's [`FromRow`] (rusqlite's
