@@ -6,12 +6,12 @@
 //! readers keep querying, compares an N+1 query loop with aquifer-batch's BatchLoader and one batched query, and
 //! prints the pools' stats and health. Set `SQLITE_PATH` to keep the database somewhere else (it is then left in place).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aquifer_batch::{BatchLoader, BulkError, Loader};
+use aquifer_batch::FetchRows;
+use aquifer_batch::sqlite::SqliteRows;
 use aquifer_sqlite::rusqlite::params;
 use aquifer_sqlite::{SqliteConfig, SqliteOperationError, SqlitePool};
 
@@ -302,45 +302,12 @@ async fn one_batched_query(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usiz
     .await
 }
 
-/// A plot's characters, for a BatchLoader: every batch of plot ids is one `IN rarray(?1)` query on a reader.
-struct CharactersByPlot(SqlitePool);
-
-impl Loader for CharactersByPlot {
-    type Key = i64;
-    type Value = Vec<String>;
-    type Error = SqliteOperationError;
-
-    async fn load(&self, plots: &[i64]) -> Result<HashMap<i64, Vec<String>>, SqliteOperationError> {
-        let plots = plots.to_vec();
-        self.0
-            .read(move |c| {
-                let rows = aquifer_batch::sqlite::fetch_by_keys(
-                    c,
-                    "characters",
-                    &["plot_id", "name"],
-                    "plot_id",
-                    &plots,
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-                )
-                .map_err(|e| match e {
-                    BulkError::Database(e) => e,
-                    // A bad table or column name (impossible here: they are constants), in the closure's error type.
-                    other => aquifer_sqlite::rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
-                })?;
-                let mut by_plot: HashMap<i64, Vec<String>> = HashMap::new();
-                for (plot, name) in rows {
-                    by_plot.entry(plot).or_default().push(name);
-                }
-                Ok(by_plot)
-            })
-            .await
-    }
-}
-
 async fn batch_loader(pool: &SqlitePool, plot_ids: Vec<i64>) -> Result<usize, Box<dyn std::error::Error>> {
-    // One loader per request; the plots' resolvers load concurrently in the request's task, and the loader
-    // turns their 200 loads into one query.
-    let loader = BatchLoader::builder(CharactersByPlot(pool.clone())).system("sqlite").build();
+    // One loader per request, with no Loader to write: `SqliteRows` fetches a plot's characters by key, and
+    // `one_to_many` groups them by the plot id read from each row. The plots' resolvers load concurrently in
+    // the request's task, and the loader turns their 200 loads into one `IN rarray(?1)` query on a reader.
+    let characters = SqliteRows::<i64, (i64, String)>::table(pool, "characters", "plot_id", &["plot_id", "name"])?;
+    let loader = characters.one_to_many(|(plot, _)| *plot);
     let loaded = tokio::spawn(async move {
         let loader = &loader;
         futures_util::future::join_all(plot_ids.into_iter().map(|id| async move { loader.load(id).await })).await
