@@ -305,6 +305,19 @@ async fn bad_identifier_is_a_typed_error_naming_it_and_nothing_is_sent() {
 }
 
 #[tokio::test]
+async fn key_too_large_for_the_packet_limit_fails_before_sending() {
+    let pool = pool_of(None).await;
+    let rows =
+        MySqlRows::<String, Row>::table(&pool, "anything", "k", &[]).unwrap().with_limits(MySqlLimits::new(2048));
+    let before = executed(&pool).await;
+    let err = rows.fetch_rows(&["k".repeat(4096)]).await.unwrap_err();
+    let OperationError::Backend(mysql_async::Error::Other(inner)) = &err else { panic!("{err}") };
+    let inner = inner.downcast_ref::<BulkError<MySqlOperationError>>().expect("a bulk error");
+    assert!(matches!(inner, BulkError::RowTooLarge { row: 0, .. }), "{inner}");
+    assert_eq!(executed(&pool).await - before, 0);
+}
+
+#[tokio::test]
 async fn closed_pool_fails_with_the_acquire_error() {
     let music = Music::new(4).await;
     let loader = music.tracks().one_to_many(|t| t.0);

@@ -28,6 +28,9 @@ pub type MySqlBulkError = BulkError<MySqlOperationError>;
 /// with a consistent snapshot for lookups), which runs them all again after a deadlock or a connection lost
 /// before `COMMIT`.
 ///
+/// Cancellation: as the pool's own helpers: dropping the future drops the attempt in flight (a transaction is
+/// rolled back, a single write may or may not have run) and the pool closes a connection left mid-reply.
+///
 /// ```no_run
 /// # async fn f(pool: &aquifer_mysql::MySqlPool) -> Result<(), aquifer_batch::mysql::MySqlBulkError> {
 /// use aquifer_batch::mysql::MySqlBulk;
