@@ -1,8 +1,9 @@
 //! A vocabulary app on MySQL/MariaDB: users save words and review them; each review is one transaction that
 //! records the answer, reschedules the word and marks the user active. Shows the aquifer-mysql helpers
 //! (`fetch_one`, `fetch_all`, `execute`, `transaction`), the driver's own API on a pooled connection,
-//! concurrent use of a small pool, 200 users' saved words loaded N+1 against aquifer-batch's BatchLoader, and
-//! the pool's health report and statistics.
+//! concurrent use of a small pool, 200 users' saved words written with aquifer-batch's bulk helpers on the pool
+//! and loaded N+1 against a loader aquifer-batch builds from the table (no hand-written `Loader`), and the
+//! pool's health report and statistics.
 //!
 //!     cargo run --example mysql           # default mysql://root@127.0.0.1:3306/test, or MYSQL_URL=mysql://user:pass@host:3306/db
 //!
@@ -12,11 +13,10 @@
 //!
 //! Tables (created if missing, in the URL's database): vocab_users, vocab_saved_words, vocab_reviews.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aquifer_batch::mysql::MySqlLimits;
-use aquifer_batch::{BatchLoader, Loader};
+use aquifer_batch::mysql::{MySqlBulk, MySqlRows};
+use aquifer_batch::{BulkError, FetchRows};
 use aquifer_mysql::mysql_async::Value;
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::{MySqlConfig, MySqlOperationError, MySqlPool, PoolConfig};
@@ -213,72 +213,36 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A user's saved words, for a BatchLoader: every batch of users is one chunked `user_id IN (…)` query.
-struct SavedWordsByUser {
-    pool: MySqlPool,
-    limits: MySqlLimits,
-}
-
-impl Loader for SavedWordsByUser {
-    type Key = u64;
-    type Value = Vec<String>;
-    type Error = std::io::Error;
-
-    async fn load(&self, users: &[u64]) -> Result<HashMap<u64, Vec<String>>, std::io::Error> {
-        let mut conn = self.pool.get().await.map_err(std::io::Error::other)?;
-        let rows = aquifer_batch::mysql::fetch_by_keys(
-            &mut conn,
-            &self.limits,
-            "vocab_saved_words",
-            &["user_id", "word"],
-            "user_id",
-            users,
-        )
-        .await
-        .map_err(std::io::Error::other)?;
-        let mut by_user: HashMap<u64, Vec<String>> = HashMap::new();
-        for row in rows {
-            let (user, word): (u64, String) = aquifer_mysql::mysql_async::from_row(row);
-            by_user.entry(user).or_default().push(word);
-        }
-        Ok(by_user)
-    }
-}
-
-/// 200 users with 5 saved words each, written with aquifer-batch's chunked multi-row inserts; then their words
-/// loaded N+1 (one query per user) against a BatchLoader serving every user's concurrent load.
+/// 200 users with 5 saved words each, written with the pool's chunked multi-row inserts (aquifer-batch's
+/// `MySqlBulk`); then their words loaded N+1 (one query per user) against a loader aquifer-batch builds from the
+/// table (`MySqlRows` + `one_to_many`, no hand-written `Loader`) serving every user's concurrent load.
 async fn saved_words_per_user(pool: &MySqlPool) -> Result<(), Box<dyn std::error::Error>> {
-    let mut conn = pool.get().await?;
-    let limits = MySqlLimits::read(&mut conn).await?;
-    conn.exec_drop("DELETE FROM vocab_users WHERE email LIKE ?", ("batch-user-%",)).await?;
+    pool.execute("DELETE FROM vocab_users WHERE email LIKE ?", ("batch-user-%",)).await?;
     let users: Vec<Vec<Value>> = (0..200)
         .map(|i| vec![Value::from(format!("batch-user-{i}@example.com")), Value::from("en"), Value::from("de")])
         .collect();
-    aquifer_batch::mysql::insert(
-        &mut conn,
-        &limits,
-        "vocab_users",
-        &["email", "native_language", "learning_language"],
-        &users,
-    )
-    .await?;
-    let ids: Vec<u64> =
-        conn.exec("SELECT id FROM vocab_users WHERE email LIKE ? ORDER BY id", ("batch-user-%",)).await?;
+    let columns = ["email", "native_language", "learning_language"];
+    // `None`: chunked under the max_allowed_packet the pool read when it connected.
+    let ids: Vec<u64> = match pool.insert_returning(None, "vocab_users", &columns, &users, &["id"]).await {
+        // MariaDB 10.5+: the generated ids, in the order of `users`.
+        Ok(ids) => ids,
+        // MySQL has no INSERT … RETURNING: insert, then read the ids back.
+        Err(BulkError::Unsupported { .. }) => {
+            pool.insert(None, "vocab_users", &columns, &users).await?;
+            pool.fetch_all("SELECT id FROM vocab_users WHERE email LIKE ? ORDER BY id", ("batch-user-%",)).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let words: Vec<Vec<Value>> = ids
         .iter()
         .flat_map(|&id| {
             WORDS[..5].iter().map(move |w| vec![Value::from(id), Value::from(*w), Value::from("2026-01-01")])
         })
         .collect();
-    aquifer_batch::mysql::insert(
-        &mut conn,
-        &limits,
-        "vocab_saved_words",
-        &["user_id", "word", "next_review_at"],
-        &words,
-    )
-    .await?;
-    drop(conn);
+    pool.insert(None, "vocab_saved_words", &["user_id", "word", "next_review_at"], &words).await?;
+    // `(user_id, word)` rows of a user's saved words; names checked here, before anything is sent.
+    let saved_words =
+        MySqlRows::<u64, (u64, String)>::table(pool, "vocab_saved_words", "user_id", &["user_id", "word"])?;
 
     let mut best = [Duration::MAX; 2];
     let mut found = [0usize; 2];
@@ -295,8 +259,9 @@ async fn saved_words_per_user(pool: &MySqlPool) -> Result<(), Box<dyn std::error
         best[0] = best[0].min(t.elapsed());
 
         let t = Instant::now();
-        // One loader per request; the users' resolvers load concurrently in the request's task.
-        let loader = BatchLoader::builder(SavedWordsByUser { pool: pool.clone(), limits }).system("mysql").build();
+        // One loader per request (`one_to_many`: every row of a user); the users' resolvers load concurrently in
+        // the request's task.
+        let loader = saved_words.clone().one_to_many(|w| w.0);
         let keys = ids.clone();
         let loaded = tokio::spawn(async move {
             let loader = &loader;
@@ -315,7 +280,7 @@ async fn saved_words_per_user(pool: &MySqlPool) -> Result<(), Box<dyn std::error
     println!("  | strategy                               | statements | time      | vs N+1 |");
     println!("  |----------------------------------------|------------|-----------|--------|");
     for (i, (name, statements)) in
-        [("N+1: one query per user", ids.len()), ("BatchLoader: concurrent loads, batched", 1)].into_iter().enumerate()
+        [("N+1: one query per user", ids.len()), ("MySqlRows loader: concurrent, batched", 1)].into_iter().enumerate()
     {
         println!(
             "  | {name:<38} | {statements:>10} | {:>6.2} ms | {:>5.1}x |",

@@ -256,9 +256,7 @@ impl FetchTracks for MyTracks {
     async fn fetch(&self, albums: &[i32]) -> Result<Vec<(i32, String)>, Self::Error> {
         let mut conn = self.0.lock().await;
         let limits = &self.1;
-        let rows =
-            aquifer_batch::mysql::fetch_by_keys(&mut conn, limits, TRACKS, TRACK_COLUMNS, ALBUM_ID, albums).await?;
-        Ok(rows.into_iter().map(mysql_async::from_row).collect())
+        aquifer_batch::mysql::fetch_by_keys(&mut conn, limits, TRACKS, TRACK_COLUMNS, ALBUM_ID, albums).await
     }
 }
 

@@ -63,8 +63,9 @@ fn tracks_by_album(
     BatchLoader::new(ChildrenOf::new(conn, move |conn, albums: Vec<i32>| async move {
         let mut conn = conn.lock().await;
         let columns = ["album_id", "title"];
-        let rows = mysql::fetch_by_keys(&mut conn, &limits, "tracks", &columns, "album_id", &albums).await?;
-        Ok::<_, BulkError<mysql_async::Error>>(rows.into_iter().map(mysql_async::from_row).collect())
+        let rows: Vec<(i32, String)> =
+            mysql::fetch_by_keys(&mut conn, &limits, "tracks", &columns, "album_id", &albums).await?;
+        Ok::<_, BulkError<mysql_async::Error>>(rows)
     }))
 }
 
@@ -98,7 +99,7 @@ async fn fetch_from_seq(rows: &str, keys: i32) -> (u64, usize) {
     .unwrap();
     let keys: Vec<i32> = (1..=keys).collect();
     let before = status(&mut conn, "Com_stmt_execute").await;
-    let found = mysql::fetch_by_keys(&mut conn, &limits, "items", &["id"], "id", &keys).await.unwrap();
+    let found: Vec<i32> = mysql::fetch_by_keys(&mut conn, &limits, "items", &["id"], "id", &keys).await.unwrap();
     (status(&mut conn, "Com_stmt_execute").await - before, found.len())
 }
 
@@ -207,8 +208,8 @@ async fn names_are_quoted_never_spliced() {
         .unwrap();
     let rows = vec![vec![Value::from(1), Value::from("x")], vec![Value::from(2), Value::from("y")]];
     mysql::insert(&mut conn, &limits, table, &["key col", "v"], &rows).await.unwrap();
-    let got = mysql::fetch_by_keys(&mut conn, &limits, table, &["v"], "key col", &[2]).await.unwrap();
-    assert_eq!(got.into_iter().map(mysql_async::from_row::<String>).collect::<Vec<_>>(), ["y"]);
+    let got: Vec<String> = mysql::fetch_by_keys(&mut conn, &limits, table, &["v"], "key col", &[2]).await.unwrap();
+    assert_eq!(got, ["y"]);
 }
 
 #[test]
