@@ -77,7 +77,13 @@ impl<K, V> Neo4jRows<K, V> {
     /// Names are checked here, before anything is sent.
     pub fn nodes(pool: &Neo4jPool, label: &str, key_property: &str) -> Result<Self, IdentError> {
         let cypher = fetch_by_keys_cypher(label, key_property)?;
-        Ok(Neo4jRows { pool: pool.clone(), cypher: cypher.into(), source: label.into(), nodes: true, _rows: PhantomData })
+        Ok(Neo4jRows {
+            pool: pool.clone(),
+            cypher: cypher.into(),
+            source: label.into(),
+            nodes: true,
+            _rows: PhantomData,
+        })
     }
 
     /// The rows of one Cypher statement of yours whose `$keys` parameter is the list of keys (`WHERE a.id IN

@@ -155,4 +155,3 @@ impl Attempt<PgManager> for Chunks<'_> {
         Ok((affected, returned))
     }
 }
-
