@@ -155,3 +155,4 @@ impl Attempt<PgManager> for Chunks<'_> {
         Ok((affected, returned))
     }
 }
+
