@@ -17,8 +17,10 @@ pub type Neo4jBulkError = BulkError<Neo4jOperationError>;
 
 /// The bulk helpers of [`aquifer_batch::neo4j`](crate::neo4j) on a [`Neo4jPool`]: each checks a connection
 /// out, runs through the pool's operation runner (transient failures retried by the pool's retry policy,
-/// `db.client.operation.duration` recorded, the N+1 detector watching) and returns the connection. Nodes come
-/// back typed, deserialized from their properties with serde.
+/// `db.client.operation.duration` recorded) and returns the connection. `fetch_by_keys` goes through the pool's
+/// `fetch_all`, which the N+1 detector watches (its `IN $keys` makes it a batched statement, never reported);
+/// the writes go through the pool's `transaction`, which the detector does not watch. Nodes come back typed,
+/// deserialized from their properties with serde.
 ///
 /// Cypher has no generated keys: see the [module documentation](crate::neo4j).
 ///

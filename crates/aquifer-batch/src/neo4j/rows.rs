@@ -16,7 +16,8 @@ use crate::lookup::FetchRows;
 /// Typed rows by key from a [`Neo4jPool`]: `K` is the key (sent as one list parameter, `$keys`), `V` a row,
 /// deserialized with serde (`#[derive(serde::Deserialize)]`, or a scalar for a statement of one column).
 /// Each fetch is one statement through the pool's `fetch_all` (retried as a read, timed, watched by the N+1
-/// detector as a batched statement: it has `IN $keys`). Cheap to clone.
+/// detector, which counts a statement with `IN $keys` or `UNWIND $keys` as batched and never reports it).
+/// Cheap to clone.
 ///
 /// ```no_run
 /// # async fn f(pool: &aquifer_neo4j::Neo4jPool) -> Result<(), Box<dyn std::error::Error>> {
