@@ -1,4 +1,4 @@
-//! Neo4j bulk helpers over neo4rs's `Graph` (feature `neo4j`).
+//! Neo4j bulk helpers and lookups without a hand-written loader (feature `neo4j`).
 //!
 //! Writes send rows as one list parameter, `UNWIND $rows AS row …`, in batches of [`DEFAULT_UNWIND_BATCH`]
 //! rows by default: every batch has the same statement text, so the server plans it once, and all batches
@@ -17,7 +17,9 @@
 //!
 //! Cancellation: dropping a future mid-transaction drops the transaction handle uncommitted; its connection
 //! goes back to the `Graph`'s own connection pool, which sends Bolt `RESET` (rolling the transaction back)
-//! before the connection is used again. Nothing of an unfinished call is committed.
+//! before the connection is used again. Nothing of an unfinished call is committed. The helpers on the pool
+//! ([`Neo4jBulk`]) inherit the pool's cancel safety: the dropped transaction is rolled back when the pool
+//! repairs its connection, before reuse.
 
 mod pool;
 mod rows;
