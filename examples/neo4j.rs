@@ -1,7 +1,8 @@
 //! A music graph on a Neo4j pool: artists RELEASED albums that CONTAIN tracks, listeners who LISTENED to
-//! tracks and FOLLOW each other. It imports 10,000 nodes with aquifer-batch's `unwind` helper (batched
-//! `UNWIND $rows`), recommends tracks from the people a listener follows, loads every artist's albums N+1
-//! against aquifer-batch's BatchLoader, runs concurrent readers through the pool, and prints health and stats.
+//! tracks and FOLLOW each other. It imports 10,000 nodes with aquifer-batch's `unwind` helper on the pool
+//! (batched `UNWIND $rows`), recommends tracks from the people a listener follows, loads every artist's albums
+//! N+1 against a BatchLoader of aquifer-batch's `Neo4jRows` (no hand-written loader), runs concurrent readers
+//! through the pool, and prints health and stats.
 //!
 //! ```text
 //! bash scripts/dev-services.sh arcadedb     # a local Bolt server (ArcadeDB, 127.0.0.1:17687)
@@ -16,8 +17,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use aquifer_batch::neo4j::unwind;
-use aquifer_batch::{BatchLoader, Loader};
+use aquifer_batch::FetchRows;
+use aquifer_batch::neo4j::{Neo4jBulk, Neo4jRows};
 use aquifer_neo4j::{BoltType, Neo4jConfig, Neo4jPool, query};
 
 const ARTISTS: usize = 200;
@@ -163,12 +164,10 @@ async fn clear(pool: &Neo4jPool) -> Result<(), aquifer_neo4j::Neo4jOperationErro
     Ok(())
 }
 
-/// Imports the catalogue and the listeners with aquifer-batch's `unwind` helper (`UNWIND $rows AS row …` in
-/// batches, one statement shape per step, each step in one transaction); returns the number of nodes.
+/// Imports the catalogue and the listeners with aquifer-batch's `unwind` helper on the pool (`UNWIND $rows AS
+/// row …` in batches, one statement shape per step, each step in one transaction); returns the number of nodes.
 async fn import(pool: &Neo4jPool) -> Result<usize, Box<dyn std::error::Error>> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let conn = pool.get().await?;
-    let graph: &aquifer_neo4j::neo4rs::Graph = &conn;
     let started = Instant::now();
 
     // Artists with their albums and tracks: one row per artist, nested lists, so no lookups are needed.
@@ -200,22 +199,22 @@ async fn import(pool: &Neo4jPool) -> Result<usize, Box<dyn std::error::Error>> {
         .collect();
     // Each artist row creates this many nodes: batches of about BATCH nodes.
     let per_artist = 1 + ALBUMS_PER_ARTIST * (1 + TRACKS_PER_ALBUM);
-    let mut statements = unwind(
-        graph,
-        "CREATE (artist:AqMusicArtist {id: row.id, name: row.name})
+    let mut statements = pool
+        .unwind(
+            "CREATE (artist:AqMusicArtist {id: row.id, name: row.name})
          WITH artist, row UNWIND row.albums AS al
          CREATE (artist)-[:RELEASED]->(album:AqMusicAlbum {id: al.id, title: al.title, year: al.year})
          WITH album, al UNWIND al.tracks AS tr
          CREATE (album)-[:CONTAINS]->(:AqMusicTrack {id: tr.id, title: tr.title, seconds: tr.seconds})",
-        &artists,
-        (BATCH / per_artist).max(1),
-    )
-    .await?;
+            &artists,
+            (BATCH / per_artist).max(1),
+        )
+        .await?;
     let mut nodes = artists.len() * per_artist;
 
     let listeners: Vec<BoltType> =
         (0..LISTENERS as i64).map(|l| map([("id", l.into()), ("name", format!("listener{l}").into())])).collect();
-    statements += unwind(graph, "CREATE (:AqMusicListener {id: row.id, name: row.name})", &listeners, BATCH).await?;
+    statements += pool.unwind("CREATE (:AqMusicListener {id: row.id, name: row.name})", &listeners, BATCH).await?;
     nodes += listeners.len();
     println!("  {nodes} nodes in {statements} UNWIND statements, {:.2?}", started.elapsed());
 
@@ -237,15 +236,15 @@ async fn import(pool: &Neo4jPool) -> Result<usize, Box<dyn std::error::Error>> {
             plays.push(BoltType::from(vec![l as i64, track as i64, 1 + rng.below(20) as i64]));
         }
     }
-    let mut statements = unwind(
-        graph,
-        "MATCH (a:AqMusicListener {id: row[0]}), (b:AqMusicListener {id: row[1]}) MERGE (a)-[:FOLLOWS]->(b)",
-        &follows,
-        BATCH,
-    )
-    .await?;
-    statements += unwind(
-        graph,
+    let mut statements = pool
+        .unwind(
+            "MATCH (a:AqMusicListener {id: row[0]}), (b:AqMusicListener {id: row[1]}) MERGE (a)-[:FOLLOWS]->(b)",
+            &follows,
+            BATCH,
+        )
+        .await?;
+    statements += pool
+        .unwind(
         "MATCH (l:AqMusicListener {id: row[0]}), (t:AqMusicTrack {id: row[1]}) CREATE (l)-[:LISTENED {times: row[2]}]->(t)",
         &plays,
         BATCH,
@@ -294,43 +293,27 @@ async fn recommend(
         .collect())
 }
 
-/// An artist's album titles (its RELEASED neighbours), for a BatchLoader: one `WHERE a.id IN $ids` per batch.
-struct AlbumsByArtist {
-    pool: Neo4jPool,
-}
-
-impl Loader for AlbumsByArtist {
-    type Key = i64;
-    type Value = Vec<String>;
-    type Error = std::io::Error;
-
-    async fn load(&self, artists: &[i64]) -> Result<HashMap<i64, Vec<String>>, std::io::Error> {
-        let conn = self.pool.get().await.map_err(std::io::Error::other)?;
-        let graph: &aquifer_neo4j::neo4rs::Graph = &conn;
-        let q = query(
-            "MATCH (a:AqMusicArtist)-[:RELEASED]->(al:AqMusicAlbum) WHERE a.id IN $ids RETURN a.id AS a, al.title AS t",
-        )
-        .param("ids", artists.to_vec());
-        let mut rows = graph.execute(q).await.map_err(std::io::Error::other)?;
-        let mut by_artist: HashMap<i64, Vec<String>> = HashMap::new();
-        while let Some(row) = rows.next().await.map_err(std::io::Error::other)? {
-            let (a, t): (i64, String) =
-                (row.get("a").map_err(std::io::Error::other)?, row.get("t").map_err(std::io::Error::other)?);
-            by_artist.entry(a).or_default().push(t);
-        }
-        Ok(by_artist)
-    }
+/// One of an artist's albums (its RELEASED neighbours), as the loader's statement returns it.
+#[derive(Clone, serde::Deserialize)]
+struct AlbumOf {
+    artist_id: i64,
+    title: String,
 }
 
 /// Every artist's albums: one query per artist (N+1) against a BatchLoader serving every artist's concurrent
 /// load. Prints the table with the fastest of 3 runs each.
 async fn albums_per_artist(pool: &Neo4jPool) -> Result<(), Box<dyn std::error::Error>> {
     let ids: Vec<i64> = (0..ARTISTS as i64).collect();
+    let albums = Neo4jRows::<i64, AlbumOf>::statement(
+        pool,
+        "MATCH (a:AqMusicArtist)-[:RELEASED]->(al:AqMusicAlbum) WHERE a.id IN $keys \
+         RETURN a.id AS artist_id, al.title AS title",
+    );
     let mut best = [std::time::Duration::MAX; 2];
-    let mut found = [0usize; 2];
+    let mut found: [Vec<String>; 2] = Default::default();
     for _ in 0..3 {
         let t = Instant::now();
-        let mut n = 0;
+        let mut titles = Vec::new();
         for &id in &ids {
             // The N+1 loop: aquifer::n_plus_one reports the `fetch_all` call below once, when the scope ends.
             let rows = pool
@@ -339,29 +322,33 @@ async fn albums_per_artist(pool: &Neo4jPool) -> Result<(), Box<dyn std::error::E
                         .param("id", id),
                 )
                 .await?;
-            n += rows.len();
+            for row in rows {
+                titles.push(row.get::<String>("t")?);
+            }
         }
-        found[0] = n;
+        found[0] = titles;
         best[0] = best[0].min(t.elapsed());
 
         let t = Instant::now();
-        // One loader per request; the artists' resolvers load concurrently in the request's task.
-        let loader = BatchLoader::builder(AlbumsByArtist { pool: pool.clone() }).system("neo4j").build();
+        // One loader per request; the artists' resolvers load concurrently in the request's task, and their
+        // loads become one `WHERE a.id IN $keys` statement.
+        let loader = albums.clone().one_to_many(|al| al.artist_id);
         let keys = ids.clone();
         let loaded = tokio::spawn(async move {
             let loader = &loader;
             futures_util::future::join_all(keys.into_iter().map(|id| async move { loader.load(id).await })).await
         })
         .await?;
-        let mut n = 0;
+        let mut titles = Vec::new();
         for albums in loaded {
-            n += albums?.map_or(0, |a| a.len());
+            titles.extend(albums?.into_iter().flatten().map(|al| al.title));
         }
-        found[1] = n;
+        found[1] = titles;
         best[1] = best[1].min(t.elapsed());
     }
+    found.iter_mut().for_each(|titles| titles.sort());
     assert_eq!(found[0], found[1], "both load the same albums");
-    println!("\nalbums of {} artists ({} albums), fastest of 3:", ids.len(), found[0]);
+    println!("\nalbums of {} artists ({} albums), fastest of 3:", ids.len(), found[0].len());
     println!("  | strategy                               | statements | time      | vs N+1 |");
     println!("  |----------------------------------------|------------|-----------|--------|");
     for (i, (name, statements)) in
