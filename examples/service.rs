@@ -1,8 +1,9 @@
 //! One HTTP service over all four backends, the way an application wires Aquifer: a music library on
 //! PostgreSQL, a vocabulary app on MySQL/MariaDB, a music graph on Neo4j and a book-writing app on SQLite, each
 //! pool configured from the environment, all registered in one `aquifer_http::Pools` set whose routes serve
-//! `/health`, `/health/{pool}` and `/stats`, metrics exported over OTLP by aquifer-otel, endpoints that load
-//! their children through a per-request aquifer-batch `BatchLoader`, and a graceful shutdown that closes every
+//! `/health`, `/health/{pool}` and `/stats`, metrics exported over OTLP by aquifer-otel, endpoints that attach
+//! their children with aquifer-batch's `preload` (one statement per page, no hand-written loader), and a
+//! graceful shutdown that closes every
 //! pool.
 //!
 //! ```text
@@ -39,13 +40,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aquifer_batch::mysql::MySqlLimits;
-use aquifer_batch::{BatchLoader, Loader};
+use aquifer_batch::FetchRows;
+use aquifer_batch::mysql::MySqlRows;
+use aquifer_batch::neo4j::Neo4jRows;
+use aquifer_batch::postgres::PgRows;
+use aquifer_batch::sqlite::SqliteRows;
 use aquifer_http::Pools;
 use aquifer_mysql::mysql_async::prelude::Queryable;
 use aquifer_mysql::{MySqlConfig, MySqlPool};
 use aquifer_neo4j::{BoltType, Neo4jConfig, Neo4jPool, query};
-use aquifer_postgres::sqlx::{self, Row};
+use aquifer_postgres::sqlx;
 use aquifer_postgres::{PgConfig, PgPool};
 use aquifer_sqlite::{SqliteConfig, SqlitePool};
 use axum::Json;
@@ -88,7 +92,11 @@ fn var(name: &str) -> Option<String> {
 struct App {
     music: PgPool,
     vocab: MySqlPool,
-    vocab_limits: MySqlLimits,
+    /// The children the endpoints attach to a page of parents, one statement per page.
+    tracks: TrackRows,
+    words: WordRows,
+    albums: AlbumRows,
+    characters: CharacterRows,
     graph: Neo4jPool,
     books: SqlitePool,
 }
@@ -105,8 +113,16 @@ async fn main() -> Result<(), BoxError> {
     let vocab = MySqlConfig::from_lookup("MYSQL", var)?.connect().await?;
     let graph = Neo4jConfig::from_lookup("NEO4J", var)?.connect().await?;
     let books = SqliteConfig::from_lookup("SQLITE", var)?.connect().await?;
-    let vocab_limits = MySqlLimits::read(&mut *vocab.get().await?).await?;
-    let app = App { music, vocab, vocab_limits, graph, books };
+    let app = App {
+        tracks: track_rows(&music),
+        words: word_rows(&vocab)?,
+        albums: album_rows(&graph),
+        characters: character_rows(&books)?,
+        music,
+        vocab,
+        graph,
+        books,
+    };
     seed(&app).await?;
 
     let pools = Pools::new();
@@ -218,15 +234,6 @@ impl Page {
     }
 }
 
-/// Loads every key of `keys` through `loader` concurrently, in this request's task: the loader sees them
-/// together and runs one query for all.
-async fn load_all<L: Loader>(
-    loader: &BatchLoader<L>,
-    keys: impl IntoIterator<Item = L::Key>,
-) -> Result<Vec<Option<L::Value>>, aquifer_batch::BatchError<L::Error>> {
-    futures_util::future::join_all(keys.into_iter().map(|k| loader.load(k))).await.into_iter().collect()
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // PostgreSQL: the music library.
 
@@ -247,52 +254,37 @@ struct Album {
     tracks: Vec<Track>,
 }
 
-/// The tracks of many albums in one `album_id = ANY($1)` query (aquifer-batch's bulk lookup).
-struct TracksByAlbum(PgPool);
+/// The tracks of a page of albums, in one `album_id = ANY($1)` statement: `(album_id, id, position, title,
+/// seconds)` rows of aquifer-batch's `PgRows`, in position order.
+type TrackRows = PgRows<i32, (i32, i32, i32, String, i32)>;
 
-impl Loader for TracksByAlbum {
-    type Key = i32;
-    type Value = Vec<Track>;
-    type Error = std::io::Error;
-
-    async fn load(&self, albums: &[i32]) -> Result<HashMap<i32, Vec<Track>>, std::io::Error> {
-        let mut conn = self.0.get().await.map_err(std::io::Error::other)?;
-        let rows = aquifer_batch::postgres::fetch_by_keys(
-            &mut conn,
-            "aquifer_service.tracks",
-            &["album_id", "id", "position", "title", "seconds"],
-            "album_id",
-            albums,
-        )
-        .await
-        .map_err(std::io::Error::other)?;
-        let mut by_album: HashMap<i32, Vec<Track>> = HashMap::new();
-        for row in rows {
-            let track = Track { id: row.get(1), position: row.get(2), title: row.get(3), seconds: row.get(4) };
-            by_album.entry(row.get(0)).or_default().push(track);
-        }
-        for tracks in by_album.values_mut() {
-            tracks.sort_by_key(|t| t.position);
-        }
-        Ok(by_album)
-    }
+fn track_rows(pool: &PgPool) -> TrackRows {
+    PgRows::statement(
+        pool,
+        "SELECT album_id, id, position, title, seconds FROM aquifer_service.tracks \
+         WHERE album_id = ANY($1) ORDER BY album_id, position",
+    )
 }
 
-async fn with_tracks(pool: &PgPool, rows: Vec<(i32, String, String, i32)>) -> Result<Vec<Album>, ApiError> {
-    // One loader per request: its cache never outlives the request.
-    let loader = BatchLoader::builder(TracksByAlbum(pool.clone())).system("postgresql").build();
-    let tracks = load_all(&loader, rows.iter().map(|r| r.0)).await?;
-    Ok(rows
+async fn with_tracks(app: &App, rows: Vec<(i32, String, String, i32)>) -> Result<Vec<Album>, ApiError> {
+    let mut albums: Vec<Album> = rows
         .into_iter()
-        .zip(tracks)
-        .map(|((id, title, artist, year), tracks)| Album {
-            id,
-            title,
-            artist,
-            year,
-            tracks: tracks.unwrap_or_default(),
-        })
-        .collect())
+        .map(|(id, title, artist, year)| Album { id, title, artist, year, tracks: Vec::new() })
+        .collect();
+    app.tracks
+        .preload(
+            &mut albums,
+            |a| a.id,
+            |t| t.0,
+            |a, rows| {
+                a.tracks = rows
+                    .into_iter()
+                    .map(|(_, id, position, title, seconds)| Track { id, position, title, seconds })
+                    .collect();
+            },
+        )
+        .await?;
+    Ok(albums)
 }
 
 async fn albums(State(app): State<App>, Query(page): Query<Page>) -> Result<Json<Vec<Album>>, ApiError> {
@@ -304,7 +296,7 @@ async fn albums(State(app): State<App>, Query(page): Query<Page>) -> Result<Json
                 .bind(page.offset())
         })
         .await?;
-    Ok(Json(with_tracks(&app.music, rows).await?))
+    Ok(Json(with_tracks(&app, rows).await?))
 }
 
 async fn album(State(app): State<App>, Path(id): Path<i32>) -> Result<Json<Album>, ApiError> {
@@ -315,7 +307,7 @@ async fn album(State(app): State<App>, Path(id): Path<i32>) -> Result<Json<Album
         })
         .await?;
     let row = row.ok_or_else(|| not_found(format!("no album {id}")))?;
-    let mut albums = with_tracks(&app.music, vec![row]).await?;
+    let mut albums = with_tracks(&app, vec![row]).await?;
     Ok(Json(albums.remove(0)))
 }
 
@@ -329,37 +321,15 @@ struct Learner {
     words: Vec<String>,
 }
 
-/// The saved words of many learners in chunked `learner_id IN (...)` queries (aquifer-batch's bulk lookup,
-/// sized under the server's placeholder and packet limits).
-struct WordsByLearner(MySqlPool, MySqlLimits);
+/// The saved words of a page of learners: aquifer-batch's `MySqlRows`, chunked `learner_id IN (...)` statements
+/// sized under the server's placeholder and packet limits, in word order.
+type WordRows = MySqlRows<u64, (u64, String)>;
 
-impl Loader for WordsByLearner {
-    type Key = u64;
-    type Value = Vec<String>;
-    type Error = std::io::Error;
-
-    async fn load(&self, learners: &[u64]) -> Result<HashMap<u64, Vec<String>>, std::io::Error> {
-        let mut conn = self.0.get().await.map_err(std::io::Error::other)?;
-        let rows = aquifer_batch::mysql::fetch_by_keys(
-            &mut conn,
-            &self.1,
-            "svc_words",
-            &["learner_id", "word"],
-            "learner_id",
-            learners,
-        )
-        .await
-        .map_err(std::io::Error::other)?;
-        let mut by_learner: HashMap<u64, Vec<String>> = HashMap::new();
-        for row in rows {
-            let (learner, word): (u64, String) = aquifer_mysql::mysql_async::from_row(row);
-            by_learner.entry(learner).or_default().push(word);
-        }
-        for words in by_learner.values_mut() {
-            words.sort();
-        }
-        Ok(by_learner)
-    }
+fn word_rows(pool: &MySqlPool) -> Result<WordRows, BoxError> {
+    Ok(MySqlRows::statement(
+        pool,
+        "SELECT learner_id, word FROM svc_words WHERE learner_id IN ({keys}) ORDER BY learner_id, word",
+    )?)
 }
 
 async fn learners(State(app): State<App>, Query(page): Query<Page>) -> Result<Json<Vec<Learner>>, ApiError> {
@@ -367,14 +337,12 @@ async fn learners(State(app): State<App>, Query(page): Query<Page>) -> Result<Js
         .vocab
         .fetch_all("SELECT id, email FROM svc_learners ORDER BY id LIMIT ? OFFSET ?", (page.limit(), page.offset()))
         .await?;
-    let loader = BatchLoader::builder(WordsByLearner(app.vocab.clone(), app.vocab_limits)).system("mysql").build();
-    let words = load_all(&loader, rows.iter().map(|r| r.0)).await?;
-    Ok(Json(
-        rows.into_iter()
-            .zip(words)
-            .map(|((id, email), words)| Learner { id, email, words: words.unwrap_or_default() })
-            .collect(),
-    ))
+    let mut learners: Vec<Learner> =
+        rows.into_iter().map(|(id, email)| Learner { id, email, words: Vec::new() }).collect();
+    app.words
+        .preload(&mut learners, |l| l.id, |w| w.0, |l, words| l.words = words.into_iter().map(|w| w.1).collect())
+        .await?;
+    Ok(Json(learners))
 }
 
 #[derive(Debug, Deserialize)]
@@ -435,39 +403,24 @@ struct Artist {
     albums: Vec<GraphAlbum>,
 }
 
-/// The RELEASED albums of many artists in one `WHERE a.id IN $ids` query.
-struct AlbumsByArtist(Neo4jPool);
+/// One RELEASED album with its artist's id, as aquifer-batch's `Neo4jRows` deserializes a row.
+#[derive(Debug, Clone, Deserialize)]
+struct ReleasedAlbum {
+    artist: i64,
+    id: i64,
+    title: String,
+    year: i64,
+}
 
-impl Loader for AlbumsByArtist {
-    type Key = i64;
-    type Value = Vec<GraphAlbum>;
-    type Error = aquifer_neo4j::Neo4jOperationError;
+/// The RELEASED albums of a page of artists in one `WHERE a.id IN $keys` statement, in album order.
+type AlbumRows = Neo4jRows<i64, ReleasedAlbum>;
 
-    async fn load(&self, artists: &[i64]) -> Result<HashMap<i64, Vec<GraphAlbum>>, Self::Error> {
-        let rows = self
-            .0
-            .fetch_all(
-                query(
-                    "MATCH (a:AqSvcArtist)-[:RELEASED]->(al:AqSvcAlbum) WHERE a.id IN $ids
-                     RETURN a.id AS artist, al.id AS id, al.title AS title, al.year AS year",
-                )
-                .param("ids", artists.to_vec()),
-            )
-            .await?;
-        let mut by_artist: HashMap<i64, Vec<GraphAlbum>> = HashMap::new();
-        for row in rows {
-            let (Ok(artist), Ok(id), Ok(title), Ok(year)) =
-                (row.get::<i64>("artist"), row.get::<i64>("id"), row.get::<String>("title"), row.get::<i64>("year"))
-            else {
-                continue;
-            };
-            by_artist.entry(artist).or_default().push(GraphAlbum { id, title, year });
-        }
-        for albums in by_artist.values_mut() {
-            albums.sort_by_key(|a| a.id);
-        }
-        Ok(by_artist)
-    }
+fn album_rows(pool: &Neo4jPool) -> AlbumRows {
+    Neo4jRows::statement(
+        pool,
+        "MATCH (a:AqSvcArtist)-[:RELEASED]->(al:AqSvcAlbum) WHERE a.id IN $keys
+         RETURN a.id AS artist, al.id AS id, al.title AS title, al.year AS year ORDER BY toInteger(al.id)",
+    )
 }
 
 async fn artists(State(app): State<App>, Query(page): Query<Page>) -> Result<Json<Vec<Artist>>, ApiError> {
@@ -486,15 +439,20 @@ async fn artists(State(app): State<App>, Query(page): Query<Page>) -> Result<Jso
         .await?;
     let artists: Vec<(i64, String)> =
         rows.iter().filter_map(|r| Some((r.get::<i64>("id").ok()?, r.get::<String>("name").ok()?))).collect();
-    let loader = BatchLoader::builder(AlbumsByArtist(app.graph.clone())).system("neo4j").build();
-    let albums = load_all(&loader, artists.iter().map(|a| a.0)).await?;
-    Ok(Json(
-        artists
-            .into_iter()
-            .zip(albums)
-            .map(|((id, name), albums)| Artist { id, name, albums: albums.unwrap_or_default() })
-            .collect(),
-    ))
+    let mut artists: Vec<Artist> =
+        artists.into_iter().map(|(id, name)| Artist { id, name, albums: Vec::new() }).collect();
+    app.albums
+        .preload(
+            &mut artists,
+            |a| a.id,
+            |al| al.artist,
+            |a, rows| {
+                a.albums =
+                    rows.into_iter().map(|al| GraphAlbum { id: al.id, title: al.title, year: al.year }).collect();
+            },
+        )
+        .await?;
+    Ok(Json(artists))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -514,39 +472,12 @@ struct Plot {
     characters: Vec<Character>,
 }
 
-/// The characters of many plots in one `plot_id IN rarray(?)` query on a reader connection.
-struct CharactersByPlot(SqlitePool);
+/// The characters of a page of plots in one `plot_id IN rarray(?1)` statement on a reader: aquifer-batch's
+/// `SqliteRows` of `(plot_id, name, role)`.
+type CharacterRows = SqliteRows<i64, (i64, String, String)>;
 
-impl Loader for CharactersByPlot {
-    type Key = i64;
-    type Value = Vec<Character>;
-    type Error = aquifer_sqlite::SqliteOperationError;
-
-    async fn load(&self, plots: &[i64]) -> Result<HashMap<i64, Vec<Character>>, Self::Error> {
-        let plots = plots.to_vec();
-        self.0
-            .read(move |c| {
-                let rows = aquifer_batch::sqlite::fetch_by_keys(
-                    c,
-                    "svc_characters",
-                    &["plot_id", "name", "role"],
-                    "plot_id",
-                    &plots,
-                    |r| Ok((r.get::<_, i64>(0)?, Character { name: r.get(1)?, role: r.get(2)? })),
-                )
-                .map_err(|e| match e {
-                    aquifer_batch::BulkError::Database(e) => e,
-                    // A bad table or column name (they are constants here), in the closure's error type.
-                    other => aquifer_sqlite::rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
-                })?;
-                let mut by_plot: HashMap<i64, Vec<Character>> = HashMap::new();
-                for (plot, character) in rows {
-                    by_plot.entry(plot).or_default().push(character);
-                }
-                Ok(by_plot)
-            })
-            .await
-    }
+fn character_rows(pool: &SqlitePool) -> Result<CharacterRows, BoxError> {
+    Ok(SqliteRows::table(pool, "svc_characters", "plot_id", &["plot_id", "name", "role"])?)
 }
 
 async fn plots(State(app): State<App>, Query(page): Query<Page>) -> Result<Json<Vec<Plot>>, ApiError> {
@@ -559,19 +490,17 @@ async fn plots(State(app): State<App>, Query(page): Query<Page>) -> Result<Json<
                 .collect()
         })
         .await?;
-    let loader = BatchLoader::builder(CharactersByPlot(app.books.clone())).system("sqlite").build();
-    let characters = load_all(&loader, rows.iter().map(|r| r.0)).await?;
-    Ok(Json(
-        rows.into_iter()
-            .zip(characters)
-            .map(|((id, title, genre), characters)| Plot {
-                id,
-                title,
-                genre,
-                characters: characters.unwrap_or_default(),
-            })
-            .collect(),
-    ))
+    let mut plots: Vec<Plot> =
+        rows.into_iter().map(|(id, title, genre)| Plot { id, title, genre, characters: Vec::new() }).collect();
+    app.characters
+        .preload(
+            &mut plots,
+            |p| p.id,
+            |c| c.0,
+            |p, rows| p.characters = rows.into_iter().map(|(_, name, role)| Character { name, role }).collect(),
+        )
+        .await?;
+    Ok(Json(plots))
 }
 
 // ---------------------------------------------------------------------------------------------------------
