@@ -93,22 +93,26 @@ async fn one_to_one_loads_a_row_per_key_and_none_for_a_missing_key() {
 #[tokio::test]
 async fn preload_attaches_children_with_one_statement_per_chunk_of_keys() {
     let (pool, proxy, schema) = music("preload").await;
-    // 2,500 parents over 1,000 distinct albums: three chunks of keys, and parents that share an album.
+    // 3,000 parents over 2,500 distinct albums (those above 1,000 have no tracks): three chunks of keys, and
+    // parents that share an album.
     struct Album {
         id: i32,
         tracks: Vec<Track>,
     }
-    let mut parents: Vec<Album> = (0..2500).map(|i| Album { id: i % 1000 + 1, tracks: Vec::new() }).collect();
-    let distinct: usize = 1000;
+    let mut parents: Vec<Album> = (0..3000).map(|i| Album { id: i % 2500 + 1, tracks: Vec::new() }).collect();
+    let distinct: usize = 2500;
 
     let before = proxy.statements();
     tracks(&pool, &schema).preload(&mut parents, |a| a.id, |t| t.album_id, |a, t| a.tracks = t).await.expect("preload");
     assert_eq!(proxy.statements() - before, distinct.div_ceil(PRELOAD_CHUNK));
+    assert_eq!(distinct.div_ceil(PRELOAD_CHUNK), 3);
     for album in &parents {
-        assert_eq!(album.tracks.len(), (album.id % 4) as usize, "album {}", album.id);
+        let expected = if album.id <= 1000 { (album.id % 4) as usize } else { 0 };
+        assert_eq!(album.tracks.len(), expected, "album {}", album.id);
         assert!(album.tracks.iter().all(|t| t.album_id == album.id));
     }
-    assert_eq!(parents[3].tracks, parents[1003].tracks, "parents sharing a key get the same children");
+    assert_eq!(parents[2].tracks.len(), 3);
+    assert_eq!(parents[2].tracks, parents[2502].tracks, "parents sharing a key get the same children");
     drop_schema(&pool, &schema).await;
 }
 

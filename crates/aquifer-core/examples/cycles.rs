@@ -21,6 +21,15 @@
 //! `clear` do nothing: the engine's own cost of a context (the boxed slow path, the apply, the return through
 //! a background task that clears it), without a database's round trips. Compare its on-CPU time per cycle
 //! with a run without arguments (callgrind cannot: the clear runs in a task outside the toggled functions).
+//!
+//! With `watch` as second argument each cycle is instead what a helper adds to a statement for the N+1 detector
+//! inside an open scope (`aquifer_core::n_plus_one`): the watch of a primary-key lookup's text and its drop,
+//! 4 per scope as a request of 4 queries. Count its instructions with
+//!
+//!     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg \
+//!         --toggle-collect='aquifer_core::pool::Pool<M>::n_plus_one_watch' \
+//!         --toggle-collect='core::ptr::drop_in_place<aquifer_core::n_plus_one::Watch>' \
+//!         target/release/examples/cycles 40000 watch
 
 use std::sync::Arc;
 
@@ -57,7 +66,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pool = builder.build()?;
         drop(pool.get().await?);
         let (cpu0, wall0) = (thread_cpu_ns(), std::time::Instant::now());
-        for _ in 0..n {
+        if std::env::args().nth(2).as_deref() == Some("watch") {
+            let caller = std::panic::Location::caller();
+            for _ in 0..n / 4 {
+                aquifer_core::n_plus_one::scope(async {
+                    for _ in 0..4 {
+                        let watch = pool.n_plus_one_watch("SELECT id, name, value FROM t WHERE id = $1", Some(caller));
+                        drop(std::hint::black_box(watch));
+                    }
+                })
+                .await;
+            }
+        }
+        for _ in 0..n * u64::from(std::env::args().nth(2).as_deref() != Some("watch")) {
             let conn = match &ctx {
                 Some(ctx) => pool.get_with(Arc::clone(ctx)).await?,
                 None => pool.get().await?,
