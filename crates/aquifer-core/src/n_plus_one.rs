@@ -172,14 +172,16 @@ impl Sink {
 }
 
 struct Entry {
-    shape: Arc<str>,
+    /// The shape's text and where to report: set by the call that reaches the threshold, so shapes that never
+    /// loop cost no shared counter clone and no text.
+    shape: Option<Arc<str>>,
     /// The call site, when the helper knew it; else resolved from a backtrace once the loop is found.
     caller: Option<&'static Location<'static>>,
     resolved: Option<(String, u32)>,
     count: u32,
     in_flight: u32,
     total: Duration,
-    sink: Sink,
+    sink: Option<Sink>,
 }
 
 impl Entry {
@@ -190,9 +192,9 @@ impl Entry {
             (None, None) => ("unknown".to_owned(), 0),
         };
         Finding {
-            pool: self.sink.pool.to_string(),
-            system: self.sink.system.to_string(),
-            shape: self.shape.to_string(),
+            pool: self.sink.as_ref().map_or_else(String::new, |s| s.pool.to_string()),
+            system: self.sink.as_ref().map_or_else(String::new, |s| s.system.to_string()),
+            shape: self.shape.as_deref().unwrap_or_default().to_owned(),
             file,
             line,
             count: self.count,
@@ -218,7 +220,7 @@ impl State {
             .entries
             .values()
             .filter(|e| e.count >= self.threshold)
-            .map(|e| (e.finding(), e.sink.clone()))
+            .filter_map(|e| Some((e.finding(), e.sink.clone()?)))
             .collect();
         found.sort_by(|(a, _), (b, _)| (&a.file, a.line).cmp(&(&b.file, b.line)));
         found
@@ -368,10 +370,10 @@ pub(crate) fn watch(
     let Ok(state) = SCOPE.try_with(Arc::clone) else {
         return Ok(None);
     };
-    let Some(shape) = known_shape(statement) else {
+    let Some(hash) = counted_shape(statement) else {
         return Ok(None);
     };
-    let key = (shape.hash, caller.map(Site));
+    let key = (hash, caller.map(Site));
     let mut guard = state.lock();
     let threshold = guard.threshold;
     let tracked = guard.entries.len();
@@ -379,21 +381,25 @@ pub(crate) fn watch(
         Slot::Occupied(slot) => slot.into_mut(),
         Slot::Vacant(_) if tracked >= MAX_TRACKED => return Ok(None),
         Slot::Vacant(slot) => slot.insert(Entry {
-            shape: Arc::clone(&shape.text),
+            shape: None,
             caller,
             resolved: None,
             count: 0,
             in_flight: 0,
             total: Duration::ZERO,
-            sink: sink(),
+            sink: None,
         }),
     };
     // A call that overlaps another of the same shape and site is concurrent, not one after another.
     if entry.in_flight == 0 {
         entry.count += 1;
-        // This call is inside the loop: its backtrace leads to the loop's call site (once per loop).
-        if entry.count == threshold && entry.caller.is_none() {
-            entry.resolved = call_site_from_backtrace();
+        if entry.count == threshold {
+            entry.shape = Some(shape_text(statement));
+            entry.sink = Some(sink());
+            // This call is inside the loop: its backtrace leads to the loop's call site (once per loop).
+            if entry.caller.is_none() {
+                entry.resolved = call_site_from_backtrace();
+            }
         }
     }
     if mode == NPlusOneMode::Deny && entry.count >= threshold {
@@ -404,19 +410,12 @@ pub(crate) fn watch(
     Ok(Some(Watch { state, key, started: Instant::now() }))
 }
 
-/// A counted statement's shape (a read, not batched): its hash (the entries' key) and its text.
-#[derive(Clone)]
-struct Counted {
-    hash: u64,
-    /// Shared by every scope's entry for the shape; cloned only when a scope meets the shape first.
-    text: Arc<str>,
-}
-
 /// Statements whose shape is known, by their text: an application runs the same few hundred statement texts
 /// again and again, and normalising one costs far more than finding it here (measured with callgrind: the
-/// shape was about 60 % of a watch's instructions). `None`: batched or writing, never counted. One cache per
-/// thread, so a lookup takes no lock and writes no memory another core reads.
-type ShapeCache = foldhash::HashMap<Box<str>, Option<Counted>>;
+/// shape was about 60 % of a watch's instructions). The value is the hash of the shape's text (the entries'
+/// key), `None` for a batched or writing statement, never counted. One cache per thread, so a lookup takes no
+/// lock and writes no memory another core reads.
+type ShapeCache = foldhash::HashMap<Box<str>, Option<u64>>;
 
 /// Distinct statement texts kept per thread; texts with literals spliced in (each one new) stop being added
 /// once it is full, and are normalised per call.
@@ -426,23 +425,28 @@ thread_local! {
     static SHAPES: std::cell::RefCell<ShapeCache> = std::cell::RefCell::default();
 }
 
-/// The shape of `statement` if it is counted, from this thread's cache or normalised now.
-fn known_shape(statement: &str) -> Option<Counted> {
-    let cached = SHAPES.with_borrow(|cache| cache.get(statement).cloned());
-    if let Some(known) = cached {
+/// The hash of `statement`'s shape if it is counted, from this thread's cache or normalised now.
+fn counted_shape(statement: &str) -> Option<u64> {
+    if let Some(known) = SHAPES.with_borrow(|cache| cache.get(statement).copied()) {
         return known;
     }
     let shape = shape(statement);
-    let counted = (!shape.batched && shape.read).then(|| Counted {
-        hash: foldhash::fast::FixedState::with_seed(0).hash_one(&shape.text),
-        text: shape.text.into(),
-    });
+    let counted = (!shape.batched && shape.read).then(|| shape_hash(&shape.text));
     SHAPES.with_borrow_mut(|cache| {
         if cache.len() < MAX_CACHED_SHAPES {
-            cache.insert(statement.into(), counted.clone());
+            cache.insert(statement.into(), counted);
         }
     });
     counted
+}
+
+fn shape_hash(text: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(0).hash_one(text)
+}
+
+/// The shape's text, for a finding: normalised again, once per loop found.
+fn shape_text(statement: &str) -> Arc<str> {
+    shape(statement).text.into()
 }
 
 /// The first frame of the current backtrace outside the standard library, the dependencies (`.cargo`) and the
