@@ -9,10 +9,11 @@
 //!
 //! Environment: `POSTGRES_URL` (default the local test server without TLS), `BENCH_SECS` per measurement
 //! (default 2), `BENCH_ROUNDS` (default 3), `BENCH_TASKS` (default `16,64,256`), `BENCH_PEERS` (a comma list
-//! of `aquifer`, `helper`, `helper-off`, `helper-scoped`, `helper-request`, `session`, `scoped`, `sqlx`, `deadpool`, `bare`; default all; the helper
+//! of `aquifer`, `helper`, `helper-off`, `helper-scoped`, `helper-request`, `helper-request-off`, `session`, `scoped`, `sqlx`, `deadpool`, `bare`; default all; the helper
 //! peers differ only in the N+1 detector: `helper` has the default mode (warn) with no scope open, `helper-off`
 //! mode off, `helper-scoped` mode warn with every query in a scope of its own, its worst case, `helper-request` mode warn
-//! with one scope per request of 4 queries, below the report threshold), `BENCH_WORK` (`select1`, `pk`; default
+//! with one scope per request of 4 queries, below the report threshold, `helper-request-off` the same scopes with
+//! the detector off), `BENCH_WORK` (`select1`, `pk`; default
 //! both), `BENCH_PGBENCH=0` to skip pgbench. Not run by CI.
 
 use std::sync::Arc;
@@ -56,13 +57,15 @@ enum Peer {
     AquiferHelperOff,
     AquiferHelperScoped,
     AquiferHelperRequest,
+    /// As `AquiferHelperRequest` with the detector off: what the scope's wrapping costs without the detector.
+    AquiferHelperRequestOff,
     Sqlx,
     Deadpool,
     Bare,
 }
 
 impl Peer {
-    const ALL: [Peer; 10] = [
+    const ALL: [Peer; 11] = [
         Peer::Aquifer,
         Peer::AquiferHelper,
         Peer::AquiferSession,
@@ -70,6 +73,7 @@ impl Peer {
         Peer::AquiferHelperOff,
         Peer::AquiferHelperScoped,
         Peer::AquiferHelperRequest,
+        Peer::AquiferHelperRequestOff,
         Peer::Sqlx,
         Peer::Deadpool,
         Peer::Bare,
@@ -84,6 +88,7 @@ impl Peer {
             Peer::AquiferHelperOff => "helper-off",
             Peer::AquiferHelperScoped => "helper-scoped",
             Peer::AquiferHelperRequest => "helper-request",
+            Peer::AquiferHelperRequestOff => "helper-request-off",
             Peer::Sqlx => "sqlx",
             Peer::Deadpool => "deadpool",
             Peer::Bare => "bare",
@@ -99,6 +104,7 @@ impl Peer {
             Peer::AquiferHelperOff => "helper fetch_one, N+1 detector off",
             Peer::AquiferHelperScoped => "helper fetch_one, N+1 warn, one scope per query",
             Peer::AquiferHelperRequest => "helper fetch_one, N+1 warn, one scope per 4 queries",
+            Peer::AquiferHelperRequestOff => "helper fetch_one, N+1 off, one scope per 4 queries",
             Peer::Sqlx => "sqlx PgPool, defaults",
             Peer::Deadpool => "deadpool-postgres 0.14 (tokio-postgres)",
             Peer::Bare => "16 bare sqlx PgConnections, no pool",
@@ -250,6 +256,7 @@ async fn open(peer: Peer) -> Target {
         | Peer::AquiferHelperOff
         | Peer::AquiferHelperScoped
         | Peer::AquiferHelperRequest
+        | Peer::AquiferHelperRequestOff
         | Peer::AquiferSession
         | Peer::AquiferScoped => {
             let mut c = PgConfig::from_url(url());
@@ -272,6 +279,10 @@ async fn open(peer: Peer) -> Target {
                 }
                 Peer::AquiferHelperScoped => Target::AquiferHelperScoped(pool),
                 Peer::AquiferHelperRequest => Target::AquiferHelperRequest(pool),
+                Peer::AquiferHelperRequestOff => {
+                    pool.set_n_plus_one(aquifer_core::n_plus_one::NPlusOneMode::Off);
+                    Target::AquiferHelperRequest(pool)
+                }
                 _ => Target::AquiferHelper(pool),
             }
         }
