@@ -10,23 +10,11 @@ use aquifer_batch::mysql::{self, MySqlLimits};
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
 use common::{ChildrenOf, resolve_in_one_request};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Value};
+use mysql_async::{Conn, Value};
 use tokio::sync::Mutex;
 
 async fn connect() -> Conn {
-    aquifer_testing::require_server(
-        "MariaDB",
-        &aquifer_testing::servers::mariadb_addr(),
-        "bash scripts/dev-services.sh mariadb",
-    )
-    .await;
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(aquifer_testing::servers::MARIADB.get())
-        .user(Some("root"))
-        .db_name(Some("test"))
-        .prefer_socket(false);
-    Conn::new(opts).await.expect("connect to MariaDB")
+    common::mariadb().await
 }
 
 /// A session status counter, read from the server.

@@ -15,7 +15,7 @@ use aquifer_core::n_plus_one::{self, NPlusOneMode};
 use aquifer_mysql::{DbSystem, MySqlConfig, MySqlOperationError, MySqlPool, PoolConfig};
 use common::resolve_in_one_request;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row, Value};
+use mysql_async::{Conn, Row, Value};
 
 /// `(album_id, title)` of a track.
 type Track = (i32, String);
@@ -24,22 +24,6 @@ type Track = (i32, String);
 fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-async fn admin() -> Conn {
-    aquifer_testing::require_server(
-        "MariaDB",
-        &aquifer_testing::servers::mariadb_addr(),
-        "bash scripts/dev-services.sh mariadb",
-    )
-    .await;
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(aquifer_testing::servers::MARIADB.get())
-        .user(Some("root"))
-        .db_name(Some("test"))
-        .prefer_socket(false);
-    Conn::new(opts).await.expect("connect to MariaDB")
 }
 
 /// A pool of one connection to the project's MariaDB, its `db.system.name` set to `system` when given.
@@ -62,7 +46,7 @@ struct Music {
 
 impl Music {
     async fn new(n: u32) -> Music {
-        let mut admin = admin().await;
+        let mut admin = common::mariadb().await;
         let (albums, tracks) = (unique("aq_lookup_albums"), unique("aq_lookup_tracks"));
         admin
             .query_drop(format!(
@@ -196,7 +180,7 @@ async fn small_packet_limit_splits_a_fetch_into_several_statements_that_return_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_returning_gives_the_generated_ids_in_input_order() {
-    let mut admin = admin().await;
+    let mut admin = common::mariadb().await;
     let table = unique("aq_lookup_words");
     admin
         .query_drop(format!(
@@ -224,7 +208,7 @@ async fn insert_returning_gives_the_generated_ids_in_input_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_helpers_insert_upsert_and_fetch_typed_rows() {
-    let mut admin = admin().await;
+    let mut admin = common::mariadb().await;
     let table = unique("aq_lookup_saved");
     admin
         .query_drop(format!(
@@ -251,7 +235,7 @@ async fn pool_helpers_insert_upsert_and_fetch_typed_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_insert_of_several_statements_is_one_transaction() {
-    let mut admin = admin().await;
+    let mut admin = common::mariadb().await;
     let table = unique("aq_lookup_pairs");
     admin.query_drop(format!("CREATE TABLE {table} (a INT PRIMARY KEY) ENGINE=InnoDB")).await.unwrap();
     let pool = pool_of(None).await;

@@ -9,7 +9,6 @@ use aquifer_batch::neo4j;
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
 use aquifer_testing::{CountingProxy, WireProtocol};
 use common::counting_proxy;
-use futures_util::future::join_all;
 use neo4rs::{BoltType, ConfigBuilder, Graph, query};
 
 async fn connect() -> (Graph, CountingProxy) {
@@ -101,15 +100,8 @@ async fn thousand_parents_load_in_one_statement() {
     neo4j::merge_nodes(&graph, &label, "id", &rows, 0).await.unwrap();
     let loader = BatchLoader::new(NamesById { graph, label });
     let before = proxy.statements();
-    let resolved = tokio::spawn({
-        let loader = loader.clone();
-        async move {
-            let loader = &loader;
-            join_all((0..1000i64).map(|i| async move { (i, loader.load(i).await.unwrap()) })).await
-        }
-    })
-    .await
-    .unwrap();
+    let keys: Vec<i64> = (0..1000).collect();
+    let resolved = common::resolve_in_one_request(&loader, &keys).await.into_iter().map(|(i, v)| (i, v.unwrap()));
     for (i, name) in resolved {
         assert_eq!(name, (i % 4 != 0).then(|| format!("a{i}")), "artist {i}");
     }

@@ -139,15 +139,8 @@ async fn two_hundred_concurrent_loads_are_one_statement() {
     artists(&pool, &label, (0..200).filter(|i| i % 5 != 0)).await;
     let loader = Neo4jRows::<i64, Artist>::nodes(&pool, &label, "id").unwrap().one_to_one(|a| a.id);
     let before = proxy.statements();
-    let resolved = tokio::spawn({
-        let loader = loader.clone();
-        async move {
-            let loader = &loader;
-            join_all((0..200_i64).map(|i| async move { (i, loader.load(i).await.unwrap()) })).await
-        }
-    })
-    .await
-    .unwrap();
+    let keys: Vec<i64> = (0..200).collect();
+    let resolved = common::resolve_in_one_request(&loader, &keys).await.into_iter().map(|(i, v)| (i, v.unwrap()));
     assert_eq!(proxy.statements() - before, 1);
     for (i, artist) in resolved {
         assert_eq!(artist.map(|a| a.name), (i % 5 != 0).then(|| format!("a{i}")), "artist {i}");

@@ -162,14 +162,14 @@ where
 
 /// Loads every album from one request's task, its resolvers running concurrently as a GraphQL server resolves
 /// a list field; each album comes back with its answer.
-pub async fn resolve_in_one_request<L: Loader<Key = i32>>(
+pub async fn resolve_in_one_request<L: Loader>(
     loader: &BatchLoader<L>,
-    albums: &[i32],
-) -> Vec<(i32, Result<Option<L::Value>, BatchError<L::Error>>)> {
-    let (albums, loader) = (albums.to_vec(), loader.clone());
+    keys: &[L::Key],
+) -> Vec<(L::Key, Result<Option<L::Value>, BatchError<L::Error>>)> {
+    let (keys, loader) = (keys.to_vec(), loader.clone());
     let request = tokio::spawn(async move {
         let loader = &loader;
-        futures_util::future::join_all(albums.into_iter().map(|album| async move { (album, loader.load(album).await) }))
+        futures_util::future::join_all(keys.into_iter().map(|key| async move { (key.clone(), loader.load(key).await) }))
             .await
     });
     request.await.unwrap()
@@ -184,6 +184,23 @@ pub async fn settle() {
 
 /// A proxy in front of the server at `addr` that counts the statements sent to it in `protocol`, once the
 /// server answers; an unreachable server fails the test, naming `script` (the command that starts it).
+/// A connection to the project's MariaDB (database `test`, as root), over TCP.
+pub async fn mariadb() -> mysql_async::Conn {
+    aquifer_testing::require_server(
+        "MariaDB",
+        &aquifer_testing::servers::mariadb_addr(),
+        "bash scripts/dev-services.sh mariadb",
+    )
+    .await;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(aquifer_testing::servers::MARIADB.get())
+        .user(Some("root"))
+        .db_name(Some("test"))
+        .prefer_socket(false);
+    mysql_async::Conn::new(opts).await.expect("connect to MariaDB")
+}
+
 pub async fn counting_proxy(server: &str, addr: &str, script: &str, protocol: WireProtocol) -> CountingProxy {
     aquifer_testing::require_server(server, addr, script).await;
     CountingProxy::start(addr, protocol).await
