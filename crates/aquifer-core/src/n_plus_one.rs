@@ -302,19 +302,26 @@ impl Scope {
     /// inside them too.
     ///
     /// Cancel safety: dropping the future drops `fut` and reports what was found so far.
-    pub async fn run<F: Future>(self, fut: F) -> F::Output {
-        self.run_and_report(fut).await.0
+    pub fn run<F: Future>(self, fut: F) -> ScopeFuture<F> {
+        // A future of its own rather than an `async fn`: each `async` layer would move `fut` (a request
+        // handler's future, often kilobytes) once more; measured as the largest part of a scope's cost.
+        let state = self.state();
+        ScopeFuture { guard: ReportOnDrop(Arc::clone(&state)), inner: SCOPE.scope(state, fut) }
+    }
+
+    fn state(self) -> Shared {
+        Arc::new(parking_lot::Mutex::new(State {
+            threshold: self.threshold,
+            entries: foldhash::HashMap::default(),
+            reported: false,
+        }))
     }
 
     /// Like [`run`](Scope::run), and also returns the loops found (each also reported as usual).
     ///
     /// Cancel safety: as for [`run`](Scope::run).
     pub async fn run_and_report<F: Future>(self, fut: F) -> (F::Output, Vec<Finding>) {
-        let state = Arc::new(parking_lot::Mutex::new(State {
-            threshold: self.threshold,
-            entries: foldhash::HashMap::default(),
-            reported: false,
-        }));
+        let state = self.state();
         let guard = ReportOnDrop(Arc::clone(&state));
         let out = SCOPE.scope(state, fut).await;
         let found = guard.report();
@@ -325,8 +332,36 @@ impl Scope {
 /// Runs `fut` inside an N+1 scope with the default threshold: see the [module](self) and [`Scope::run`].
 ///
 /// Cancel safety: as for [`Scope::run`].
-pub async fn scope<F: Future>(fut: F) -> F::Output {
-    Scope::new().run(fut).await
+pub fn scope<F: Future>(fut: F) -> ScopeFuture<F> {
+    Scope::new().run(fut)
+}
+
+pin_project_lite::pin_project! {
+    /// A future running inside an N+1 scope ([`scope`], [`Scope::run`]): its output is the inner future's;
+    /// the loops found are reported when it completes or is dropped.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ScopeFuture<F: Future> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<Shared, F>,
+        guard: ReportOnDrop,
+    }
+}
+
+impl<F: Future> Future for ScopeFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        this.guard.report();
+        std::task::Poll::Ready(out)
+    }
+}
+
+impl<F: Future> fmt::Debug for ScopeFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeFuture").finish_non_exhaustive()
+    }
 }
 
 /// Whether the current task is inside an N+1 scope.

@@ -335,10 +335,12 @@ async fn measure(target: Arc<Target>, work: Work, tasks: usize, secs: f64) -> Sa
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             let mut key = (task as i32 * 7919) % ROWS;
-            let per_scope = if matches!(*target, Target::AquiferHelperRequest(_)) { QUERIES_PER_REQUEST } else { 1 };
+            // Every peer runs its queries in requests of the same size, so that the N+1 scope (opened per
+            // request for `helper-request`) is the only difference in how the tasks' futures are built.
+            let in_scope = matches!(*target, Target::AquiferHelperRequest(_));
             while !stop.load(Ordering::Relaxed) {
                 let request = async {
-                    for _ in 0..per_scope {
+                    for _ in 0..QUERIES_PER_REQUEST {
                         key = (key + 104_729) % ROWS;
                         let t0 = Instant::now();
                         target.query(work, task, key + 1).await;
@@ -347,7 +349,7 @@ async fn measure(target: Arc<Target>, work: Work, tasks: usize, secs: f64) -> Sa
                         }
                     }
                 };
-                if per_scope > 1 {
+                if in_scope {
                     aquifer_core::n_plus_one::scope(request).await;
                 } else {
                     request.await;
