@@ -7,19 +7,11 @@ use std::collections::HashMap;
 
 use aquifer_batch::neo4j;
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
-use aquifer_testing::{CountingProxy, WireProtocol};
-use common::counting_proxy;
+use aquifer_testing::CountingProxy;
 use neo4rs::{BoltType, ConfigBuilder, Graph, query};
 
 async fn connect() -> (Graph, CountingProxy) {
-    let addr = aquifer_testing::servers::bolt_addr();
-    let proxy = counting_proxy(
-        "the Bolt server (ArcadeDB)",
-        &addr,
-        "bash scripts/dev-services.sh arcadedb",
-        WireProtocol::Bolt,
-    )
-    .await;
+    let proxy = common::bolt_proxy().await;
     let config = ConfigBuilder::default()
         .uri(format!("bolt://{}", proxy.addr()))
         .user("root")

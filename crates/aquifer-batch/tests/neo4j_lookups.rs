@@ -12,8 +12,7 @@ use aquifer_batch::{BatchError, BulkError, FetchRows, IdentError};
 use aquifer_core::OperationError;
 use aquifer_core::n_plus_one::{NPlusOneMode, Scope};
 use aquifer_neo4j::{BoltType, Neo4jConfig, Neo4jError, Neo4jPool, PoolConfig, query};
-use aquifer_testing::{CountingProxy, WireProtocol};
-use common::counting_proxy;
+use aquifer_testing::CountingProxy;
 use futures_util::future::join_all;
 use serde::Deserialize;
 
@@ -21,14 +20,7 @@ use serde::Deserialize;
 /// (a validation ping is a RUN too) and the pool is warmed up, so the proxy counts only the statements of the
 /// code under test.
 async fn connect() -> (Neo4jPool, CountingProxy) {
-    let addr = aquifer_testing::servers::bolt_addr();
-    let proxy = counting_proxy(
-        "the Bolt server (ArcadeDB)",
-        &addr,
-        "bash scripts/dev-services.sh arcadedb",
-        WireProtocol::Bolt,
-    )
-    .await;
+    let proxy = common::bolt_proxy().await;
     let config = Neo4jConfig {
         pool: PoolConfig {
             max_size: 2,
@@ -90,6 +82,19 @@ async fn discography(pool: &Neo4jPool, artist: &str, album: &str, n: i64) {
 }
 
 /// The albums of artists, by a statement of the caller's.
+/// Attaches to each parent the titles of its artist's albums, through a preload.
+async fn preload_titles(pool: &Neo4jPool, artist: &str, album: &str, parents: &mut [Page]) {
+    albums_of(pool, artist, album)
+        .preload(
+            parents,
+            |p| p.artist,
+            |al| al.artist_id,
+            |p, al| p.albums = al.into_iter().map(|al| al.title).collect(),
+        )
+        .await
+        .unwrap();
+}
+
 fn albums_of(pool: &Neo4jPool, artist: &str, album: &str) -> Neo4jRows<i64, Album> {
     Neo4jRows::statement(
         pool,
@@ -165,15 +170,7 @@ async fn preload_attaches_children_to_hundreds_of_parents_in_one_statement() {
     discography(&pool, &artist, &album, 300).await;
     let mut parents = pages(0..300);
     let before = proxy.statements();
-    albums_of(&pool, &artist, &album)
-        .preload(
-            &mut parents,
-            |p| p.artist,
-            |al| al.artist_id,
-            |p, al| p.albums = al.into_iter().map(|al| al.title).collect(),
-        )
-        .await
-        .unwrap();
+    preload_titles(&pool, &artist, &album, &mut parents).await;
     assert_eq!(proxy.statements() - before, 1);
     for p in &parents {
         assert_eq!(p.albums, titles(p.artist), "artist {}", p.artist);
@@ -188,15 +185,7 @@ async fn preload_gives_parents_sharing_a_key_copies_and_childless_parents_nothin
     discography(&pool, &artist, &album, 6).await;
     // 2 and 5 have two albums, 3 has none; 2 appears three times.
     let mut parents = pages([2, 3, 2, 5, 2]);
-    albums_of(&pool, &artist, &album)
-        .preload(
-            &mut parents,
-            |p| p.artist,
-            |al| al.artist_id,
-            |p, al| p.albums = al.into_iter().map(|al| al.title).collect(),
-        )
-        .await
-        .unwrap();
+    preload_titles(&pool, &artist, &album, &mut parents).await;
     let got: Vec<Vec<String>> = parents.into_iter().map(|p| p.albums).collect();
     assert_eq!(got, [titles(2), vec![], titles(2), titles(5), titles(2)]);
     clear(&pool, &[&artist, &album]).await;

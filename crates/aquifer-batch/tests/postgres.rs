@@ -7,16 +7,14 @@ use std::sync::Arc;
 
 use aquifer_batch::postgres::{self, Columns};
 use aquifer_batch::{BatchLoader, BulkError, IdentError, Loader};
-use aquifer_testing::{CountingProxy, WireProtocol};
-use common::{ChildrenOf, counting_proxy, resolve_in_one_request};
+use aquifer_testing::CountingProxy;
+use common::{ChildrenOf, resolve_in_one_request};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
 use tokio::sync::Mutex;
 
 async fn connect() -> (PgConnection, CountingProxy) {
-    let addr = aquifer_testing::servers::postgres_addr();
-    let proxy =
-        counting_proxy("PostgreSQL", &addr, "bash scripts/dev-services.sh postgres", WireProtocol::Postgres).await;
+    let proxy = common::postgres_proxy().await;
     let url = format!("postgres://postgres@{}/test?sslmode=disable", proxy.addr());
     let conn = PgConnection::connect(&url).await.expect("connect through the counting proxy");
     (conn, proxy)

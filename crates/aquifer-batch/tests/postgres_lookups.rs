@@ -9,8 +9,8 @@ use aquifer_batch::{BatchError, BulkError, FetchRows, IdentError, PRELOAD_CHUNK}
 use aquifer_core::OperationError;
 use aquifer_core::n_plus_one::{self, NPlusOneMode};
 use aquifer_postgres::{PgConfig, PgPool};
-use aquifer_testing::{CountingProxy, WireProtocol};
-use common::{counting_proxy, resolve_in_one_request};
+use aquifer_testing::CountingProxy;
+use common::resolve_in_one_request;
 use sqlx::AssertSqlSafe;
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -22,9 +22,7 @@ struct Track {
 /// A pool of one connection through a counting proxy, and a fresh schema of 1,000 albums where album `a` has
 /// `a % 4` tracks (so a quarter have none). Tables live in a schema of this test's own.
 async fn music(test: &str) -> (PgPool, CountingProxy, String) {
-    let addr = aquifer_testing::servers::postgres_addr();
-    let proxy =
-        counting_proxy("PostgreSQL", &addr, "bash scripts/dev-services.sh postgres", WireProtocol::Postgres).await;
+    let proxy = common::postgres_proxy().await;
     let mut c = PgConfig::from_url(format!("postgres://postgres@{}/test?sslmode=disable", proxy.addr()));
     c.pool.name = Some(format!("aq_lookup_{test}"));
     c.pool.max_size = 1;

@@ -201,6 +201,19 @@ pub async fn mariadb() -> mysql_async::Conn {
     mysql_async::Conn::new(opts).await.expect("connect to MariaDB")
 }
 
+/// A counting proxy in front of the project's Bolt server (ArcadeDB).
+pub async fn bolt_proxy() -> CountingProxy {
+    let addr = aquifer_testing::servers::bolt_addr();
+    counting_proxy("the Bolt server (ArcadeDB)", &addr, "bash scripts/dev-services.sh arcadedb", WireProtocol::Bolt)
+        .await
+}
+
+/// A counting proxy in front of the project's PostgreSQL.
+pub async fn postgres_proxy() -> CountingProxy {
+    let addr = aquifer_testing::servers::postgres_addr();
+    counting_proxy("PostgreSQL", &addr, "bash scripts/dev-services.sh postgres", WireProtocol::Postgres).await
+}
+
 pub async fn counting_proxy(server: &str, addr: &str, script: &str, protocol: WireProtocol) -> CountingProxy {
     aquifer_testing::require_server(server, addr, script).await;
     CountingProxy::start(addr, protocol).await
