@@ -619,7 +619,8 @@ async fn run_batch<L: Loader>(mut publish: Publish<L>) {
     publish.done = true;
 }
 
-fn panic_message(panic: Box<dyn Any + Send>) -> Arc<str> {
+/// A panic's message, when its payload is a string.
+pub(crate) fn panic_message(panic: Box<dyn Any + Send>) -> Arc<str> {
     if let Some(s) = panic.downcast_ref::<&str>() {
         Arc::from(*s)
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -228,15 +228,7 @@ impl<V: FromRow + Send + 'static> Attempt<SqliteManager> for Select<V> {
 /// A panic of the lookup's task (a row conversion of the caller's that panicked), as rusqlite's error for a
 /// failing user function, the variant aquifer-sqlite returns its closures' panics in.
 fn panic_error(join: tokio::task::JoinError) -> rusqlite::Error {
-    let message = if join.is_panic() {
-        let payload = join.into_panic();
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string panic payload".to_owned())
-    } else {
-        join.to_string()
-    };
+    let message: std::sync::Arc<str> =
+        if join.is_panic() { crate::batch_loader::panic_message(join.into_panic()) } else { join.to_string().into() };
     rusqlite::Error::UserFunctionError(format!("a lookup on the SQLite pool panicked: {message}").into())
 }
